@@ -1,0 +1,44 @@
+"""The ``sem`` command. Each subcommand lives in ``sem_core/commands/<name>.py`` and exposes
+``register(subparsers)``, which adds its parser and sets ``func`` (a callable taking the parsed
+args and returning an exit code). Modules import heavy dependencies inside ``func`` so that
+``sem --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Optional, Sequence
+
+from sem_core.errors import SemError
+
+# One line per subcommand module; add yours here.
+COMMAND_MODULES = [
+    "sem_core.commands.plan",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sem", description="Sacred Experiment Manager")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except SemError as exc:
+        print(f"sem {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

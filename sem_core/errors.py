@@ -1,0 +1,22 @@
+"""Errors a user can fix. Each message names the file, the row (order_id) or key, and the fix."""
+
+from __future__ import annotations
+
+from hydra.errors import CompactHydraException
+
+
+class SemError(CompactHydraException):
+    """A user-fixable error: Hydra prints only its message and exits with code 1;
+    the ``sem`` command prints it and exits with code 2."""
+
+
+class ConfigError(SemError):
+    """A bad row, override, schema or experiment_config.yaml."""
+
+
+class SweepFailed(SemError):
+    """At least one job of a sweep failed (the summary table names them)."""
+
+
+class NoActiveRun(SemError):
+    """A run-time API (ex.log_scalar, ...) was called outside a run."""

@@ -1,0 +1,154 @@
+"""File storage in sacred's FileStorageObserver layout (see ``sem_core.records``).
+
+Differences from sacred's own FileStorageObserver, each for a reason:
+- run folders are named by global_id, not by a counter: parallel jobs, machines and users
+  never collide;
+- every JSON file is written atomically (temp file + rename);
+- metrics are appended to ``metrics.jsonl`` while the run lives and ``metrics.json`` is
+  written once at the end: sacred rewrites all of metrics.json at every heartbeat
+  (quadratic in the number of points).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Optional
+
+from sem_core import records
+from sem_core.observers.base import RunObserver
+from sem_core.sources import file_md5
+
+
+def _iso(t: dt.datetime) -> str:
+    return t.isoformat()
+
+
+class FileStorageObserver(RunObserver):
+    priority = 20
+
+    def __init__(self, basedir: os.PathLike | str):
+        self.basedir = Path(basedir)
+        self.dir: Optional[Path] = None
+        self.run_entry: dict = {}
+        self._metrics: dict = {}
+        self._cout = None
+
+    # -- lifecycle -------------------------------------------------------------------
+    def _begin(self, ex_info, command, host_info, config, meta_info, _id, status, time_key, time):
+        self.dir = self.basedir / str(_id)
+        # The folder may exist already: a QUEUED record (Slurm, submit-and-exit) or a requeued
+        # job restarts under the same global_id. Anything already finished is never overwritten.
+        self.dir.mkdir(parents=True, exist_ok=True)
+        existing = self.dir / records.RUN_FILE
+        if existing.exists():
+            previous = records.read_json(existing)
+            if previous.get("status") not in ("QUEUED", "RUNNING"):
+                raise FileExistsError(
+                    f"run folder {self.dir} already holds a {previous.get('status')} run; "
+                    "global ids are minted once per job and must not be reused"
+                )
+        sources = self._save_sources(ex_info)
+        self.run_entry = {
+            "experiment": dict(ex_info, sources=sources),
+            "command": command,
+            "host": dict(host_info),
+            time_key: _iso(time),
+            "meta": meta_info,
+            "status": status,
+            "resources": [],
+            "artifacts": [],
+            "heartbeat": None,
+        }
+        records.atomic_write_json(self.dir / records.CONFIG_FILE, config)
+        self._write_run()
+        return _id
+
+    def queued_event(self, ex_info, command, host_info, queue_time, config, meta_info, _id):
+        return self._begin(ex_info, command, host_info, config, meta_info, _id, "QUEUED", "queue_time", queue_time)
+
+    def started_event(self, ex_info, command, host_info, start_time, config, meta_info, _id):
+        _id = self._begin(ex_info, command, host_info, config, meta_info, _id, "RUNNING", "start_time", start_time)
+        self._cout = open(self.dir / records.COUT_FILE, "a", encoding="utf-8")
+        return _id
+
+    def heartbeat_event(self, info, captured_out, beat_time, result):
+        if captured_out:
+            self._cout.write(captured_out)
+            self._cout.flush()
+        if info is not None:
+            records.atomic_write_json(self.dir / records.INFO_FILE, info)
+        self.run_entry["heartbeat"] = _iso(beat_time)
+        self.run_entry["result"] = result
+        self._write_run()
+
+    def completed_event(self, stop_time, result):
+        self._finish("COMPLETED", stop_time, result=result)
+
+    def interrupted_event(self, interrupt_time, status):
+        self._finish(status, interrupt_time)
+
+    def failed_event(self, fail_time, fail_trace):
+        self._finish("FAILED", fail_time, fail_trace=fail_trace)
+
+    def _finish(self, status, stop_time, **fields):
+        self._write_final_metrics()
+        if self._cout is not None:
+            self._cout.close()
+            self._cout = None
+        self.run_entry.update(fields)
+        self.run_entry["status"] = status
+        self.run_entry["stop_time"] = _iso(stop_time)
+        self._write_run()
+
+    # -- files -----------------------------------------------------------------------
+    def resource_event(self, filename):
+        stored = self._store_once(Path(filename), records.RESOURCES_DIR)
+        self.run_entry["resources"].append([str(filename), stored])
+        self._write_run()
+
+    def artifact_event(self, name, filename, metadata=None, content_type=None):
+        target = self.dir / name
+        if target.exists():
+            raise FileExistsError(f"artifact {name!r} already exists in {self.dir}; give it another name=")
+        shutil.copyfile(filename, target)
+        self.run_entry["artifacts"].append(name)
+        self._write_run()
+
+    def log_metrics(self, metrics_by_name, info):
+        if not metrics_by_name:
+            return
+        with open(self.dir / records.METRICS_JOURNAL, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(metrics_by_name, default=records._json_default) + "\n")
+        for name, series in metrics_by_name.items():
+            target = self._metrics.setdefault(name, {"steps": [], "values": [], "timestamps": []})
+            for key in ("steps", "values", "timestamps"):
+                target[key].extend(series[key])
+
+    def _write_final_metrics(self):
+        if self._metrics or (self.dir / records.METRICS_JOURNAL).exists():
+            records.atomic_write_json(self.dir / records.METRICS_FILE, self._metrics)
+
+    def _write_run(self):
+        records.atomic_write_json(self.dir / records.RUN_FILE, self.run_entry)
+
+    def _save_sources(self, ex_info) -> list:
+        base = Path(ex_info.get("base_dir", "."))
+        return [
+            [name, self._store_once(base / name, records.SOURCES_DIR, md5)] for name, md5 in ex_info.get("sources", [])
+        ]
+
+    def _store_once(self, path: Path, folder: str, md5: Optional[str] = None) -> str:
+        """Copy a file into ``folder`` once per content; return its path relative to the store."""
+        md5 = md5 or file_md5(path)
+        stored = Path(folder) / f"{path.stem}_{md5}{path.suffix}"
+        target = self.basedir / stored
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+            shutil.copyfile(path, tmp)
+            os.replace(tmp, target)
+        return str(stored)

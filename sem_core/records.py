@@ -1,0 +1,163 @@
+"""Run records on disk: sacred's FileStorageObserver layout, read and written atomically.
+
+Layout of a run store (default ``<experiment>/models/runs/``)::
+
+    runs/
+      _sources/<stem>_<md5>.py      model file and sibling sources, content-addressed, stored once
+      _resources/<stem>_<md5>.<ext> ex.add_resource files, content-addressed, stored once
+      <global_id>/                  one folder per run; the name is the run's global_id
+        run.json                    sacred run entry: status, times, host, command, result, fail_trace, meta
+        config.json                 the row plus experiment_id, config_id, order_id, global_id
+        metrics.json                sacred's {name: {steps, values, timestamps}}, written when the run ends
+        metrics.jsonl               append-only journal of metric points flushed while the run is alive
+        info.json                   ex.info
+        cout.txt                    stdout and stderr of the job
+        <artifact files>            ex.add_artifact copies
+
+Statuses: QUEUED, RUNNING, COMPLETED, FAILED, INTERRUPTED, TIMEOUT, KILLED.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+RUN_FILE = "run.json"
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.json"
+METRICS_JOURNAL = "metrics.jsonl"
+INFO_FILE = "info.json"
+COUT_FILE = "cout.txt"
+SOURCES_DIR = "_sources"
+RESOURCES_DIR = "_resources"
+
+FINISHED_STATUSES = ("COMPLETED", "FAILED", "INTERRUPTED", "TIMEOUT", "KILLED", "CANCELLED")
+ACTIVE_STATUSES = ("QUEUED", "RUNNING")
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that readers see the old or the new file, never half."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=_json_default))
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "tolist"):  # numpy scalars and arrays
+        return obj.tolist()
+    if hasattr(obj, "isoformat"):
+        return obj.isoformat()
+    return repr(obj)
+
+
+def read_json(path: Path) -> Any:
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def read_metrics(run_dir: Path) -> dict:
+    """sacred-format metrics of a run: metrics.json, else the journal of a run still alive
+    (or killed before it could write metrics.json)."""
+    run_dir = Path(run_dir)
+    final = run_dir / METRICS_FILE
+    if final.exists():
+        return read_json(final)
+    metrics: dict = {}
+    journal = run_dir / METRICS_JOURNAL
+    if journal.exists():
+        with open(journal, encoding="utf-8") as fh:
+            for line in fh:
+                if not line.endswith("\n"):
+                    break  # a line cut short by a hard kill: everything before it is intact
+                chunk = json.loads(line)
+                for name, series in chunk.items():
+                    target = metrics.setdefault(name, {"steps": [], "values": [], "timestamps": []})
+                    for key in ("steps", "values", "timestamps"):
+                        target[key].extend(series[key])
+    return metrics
+
+
+@dataclass
+class RunRecord:
+    """One run, as read from a file store (or, with the Mongo issue, from MongoDB)."""
+
+    location: str  # folder path of the run, or a mongodb URI naming it
+    run: dict  # run.json
+    config: dict  # config.json: the row plus the four ids
+    _metrics: Optional[dict] = field(default=None, repr=False)
+
+    @property
+    def global_id(self) -> str:
+        return str(self.config.get("global_id") or Path(self.location).name)
+
+    @property
+    def experiment_id(self) -> Optional[str]:
+        return self.config.get("experiment_id")
+
+    @property
+    def config_id(self) -> Optional[str]:
+        return self.config.get("config_id")
+
+    @property
+    def order_id(self) -> Optional[int]:
+        return self.config.get("order_id")
+
+    @property
+    def status(self) -> str:
+        return self.run.get("status", "UNKNOWN")
+
+    @property
+    def model(self) -> Optional[str]:
+        """The model file's name, e.g. ``m_linear.py``."""
+        return (self.run.get("experiment") or {}).get("mainfile")
+
+    @property
+    def metrics(self) -> dict:
+        if self._metrics is None:
+            self._metrics = read_metrics(Path(self.location))
+        return self._metrics
+
+
+def read_run(run_dir: Path) -> RunRecord:
+    run_dir = Path(run_dir)
+    config_path = run_dir / CONFIG_FILE
+    return RunRecord(
+        location=str(run_dir),
+        run=read_json(run_dir / RUN_FILE),
+        config=read_json(config_path) if config_path.exists() else {},
+    )
+
+
+def iter_run_dirs(store: Path) -> Iterator[Path]:
+    """Every run folder of a store (folders holding a run.json), in name order = start order."""
+    store = Path(store)
+    if not store.is_dir():
+        return
+    with os.scandir(store) as entries:
+        names = sorted(e.name for e in entries if e.is_dir() and not e.name.startswith(("_", ".")))
+    for name in names:
+        candidate = store / name
+        if (candidate / RUN_FILE).exists():
+            yield candidate
+
+
+def iter_runs(store: Path) -> Iterator[RunRecord]:
+    for run_dir in iter_run_dirs(store):
+        yield read_run(run_dir)
