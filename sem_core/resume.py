@@ -1,0 +1,114 @@
+"""Resuming and splitting sweeps: which planned jobs to skip.
+
+``select_jobs`` is pure: planned jobs + the runs that already exist (from the local store and,
+when configured, MongoDB) + the settings -> the jobs to run and the skipped ones with a reason.
+
+- ``sem.skip_completed=true``: skip a row when its experiment_id already has a COMPLETED run of
+  the same model file (by anyone, anywhere: local store or the database);
+- ``sem.rerun=failed``: run only rows whose latest run ended without completing (FAILED,
+  INTERRUPTED, TIMEOUT, and the KILLED/CANCELLED a scheduler reports);
+- ``sem.rerun=missing``: run only rows that were never run (no record in any status).
+
+The settings combine as filters: a row runs only if every one of them lets it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Optional, Sequence
+
+from sem_core.errors import ConfigError
+
+RERUN_CHOICES = ("failed", "missing")
+FAILED_STATUSES = frozenset({"FAILED", "INTERRUPTED", "TIMEOUT", "KILLED", "CANCELLED"})
+
+
+@dataclass(frozen=True)
+class ExistingRun:
+    experiment_id: str
+    model: Optional[str]  # model file name, e.g. "m_linear.py"
+    status: str
+    global_id: str  # YYYYmmddTHHMMSS-<hex>: sorts by start time
+    where: str = "local"  # "local" or "mongo"
+
+
+@dataclass(frozen=True)
+class Skipped:
+    order_id: int
+    experiment_id: str
+    reason: str  # e.g. "COMPLETED as 20260101T000000-ab12cd34ef56 (mongo)"
+
+
+@dataclass(frozen=True)
+class Selection:
+    to_run: list  # the planned jobs to launch, in plan order
+    skipped: list[Skipped]
+
+
+def validate_rerun(value: Optional[str]) -> Optional[str]:
+    if value is None or value == "" or str(value).lower() in ("none", "null", "all"):
+        return None
+    if value not in RERUN_CHOICES:
+        raise ConfigError(
+            f"sem.rerun={value!r} is not one of {', '.join(RERUN_CHOICES)}: "
+            "use sem.rerun=failed (only rows whose latest run failed) or sem.rerun=missing (only rows never run)"
+        )
+    return value
+
+
+def select_jobs(
+    jobs: Sequence[Any],
+    existing: Iterable[ExistingRun],
+    model: Optional[str],
+    skip_completed: bool = False,
+    rerun: Optional[str] = None,
+) -> Selection:
+    """Split ``jobs`` (objects with ``order_id`` and ``experiment_id``) into those to run and
+    those skipped. Only runs of ``model`` count (runs of other model files never match)."""
+    rerun = validate_rerun(rerun)
+    if not skip_completed and rerun is None:
+        return Selection(to_run=list(jobs), skipped=[])
+    by_id: dict[str, list[ExistingRun]] = {}
+    for run in existing:
+        if model is not None and run.model is not None and run.model != model:
+            continue
+        by_id.setdefault(run.experiment_id, []).append(run)
+    for runs in by_id.values():
+        runs.sort(key=lambda r: r.global_id)
+
+    to_run, skipped = [], []
+    for job in jobs:
+        runs = by_id.get(job.experiment_id, [])
+        reason = _skip_reason(runs, skip_completed, rerun)
+        if reason is None:
+            to_run.append(job)
+        else:
+            skipped.append(Skipped(order_id=job.order_id, experiment_id=job.experiment_id, reason=reason))
+    return Selection(to_run=to_run, skipped=skipped)
+
+
+def _skip_reason(runs: list[ExistingRun], skip_completed: bool, rerun: Optional[str]) -> Optional[str]:
+    if skip_completed:
+        done = [r for r in runs if r.status == "COMPLETED"]
+        if done:
+            return f"COMPLETED as {done[-1].global_id} ({done[-1].where})"
+    if rerun == "missing" and runs:
+        latest = runs[-1]
+        return f"already run: {latest.status} as {latest.global_id} ({latest.where})"
+    if rerun == "failed":
+        if not runs:
+            return "never run (sem.rerun=failed runs only rows whose latest run failed)"
+        latest = runs[-1]
+        if latest.status not in FAILED_STATUSES:
+            return f"latest run is {latest.status} ({latest.global_id}, {latest.where})"
+    return None
+
+
+def existing_from_records(records: Iterable[Any], where: str = "local") -> list[ExistingRun]:
+    """``records.RunRecord``-like objects (``experiment_id``, ``model``, ``status``,
+    ``global_id``) -> ``ExistingRun``; records without an experiment_id are ignored."""
+    return [
+        ExistingRun(rec.experiment_id, rec.model, rec.status, rec.global_id, where)
+        for rec in records
+        if rec.experiment_id
+    ]
