@@ -1,0 +1,433 @@
+"""Read runs into one pandas DataFrame: one row per run.
+
+Sources: an experiment folder (its run store is ``<exp>/models/runs`` unless ``sem: storage:`` in
+``experiment_config.yaml`` moves it), a run store itself, a list of those, or a ``mongodb://`` URL.
+
+Speed: reading run.json, config.json and the whole metrics.json of every run is what costs (the
+plain pandas-over-json loop). ``load_runs`` keeps a per-store *summary cache* outside the store
+(``$SEM_CACHE_DIR``, else ``$XDG_CACHE_HOME/sem``, else ``~/.cache/sem``): for each run folder the
+(inode, mtime, size) stamps of its record files and the summary read from them (the run fields, the
+config and the last value of every metric). A run whose stamps are unchanged is not read again; the
+store itself is never written to, so read-only and DVC-tracked stores work unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, Union
+
+from sem_core import records
+from sem_core.errors import SemError
+from sem_core.ids import ID_KEYS
+from sem_core.settings import EXPERIMENT_CONFIG_NAME, load_experiment_config
+
+SourceLike = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]]
+
+# Columns every row has, in this order; config and metric columns follow.
+RUN_COLUMNS = (
+    "global_id",
+    "experiment_id",
+    "config_id",
+    "order_id",
+    "model",
+    "status",
+    "start_time",
+    "stop_time",
+    "duration",
+    "host",
+    "path",
+)
+CACHE_VERSION = 1
+_STAMPED_FILES = (records.RUN_FILE, records.CONFIG_FILE, records.METRICS_FILE, records.METRICS_JOURNAL)
+
+
+class NoRunsFound(SemError):
+    """No run matched: the message says where sem looked."""
+
+
+# -- where the runs are -------------------------------------------------------------------------
+
+
+def find_experiment_dir(start: Optional[Path] = None) -> Path:
+    """The experiment folder around ``start`` (default: the current directory): the nearest folder,
+    ``start`` or a parent, that holds ``models/`` or ``experiment_config.yaml``."""
+    start = Path(start or Path.cwd()).resolve()
+    for folder in (start, *start.parents):
+        if (folder / EXPERIMENT_CONFIG_NAME).is_file() or (folder / "models").is_dir():
+            return folder
+        if folder.name == "models" and folder.is_dir():
+            return folder.parent
+    raise NoRunsFound(
+        f"no experiment folder around {start}: none of it or its parents holds models/ or "
+        f"{EXPERIMENT_CONFIG_NAME}; pass the experiment folder or a run store as PATH"
+    )
+
+
+def store_of_experiment(experiment_dir: Path) -> Path:
+    """The run store of an experiment folder: ``sem: storage:`` of experiment_config.yaml (relative
+    paths are relative to the experiment folder), else ``<exp>/models/runs``."""
+    experiment_dir = Path(experiment_dir)
+    section = load_experiment_config(experiment_dir).get("sem") or {}
+    storage = section.get("storage") if isinstance(section, dict) else None
+    if storage:
+        path = Path(os.path.expanduser(str(storage)))
+        return path if path.is_absolute() else (experiment_dir / path)
+    return experiment_dir / "models" / "runs"
+
+
+def is_run_store(path: Path) -> bool:
+    """A folder that holds run folders (``*/run.json``) or sacred's ``_sources``."""
+    path = Path(path)
+    if not path.is_dir():
+        return False
+    if (path / records.SOURCES_DIR).is_dir():
+        return True
+    return next(records.iter_run_dirs(path), None) is not None
+
+
+def resolve_stores(source: Optional[SourceLike]) -> list[Union[Path, str]]:
+    """The run stores (paths) and MongoDB URLs named by ``source`` (see module docstring)."""
+    if source is None:
+        return [store_of_experiment(find_experiment_dir())]
+    if isinstance(source, (str, os.PathLike)):
+        items: list = [source]
+    else:
+        items = list(source)
+    out: list[Union[Path, str]] = []
+    for item in items:
+        text = os.fspath(item)
+        if text.startswith(("mongodb://", "mongodb+srv://")):
+            out.append(text)
+            continue
+        path = Path(text).expanduser()
+        if not path.exists():
+            raise NoRunsFound(f"{path}: no such file or folder (expected an experiment folder or a run store)")
+        if is_run_store(path) or path.name == "runs":
+            out.append(path)
+        elif path.name == "models" and (path / "runs").exists():
+            out.append(path / "runs")
+        elif (path / EXPERIMENT_CONFIG_NAME).is_file() or (path / "models").is_dir():
+            out.append(store_of_experiment(path))
+        else:
+            raise NoRunsFound(
+                f"{path}: neither a run store (folders with run.json) nor an experiment folder "
+                f"(holding models/ or {EXPERIMENT_CONFIG_NAME})"
+            )
+    return out
+
+
+def describe_sources(stores: Sequence[Union[Path, str]]) -> str:
+    return ", ".join(redact_url(str(s)) if isinstance(s, str) else str(s) for s in stores)
+
+
+def redact_url(url: str) -> str:
+    """A MongoDB URL without its password (for messages)."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        user = creds.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}"
+    return url
+
+
+# -- one run -> one summary dict --------------------------------------------------------------
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested keys flattened to ``a.b``; lists become their compact JSON text (hashable, readable)."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(flatten(value, name + "."))
+        elif isinstance(value, (list, tuple)):
+            out[name] = json.dumps(value, separators=(", ", ": "), default=str)
+        elif isinstance(value, Mapping):
+            out[name] = "{}"
+        else:
+            out[name] = value
+    return out
+
+
+def last_values(metrics: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, int]]:
+    """Last value and number of points of every metric (sacred's {name: {steps, values, ...}})."""
+    last: dict[str, Any] = {}
+    length: dict[str, int] = {}
+    for name, series in metrics.items():
+        values = series.get("values") if isinstance(series, Mapping) else None
+        if values:
+            last[name] = values[-1]
+            length[name] = len(values)
+    return last, length
+
+
+def summarise(location: str, run: Mapping[str, Any], config: Mapping[str, Any], metrics: Mapping[str, Any]) -> dict:
+    """The part of a run that load_runs needs (what the cache stores)."""
+    last, length = last_values(metrics)
+    host = run.get("host") or {}
+    return {
+        "location": location,
+        "status": run.get("status", "UNKNOWN"),
+        "start_time": run.get("start_time") or run.get("queue_time"),
+        "stop_time": run.get("stop_time"),
+        "heartbeat": run.get("heartbeat"),
+        "host": host.get("hostname") if isinstance(host, Mapping) else str(host),
+        "model": (run.get("experiment") or {}).get("mainfile"),
+        "artifacts": list(run.get("artifacts") or []),
+        "config": dict(config),
+        "metrics": last,
+        "points": length,
+    }
+
+
+def summarise_record(record: records.RunRecord) -> dict:
+    return summarise(record.location, record.run, record.config, record.metrics)
+
+
+# -- the summary cache --------------------------------------------------------------------------
+
+
+def cache_dir() -> Path:
+    explicit = os.environ.get("SEM_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "sem"
+
+
+def cache_path(store: Path) -> Path:
+    key = hashlib.sha256(str(Path(store).resolve()).encode("utf-8")).hexdigest()[:20]
+    return cache_dir() / f"runs-{key}.json"
+
+
+def _stamp(run_dir: str) -> list:
+    """(inode, mtime_ns, size) of each record file, None where absent: any rewrite changes it
+    (records are replaced atomically, so the inode changes even within one mtime tick)."""
+    out = []
+    for name in _STAMPED_FILES:
+        try:
+            st = os.stat(os.path.join(run_dir, name))
+        except FileNotFoundError:
+            out.append(None)
+        else:
+            out.append([st.st_ino, st.st_mtime_ns, st.st_size])
+    return out
+
+
+def _read_cache(path: Path, store: Path) -> dict:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError):
+        return {}  # a corrupt cache is rebuilt from the records, which are the truth
+    if data.get("version") != CACHE_VERSION or data.get("store") != str(Path(store).resolve()):
+        return {}
+    return data.get("runs") or {}
+
+
+def _write_cache(path: Path, store: Path, runs: dict) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        records.atomic_write_text(
+            path,
+            json.dumps({"version": CACHE_VERSION, "store": str(Path(store).resolve()), "runs": runs},
+                       separators=(",", ":"), default=records._json_default),
+        )
+    except OSError:
+        # The cache only saves time; an unwritable cache folder must not stop anyone reading results.
+        pass
+
+
+def read_store_summaries(store: Path, use_cache: bool = True) -> list[dict]:
+    """Summaries of every run folder of a store, re-reading only runs whose files changed."""
+    store = Path(store)
+    cpath = cache_path(store)
+    cached = _read_cache(cpath, store) if use_cache else {}
+    fresh: dict = {}
+    changed = False
+    out = []
+    for run_dir in records.iter_run_dirs(store):
+        name = run_dir.name
+        location = str(run_dir)
+        stamp = _stamp(location)
+        entry = cached.get(name)
+        if entry is not None and entry.get("stamp") == stamp:
+            summary = entry["summary"]
+            summary["location"] = location
+        else:
+            record = records.read_run(run_dir)
+            summary = summarise_record(record)
+            changed = True
+            entry = {"stamp": stamp, "summary": summary}
+        fresh[name] = entry
+        out.append(summary)
+    if use_cache and (changed or set(fresh) != set(cached)):
+        _write_cache(cpath, store, fresh)
+    return out
+
+
+def read_mongo_summaries(url: str) -> list[dict]:
+    try:
+        from sem_core.mongo import reader as mongo_reader  # type: ignore[attr-defined]
+    except ImportError:
+        raise SemError(
+            f"{redact_url(url)}: reading runs from MongoDB needs sem's Mongo support (sem_core.mongo), "
+            "which is not installed in this version; read the file run store instead "
+            "(PATH = the experiment folder or its models/runs)"
+        ) from None
+    return [summarise_record(r) for r in mongo_reader.iter_runs(url)]
+
+
+# -- the DataFrame ------------------------------------------------------------------------------
+
+
+@dataclass
+class RunColumns:
+    """Which columns of a runs DataFrame are config keys and which are metrics (by metric name)."""
+
+    config: list[str]
+    metrics: dict[str, str]  # metric name -> column
+
+
+def _iso_to_seconds(text: Optional[str]) -> Optional[float]:
+    if not text:
+        return None
+    import datetime as dt
+
+    try:
+        t = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.timezone.utc)
+    return t.timestamp()
+
+
+def summaries_to_frame(summaries: Sequence[dict]):
+    """One DataFrame row per summary; ``df.attrs['sem']`` names the config and metric columns."""
+    import pandas as pd
+
+    config_keys: dict[str, None] = {}
+    metric_names: dict[str, None] = {}
+    flat_configs = []
+    for s in summaries:
+        flat = flatten({k: v for k, v in s["config"].items() if k not in ID_KEYS})
+        flat_configs.append(flat)
+        config_keys.update(dict.fromkeys(flat))
+        metric_names.update(dict.fromkeys(s["metrics"]))
+    taken = set(RUN_COLUMNS)
+    config_cols = {}
+    for key in config_keys:
+        col = key if key not in taken else f"config.{key}"
+        config_cols[key] = col
+        taken.add(col)
+    metric_cols = {}
+    for name in metric_names:
+        col = name if name not in taken else f"metric.{name}"
+        metric_cols[name] = col
+        taken.add(col)
+
+    columns: dict[str, list] = {c: [] for c in RUN_COLUMNS}
+    for c in config_cols.values():
+        columns[c] = []
+    for c in metric_cols.values():
+        columns[c] = []
+    for s, flat in zip(summaries, flat_configs):
+        config = s["config"]
+        start = _iso_to_seconds(s.get("start_time"))
+        end = _iso_to_seconds(s.get("stop_time") or s.get("heartbeat"))
+        columns["global_id"].append(str(config.get("global_id") or os.path.basename(s["location"].rstrip("/"))))
+        columns["experiment_id"].append(config.get("experiment_id"))
+        columns["config_id"].append(config.get("config_id"))
+        columns["order_id"].append(config.get("order_id"))
+        columns["model"].append(s.get("model"))
+        columns["status"].append(s.get("status"))
+        columns["start_time"].append(s.get("start_time"))
+        columns["stop_time"].append(s.get("stop_time"))
+        columns["duration"].append(end - start if start is not None and end is not None else math.nan)
+        columns["host"].append(s.get("host"))
+        columns["path"].append(s["location"])
+        for key, col in config_cols.items():
+            columns[col].append(flat.get(key))
+        metrics = s["metrics"]
+        for name, col in metric_cols.items():
+            columns[col].append(metrics.get(name, math.nan))
+    frame = pd.DataFrame(columns)
+    for col in ("start_time", "stop_time"):
+        frame[col] = pd.to_datetime(frame[col], utc=True, format="ISO8601", errors="coerce")
+    frame["order_id"] = pd.array(frame["order_id"], dtype="Int64")
+    for col in metric_cols.values():
+        frame[col] = pd.to_numeric(frame[col], errors="coerce")
+    frame.attrs["sem"] = {"config": list(config_cols.values()), "metrics": metric_cols}
+    return frame
+
+
+def run_columns(frame) -> RunColumns:
+    """The config and metric columns of a runs DataFrame (from ``attrs``, else inferred: numeric
+    columns that aren't run columns count as metrics)."""
+    meta = frame.attrs.get("sem")
+    if meta:
+        config = [c for c in meta["config"] if c in frame.columns]
+        metrics = {n: c for n, c in meta["metrics"].items() if c in frame.columns}
+        return RunColumns(config, metrics)
+    import pandas as pd
+
+    others = [c for c in frame.columns if c not in RUN_COLUMNS]
+    metrics = {c: c for c in others if pd.api.types.is_float_dtype(frame[c])}
+    return RunColumns([c for c in others if c not in metrics], metrics)
+
+
+def load_runs(source: Optional[SourceLike] = None, *, use_cache: bool = True):
+    """Every run of ``source`` as a DataFrame (see the module docstring for sources and caching).
+
+    Columns: ``global_id, experiment_id, config_id, order_id, model, status, start_time, stop_time,
+    duration`` (seconds; up to the last heartbeat for live runs), ``host, path``, then every config
+    key (nested keys as ``a.b``; a key that clashes with a run column is ``config.<key>``), then the
+    last value of every metric (``metric.<name>`` on a clash). Raises ``NoRunsFound`` naming the
+    places searched when there are no runs.
+    """
+    stores = resolve_stores(source)
+    summaries: list[dict] = []
+    for store in stores:
+        if isinstance(store, str):
+            summaries.extend(read_mongo_summaries(store))
+        else:
+            summaries.extend(read_store_summaries(store, use_cache=use_cache))
+    if not summaries:
+        raise NoRunsFound(f"no runs found in {describe_sources(stores)}")
+    frame = summaries_to_frame(summaries)
+    frame.attrs["sem"]["sources"] = [str(s) if not isinstance(s, str) else redact_url(s) for s in stores]
+    return frame
+
+
+def iter_records(source: Optional[SourceLike] = None) -> Iterator[records.RunRecord]:
+    """Full records (run.json, config, metrics on demand) of every run of ``source``."""
+    for store in resolve_stores(source):
+        if isinstance(store, str):
+            read_mongo_summaries(store)  # raises the clear error until Mongo support exists
+            from sem_core.mongo import reader as mongo_reader  # type: ignore[attr-defined]
+
+            yield from mongo_reader.iter_runs(store)
+        else:
+            yield from records.iter_runs(store)
+
+
+def record_at(location: str) -> records.RunRecord:
+    """The full record of one run, by the ``path`` column of a runs DataFrame."""
+    if location.startswith(("mongodb://", "mongodb+srv://")):
+        from sem_core.mongo import reader as mongo_reader  # type: ignore[attr-defined]
+
+        return mongo_reader.read_run(location)
+    return records.read_run(Path(location))
+
+
+def available(names: Iterable[str]) -> str:
+    names = sorted(set(names))
+    return ", ".join(names) if names else "(none)"

@@ -1,0 +1,243 @@
+"""Renderings of a ResultsTable: terminal (rich), Markdown, LaTeX (booktabs), CSV and HTML.
+
+Cells read ``mean ± std``; the best mean of each column is bold; a cell whose metric is missing
+in some runs of the row says how many had it (``(n=3)``). Headers carry the direction (↓ lower
+is better, ↑ higher is better). The footnote says which runs were excluded and why.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import math
+from typing import Optional
+
+from sem_core.results.table import ResultsTable, format_value
+
+ARROWS = {"min": "↓", "max": "↑"}
+LATEX_ARROWS = {"min": r"$\downarrow$", "max": r"$\uparrow$"}
+
+
+def _prefix_text(table: ResultsTable, prefix: tuple) -> str:
+    return f"{table.pivot}={format_value(prefix[0])}" if prefix else ""
+
+
+def _number(x: float, decimals: int) -> str:
+    return f"{x:.{decimals}f}"
+
+
+def cell_text(table: ResultsTable, row: int, prefix: tuple, metric: str, decimals: int, pm: str = "±") -> str:
+    mean, std, count = table.cell(row, prefix, metric)
+    if math.isnan(mean):
+        return "–"
+    text = _number(mean, decimals)
+    if not math.isnan(std):
+        text += f" {pm} {_number(std, decimals)}"
+    runs = table.runs_per_row[row] if table.pivot is None else None
+    if runs is not None and count < runs:
+        text += f" (n={count})"
+    return text
+
+
+def _metric_columns(table: ResultsTable) -> list[tuple[tuple, str]]:
+    return [(p, m) for p in table.column_prefixes for m in table.metrics if (*p, m, "mean") in table.frame.columns]
+
+
+def _header(table: ResultsTable, prefix: tuple, metric: str, arrows: dict = ARROWS) -> str:
+    head = f"{metric} {arrows[table.directions[metric]]}"
+    return f"{_prefix_text(table, prefix)} {head}" if prefix else head
+
+
+def _row_heads(table: ResultsTable, row: int) -> list[str]:
+    idx = table.row_labels()[row]
+    return [str(idx[0]), *(format_value(v) for v in idx[1:])]
+
+
+def _head_names(table: ResultsTable) -> list[str]:
+    return ["configuration", *table.results_by]
+
+
+# -- terminal ------------------------------------------------------------------------------------
+
+
+def to_rich(table: ResultsTable, decimals: int = 4, title: Optional[str] = None):
+    from rich.table import Table
+
+    out = Table(title=title, caption=table.footnote or None, caption_justify="left")
+    for name in _head_names(table):
+        out.add_column(name, no_wrap=False)
+    out.add_column("runs", justify="right")
+    columns = _metric_columns(table)
+    for p, m in columns:
+        out.add_column(_header(table, p, m), justify="right")
+    for i in range(len(table.frame)):
+        cells = []
+        for p, m in columns:
+            text = cell_text(table, i, p, m, decimals)
+            cells.append(f"[bold green]{text}[/]" if (i, p, m) in table.best else text)
+        out.add_row(*_row_heads(table, i), str(table.runs_per_row[i]), *cells)
+    return out
+
+
+def to_terminal(table: ResultsTable, decimals: int = 4, width: Optional[int] = None, color: bool = True) -> str:
+    from rich.console import Console
+
+    buf = io.StringIO()
+    console = Console(file=buf, width=width or 200, force_terminal=color, color_system="standard" if color else None)
+    console.print(to_rich(table, decimals))
+    return buf.getvalue()
+
+
+# -- Markdown ------------------------------------------------------------------------------------
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", r"\|")
+
+
+def to_markdown(table: ResultsTable, decimals: int = 4) -> str:
+    columns = _metric_columns(table)
+    heads = [*_head_names(table), "runs", *(_header(table, p, m) for p, m in columns)]
+    align = ["---"] * len(_head_names(table)) + ["---:"] * (1 + len(columns))
+    lines = ["| " + " | ".join(_md_escape(h) for h in heads) + " |", "| " + " | ".join(align) + " |"]
+    for i in range(len(table.frame)):
+        cells = []
+        for p, m in columns:
+            text = cell_text(table, i, p, m, decimals)
+            cells.append(f"**{text}**" if (i, p, m) in table.best else text)
+        row = [*_row_heads(table, i), str(table.runs_per_row[i]), *cells]
+        lines.append("| " + " | ".join(_md_escape(c) for c in row) + " |")
+    if table.footnote:
+        lines += ["", table.footnote]
+    return "\n".join(lines) + "\n"
+
+
+# -- LaTeX (booktabs) ----------------------------------------------------------------------------
+
+_LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(text))
+
+
+def _latex_cell(table: ResultsTable, row: int, prefix: tuple, metric: str, decimals: int) -> str:
+    mean, std, count = table.cell(row, prefix, metric)
+    if math.isnan(mean):
+        return "--"
+    body = _number(mean, decimals)
+    if not math.isnan(std):
+        body += rf" \pm {_number(std, decimals)}"
+    if (row, prefix, metric) in table.best:
+        body = rf"\mathbf{{{body}}}"
+    text = f"${body}$"
+    if table.pivot is None and count < table.runs_per_row[row]:
+        text += f" ($n={count}$)"
+    return text
+
+
+def to_latex(table: ResultsTable, decimals: int = 3, caption: Optional[str] = None) -> str:
+    """A booktabs ``tabular`` (needs ``\\usepackage{booktabs}``); the footnote as a comment."""
+    columns = _metric_columns(table)
+    n_heads = len(_head_names(table))
+    lines = ["% sem results table; needs \\usepackage{booktabs}"]
+    if table.footnote:
+        lines.append("% " + table.footnote)
+    lines.append(r"\begin{tabular}{" + "l" * n_heads + "c" * len(columns) + "}")
+    lines.append(r"\toprule")
+    if table.pivot is not None:
+        spans, start = [], n_heads + 1
+        top = [""] * n_heads
+        for p in table.column_prefixes:
+            width = sum(1 for q, _ in columns if q == p)
+            top.append(rf"\multicolumn{{{width}}}{{c}}{{{latex_escape(_prefix_text(table, p))}}}")
+            spans.append(rf"\cmidrule(lr){{{start}-{start + width - 1}}}")
+            start += width
+        lines.append(" & ".join(top) + r" \\")
+        lines.append(" ".join(spans))
+        metric_heads = [f"{latex_escape(m)} {LATEX_ARROWS[table.directions[m]]}" for _, m in columns]
+    else:
+        metric_heads = [f"{latex_escape(m)} {LATEX_ARROWS[table.directions[m]]}" for _, m in columns]
+    heads = [latex_escape(h.capitalize() if i == 0 else h) for i, h in enumerate(_head_names(table))]
+    lines.append(" & ".join([*heads, *metric_heads]) + r" \\")
+    lines.append(r"\midrule")
+    for i in range(len(table.frame)):
+        cells = [_latex_cell(table, i, p, m, decimals) for p, m in columns]
+        lines.append(" & ".join([*(latex_escape(h) for h in _row_heads(table, i)), *cells]) + r" \\")
+    lines.append(r"\bottomrule")
+    lines.append(r"\end{tabular}")
+    if caption:
+        lines.insert(1, f"% {caption}")
+    return "\n".join(lines) + "\n"
+
+
+# -- CSV -----------------------------------------------------------------------------------------
+
+
+def csv_frame(table: ResultsTable):
+    """The table as flat columns: configuration, the key columns, runs, then ``<metric>_<stat>``
+    (``<pivot>=<value>/<metric>_<stat>`` with a pivot) at full precision."""
+    import pandas as pd
+
+    flat = pd.DataFrame({"configuration": [r[0] for r in table.row_labels()]})
+    for col in table.keys.columns:
+        flat[col] = table.keys[col].values
+    flat["runs"] = table.runs_per_row
+    for col in table.frame.columns:
+        *prefix, metric, stat = col
+        name = f"{metric}_{stat}"
+        if prefix:
+            name = f"{_prefix_text(table, tuple(prefix))}/{name}"
+        flat[name] = table.frame[col].values
+    return flat
+
+
+def to_csv(table: ResultsTable) -> str:
+    return csv_frame(table).to_csv(index=False)
+
+
+# -- HTML (for the report) -----------------------------------------------------------------------
+
+
+def to_html(table: ResultsTable, decimals: int = 4) -> str:
+    """A plain ``<table class="results">``; every metric cell carries ``data-metric``,
+    ``data-mean``, ``data-std`` and ``data-count`` (full precision) for machines."""
+    e = html.escape
+    columns = _metric_columns(table)
+    out = ['<table class="results">', "<thead><tr>"]
+    out += [f"<th>{e(h)}</th>" for h in _head_names(table)]
+    out.append('<th class="num">runs</th>')
+    out += [f'<th class="num">{e(_header(table, p, m))}</th>' for p, m in columns]
+    out.append("</tr></thead><tbody>")
+    for i in range(len(table.frame)):
+        out.append("<tr>")
+        heads = _row_heads(table, i)
+        out.append(f'<td class="label">{e(heads[0])}</td>')
+        out += [f"<td>{e(h)}</td>" for h in heads[1:]]
+        out.append(f'<td class="num">{table.runs_per_row[i]}</td>')
+        for p, m in columns:
+            mean, std, count = table.cell(i, p, m)
+            cls = "num best" if (i, p, m) in table.best else "num"
+            attrs = f'data-metric="{e(m)}" data-mean="{mean!r}" data-std="{std!r}" data-count="{count}"'
+            if p:
+                attrs += f' data-pivot="{e(format_value(p[0]))}"'
+            out.append(f'<td class="{cls}" {attrs}>{e(cell_text(table, i, p, m, decimals))}</td>')
+        out.append("</tr>")
+    out.append("</tbody></table>")
+    if table.footnote:
+        out.append(f'<p class="footnote">{e(table.footnote)}</p>')
+    return "\n".join(out)
+
+
+FORMATS = {"table": to_terminal, "md": to_markdown, "latex": to_latex, "csv": to_csv}

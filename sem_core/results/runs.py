@@ -1,0 +1,112 @@
+"""``get_runs``: configs, results and artifacts of the runs matching some config values (the seed's
+``get_results_that_match_dict``)."""
+
+from __future__ import annotations
+
+import json
+import math
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence, Union
+
+from sem_core.errors import SemError
+from sem_core.results.load import SourceLike, flatten, load_runs, record_at, run_columns
+from sem_core.results.table import DEFAULT_STATUSES, filter_runs, select_runs
+
+PICKLE_SUFFIXES = (".pkl", ".pickle")
+
+
+@dataclass
+class RunResult:
+    """One run: its ids, config (as the model's ``main`` received it), last metric values and
+    artifact paths; ``loaded`` holds the artifacts loaded on request (name -> object)."""
+
+    global_id: str
+    experiment_id: Optional[str]
+    config_id: Optional[str]
+    order_id: Optional[int]
+    model: Optional[str]
+    status: str
+    path: str
+    config: dict
+    metrics: dict
+    artifacts: dict[str, Path]
+    loaded: dict[str, Any] = field(default_factory=dict)
+
+
+def load_artifact(path: Path) -> Any:
+    """Load a pickled (``.pkl``/``.pickle``), JSON or numpy (``.npy``/``.npz``) artifact.
+
+    Pickles run code from the file: load only artifacts of runs you trust (your own)."""
+    suffix = path.suffix.lower()
+    if suffix in PICKLE_SUFFIXES:
+        with open(path, "rb") as fh:
+            return pickle.load(fh)
+    if suffix == ".json":
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    if suffix in (".npy", ".npz"):
+        import numpy as np
+
+        return np.load(path, allow_pickle=False)
+    raise SemError(f"{path}: don't know how to load a {suffix or 'suffix-less'} artifact "
+                   "(.pkl/.pickle, .json, .npy/.npz); open the path yourself")
+
+
+def get_runs(
+    source: Union[SourceLike, Any, None] = None,
+    match: Optional[Mapping[str, Any]] = None,
+    *,
+    statuses: Optional[Sequence[str]] = DEFAULT_STATUSES,
+    newest_only: bool = True,
+    load_artifacts: Union[bool, Sequence[str]] = False,
+) -> list[RunResult]:
+    """Runs whose config matches every item of ``match`` (nested dicts or dotted keys; ``{"fold": 0,
+    "model": {"lr": 0.1}}`` == ``{"fold": 0, "model.lr": 0.1}``), in start order. ``source`` is anything ``load_runs`` takes, or its DataFrame. Same run
+    selection as ``results_table`` (COMPLETED, newest per experiment_id) unless told otherwise.
+    ``load_artifacts``: True loads every pickled artifact into ``RunResult.loaded``, a list of
+    names loads those (pickle, JSON or numpy)."""
+    import pandas as pd
+
+    runs = source if isinstance(source, pd.DataFrame) else load_runs(source)
+    if match:
+        runs = filter_runs(runs, flatten(dict(match)))
+    runs, _ = select_runs(runs, statuses, newest_only)
+    metric_cols = run_columns(runs).metrics
+    out = []
+    for _, row in runs.iterrows():
+        record = record_at(row["path"])
+        run_dir = Path(record.location)
+        artifacts = {name: run_dir / name for name in record.run.get("artifacts") or []}
+        metrics = {}
+        for name, col in metric_cols.items():
+            value = row[col]
+            if not (isinstance(value, float) and math.isnan(value)):
+                metrics[name] = value
+        result = RunResult(
+            global_id=row["global_id"],
+            experiment_id=row["experiment_id"],
+            config_id=row["config_id"],
+            order_id=None if pd.isna(row["order_id"]) else int(row["order_id"]),
+            model=row["model"],
+            status=row["status"],
+            path=row["path"],
+            config=dict(record.config),
+            metrics=metrics,
+            artifacts=artifacts,
+        )
+        if load_artifacts:
+            if load_artifacts is True:
+                names = [n for n in artifacts if Path(n).suffix.lower() in PICKLE_SUFFIXES]
+            else:
+                names = list(load_artifacts)
+                missing = [n for n in names if n not in artifacts]
+                if missing:
+                    raise SemError(
+                        f"run {result.global_id} ({row['path']}) has no artifact {missing}; "
+                        f"its artifacts: {sorted(artifacts) or '(none)'}"
+                    )
+            result.loaded = {n: load_artifact(artifacts[n]) for n in names}
+        out.append(result)
+    return out

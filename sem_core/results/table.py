@@ -1,0 +1,383 @@
+"""Fold-aggregated results tables. Pure functions over a runs DataFrame (``load_runs``): no I/O.
+
+The rules (also in the README, "Results"):
+
+- by default only COMPLETED runs count, and only the newest run of each (model, experiment_id):
+  older duplicates, failed, interrupted and still-running runs are *excluded and reported* in
+  ``ResultsTable.excluded`` and the footnote, never averaged in;
+- rows are groups: by default every (model, config_id), i.e. all folds of one configuration,
+  labelled by the config keys whose value differs between groups; ``group_by`` names other keys;
+- ``results_by`` (e.g. ``["fold"]``) breaks every group down further; ``pivot`` moves one key's
+  values into columns;
+- each cell is ``mean``, ``std`` (sample standard deviation, ddof=1) and ``count`` (runs with a
+  value) of the last value of a metric; ``best`` marks the best mean per metric column within each
+  ``results_by`` partition, lower-is-better unless the metric is maximised.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Optional, Sequence
+
+import pandas as pd
+
+from sem_core.errors import SemError
+from sem_core.results.load import RUN_COLUMNS, available, run_columns
+
+DEFAULT_STATUSES = ("COMPLETED",)
+AGGREGATES = ("mean", "std", "count")
+GROUP = "group"  # name of the index level holding the readable group label
+# Metric names treated as higher-is-better unless told otherwise (shown as ↑ in every rendering).
+_MAXIMISED = re.compile(
+    r"(^|[_.\-/])(r2|acc|accuracy|auc|auroc|f1|precision|recall|ll|loglik|log_likelihood|likelihood|elpd|"
+    r"score|iou|map|ndcg|bleu|rouge)($|[_.\-/])",
+    re.IGNORECASE,
+)
+
+
+class UnknownName(SemError):
+    """A metric or key that the runs don't have: the message lists the available ones."""
+
+
+def default_direction(metric: str) -> str:
+    """``"max"`` for names like r2/accuracy/auc/f1/log_likelihood, else ``"min"`` (errors, losses)."""
+    return "max" if _MAXIMISED.search(metric) else "min"
+
+
+# -- selecting runs ---------------------------------------------------------------------------
+
+
+def coerce_like(text: str, values: Iterable[Any]) -> list[Any]:
+    """Values a ``--where key=text`` may mean, given the column's values (``"0"`` matches 0 and 0.0,
+    ``"true"`` matches True, ``"none"`` matches None)."""
+    candidates: list[Any] = [text]
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        candidates.append(low == "true")
+    if low in ("none", "null"):
+        candidates.append(None)
+    try:
+        number = float(text)
+    except ValueError:
+        pass
+    else:
+        candidates.append(number)
+    return candidates
+
+
+def _value_matches(value: Any, wanted: Any) -> bool:
+    if isinstance(wanted, str) and not isinstance(value, str):
+        return any(_value_matches(value, c) for c in coerce_like(wanted, [value])[1:])
+    if wanted is None:
+        return value is None or (isinstance(value, float) and math.isnan(value))
+    if isinstance(wanted, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(wanted, bool) and value == wanted
+    if isinstance(wanted, (int, float)) and isinstance(value, (int, float)):
+        return float(value) == float(wanted)
+    return value == wanted
+
+
+def filter_runs(runs: pd.DataFrame, where: Mapping[str, Any]) -> pd.DataFrame:
+    """Runs whose column ``key`` equals ``value`` for every item of ``where``. String values also
+    match numbers and booleans they spell (command-line ``--where fold=0``). Unknown keys raise
+    ``UnknownName`` listing the available keys."""
+    mask = pd.Series(True, index=runs.index)
+    for key, wanted in where.items():
+        column = _column_for(runs, key, "key")
+        mask &= runs[column].map(lambda v, w=wanted: _value_matches(v, w)).astype(bool)
+    return runs[mask]
+
+
+def _column_for(runs: pd.DataFrame, key: str, what: str) -> str:
+    if key in runs.columns:
+        return key
+    cols = run_columns(runs)
+    if key in cols.metrics:
+        return cols.metrics[key]
+    for prefixed in (f"config.{key}", f"metric.{key}"):
+        if prefixed in runs.columns:
+            return prefixed
+    names = [*RUN_COLUMNS, *cols.config] if what == "key" else list(cols.metrics)
+    raise UnknownName(f"unknown {what} {key!r}; available {what}s: {available(names)}")
+
+
+def select_runs(
+    runs: pd.DataFrame, statuses: Optional[Sequence[str]] = DEFAULT_STATUSES, newest_only: bool = True
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(included, excluded). ``excluded`` has a ``reason`` column: the status, or
+    ``"older duplicate of <global_id>"``. ``statuses=None`` keeps every status."""
+    reasons = pd.Series(pd.NA, index=runs.index, dtype="object")
+    if statuses is not None:
+        wanted = {s.upper() for s in statuses}
+        off = ~runs["status"].isin(wanted)
+        reasons[off] = runs.loc[off, "status"].fillna("UNKNOWN")
+    if newest_only:
+        kept = runs[reasons.isna()]
+        identity = kept["experiment_id"].fillna(kept["global_id"])
+        order = kept.assign(_identity=identity, _model=kept["model"].fillna(""))
+        order = order.sort_values(["start_time", "global_id"], na_position="first", kind="stable")
+        newest = order.groupby(["_model", "_identity"], sort=False, dropna=False)["global_id"].transform("last")
+        duplicate = order["global_id"] != newest
+        reasons[duplicate[duplicate].index] = "older duplicate of " + newest[duplicate]
+    excluded = runs[reasons.notna()].assign(reason=reasons[reasons.notna()])
+    return runs[reasons.isna()], excluded
+
+
+def exclusion_footnote(excluded: pd.DataFrame) -> str:
+    """One sentence: how many runs were left out and why (empty if none)."""
+    if excluded.empty:
+        return ""
+    kinds = excluded["reason"].map(lambda r: "older duplicate" if r.startswith("older duplicate") else r)
+    counts = kinds.value_counts()
+    parts = []
+    for kind, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
+        noun = "run" if n == 1 else "runs"
+        parts.append(f"{n} {kind.lower()} {noun}" if kind != "older duplicate" else f"{n} older duplicate {noun}")
+    return "Excluded: " + ", ".join(parts) + " (not averaged; `sem ls` lists them)."
+
+
+# -- the table ----------------------------------------------------------------------------------
+
+
+@dataclass
+class ResultsTable:
+    """An aggregated table. ``frame``: index levels ``group`` (readable label) + ``results_by``;
+    columns ``(metric, stat)``, or ``(pivot value, metric, stat)`` with a pivot."""
+
+    frame: pd.DataFrame
+    keys: pd.DataFrame  # per row: the values of the label keys (and model/config_id by default)
+    metrics: list[str]
+    directions: dict[str, str]
+    best: set = field(default_factory=set)  # {(row position, column prefix tuple, metric)}
+    runs_per_row: list[int] = field(default_factory=list)
+    label_keys: list[str] = field(default_factory=list)
+    results_by: list[str] = field(default_factory=list)
+    pivot: Optional[str] = None
+    included: Optional[pd.DataFrame] = None
+    excluded: Optional[pd.DataFrame] = None
+    footnote: str = ""
+
+    @property
+    def column_prefixes(self) -> list[tuple]:
+        """Column groups before the metric: ``[()]`` without a pivot, ``[(v1,), (v2,), ...]`` with one."""
+        if self.pivot is None:
+            return [()]
+        seen: dict = {}
+        for col in self.frame.columns:
+            seen.setdefault(col[:1], None)
+        return list(seen)
+
+    def cell(self, row: int, prefix: tuple, metric: str) -> tuple[float, float, int]:
+        values = self.frame.iloc[row]
+        mean = values[(*prefix, metric, "mean")] if (*prefix, metric, "mean") in self.frame.columns else math.nan
+        std = values[(*prefix, metric, "std")] if (*prefix, metric, "std") in self.frame.columns else math.nan
+        count = values[(*prefix, metric, "count")] if (*prefix, metric, "count") in self.frame.columns else 0
+        return float(mean), float(std), int(0 if pd.isna(count) else count)
+
+    def row_labels(self) -> list[tuple]:
+        return [idx if isinstance(idx, tuple) else (idx,) for idx in self.frame.index]
+
+
+def _sort_key(value: Any) -> tuple:
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return (3, "")
+    if isinstance(value, bool):
+        return (0, int(value))
+    if isinstance(value, (int, float)):
+        return (0, float(value))
+    return (1, str(value))
+
+
+def format_value(value: Any) -> str:
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return "None"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _varying_keys(runs: pd.DataFrame, group_cols: list[str], candidates: list[str]) -> list[str]:
+    """Config keys constant within every group and not constant across groups."""
+    out = []
+    if runs.empty:
+        return out
+    grouped = runs.groupby(group_cols, sort=False, dropna=False)
+    for col in candidates:
+        as_text = runs[col].map(format_value)
+        if as_text.nunique() <= 1:
+            continue
+        if (as_text.groupby([runs[c] for c in group_cols], sort=False, dropna=False).nunique() <= 1).all():
+            out.append(col)
+    del grouped
+    return out
+
+
+def results_table(
+    runs: pd.DataFrame,
+    metrics: Optional[Sequence[str]] = None,
+    group_by: Optional[Sequence[str]] = None,
+    results_by: Optional[Sequence[str]] = None,
+    agg: Sequence[str] = AGGREGATES,
+    *,
+    pivot: Optional[str] = None,
+    where: Optional[Mapping[str, Any]] = None,
+    statuses: Optional[Sequence[str]] = DEFAULT_STATUSES,
+    newest_only: bool = True,
+    maximize: Iterable[str] = (),
+    minimize: Iterable[str] = (),
+) -> ResultsTable:
+    """Aggregate the last value of ``metrics`` (default: all) over the runs of each group.
+
+    See the module docstring for which runs count and how groups are formed. ``agg`` is a subset
+    of mean/std/count. Unknown metrics or keys raise ``UnknownName`` listing the available ones.
+    """
+    cols = run_columns(runs)
+    bad_agg = [a for a in agg if a not in AGGREGATES]
+    if bad_agg:
+        raise UnknownName(f"unknown aggregate(s) {bad_agg}; use some of {list(AGGREGATES)}")
+    if where:
+        runs = filter_runs(runs, where)
+    metric_names = list(metrics) if metrics else list(cols.metrics)
+    for m in metric_names:
+        if m not in cols.metrics:
+            raise UnknownName(f"unknown metric {m!r}; available metrics: {available(cols.metrics)}")
+    results_by = list(results_by or [])
+    group_by = list(group_by) if group_by else None
+    for key in [*(group_by or []), *results_by, *([pivot] if pivot else [])]:
+        _column_for(runs, key, "key")
+    maximize, minimize = set(maximize), set(minimize)
+    for m in maximize | minimize:
+        if m not in cols.metrics:
+            raise UnknownName(f"unknown metric {m!r} in maximize/minimize; available metrics: {available(cols.metrics)}")
+    directions = {
+        m: "max" if m in maximize else "min" if m in minimize else default_direction(m) for m in metric_names
+    }
+
+    included, excluded = select_runs(runs, statuses, newest_only)
+    footnote = exclusion_footnote(excluded)
+    not_completed = included["status"][included["status"] != "COMPLETED"].value_counts()
+    if len(not_completed):
+        counted = ", ".join(f"{n} {st.lower()}" for st, n in sorted(not_completed.items()))
+        footnote = (footnote + " " if footnote else "") + f"Included runs that did not complete: {counted}."
+    by_cols = [_column_for(runs, k, "key") for k in results_by]
+    pivot_col = _column_for(runs, pivot, "key") if pivot else None
+    data = included.copy()
+    if group_by is None:
+        data["_model"] = data["model"].fillna("")
+        data["_config"] = data["config_id"].fillna(data["experiment_id"]).fillna(data["global_id"])
+        group_cols = ["_model", "_config"]
+        skip = set(by_cols) | ({pivot_col} if pivot_col else set())
+        label_keys = _varying_keys(data, group_cols, [c for c in cols.config if c not in skip])
+        if pivot_col:
+            # The pivot key is part of config_id: group by the other keys that vary instead, so
+            # that one row holds every value of the pivot.
+            label_keys = [k for k in _varying_keys(data, group_cols, list(cols.config)) if k not in skip]
+            group_cols = ["_model", *label_keys]
+        if data["_model"].nunique() > 1 and "model" not in label_keys:
+            label_keys = ["model", *label_keys]
+    else:
+        group_cols = [_column_for(runs, k, "key") for k in group_by]
+        label_keys = list(group_cols)
+
+    row_cols = [*group_cols, *by_cols]
+    stat_frames = []
+    for m in metric_names:
+        mcol = cols.metrics[m]
+        keys = [*row_cols, *([pivot_col] if pivot_col else [])]
+        if data.empty:
+            continue
+        stats = data.groupby(keys, sort=False, dropna=False)[mcol].agg(list(agg))
+        stats.columns = pd.MultiIndex.from_tuples([(m, a) for a in stats.columns])
+        if pivot_col:
+            stats = stats.unstack(pivot_col)
+            stats.columns = stats.columns.reorder_levels([2, 0, 1])
+        stat_frames.append(stats)
+
+    if not stat_frames:
+        empty_cols = pd.MultiIndex.from_tuples([], names=None)
+        frame = pd.DataFrame(index=pd.MultiIndex.from_tuples([], names=[GROUP, *results_by]), columns=empty_cols)
+        return ResultsTable(frame, pd.DataFrame(), metric_names, directions, set(), [], label_keys, results_by,
+                            pivot, included, excluded, footnote)
+
+    stats = pd.concat(stat_frames, axis=1)
+    # Row order: by the label keys' values (numbers numerically), then the results_by values.
+    info: dict[tuple, pd.Series] = {}
+    sizes: dict[tuple, int] = {}
+    for key, sub in data.groupby(row_cols, sort=False, dropna=False):
+        kt = key if isinstance(key, tuple) else (key,)
+        info[kt] = sub.iloc[0]
+        sizes[kt] = len(sub)
+    rows = list(stats.index)
+    rows_t = [r if isinstance(r, tuple) else (r,) for r in rows]
+    rows_sorted = sorted(
+        zip(rows, rows_t),
+        key=lambda p: (
+            [_sort_key(info[p[1]][k]) for k in label_keys] + [_sort_key(v) for v in p[1]],
+        ),
+    )
+    labels = []
+    for r, rt in rows_sorted:
+        rec = info[rt]
+        if label_keys:
+            text = ", ".join(f"{k}={format_value(rec[k])}" for k in label_keys if k != "model")
+            if "model" in label_keys:
+                text = f"{format_value(rec['model'])}: {text}" if text else format_value(rec["model"])
+        else:
+            text = format_value(rec["model"]) if group_by is None and rec["model"] is not None else "all runs"
+        labels.append(text)
+    # Two groups with the same label (they differ only in a key that also varies within a group):
+    # append the config_id so that no two rows read the same.
+    if len(set(labels[i] + str(rows_sorted[i][1][len(group_cols):]) for i in range(len(labels)))) < len(labels):
+        labels = [f"{lab} [{str(info[rt]['config_id'])[:8]}]" for lab, (r, rt) in zip(labels, rows_sorted)]
+    ordered = stats.loc[[r for r, _ in rows_sorted]]
+    by_values = [rt[len(group_cols):] for _, rt in rows_sorted]
+    index = pd.MultiIndex.from_tuples([(lab, *bv) for lab, bv in zip(labels, by_values)], names=[GROUP, *results_by])
+    ordered.index = index
+    if pivot_col:
+        prefixes = sorted({c[0] for c in ordered.columns}, key=_sort_key)
+        ordered = ordered[[(p, m, a) for p in prefixes for m in metric_names for a in agg if (p, m, a) in ordered.columns]]
+    id_cols = (["model", "config_id"] if pivot_col is None else ["model"]) if group_by is None else []
+    key_cols = list(dict.fromkeys([*id_cols, *label_keys, *by_cols]))
+    keys = pd.DataFrame([{k: info[rt][k] for k in key_cols} for _, rt in rows_sorted])
+    runs_per_row = [sizes[rt] for _, rt in rows_sorted]
+
+    table = ResultsTable(
+        frame=ordered,
+        keys=keys,
+        metrics=metric_names,
+        directions=directions,
+        runs_per_row=runs_per_row,
+        label_keys=label_keys,
+        results_by=results_by,
+        pivot=pivot,
+        included=included,
+        excluded=excluded,
+        footnote=footnote,
+    )
+    table.best = find_best(table) if "mean" in agg else set()
+    return table
+
+
+def find_best(table: ResultsTable) -> set:
+    """{(row, prefix, metric)} of the best mean in each column, within each results_by partition."""
+    best = set()
+    partitions: dict[tuple, list[int]] = {}
+    for i, idx in enumerate(table.row_labels()):
+        partitions.setdefault(tuple(idx[1:]), []).append(i)
+    for prefix in table.column_prefixes:
+        for m in table.metrics:
+            if (*prefix, m, "mean") not in table.frame.columns:
+                continue
+            for members in partitions.values():
+                if len(members) < 2:
+                    continue
+                means = [(table.cell(i, prefix, m)[0], i) for i in members]
+                means = [(v, i) for v, i in means if not math.isnan(v)]
+                if not means:
+                    continue
+                pick = min if table.directions[m] == "min" else max
+                target = pick(v for v, _ in means)
+                best.update((i, prefix, m) for v, i in means if v == target)
+    return best
