@@ -21,20 +21,28 @@ def file_md5(path: os.PathLike | str) -> str:
     return digest
 
 
+_sources_cache: dict[tuple[str, int], list[list[str]]] = {}
+
+
 def model_sources(model_file: os.PathLike | str) -> list[list[str]]:
     """``[[name relative to the model folder, md5], ...]``: the model file and every module
-    imported from its folder (its sibling sources), as sacred's ``ex_info["sources"]``."""
-    model_file = Path(model_file).resolve()
-    base = model_file.parent
+    imported from its folder or below (its sibling sources), as sacred's ``ex_info["sources"]``.
+
+    Cached per process on the number of loaded modules: jobs of one sweep scan once."""
+    model_file = os.path.abspath(model_file)
+    key = (model_file, len(sys.modules))
+    cached = _sources_cache.get(key)
+    if cached is not None:
+        return cached
+    base = os.path.dirname(model_file)
+    prefix = base + os.sep
     found = {model_file}
     for module in list(sys.modules.values()):
         path = getattr(module, "__file__", None)
-        if not path or not path.endswith(".py"):
-            continue
-        p = Path(path)
-        try:
-            if p.parent == base or base in p.resolve().parents:
-                found.add(p.resolve())
-        except OSError:
-            continue
-    return sorted([str(p.relative_to(base)), file_md5(p)] for p in found if p.exists())
+        if path and path.endswith(".py"):
+            path = os.path.abspath(path)
+            if path.startswith(prefix):
+                found.add(path)
+    result = sorted([os.path.relpath(p, base), file_md5(p)] for p in found if os.path.exists(p))
+    _sources_cache[key] = result
+    return result

@@ -129,8 +129,11 @@ class FileStorageObserver(RunObserver):
                 target[key].extend(series[key])
 
     def _write_final_metrics(self):
-        if self._metrics or (self.dir / records.METRICS_JOURNAL).exists():
+        journal = self.dir / records.METRICS_JOURNAL
+        if self._metrics or journal.exists():
             records.atomic_write_json(self.dir / records.METRICS_FILE, self._metrics)
+            # the journal only covered the time before metrics.json existed; it is a subset of it
+            journal.unlink(missing_ok=True)
 
     def _write_run(self):
         records.atomic_write_json(self.dir / records.RUN_FILE, self.run_entry)

@@ -1,0 +1,39 @@
+"""Configs of sem's Hydra plugins, one dataclass per option (Hydra's own plugin pattern)."""
+
+from dataclasses import dataclass
+from typing import Optional
+
+from hydra.core.config_store import ConfigStore
+
+from sem_core import resolvers
+
+# Jobs' configs are composed in worker processes too: ${sem_uid:} must resolve there.
+resolvers.register()
+
+
+@dataclass
+class SemSweeperConf:
+    _target_: str = "hydra_plugins.sem_plugins.sweeper.SemSweeper"
+    # jobs handed to the launcher at a time; None = the whole sweep in one batch
+    max_batch_size: Optional[int] = None
+
+
+@dataclass
+class LocalLauncherConf:
+    _target_: str = "hydra_plugins.sem_plugins.launcher.LocalLauncher"
+    # parallel worker processes; 1 = run the jobs one after another inside this process
+    # (debuggable: breakpoints work); None = one per CPU
+    n_jobs: Optional[int] = None
+    # stop starting new jobs after the first failure (running ones finish)
+    fail_fast: bool = False
+
+
+@dataclass
+class SequentialLauncherConf(LocalLauncherConf):
+    # the default launcher of a model file: one job after another in this process
+    n_jobs: Optional[int] = 1
+
+
+ConfigStore.instance().store(group="hydra/sweeper", name="sem", node=SemSweeperConf, provider="sem")
+ConfigStore.instance().store(group="hydra/launcher", name="local", node=LocalLauncherConf, provider="sem")
+ConfigStore.instance().store(group="hydra/launcher", name="sequential", node=SequentialLauncherConf, provider="sem")

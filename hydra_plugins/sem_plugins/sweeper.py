@@ -1,0 +1,27 @@
+"""sem's sweeper: plans one job per row of ``@ex.configs`` (see ``sem_core.sweep``).
+
+Without a sem experiment (any other Hydra app) it behaves exactly like Hydra's BasicSweeper.
+"""
+
+from typing import Any, List, Optional
+
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig
+
+
+class SemSweeper(BasicSweeper):
+    def __init__(self, max_batch_size: Optional[int] = None, params: Optional[dict] = None) -> None:
+        super().__init__(max_batch_size=max_batch_size, params=params)
+        self.task_function: Optional[TaskFunction] = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
+        self.task_function = task_function
+
+    def sweep(self, arguments: List[str]) -> Any:
+        if getattr(self.task_function, "experiment", None) is None:
+            return super().sweep(arguments)
+        from sem_core.sweep import sweep_experiment
+
+        return sweep_experiment(self, arguments)

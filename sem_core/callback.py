@@ -1,0 +1,124 @@
+"""The Hydra callback that turns each job into a recorded run.
+
+Hydra turns any exception raised inside a callback into a warning. sem does not let a
+broken record pass silently: a failure while starting the run is re-raised by the task
+(the job fails with it), and a failure while finishing it turns the job's return into
+FAILED.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from sem_core.errors import SemError
+
+log = logging.getLogger(__name__)
+
+_start_error: Optional[BaseException] = None
+
+
+def raise_start_error() -> None:
+    """Called by the task: re-raise what went wrong in ``on_job_start``."""
+    global _start_error
+    if _start_error is not None:
+        exc, _start_error = _start_error, None
+        raise SemError(f"sem could not start recording this run: {exc}") from exc
+
+
+class RecordError(SemError):
+    """Writing the run record failed after ``main`` returned."""
+
+
+def build_observers(sem_cfg: DictConfig, store: Path) -> list:
+    """The observers of one run: the file store always; others when configured."""
+    from sem_core.observers.file import FileStorageObserver
+
+    return [FileStorageObserver(store)]
+
+
+class SemCallback(Callback):
+    def on_job_start(self, config: DictConfig, *, task_function: Any = None, **kwargs: Any) -> None:
+        global _start_error
+        from sem_core.experiment import SemTask
+
+        if not isinstance(task_function, SemTask):
+            return
+        try:
+            self._start(config, task_function)
+        except Exception as exc:  # re-raised by the task: see module docstring
+            _start_error = exc
+
+    def _start(self, config: DictConfig, task: Any) -> None:
+        from hydra.core.hydra_config import HydraConfig
+
+        from sem_core.host import host_info
+        from sem_core.run import Run
+        from sem_core.sources import model_sources
+
+        experiment = task.experiment
+        row = OmegaConf.to_container(config, resolve=True)
+        row.pop("hydra", None)
+        sem_cfg = config.sem
+        row.pop("sem", None)
+        store = experiment.store_dir(sem_cfg.storage)
+        hydra_cfg = HydraConfig.get()
+        ex_info = {
+            "name": experiment.name,
+            "base_dir": str(experiment.models_dir),
+            "sources": model_sources(experiment.path),
+            "dependencies": [],
+            "repositories": [],
+            "mainfile": experiment.path.name,
+        }
+        meta = {
+            "command": "main",
+            "options": {},
+            "sem": {
+                "argv": [str(experiment.path)] + list(sys.argv[1:]),
+                "overrides": list(hydra_cfg.overrides.task),
+                "job_num": hydra_cfg.job.get("num"),
+                "output_dir": hydra_cfg.runtime.output_dir,
+                "store": str(store),
+                **task.sweep_meta,
+            },
+        }
+        run = Run(
+            global_id=row["global_id"],
+            config=row,
+            ex_info=ex_info,
+            host_info=host_info(),
+            command="main",
+            meta_info=meta,
+            observers=build_observers(sem_cfg, store),
+            heartbeat_interval=float(sem_cfg.heartbeat_interval),
+        )
+        run.start()
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        from sem_core import run as run_module
+
+        run = run_module._current
+        if run is None:
+            return
+        try:
+            if job_return.status == JobStatus.COMPLETED:
+                run.complete(job_return._return_value)
+            else:
+                run.fail(job_return._return_value)
+        except Exception as exc:
+            log.error("sem could not record run %s: %s", run.global_id, exc)
+            error = RecordError(f"sem could not record run {run.global_id}: {exc}")
+            error.__cause__ = exc
+            job_return.status = JobStatus.FAILED
+            job_return.return_value = error
+        finally:
+            if run_module._current is run:
+                run_module._current = None

@@ -1,0 +1,290 @@
+"""``Experiment``: the model-file API (``@ex.configs``, ``@ex.automain``, ``ex.log_scalar`` ...)
+and the hand-over to Hydra."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable, Iterable, Optional, Sequence
+
+from sem_core import ids, settings
+from sem_core.errors import ConfigError
+from sem_core.plan import RowOverride
+
+PRIMARY_CONFIG_PREFIX = "sem_primary_"
+ROW_GROUP = "sem_row"
+
+
+class Experiment:
+    """One model file. ``Experiment(__file__, schema=None, replicate_keys=("fold",))``."""
+
+    def __init__(
+        self,
+        main_file: str | os.PathLike,
+        schema: Optional[type] = None,
+        replicate_keys: Iterable[str] = ids.DEFAULT_REPLICATE_KEYS,
+        name: Optional[str] = None,
+    ):
+        self.path = Path(main_file).resolve()
+        self.name = name or self.path.stem
+        self.schema = schema
+        self.replicate_keys = tuple(replicate_keys)
+        self._configs_fn: Optional[Callable[[], Sequence[dict]]] = None
+        self._main_fn: Optional[Callable[[dict], Any]] = None
+        self._checkpoint_fn: Optional[Callable[..., Any]] = None
+
+    # -- folders ---------------------------------------------------------------------
+    @property
+    def models_dir(self) -> Path:
+        return self.path.parent
+
+    @property
+    def experiment_dir(self) -> Path:
+        return settings.experiment_dir_of(self.path)
+
+    def store_dir(self, storage: Optional[str] = None) -> Path:
+        """The run store: ``storage`` (relative paths: from the current directory), else
+        ``<models folder>/runs``."""
+        if storage:
+            return Path(storage).expanduser().resolve()
+        return self.models_dir / "runs"
+
+    # -- decorators ------------------------------------------------------------------
+    def configs(self, fn: Callable[[], Sequence[dict]]) -> Callable[[], Sequence[dict]]:
+        """Mark the function returning the list of config rows."""
+        self._configs_fn = fn
+        return fn
+
+    def main(self, fn: Callable[[dict], Any]) -> Callable[[dict], Any]:
+        """Mark ``main(config)`` without running it (see ``automain``)."""
+        self._main_fn = fn
+        return fn
+
+    def automain(self, fn: Callable[[dict], Any]) -> Callable[[dict], Any]:
+        """Mark ``main(config)`` and, when the model file is executed, run the command line."""
+        self.main(fn)
+        if fn.__globals__.get("__name__") == "__main__":
+            sys.exit(self.run_commandline())
+        return fn
+
+    def checkpoint(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Mark a function called before a Slurm requeue (timeout, preemption) to save state."""
+        self._checkpoint_fn = fn
+        return fn
+
+    # -- rows ------------------------------------------------------------------------
+    def rows(self) -> list[dict]:
+        """The rows of ``@ex.configs``, normalised (numpy -> Python, tuples -> lists)."""
+        if self._configs_fn is None:
+            raise ConfigError(f"{self.path}: no @ex.configs function; decorate the function returning the rows")
+        raw = self._configs_fn()
+        if not isinstance(raw, (list, tuple)):
+            raise ConfigError(
+                f"{self.path}: @ex.configs {self._configs_fn.__name__}() returned {type(raw).__name__}; "
+                "return a list of dicts (sem_core.grid(...) builds one)"
+            )
+        rows = []
+        for order_id, row in enumerate(raw):
+            if not isinstance(row, dict):
+                raise ConfigError(
+                    f"{self.path} row order_id={order_id}: expected a dict, got {type(row).__name__} ({row!r:.80})"
+                )
+            try:
+                rows.append(ids.normalise_row(row))
+            except ids.RowValueError as exc:
+                raise ConfigError(f"{self.path} row order_id={order_id}: {exc}") from None
+            clash = sorted(set(row) & (set(ids.ID_KEYS) | {"sem", "hydra"}))
+            if clash:
+                raise ConfigError(
+                    f"{self.path} row order_id={order_id}: key(s) {clash} are reserved by sem; rename them"
+                )
+        return rows
+
+    # -- run-time API (valid inside main) ----------------------------------------------
+    @property
+    def current_run(self):
+        from sem_core.run import current_run
+
+        return current_run()
+
+    @property
+    def info(self) -> dict:
+        return self.current_run.info
+
+    def log_scalar(self, name: str, value: Any, step: Optional[int] = None) -> None:
+        self.current_run.log_scalar(name, value, step)
+
+    def add_artifact(self, path: str | os.PathLike, name: Optional[str] = None) -> None:
+        self.current_run.add_artifact(path, name)
+
+    def add_resource(self, path: str | os.PathLike) -> None:
+        self.current_run.add_resource(path)
+
+    def log_metrics(self, X, Y, prediction_fn, var_flag: bool = False, log: bool = True, prefix: Optional[str] = None):
+        """Regression metrics of ``prediction_fn(X)`` against ``Y`` (see ``sem_core.metrics``)."""
+        from sem_core.metrics import regression_metrics
+
+        run = self.current_run
+        metrics, predictions = regression_metrics(X, Y, prediction_fn, var_flag=var_flag, prefix=prefix)
+        if log:
+            for name, value in metrics.items():
+                run.log_scalar(name, value)
+        return metrics, predictions
+
+    # -- command line ----------------------------------------------------------------
+    def run_commandline(self, argv: Optional[Sequence[str]] = None) -> int:
+        """Run ``python m_model.py [hydra flags] [overrides]``; return the exit code."""
+        import hydra
+
+        argv = list(sys.argv[1:] if argv is None else argv)
+        experiment_config = settings.load_experiment_config(self.experiment_dir)
+        hydra_argv, row_overrides = split_argv(argv, self)
+        task = SemTask(self, row_overrides)
+        config_name = register_primary_config(self, experiment_config)
+        saved_argv = sys.argv
+        sys.argv = [str(self.path)] + hydra_argv
+        try:
+            hydra.main(version_base="1.3", config_path=None, config_name=config_name)(task)()
+        finally:
+            sys.argv = saved_argv
+        return 1 if task.failed else 0
+
+
+class SemTask:
+    """The task function handed to ``hydra.main``: runs ``main(row)`` of one job.
+
+    It carries the experiment (the sweeper plans from it), the row overrides taken off the
+    command line, and ``sweep_meta`` (filled once per sweep, recorded with every run).
+    It holds no locks, clients or open files: it is pickled to workers.
+    """
+
+    def __init__(self, experiment: Experiment, row_overrides: Sequence[RowOverride] = ()):
+        self.experiment = experiment
+        self.row_overrides = list(row_overrides)
+        self.sweep_meta: dict = {}
+        self.failed = False
+        functools.update_wrapper(self, experiment._main_fn)  # type: ignore[arg-type]
+        # Hydra names the job after the file holding the task's code: the model file.
+        self.__code__ = experiment._main_fn.__code__  # type: ignore[union-attr]
+
+    def __call__(self, cfg) -> Any:
+        from omegaconf import OmegaConf
+
+        from sem_core import callback
+        from sem_core.run import current_run
+
+        callback.raise_start_error()
+        run = current_run()
+        row = OmegaConf.to_container(cfg, resolve=True)
+        row.pop("sem", None)
+        try:
+            return self.experiment._main_fn(row)  # type: ignore[misc]
+        except KeyboardInterrupt:
+            run.interrupt()
+            raise
+
+
+def split_argv(argv: Sequence[str], experiment: Experiment) -> tuple[list[str], list[RowOverride]]:
+    """Separate the overrides that address rows (selection, ``++``, ``+NEW``, ``~``) from
+    those Hydra handles (flags, ``hydra.*``, ``sem.*``, config groups)."""
+    from hydra._internal.utils import get_args_parser
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import OverrideType
+    from hydra.errors import OverrideParseException
+
+    parsed_args, _unknown = get_args_parser().parse_known_args(list(argv))
+    candidates = list(parsed_args.overrides or [])
+    if not candidates:
+        return list(argv), []
+    parser = OverridesParser.create()
+    row_overrides: list[RowOverride] = []
+    taken: list[str] = []
+    for text in candidates:
+        try:
+            (ov,) = parser.parse_overrides([text])
+        except OverrideParseException as exc:
+            raise ConfigError(f"cannot parse override {text!r}: {exc}") from None
+        key = ov.key_or_group
+        first = key.split(".")[0]
+        if "/" in key or ov.package is not None or first in ("hydra", "sem"):
+            continue
+        if ov.is_sweep_override():
+            if not ov.is_discrete_sweep():
+                raise ConfigError(f"{text}: only lists and range() sweeps are supported for row keys")
+            values = tuple(ov.sweep_iterator())
+        else:
+            values = (ov.value(),)
+        if key == "order_id":
+            if ov.type == OverrideType.DEL:
+                raise ConfigError(f"{text}: order_id cannot be removed")
+            kind = "select"
+        elif ov.type == OverrideType.CHANGE:
+            kind = "select"
+        elif ov.type == OverrideType.FORCE_ADD:
+            kind = "set"
+        elif ov.type == OverrideType.ADD:
+            kind = "add"
+        else:
+            kind = "delete"
+        row_overrides.append(RowOverride(kind=kind, key=key, values=values, text=text))
+        taken.append(text)
+    remaining = list(argv)
+    for text in taken:
+        remaining.remove(text)
+    return remaining, row_overrides
+
+
+def register_primary_config(experiment: Experiment, experiment_config: dict) -> str:
+    """Store the primary config of this model file in Hydra's ConfigStore; return its name."""
+    from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
+
+    import hydra_plugins.sem_plugins.config  # noqa: F401  (registers sem's sweeper and launchers)
+    from sem_core import resolvers
+
+    resolvers.register()
+    sem_section = dict(experiment_config.get("sem") or {})
+    storage = sem_section.get("storage")
+    if storage and not Path(storage).expanduser().is_absolute():
+        # relative to the experiment folder when set in experiment_config.yaml
+        sem_section["storage"] = str((experiment.experiment_dir / storage).resolve())
+    try:
+        sem_node = OmegaConf.merge(OmegaConf.structured(settings.SemConf), sem_section)
+    except Exception as exc:
+        raise ConfigError(f"{experiment.experiment_dir / settings.EXPERIMENT_CONFIG_NAME}: section 'sem': {exc}") from None
+    name = PRIMARY_CONFIG_PREFIX + experiment.name
+    node = {
+        "defaults": [
+            "_self_",
+            {"override hydra/sweeper": "sem"},
+            {"override hydra/launcher": "sequential"},
+        ],
+        "hydra": {
+            "mode": "MULTIRUN",
+            "callbacks": {"sem": {"_target_": "sem_core.callback.SemCallback"}},
+            # ${sem_uid:} is a random token resolved once per sweep: two sweeps started in the
+            # same second get different folders (Hydra's default collides, hydra #2925).
+            "sweep": {"dir": "multirun/${now:%Y-%m-%d}/${now:%H-%M-%S}-${sem_uid:}", "subdir": "${hydra.job.num}"},
+            "help": {"app_name": experiment.path.name, "template": _help_template(experiment)},
+        },
+        "sem": sem_node,
+    }
+    ConfigStore.instance().store(name=name, node=node)
+    return name
+
+
+def _help_template(experiment: Experiment) -> str:
+    return (
+        f"{experiment.path.name}: a sem model file.\n\n"
+        "Runs every row of @ex.configs as a Hydra multirun job and records each run under\n"
+        "<models>/runs (sacred's file layout).\n\n"
+        "Select rows:      +order_id=2   +order_id=0,3   +order_id='range(0,4)'   KEY=v   KEY=v1,v2\n"
+        "Change rows:      ++KEY=v (override in every selected row)   +NEW=v1,v2 (add and cross)   ~KEY\n"
+        "Launchers:        hydra/launcher=local hydra.launcher.n_jobs=N   hydra.launcher.fail_fast=true\n"
+        "sem settings:     sem.storage=PATH   sem.heartbeat_interval=SECONDS\n\n"
+        "== Config ==\n$CONFIG\n\n${hydra.help.footer}"
+    )

@@ -1,0 +1,190 @@
+"""Planning a sweep: the rows of ``@ex.configs`` + command-line row overrides -> jobs.
+
+Pure functions, no I/O. The rules (README, "Command line"):
+
+- ``order_id=2`` / ``+order_id=0,3`` / ``+order_id='range(0,4)'`` select rows by position;
+- ``KEY=v`` / ``KEY=v1,v2`` where KEY is a key of the rows selects the rows whose value
+  matches (compared canonically: ``fold=1`` matches 1 and 1.0); several selections AND;
+- ``++KEY=v`` sets KEY in every selected row (``++KEY=v1,v2`` crosses);
+- ``+NEW=v1,v2`` adds a key the rows don't have and crosses it with the rows;
+- ``~KEY`` removes KEY from every row.
+Ids are computed on the final rows; ``order_id`` stays the row's index in the list.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from dataclasses import dataclass
+from typing import Any, Iterable, Literal, Mapping, Sequence
+
+from sem_core import ids
+from sem_core.errors import ConfigError
+
+OverrideKind = Literal["select", "set", "add", "delete"]
+
+
+@dataclass(frozen=True)
+class RowOverride:
+    kind: OverrideKind
+    key: str  # dotted path into the row
+    values: tuple  # one value, or several for a sweep
+    text: str  # as typed, for error messages
+
+
+@dataclass(frozen=True)
+class PlannedJob:
+    order_id: int
+    row: dict  # the user's keys after overrides (no id fields)
+    experiment_id: str
+    config_id: str
+
+
+_MISSING = object()
+
+
+def get_path(row: Mapping[str, Any], dotted: str) -> Any:
+    node: Any = row
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+def _set_path(row: dict, dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = row
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = node[part] = {}
+        node = child
+    node[parts[-1]] = value
+
+
+def _del_path(row: dict, dotted: str) -> None:
+    parts = dotted.split(".")
+    node = row
+    for part in parts[:-1]:
+        node = node.get(part)
+        if not isinstance(node, dict):
+            return
+    node.pop(parts[-1], None)
+
+
+def row_keys(rows: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Top-level keys of the rows, in first-seen order."""
+    seen: dict[str, None] = {}
+    for row in rows:
+        for key in row:
+            seen.setdefault(key, None)
+    return list(seen)
+
+
+def _has_key(rows: Sequence[Mapping[str, Any]], dotted: str) -> bool:
+    return any(get_path(r, dotted) is not _MISSING for r in rows)
+
+
+def plan_jobs(
+    rows: Sequence[Mapping[str, Any]],
+    overrides: Sequence[RowOverride] = (),
+    replicate_keys: Iterable[str] = ids.DEFAULT_REPLICATE_KEYS,
+    source: str = "the model file",
+) -> list[PlannedJob]:
+    """Apply the row overrides to ``rows`` and return one job per resulting row."""
+    replicate_keys = tuple(replicate_keys)
+    n = len(rows)
+    selected = list(range(n))
+
+    for ov in overrides:
+        if ov.kind != "select":
+            continue
+        if ov.key == "order_id":
+            for value in ov.values:
+                if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < n:
+                    valid = f"order_id 0-{n - 1}" if n else "no rows at all"
+                    raise ConfigError(f"{ov.text}: order_id {value!r} is out of range: {source} has {n} rows ({valid})")
+            wanted = set(ov.values)
+            selected = [i for i in selected if i in wanted]
+            continue
+        if not _has_key(rows, ov.key):
+            raise ConfigError(
+                f"{ov.text}: {ov.key!r} is not a key of any row of {source} "
+                f"(row keys: {', '.join(row_keys(rows)) or 'none'}); to add a key to every row use +{ov.key}=..."
+            )
+        wanted_canon = [ids.canonical(v) for v in ov.values]
+        selected = [i for i in selected if _matches(get_path(rows[i], ov.key), wanted_canon)]
+
+    select_texts = [ov.text for ov in overrides if ov.kind == "select"]
+    if not selected:
+        if n == 0:
+            raise ConfigError(f"{source}: @ex.configs returned an empty list: there is nothing to run")
+        hints = []
+        for ov in overrides:
+            if ov.kind == "select" and ov.key != "order_id":
+                values = sorted({repr(get_path(r, ov.key)) for r in rows if get_path(r, ov.key) is not _MISSING})
+                hints.append(f"{ov.key} takes {', '.join(values[:20])}")
+        hint = f" ({'; '.join(hints)})" if hints else ""
+        raise ConfigError(f"the selection {' '.join(select_texts)} matched none of the {n} rows of {source}{hint}")
+
+    work: list[tuple[int, dict]] = [(i, copy.deepcopy(dict(rows[i]))) for i in selected]
+    for ov in overrides:
+        if ov.kind == "select":
+            continue
+        if ov.key == "order_id" or ov.key.split(".")[0] in ids.ID_KEYS:
+            raise ConfigError(f"{ov.text}: {ov.key} is computed by sem and cannot be set or removed")
+        if ov.kind == "delete":
+            for _, row in work:
+                _del_path(row, ov.key)
+            continue
+        if ov.kind == "add" and _has_key([r for _, r in work], ov.key):
+            raise ConfigError(
+                f"{ov.text}: {ov.key!r} already exists in the rows of {source}; "
+                f"use {ov.key}=... to select rows by it, or ++{ov.key}=... to override it"
+            )
+        crossed = []
+        for (order_id, row), value in itertools.product(work, ov.values):
+            new = copy.deepcopy(row) if len(ov.values) > 1 else row
+            _set_path(new, ov.key, copy.deepcopy(value))
+            crossed.append((order_id, new))
+        work = crossed
+
+    return [
+        PlannedJob(
+            order_id=order_id,
+            row=row,
+            experiment_id=ids.experiment_id(row),
+            config_id=ids.config_id(row, replicate_keys),
+        )
+        for order_id, row in work
+    ]
+
+
+def _matches(value: Any, wanted_canon: list) -> bool:
+    if value is _MISSING:
+        return False
+    return ids.canonical(value) in wanted_canon
+
+
+def find_duplicates(jobs: Sequence[PlannedJob]) -> list[tuple[int, int, str]]:
+    """Pairs of jobs with identical rows: ``(first order_id, later order_id, experiment_id)``."""
+    first: dict[str, int] = {}
+    pairs = []
+    for job in jobs:
+        if job.experiment_id in first:
+            pairs.append((first[job.experiment_id], job.order_id, job.experiment_id))
+        else:
+            first[job.experiment_id] = job.order_id
+    return pairs
+
+
+def job_record(job: PlannedJob, global_id: str) -> dict:
+    """What ``main`` receives and ``config.json`` holds: the row plus the four ids."""
+    return {
+        **job.row,
+        "experiment_id": job.experiment_id,
+        "config_id": job.config_id,
+        "order_id": job.order_id,
+        "global_id": global_id,
+    }

@@ -1,0 +1,213 @@
+"""The live run behind ``ex.log_scalar``, ``ex.add_artifact``, ``ex.info``: one per job.
+
+A ``Run`` drives a list of observers (sacred's events, ``sem_core.observers.base``).
+Metric points and captured output are buffered in memory and flushed by a heartbeat
+thread every ``heartbeat_interval`` seconds, so logging costs a list append.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from sem_core.errors import NoActiveRun
+from sem_core.observers.base import RunObserver
+
+_current: Optional["Run"] = None
+
+
+def current_run() -> "Run":
+    if _current is None:
+        raise NoActiveRun(
+            "no sem run is active: ex.log_scalar, ex.log_metrics, ex.add_artifact, ex.add_resource and ex.info "
+            "work only inside main() while the model file runs (python m_<model>.py ...)"
+        )
+    return _current
+
+
+def _utc_iso(t: float) -> str:
+    return dt.datetime.fromtimestamp(t, dt.timezone.utc).replace(tzinfo=None).isoformat()
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class _Tee:
+    """Writes through to the real stream (output stays live) and keeps a copy for the run."""
+
+    def __init__(self, stream, sink: list, lock: threading.Lock):
+        self._stream = stream
+        self._sink = sink
+        self._lock = lock
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            self._sink.append(text)
+        return self._stream.write(text)
+
+    def writelines(self, lines) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+class Run:
+    def __init__(
+        self,
+        *,
+        global_id: str,
+        config: dict,
+        ex_info: dict,
+        host_info: dict,
+        command: str,
+        meta_info: dict,
+        observers: Sequence[RunObserver],
+        heartbeat_interval: float = 10.0,
+    ):
+        self.global_id = global_id
+        self.config = config
+        self.ex_info = ex_info
+        self.host_info = host_info
+        self.command = command
+        self.meta_info = meta_info
+        self.observers = sorted(observers, key=lambda o: -o.priority)
+        self.heartbeat_interval = heartbeat_interval
+        self.info: dict = {}
+        self.result: Any = None
+        self.status = "NOT_STARTED"
+        self._lock = threading.Lock()
+        self._metrics: dict[str, dict[str, list]] = {}
+        self._out: list[str] = []
+        self._stop = threading.Event()
+        self._beat: Optional[threading.Thread] = None
+        self._saved_streams: tuple = ()
+        self._artifact_names: set[str] = set()
+
+    # -- user API --------------------------------------------------------------------
+    def log_scalar(self, name: str, value: Any, step: Optional[int] = None) -> None:
+        if hasattr(value, "item"):
+            value = value.item()
+        with self._lock:
+            series = self._metrics.get(name)
+            if series is None:
+                series = self._metrics[name] = {"steps": [], "values": [], "timestamps": [], "_next": 0}
+            if step is None:
+                step = series["_next"]
+            series["_next"] = step + 1
+            series["steps"].append(step)
+            series["values"].append(value)
+            series["timestamps"].append(time.time())
+
+    def add_artifact(self, path: str | Path, name: Optional[str] = None) -> None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"ex.add_artifact: {path} is not a file")
+        name = name or path.name
+        if name in self._artifact_names:
+            raise ValueError(f"ex.add_artifact: an artifact named {name!r} was already added; pass name=")
+        self._artifact_names.add(name)
+        for obs in self.observers:
+            obs.artifact_event(name=name, filename=str(path))
+
+    def add_resource(self, path: str | Path) -> None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"ex.add_resource: {path} is not a file")
+        for obs in self.observers:
+            obs.resource_event(filename=str(path))
+
+    # -- lifecycle -------------------------------------------------------------------
+    def start(self) -> None:
+        global _current
+        start_time = _now()
+        for obs in self.observers:
+            obs.started_event(
+                ex_info=self.ex_info,
+                command=self.command,
+                host_info=self.host_info,
+                start_time=start_time,
+                config=self.config,
+                meta_info=self.meta_info,
+                _id=self.global_id,
+            )
+        self.status = "RUNNING"
+        self._saved_streams = (sys.stdout, sys.stderr)
+        sys.stdout = _Tee(sys.stdout, self._out, self._lock)
+        sys.stderr = _Tee(sys.stderr, self._out, self._lock)
+        _current = self
+        self._beat = threading.Thread(target=self._heartbeat_loop, name=f"sem-heartbeat-{self.global_id}", daemon=True)
+        self._beat.start()
+
+    def _heartbeat_loop(self) -> None:
+        while not self._stop.wait(self.heartbeat_interval):
+            self.heartbeat()
+
+    def _drain(self) -> tuple[dict, str]:
+        with self._lock:
+            fresh = {}
+            for name, series in self._metrics.items():
+                if series["steps"]:
+                    fresh[name] = {k: series[k] for k in ("steps", "values", "timestamps")}
+                    series["steps"], series["values"], series["timestamps"] = [], [], []
+            out = "".join(self._out)
+            self._out.clear()
+        # sacred writes naive UTC ISO timestamps; converting here keeps log_scalar an append
+        for series in fresh.values():
+            series["timestamps"] = [_utc_iso(t) for t in series["timestamps"]]
+        return fresh, out
+
+    def heartbeat(self) -> None:
+        metrics, out = self._drain()
+        for obs in self.observers:
+            obs.log_metrics(metrics, self.info)
+            obs.heartbeat_event(info=self.info, captured_out=out, beat_time=_now(), result=self.result)
+
+    def _stop_capture(self) -> None:
+        global _current
+        self._stop.set()
+        if self._beat is not None and self._beat is not threading.current_thread():
+            self._beat.join()
+        if self._saved_streams:
+            sys.stdout, sys.stderr = self._saved_streams
+            self._saved_streams = ()
+        if _current is self:
+            _current = None
+        self.heartbeat()  # last flush of metrics and output
+
+    def complete(self, result: Any) -> None:
+        self.result = result
+        self._stop_capture()
+        self.status = "COMPLETED"
+        for obs in self.observers:
+            obs.completed_event(stop_time=_now(), result=result)
+        self._join()
+
+    def fail(self, exc: BaseException) -> None:
+        self._stop_capture()
+        self.status = "FAILED"
+        trace = traceback.format_exception(type(exc), exc, exc.__traceback__)
+        for obs in self.observers:
+            obs.failed_event(fail_time=_now(), fail_trace=trace)
+        self._join()
+
+    def interrupt(self, status: str = "INTERRUPTED") -> None:
+        self._stop_capture()
+        self.status = status
+        for obs in self.observers:
+            obs.interrupted_event(interrupt_time=_now(), status=status)
+        self._join()
+
+    def _join(self) -> None:
+        for obs in self.observers:
+            obs.join()

@@ -1,0 +1,202 @@
+"""The body of sem's sweeper: plan the rows, register them, launch, summarise.
+
+Each planned row is registered as a ConfigStore option ``sem_row/j<k>`` (package
+``_global_``) and the job's only row override is ``+sem_row=j<k>``: values never go through
+override strings (no quoting or type mangling), and Hydra composes the row like any config.
+Jobs are not composed up front (BasicSweeper does, ~10-100 ms per job, hydra #1324).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, List, Optional, Sequence
+
+from omegaconf import OmegaConf
+
+from sem_core import ids, records
+from sem_core.errors import ConfigError
+from sem_core.experiment import ROW_GROUP
+from sem_core.plan import PlannedJob, find_duplicates, job_record, plan_jobs
+from sem_core.schema import validate_row
+
+log = logging.getLogger(__name__)
+
+SWEEP_MANIFEST = "sem_sweep.json"
+
+
+def _escape_interpolations(value: Any) -> Any:
+    """Row strings are data: ``${...}`` in them must not be resolved by OmegaConf."""
+    if isinstance(value, str):
+        return value.replace("${", "\\${")
+    if isinstance(value, dict):
+        return {k: _escape_interpolations(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_escape_interpolations(v) for v in value]
+    return value
+
+
+def plan_experiment(experiment, row_overrides) -> list[PlannedJob]:
+    """Rows -> validated jobs (no I/O beyond calling ``@ex.configs``); warns about duplicates."""
+    rows = experiment.rows()
+    source = experiment.path.name
+    jobs = plan_jobs(rows, row_overrides, experiment.replicate_keys, source=source)
+    if experiment.schema is not None:
+        for job in jobs:
+            validate_row(job.row, experiment.schema, job.order_id, source)
+    duplicates = find_duplicates(jobs)
+    if duplicates:
+        shown = "; ".join(f"rows {a} and {b} (experiment_id {e})" for a, b, e in duplicates[:10])
+        more = f" and {len(duplicates) - 10} more pairs" if len(duplicates) > 10 else ""
+        warnings.warn(
+            f"{source}: identical rows {shown}{more}: each will run and be recorded separately; "
+            "remove the duplicates or add a key that tells them apart",
+            stacklevel=2,
+        )
+    return jobs
+
+
+def register_rows(records_: Sequence[dict], first_index: int = 0) -> list[str]:
+    """Store each row as ``sem_row/j<k>``; return the job override for each."""
+    from hydra.core.config_store import ConfigStore
+
+    cs = ConfigStore.instance()
+    overrides = []
+    for k, record in enumerate(records_, start=first_index):
+        name = f"j{k}"
+        cs.store(group=ROW_GROUP, name=name, node=_escape_interpolations(record), package="_global_", provider="sem")
+        overrides.append(f"+{ROW_GROUP}={name}")
+    return overrides
+
+
+def job_row(overrides: Sequence[str]) -> Optional[dict]:
+    """The row (with ids) registered for a job, from its override list; None if not a sem job."""
+    from hydra.core.config_store import ConfigStore
+
+    prefix = f"+{ROW_GROUP}="
+    for text in overrides:
+        if text.startswith(prefix):
+            node = ConfigStore.instance().load(f"{ROW_GROUP}/{text[len(prefix):]}.yaml").node
+            return OmegaConf.to_container(node, resolve=True)
+    return None
+
+
+def sweep_experiment(sweeper, arguments: List[str]) -> Any:
+    task = sweeper.task_function
+    experiment = task.experiment
+    config = sweeper.config
+    passthrough = _passthrough_overrides(sweeper, arguments)
+    jobs = plan_experiment(experiment, task.row_overrides)
+
+    store = experiment.store_dir(config.sem.storage)
+    planned = [job_record(job, ids.new_global_id()) for job in jobs]
+
+    sweep_dir = Path(str(config.hydra.sweep.dir))
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(config, sweep_dir / "multirun.yaml")
+    task.sweep_meta = {"sweep_dir": str(sweep_dir.resolve())}
+    records.atomic_write_json(
+        sweep_dir / SWEEP_MANIFEST,
+        {
+            "model_file": str(experiment.path),
+            "store": str(store),
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(),
+            "jobs": [{k: r[k] for k in ids.ID_KEYS} for r in planned],
+        },
+    )
+
+    batch_size = sweeper.max_batch_size or len(planned) or 1
+    returns = []
+    outcomes: list = [None] * len(planned)
+    try:
+        for start in range(0, len(planned), batch_size):
+            chunk = planned[start : start + batch_size]
+            row_overrides = register_rows(chunk, first_index=start)
+            batch = [list(passthrough) + [ov] for ov in row_overrides]
+            results = sweeper.launcher.launch(batch, initial_job_idx=start)
+            returns.append(results)
+            # by the row override, not by position: a fail_fast launcher returns fewer results
+            position = {ov: start + i for i, ov in enumerate(row_overrides)}
+            for ret in results:
+                key = next((o for o in (ret.overrides or []) if o in position), None)
+                if key is not None:
+                    outcomes[position[key]] = ret
+            if getattr(sweeper.launcher, "stopped_early", False):
+                break
+    finally:
+        failed = print_summary(planned, outcomes, store, stream=sys.stdout)
+        task.failed = task.failed or failed
+    return returns
+
+
+def _passthrough_overrides(sweeper, arguments: Sequence[str]) -> list[str]:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create(config_loader=sweeper.hydra_context.config_loader)
+    out = []
+    for ov in parser.parse_overrides(list(arguments)):
+        if ov.is_sweep_override():
+            raise ConfigError(
+                f"{ov.input_line}: sweeping over {ov.get_key_element()} is not supported; sem sweeps over the rows "
+                "of @ex.configs (use +KEY=v1,v2 to cross a new row key with the rows)"
+            )
+        out.append(ov.input_line)
+    return out
+
+
+def _duration(run: dict) -> Optional[float]:
+    try:
+        start = dt.datetime.fromisoformat(run["start_time"])
+        stop = dt.datetime.fromisoformat(run["stop_time"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return (stop - start).total_seconds()
+
+
+def _first_error_line(run: dict, ret: Any) -> str:
+    trace = run.get("fail_trace") or []
+    if trace:
+        return trace[-1].strip().splitlines()[-1] if trace[-1].strip() else ""
+    value = getattr(ret, "_return_value", None)
+    if isinstance(value, BaseException):
+        return f"{type(value).__name__}: {value}".splitlines()[0]
+    return ""
+
+
+def print_summary(planned: Sequence[dict], outcomes: Sequence[Any], store: Path, stream=sys.stdout) -> bool:
+    """Print one line per job from its run record; return True if any job did not complete."""
+    rows = []
+    failed = 0
+    for record, ret in zip(planned, outcomes):
+        run_file = store / record["global_id"] / records.RUN_FILE
+        run = records.read_json(run_file) if run_file.exists() else {}
+        if run:
+            status = run.get("status", "UNKNOWN")
+        elif ret is None:
+            status = "NOT RUN"
+        else:
+            status = "NO RECORD"
+        if status not in ("COMPLETED", "QUEUED", "RUNNING"):
+            failed += 1
+        duration = _duration(run)
+        rows.append(
+            (
+                str(record["order_id"]),
+                record["experiment_id"],
+                status,
+                f"{duration:.2f}s" if duration is not None else "-",
+                _first_error_line(run, ret)[:100],
+            )
+        )
+    header = ("order_id", "experiment_id", "status", "duration", "error")
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    done = sum(1 for r in rows if r[2] == "COMPLETED")
+    lines.append(f"{done} of {len(rows)} jobs completed, {failed} not completed; runs in {store}")
+    print("\n".join(lines), file=stream, flush=True)
+    return failed > 0
