@@ -181,6 +181,12 @@ class SemTask:
         run = current_run()
         row = OmegaConf.to_container(cfg, resolve=True)
         row.pop("sem", None)
+        # config["seed"] derived from experiment_id unless the row sets one (issue 6); not in
+        # config.json, so experiment_id stays the hash of config.json's user keys
+        from sem_core.capture import seed_everything, with_seed
+
+        row = with_seed(row, row["experiment_id"])
+        seed_everything(row["seed"])
         try:
             return self.experiment._main_fn(row)  # type: ignore[misc]
         except KeyboardInterrupt:

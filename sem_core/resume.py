@@ -112,3 +112,44 @@ def existing_from_records(records: Iterable[Any], where: str = "local") -> list[
         for rec in records
         if rec.experiment_id
     ]
+
+
+# ------------------------------------------------------------------------------ the I/O edge
+def load_existing(store, mongo_url: Optional[str] = None) -> list[ExistingRun]:
+    """The runs already recorded in the local store and, when a database is configured, in
+    MongoDB (through the Mongo reader of ``sem_core.mongo``)."""
+    from sem_core.records import iter_runs
+
+    existing = existing_from_records(iter_runs(store), "local")
+    if mongo_url:
+        existing += existing_from_records(_mongo_records(mongo_url), "mongo")
+    return existing
+
+
+def _mongo_records(mongo_url: str) -> Iterable[Any]:
+    try:
+        from sem_core.mongo import reader
+    except ImportError:
+        raise ConfigError(
+            f"a MongoDB is configured (sem.mongo.url) but this sem has no Mongo reader installed; "
+            "unset sem.mongo.url to decide from the local store only"
+        ) from None
+    return reader.iter_records(mongo_url)
+
+
+def resume_sweep(jobs: Sequence[Any], store, sem_cfg: Any, model: str, mongo_url: Optional[str] = None) -> Selection:
+    """``select_jobs`` with the sweep's settings and the runs on disk (and in MongoDB)."""
+    skip_completed = bool(sem_cfg.get("skip_completed", False))
+    rerun = validate_rerun(sem_cfg.get("rerun"))
+    if not skip_completed and rerun is None:
+        return Selection(to_run=list(jobs), skipped=[])
+    return select_jobs(jobs, load_existing(store, mongo_url), model, skip_completed=skip_completed, rerun=rerun)
+
+
+def format_skipped(skipped: Sequence[Skipped]) -> str:
+    """The skipped rows as lines for the sweep summary."""
+    if not skipped:
+        return ""
+    lines = [f"skipped {len(skipped)} row(s) (sem.skip_completed / sem.rerun):"]
+    lines += [f"  order_id {s.order_id}  {s.experiment_id}  {s.reason}" for s in skipped]
+    return "\n".join(lines)

@@ -93,12 +93,22 @@ def sweep_experiment(sweeper, arguments: List[str]) -> Any:
     jobs = plan_experiment(experiment, task.row_overrides)
 
     store = experiment.store_dir(config.sem.storage)
+    # sem.skip_completed / sem.rerun (issue 6): drop rows already done, list them in the summary
+    from sem_core.capture import capture_sweep
+    from sem_core.resume import format_skipped, resume_sweep
+
+    selection = resume_sweep(jobs, store, config.sem, experiment.path.name, config.sem.mongo.url)
+    jobs = selection.to_run
     planned = [job_record(job, ids.new_global_id()) for job in jobs]
 
     sweep_dir = Path(str(config.hydra.sweep.dir))
     sweep_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(config, sweep_dir / "multirun.yaml")
-    task.sweep_meta = {"sweep_dir": str(sweep_dir.resolve())}
+    task.sweep_meta = {
+        "sweep_dir": str(sweep_dir.resolve()),
+        # git/python/packages/DVC state, captured once for all jobs (sem_core.capture)
+        "capture": capture_sweep(experiment.path, store),
+    }
     records.atomic_write_json(
         sweep_dir / SWEEP_MANIFEST,
         {
@@ -106,6 +116,7 @@ def sweep_experiment(sweeper, arguments: List[str]) -> Any:
             "store": str(store),
             "created": dt.datetime.now(dt.timezone.utc).isoformat(),
             "jobs": [{k: r[k] for k in ids.ID_KEYS} for r in planned],
+            "skipped": [vars(s) for s in selection.skipped],
         },
     )
 
@@ -128,6 +139,8 @@ def sweep_experiment(sweeper, arguments: List[str]) -> Any:
             if getattr(sweeper.launcher, "stopped_early", False):
                 break
     finally:
+        if selection.skipped:
+            print(format_skipped(selection.skipped), file=sys.stdout, flush=True)
         failed = print_summary(planned, outcomes, store, stream=sys.stdout)
         task.failed = task.failed or failed
     return returns
