@@ -158,6 +158,7 @@ class ResultsTable:
     included: Optional[pd.DataFrame] = None
     excluded: Optional[pd.DataFrame] = None
     footnote: str = ""
+    row_paths: list[list[str]] = field(default_factory=list)  # the runs (``path`` column) of each row
 
     @property
     def column_prefixes(self) -> list[tuple]:
@@ -188,6 +189,10 @@ def _sort_key(value: Any) -> tuple:
     if isinstance(value, (int, float)):
         return (0, float(value))
     return (1, str(value))
+
+
+def _missing(value: Any) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
 
 
 def format_value(value: Any) -> str:
@@ -305,10 +310,12 @@ def results_table(
     # Row order: by the label keys' values (numbers numerically), then the results_by values.
     info: dict[tuple, pd.Series] = {}
     sizes: dict[tuple, int] = {}
+    paths: dict[tuple, list[str]] = {}
     for key, sub in data.groupby(row_cols, sort=False, dropna=False):
         kt = key if isinstance(key, tuple) else (key,)
         info[kt] = sub.iloc[0]
         sizes[kt] = len(sub)
+        paths[kt] = list(sub["path"])
     rows = list(stats.index)
     rows_t = [r if isinstance(r, tuple) else (r,) for r in rows]
     rows_sorted = sorted(
@@ -321,7 +328,10 @@ def results_table(
     for r, rt in rows_sorted:
         rec = info[rt]
         if label_keys:
-            text = ", ".join(f"{k}={format_value(rec[k])}" for k in label_keys if k != "model")
+            # A key missing from this row's config (another model's key) is left out of its label.
+            text = ", ".join(
+                f"{k}={format_value(rec[k])}" for k in label_keys if k != "model" and not _missing(rec[k])
+            )
             if "model" in label_keys:
                 text = f"{format_value(rec['model'])}: {text}" if text else format_value(rec["model"])
         else:
@@ -355,6 +365,7 @@ def results_table(
         included=included,
         excluded=excluded,
         footnote=footnote,
+        row_paths=[paths[rt] for _, rt in rows_sorted],
     )
     table.best = find_best(table) if "mean" in agg else set()
     return table

@@ -1,0 +1,41 @@
+"""``sem plot METRIC``: metric curves over steps, one line per configuration, mean ± std band."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from sem_core.results.cli_args import add_path, add_where, parse_where, source_of
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("plot", help="plot a metric over steps: mean ± std across the folds of each configuration")
+    p.add_argument("metric", metavar="METRIC")
+    add_path(p)
+    p.add_argument("--group-by", action="append", default=[], metavar="K",
+                   help="one line per value of config key K instead of per config_id (repeatable)")
+    add_where(p)
+    p.add_argument("--all-status", action="store_true", help="include runs of every status, not only COMPLETED")
+    p.add_argument("-o", "--output", metavar="FILE", help="image file (.png, .pdf, .svg; default METRIC.png)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from sem_core.results.load import load_runs
+    from sem_core.results.plot import plot_metric
+
+    runs = load_runs(source_of(args.path))
+    fig = plot_metric(
+        runs,
+        args.metric,
+        group_by=args.group_by or None,
+        where=parse_where(args.where),
+        statuses=None if args.all_status else ("COMPLETED",),
+    )
+    out = Path(args.output or f"{args.metric.replace('/', '_')}.png")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    print(f"wrote {out}", file=sys.stderr)
+    return 0

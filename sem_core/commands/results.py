@@ -1,0 +1,64 @@
+"""``sem results``: the fold-aggregated results table (terminal, Markdown, LaTeX or CSV)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from sem_core.results.cli_args import add_path, add_table_options, add_where, source_of, table_options
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "results",
+        help="results table: mean ± std of each metric over the folds of every configuration",
+        description="Aggregate the last value of each metric over the runs of every configuration "
+        "(config_id). Only COMPLETED runs count, newest per experiment_id; excluded runs are listed "
+        "in the footnote.",
+    )
+    add_path(p)
+    add_table_options(p)
+    add_where(p)
+    p.add_argument("--by", action="append", default=[], metavar="K", help="break rows down by key K, e.g. --by fold")
+    p.add_argument("--pivot", metavar="K", help="put the values of key K into columns")
+    p.add_argument("--format", choices=("table", "md", "latex", "csv"), default="table")
+    p.add_argument("--decimals", type=int, default=None, help="digits after the point (default 4; 3 for latex)")
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from sem_core import records
+    from sem_core.results import render
+    from sem_core.results.load import load_runs
+    from sem_core.results.table import results_table
+
+    runs = load_runs(source_of(args.path))
+    table = results_table(
+        runs,
+        metrics=args.metric or None,
+        group_by=args.group_by or None,
+        results_by=args.by or None,
+        pivot=args.pivot,
+        **table_options(args),
+    )
+    decimals = args.decimals if args.decimals is not None else (3 if args.format == "latex" else 4)
+    if args.format == "table":
+        text = render.to_terminal(table, decimals, color=args.output is None and sys.stdout.isatty())
+    elif args.format == "md":
+        text = render.to_markdown(table, decimals)
+    elif args.format == "latex":
+        text = render.to_latex(table, decimals)
+    else:
+        text = render.to_csv(table)
+    if args.output:
+        from pathlib import Path
+
+        records.atomic_write_text(Path(args.output), text)
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    if not len(table.frame):
+        print("no runs to aggregate" + (f" ({table.footnote})" if table.footnote else ""), file=sys.stderr)
+        return 1
+    return 0

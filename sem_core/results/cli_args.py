@@ -1,0 +1,61 @@
+"""Arguments shared by ``sem results|ls|plot|report`` (parsing only; no I/O)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Optional, Sequence
+
+from sem_core.errors import SemError
+
+
+def add_path(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "path",
+        nargs="*",
+        metavar="PATH",
+        help="experiment folder, run store or mongodb:// URL (default: the experiment folder around "
+        "the current directory)",
+    )
+
+
+def add_where(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--where",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="keep runs whose config key (or run column, e.g. status) equals VALUE; repeatable",
+    )
+
+
+def add_table_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--metric", action="append", default=[], metavar="M", help="metric to show (repeatable; default: all)")
+    parser.add_argument("--group-by", action="append", default=[], metavar="K",
+                        help="group runs by config key K instead of by config_id (repeatable)")
+    parser.add_argument("--all-status", action="store_true",
+                        help="count runs of every status, not only COMPLETED (still newest per experiment_id)")
+    parser.add_argument("--maximize", action="append", default=[], metavar="M", help="higher M is better")
+    parser.add_argument("--minimize", action="append", default=[], metavar="M", help="lower M is better")
+
+
+def parse_where(items: Sequence[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise SemError(f"--where {item!r}: expected KEY=VALUE, e.g. --where fold=0")
+        out[key.strip()] = value
+    return out
+
+
+def source_of(paths: Sequence[str]) -> Optional[list[str]]:
+    return list(paths) if paths else None
+
+
+def table_options(args: argparse.Namespace) -> dict:
+    return {
+        "where": parse_where(args.where),
+        "statuses": None if args.all_status else ("COMPLETED",),
+        "maximize": args.maximize,
+        "minimize": args.minimize,
+    }

@@ -1,0 +1,99 @@
+"""Metric plots: one line per group (configuration) with a mean ± std band across its runs (folds).
+
+matplotlib runs on the Agg backend: no display is needed. A metric logged once per run (a final
+score) is drawn as one point per group with a ±std error bar instead of a curve.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+from typing import Optional, Sequence
+
+import pandas as pd
+
+from sem_core import records
+from sem_core.results.load import record_at
+from sem_core.results.table import ResultsTable, UnknownName, results_table
+
+
+def metric_series(path: str, metric: str) -> Optional[pd.Series]:
+    """The values of ``metric`` of one run, indexed by step (None if the run didn't log it)."""
+    if path.startswith(("mongodb://", "mongodb+srv://")):
+        metrics = record_at(path).metrics
+    else:
+        metrics = records.read_metrics(Path(path))
+    series = metrics.get(metric)
+    if not series or not series.get("values"):
+        return None
+    values = pd.to_numeric(pd.Series(series["values"]), errors="coerce")
+    steps = series.get("steps") or list(range(len(values)))
+    values.index = pd.Index(steps, name="step")
+    # A step logged twice (e.g. a resumed run) keeps its last value.
+    return values[~values.index.duplicated(keep="last")]
+
+
+def band(series: Sequence[pd.Series]) -> pd.DataFrame:
+    """Per step: mean, std (ddof=1) and count over the runs that logged that step. Pure."""
+    frame = pd.concat(list(series), axis=1)
+    return pd.DataFrame({"mean": frame.mean(axis=1), "std": frame.std(axis=1), "count": frame.count(axis=1)}).sort_index()
+
+
+def curves(table: ResultsTable, metric: str) -> dict[str, pd.DataFrame]:
+    """label -> band of ``metric`` over the runs of each row of ``table``."""
+    out = {}
+    for (label, *_), paths in zip(table.row_labels(), table.row_paths):
+        series = [s for s in (metric_series(p, metric) for p in paths) if s is not None]
+        if series:
+            out[str(label)] = band(series)
+    return out
+
+
+def plot_metric(
+    runs: pd.DataFrame,
+    metric: str,
+    group_by: Optional[Sequence[str]] = None,
+    *,
+    table: Optional[ResultsTable] = None,
+    title: Optional[str] = None,
+    **table_options,
+):
+    """A matplotlib Figure of ``metric`` (see module docstring). ``runs`` is a load_runs frame."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    table = table or results_table(runs, metrics=[metric], group_by=group_by, **table_options)
+    if metric not in table.metrics:
+        raise UnknownName(f"unknown metric {metric!r}; available metrics: {', '.join(table.metrics)}")
+    data = curves(table, metric)
+    fig = Figure(figsize=(7.5, 4.2), dpi=110, layout="constrained")
+    ax = fig.add_subplot()
+    if not data:
+        ax.text(0.5, 0.5, f"no run logged {metric}", ha="center", va="center", transform=ax.transAxes)
+    elif all(len(b) == 1 for b in data.values()):
+        labels = list(data)
+        means = [b["mean"].iloc[-1] for b in data.values()]
+        stds = [0.0 if math.isnan(b["std"].iloc[-1]) else b["std"].iloc[-1] for b in data.values()]
+        ax.errorbar(range(len(labels)), means, yerr=stds, fmt="o", capsize=4)
+        ax.set_xticks(range(len(labels)), labels, rotation=20 if len(labels) > 3 else 0, ha="right" if len(labels) > 3 else "center")
+        ax.set_xlabel("configuration")
+    else:
+        for label, b in data.items():
+            (line,) = ax.plot(b.index, b["mean"], label=f"{label} (n={int(b['count'].max())})")
+            std = b["std"].fillna(0.0)
+            ax.fill_between(b.index, b["mean"] - std, b["mean"] + std, color=line.get_color(), alpha=0.2, linewidth=0)
+        ax.set_xlabel("step")
+        ax.legend(fontsize="small", loc="best")
+    ax.set_ylabel(metric)
+    ax.set_title(title or f"{metric}: mean ± std across runs of each configuration")
+    ax.grid(True, alpha=0.3)
+    return fig
+
+
+def figure_png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
