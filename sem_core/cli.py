@@ -16,6 +16,11 @@ from sem_core.errors import SemError
 # One line per subcommand module; add yours here.
 COMMAND_MODULES = [
     "sem_core.commands.plan",
+    "sem_core.commands.results",
+    "sem_core.commands.ls",
+    "sem_core.commands.show",
+    "sem_core.commands.plot",
+    "sem_core.commands.report",
 ]
 
 
