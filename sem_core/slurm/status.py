@@ -1,0 +1,260 @@
+"""Slurm job states -> sem run statuses, and the reconciliation of run records with Slurm.
+
+Pure functions except ``query_jobs`` (one ``sacct`` call, one ``squeue`` call when needed).
+A state Slurm did not report, or a query that failed, maps to ``UNKNOWN``: it is shown as
+unknown and never written into a record (SEML marks pending jobs KILLED when squeue parsing
+fails, seml #18, #90; sem does not guess).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import subprocess
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping, Optional, Sequence
+
+UNKNOWN = "UNKNOWN"
+
+# Slurm job states (sacct/squeue long names) -> sem statuses.
+SLURM_TO_SEM = {
+    # waiting to run
+    "PENDING": "QUEUED",
+    "REQUEUED": "QUEUED",
+    "REQUEUE_FED": "QUEUED",
+    "REQUEUE_HOLD": "QUEUED",
+    "RESV_DEL_HOLD": "QUEUED",
+    "CONFIGURING": "QUEUED",
+    "SPECIAL_EXIT": "QUEUED",
+    # running (or stopped while holding its allocation)
+    "RUNNING": "RUNNING",
+    "COMPLETING": "RUNNING",
+    "SIGNALING": "RUNNING",
+    "STAGE_OUT": "RUNNING",
+    "RESIZING": "RUNNING",
+    "SUSPENDED": "RUNNING",
+    "STOPPED": "RUNNING",
+    # finished
+    "COMPLETED": "COMPLETED",
+    "FAILED": "FAILED",
+    "CANCELLED": "CANCELLED",
+    "TIMEOUT": "TIMEOUT",
+    "DEADLINE": "TIMEOUT",
+    "OUT_OF_MEMORY": "KILLED",
+    "NODE_FAIL": "KILLED",
+    "BOOT_FAIL": "KILLED",
+    "PREEMPTED": "KILLED",
+    "REVOKED": "KILLED",
+}
+ACTIVE = ("QUEUED", "RUNNING")
+
+
+def sem_status(slurm_state: Optional[str]) -> str:
+    """``'CANCELLED by 0'`` -> ``'CANCELLED'``; an unreported or unheard-of state -> UNKNOWN."""
+    if not slurm_state:
+        return UNKNOWN
+    word = slurm_state.strip().split(" ")[0].rstrip("+").upper()
+    return SLURM_TO_SEM.get(word, UNKNOWN)
+
+
+@dataclass(frozen=True)
+class SlurmJobState:
+    job_id: str  # "123" or "123_4" (array task)
+    state: str  # Slurm's word, e.g. "RUNNING", "CANCELLED by 0"
+    exit_code: str = ""
+    node: str = ""
+    partition: str = ""
+    reason: str = ""
+
+    @property
+    def status(self) -> str:
+        return sem_status(self.state)
+
+
+_ARRAY_RANGE_RE = re.compile(r"^(?P<main>\d+)_\[(?P<ranges>[0-9,\-]+)(%\d+)?\]$")
+
+
+def expand_job_id(job_id: str) -> list[str]:
+    """``'12_[3-5,9%2]'`` -> ``['12_3', '12_4', '12_5', '12_9']``; plain ids unchanged."""
+    match = _ARRAY_RANGE_RE.match(job_id.strip())
+    if match is None:
+        return [job_id.strip()]
+    out = []
+    for part in match.group("ranges").split(","):
+        if "-" in part:
+            lo, hi = part.split("-", 1)
+            out += [f"{match.group('main')}_{i}" for i in range(int(lo), int(hi) + 1)]
+        elif part:
+            out.append(f"{match.group('main')}_{int(part)}")
+    return out
+
+
+SACCT_FIELDS = ("JobID", "State", "ExitCode", "NodeList", "Partition", "Reason")
+SQUEUE_FORMAT = "%i|%T|%N|%P|%r"
+
+
+def parse_sacct(text: str) -> dict[str, SlurmJobState]:
+    """``sacct -X --parsable2 -o JobID,State,ExitCode,NodeList,Partition,Reason`` (with header)."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        return {}
+    names = lines[0].split("|")
+    out: dict[str, SlurmJobState] = {}
+    for line in lines[1:]:
+        values = dict(zip(names, line.split("|")))
+        raw_id = values.get("JobID", "")
+        if not raw_id or "." in raw_id:  # job steps (123.batch) are not jobs
+            continue
+        node = values.get("NodeList", "")
+        for job_id in expand_job_id(raw_id):
+            out[job_id] = SlurmJobState(
+                job_id=job_id,
+                state=values.get("State", ""),
+                exit_code=values.get("ExitCode", ""),
+                node="" if node == "None assigned" else node,
+                partition=values.get("Partition", ""),
+                reason=values.get("Reason", ""),
+            )
+    return out
+
+
+def parse_squeue(text: str) -> dict[str, SlurmJobState]:
+    """``squeue -h -o '%i|%T|%N|%P|%r'`` (no header)."""
+    out: dict[str, SlurmJobState] = {}
+    for line in text.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) < 2 or not parts[0]:
+            continue
+        parts += [""] * (5 - len(parts))
+        for job_id in expand_job_id(parts[0]):
+            out[job_id] = SlurmJobState(job_id, parts[1], "", parts[2], parts[3], parts[4])
+    return out
+
+
+def array_parent(job_id: str) -> str:
+    """``'123_4'`` -> ``'123'`` (the id sacct/squeue/scancel accept for the whole array)."""
+    return job_id.split("_", 1)[0]
+
+
+@dataclass
+class QueryResult:
+    states: dict[str, SlurmJobState] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)  # failed queries, reported as they are
+
+    def status_of(self, job_id: str) -> str:
+        state = self.states.get(job_id)
+        return state.status if state is not None else UNKNOWN
+
+
+def _run(cmd: Sequence[str], timeout: float) -> tuple[Optional[str], Optional[str]]:
+    try:
+        out = subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout, check=False)
+    except FileNotFoundError:
+        return None, f"{cmd[0]}: not found on PATH"
+    except subprocess.TimeoutExpired:
+        return None, f"{cmd[0]}: no answer within {timeout:.0f} s"
+    if out.returncode != 0:
+        return None, f"{' '.join(cmd[:2])}...: exit {out.returncode}: {(out.stderr or out.stdout).strip()[:300]}"
+    return out.stdout, None
+
+
+def query_jobs(job_ids: Iterable[str], timeout: float = 60.0) -> QueryResult:
+    """Ask Slurm about ``job_ids`` ("123" or "123_4"): sacct for everything (finished jobs
+    too), then squeue for the ids sacct does not know yet (accounting lags a few seconds, and
+    clusters without accounting have no sacct). What neither reports stays UNKNOWN."""
+    wanted = sorted(set(job_ids))
+    result = QueryResult()
+    if not wanted:
+        return result
+    parents = ",".join(sorted({array_parent(j) for j in wanted}))
+    text, error = _run(["sacct", "-X", "--parsable2", "-o", ",".join(SACCT_FIELDS), "-j", parents], timeout)
+    if error:
+        result.errors.append(error)
+    else:
+        result.states.update(parse_sacct(text or ""))
+    missing = [j for j in wanted if j not in result.states]
+    if missing:
+        text, error = _run(["squeue", "-h", "-r", "-o", SQUEUE_FORMAT, "-j", parents], timeout)
+        if error:
+            # squeue fails for ids it no longer knows ("Invalid job id specified"): not a verdict
+            result.errors.append(error)
+        else:
+            found = parse_squeue(text or "")
+            result.states.update({j: found[j] for j in missing if j in found})
+    return result
+
+
+# -- reconciliation ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Verdict:
+    status: str  # what `sem status` shows
+    write: Optional[str] = None  # new record status to write, None = leave the record alone
+    reason: str = ""  # why (shown, and written into the record's fail_trace)
+
+
+def reconcile_slurm(record_status: str, slurm: Optional[SlurmJobState]) -> Verdict:
+    """A record's status against what Slurm says about its job.
+
+    Only records still QUEUED/RUNNING are reconciled. An active record whose job Slurm
+    reports finished is written with Slurm's verdict (a job killed by Slurm never reaches
+    the code that would have recorded its end); an unknown Slurm state leaves it alone."""
+    if record_status not in ACTIVE:
+        return Verdict(record_status)
+    if slurm is None:
+        return Verdict(record_status, None, "Slurm does not report this job (unknown)")
+    status = slurm.status
+    if status == UNKNOWN:
+        return Verdict(record_status, None, f"unrecognised Slurm state {slurm.state!r}")
+    if status in ACTIVE:
+        # the worker writes RUNNING itself; a record a step behind is shown as Slurm sees it
+        return Verdict(status)
+    where = f"Slurm job {slurm.job_id}" + (f" on {slurm.node}" if slurm.node else "")
+    exit_part = f", exit code {slurm.exit_code}" if slurm.exit_code and slurm.exit_code != "0:0" else ""
+    if status == "COMPLETED":
+        # the job script ended cleanly but the run never recorded its end (e.g. the worker
+        # could not import the model file, or the process was killed between jobs of a pack)
+        return Verdict("FAILED", "FAILED", f"{where} ended COMPLETED but the run never recorded its end")
+    return Verdict(status, status, f"{where} ended {slurm.state}{exit_part}")
+
+
+def parse_time(text: Optional[str]) -> Optional[dt.datetime]:
+    if not text:
+        return None
+    try:
+        t = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
+
+
+def reconcile_local(
+    record_status: str,
+    last_beat: Optional[dt.datetime],
+    now: dt.datetime,
+    stale_after_s: float,
+    process_alive: Optional[bool],
+) -> Verdict:
+    """A local (non-Slurm) run against its heartbeat and, when it ran on this host, its process.
+
+    ``process_alive`` is None when it cannot be checked (another host, no pid recorded)."""
+    if record_status != "RUNNING":
+        return Verdict(record_status)
+    if process_alive is True:
+        return Verdict("RUNNING")
+    if process_alive is False:
+        return Verdict("KILLED", "KILLED", "the process of this run is gone and it never recorded its end")
+    if last_beat is None:
+        return Verdict("RUNNING", None, "no heartbeat recorded yet")
+    age = (now - last_beat).total_seconds()
+    if age > stale_after_s:
+        return Verdict(
+            "KILLED", "KILLED", f"no heartbeat for {age:.0f} s (more than {stale_after_s:.0f} s): the run is dead"
+        )
+    return Verdict("RUNNING")
+
+
+def count_by_status(statuses: Iterable[str]) -> Mapping[str, int]:
+    counts: dict[str, int] = {}
+    for s in statuses:
+        counts[s] = counts.get(s, 0) + 1
+    return counts
