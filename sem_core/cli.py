@@ -21,6 +21,8 @@ COMMAND_MODULES = [
     "sem_core.commands.show",
     "sem_core.commands.plot",
     "sem_core.commands.report",
+    "sem_core.commands.dvc",
+    "sem_core.commands.clean",
 ]
 
 

@@ -1,0 +1,230 @@
+"""``sem clean [PATH]``: move failed runs, stale duplicates and orphans of a run store to a bin.
+
+Dry run by default (prints what it would move); ``--yes`` moves; ``--restore`` moves everything
+in the bin back. Runs are moved whole with ``os.rename`` under their own name (never renamed,
+never renumbered, never copied), into ``<store>/_bin/<clean time>/``, with a ``manifest.json``
+saying why each was moved.
+
+What is binned (``plan_clean``, pure):
+- finished runs that did not complete (FAILED, INTERRUPTED, TIMEOUT, KILLED, CANCELLED);
+- stale duplicates: COMPLETED runs of a row (same experiment_id and model file) older than the
+  row's latest COMPLETED run;
+- orphans: folders in the store with no readable run.json (a job killed before it wrote one),
+  untouched for ``ORPHAN_MIN_AGE_S`` (a job starting right now is not an orphan).
+Never binned: QUEUED/RUNNING runs; the latest COMPLETED run of a row; and, unless ``--force``,
+runs that are in neither the DVC-pushed version of the store nor MongoDB (the bin would then hold
+their only copy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Optional, Sequence
+
+BIN_DIR = "_bin"
+MANIFEST = "manifest.json"
+ORPHAN_MIN_AGE_S = 3600
+NOT_COMPLETED = frozenset({"FAILED", "INTERRUPTED", "TIMEOUT", "KILLED", "CANCELLED"})
+ACTIVE = frozenset({"QUEUED", "RUNNING"})
+
+
+# ------------------------------------------------------------------------------ pure planning
+@dataclass(frozen=True)
+class StoreEntry:
+    name: str  # folder name in the store (= global_id for runs)
+    status: Optional[str]  # None: no readable run.json (an orphan candidate)
+    experiment_id: Optional[str] = None
+    model: Optional[str] = None
+    age_s: float = 0.0  # seconds since the folder last changed
+
+
+@dataclass(frozen=True)
+class CleanItem:
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class CleanPlan:
+    move: list[CleanItem]
+    protected: list[CleanItem]  # would be moved, but have no copy outside this store
+
+
+def plan_clean(entries: Sequence[StoreEntry], shared: Iterable[str], force: bool = False) -> CleanPlan:
+    """Which store entries to bin. ``shared``: names of runs that also exist outside this store
+    (pushed to DVC, or synced to MongoDB)."""
+    shared = set(shared)
+    latest_completed: dict[tuple, str] = {}
+    for e in entries:
+        if e.status == "COMPLETED" and e.experiment_id:
+            key = (e.experiment_id, e.model)
+            if e.name > latest_completed.get(key, ""):
+                latest_completed[key] = e.name
+    candidates = []
+    for e in sorted(entries, key=lambda e: e.name):
+        if e.status is None:
+            if e.age_s >= ORPHAN_MIN_AGE_S:
+                candidates.append(CleanItem(e.name, "orphan: no readable run.json"))
+        elif e.status in ACTIVE:
+            continue
+        elif e.status in NOT_COMPLETED:
+            candidates.append(CleanItem(e.name, e.status))
+        elif e.status == "COMPLETED" and e.experiment_id:
+            newest = latest_completed[(e.experiment_id, e.model)]
+            if newest != e.name:
+                candidates.append(CleanItem(e.name, f"stale duplicate of {newest}"))
+    move = [c for c in candidates if force or c.name in shared]
+    protected = [c for c in candidates if not force and c.name not in shared]
+    return CleanPlan(move=move, protected=protected)
+
+
+# ------------------------------------------------------------------------------ store I/O
+def scan_store(store: Path, now: Optional[float] = None) -> list[StoreEntry]:
+    from sem_core import records
+
+    now = time.time() if now is None else now
+    entries = []
+    for child in sorted(store.iterdir()):
+        if not child.is_dir() or child.name.startswith(("_", ".")):
+            continue
+        age = now - max((p.stat().st_mtime for p in [child, *child.iterdir()]), default=child.stat().st_mtime)
+        try:
+            rec = records.read_run(child)
+        except (OSError, ValueError):  # missing or half-written run.json / config.json: an orphan
+            entries.append(StoreEntry(child.name, None, age_s=age))
+            continue
+        entries.append(StoreEntry(child.name, rec.status, rec.experiment_id, rec.model, age))
+    return entries
+
+
+def dvc_pushed_names(store: Path) -> set[str]:
+    """Run folders whose every file is in the DVC-tracked version of the store (``<store>.dvc``)
+    with the same content, and that version is in the local DVC cache (it was pushed or pulled)."""
+    dvc_file = store.with_name(store.name + ".dvc")
+    if not dvc_file.exists():
+        return set()
+    from sem_core import dvc
+    from sem_core.sources import file_md5
+
+    root = dvc.git_root(store)
+    listing_file = dvc._cache_object(dvc._cache_dir(root), dvc._tracked_dir_md5(dvc_file))
+    if not listing_file.exists():
+        return set()
+    tracked: dict[str, dict[str, str]] = {}
+    for entry in json.loads(listing_file.read_text(encoding="utf-8")):
+        top, _, rest = entry["relpath"].partition("/")
+        tracked.setdefault(top, {})[rest] = entry["md5"]
+    pushed = set()
+    for name, files in tracked.items():
+        folder = store / name
+        if not folder.is_dir():
+            continue
+        local = {p.relative_to(folder).as_posix(): p for p in folder.rglob("*") if p.is_file()}
+        if set(local) == set(files) and all(file_md5(local[rel]) == md5 for rel, md5 in files.items()):
+            pushed.add(name)
+    return pushed
+
+
+def mongo_synced_names(store: Path) -> set[str]:
+    """Runs of the store that the configured MongoDB holds in their current state (through the
+    Mongo reader); empty when no database is configured."""
+    try:
+        from sem_core.mongo import reader
+    except ImportError:
+        return set()
+    synced = getattr(reader, "synced_global_ids", None)
+    if synced is None:
+        return set()
+    return set(synced(store))
+
+
+def move_to_bin(store: Path, items: Sequence[CleanItem]) -> Path:
+    from sem_core import records
+
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+    batch = store / BIN_DIR / stamp
+    batch.mkdir(parents=True)
+    manifest = {"cleaned": dt.datetime.now(dt.timezone.utc).isoformat(), "items": [vars(i) for i in items]}
+    records.atomic_write_json(batch / MANIFEST, manifest)
+    for item in items:
+        os.rename(store / item.name, batch / item.name)
+    return batch
+
+
+def restore_from_bin(store: Path) -> list[str]:
+    """Move every binned folder back under its own name; refuse (moving nothing) on a name clash."""
+    bin_dir = store / BIN_DIR
+    if not bin_dir.is_dir():
+        return []
+    moves = []
+    for batch in sorted(p for p in bin_dir.iterdir() if p.is_dir()):
+        for item in sorted(p for p in batch.iterdir() if p.is_dir()):
+            moves.append((item, store / item.name))
+    clashes = [str(dest) for _, dest in moves if dest.exists()]
+    if clashes:
+        from sem_core.errors import SemError
+
+        raise SemError(f"cannot restore: {', '.join(clashes[:10])} already exist(s) in the store; move them away first")
+    restored = []
+    for source, dest in moves:
+        os.rename(source, dest)
+        restored.append(dest.name)
+    for batch in sorted(p for p in bin_dir.iterdir() if p.is_dir()):
+        if not any(p.is_dir() for p in batch.iterdir()):
+            (batch / MANIFEST).unlink(missing_ok=True)
+            batch.rmdir()
+    if not any(bin_dir.iterdir()):
+        bin_dir.rmdir()
+    return restored
+
+
+# ------------------------------------------------------------------------------ command
+def register(subparsers) -> None:
+    p = subparsers.add_parser("clean", help="move failed runs, stale duplicates and orphans to a bin (dry run by default)")
+    p.add_argument("path", nargs="?", default=None, help="experiment folder or run store (default: the experiment around .)")
+    p.add_argument("--yes", action="store_true", help="move them (without it: only print what would move)")
+    p.add_argument("--restore", action="store_true", help="move everything in the bin back into the store")
+    p.add_argument("--force", action="store_true",
+                   help="also bin runs that are neither pushed to DVC nor synced to MongoDB (the bin is then their only copy)")
+    p.set_defaults(func=run)
+
+
+def store_of(path: Optional[str]) -> Path:
+    from sem_core.results.load import find_experiment_dir, is_run_store, store_of_experiment
+
+    if path is not None and is_run_store(Path(path)):
+        return Path(path).resolve()
+    return store_of_experiment(find_experiment_dir(Path(path) if path else None)).resolve()
+
+
+def run(args: argparse.Namespace) -> int:
+    from sem_core.errors import SemError
+
+    store = store_of(args.path)
+    if not store.is_dir():
+        raise SemError(f"{store}: no run store here (nothing has run yet)")
+    if args.restore:
+        restored = restore_from_bin(store)
+        print(f"restored {len(restored)} folder(s) into {store}" + (f": {', '.join(restored)}" if restored else ""))
+        return 0
+    shared = set() if args.force else dvc_pushed_names(store) | mongo_synced_names(store)
+    plan = plan_clean(scan_store(store), shared, force=args.force)
+    for item in plan.move:
+        print(f"{'move' if args.yes else 'would move'}  {item.name}  ({item.reason})")
+    for item in plan.protected:
+        print(f"keep  {item.name}  ({item.reason}; not pushed to DVC nor synced to MongoDB: --force to bin it)")
+    if not plan.move:
+        print(f"nothing to clean in {store}")
+        return 0
+    if not args.yes:
+        print(f"dry run: {len(plan.move)} folder(s) would move to {store / BIN_DIR}; run again with --yes to move them")
+        return 0
+    batch = move_to_bin(store, plan.move)
+    print(f"moved {len(plan.move)} folder(s) to {batch}; `sem clean --restore` brings them back")
+    return 0

@@ -1,0 +1,296 @@
+"""Sharing run stores and results with DVC: ``sem dvc init / push / pull``.
+
+Uses the real ``dvc`` command (of the running Python, ``python -m dvc``) and ``git``.
+
+- ``init``: ``dvc init`` at the top of the git repository when needed, a default remote (local
+  folder, ``s3://``, ``gdrive://`` ...); the DVC files and the remote are committed so that every
+  clone shares them (secrets, e.g. a Google Drive client secret, go to the git-ignored
+  ``.dvc/config.local``).
+- ``push``: ``dvc add`` the run store and the results folder, commit ONLY the ``.dvc`` and
+  ``.gitignore`` files this changed (other staged changes stay staged, uncommitted), ``dvc push``.
+- ``pull``: ``dvc fetch`` and then a MERGING checkout: ``dvc checkout`` would make the folder
+  equal to the pulled version and so delete runs made here since the last push. Run folders are
+  named by globally unique ids, so the union of both sides has no conflicts: sem copies in what is
+  missing locally and keeps everything else (a file that differs on both sides is kept as it is
+  here and reported).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+from urllib.parse import urlsplit
+
+from sem_core.errors import SemError
+
+DEFAULT_REMOTE_NAME = "storage"
+# URL scheme -> (python module of the DVC plugin, pip package)
+REMOTE_PLUGINS = {
+    "s3": ("dvc_s3", "dvc-s3"),
+    "gs": ("dvc_gs", "dvc-gs"),
+    "gdrive": ("dvc_gdrive", "dvc-gdrive"),
+    "azure": ("dvc_azure", "dvc-azure"),
+    "ssh": ("dvc_ssh", "dvc-ssh"),
+    "http": ("dvc_http", "dvc-http"),
+    "https": ("dvc_http", "dvc-http"),
+}
+
+
+class DvcError(SemError):
+    """git or DVC refused; the message says what to do."""
+
+
+# ------------------------------------------------------------------------------ processes
+def _run(args: Sequence[str], cwd: Path, what: str) -> str:
+    result = subprocess.run(list(args), cwd=cwd, capture_output=True, text=True)
+    if result.returncode != 0:
+        detail = (result.stderr.strip() or result.stdout.strip()).splitlines()
+        raise DvcError(f"{what} failed in {cwd} (exit code {result.returncode}): {' | '.join(detail[-5:])}")
+    return result.stdout
+
+
+def git(cwd: Path, *args: str) -> str:
+    return _run(["git", *args], cwd, "git " + " ".join(args[:2]))
+
+
+def dvc(cwd: Path, *args: str) -> str:
+    return _run([sys.executable, "-m", "dvc", *args], cwd, "dvc " + " ".join(args[:2]))
+
+
+def git_root(path: Path) -> Path:
+    path = Path(path).resolve()
+    probe = path if path.is_dir() else path.parent
+    result = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=probe, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise DvcError(
+            f"{path} is not inside a git repository: DVC records data versions in git; "
+            "run `git init` (or clone the project) first"
+        )
+    return Path(result.stdout.strip())
+
+
+def require_dvc_repo(root: Path) -> None:
+    if not (root / ".dvc").is_dir():
+        raise DvcError(f"{root} has no DVC set-up: run `sem dvc init --remote URL` first")
+
+
+def default_remote(root: Path) -> str:
+    name = dvc(root, "remote", "default").strip()
+    if not name:
+        listed = dvc(root, "remote", "list").strip()
+        hint = f" (remotes: {listed.splitlines()[0].split()[0]} ...; make one the default with `dvc remote default NAME`)" if listed else ""
+        raise DvcError(f"{root}: no default DVC remote{hint}; run `sem dvc init --remote URL`")
+    return name
+
+
+def require_no_conflicts(root: Path) -> None:
+    unmerged = sorted({line.split("\t", 1)[1] for line in git(root, "ls-files", "-u").splitlines() if "\t" in line})
+    if unmerged:
+        raise DvcError(
+            f"{root} has unresolved merge conflicts in {', '.join(unmerged[:10])}: resolve them "
+            "(for .dvc files of run stores, keep either side and run `sem dvc pull` then `sem dvc push`) "
+            "and commit first"
+        )
+
+
+# ------------------------------------------------------------------------------ init
+def check_remote_plugin(url: str) -> None:
+    scheme = urlsplit(url).scheme if "://" in url else ""
+    plugin = REMOTE_PLUGINS.get(scheme)
+    if plugin is None:
+        return
+    module, package = plugin
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise DvcError(f"a {scheme}:// remote needs the DVC plugin {package}: pip install {package}")
+
+
+def init(
+    start: Path,
+    remote_url: Optional[str] = None,
+    remote_name: str = DEFAULT_REMOTE_NAME,
+    gdrive_client_id: Optional[str] = None,
+    gdrive_client_secret: Optional[str] = None,
+) -> list[str]:
+    """Set up DVC (where needed) and a default remote; return what was done, one line each."""
+    root = git_root(start)
+    done = []
+    committed: list[str] = []
+    if not (root / ".dvc").is_dir():
+        dvc(root, "init", "-q")
+        done.append(f"dvc init in {root}")
+        committed += [".dvc/config", ".dvc/.gitignore", ".dvcignore"]
+    if remote_url:
+        check_remote_plugin(remote_url)
+        url = remote_url
+        if "://" not in url and not os.path.isabs(os.path.expanduser(url)):
+            # a relative path would be read relative to .dvc/ in each clone: pin it
+            url = str((Path.cwd() / url).resolve())
+        dvc(root, "remote", "add", "--default", "--force", remote_name, url)
+        if gdrive_client_id:
+            dvc(root, "remote", "modify", remote_name, "gdrive_client_id", gdrive_client_id)
+        if gdrive_client_secret:
+            # never into the committed .dvc/config
+            dvc(root, "remote", "modify", "--local", remote_name, "gdrive_client_secret", gdrive_client_secret)
+        done.append(f"default remote {remote_name!r} -> {url}")
+        committed.append(".dvc/config")
+    elif not dvc(root, "remote", "default").strip():
+        done.append("no remote yet: add one with `sem dvc init --remote URL` before `sem dvc push`")
+    if committed:
+        paths = sorted(set(p for p in committed if (root / p).exists()))
+        if commit_paths(root, paths, "sem dvc init: DVC set-up and default remote"):
+            done.append(f"committed {', '.join(paths)}")
+    return done
+
+
+def commit_paths(root: Path, paths: Sequence[str], message: str) -> bool:
+    """Commit exactly ``paths`` (``git commit --only``): changes staged for other files stay
+    staged and out of this commit. Returns False when there was nothing to commit."""
+    paths = list(paths)
+    if not paths:
+        return False
+    git(root, "add", "--", *paths)
+    if not git(root, "diff", "--cached", "--name-only", "--", *paths).strip():
+        return False
+    git(root, "commit", "-q", "--only", "-m", message, "--", *paths)
+    return True
+
+
+# ------------------------------------------------------------------------------ push / pull
+@dataclass
+class Targets:
+    root: Path  # git root
+    paths: list[Path]  # folders to track: the run store, the results folder
+
+    def dvc_files(self) -> list[Path]:
+        return [p.with_name(p.name + ".dvc") for p in self.paths]
+
+
+def targets_of(experiment_dir: Path, store: Path) -> Targets:
+    root = git_root(experiment_dir)
+    paths = [Path(store).resolve()]
+    results = Path(experiment_dir).resolve() / "results"
+    if results.is_dir() or results.with_name("results.dvc").exists():
+        paths.append(results)
+    for p in paths:
+        if root not in p.parents:
+            raise DvcError(f"{p} is outside the git repository {root}: DVC can only track folders inside it")
+    return Targets(root=root, paths=paths)
+
+
+def push(targets: Targets) -> list[str]:
+    root = targets.root
+    require_dvc_repo(root)
+    remote = default_remote(root)
+    require_no_conflicts(root)
+    present = [p for p in targets.paths if p.exists()]
+    if not present:
+        raise DvcError(f"nothing to push: {', '.join(map(str, targets.paths))} do not exist yet (run some experiments)")
+    rel = [str(p.relative_to(root)) for p in present]
+    dvc(root, "add", "-q", *rel)
+    changed = []
+    for p in present:
+        for candidate in (p.with_name(p.name + ".dvc"), p.parent / ".gitignore"):
+            changed.append(str(candidate.relative_to(root)))
+    changed = sorted(set(changed))
+    done = []
+    if commit_paths(root, changed, f"sem dvc push: {', '.join(rel)}"):
+        done.append(f"committed {', '.join(changed)}")
+    else:
+        done.append("the .dvc files were already committed (no change since the last push)")
+    dvc(root, "push", "-q", *[str(Path(r + ".dvc")) for r in rel])
+    done.append(f"pushed {', '.join(rel)} to DVC remote {remote!r}")
+    done.append("share the .dvc files with your team: git push")
+    return done
+
+
+@dataclass
+class MergeReport:
+    copied: int = 0
+    kept_local: int = 0  # files here that the pulled version does not have
+    conflicts: list[str] = field(default_factory=list)  # same path, different content: kept as here
+
+
+def _cache_dir(root: Path) -> Path:
+    text = dvc(root, "cache", "dir").strip()
+    return Path(text) if text else root / ".dvc" / "cache"
+
+
+def _cache_object(cache: Path, md5: str) -> Path:
+    return cache / "files" / "md5" / md5[:2] / md5[2:]
+
+
+def merge_checkout(cache: Path, target: Path, dir_md5: str) -> MergeReport:
+    """Bring ``target`` up to the union of itself and the tracked version ``dir_md5``."""
+    listing_file = _cache_object(cache, dir_md5)
+    if not listing_file.exists():
+        raise DvcError(f"{target}: the DVC cache has no listing {dir_md5} (the fetch did not complete)")
+    listing = json.loads(listing_file.read_text(encoding="utf-8"))
+    report = MergeReport()
+    wanted = set()
+    from sem_core.sources import file_md5
+
+    for entry in listing:
+        rel = entry["relpath"]
+        wanted.add(rel)
+        dest = target / rel
+        if dest.exists():
+            if file_md5(dest) != entry["md5"]:
+                report.conflicts.append(rel)
+            continue
+        source = _cache_object(cache, entry["md5"])
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.sem-pull.tmp")
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, dest)
+        report.copied += 1
+    if target.is_dir():
+        report.kept_local = sum(
+            1 for p in target.rglob("*") if p.is_file() and p.relative_to(target).as_posix() not in wanted
+        )
+    return report
+
+
+def _tracked_dir_md5(dvc_file: Path) -> str:
+    from sem_core.settings import read_yaml
+
+    data = read_yaml(dvc_file) or {}
+    outs = data.get("outs") or []
+    if len(outs) != 1 or not str(outs[0].get("md5", "")).endswith(".dir"):
+        raise DvcError(f"{dvc_file}: expected one tracked folder (outs with a .dir md5); was it written by sem dvc push?")
+    return outs[0]["md5"]
+
+
+def pull(targets: Targets) -> list[str]:
+    root = targets.root
+    require_dvc_repo(root)
+    remote = default_remote(root)
+    require_no_conflicts(root)
+    files = [f for f in targets.dvc_files() if f.exists()]
+    if not files:
+        names = ", ".join(str(f.relative_to(root)) for f in targets.dvc_files())
+        raise DvcError(f"nothing to pull: {names} not found; `git pull` the project first (or `sem dvc push` to start sharing)")
+    rel = [str(f.relative_to(root)) for f in files]
+    dvc(root, "fetch", "-q", *rel)
+    cache = _cache_dir(root)
+    done = [f"fetched {', '.join(rel)} from DVC remote {remote!r}"]
+    for dvc_file in files:
+        target = dvc_file.with_name(dvc_file.name[: -len(".dvc")])
+        report = merge_checkout(cache, target, _tracked_dir_md5(dvc_file))
+        line = f"{target.relative_to(root)}: {report.copied} file(s) restored"
+        if report.kept_local:
+            line += f", {report.kept_local} local file(s) not pushed yet kept (share them with `sem dvc push`)"
+        done.append(line)
+        if report.conflicts:
+            done.append(
+                f"{target.relative_to(root)}: {len(report.conflicts)} file(s) differ from the pulled version and were "
+                f"kept as they are here: {', '.join(report.conflicts[:10])}"
+            )
+    return done
