@@ -1,0 +1,147 @@
+"""load_runs / get_runs over run stores written by sem's FileStorageObserver."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+
+from sem_core import records
+from sem_core.errors import SemError
+from sem_core.results import NoRunsFound, get_runs, load_runs
+from sem_core.results.load import cache_path
+from tests.results_store import T0, write_run
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEM_CACHE_DIR", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def experiment(tmp_path) -> Path:
+    exp = tmp_path / "exp"
+    (exp / "models").mkdir(parents=True)
+    return exp
+
+
+def test_one_row_per_run_with_ids_config_keys_and_last_metric_values(experiment):
+    store = experiment / "models" / "runs"
+    run = write_run(store, {"name": "gd", "opt": {"lr": 0.1, "layers": [64, 32]}, "fold": 0}, 3,
+                    {"loss": [3.0, 2.0, 1.5], "test_rmse": [0.7]}, seconds=42, hostname="node7")
+    write_run(store, {"name": "gd", "opt": {"lr": 0.1, "layers": [64, 32]}, "fold": 1}, 4, {"loss": [9.0]},
+              status="FAILED", start=T0 + dt.timedelta(minutes=1))
+    runs = load_runs(experiment)
+    assert len(runs) == 2
+    first = runs.iloc[0]
+    config = json.loads((run / "config.json").read_text())
+    assert first["global_id"] == run.name == config["global_id"]
+    assert (first["experiment_id"], first["config_id"], first["order_id"]) == (
+        config["experiment_id"], config["config_id"], 3)
+    assert (first["model"], first["status"], first["host"], first["duration"]) == ("m_linear.py", "COMPLETED", "node7", 42.0)
+    assert first["opt.lr"] == 0.1 and first["opt.layers"] == "[64, 32]" and first["fold"] == 0
+    assert first["loss"] == 1.5 and first["test_rmse"] == 0.7
+    assert first["path"] == str(run)
+    assert runs.iloc[1]["status"] == "FAILED" and runs.iloc[1]["loss"] == 9.0
+    assert str(first["start_time"]) == "2026-01-01 12:00:00+00:00"
+
+
+def test_config_keys_clashing_with_run_columns_are_prefixed(tmp_path):
+    store = tmp_path / "runs"
+    write_run(store, {"status": "draft", "fold": 0}, 0, {"fold": [1.0]})
+    runs = load_runs(store)
+    assert runs.iloc[0]["status"] == "COMPLETED"
+    assert runs.iloc[0]["config.status"] == "draft"
+    assert runs.iloc[0]["fold"] == 0 and runs.iloc[0]["metric.fold"] == 1.0
+
+
+def test_cache_sees_a_run_finish_and_new_runs_appear(tmp_path):
+    store = tmp_path / "runs"
+    live = write_run(store, {"fold": 0}, 0, {"loss": [5.0, 4.0]}, status="RUNNING")
+    runs = load_runs(store)
+    assert (runs.iloc[0]["status"], runs.iloc[0]["loss"]) == ("RUNNING", 4.0)  # read from metrics.jsonl
+    assert cache_path(store).exists()
+    # the run ends: run.json and metrics.json are rewritten atomically
+    entry = records.read_json(live / "run.json")
+    entry.update(status="COMPLETED", stop_time=(T0 + dt.timedelta(seconds=9)).isoformat())
+    records.atomic_write_json(live / "run.json", entry)
+    records.atomic_write_json(live / "metrics.json", {"loss": {"steps": [0, 1, 2], "values": [5.0, 4.0, 3.0],
+                                                                "timestamps": ["a", "b", "c"]}})
+    write_run(store, {"fold": 1}, 1, {"loss": [7.0]}, start=T0 + dt.timedelta(minutes=1))
+    runs = load_runs(store)
+    assert list(runs["status"]) == ["COMPLETED", "COMPLETED"]
+    assert list(runs["loss"]) == [3.0, 7.0]
+    assert runs.iloc[0]["duration"] == 9.0
+    assert load_runs(store, use_cache=False).equals(runs)
+
+
+def test_a_corrupt_cache_is_rebuilt_from_the_records(tmp_path):
+    store = tmp_path / "runs"
+    write_run(store, {"fold": 0}, 0, {"loss": [1.0]})
+    load_runs(store)
+    cache_path(store).write_text("{not json")
+    assert list(load_runs(store)["loss"]) == [1.0]
+    assert json.loads(cache_path(store).read_text())["version"] == 1
+
+
+def test_storage_setting_of_experiment_config_moves_the_store(experiment):
+    (experiment / "experiment_config.yaml").write_text("sem:\n  storage: elsewhere/runs\n")
+    write_run(experiment / "elsewhere" / "runs", {"fold": 0}, 0, {"loss": [1.0]})
+    assert len(load_runs(experiment)) == 1
+
+
+def test_default_source_is_the_experiment_around_the_current_directory(experiment, monkeypatch):
+    write_run(experiment / "models" / "runs", {"fold": 0}, 0, {"loss": [1.0]})
+    monkeypatch.chdir(experiment / "models")
+    assert len(load_runs()) == 1
+
+
+def test_several_sources_are_concatenated(tmp_path):
+    write_run(tmp_path / "a" / "runs", {"fold": 0}, 0, {"loss": [1.0]})
+    write_run(tmp_path / "b" / "runs", {"fold": 1}, 0, {"acc": [0.5]})
+    runs = load_runs([tmp_path / "a" / "runs", tmp_path / "b" / "runs"])
+    assert list(runs["fold"]) == [0, 1] and runs["acc"].isna().tolist() == [True, False]
+
+
+def test_no_runs_says_where_it_looked(experiment, tmp_path, monkeypatch):
+    with pytest.raises(NoRunsFound, match=f"no runs found in {experiment / 'models' / 'runs'}"):
+        load_runs(experiment)
+    with pytest.raises(NoRunsFound, match="no such file or folder"):
+        load_runs(tmp_path / "nope")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(NoRunsFound, match="no experiment folder around"):
+        load_runs()
+
+
+def test_mongodb_url_names_the_missing_support_without_the_password():
+    try:
+        import sem_core.mongo.reader  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("sem_core.mongo is installed: tests/test_results_mongo.py covers MongoDB sources")
+    with pytest.raises(SemError, match=r"mongodb://user:\*\*\*@db:27017/sem: reading runs from MongoDB") as err:
+        load_runs("mongodb://user:secret@db:27017/sem")
+    assert "secret" not in str(err.value)
+
+
+def test_get_runs_matches_nested_config_and_loads_pickled_artifacts(tmp_path):
+    store = tmp_path / "runs"
+    for fold in range(3):
+        art = tmp_path / f"pred{fold}.pkl"
+        art.write_bytes(pickle.dumps({"fold": fold, "pred": [fold] * 3}))
+        write_run(store, {"opt": {"lr": 0.1}, "fold": fold}, fold, {"rmse": [fold / 10]},
+                  artifacts={"pred.pkl": art}, start=T0 + dt.timedelta(minutes=fold))
+    write_run(store, {"opt": {"lr": 0.2}, "fold": 1}, 9, {"rmse": [0.9]}, start=T0 + dt.timedelta(minutes=9))
+    (hit,) = get_runs(store, match={"opt": {"lr": 0.1}, "fold": 1}, load_artifacts=True)
+    assert hit.config["opt"] == {"lr": 0.1} and hit.config["fold"] == 1 and hit.order_id == 1
+    assert hit.metrics == {"rmse": 0.1}
+    assert hit.artifacts["pred.pkl"] == Path(hit.path) / "pred.pkl"
+    assert hit.loaded["pred.pkl"] == {"fold": 1, "pred": [1, 1, 1]}
+    assert [r.config["fold"] for r in get_runs(store, match={"opt.lr": 0.1})] == [0, 1, 2]
+    assert get_runs(store, match={"opt.lr": 0.1})[0].loaded == {}
+    with pytest.raises(SemError, match=r"has no artifact \['model.pkl'\]; its artifacts: \['pred.pkl'\]"):
+        get_runs(store, match={"fold": 0}, load_artifacts=["model.pkl"])
