@@ -26,7 +26,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any, Iterable, Mapping, Optional, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 from sem_core.errors import SemError
@@ -376,8 +376,22 @@ def capture_sweep(model_file: os.PathLike | str, store: Optional[os.PathLike | s
     git["changed"] = bounded_list(git["changed"])
     git["untracked"] = bounded_list(git["untracked"])
     capture["git"] = git
-    capture["dvc"] = dvc_state(root, dvc_files(root))
+    # the run store and results/ are what the sweep writes, not data it uses
+    from sem_core.settings import experiment_dir_of
+
+    outputs = [Path(store).resolve()] if store is not None else []
+    outputs.append(experiment_dir_of(model_file) / "results")
+    capture["dvc"] = [
+        entry
+        for entry in dvc_state(root, dvc_files(root))
+        if not any(_inside(root / entry["path"], out) for out in outputs)
+    ]
     return capture
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    path = Path(os.path.abspath(path))
+    return path == folder or folder in path.parents
 
 
 def seed_everything(seed: int) -> None:
@@ -403,36 +417,89 @@ def _quote(arg: str) -> str:
     return shlex.quote(arg)
 
 
-def repro_commands(run: Mapping[str, Any], config: Mapping[str, Any], store: Optional[str] = None) -> list[str]:
+def _override_value(value: Any) -> Optional[str]:
+    """A row value as Hydra override text, or None when it has no safe spelling."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    if isinstance(value, list):
+        parts = [_override_value(v) for v in value]
+        return None if any(p is None for p in parts) else "[" + ",".join(parts) + "]"
+    return None
+
+
+def replay_overrides(argv: Sequence[str], config: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """The row overrides of a sweep's command line that shaped this run's row (``++K=``, ``+K=``,
+    ``~K``), with sweeps replaced by the run's own value. Selections (``K=v``, ``order_id=``),
+    ``sem.*``, ``hydra.*`` and flags are dropped: ``order_id=N`` selects the row itself.
+    Returns (overrides, keys that could not be spelled)."""
+    out, unspellable = [], []
+    for text in argv:
+        if text.startswith("-") or "=" not in text and not text.startswith("~"):
+            continue
+        if text.startswith("~"):
+            out.append(text)
+            continue
+        key = text.split("=", 1)[0]
+        bare = key.lstrip("+")
+        if bare == key or bare.split(".")[0] in ("hydra", "sem") or "/" in bare:
+            continue
+        node: Any = config
+        for part in bare.split("."):
+            node = node.get(part) if isinstance(node, Mapping) else None
+        spelled = _override_value(node)
+        if spelled is None:
+            unspellable.append(bare)
+        else:
+            out.append(f"++{bare}={spelled}")
+    return out, unspellable
+
+
+def repro_commands(record: Any) -> list[str]:
     """Shell commands that check out the code and data of a run and rerun exactly its row.
 
-    ``run``: run.json; ``config``: config.json; ``store``: the run store the record was read from
-    (locates the diff file). Raises CaptureError when the run has no git capture."""
-    capture = (run.get("meta") or {}).get("capture") or {}
+    ``record``: a ``records.RunRecord`` (read from a run store: the stored diff is found beside it).
+    Raises CaptureError when the run has no git capture."""
+    run, config = record.run, record.config
+    meta = run.get("meta") or {}
+    capture = (meta.get("sem") or {}).get("capture") or meta.get("capture") or {}
     git = capture.get("git")
     if not git or not git.get("commit"):
         raise CaptureError(
-            f"run {config.get('global_id')} has no git capture (it was not run inside a git repository "
-            "with at least one commit): its code version is unknown"
+            f"run {record.global_id} has no git capture (it was not run inside a git repository with at "
+            "least one commit): its code version is unknown"
         )
-    commands = []
-    workdir = "sem-repro-" + str(config.get("global_id", "run"))
-    if git.get("remote"):
-        commands.append(f"git clone {_quote(git['remote'])} {workdir}")
-        commands.append(f"cd {workdir}")
-    else:
-        commands.append(f"git clone {_quote(git['root'])} {workdir}")
-        commands.append(f"cd {workdir}")
-    commands.append(f"git checkout --detach {git['commit']}")
+    workdir = f"sem-repro-{record.global_id}"
+    source = git.get("remote") or git["root"]
+    commands = [f"git clone {_quote(source)} {workdir}", f"cd {workdir}", f"git checkout --detach {git['commit']}"]
     if git.get("dirty"):
-        if git.get("diff_file") and store:
-            diff_path = Path(store).resolve() / git["diff_file"]
-            commands.append(f"git apply {_quote(str(diff_path))}")
+        location = Path(str(record.location))
+        diff_path = location.parent / git["diff_file"] if git.get("diff_file") else None
+        if diff_path is not None and diff_path.exists():
+            commands.append(f"git apply {_quote(str(diff_path.resolve()))}")
         else:
-            commands.append("# the run had uncommitted changes and no stored diff: the code may differ")
-    if capture.get("dvc"):
-        commands.append("dvc pull")
-    model = git.get("model_file")
-    overrides = [_quote(f"+sem.select_experiment_id={config.get('experiment_id')}")]
-    commands.append(" ".join(["python", _quote(model), "-m", *overrides]))
+            commands.append("# WARNING: the run had uncommitted changes and its diff file is not here: the code may differ")
+    data = [d for d in capture.get("dvc") or [] if d.get("source")]
+    if data:
+        commands.append("dvc pull " + " ".join(_quote(s) for s in sorted({d["source"] for d in data})))
+        for d in data:
+            if d.get("state") not in ("match", None):
+                commands.append(f"# WARNING: {d['path']} was {d['state']} in the workspace of the run: the data may differ")
+    # run from the experiment folder, as sem's relative settings (sem.storage) expect
+    model = Path(git["model_file"])
+    experiment_rel = model.parent.parent if model.parent.name == "models" else model.parent
+    model_in_experiment = model.relative_to(experiment_rel)
+    if str(experiment_rel) not in ("", "."):
+        commands.append(f"cd {_quote(experiment_rel.as_posix())}")
+    argv = (meta.get("sem") or {}).get("argv") or []
+    overrides, unspellable = replay_overrides(argv[1:], config)
+    for key in unspellable:
+        commands.append(f"# WARNING: the command line set {key} to a value sem cannot spell: set it by hand")
+    line = ["python", model_in_experiment.as_posix(), "-m", f"order_id={config.get('order_id')}", *overrides]
+    commands.append(" ".join(_quote(a) for a in line) + f"  # expect experiment_id {config.get('experiment_id')}")
     return commands

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 from hydra.errors import CompactHydraException
 
 
@@ -20,3 +22,23 @@ class SweepFailed(SemError):
 
 class NoActiveRun(SemError):
     """A run-time API (ex.log_scalar, ...) was called outside a run."""
+
+
+class SemWarning(UserWarning):
+    """Something the user should know that does not stop the run (printed as one line)."""
+
+
+def warn(message: str) -> None:
+    warnings.warn(SemWarning(message), stacklevel=2)
+
+
+_default_formatwarning = warnings.formatwarning
+
+
+def _formatwarning(message, category, filename, lineno, line=None):  # type: ignore[no-untyped-def]
+    if isinstance(category, type) and issubclass(category, SemWarning):
+        return f"sem: warning: {message}\n"
+    return _default_formatwarning(message, category, filename, lineno, line)
+
+
+warnings.formatwarning = _formatwarning

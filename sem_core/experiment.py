@@ -6,13 +6,12 @@ from __future__ import annotations
 import functools
 import os
 import sys
-import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence
 
 from sem_core import ids, settings
-from sem_core.errors import ConfigError
+from sem_core.errors import ConfigError, SemError
 from sem_core.plan import RowOverride
 
 PRIMARY_CONFIG_PREFIX = "sem_primary_"
@@ -68,7 +67,12 @@ class Experiment:
         """Mark ``main(config)`` and, when the model file is executed, run the command line."""
         self.main(fn)
         if fn.__globals__.get("__name__") == "__main__":
-            sys.exit(self.run_commandline())
+            try:
+                code = self.run_commandline()
+            except SemError as exc:  # found before Hydra started: one clear line, no traceback
+                print(f"{self.path.name}: error: {exc}", file=sys.stderr)
+                code = 1
+            sys.exit(code)
         return fn
 
     def checkpoint(self, fn: Callable[..., Any]) -> Callable[..., Any]:

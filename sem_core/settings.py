@@ -6,12 +6,11 @@ of ``<experiment>/experiment_config.yaml`` > the defaults below.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
 
-from sem_core.errors import ConfigError
+from sem_core.errors import ConfigError, warn
 
 EXPERIMENT_CONFIG_NAME = "experiment_config.yaml"
 
@@ -88,9 +87,11 @@ def load_experiment_config(experiment_dir: Path) -> dict:
             if not isinstance(value, dict):
                 raise ConfigError(f"{path}: section {section!r} must be a mapping, got {value!r}")
             unknown = sorted(set(value) - EXPERIMENT_SECTION_KEYS[section])
+            for key in unknown:
+                del value[key]  # warned and ignored: the rest of the section still applies
             if unknown:
                 known = ", ".join(sorted(EXPERIMENT_SECTION_KEYS[section]))
-                warnings.warn(f"{path}: unknown key(s) {unknown} in section {section!r} (known: {known})", stacklevel=2)
+                warn(f"{path}: unknown key(s) {unknown} in section {section!r} (known: {known})")
         elif section in OTHER_SECTIONS:
             continue
         elif isinstance(value, dict) and "type" in value:
@@ -101,10 +102,7 @@ def load_experiment_config(experiment_dir: Path) -> dict:
                 )
         else:
             known = sorted(set(EXPERIMENT_SECTION_KEYS) | OTHER_SECTIONS)
-            warnings.warn(
-                f"{path}: unknown section {section!r} (known: {known}, or a cluster section with a 'type' key)",
-                stacklevel=2,
-            )
+            warn(f"{path}: unknown section {section!r} (known: {known}, or a cluster section with a 'type' key)")
     return data
 
 

@@ -12,14 +12,13 @@ import datetime as dt
 import json
 import logging
 import sys
-import warnings
 from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
 from omegaconf import OmegaConf
 
 from sem_core import ids, records
-from sem_core.errors import ConfigError
+from sem_core.errors import ConfigError, warn
 from sem_core.experiment import ROW_GROUP
 from sem_core.plan import PlannedJob, find_duplicates, job_record, plan_jobs
 from sem_core.schema import validate_row
@@ -52,10 +51,9 @@ def plan_experiment(experiment, row_overrides) -> list[PlannedJob]:
     if duplicates:
         shown = "; ".join(f"rows {a} and {b} (experiment_id {e})" for a, b, e in duplicates[:10])
         more = f" and {len(duplicates) - 10} more pairs" if len(duplicates) > 10 else ""
-        warnings.warn(
+        warn(
             f"{source}: identical rows {shown}{more}: each will run and be recorded separately; "
-            "remove the duplicates or add a key that tells them apart",
-            stacklevel=2,
+            "remove the duplicates or add a key that tells them apart"
         )
     return jobs
 

@@ -15,6 +15,8 @@ def register(subparsers) -> None:
     p.add_argument("id", metavar="ID", help="global_id, experiment_id or config_id, or a unique prefix of one")
     add_path(p)
     p.add_argument("--tail", type=int, default=OUTPUT_TAIL, help=f"lines of output shown for a failed run (default {OUTPUT_TAIL})")
+    p.add_argument("--repro", action="store_true",
+                   help="print the commands that check out this run's code and data and rerun exactly its row")
     p.set_defaults(func=run)
 
 
@@ -31,6 +33,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {row['global_id']}  order {row['order_id']}  {row['status']}")
         return 0
     record = record_at(matched.iloc[-1]["path"])
+    if getattr(args, "repro", False):
+        from sem_core.capture import repro_commands
+
+        print("\n".join(repro_commands(record)))
+        return 0
     sys.stdout.write(describe_run(record, tail=args.tail))
     if len(matched) > 1:
         others = ", ".join(f"{r['global_id']} ({r['status']})" for _, r in matched.iloc[:-1].iterrows())

@@ -1,0 +1,30 @@
+"""sem's Slurm launcher (``hydra/launcher=slurm``): one job array per sweep via submitit.
+
+The work lives in ``sem_core.slurm.submit`` (submitit is imported only when a sweep is
+launched, not when Hydra scans its plugins)."""
+
+from typing import Any, Optional, Sequence
+
+from hydra.core.utils import JobReturn
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf
+
+
+class SlurmLauncher(Launcher):
+    def __init__(self, **params: Any) -> None:
+        self.params = {k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
+                       for k, v in params.items()}
+        self.config: Optional[DictConfig] = None
+        self.task_function: Optional[TaskFunction] = None
+        self.hydra_context: Optional[HydraContext] = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.config = config
+        self.hydra_context = hydra_context
+        self.task_function = task_function
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        from sem_core.slurm import submit
+
+        return submit.launch(self, job_overrides, initial_job_idx)

@@ -1,0 +1,99 @@
+"""Runs read back from MongoDB into ``sem_core.records.RunRecord`` (the form file runs have).
+
+Works for every run in sacred's schema: runs sem uploaded and runs written by sacred's own
+MongoObserver. Metrics and captured_out are fetched on first use; a metric or captured_out
+that sem moved to GridFS at the 16 MB limit comes back in full.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, Optional
+
+from sem_core.mongo import schema
+from sem_core.records import RunRecord
+
+
+class MongoRunRecord(RunRecord):
+    """A ``RunRecord`` whose metrics and captured_out are loaded from the database lazily."""
+
+    def __init__(self, location: str, run: dict, config: dict, db: Any, doc: dict):
+        super().__init__(location=location, run=run, config=config)
+        self._db = db
+        self._doc = doc
+
+    @property
+    def mongo_id(self) -> Any:
+        return self._doc.get("_id")
+
+    @property
+    def metrics(self) -> dict:
+        if self._metrics is None:
+            self._metrics = read_metrics(self._db, self._doc)
+        return self._metrics
+
+    @property
+    def captured_out(self) -> str:
+        file_id = (self._doc.get("sem") or {}).get("captured_out_file_id")
+        if file_id is not None:
+            return _read_blob(self._db, file_id).decode("utf-8", "surrogateescape")
+        return self._doc.get("captured_out") or ""
+
+    def artifact_bytes(self, name: str) -> bytes:
+        for entry in self._doc.get("artifacts") or []:
+            if entry.get("name") == name:
+                return _read_blob(self._db, entry["file_id"])
+        raise KeyError(f"run {self.global_id} (_id {self.mongo_id}) has no artifact {name!r}")
+
+
+def _read_blob(db, file_id) -> bytes:
+    import gridfs
+
+    return gridfs.GridFS(db).get(file_id).read()
+
+
+def read_metrics(db, doc: dict) -> dict:
+    """sacred-format ``{name: {steps, values, timestamps}}`` of a run document, in full."""
+    links = (doc.get("info") or {}).get("metrics") or []
+    order = [link.get("name") for link in links]
+    out: dict = {}
+    for m in db.metrics.find({"run_id": doc["_id"]}):
+        full = m.get("sem_full_data")
+        if full and full.get("file_id") is not None:
+            series = schema.decode_full_series(_read_blob(db, full["file_id"]))
+        else:
+            series = {
+                "steps": m.get("steps", []),
+                "values": m.get("values", []),
+                "timestamps": [schema.format_time(t) for t in m.get("timestamps", [])],
+            }
+        out[m["name"]] = series
+    # the order the run logged them in (info.metrics), then any others
+    ordered = {name: out[name] for name in order if name in out}
+    ordered.update({k: v for k, v in out.items() if k not in ordered})
+    return ordered
+
+
+def record_of(db, doc: dict, display_url: str) -> MongoRunRecord:
+    return MongoRunRecord(
+        location=f"{display_url}#runs/{doc.get('_id')}",
+        run=schema.run_json_of(doc),
+        config=dict(doc.get("config") or {}),
+        db=db,
+        doc=doc,
+    )
+
+
+def iter_runs(db, query: Optional[dict] = None, display_url: Optional[str] = None) -> Iterator[MongoRunRecord]:
+    """Every run matching ``query`` (a MongoDB filter on the runs collection), by ``_id``.
+
+    ``display_url`` names the database in ``RunRecord.location``: pass the redacted URI."""
+    display_url = display_url or f"mongodb:///{db.name}"
+    for doc in db.runs.find(query or {}, sort=[("_id", 1)]):
+        yield record_of(db, doc, display_url)
+
+
+def read_run(db, global_id: str, display_url: Optional[str] = None) -> Optional[MongoRunRecord]:
+    doc = db.runs.find_one({"config.global_id": global_id})
+    if doc is None:
+        return None
+    return record_of(db, doc, display_url or f"mongodb:///{db.name}")

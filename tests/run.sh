@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh machine (as root): installs what the tests need (Debian and
+# PyPI packages, Omniboard from npm), starts the test Slurm cluster, runs pytest, stops the cluster.
+# Usage: bash tests/run.sh [pytest args...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DEBIAN_FRONTEND=noninteractive
+
+need_apt=()
+command -v chromium >/dev/null || need_apt+=(chromium)
+command -v git >/dev/null || need_apt+=(git)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  apt-get update -qq
+  apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+PYTHON=${PYTHON:-python3}
+"$PYTHON" -m pip install -q --disable-pip-version-check -e '.[test]'
+
+# @@ service start lines (keep each idempotent; stop them in cleanup) @@
+cleanup() { :; }
+trap cleanup EXIT
+
+"$PYTHON" -m pytest "$@"
