@@ -7,9 +7,12 @@ that sem moved to GridFS at the 16 MB limit comes back in full.
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Optional
+from pathlib import Path
+from typing import Any, Iterator, Optional, Union
 
-from sem_core.mongo import schema
+from sem_core.errors import SemError
+from sem_core.mongo import connection, schema
+from sem_core.mongo.connection import REDACTED
 from sem_core.records import RunRecord
 
 
@@ -83,17 +86,59 @@ def record_of(db, doc: dict, display_url: str) -> MongoRunRecord:
     )
 
 
-def iter_runs(db, query: Optional[dict] = None, display_url: Optional[str] = None) -> Iterator[MongoRunRecord]:
-    """Every run matching ``query`` (a MongoDB filter on the runs collection), by ``_id``.
+# display URL (password redacted) -> real URL, for URLs used in this process: a record's
+# ``location`` names its database without the password, and ``read_run(location)`` finds it again.
+_known_urls: dict[str, str] = {}
+_databases: dict[str, Any] = {}
 
-    ``display_url`` names the database in ``RunRecord.location``: pass the redacted URI."""
-    display_url = display_url or f"mongodb:///{db.name}"
+
+def _database(source: Union[str, Any]) -> tuple[Any, str]:
+    """(pymongo Database, display URL) of a mongodb:// URL or a Database."""
+    if not isinstance(source, str):
+        return source, f"mongodb:///{source.name}"
+    url = source
+    if REDACTED in url and url in _known_urls:
+        url = _known_urls[url]
+    elif REDACTED in url:
+        configured = connection.resolve_settings(experiment_dir=Path.cwd())
+        if configured is not None and configured.display == url:
+            url = configured.url
+        else:
+            raise SemError(
+                f"{url}: the password of this MongoDB URL was redacted; give the full URL via "
+                f"{connection.ENV_VAR} or ~/.config/sem/mongo.yaml"
+            )
+    settings = connection.settings_from_url(url, "MongoDB URL")
+    _known_urls[settings.display] = settings.url
+    if settings.url not in _databases:
+        _databases[settings.url] = connection.connect(settings, timeout_ms=10_000)
+    return _databases[settings.url], settings.display
+
+
+def iter_runs(source: Union[str, Any], query: Optional[dict] = None) -> Iterator[MongoRunRecord]:
+    """Every run in the database ``source`` (mongodb:// URL or pymongo Database) matching
+    ``query`` (a filter on the runs collection), by ``_id``."""
+    db, display = _database(source)
     for doc in db.runs.find(query or {}, sort=[("_id", 1)]):
-        yield record_of(db, doc, display_url)
+        yield record_of(db, doc, display)
 
 
-def read_run(db, global_id: str, display_url: Optional[str] = None) -> Optional[MongoRunRecord]:
-    doc = db.runs.find_one({"config.global_id": global_id})
-    if doc is None:
-        return None
-    return record_of(db, doc, display_url or f"mongodb:///{db.name}")
+# the name the resume logic (sem_core.resume) uses
+iter_records = iter_runs
+
+
+def read_run(location: Union[str, Any], global_id: Optional[str] = None) -> Optional[MongoRunRecord]:
+    """One run: by ``RunRecord.location`` (``<url>#runs/<_id>``), or by ``global_id`` in ``location``'s
+    database. None if there is no such run."""
+    fragment = None
+    if isinstance(location, str) and "#" in location:
+        location, fragment = location.split("#", 1)
+    db, display = _database(location)
+    if global_id is not None:
+        doc = db.runs.find_one({"config.global_id": global_id})
+    elif fragment and fragment.startswith("runs/"):
+        key = fragment[len("runs/"):]
+        doc = db.runs.find_one({"_id": int(key) if key.isdigit() else key})
+    else:
+        raise ValueError(f"read_run: give a location ending in #runs/<_id> or a global_id (got {location!r})")
+    return record_of(db, doc, display) if doc is not None else None
