@@ -1,0 +1,393 @@
+"""The launching side of ``hydra/launcher=slurm``.
+
+One ``sbatch`` per array (arrays are split at the cluster's MaxArraySize), submitted held;
+every run of a sem sweep is then recorded QUEUED with its Slurm job id and array index, and
+the arrays are released (one ``scontrol release``): a job can never start before its QUEUED
+record exists. With ``wait=true`` the launcher shows progress until every job ended and
+reconciles records of jobs Slurm killed; with ``wait=false`` it returns at once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import shlex
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, List, Optional, Sequence
+
+from sem_core.errors import ConfigError, SemError
+from sem_core.slurm import arrays, container
+from sem_core.slurm import status as st
+from sem_core.slurm.worker import PAYLOAD_VERSION, ArrayTask
+
+log = logging.getLogger(__name__)
+
+# Parameters of SlurmLauncherConf that go to submitit's sbatch file as they are.
+SBATCH_PARAMS = ("partition", "cpus_per_task", "gpus_per_task", "gpus_per_node", "account", "qos",
+                 "constraint", "gres", "job_name", "setup", "array_parallelism", "signal_delay_s")
+
+
+class SlurmJobError(Exception):
+    """A job that ended without a result (Slurm state, reason and log path in the message)."""
+
+
+@dataclass
+class Submission:
+    """One sbatch call: an array (or a single job) of tasks."""
+
+    jobs: list  # submitit jobs, one per array task
+    tasks: list[list[int]]  # job indices (positions in the batch) per array task
+    slurm_job_id: str = ""
+
+
+@dataclass
+class TaskOutcome:
+    done: bool = False
+    returns: Optional[list] = None  # the worker's JobReturns (success)
+    error: Optional[str] = None  # the worker's traceback, or Slurm's verdict
+    slurm_state: str = ""
+
+
+@dataclass
+class SweepState:
+    submissions: list[Submission] = field(default_factory=list)
+
+
+def executor_parameters(params: dict, gpus: bool) -> dict:
+    """SlurmLauncherConf values -> submitit SlurmExecutor parameters (sbatch options)."""
+    timeout_min = int(params.get("timeout_min") or 60)
+    delay = int(params.get("signal_delay_s") or 0)
+    if delay >= timeout_min * 60:
+        raise ConfigError(
+            f"hydra.launcher.signal_delay_s={delay} is not below the time limit timeout_min={timeout_min} "
+            f"({timeout_min * 60} s): the job would be told to requeue as soon as it starts; "
+            f"set signal_delay_s to less than {timeout_min * 60}, e.g. {max(timeout_min * 60 // 4, 1)}"
+        )
+    out: dict[str, Any] = {"time": timeout_min}
+    for key in SBATCH_PARAMS:
+        value = params.get(key)
+        if value not in (None, [], {}):
+            out[key] = list(value) if key == "setup" else value
+    if params.get("mem_gb"):
+        out["mem"] = f"{int(float(params['mem_gb']) * 1024)}MB"
+    extra = dict(params.get("additional_parameters") or {})
+    extra["hold"] = True  # released once the QUEUED records exist (see module docstring)
+    out["additional_parameters"] = extra
+    return out
+
+
+def python_command(params: dict, experiment_dir: Optional[Path]) -> str:
+    """How the job script starts Python: this interpreter, or ``python`` inside the container."""
+    image = params.get("container")
+    if not image:
+        return params.get("python") or shlex.quote(sys.executable)
+    base = experiment_dir or Path.cwd()
+    spec = container.ContainerSpec(
+        image=container.resolve_image(str(image), base, "hydra.launcher.container"),
+        binary=container.resolve_binary(params.get("container_binary") or "auto"),
+        flags=tuple(params.get("container_flags") or ()),
+        binds=tuple(params.get("container_binds") or ()),
+        python=params.get("python") or "python",
+    )
+    gpus = container.wants_gpus(params.get("gpus_per_task"), params.get("gpus_per_node"), params.get("gres"))
+    return container.container_python_command(spec, gpus)
+
+
+def _run_checked(cmd: list[str], what: str) -> str:
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    except FileNotFoundError:
+        raise SemError(f"{what}: {cmd[0]} is not on PATH") from None
+    if out.returncode != 0:
+        raise SemError(f"{what}: '{' '.join(cmd)}' failed (exit {out.returncode}): {(out.stderr or out.stdout).strip()[:500]}")
+    return out.stdout
+
+
+def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> List[Any]:
+    import cloudpickle
+    import submitit
+    from hydra.core.singleton import Singleton
+    from hydra.core.utils import configure_log, setup_globals
+
+    from sem_core.experiment import SemTask
+
+    setup_globals()
+    config = launcher.config
+    configure_log(config.hydra.hydra_logging, config.hydra.verbose)
+    params = dict(launcher.params)
+    n_jobs = len(job_overrides)
+    task = launcher.task_function
+    is_sem = isinstance(task, SemTask)
+    experiment = task.experiment if is_sem else None
+
+    sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    folder = Path(str(params.get("submitit_folder") or sweep_dir / ".slurm")).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    per_task = int(params.get("configs_per_task") or 1)
+    if per_task < 1:
+        raise ConfigError(f"hydra.launcher.configs_per_task={per_task}: must be 1 or more")
+    gpus = container.wants_gpus(params.get("gpus_per_task"), params.get("gpus_per_node"), params.get("gres"))
+    executor_params = executor_parameters(params, gpus)
+    python = python_command(params, experiment.experiment_dir if experiment else None)
+    max_array = arrays.read_max_array_size()
+    plan = arrays.plan_submissions(n_jobs, per_task, max_array)
+
+    # -- the sweep's shared payload, written once -------------------------------------
+    store = experiment.store_dir(config.sem.storage) if is_sem else None
+    rows = _job_rows(job_overrides) if is_sem else [None] * n_jobs
+    payload: dict[str, Any] = {
+        "version": PAYLOAD_VERSION,
+        "hydra_context": launcher.hydra_context,
+        "config": config,
+        "singleton_state": Singleton.get_state(),
+        "store": str(store) if store else None,
+    }
+    if is_sem:
+        payload["model"] = {"path": str(experiment.path), "source": experiment.path.read_text(encoding="utf-8")}
+        payload["sweep_meta"] = dict(task.sweep_meta)
+        sys_path = [str(experiment.models_dir)]
+    else:
+        payload["task_bytes"] = cloudpickle.dumps(task)
+        sys_path = [str(Path(sys.path[0]).resolve())] if sys.path and sys.path[0] else []
+    payload_path = folder / f"payload_{initial_job_idx}_{uuid.uuid4().hex[:8]}.pkl"
+    with open(payload_path, "wb") as fh:
+        cloudpickle.dump(payload, fh)
+
+    # -- one sbatch per array ---------------------------------------------------------
+    executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=int(params.get("max_requeue", 3)), python=python)
+    executor.update_parameters(**executor_params)
+    t0 = time.perf_counter()
+    state = SweepState()
+    try:
+        for tasks in plan:
+            array_tasks = [
+                ArrayTask(
+                    str(payload_path),
+                    sys_path,
+                    [
+                        {
+                            "overrides": list(job_overrides[j]),
+                            "idx": initial_job_idx + j,
+                            "global_id": rows[j]["global_id"] if rows[j] else None,
+                        }
+                        for j in job_indices
+                    ],
+                )
+                for job_indices in tasks
+            ]
+            jobs = executor.submit_array(array_tasks)
+            state.submissions.append(Submission(jobs=jobs, tasks=tasks, slurm_job_id=st.array_parent(jobs[0].job_id)))
+        if is_sem:
+            _record_queued(experiment, task, store, job_overrides, rows, state, initial_job_idx)
+    except BaseException:
+        held = [s.slurm_job_id for s in state.submissions]
+        if held:  # never leave held jobs behind
+            subprocess.run(["scancel", *held], capture_output=True, check=False)
+            log.error(f"submission failed: cancelled the held Slurm jobs {', '.join(held)}")
+        raise
+    ids = [s.slurm_job_id for s in state.submissions]
+    _run_checked(["scontrol", "release", ",".join(ids)], "releasing the submitted jobs")
+    elapsed = time.perf_counter() - t0
+    n_tasks = sum(len(s.tasks) for s in state.submissions)
+    log.info(
+        f"Submitted {n_jobs} jobs as {n_tasks} Slurm array tasks in {len(ids)} sbatch call(s) "
+        f"(job ids {', '.join(ids)}; MaxArraySize {max_array}) in {elapsed:.2f}s; logs in {folder}"
+    )
+    if not params.get("wait", True):
+        where = str(store) if store else str(sweep_dir)
+        print(
+            f"Submitted {n_jobs} jobs to Slurm (job ids {', '.join(ids)}); this shell may now close.\n"
+            f"  follow them:  sem status {shlex.quote(where)}\n"
+            f"  cancel them:  sem cancel {shlex.quote(where)}",
+            flush=True,
+        )
+        return [_queued_return(job_overrides[j]) for j in range(n_jobs)]
+    outcomes = _wait(state, float(params.get("poll_interval_s") or 1.0), n_jobs, store, rows)
+    return _job_returns(state, outcomes, job_overrides, store, rows)
+
+
+def _job_rows(job_overrides: Sequence[Sequence[str]]) -> list[Optional[dict]]:
+    from sem_core.sweep import job_row
+
+    return [job_row(list(ov)) for ov in job_overrides]
+
+
+def _record_queued(experiment, task, store: Path, job_overrides, rows, state: SweepState, initial_job_idx: int) -> None:
+    """A QUEUED record per run, carrying its Slurm job id and array index."""
+    from sem_core.host import host_info
+    from sem_core.observers.file import FileStorageObserver
+    from sem_core.sources import model_sources
+
+    ex_info = {
+        "name": experiment.name,
+        "base_dir": str(experiment.models_dir),
+        "sources": model_sources(experiment.path),
+        "dependencies": [],
+        "repositories": [],
+        "mainfile": experiment.path.name,
+    }
+    now = dt.datetime.now(dt.timezone.utc)
+    info = host_info()
+    argv = [str(experiment.path)] + list(sys.argv[1:])
+    for sub in state.submissions:
+        is_array = len(sub.tasks) > 1
+        for array_index, job_indices in enumerate(sub.tasks):
+            slurm = {
+                "job_id": f"{sub.slurm_job_id}_{array_index}" if is_array else sub.slurm_job_id,
+                "array_job_id": sub.slurm_job_id if is_array else None,
+                "array_index": array_index if is_array else None,
+                "node": None,
+                "partition": None,
+                "restart_count": 0,
+            }
+            for j in job_indices:
+                row = rows[j]
+                meta = {
+                    "command": "main",
+                    "options": {},
+                    "sem": {
+                        "argv": argv,
+                        "overrides": list(job_overrides[j]),
+                        "job_num": initial_job_idx + j,
+                        "store": str(store),
+                        **task.sweep_meta,
+                        "slurm": slurm,
+                    },
+                }
+                FileStorageObserver(store).queued_event(
+                    ex_info=ex_info, command="main", host_info=info, queue_time=now,
+                    config=row, meta_info=meta, _id=row["global_id"],
+                )
+
+
+def _queued_return(overrides: Sequence[str]):
+    from hydra.core.utils import JobReturn, JobStatus
+
+    ret = JobReturn()
+    ret.overrides = list(overrides)
+    ret.status = JobStatus.UNKNOWN
+    ret._return_value = None
+    return ret
+
+
+# -- waiting -----------------------------------------------------------------------------
+def _wait(state: SweepState, poll_s: float, n_jobs: int, store: Optional[Path], rows) -> dict:
+    """Poll result files (cheap) every ``poll_s`` and Slurm every few seconds until every
+    array task ended; log progress whenever it changes. Returns {(sub, task): TaskOutcome}."""
+    outcomes = {(s, a): TaskOutcome() for s, sub in enumerate(state.submissions) for a in range(len(sub.tasks))}
+    slurm_every = max(5.0, poll_s)
+    last_query = 0.0
+    last_line = ""
+    slurm_states: dict[str, str] = {}
+    while True:
+        for (s, a), out in outcomes.items():
+            if out.done:
+                continue
+            job = state.submissions[s].jobs[a]
+            if job.paths.result_pickle.exists():
+                _read_result(job, out)
+        pending = [k for k, o in outcomes.items() if not o.done]
+        if pending and time.monotonic() - last_query >= slurm_every:
+            last_query = time.monotonic()
+            ids = [state.submissions[s].jobs[a].job_id for s, a in pending]
+            query = st.query_jobs(ids)
+            for (s, a) in pending:
+                job = state.submissions[s].jobs[a]
+                info = query.states.get(job.job_id)
+                slurm_states[job.job_id] = info.status if info else st.UNKNOWN
+                if info is not None and info.status not in st.ACTIVE and info.status != st.UNKNOWN:
+                    # ended: the result file is written before the process exits, so a
+                    # missing one means Slurm stopped the task (cancel, timeout, kill)
+                    if job.paths.result_pickle.exists():
+                        _read_result(job, outcomes[(s, a)])
+                    else:
+                        _dead_task(job, info, outcomes[(s, a)])
+        line = _progress_line(state, outcomes, slurm_states, n_jobs)
+        if line != last_line:
+            log.info(line)
+            last_line = line
+        if all(o.done for o in outcomes.values()):
+            return outcomes
+        time.sleep(poll_s)
+
+
+def _read_result(job, out: TaskOutcome) -> None:
+    try:
+        outcome, value = job._get_outcome_and_result()
+    except Exception as exc:  # a truncated or unreadable result file: reported, not guessed
+        out.done, out.error = True, f"could not read the result of Slurm job {job.job_id}: {exc}"
+        return
+    out.done = True
+    if outcome == "success":
+        out.returns = value
+    else:
+        out.error = str(value)
+
+
+def _dead_task(job, info: st.SlurmJobState, out: TaskOutcome) -> None:
+    out.done = True
+    out.slurm_state = info.state
+    out.error = (
+        f"Slurm job {job.job_id} ended {info.state}"
+        + (f" (exit code {info.exit_code})" if info.exit_code and info.exit_code != "0:0" else "")
+        + f" without a result; log: {job.paths.stderr}"
+    )
+
+
+def _progress_line(state: SweepState, outcomes: dict, slurm_states: dict, n_jobs: int) -> str:
+    counts = {"pending": 0, "running": 0, "done": 0, "failed": 0}
+    for (s, a), out in outcomes.items():
+        size = len(state.submissions[s].tasks[a])
+        if out.done:
+            counts["failed" if out.error else "done"] += size
+        elif slurm_states.get(state.submissions[s].jobs[a].job_id) == "RUNNING":
+            counts["running"] += size
+        else:
+            counts["pending"] += size
+    return f"Slurm: {n_jobs} submitted, " + ", ".join(f"{n} {k}" for k, n in counts.items())
+
+
+def _job_returns(state: SweepState, outcomes: dict, job_overrides, store: Optional[Path], rows) -> list:
+    """One JobReturn per job. For sem runs the record is the truth (the worker wrote it);
+    records of tasks Slurm stopped are reconciled here with Slurm's verdict."""
+    from hydra.core.utils import JobReturn, JobStatus
+
+    from sem_core import records
+    from sem_core.slurm.reconcile import write_verdict
+
+    returns: list = [None] * len(job_overrides)
+    for (s, a), out in outcomes.items():
+        indices = state.submissions[s].tasks[a]
+        by_overrides = {}
+        for ret in out.returns or []:
+            by_overrides[tuple(ret.overrides or [])] = ret
+        for j in indices:
+            ret = by_overrides.get(tuple(job_overrides[j]))
+            row = rows[j]
+            if row is not None and store is not None:
+                run_dir = store / row["global_id"]
+                if out.slurm_state and (run_dir / records.RUN_FILE).exists():
+                    verdict = st.sem_status(out.slurm_state)
+                    if verdict not in st.ACTIVE and verdict != st.UNKNOWN:
+                        write_verdict(run_dir, "FAILED" if verdict == "COMPLETED" else verdict, out.error or "")
+                run = records.read_json(run_dir / records.RUN_FILE) if (run_dir / records.RUN_FILE).exists() else {}
+                if ret is None:
+                    ret = JobReturn()
+                    ret.overrides = list(job_overrides[j])
+                    if run.get("status") == "COMPLETED":
+                        ret.status, ret._return_value = JobStatus.COMPLETED, run.get("result")
+                    else:
+                        trace = "".join(run.get("fail_trace") or []) or out.error or "no record"
+                        ret.status, ret._return_value = JobStatus.FAILED, SlurmJobError(trace.strip()[-2000:])
+            elif ret is None:
+                ret = JobReturn()
+                ret.overrides = list(job_overrides[j])
+                ret.status, ret._return_value = JobStatus.FAILED, SlurmJobError(out.error or "no result")
+            returns[j] = ret
+    return returns

@@ -1,0 +1,234 @@
+"""What runs inside a Slurm array task: the jobs packed into it, one after another.
+
+submitit unpickles an ``ArrayTask`` (plain strings and ints only) and calls it. The sweep's
+shared payload (Hydra context and config, Singleton state) is loaded from a file *after*
+``sys.path`` holds the model's folder, and the model file itself is executed from the source
+snapshot taken at submission: the model's sibling modules import, and nothing the user
+attached to the experiment (locks, clients, open files) ever has to be pickled.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+import os
+import pickle
+import sys
+import traceback
+from pathlib import Path
+from typing import Any, Optional
+
+PAYLOAD_VERSION = 1
+
+
+class JobsFailed(Exception):
+    """Raised at the end of an array task in which a job failed: the task's process exits
+    non-zero, so Slurm (sacct) shows FAILED and not COMPLETED (hydra #1928)."""
+
+
+def slurm_meta(environ=os.environ) -> dict:
+    """Where this task runs, from the variables Slurm sets (recorded with every run)."""
+    array_job = environ.get("SLURM_ARRAY_JOB_ID")
+    array_task = environ.get("SLURM_ARRAY_TASK_ID")
+    raw = environ.get("SLURM_JOB_ID")
+    return {
+        "job_id": f"{array_job}_{array_task}" if array_job else raw,
+        "array_job_id": array_job,
+        "array_index": int(array_task) if array_task is not None else None,
+        "raw_job_id": raw,
+        "node": environ.get("SLURMD_NODENAME"),
+        "partition": environ.get("SLURM_JOB_PARTITION"),
+        "cluster": environ.get("SLURM_CLUSTER_NAME"),
+        "restart_count": int(environ.get("SLURM_RESTART_COUNT", "0") or 0),
+    }
+
+
+def load_model_module(path: str, source: str):
+    """Execute the model file's submitted source as a module named after it (not ``__main__``,
+    so ``@ex.automain`` does not start a sweep) with ``__file__`` = the model file."""
+    name = "_sem_model_" + Path(path).stem
+    spec = importlib.util.spec_from_loader(name, loader=None, origin=path)
+    module = importlib.util.module_from_spec(spec)
+    module.__file__ = path
+    sys.modules[name] = module
+    exec(compile(source, path, "exec"), module.__dict__)
+    return module
+
+
+def find_experiment(module, path: str):
+    from sem_core.experiment import Experiment
+
+    found = [v for v in vars(module).values() if isinstance(v, Experiment) and v.path == Path(path).resolve()]
+    if len(found) != 1:
+        raise RuntimeError(f"{path}: expected one Experiment(__file__) at module level, found {len(found)}")
+    return found[0]
+
+
+_payload_cache: dict[str, dict] = {}
+
+
+def load_payload(path: str) -> dict:
+    if path not in _payload_cache:
+        import cloudpickle  # noqa: F401  (payloads are written with cloudpickle)
+
+        with open(path, "rb") as fh:
+            payload = pickle.load(fh)
+        if payload.get("version") != PAYLOAD_VERSION:
+            raise RuntimeError(f"{path}: payload version {payload.get('version')} != {PAYLOAD_VERSION}")
+        _payload_cache[path] = payload
+    return _payload_cache[path]
+
+
+def mark_timeout(store: str, global_id: str, reason: str) -> None:
+    """The job was stopped at its time limit with no requeue left: say TIMEOUT, not FAILED."""
+    from sem_core.slurm.reconcile import write_verdict
+
+    write_verdict(Path(store) / global_id, "TIMEOUT", reason, only_if={"QUEUED", "RUNNING", "FAILED"})
+
+
+class ArrayTask:
+    """One Slurm array task. ``jobs``: ``{"overrides": [...], "idx": int, "global_id": str|None}``."""
+
+    def __init__(self, payload_path: str, sys_path: list[str], jobs: list[dict]):
+        self.payload_path = payload_path
+        self.sys_path = list(sys_path)
+        self.jobs = list(jobs)
+        self._position = 0  # job being run (for checkpoint)
+
+    # -- run ---------------------------------------------------------------------------
+    def __call__(self) -> list:
+        for entry in reversed(self.sys_path):
+            if entry not in sys.path:
+                sys.path.insert(0, entry)
+        from hydra.core.singleton import Singleton
+        from hydra.core.utils import JobStatus, setup_globals
+
+        from sem_core import resolvers
+
+        resolvers.register()
+        payload = load_payload(self.payload_path)
+        Singleton.set_state(payload["singleton_state"])
+        setup_globals()
+        task = self._task_function(payload)
+        returns = []
+        failures = []
+        for position, job in enumerate(self.jobs):
+            self._position = position
+            if self._already_finished(payload, job):
+                continue  # a requeued pack: this job ended in an earlier attempt
+            ret = self._run_job(payload, task, job)
+            returns.append(ret)
+            if ret.status == JobStatus.FAILED:
+                value = ret._return_value
+                failures.append(f"job #{job['idx']}: {type(value).__name__}: {value}".splitlines()[0][:300])
+        sys.stdout.flush()
+        sys.stderr.flush()
+        if failures:
+            raise JobsFailed(f"{len(failures)} of {len(self.jobs)} jobs in this array task failed: " + "; ".join(failures))
+        return returns
+
+    def _task_function(self, payload: dict):
+        model = payload.get("model")
+        if model is None:  # any Hydra app: its task function travels pickled
+            return pickle.loads(payload["task_bytes"])
+        from sem_core.experiment import SemTask
+
+        experiment = find_experiment(load_model_module(model["path"], model["source"]), model["path"])
+        task = SemTask(experiment)
+        task.sweep_meta = dict(payload.get("sweep_meta") or {}, slurm=slurm_meta())
+        return task
+
+    def _already_finished(self, payload: dict, job: dict) -> bool:
+        store, gid = payload.get("store"), job.get("global_id")
+        if not store or not gid or os.environ.get("SLURM_RESTART_COUNT", "0") in ("", "0"):
+            return False
+        run_file = Path(store) / gid / "run.json"
+        if not run_file.exists():
+            return False
+        from sem_core import records
+
+        return records.read_json(run_file).get("status") not in ("QUEUED", "RUNNING")
+
+    def _run_job(self, payload: dict, task, job: dict):
+        from hydra.core.utils import JobStatus, run_job
+        from omegaconf import open_dict
+
+        from hydra_plugins.sem_plugins._local_core import _portable
+        from sem_core import run as run_module
+
+        hydra_context, config = payload["hydra_context"], payload["config"]
+        sweep_config = hydra_context.config_loader.load_sweep_config(config, list(job["overrides"]))
+        with open_dict(sweep_config.hydra.job):
+            sweep_config.hydra.job.id = slurm_meta()["job_id"]
+            sweep_config.hydra.job.num = job["idx"]
+        try:
+            ret = run_job(
+                hydra_context=hydra_context,
+                task_function=task,
+                config=sweep_config,
+                job_dir_key="hydra.sweep.dir",
+                job_subdir_key="hydra.sweep.subdir",
+            )
+        except SystemExit:
+            # submitit requeued this task (timeout or preemption) and is exiting: the run
+            # goes back to QUEUED; the next attempt restarts it under the same global_id
+            current = run_module._current
+            if current is not None:
+                current.interrupt("QUEUED")
+            raise
+        if ret.status == JobStatus.FAILED and _is_final_timeout(ret._return_value) and job.get("global_id"):
+            mark_timeout(payload["store"], job["global_id"], str(ret._return_value).strip())
+        return _portable(ret)
+
+    # -- requeue -----------------------------------------------------------------------
+    def checkpoint(self, *args: Any, **kwargs: Any):
+        """Called by submitit on timeout/preemption before requeueing: run the model's
+        ``@ex.checkpoint`` hook, then resubmit the jobs not finished yet."""
+        import submitit
+
+        from sem_core import run as run_module
+
+        current = run_module._current
+        payload = _payload_cache.get(self.payload_path)
+        if current is not None and payload is not None and payload.get("model") is not None:
+            hook = _checkpoint_hook()
+            if hook is not None:
+                try:
+                    _call_hook(hook, current.config)
+                except Exception:  # the requeue must still happen; the trace goes to the job log
+                    print(f"sem: @ex.checkpoint raised:\n{traceback.format_exc()}", file=sys.stderr, flush=True)
+        remaining = ArrayTask(self.payload_path, self.sys_path, self.jobs[self._position :])
+        return submitit.helpers.DelayedSubmission(remaining)
+
+
+def _checkpoint_hook():
+    from sem_core.experiment import Experiment
+
+    for module in list(sys.modules.values()):
+        if getattr(module, "__name__", "").startswith("_sem_model_"):
+            for value in vars(module).values():
+                if isinstance(value, Experiment) and value._checkpoint_fn is not None:
+                    return value._checkpoint_fn
+    return None
+
+
+def _call_hook(hook, config: dict) -> None:
+    import inspect
+
+    try:
+        n_params = len(inspect.signature(hook).parameters)
+    except (TypeError, ValueError):
+        n_params = 1
+    hook(config) if n_params else hook()
+
+
+def _is_final_timeout(value: Any) -> bool:
+    try:
+        from submitit.core.utils import UncompletedJobError
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(value, UncompletedJobError) and "timed-out" in str(value)
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat()
