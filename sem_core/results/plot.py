@@ -82,8 +82,12 @@ def plot_metric(
         ax.set_xlabel("configuration")
     else:
         for label, b in data.items():
-            (line,) = ax.plot(b.index, b["mean"], label=f"{label} (n={int(b['count'].max())})")
+            name = f"{label} (n={int(b['count'].max())})"
             std = b["std"].fillna(0.0)
+            if len(b) == 1:  # a single step: a point with an error bar, a band would be invisible
+                ax.errorbar(b.index, b["mean"], yerr=std, fmt="o", capsize=4, label=name)
+                continue
+            (line,) = ax.plot(b.index, b["mean"], label=name)
             ax.fill_between(b.index, b["mean"] - std, b["mean"] + std, color=line.get_color(), alpha=0.2, linewidth=0)
         ax.set_xlabel("step")
         ax.legend(fontsize="small", loc="best")

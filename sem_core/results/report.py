@@ -28,6 +28,7 @@ body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; ma
 h1 { font-size: 1.6rem; margin-bottom: .2rem; } h2 { font-size: 1.25rem; margin-top: 2rem;
        border-bottom: 1px solid #d8dde3; padding-bottom: .3rem; }
 .meta { color: #5b6470; font-size: .9rem; }
+.table-wrap { overflow-x: auto; }
 table { border-collapse: collapse; margin: .8rem 0; font-size: .92rem; }
 th, td { padding: .35rem .7rem; border-bottom: 1px solid #e4e8ec; text-align: left; }
 thead th { border-bottom: 2px solid #8d96a0; background: #f5f7f9; }
@@ -112,7 +113,7 @@ def build_report(
             '<p class="meta">Last value of each metric per run; mean ± std (sample, ddof=1) over the runs '
             "of each configuration; best mean in bold (↓ lower is better, ↑ higher is better).</p>"
         )
-        parts.append(to_html(table, decimals))
+        parts.append(f'<div class="table-wrap">{to_html(table, decimals)}</div>')
     else:
         parts.append("<p>No completed runs to aggregate.</p>")
         if table.footnote:

@@ -307,6 +307,10 @@ def results_table(
                             pivot, included, excluded, footnote)
 
     stats = pd.concat(stat_frames, axis=1)
+    if "count" in agg:
+        # A group with no value for any requested metric (another model's metrics) is no row.
+        counts = stats.loc[:, [c for c in stats.columns if c[-1] == "count"]]
+        stats = stats[(counts.fillna(0) > 0).any(axis=1)]
     # Row order: by the label keys' values (numbers numerically), then the results_by values.
     info: dict[tuple, pd.Series] = {}
     sizes: dict[tuple, int] = {}
