@@ -1,0 +1,146 @@
+"""The file observer: sacred's events in, sacred's FileStorageObserver layout out."""
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+
+from sem_core import records
+from sem_core.host import host_info
+from sem_core.observers.file import FileStorageObserver
+
+T0 = dt.datetime(2026, 1, 1, 12, 0, 0)
+
+
+@pytest.fixture
+def model(tmp_path):
+    base = tmp_path / "models"
+    base.mkdir()
+    (base / "m_x.py").write_text("print('model')\n")
+    return base
+
+
+def ex_info(model):
+    from sem_core.sources import file_md5
+
+    return {"name": "m_x", "base_dir": str(model), "sources": [["m_x.py", file_md5(model / "m_x.py")]],
+            "dependencies": [], "repositories": [], "mainfile": "m_x.py"}
+
+
+def start(obs, model, _id="g1", config=None):
+    return obs.started_event(ex_info(model), "main", host_info(), T0, config or {"a": 1, "global_id": _id}, {}, _id)
+
+
+def test_started_completed_layout(tmp_path, model):
+    store = tmp_path / "runs"
+    obs = FileStorageObserver(store)
+    start(obs, model)
+    run = json.loads((store / "g1" / "run.json").read_text())
+    assert run["status"] == "RUNNING" and run["start_time"] == T0.isoformat()
+    obs.log_metrics({"loss": {"steps": [0, 1], "values": [1.0, 0.5], "timestamps": ["t0", "t1"]}}, {})
+    obs.heartbeat_event({"note": 1}, "hello\n", T0, None)
+    obs.log_metrics({"loss": {"steps": [2], "values": [0.25], "timestamps": ["t2"]}}, {})
+    obs.completed_event(T0 + dt.timedelta(seconds=3), 42)
+    d = store / "g1"
+    run = json.loads((d / "run.json").read_text())
+    assert run["status"] == "COMPLETED" and run["result"] == 42 and run["stop_time"]
+    assert json.loads((d / "metrics.json").read_text()) == {
+        "loss": {"steps": [0, 1, 2], "values": [1.0, 0.5, 0.25], "timestamps": ["t0", "t1", "t2"]}
+    }
+    assert not (d / "metrics.jsonl").exists()
+    assert (d / "cout.txt").read_text() == "hello\n"
+    assert json.loads((d / "info.json").read_text()) == {"note": 1}
+    assert json.loads((d / "config.json").read_text()) == {"a": 1, "global_id": "g1"}
+    (name, stored), = run["experiment"]["sources"]
+    assert name == "m_x.py" and (store / stored).read_text() == "print('model')\n"
+
+
+def test_run_json_has_every_key_sacred_writes(tmp_path, model):
+    """A sacred FileStorageObserver run and a sem run carry the same run.json keys."""
+    from sacred import Experiment as SacredExperiment
+    from sacred.observers import FileStorageObserver as SacredFileObserver
+
+    sacred_ex = SacredExperiment("m_x", save_git_info=False)
+    sacred_ex.observers.append(SacredFileObserver(str(tmp_path / "sacred")))
+    sacred_ex.main(lambda: 1)
+    sacred_ex.run()
+    sacred_run = json.loads((tmp_path / "sacred" / "1" / "run.json").read_text())
+
+    obs = FileStorageObserver(tmp_path / "sem")
+    start(obs, model)
+    obs.completed_event(T0, 1)
+    sem_run = json.loads((tmp_path / "sem" / "g1" / "run.json").read_text())
+    assert set(sacred_run) <= set(sem_run)
+    assert set(sacred_run["experiment"]) <= set(sem_run["experiment"])
+    assert set(sacred_run["host"]) - {"gpus"} <= set(sem_run["host"])
+
+
+def test_failed_and_interrupted(tmp_path, model):
+    obs = FileStorageObserver(tmp_path)
+    start(obs, model, "f")
+    obs.failed_event(T0, ["Traceback\n", "ValueError: x\n"])
+    run = records.read_json(tmp_path / "f" / "run.json")
+    assert run["status"] == "FAILED" and run["fail_trace"][-1] == "ValueError: x\n"
+    obs = FileStorageObserver(tmp_path)
+    start(obs, model, "i")
+    obs.interrupted_event(T0, "INTERRUPTED")
+    assert records.read_json(tmp_path / "i" / "run.json")["status"] == "INTERRUPTED"
+
+
+def test_a_finished_run_is_never_overwritten(tmp_path, model):
+    obs = FileStorageObserver(tmp_path)
+    start(obs, model, "done")
+    obs.completed_event(T0, 1)
+    with pytest.raises(FileExistsError, match="already holds a COMPLETED run"):
+        start(FileStorageObserver(tmp_path), model, "done")
+    assert records.read_json(tmp_path / "done" / "run.json")["status"] == "COMPLETED"
+
+
+def test_artifacts_resources_and_sources_are_stored_once(tmp_path, model):
+    data = tmp_path / "data.csv"
+    data.write_text("1,2\n")
+    art = tmp_path / "w.bin"
+    art.write_bytes(b"\x00\x01")
+    for gid in ("a", "b"):
+        obs = FileStorageObserver(tmp_path / "runs")
+        start(obs, model, gid)
+        obs.resource_event(str(data))
+        obs.artifact_event("weights.bin", str(art))
+        with pytest.raises(FileExistsError, match="give it another name"):
+            obs.artifact_event("weights.bin", str(art))
+        obs.completed_event(T0, None)
+        assert (tmp_path / "runs" / gid / "weights.bin").read_bytes() == b"\x00\x01"
+    assert len(list((tmp_path / "runs" / "_sources").iterdir())) == 1
+    assert len(list((tmp_path / "runs" / "_resources").iterdir())) == 1
+
+
+def test_journal_survives_a_kill_and_a_torn_line(tmp_path, model):
+    obs = FileStorageObserver(tmp_path)
+    start(obs, model, "k")
+    obs.log_metrics({"v": {"steps": [0], "values": [1], "timestamps": ["t"]}}, {})
+    with open(tmp_path / "k" / "metrics.jsonl", "a") as fh:
+        fh.write('{"v": {"steps": [1')  # the process died mid-write
+    assert records.read_metrics(tmp_path / "k") == {"v": {"steps": [0], "values": [1], "timestamps": ["t"]}}
+
+
+def test_atomic_write_leaves_old_file_on_failure(tmp_path):
+    target = tmp_path / "x.json"
+    records.atomic_write_json(target, {"ok": 1})
+
+    class Boom:
+        pass
+
+    with pytest.raises(TypeError):
+        records.atomic_write_text(target, Boom())  # type: ignore[arg-type]
+    assert json.loads(target.read_text()) == {"ok": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
+
+
+def test_host_info_matches_sacreds():
+    from sacred.host_info import get_host_info
+
+    theirs = get_host_info()
+    ours = host_info()
+    for key in ("hostname", "os", "python_version", "cpu"):
+        assert ours[key] == theirs[key]
