@@ -37,11 +37,18 @@ class RecordError(SemError):
     """Writing the run record failed after ``main`` returned."""
 
 
-def build_observers(sem_cfg: DictConfig, store: Path) -> list:
+def build_observers(sem_cfg: DictConfig, store: Path, experiment_dir: Optional[Path] = None) -> list:
     """The observers of one run: the file store always; others when configured."""
     from sem_core.observers.file import FileStorageObserver
 
-    return [FileStorageObserver(store)]
+    observers: list = [FileStorageObserver(store)]
+    # MongoDB live sync, only when a database is configured (sem_core.mongo.observer)
+    from sem_core.mongo.observer import live_observer
+
+    mongo = live_observer(sem_cfg, store, experiment_dir)
+    if mongo is not None:
+        observers.append(mongo)
+    return observers
 
 
 class SemCallback(Callback):
@@ -97,10 +104,16 @@ class SemCallback(Callback):
             host_info=host_info(),
             command="main",
             meta_info=meta,
-            observers=build_observers(sem_cfg, store),
+            observers=build_observers(sem_cfg, store, experiment.experiment_dir),
             heartbeat_interval=float(sem_cfg.heartbeat_interval),
         )
         run.start()
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        # MongoDB: upload what live sync missed (database down, submit-and-exit jobs)
+        from sem_core.mongo.observer import sync_after_sweep
+
+        sync_after_sweep(config)
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         from sem_core import run as run_module

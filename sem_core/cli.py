@@ -23,6 +23,8 @@ COMMAND_MODULES = [
     "sem_core.commands.report",
     "sem_core.commands.dvc",
     "sem_core.commands.clean",
+    "sem_core.commands.sync",
+    "sem_core.commands.board",
 ]
 
 

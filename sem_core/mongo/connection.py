@@ -247,6 +247,9 @@ def describe_error(exc: BaseException, settings: MongoSettings) -> str:
     """A one-line, password-free description of a database error."""
     text = f"{type(exc).__name__}: {exc}"
     first_line = text.splitlines()[0] if text else type(exc).__name__
+    # pymongo appends timeouts and a topology dump to selection errors: the first clause says it
+    for tail in (" (configured timeouts", ", Timeout:", ", full error:"):
+        first_line = first_line.split(tail, 1)[0]
     if len(first_line) > 300:
         first_line = first_line[:300] + "..."
     return redact_text(first_line, (settings.password,))

@@ -142,3 +142,38 @@ def read_run(location: Union[str, Any], global_id: Optional[str] = None) -> Opti
     else:
         raise ValueError(f"read_run: give a location ending in #runs/<_id> or a global_id (got {location!r})")
     return record_of(db, doc, display) if doc is not None else None
+
+
+def experiment_dir_of_store(store: Path) -> Optional[Path]:
+    """The experiment folder around a run store (for its experiment_config.yaml), or None."""
+    from sem_core.settings import EXPERIMENT_CONFIG_NAME
+
+    store = Path(store).resolve()
+    for folder in (store, *store.parents):
+        if (folder / EXPERIMENT_CONFIG_NAME).is_file() or (folder / "models").is_dir():
+            return folder
+    return None
+
+
+def synced_global_ids(store: Path) -> set[str]:
+    """Runs of ``store`` that the configured database holds in their current state (same sync
+    fingerprint); empty when no database is configured. Used by ``sem clean`` to know which runs
+    have a copy outside the store. An unreachable database raises a ``SemError``: nothing is
+    assumed to be copied."""
+    import pymongo.errors
+
+    from sem_core import records
+    from sem_core.mongo import upload
+
+    settings = connection.resolve_settings(experiment_dir=experiment_dir_of_store(store))
+    if settings is None:
+        return set()
+    db = connection.connect(settings)
+    try:
+        _, summary = upload.plan_sync(db, list(records.iter_run_dirs(Path(store))))
+    except pymongo.errors.PyMongoError as exc:
+        raise SemError(
+            f"MongoDB {settings.display} (from {settings.source}): {connection.describe_error(exc, settings)}; "
+            "cannot tell which runs are synced"
+        ) from None
+    return {Path(d).name for d in summary.unchanged}

@@ -1,0 +1,107 @@
+"""``sem sync [PATH...] [--dry-run]``: upload local runs to the configured MongoDB.
+
+PATH: an experiment folder, its models folder or a run store (default: the experiment around the
+current directory). Uploads every run missing from the database or changed since its last sync
+(``sem_core.mongo.upload``); running it twice adds nothing. Exit code 0 when every run is in the
+database, 1 when some failed (listed with the reason), 2 for a setting to fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Optional
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "sync",
+        help="upload local runs to MongoDB (sacred's schema, read by Omniboard)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("path", nargs="*", metavar="PATH",
+                   help="experiment folder, models folder or run store (default: the current experiment)")
+    p.add_argument("--dry-run", action="store_true", help="say what would be uploaded or updated, change nothing")
+    p.add_argument("--url", default=None, metavar="MONGODB_URL",
+                   help="database to use instead of the configured one (like sem.mongo.url; keep passwords "
+                        "out of the command line: use SEM_MONGO_URL or ~/.config/sem/mongo.yaml)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def _stores(paths: list[str]) -> list[Path]:
+    from sem_core.results.load import resolve_stores
+
+    stores = []
+    for item in resolve_stores(paths or None):
+        if isinstance(item, str):
+            from sem_core.errors import SemError
+
+            raise SemError(f"sem sync uploads local runs: PATH must be a folder, not a database URL ({item})")
+        path = Path(item)
+        if path.name == "models" and not (path / "runs").exists():
+            path = path / "runs"
+        stores.append(path)
+    return stores
+
+
+def run(args: argparse.Namespace) -> int:
+    import pymongo.errors
+
+    from sem_core import records
+    from sem_core.errors import SemError
+    from sem_core.mongo import connection, upload
+    from sem_core.mongo.reader import experiment_dir_of_store
+
+    stores = _stores(args.path)
+    settings = connection.resolve_settings(override_url=args.url, experiment_dir=experiment_dir_of_store(stores[0]))
+    if settings is None:
+        raise SemError(
+            "no MongoDB configured: set SEM_MONGO_URL=mongodb://HOST:PORT/DATABASE, a 'mongo:' section in "
+            "experiment_config.yaml, ~/.config/sem/mongo.yaml or SEML's ~/.config/seml/mongodb.config"
+        )
+    run_dirs: list[Path] = []
+    for store in stores:
+        run_dirs += list(records.iter_run_dirs(store))
+    where = ", ".join(str(s) for s in stores)
+    print(f"{len(run_dirs)} runs in {where} -> {settings.display} (from {settings.source})")
+
+    db = connection.connect(settings)
+    summary = upload.SyncSummary()
+    try:
+        summary = _sync_with_progress(db, run_dirs, settings, args)
+    except pymongo.errors.PyMongoError as exc:
+        raise SemError(f"MongoDB {settings.display}: {connection.describe_error(exc, settings)}") from None
+    except upload.SyncError as exc:
+        raise SemError(str(exc)) from None
+
+    c = summary.counts()
+    if args.dry_run:
+        for d in summary.uploaded:
+            print(f"would upload  {Path(d).name}")
+        for d in summary.updated:
+            print(f"would update  {Path(d).name}")
+        print(f"dry run: {c['uploaded']} to upload, {c['updated']} to update, {c['unchanged']} unchanged")
+        return 0
+    for d, reason in summary.failed:
+        print(f"failed  {d}: {reason}")
+    print(f"uploaded {c['uploaded']}, updated {c['updated']}, unchanged {c['unchanged']}, failed {c['failed']}")
+    return 1 if summary.failed else 0
+
+
+def _sync_with_progress(db, run_dirs, settings, args):
+    from sem_core.mongo import upload
+
+    secrets = (settings.password,)
+    show = not args.quiet and not args.dry_run and bool(run_dirs) and os.isatty(2)
+    if not show:
+        return upload.sync_runs(db, run_dirs, secrets=secrets, dry_run=args.dry_run)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.console import Console
+
+    with Progress(TextColumn("sync"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task("sync", total=len(run_dirs))
+        return upload.sync_runs(db, run_dirs, secrets=secrets, progress=lambda n: progress.advance(task, n))
