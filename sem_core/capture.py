@@ -496,8 +496,11 @@ def repro_commands(record: Any) -> list[str]:
     model_in_experiment = model.relative_to(experiment_rel)
     if str(experiment_rel) not in ("", "."):
         commands.append(f"cd {_quote(experiment_rel.as_posix())}")
-    argv = (meta.get("sem") or {}).get("argv") or []
-    overrides, unspellable = replay_overrides(argv[1:], config)
+    sem_meta = meta.get("sem") or {}
+    typed = sem_meta.get("row_overrides")
+    if typed is None:
+        typed = (sem_meta.get("argv") or [])[1:]
+    overrides, unspellable = replay_overrides(typed, config)
     for key in unspellable:
         commands.append(f"# WARNING: the command line set {key} to a value sem cannot spell: set it by hand")
     line = ["python", model_in_experiment.as_posix(), "-m", f"order_id={config.get('order_id')}", *overrides]

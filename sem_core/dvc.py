@@ -80,8 +80,14 @@ def require_dvc_repo(root: Path) -> None:
         raise DvcError(f"{root} has no DVC set-up: run `sem dvc init --remote URL` first")
 
 
+def default_remote_name(root: Path) -> Optional[str]:
+    """The default remote's name, None when there is none (``dvc remote default`` then exits 1)."""
+    result = subprocess.run([sys.executable, "-m", "dvc", "remote", "default"], cwd=root, capture_output=True, text=True)
+    return result.stdout.strip() or None if result.returncode == 0 else None
+
+
 def default_remote(root: Path) -> str:
-    name = dvc(root, "remote", "default").strip()
+    name = default_remote_name(root)
     if not name:
         listed = dvc(root, "remote", "list").strip()
         hint = f" (remotes: {listed.splitlines()[0].split()[0]} ...; make one the default with `dvc remote default NAME`)" if listed else ""
@@ -141,7 +147,7 @@ def init(
             dvc(root, "remote", "modify", "--local", remote_name, "gdrive_client_secret", gdrive_client_secret)
         done.append(f"default remote {remote_name!r} -> {url}")
         committed.append(".dvc/config")
-    elif not dvc(root, "remote", "default").strip():
+    elif not default_remote_name(root):
         done.append("no remote yet: add one with `sem dvc init --remote URL` before `sem dvc push`")
     if committed:
         paths = sorted(set(p for p in committed if (root / p).exists()))

@@ -106,6 +106,8 @@ def sweep_experiment(sweeper, arguments: List[str]) -> Any:
         "sweep_dir": str(sweep_dir.resolve()),
         # git/python/packages/DVC state, captured once for all jobs (sem_core.capture)
         "capture": capture_sweep(experiment.path, store),
+        # the row overrides as typed (sem show --repro replays them)
+        "row_overrides": [ov.text for ov in task.row_overrides],
     }
     records.atomic_write_json(
         sweep_dir / SWEEP_MANIFEST,

@@ -1,0 +1,159 @@
+"""`sem clean`: dry run by default, --yes moves to a bin, --restore is byte-identical, runs
+that exist nowhere else are kept unless --force. Real model runs, real git and DVC."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sem_core.commands.clean import ACTIVE, BIN_DIR, ORPHAN_MIN_AGE_S, StoreEntry, plan_clean
+from sem_core.records import iter_runs
+from tests.conftest import run_model
+
+MODEL = """
+from sem_core import Experiment
+ex = Experiment(__file__)
+
+@ex.configs
+def get_config():
+    return [{"name": "m", "fold": f} for f in range(3)]
+
+@ex.automain
+def main(config):
+    if config["fold"] == 1 and config.get("crash", True):
+        raise RuntimeError("fold 1 is broken")
+    ex.log_scalar("score", config["fold"] * 1.5)
+    return config["fold"]
+"""
+
+
+# ------------------------------------------------------------------------------ pure planning
+entries_st = st.lists(
+    st.builds(
+        StoreEntry,
+        name=st.from_regex(r"2026010[1-3]T00000[0-9]-[a-f]{4}", fullmatch=True),
+        status=st.sampled_from([None, "COMPLETED", "COMPLETED", "FAILED", "INTERRUPTED", "TIMEOUT", "RUNNING", "QUEUED"]),
+        experiment_id=st.sampled_from(["e1", "e2", "e3"]),
+        model=st.sampled_from(["m_a.py", "m_b.py"]),
+        age_s=st.sampled_from([0.0, ORPHAN_MIN_AGE_S + 1.0]),
+    ),
+    max_size=15,
+    unique_by=lambda e: e.name,
+)
+
+
+@given(entries_st, st.sets(st.from_regex(r"2026010[1-3]T00000[0-9]-[a-f]{4}", fullmatch=True)), st.booleans())
+def test_plan_never_bins_live_runs_the_latest_result_or_the_only_copy(entries, shared, force):
+    plan = plan_clean(entries, shared, force=force)
+    moved = {i.name for i in plan.move}
+    by_name = {e.name: e for e in entries}
+    for name in moved:
+        e = by_name[name]
+        assert e.status not in ACTIVE
+        assert force or name in shared
+        if e.status is None:
+            assert e.age_s >= ORPHAN_MIN_AGE_S
+    for e in entries:
+        if e.status == "COMPLETED":
+            newest = max(x.name for x in entries if x.status == "COMPLETED" and (x.experiment_id, x.model) == (e.experiment_id, e.model))
+            assert (e.name in moved or e.name in {i.name for i in plan.protected}) == (e.name != newest)
+    assert not moved & {i.name for i in plan.protected}
+
+
+# ------------------------------------------------------------------------------ real store
+def sem(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-m", "sem_core.cli", *args], cwd=cwd, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def load_store(store: Path) -> list[dict]:
+    """The runs of a store (folders with run.json; the orphan has none)."""
+    return [{"dir": Path(r.location), "run": r.run, "config": r.config} for r in iter_runs(store)]
+
+
+def snapshot(store: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(store).as_posix(): p.read_bytes()
+        for p in store.rglob("*")
+        if p.is_file() and BIN_DIR not in p.relative_to(store).parts
+    }
+
+
+@pytest.fixture
+def messy_store(write_model, tmp_path):
+    """3 rows run twice (fold 1 fails both times: 2 FAILED; folds 0 and 2 completed twice) and
+    an orphan folder a killed job left without run.json."""
+    model = write_model(MODEL)
+    for _ in range(2):
+        result = run_model(model, "-m")
+        assert result.returncode != 0 and "fold 1 is broken" in result.stdout + result.stderr
+    store = model.parent / "runs"
+    orphan = store / "20260101T000000-000000000000"
+    orphan.mkdir()
+    (orphan / "cout.txt").write_text("killed before run.json\n")
+    old = time.time() - 2 * ORPHAN_MIN_AGE_S
+    for p in (orphan / "cout.txt", orphan):
+        os.utime(p, (old, old))
+    return model.parent.parent, store
+
+
+def test_clean_dry_run_yes_and_restore(messy_store):
+    exp, store = messy_store
+    runs = load_store(store)
+    failed = {r["dir"].name for r in runs if r["run"]["status"] == "FAILED"}
+    completed = sorted((r for r in runs if r["run"]["status"] == "COMPLETED"), key=lambda r: r["dir"].name)
+    latest = {r["config"]["experiment_id"]: r["dir"].name for r in completed}
+    stale = {r["dir"].name for r in completed} - set(latest.values())
+    assert len(failed) == 2 and len(stale) == 2
+    before = snapshot(store)
+
+    # nothing here is pushed to DVC or synced to MongoDB: without --force nothing may move
+    out = sem("clean", cwd=exp).stdout
+    assert "nothing to clean" in out and out.count("--force to bin it") == 5
+    assert snapshot(store) == before and not (store / BIN_DIR).exists()
+
+    out = sem("clean", "--force", cwd=exp).stdout
+    assert "dry run: 5 folder(s) would move" in out
+    assert snapshot(store) == before and not (store / BIN_DIR).exists()
+
+    sem("clean", "--force", "--yes", cwd=exp)
+    remaining = {p.name for p in store.iterdir() if not p.name.startswith("_")}
+    assert remaining == set(latest.values())
+    (batch,) = (store / BIN_DIR).iterdir()
+    assert {p.name for p in batch.iterdir() if p.is_dir()} == failed | stale | {"20260101T000000-000000000000"}
+    assert "fold 1 is broken" not in (batch / "manifest.json").read_text()  # reasons, not logs
+    assert "stale duplicate of" in (batch / "manifest.json").read_text()
+
+    out = sem("clean", "--restore", cwd=exp).stdout
+    assert "restored 5 folder(s)" in out
+    assert snapshot(store) == before
+    assert not (store / BIN_DIR).exists()
+
+
+def test_clean_moves_what_dvc_holds_and_keeps_what_it_does_not(messy_store):
+    exp, store = messy_store
+    root = exp.parent
+    for args in (("init", "-q", "-b", "main"), ("config", "user.name", "Dee"), ("config", "user.email", "dee@example.org")):
+        subprocess.run(["git", *args], cwd=root, check=True)
+    subprocess.run(["git", "add", "exp/models/m_test.py"], cwd=root, check=True)
+    subprocess.run(["git", "commit", "-qm", "model"], cwd=root, check=True)
+    sem("dvc", "init", "--remote", str(root.parent / "dvc-remote"), cwd=root)
+    sem("dvc", "push", cwd=exp)
+    # a failure after the push exists only here
+    model = exp / "models" / "m_test.py"
+    assert run_model(model, "-m", "fold=1").returncode != 0
+    newest_failure = max(r["dir"].name for r in load_store(store) if r["run"]["status"] == "FAILED")
+
+    out = sem("clean", "--yes", cwd=exp).stdout
+    assert f"keep  {newest_failure}" in out
+    (batch,) = (store / BIN_DIR).iterdir()
+    assert len([p for p in batch.iterdir() if p.is_dir()]) == 5
+    assert (store / newest_failure).is_dir()
