@@ -172,3 +172,20 @@ def iter_run_dirs(store: Path) -> Iterator[Path]:
 def iter_runs(store: Path) -> Iterator[RunRecord]:
     for run_dir in iter_run_dirs(store):
         yield read_run(run_dir)
+
+
+def iter_run_dir_stats(store: Path) -> Iterator[tuple[str, os.stat_result, os.stat_result]]:
+    """Fast path of ``iter_run_dirs`` for scanning thousands of runs (sem results): the same
+    folders in the same order, as ``(folder path, stat of the folder, stat of its run.json)``,
+    with plain strings and two stat calls per run."""
+    store = Path(store)
+    if not store.is_dir():
+        return
+    with os.scandir(store) as entries:
+        found = sorted((e.name, e) for e in entries if not e.name.startswith(("_", ".")) and e.is_dir())
+    for _, entry in found:
+        try:
+            run_stat = os.stat(os.path.join(entry.path, RUN_FILE))
+        except FileNotFoundError:
+            continue
+        yield entry.path, entry.stat(), run_stat
