@@ -115,35 +115,45 @@ def existing_from_records(records: Iterable[Any], where: str = "local") -> list[
 
 
 # ------------------------------------------------------------------------------ the I/O edge
-def load_existing(store, mongo_url: Optional[str] = None) -> list[ExistingRun]:
-    """The runs already recorded in the local store and, when a database is configured, in
-    MongoDB (through the Mongo reader of ``sem_core.mongo``)."""
+def load_existing(store, mongo_settings: Any = None, experiment_ids: Optional[Sequence[str]] = None) -> list[ExistingRun]:
+    """The runs already recorded in the local store and, when a database is configured
+    (``sem_core.mongo.connection.MongoSettings``), in MongoDB; there only those of ``experiment_ids``."""
     from sem_core.records import iter_runs
 
     existing = existing_from_records(iter_runs(store), "local")
-    if mongo_url:
-        existing += existing_from_records(_mongo_records(mongo_url), "mongo")
+    if mongo_settings is not None:
+        existing += existing_from_records(_mongo_records(mongo_settings, experiment_ids), "mongo")
     return existing
 
 
-def _mongo_records(mongo_url: str) -> Iterable[Any]:
+def _mongo_records(settings: Any, experiment_ids: Optional[Sequence[str]]) -> list[Any]:
+    import pymongo.errors
+
+    from sem_core.mongo import connection, reader
+
+    query = {"config.experiment_id": {"$in": list(experiment_ids)}} if experiment_ids is not None else None
     try:
-        from sem_core.mongo import reader
-    except ImportError:
+        return list(reader.iter_runs(settings.url, query))
+    except pymongo.errors.PyMongoError as exc:
         raise ConfigError(
-            f"a MongoDB is configured (sem.mongo.url) but this sem has no Mongo reader installed; "
-            "unset sem.mongo.url to decide from the local store only"
+            f"sem.skip_completed/sem.rerun: cannot read the runs in MongoDB ({settings.display}, configured in "
+            f"{settings.source}): {connection.describe_error(exc, settings)}; start the database, or unset it to "
+            "decide from the local store only"
         ) from None
-    return reader.iter_records(mongo_url)
 
 
-def resume_sweep(jobs: Sequence[Any], store, sem_cfg: Any, model: str, mongo_url: Optional[str] = None) -> Selection:
-    """``select_jobs`` with the sweep's settings and the runs on disk (and in MongoDB)."""
+def resume_sweep(jobs: Sequence[Any], store, sem_cfg: Any, model: str, experiment_dir: Any = None) -> Selection:
+    """``select_jobs`` with the sweep's settings and the runs on disk and in the configured MongoDB."""
     skip_completed = bool(sem_cfg.get("skip_completed", False))
     rerun = validate_rerun(sem_cfg.get("rerun"))
     if not skip_completed and rerun is None:
         return Selection(to_run=list(jobs), skipped=[])
-    return select_jobs(jobs, load_existing(store, mongo_url), model, skip_completed=skip_completed, rerun=rerun)
+    from sem_core.mongo import connection
+
+    mongo_cfg = sem_cfg.get("mongo") or {}
+    settings = connection.resolve_settings(override_url=mongo_cfg.get("url"), experiment_dir=experiment_dir)
+    existing = load_existing(store, settings, sorted({j.experiment_id for j in jobs}))
+    return select_jobs(jobs, existing, model, skip_completed=skip_completed, rerun=rerun)
 
 
 def format_skipped(skipped: Sequence[Skipped]) -> str:

@@ -95,7 +95,7 @@ def sweep_experiment(sweeper, arguments: List[str]) -> Any:
     from sem_core.capture import capture_sweep
     from sem_core.resume import format_skipped, resume_sweep
 
-    selection = resume_sweep(jobs, store, config.sem, experiment.path.name, config.sem.mongo.url)
+    selection = resume_sweep(jobs, store, config.sem, experiment.path.name, experiment.experiment_dir)
     jobs = selection.to_run
     planned = [job_record(job, ids.new_global_id()) for job in jobs]
 

@@ -114,3 +114,79 @@ def test_existing_from_records_reads_run_records(tmp_path):
     )
     (existing,) = existing_from_records([read_run(run_dir)])
     assert existing == ExistingRun(eid(3), "m_linear.py", "COMPLETED", "20260101T000000-abcdefabcdef", "local")
+
+
+# ------------------------------------------------------------------------------ real sweeps
+MODEL = """
+from sem_core import Experiment
+ex = Experiment(__file__)
+FIXED = False
+
+@ex.configs
+def get_config():
+    return [{"name": "m", "fold": f} for f in range(3)]
+
+@ex.automain
+def main(config):
+    if config["fold"] == 1 and not FIXED:
+        raise RuntimeError("fold 1 is broken")
+    ex.log_scalar("score", config["fold"] + config["seed"] % 7)
+    return config["seed"]
+"""
+
+
+def _clone_model(root, fixed: bool = False):
+    from pathlib import Path
+
+    models = Path(root) / "exp" / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    path = models / "m_test.py"
+    path.write_text(MODEL.replace("FIXED = False", f"FIXED = {fixed}"))
+    return path
+
+
+def _statuses(store):
+    from sem_core.records import iter_runs
+
+    return sorted((r.config["fold"], r.status) for r in iter_runs(store))
+
+
+def test_rerun_failed_then_missing_then_skip_completed_in_a_real_store(tmp_path):
+    from tests.conftest import run_model
+
+    model = _clone_model(tmp_path)
+    assert run_model(model, "-m", "fold=0,1").returncode != 0  # fold 1 fails
+    store = model.parent / "runs"
+    assert _statuses(store) == [(0, "COMPLETED"), (1, "FAILED")]
+
+    model.write_text(model.read_text().replace("FIXED = False", "FIXED = True"))
+    result = run_model(model, "-m", "sem.rerun=failed")
+    assert result.returncode == 0, result.stderr
+    assert _statuses(store) == [(0, "COMPLETED"), (1, "COMPLETED"), (1, "FAILED")]
+    assert "never run (sem.rerun=failed" in result.stdout  # fold 2 listed as skipped
+
+    result = run_model(model, "-m", "sem.rerun=missing")
+    assert result.returncode == 0, result.stderr
+    assert _statuses(store) == [(0, "COMPLETED"), (1, "COMPLETED"), (1, "FAILED"), (2, "COMPLETED")]
+
+    result = run_model(model, "-m", "sem.skip_completed=true")
+    assert result.returncode == 0 and "skipped 3 row(s)" in result.stdout
+    assert len(_statuses(store)) == 4
+
+    result = run_model(model, "-m", "sem.rerun=faild")
+    assert result.returncode != 0 and "sem.rerun='faild'" in result.stderr
+
+
+@pytest.mark.mongo
+def test_skip_completed_sees_runs_of_another_user_in_mongodb(tmp_path, mongo_url):
+    from tests.conftest import run_model
+
+    env = {"SEM_MONGO_URL": mongo_url}
+    model_a = _clone_model(tmp_path / "alice", fixed=True)
+    assert run_model(model_a, "-m", "fold=0,1", env=env).returncode == 0
+
+    model_b = _clone_model(tmp_path / "bob", fixed=True)
+    result = run_model(model_b, "-m", "sem.skip_completed=true", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "skipped 2 row(s)" in result.stdout and result.stdout.count("(mongo)") == 2
+    assert _statuses(model_b.parent / "runs") == [(2, "COMPLETED")]
