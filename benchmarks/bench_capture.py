@@ -1,0 +1,178 @@
+"""Capture benchmark: per-job cost of recording the code version, sem vs sacred's default capture.
+
+    python benchmarks/bench_capture.py [--files 2000] [--runs 20] [--repeat 3]
+
+Builds a git repository with --files files and a dirty tree (modified and untracked files), a
+model file importing two sibling modules, and measures in one process, side by side:
+
+- sacred: what sacred does for every run (each `python m.py with ...` is a new process):
+  ``gather_sources_and_dependencies(globals, save_git_info=True)`` (sources, packages, and git
+  through GitPython: ``is_dirty`` per source file) plus ``get_host_info()``;
+- sem: ``capture_sweep`` ONCE for the sweep (git, python, packages, DVC, diff file) divided over
+  the runs, plus what sem does per job: the model's sources (``model_sources``, with its md5
+  cache emptied for every job, as in a fresh Slurm job), ``host_info`` (cache emptied too) and the seed.
+
+Also counts the git processes each side starts. Median of --repeat; prints a Markdown table
+(the README's "Capture overhead") and writes benchmarks/results/capture.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+class GitCounter:
+    """Counts ``git`` processes started through subprocess.Popen (sacred's GitPython and sem both)."""
+
+    def __init__(self):
+        self.count = 0
+        self._original = subprocess.Popen.__init__
+
+    def __enter__(self):
+        counter = self
+        original = self._original
+
+        def counting_init(popen, args, *a, **kw):
+            first = args[0] if isinstance(args, (list, tuple)) else str(args).split()[0]
+            if os.path.basename(str(first)) == "git":
+                counter.count += 1
+            original(popen, args, *a, **kw)
+
+        subprocess.Popen.__init__ = counting_init
+        return self
+
+    def __exit__(self, *exc):
+        subprocess.Popen.__init__ = self._original
+
+
+def git(cwd: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def make_repo(root: Path, n_files: int) -> Path:
+    """A repository of n_files files, committed, then made dirty; returns the model file."""
+    git(root, "init", "-q", "-b", "main")
+    git(root, "config", "user.name", "Bench")
+    git(root, "config", "user.email", "bench@example.org")
+    src = root / "src"
+    for i in range(n_files - 4):
+        folder = src / f"pkg{i // 100:02d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"mod{i:04d}.py").write_text(f"VALUE = {i}\n" * 20)
+    models = root / "exp" / "models"
+    models.mkdir(parents=True)
+    (models / "data.py").write_text("import numpy as np\n\ndef make():\n    return np.arange(10)\n")
+    (models / "features.py").write_text("def scale(x):\n    return 2 * x\n")
+    (models / "m_bench.py").write_text("import numpy as np\nimport data\nimport features\n\nLR = 0.1\n")
+    (root / "README.md").write_text("bench\n")
+    git(root, "add", ".")
+    git(root, "commit", "-qm", "init")
+    for i in range(5):  # a dirty tree: modified tracked files and untracked ones
+        (src / "pkg00" / f"mod{i:04d}.py").write_text(f"VALUE = {-i}\n")
+        (root / f"scratch{i}.txt").write_text("untracked\n")
+    (models / "m_bench.py").write_text("import numpy as np\nimport data\nimport features\n\nLR = 0.2\n")
+    return models / "m_bench.py"
+
+
+def sacred_per_run(model_module, runs: int) -> tuple[float, int]:
+    from sacred.dependencies import gather_sources_and_dependencies
+    from sacred.host_info import get_host_info
+
+    base_dir = str(Path(model_module.__file__).parent)
+    with GitCounter() as counter:
+        start = time.perf_counter()
+        for _ in range(runs):
+            gather_sources_and_dependencies(vars(model_module), save_git_info=True, base_dir=base_dir)
+            get_host_info()
+        elapsed = time.perf_counter() - start
+    return elapsed / runs, counter.count
+
+
+def sem_per_job(model_file: Path, store: Path, runs: int) -> tuple[float, float, float, int]:
+    """(per-job total, once-per-sweep capture, per-job part, git processes)."""
+    from sem_core import ids, sources
+    from sem_core.capture import capture_sweep, with_seed
+    from sem_core.host import host_info
+
+    with GitCounter() as counter:
+        start = time.perf_counter()
+        capture = capture_sweep(model_file, store)
+        sweep_part = time.perf_counter() - start
+        start = time.perf_counter()
+        for fold in range(runs):
+            sources._md5_cache.clear()  # as in a fresh process per job
+            host_info.cache_clear()
+            sources.model_sources(model_file)
+            host_info()
+            with_seed({"fold": fold}, ids.experiment_id({"fold": fold}))
+        job_part = (time.perf_counter() - start) / runs
+    json.dumps(capture)
+    return sweep_part / runs + job_part, sweep_part, job_part, counter.count
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--files", type=int, default=2000)
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "repo"
+        root.mkdir()
+        model_file = make_repo(root, args.files)
+        sys.path.insert(0, str(model_file.parent))
+        model_module = importlib.import_module("m_bench")
+        store = root / "exp" / "models" / "runs"
+
+        sacred_times, sem_times, sweep_parts, job_parts = [], [], [], []
+        sacred_git = sem_git = 0
+        for _ in range(args.repeat):
+            t, sacred_git = sacred_per_run(model_module, args.runs)
+            sacred_times.append(t)
+            total, sweep_part, job_part, sem_git = sem_per_job(model_file, store, args.runs)
+            sem_times.append(total)
+            sweep_parts.append(sweep_part)
+            job_parts.append(job_part)
+
+    sacred_ms = statistics.median(sacred_times) * 1000
+    sem_ms = statistics.median(sem_times) * 1000
+    result = {
+        "files": args.files,
+        "runs": args.runs,
+        "repeat": args.repeat,
+        "python": sys.version.split()[0],
+        "sacred_per_run_ms": round(sacred_ms, 2),
+        "sacred_git_processes": sacred_git,
+        "sem_per_job_ms": round(sem_ms, 2),
+        "sem_sweep_capture_ms": round(statistics.median(sweep_parts) * 1000, 2),
+        "sem_per_job_part_ms": round(statistics.median(job_parts) * 1000, 2),
+        "sem_git_processes": sem_git,
+        "ratio": round(sem_ms / sacred_ms, 4),
+    }
+    (HERE / "results").mkdir(exist_ok=True)
+    (HERE / "results" / "capture.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(f"git repository: {args.files} files, dirty tree; {args.runs} runs; median of {args.repeat}\n")
+    print("| capture | per run | git processes for the runs |")
+    print("|---|---:|---:|")
+    print(f"| sacred default (sources + git per run, host) | {sacred_ms:.1f} ms | {sacred_git} |")
+    print(
+        f"| sem (capture once per sweep: {result['sem_sweep_capture_ms']:.0f} ms / {args.runs}, "
+        f"+ {result['sem_per_job_part_ms']:.2f} ms per job) | {sem_ms:.2f} ms | {sem_git} |"
+    )
+    print(f"\nsem / sacred: {result['ratio'] * 100:.1f}% (target < 10%)")
+
+
+if __name__ == "__main__":
+    main()
