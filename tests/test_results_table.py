@@ -13,26 +13,17 @@ from hypothesis import strategies as st
 
 from sem_core import ids
 from sem_core.results import render
-from sem_core.results.load import summaries_to_frame
+from sem_core.results.load import summaries_to_frame, summarise
 from sem_core.results.table import UnknownName, default_direction, filter_runs, results_table, select_runs
 
 
 def summary(row: dict, metrics: dict, *, status="COMPLETED", start="2026-01-01T00:00:00+00:00", model="m_a.py", n=0):
+    """What load_runs reads from one run folder."""
     gid = f"{start[:19].replace('-', '').replace(':', '')}-{ids.experiment_id(row)[:8]}{n:04d}"
     config = dict(row, experiment_id=ids.experiment_id(row), config_id=ids.config_id(row), order_id=n, global_id=gid)
-    return {
-        "location": f"/store/{gid}",
-        "status": status,
-        "start_time": start,
-        "stop_time": start,
-        "heartbeat": None,
-        "host": "h",
-        "model": model,
-        "artifacts": [],
-        "config": config,
-        "metrics": metrics,
-        "points": {k: 1 for k in metrics},
-    }
+    run = {"status": status, "start_time": start, "stop_time": start, "host": {"hostname": "h"},
+           "experiment": {"mainfile": model}}
+    return summarise(f"/store/{gid}", run, config, {k: {"steps": [0], "values": [v]} for k, v in metrics.items()})
 
 
 def frame_of(summaries):
@@ -101,7 +92,7 @@ def test_newest_run_per_experiment_id_wins_even_when_it_is_worse():
     new = summary({"lr": 0.1, "fold": 0}, {"rmse": 0.9}, start="2026-02-01T00:00:00+00:00", n=2)
     included, excluded = select_runs(frame_of([new, old]))
     assert list(included["rmse"]) == [0.9]
-    assert list(excluded["reason"]) == [f"older duplicate of {new['config']['global_id']}"]
+    assert list(excluded["reason"]) == [f"older duplicate of {new['ids']['global_id']}"]
 
 
 def test_same_row_in_two_model_files_is_not_a_duplicate():
@@ -200,3 +191,12 @@ def test_latex_escapes_labels_and_bolds_the_best():
     tex = render.to_latex(results_table(frame_of(rows)), decimals=2)
     assert r"model\_name=a\_b\&c & $\mathbf{1.00}$ \\" in tex
     assert r"model\_name=50\% & $2.00$ \\" in tex
+
+
+def test_runs_missing_the_results_by_key_form_their_own_row():
+    rows = sweep({0.1: [1.0, 2.0]})
+    rows.append(summary({"lr": 0.1}, {"rmse": 7.0}, n=30))  # a row without a fold
+    table = results_table(frame_of(rows), metrics=["rmse"], results_by=["fold"])
+    by_fold = {idx[1]: table.cell(i, (), "rmse")[0] for i, idx in enumerate(table.row_labels())}
+    assert by_fold[0] == 1.0 and by_fold[1] == 2.0
+    assert [v for k, v in by_fold.items() if k not in (0, 1)] == [7.0]

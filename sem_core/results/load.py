@@ -13,6 +13,9 @@ store itself is never written to, so read-only and DVC-tracked stores work uncha
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
+import gc
 import hashlib
 import json
 import math
@@ -42,8 +45,7 @@ RUN_COLUMNS = (
     "host",
     "path",
 )
-CACHE_VERSION = 1
-_STAMPED_FILES = (records.RUN_FILE, records.CONFIG_FILE, records.METRICS_FILE, records.METRICS_JOURNAL)
+CACHE_VERSION = 2
 
 
 class NoRunsFound(SemError):
@@ -167,26 +169,47 @@ def last_values(metrics: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, i
 
 
 def summarise(location: str, run: Mapping[str, Any], config: Mapping[str, Any], metrics: Mapping[str, Any]) -> dict:
-    """The part of a run that load_runs needs (what the cache stores)."""
-    last, length = last_values(metrics)
+    """The part of a run that load_runs needs (what the cache stores): run fields, the four ids,
+    the flattened config, start/end as epoch seconds and the last value of every metric."""
+    last, _ = last_values(metrics)
     host = run.get("host") or {}
+    start = run.get("start_time") or run.get("queue_time")
     return {
         "location": location,
         "status": run.get("status", "UNKNOWN"),
-        "start_time": run.get("start_time") or run.get("queue_time"),
+        "start_time": start,
         "stop_time": run.get("stop_time"),
-        "heartbeat": run.get("heartbeat"),
+        "t0": _iso_to_seconds(start),
+        "t1": _iso_to_seconds(run.get("stop_time") or run.get("heartbeat")),
         "host": host.get("hostname") if isinstance(host, Mapping) else str(host),
         "model": (run.get("experiment") or {}).get("mainfile"),
-        "artifacts": list(run.get("artifacts") or []),
-        "config": dict(config),
+        "ids": {k: config.get(k) for k in ID_KEYS},
+        "flat": flatten({k: v for k, v in config.items() if k not in ID_KEYS}),
         "metrics": last,
-        "points": length,
     }
 
 
 def summarise_record(record: records.RunRecord) -> dict:
     return summarise(record.location, record.run, record.config, record.metrics)
+
+
+def _load_json(path: str) -> Any:
+    with open(path, "rb") as fh:
+        return json.loads(fh.read())
+
+
+def summarise_folder(run_dir: str) -> dict:
+    """``summarise`` of a run folder, read with plain strings and bytes (the cold path)."""
+    run = _load_json(os.path.join(run_dir, records.RUN_FILE))
+    try:
+        config = _load_json(os.path.join(run_dir, records.CONFIG_FILE))
+    except FileNotFoundError:
+        config = {}
+    try:
+        metrics = _load_json(os.path.join(run_dir, records.METRICS_FILE))
+    except FileNotFoundError:
+        metrics = records.read_metrics(Path(run_dir))  # a live or killed run: its journal
+    return summarise(run_dir, run, config, metrics)
 
 
 # -- the summary cache --------------------------------------------------------------------------
@@ -205,29 +228,22 @@ def cache_path(store: Path) -> Path:
     return cache_dir() / f"runs-{key}.json"
 
 
-def _stamp(run_dir: str) -> list:
-    """(inode, mtime_ns, size) of each record file, None where absent: any rewrite changes it
-    (records are replaced atomically, so the inode changes even within one mtime tick)."""
-    out = []
-    for name in _STAMPED_FILES:
-        try:
-            st = os.stat(os.path.join(run_dir, name))
-        except FileNotFoundError:
-            out.append(None)
-        else:
-            out.append([st.st_ino, st.st_mtime_ns, st.st_size])
-    return out
+def _stamp(dir_stat: os.stat_result, run_stat: os.stat_result) -> list:
+    """Identity of a run folder's state. Every record file is replaced atomically (a rename,
+    which changes the folder's mtime), and run.json's own stamp catches in-place rewrites (sacred's
+    own observer writes in place)."""
+    return [dir_stat.st_ino, dir_stat.st_mtime_ns, run_stat.st_ino, run_stat.st_mtime_ns, run_stat.st_size]
 
 
 def _read_cache(path: Path, store: Path) -> dict:
     try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
+        with open(path, "rb") as fh:
+            data = json.loads(fh.read())
     except FileNotFoundError:
         return {}
     except (OSError, ValueError):
         return {}  # a corrupt cache is rebuilt from the records, which are the truth
-    if data.get("version") != CACHE_VERSION or data.get("store") != str(Path(store).resolve()):
+    if not isinstance(data, dict) or data.get("version") != CACHE_VERSION or data.get("store") != str(Path(store).resolve()):
         return {}
     return data.get("runs") or {}
 
@@ -246,43 +262,44 @@ def _write_cache(path: Path, store: Path, runs: dict) -> None:
 
 
 def read_store_summaries(store: Path, use_cache: bool = True) -> list[dict]:
-    """Summaries of every run folder of a store, re-reading only runs whose files changed."""
+    """Summaries of every run folder of a store. With the cache, a finished run whose folder and
+    run.json are unchanged is not read again; live runs (QUEUED/RUNNING) are always re-read."""
     store = Path(store)
     cpath = cache_path(store)
     cached = _read_cache(cpath, store) if use_cache else {}
+    finished = set(records.FINISHED_STATUSES)
     fresh: dict = {}
     changed = False
     out = []
-    for run_dir in records.iter_run_dirs(store):
-        name = run_dir.name
-        location = str(run_dir)
-        stamp = _stamp(location)
+    for location, dir_stat, run_stat in records.iter_run_dir_stats(store):
+        name = os.path.basename(location)
+        stamp = _stamp(dir_stat, run_stat)
         entry = cached.get(name)
-        if entry is not None and entry.get("stamp") == stamp:
-            summary = entry["summary"]
+        if entry is not None and entry[0] == stamp and entry[1]["status"] in finished:
+            summary = entry[1]
             summary["location"] = location
         else:
-            record = records.read_run(run_dir)
-            summary = summarise_record(record)
+            summary = summarise_folder(location)
             changed = True
-            entry = {"stamp": stamp, "summary": summary}
+            entry = [stamp, summary]
         fresh[name] = entry
         out.append(summary)
-    if use_cache and (changed or set(fresh) != set(cached)):
+    if use_cache and (changed or len(fresh) != len(cached)):
         _write_cache(cpath, store, fresh)
     return out
 
 
-def read_mongo_summaries(url: str) -> list[dict]:
+def _mongo_reader():
     try:
-        from sem_core.mongo import reader as mongo_reader  # type: ignore[attr-defined]
-    except ImportError:
-        raise SemError(
-            f"{redact_url(url)}: reading runs from MongoDB needs sem's Mongo support (sem_core.mongo), "
-            "which is not installed in this version; read the file run store instead "
-            "(PATH = the experiment folder or its models/runs)"
-        ) from None
-    return [summarise_record(r) for r in mongo_reader.iter_runs(url)]
+        from sem_core.mongo import reader
+    except ImportError as exc:  # pymongo missing, or a version of sem without Mongo support
+        raise SemError(f"reading runs from MongoDB needs sem's Mongo support and pymongo: {exc}") from None
+    return reader
+
+
+def read_mongo_summaries(url: str) -> list[dict]:
+    """Summaries of every run of a MongoDB database (no cache: the database is the index)."""
+    return [summarise_record(r) for r in _mongo_reader().iter_runs(url)]
 
 
 # -- the DataFrame ------------------------------------------------------------------------------
@@ -299,8 +316,6 @@ class RunColumns:
 def _iso_to_seconds(text: Optional[str]) -> Optional[float]:
     if not text:
         return None
-    import datetime as dt
-
     try:
         t = dt.datetime.fromisoformat(text)
     except ValueError:
@@ -316,11 +331,8 @@ def summaries_to_frame(summaries: Sequence[dict]):
 
     config_keys: dict[str, None] = {}
     metric_names: dict[str, None] = {}
-    flat_configs = []
     for s in summaries:
-        flat = flatten({k: v for k, v in s["config"].items() if k not in ID_KEYS})
-        flat_configs.append(flat)
-        config_keys.update(dict.fromkeys(flat))
+        config_keys.update(dict.fromkeys(s["flat"]))
         metric_names.update(dict.fromkeys(s["metrics"]))
     taken = set(RUN_COLUMNS)
     config_cols = {}
@@ -334,37 +346,29 @@ def summaries_to_frame(summaries: Sequence[dict]):
         metric_cols[name] = col
         taken.add(col)
 
-    columns: dict[str, list] = {c: [] for c in RUN_COLUMNS}
-    for c in config_cols.values():
-        columns[c] = []
-    for c in metric_cols.values():
-        columns[c] = []
-    for s, flat in zip(summaries, flat_configs):
-        config = s["config"]
-        start = _iso_to_seconds(s.get("start_time"))
-        end = _iso_to_seconds(s.get("stop_time") or s.get("heartbeat"))
-        columns["global_id"].append(str(config.get("global_id") or os.path.basename(s["location"].rstrip("/"))))
-        columns["experiment_id"].append(config.get("experiment_id"))
-        columns["config_id"].append(config.get("config_id"))
-        columns["order_id"].append(config.get("order_id"))
-        columns["model"].append(s.get("model"))
-        columns["status"].append(s.get("status"))
-        columns["start_time"].append(s.get("start_time"))
-        columns["stop_time"].append(s.get("stop_time"))
-        columns["duration"].append(end - start if start is not None and end is not None else math.nan)
-        columns["host"].append(s.get("host"))
-        columns["path"].append(s["location"])
-        for key, col in config_cols.items():
-            columns[col].append(flat.get(key))
-        metrics = s["metrics"]
-        for name, col in metric_cols.items():
-            columns[col].append(metrics.get(name, math.nan))
+    ids = [s["ids"] for s in summaries]
+    nan = math.nan
+    columns: dict[str, Any] = {
+        "global_id": [str(i.get("global_id") or os.path.basename(s["location"].rstrip("/"))) for i, s in zip(ids, summaries)],
+        "experiment_id": [i.get("experiment_id") for i in ids],
+        "config_id": [i.get("config_id") for i in ids],
+        "order_id": pd.array([i.get("order_id") for i in ids], dtype="Int64"),
+        "model": [s["model"] for s in summaries],
+        "status": [s["status"] for s in summaries],
+        "start_time": [s["start_time"] for s in summaries],
+        "stop_time": [s["stop_time"] for s in summaries],
+        "duration": [s["t1"] - s["t0"] if s["t0"] is not None and s["t1"] is not None else nan for s in summaries],
+        "host": [s["host"] for s in summaries],
+        "path": [s["location"] for s in summaries],
+    }
+    for key, col in config_cols.items():
+        columns[col] = [s["flat"].get(key) for s in summaries]
+    for name, col in metric_cols.items():
+        columns[col] = pd.to_numeric(pd.Series([s["metrics"].get(name, nan) for s in summaries], dtype=object),
+                                     errors="coerce")
     frame = pd.DataFrame(columns)
     for col in ("start_time", "stop_time"):
         frame[col] = pd.to_datetime(frame[col], utc=True, format="ISO8601", errors="coerce")
-    frame["order_id"] = pd.array(frame["order_id"], dtype="Int64")
-    for col in metric_cols.values():
-        frame[col] = pd.to_numeric(frame[col], errors="coerce")
     frame.attrs["sem"] = {"config": list(config_cols.values()), "metrics": metric_cols}
     return frame
 
@@ -384,6 +388,19 @@ def run_columns(frame) -> RunColumns:
     return RunColumns([c for c in others if c not in metrics], metrics)
 
 
+@contextlib.contextmanager
+def _gc_paused():
+    """Pause the cyclic garbage collector while building many small objects (the summaries hold
+    no cycles): its passes over the growing heap cost as much as the parsing itself."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def load_runs(source: Optional[SourceLike] = None, *, use_cache: bool = True):
     """Every run of ``source`` as a DataFrame (see the module docstring for sources and caching).
 
@@ -395,36 +412,40 @@ def load_runs(source: Optional[SourceLike] = None, *, use_cache: bool = True):
     """
     stores = resolve_stores(source)
     summaries: list[dict] = []
-    for store in stores:
-        if isinstance(store, str):
-            summaries.extend(read_mongo_summaries(store))
-        else:
-            summaries.extend(read_store_summaries(store, use_cache=use_cache))
-    if not summaries:
-        raise NoRunsFound(f"no runs found in {describe_sources(stores)}")
-    frame = summaries_to_frame(summaries)
+    with _gc_paused():
+        for store in stores:
+            if isinstance(store, str):
+                summaries.extend(read_mongo_summaries(store))
+            else:
+                summaries.extend(read_store_summaries(store, use_cache=use_cache))
+        if not summaries:
+            raise NoRunsFound(f"no runs found in {describe_sources(stores)}")
+        frame = summaries_to_frame(summaries)
     frame.attrs["sem"]["sources"] = [str(s) if not isinstance(s, str) else redact_url(s) for s in stores]
     return frame
+
+
+def is_mongo_location(location: str) -> bool:
+    return location.startswith(("mongodb://", "mongodb+srv://"))
 
 
 def iter_records(source: Optional[SourceLike] = None) -> Iterator[records.RunRecord]:
     """Full records (run.json, config, metrics on demand) of every run of ``source``."""
     for store in resolve_stores(source):
         if isinstance(store, str):
-            read_mongo_summaries(store)  # raises the clear error until Mongo support exists
-            from sem_core.mongo import reader as mongo_reader  # type: ignore[attr-defined]
-
-            yield from mongo_reader.iter_runs(store)
+            yield from _mongo_reader().iter_runs(store)
         else:
             yield from records.iter_runs(store)
 
 
 def record_at(location: str) -> records.RunRecord:
-    """The full record of one run, by the ``path`` column of a runs DataFrame."""
-    if location.startswith(("mongodb://", "mongodb+srv://")):
-        from sem_core.mongo import reader as mongo_reader  # type: ignore[attr-defined]
-
-        return mongo_reader.read_run(location)
+    """The full record of one run, by the ``path`` column of a runs DataFrame (a folder, or
+    ``<mongodb URL>#runs/<_id>``)."""
+    if is_mongo_location(location):
+        record = _mongo_reader().read_run(location)
+        if record is None:
+            raise SemError(f"{location}: no such run in the database (deleted since it was listed?)")
+        return record
     return records.read_run(Path(location))
 
 

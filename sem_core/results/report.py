@@ -16,6 +16,7 @@ from sem_core import records
 from sem_core.results.load import record_at
 from sem_core.results.plot import figure_png, plot_metric
 from sem_core.results.render import to_html
+from sem_core.results.show import output_of
 from sem_core.results.table import ResultsTable, results_table
 
 TRACE_LINES = 25
@@ -61,10 +62,7 @@ def failed_runs_html(runs: pd.DataFrame) -> str:
     for _, row in failed.head(MAX_FAILED_SHOWN).iterrows():
         record = record_at(row["path"])
         trace = "".join(record.run.get("fail_trace") or []) or "(no traceback recorded)"
-        output = ""
-        cout = Path(record.location) / records.COUT_FILE
-        if cout.is_file():
-            output = _tail(cout.read_text(encoding="utf-8", errors="replace"), OUTPUT_LINES)
+        output = _tail(output_of(record), OUTPUT_LINES)
         last_line = _tail(trace, 1)
         out.append(
             f'<details class="failed-run"><summary>{e(str(row["global_id"]))} · order_id {e(str(row["order_id"]))}'

@@ -31,26 +31,31 @@ class RunResult:
     path: str
     config: dict
     metrics: dict
-    artifacts: dict[str, Path]
+    artifacts: dict[str, Any]  # name -> Path of the file (a location string for MongoDB runs)
     loaded: dict[str, Any] = field(default_factory=dict)
 
 
 def load_artifact(path: Path) -> Any:
-    """Load a pickled (``.pkl``/``.pickle``), JSON or numpy (``.npy``/``.npz``) artifact.
+    """Load a pickled (``.pkl``/``.pickle``), JSON or numpy (``.npy``/``.npz``) artifact file.
 
     Pickles run code from the file: load only artifacts of runs you trust (your own)."""
-    suffix = path.suffix.lower()
+    return load_artifact_bytes(str(path), Path(path).read_bytes())
+
+
+def load_artifact_bytes(name: str, data: bytes) -> Any:
+    """``load_artifact`` for bytes (artifacts stored in MongoDB's GridFS); ``name`` gives the type."""
+    suffix = Path(name).suffix.lower()
     if suffix in PICKLE_SUFFIXES:
-        with open(path, "rb") as fh:
-            return pickle.load(fh)
+        return pickle.loads(data)
     if suffix == ".json":
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
+        return json.loads(data)
     if suffix in (".npy", ".npz"):
+        import io
+
         import numpy as np
 
-        return np.load(path, allow_pickle=False)
-    raise SemError(f"{path}: don't know how to load a {suffix or 'suffix-less'} artifact "
+        return np.load(io.BytesIO(data), allow_pickle=False)
+    raise SemError(f"{name}: don't know how to load a {suffix or 'suffix-less'} artifact "
                    "(.pkl/.pickle, .json, .npy/.npz); open the path yourself")
 
 
@@ -63,8 +68,9 @@ def get_runs(
     load_artifacts: Union[bool, Sequence[str]] = False,
 ) -> list[RunResult]:
     """Runs whose config matches every item of ``match`` (nested dicts or dotted keys; ``{"fold": 0,
-    "model": {"lr": 0.1}}`` == ``{"fold": 0, "model.lr": 0.1}``), in start order. ``source`` is anything ``load_runs`` takes, or its DataFrame. Same run
-    selection as ``results_table`` (COMPLETED, newest per experiment_id) unless told otherwise.
+    "model": {"lr": 0.1}}`` == ``{"fold": 0, "model.lr": 0.1}``), in start order. ``source`` is
+    anything ``load_runs`` takes, or its DataFrame. Same run selection as ``results_table``
+    (COMPLETED, newest per experiment_id) unless told otherwise.
     ``load_artifacts``: True loads every pickled artifact into ``RunResult.loaded``, a list of
     names loads those (pickle, JSON or numpy)."""
     import pandas as pd
@@ -77,8 +83,12 @@ def get_runs(
     out = []
     for _, row in runs.iterrows():
         record = record_at(row["path"])
-        run_dir = Path(record.location)
-        artifacts = {name: run_dir / name for name in record.run.get("artifacts") or []}
+        names = [str(n) for n in record.run.get("artifacts") or []]
+        in_database = hasattr(record, "artifact_bytes")  # a MongoDB run: artifacts live in GridFS
+        if in_database:
+            artifacts = {name: f"{record.location}/artifacts/{name}" for name in names}
+        else:
+            artifacts = {name: Path(record.location) / name for name in names}
         metrics = {}
         for name, col in metric_cols.items():
             value = row[col]
@@ -98,15 +108,18 @@ def get_runs(
         )
         if load_artifacts:
             if load_artifacts is True:
-                names = [n for n in artifacts if Path(n).suffix.lower() in PICKLE_SUFFIXES]
+                wanted = [n for n in artifacts if Path(n).suffix.lower() in PICKLE_SUFFIXES]
             else:
-                names = list(load_artifacts)
-                missing = [n for n in names if n not in artifacts]
+                wanted = list(load_artifacts)
+                missing = [n for n in wanted if n not in artifacts]
                 if missing:
                     raise SemError(
                         f"run {result.global_id} ({row['path']}) has no artifact {missing}; "
                         f"its artifacts: {sorted(artifacts) or '(none)'}"
                     )
-            result.loaded = {n: load_artifact(artifacts[n]) for n in names}
+            result.loaded = {
+                n: load_artifact_bytes(n, record.artifact_bytes(n)) if in_database else load_artifact(artifacts[n])
+                for n in wanted
+            }
         out.append(result)
     return out

@@ -82,8 +82,8 @@ def _metric_lines(metrics: dict) -> list[str]:
 
 def output_of(record: records.RunRecord) -> str:
     """The captured stdout/stderr of a run (cout.txt, or captured_out of a MongoDB run)."""
-    if "captured_out" in record.run:
-        return record.run.get("captured_out") or ""
+    if hasattr(record, "captured_out"):  # a MongoDB run (sem_core.mongo.reader)
+        return record.captured_out or ""
     path = Path(record.location) / records.COUT_FILE
     return path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
 
@@ -117,6 +117,9 @@ def describe_run(record: records.RunRecord, tail: int = 30) -> str:
     if not artifacts:
         lines.append("  (none)")
     for name in artifacts:
+        if hasattr(record, "artifact_bytes"):  # a MongoDB run: the artifact is in GridFS
+            lines.append(f"  {name}  (GridFS of {record.location})")
+            continue
         path = Path(record.location) / str(name)
         size = f"{path.stat().st_size} bytes" if path.is_file() else "missing"
         lines.append(f"  {name}  {path}  ({size})")

@@ -159,6 +159,7 @@ class ResultsTable:
     excluded: Optional[pd.DataFrame] = None
     footnote: str = ""
     row_paths: list[list[str]] = field(default_factory=list)  # the runs (``path`` column) of each row
+    _arrays: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def column_prefixes(self) -> list[tuple]:
@@ -171,14 +172,30 @@ class ResultsTable:
         return list(seen)
 
     def cell(self, row: int, prefix: tuple, metric: str) -> tuple[float, float, int]:
-        values = self.frame.iloc[row]
-        mean = values[(*prefix, metric, "mean")] if (*prefix, metric, "mean") in self.frame.columns else math.nan
-        std = values[(*prefix, metric, "std")] if (*prefix, metric, "std") in self.frame.columns else math.nan
-        count = values[(*prefix, metric, "count")] if (*prefix, metric, "count") in self.frame.columns else 0
-        return float(mean), float(std), int(0 if pd.isna(count) else count)
+        """(mean, std, count) of one cell; NaN/0 where the table has no such statistic."""
+        arrays = self._arrays.get((prefix, metric))
+        if arrays is None:
+            arrays = self._arrays[(prefix, metric)] = tuple(
+                self.frame[(*prefix, metric, stat)].to_numpy(dtype=float, na_value=math.nan)
+                if (*prefix, metric, stat) in self.frame.columns
+                else None
+                for stat in ("mean", "std", "count")
+            )
+        mean, std, count = (a[row] if a is not None else math.nan for a in arrays)
+        return float(mean), float(std), int(0 if math.isnan(count) else count)
 
     def row_labels(self) -> list[tuple]:
         return [idx if isinstance(idx, tuple) else (idx,) for idx in self.frame.index]
+
+
+_MISSING_KEY = ("<missing>",)
+
+
+def _norm_key(key: Any) -> tuple:
+    """A group key as a tuple in which every missing value (None, NaN, NA) is one sentinel, so
+    that keys from groupby and from the rows compare equal."""
+    key = key if isinstance(key, tuple) else (key,)
+    return tuple(_MISSING_KEY if _missing(v) else v for v in key)
 
 
 def _sort_key(value: Any) -> tuple:
@@ -205,17 +222,15 @@ def format_value(value: Any) -> str:
 
 def _varying_keys(runs: pd.DataFrame, group_cols: list[str], candidates: list[str]) -> list[str]:
     """Config keys constant within every group and not constant across groups."""
-    out = []
     if runs.empty:
-        return out
+        return []
     grouped = runs.groupby(group_cols, sort=False, dropna=False)
+    out = []
     for col in candidates:
-        as_text = runs[col].map(format_value)
-        if as_text.nunique() <= 1:
+        if runs[col].nunique(dropna=False) <= 1:
             continue
-        if (as_text.groupby([runs[c] for c in group_cols], sort=False, dropna=False).nunique() <= 1).all():
+        if (grouped[col].nunique(dropna=False) <= 1).all():
             out.append(col)
-    del grouped
     return out
 
 
@@ -269,6 +284,7 @@ def results_table(
     by_cols = [_column_for(runs, k, "key") for k in results_by]
     pivot_col = _column_for(runs, pivot, "key") if pivot else None
     data = included.copy()
+    data.attrs = {}  # pandas deep-copies attrs into every intermediate frame: costly per group
     if group_by is None:
         data["_model"] = data["model"].fillna("")
         data["_config"] = data["config_id"].fillna(data["experiment_id"]).fillna(data["global_id"])
@@ -312,16 +328,21 @@ def results_table(
         counts = stats.loc[:, [c for c in stats.columns if c[-1] == "count"]]
         stats = stats[(counts.fillna(0) > 0).any(axis=1)]
     # Row order: by the label keys' values (numbers numerically), then the results_by values.
-    info: dict[tuple, pd.Series] = {}
-    sizes: dict[tuple, int] = {}
-    paths: dict[tuple, list[str]] = {}
-    for key, sub in data.groupby(row_cols, sort=False, dropna=False):
-        kt = key if isinstance(key, tuple) else (key,)
-        info[kt] = sub.iloc[0]
-        sizes[kt] = len(sub)
-        paths[kt] = list(sub["path"])
+    id_cols = (["model", "config_id"] if pivot_col is None else ["model"]) if group_by is None else []
+    key_cols = list(dict.fromkeys([*id_cols, *label_keys, *by_cols]))
+    grouped = data.groupby(row_cols, sort=False, dropna=False)
+    firsts = grouped.head(1)[list(dict.fromkeys([*row_cols, *key_cols, "model", "config_id"]))]
+    info: dict[tuple, dict] = {}
+    first_cols = list(firsts.columns)
+    for values in zip(*(firsts[c].tolist() for c in first_cols)):
+        rec = dict(zip(first_cols, values))
+        info[_norm_key(tuple(rec[c] for c in row_cols))] = rec
+    all_paths = data["path"].to_numpy()
+    positions = {_norm_key(k): v for k, v in grouped.indices.items()}
+    sizes = {k: len(v) for k, v in positions.items()}
+    paths = {k: all_paths[v].tolist() for k, v in positions.items()}
     rows = list(stats.index)
-    rows_t = [r if isinstance(r, tuple) else (r,) for r in rows]
+    rows_t = [_norm_key(r) for r in rows]
     rows_sorted = sorted(
         zip(rows, rows_t),
         key=lambda p: (
@@ -346,14 +367,12 @@ def results_table(
     if len(set(labels[i] + str(rows_sorted[i][1][len(group_cols):]) for i in range(len(labels)))) < len(labels):
         labels = [f"{lab} [{str(info[rt]['config_id'])[:8]}]" for lab, (r, rt) in zip(labels, rows_sorted)]
     ordered = stats.loc[[r for r, _ in rows_sorted]]
-    by_values = [rt[len(group_cols):] for _, rt in rows_sorted]
+    by_values = [(r if isinstance(r, tuple) else (r,))[len(group_cols):] for r, _ in rows_sorted]
     index = pd.MultiIndex.from_tuples([(lab, *bv) for lab, bv in zip(labels, by_values)], names=[GROUP, *results_by])
     ordered.index = index
     if pivot_col:
         prefixes = sorted({c[0] for c in ordered.columns}, key=_sort_key)
         ordered = ordered[[(p, m, a) for p in prefixes for m in metric_names for a in agg if (p, m, a) in ordered.columns]]
-    id_cols = (["model", "config_id"] if pivot_col is None else ["model"]) if group_by is None else []
-    key_cols = list(dict.fromkeys([*id_cols, *label_keys, *by_cols]))
     keys = pd.DataFrame([{k: info[rt][k] for k in key_cols} for _, rt in rows_sorted])
     runs_per_row = [sizes[rt] for _, rt in rows_sorted]
 

@@ -1,0 +1,138 @@
+"""Benchmark: load 5,000 runs and build the fold-aggregated results table.
+
+Contenders, side by side in one process on the same store (written by sem's FileStorageObserver
+in sacred's file layout):
+
+- ``plain loop``: what a user writes - ``json.load`` run.json, config.json and metrics.json of
+  every run folder, one dict per run, ``pd.DataFrame``, ``groupby(config_id).agg(mean, std,
+  count)`` over COMPLETED runs (no de-duplication);
+- ``sem, first load``: ``load_runs`` + ``results_table`` with an empty summary cache (it reads
+  every record and writes the cache);
+- ``sem, cached``: the same again (only stats every run folder's record files);
+- sacred's own reader: sacred 0.8 has none for FileStorageObserver stores (it only writes them)
+  and incense reads only MongoDB, so there is no sacred contender for files.
+
+Usage: python benchmarks/bench_results.py [--runs 5000] [--points 100] [--repeat 5] [--store DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import pandas as pd  # noqa: E402
+
+from sem_core.results import load_runs, results_table  # noqa: E402
+from tests.results_store import T0, write_run  # noqa: E402
+
+FOLDS = 5
+TEST_METRICS = ("test_rmse", "test_mae", "test_r2", "test_nlpd")
+
+
+def build_store(store: Path, n_runs: int, points: int) -> None:
+    """n_runs runs: n_runs/5 configurations x 5 folds, a training curve of ``points`` steps and
+    four final test metrics each; 2% FAILED."""
+    store.mkdir(parents=True, exist_ok=True)
+    for i in range(n_runs):
+        config, fold = divmod(i, FOLDS)
+        row = {"name": "mlp", "lr": 10 ** -(1 + config % 4), "width": 32 * (1 + config // 4 % 8),
+               "opt": {"kind": "adam", "wd": config / 1000}, "seed": config, "fold": fold}
+        loss = [1.0 / (1 + s) + (i % 7) / 100 for s in range(points)]
+        metrics = {"train_loss": loss, **{m: [((i * 31 + k * 17) % 997) / 997] for k, m in enumerate(TEST_METRICS)}}
+        write_run(store, row, i, metrics, status="FAILED" if i % 50 == 49 else "COMPLETED",
+                  start=T0 + dt.timedelta(seconds=i), global_id=f"20260101T000000-{i:012x}")
+
+
+def plain_loop(store: Path):
+    rows = []
+    for d in sorted(store.iterdir()):
+        if not (d / "run.json").exists():
+            continue
+        with open(d / "run.json") as fh:
+            run = json.load(fh)
+        with open(d / "config.json") as fh:
+            config = json.load(fh)
+        metrics = {}
+        if (d / "metrics.json").exists():
+            with open(d / "metrics.json") as fh:
+                metrics = json.load(fh)
+        rows.append({**config, "status": run["status"], **{k: v["values"][-1] for k, v in metrics.items()}})
+    df = pd.DataFrame(rows)
+    done = df[df["status"] == "COMPLETED"]
+    return done.groupby("config_id")[list(TEST_METRICS)].agg(["mean", "std", "count"])
+
+
+def sem_table(store: Path):
+    runs = load_runs(store)
+    return results_table(runs, metrics=list(TEST_METRICS))
+
+
+def timed(fn, repeat: int, before=None) -> list[float]:
+    out = []
+    for _ in range(repeat):
+        if before:
+            before()
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=5000)
+    parser.add_argument("--points", type=int, default=100, help="steps of the training curve of every run")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--store", type=Path, help="reuse (or create) the synthetic store here")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="bench-results-"))
+    os.environ["SEM_CACHE_DIR"] = str(work / "cache")
+    store = args.store or work / "runs"
+    if not (store.exists() and sum(1 for _ in store.iterdir()) >= args.runs):
+        t = time.perf_counter()
+        build_store(store, args.runs, args.points)
+        print(f"wrote {args.runs} runs to {store} in {time.perf_counter() - t:.1f} s")
+    size = sum(f.stat().st_size for f in store.rglob("*") if f.is_file())
+    print(f"store: {args.runs} runs, {size / 1e6:.1f} MB; median of {args.repeat}, seconds")
+
+    # sanity: both compute the same numbers for the COMPLETED runs
+    plain = plain_loop(store)
+    table = sem_table(store)
+    first = table.keys["config_id"].iloc[0]
+    assert abs(plain.loc[first, ("test_rmse", "mean")] - table.cell(0, (), "test_rmse")[0]) < 1e-12
+
+    def clear_cache():
+        shutil.rmtree(work / "cache", ignore_errors=True)
+
+    results = {
+        "plain loop (json.load x3 per run + pandas)": timed(lambda: plain_loop(store), args.repeat),
+        "sem, first load (no summary cache)": timed(lambda: sem_table(store), args.repeat, before=clear_cache),
+    }
+    sem_table(store)  # fill the cache
+    results["sem, cached (unchanged runs)"] = timed(lambda: sem_table(store), args.repeat)
+    runs = load_runs(store)
+    results["  of which load_runs"] = timed(lambda: load_runs(store), args.repeat)
+    results["  of which results_table"] = timed(lambda: results_table(runs, metrics=list(TEST_METRICS)), args.repeat)
+    base = statistics.median(results["plain loop (json.load x3 per run + pandas)"])
+    width = max(len(k) for k in results)
+    for name, times in results.items():
+        med = statistics.median(times)
+        print(f"{name:<{width}}  {med:7.3f} s  ({base / med:5.1f}x plain)  min {min(times):.3f}")
+    print("sacred's own reader: none for file stores (sacred 0.8 only writes them; incense reads MongoDB)")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
