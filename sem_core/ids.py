@@ -124,6 +124,13 @@ def config_id(row: Mapping[str, Any], replicate_keys: Iterable[str] = DEFAULT_RE
     return _digest(canonical({k: v for k, v in user_keys(row).items() if k not in drop}))
 
 
+def row_ids(row: Mapping[str, Any], replicate_keys: Iterable[str] = DEFAULT_REPLICATE_KEYS) -> tuple[str, str]:
+    """``(experiment_id, config_id)`` of a row, canonicalising it once."""
+    canon = canonical(user_keys(row))
+    drop = set(replicate_keys)
+    return _digest(canon), _digest({k: v for k, v in canon.items() if k not in drop})
+
+
 def new_global_id() -> str:
     """A run id unique across processes, machines and users; sortable by start time.
 

@@ -128,10 +128,10 @@ def plan_jobs(
         hint = f" ({'; '.join(hints)})" if hints else ""
         raise ConfigError(f"the selection {' '.join(select_texts)} matched none of the {n} rows of {source}{hint}")
 
-    work: list[tuple[int, dict]] = [(i, copy.deepcopy(dict(rows[i]))) for i in selected]
-    for ov in overrides:
-        if ov.kind == "select":
-            continue
+    changes = [ov for ov in overrides if ov.kind != "select"]
+    # rows are copied only when an override will change them: the user's list stays intact
+    work: list[tuple[int, dict]] = [(i, copy.deepcopy(dict(rows[i])) if changes else rows[i]) for i in selected]
+    for ov in changes:
         if ov.key == "order_id" or ov.key.split(".")[0] in ids.ID_KEYS:
             raise ConfigError(f"{ov.text}: {ov.key} is computed by sem and cannot be set or removed")
         if ov.kind == "delete":
@@ -150,15 +150,11 @@ def plan_jobs(
             crossed.append((order_id, new))
         work = crossed
 
-    return [
-        PlannedJob(
-            order_id=order_id,
-            row=row,
-            experiment_id=ids.experiment_id(row),
-            config_id=ids.config_id(row, replicate_keys),
-        )
-        for order_id, row in work
-    ]
+    jobs = []
+    for order_id, row in work:
+        experiment_id, config_id = ids.row_ids(row, replicate_keys)
+        jobs.append(PlannedJob(order_id=order_id, row=row, experiment_id=experiment_id, config_id=config_id))
+    return jobs
 
 
 def _matches(value: Any, wanted_canon: list) -> bool:
@@ -180,7 +176,7 @@ def find_duplicates(jobs: Sequence[PlannedJob]) -> list[tuple[int, int, str]]:
 
 
 def job_record(job: PlannedJob, global_id: str) -> dict:
-    """What ``main`` receives and ``config.json`` holds: the row plus the four ids."""
+    """What ``main`` receives and ``config.json`` holds: the row plus the four ids (a new dict)."""
     return {
         **job.row,
         "experiment_id": job.experiment_id,

@@ -66,8 +66,9 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
-def atomic_write_json(path: Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=_json_default))
+def atomic_write_json(path: Path, data: Any, indent: Optional[int] = 2) -> None:
+    """Atomic JSON write; ``indent=None`` for large data (json's C encoder is used only then)."""
+    atomic_write_text(path, json.dumps(data, indent=indent, sort_keys=True, default=_json_default))
 
 
 def _json_default(obj: Any) -> Any:

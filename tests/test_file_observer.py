@@ -144,3 +144,19 @@ def test_host_info_matches_sacreds():
     ours = host_info()
     for key in ("hostname", "os", "python_version", "cpu"):
         assert ours[key] == theirs[key]
+
+
+def test_metric_timestamps_are_sacreds_naive_utc_isoformat():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from sem_core.run import _utc_isoformat_many
+
+    @settings(max_examples=200)
+    @given(st.lists(st.floats(min_value=0, max_value=4e9), min_size=1, max_size=20))
+    def check(stamps):
+        for t, text in zip(stamps, _utc_isoformat_many(stamps)):
+            expected = dt.datetime.fromtimestamp(t, dt.timezone.utc).replace(tzinfo=None)
+            assert abs((dt.datetime.fromisoformat(text) - expected).total_seconds()) <= 1e-6
+
+    check()

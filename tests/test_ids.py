@@ -94,3 +94,8 @@ def test_global_ids_are_unique_and_sortable():
 def test_unsupported_values_name_the_key():
     with pytest.raises(ids.RowValueError, match="'a.b'"):
         ids.canonical({"a": {"b": object()}})
+
+
+@given(rows, st.lists(st.sampled_from(["fold", "seed", "a"]), max_size=2))
+def test_row_ids_equal_the_separate_functions(row, replicate):
+    assert ids.row_ids(row, replicate) == (ids.experiment_id(row), ids.config_id(row, replicate))

@@ -131,7 +131,7 @@ class FileStorageObserver(RunObserver):
     def _write_final_metrics(self):
         journal = self.dir / records.METRICS_JOURNAL
         if self._metrics or journal.exists():
-            records.atomic_write_json(self.dir / records.METRICS_FILE, self._metrics)
+            records.atomic_write_json(self.dir / records.METRICS_FILE, self._metrics, indent=None)
             # the journal only covered the time before metrics.json existed; it is a subset of it
             journal.unlink(missing_ok=True)
 

@@ -1,0 +1,77 @@
+"""The live run: metric points and output reach the observers exactly once, in order."""
+
+import sys
+
+import pytest
+
+from sem_core.observers.base import RunObserver
+from sem_core.run import Run
+
+
+class Recorder(RunObserver):
+    def __init__(self):
+        self.points = {}
+        self.out = []
+        self.events = []
+
+    def started_event(self, *args, **kwargs):
+        self.events.append("started")
+
+    def log_metrics(self, metrics_by_name, info):
+        for name, series in metrics_by_name.items():
+            self.points.setdefault(name, []).extend(zip(series["steps"], series["values"]))
+
+    def heartbeat_event(self, info, captured_out, beat_time, result):
+        self.out.append(captured_out)
+
+    def completed_event(self, stop_time, result):
+        self.events.append(("completed", result))
+
+    def failed_event(self, fail_time, fail_trace):
+        self.events.append(("failed", "".join(fail_trace)))
+
+
+def make_run(observer, interval=0.001):
+    return Run(global_id="g", config={}, ex_info={}, host_info={}, command="main", meta_info={},
+               observers=[observer], heartbeat_interval=interval)
+
+
+def test_points_logged_during_heartbeats_arrive_once_in_order():
+    rec = Recorder()
+    run = make_run(rec)
+    run.start()
+    for i in range(50_000):
+        run.log_scalar("a", i)
+        if i % 2:
+            run.log_scalar("b", -i, step=i)
+    print("hello from the job")
+    run.complete(7)
+    assert rec.points["a"] == [(i, i) for i in range(50_000)]
+    assert rec.points["b"] == [(i, -i) for i in range(1, 50_000, 2)]
+    assert "hello from the job\n" in "".join(rec.out)
+    assert rec.events == ["started", ("completed", 7)]
+    assert not isinstance(sys.stdout, type(run)) and "Tee" not in type(sys.stdout).__name__
+
+
+def test_numpy_values_become_python_numbers():
+    np = pytest.importorskip("numpy")
+    rec = Recorder()
+    run = make_run(rec, interval=60)
+    run.start()
+    run.log_scalar("x", np.float32(0.5))
+    run.log_scalar("x", np.int64(3))
+    run.complete(None)
+    assert rec.points["x"] == [(0, 0.5), (1, 3)]
+    assert all(type(v) in (int, float) for _, v in rec.points["x"])
+
+
+def test_failure_records_the_traceback():
+    rec = Recorder()
+    run = make_run(rec, interval=60)
+    run.start()
+    try:
+        raise KeyError("missing")
+    except KeyError as exc:
+        run.fail(exc)
+    kind, trace = rec.events[-1]
+    assert kind == "failed" and "KeyError: 'missing'" in trace and "Traceback" in trace
