@@ -200,6 +200,7 @@ def push(targets: Targets) -> list[str]:
     if not present:
         raise DvcError(f"nothing to push: {', '.join(map(str, targets.paths))} do not exist yet (run some experiments)")
     rel = [str(p.relative_to(root)) for p in present]
+    live = _live_runs(present[0])
     dvc(root, "add", "-q", *rel)
     changed = []
     for p in present:
@@ -213,8 +214,19 @@ def push(targets: Targets) -> list[str]:
         done.append("the .dvc files were already committed (no change since the last push)")
     dvc(root, "push", "-q", *[str(Path(r + ".dvc")) for r in rel])
     done.append(f"pushed {', '.join(rel)} to DVC remote {remote!r}")
+    if live:
+        done.append(
+            f"{len(live)} run(s) still QUEUED/RUNNING were pushed as they are now ({', '.join(live[:5])}"
+            f"{' ...' if len(live) > 5 else ''}): push again when they have finished"
+        )
     done.append("share the .dvc files with your team: git push")
     return done
+
+
+def _live_runs(store: Path) -> list[str]:
+    from sem_core import records
+
+    return [r.global_id for r in records.iter_runs(store) if r.status in records.ACTIVE_STATUSES]
 
 
 @dataclass
