@@ -14,7 +14,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "regression"
 
-pytest_plugins: list[str] = []
+pytest_plugins: list[str] = ["tests.mongo_fixtures"]
 
 
 def run_model(model_file: Path, *args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 300):

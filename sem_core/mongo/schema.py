@@ -99,7 +99,7 @@ def encode_full_series(series: dict) -> bytes:
     """Every point of a metric, for GridFS (timestamps as ISO strings, as in metrics.json)."""
     plain = {key: [format_time(v) for v in series.get(key, [])] if key == "timestamps" else series.get(key, [])
              for key in SERIES_KEYS}
-    return gzip.compress(json.dumps(plain, separators=(",", ":")).encode("utf-8"), compresslevel=5)
+    return gzip.compress(json.dumps(plain, separators=(",", ":")).encode("utf-8"), compresslevel=1)
 
 
 def decode_full_series(blob: bytes) -> dict:

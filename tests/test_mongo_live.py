@@ -1,0 +1,191 @@
+"""Live sync during sweeps (real model files, real SecantusDB server): RUNNING at start, the full
+record at the end, a database that dies mid-sweep, and passwords kept out of every record."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from urllib.parse import quote_plus
+
+import gridfs
+import pymongo
+import pytest
+
+from sem_core import records
+from tests.conftest import REPO, run_model
+
+pytestmark = pytest.mark.mongo
+
+
+def sem(*args: str, env: dict, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sem_core.cli", *args], cwd=cwd, env=dict(os.environ, **env),
+                          capture_output=True, text=True, timeout=300)
+
+
+def runs_by_gid(db) -> dict:
+    out: dict = {}
+    for doc in db.runs.find():
+        out.setdefault(doc["config"]["global_id"], []).append(doc)
+    return out
+
+
+@pytest.mark.slow
+def test_live_sync_of_the_example_sweep(example_dir, mongo_url, mongo_db, isolated_home):
+    res = run_model(example_dir / "models" / "m_linear.py", env={"SEM_MONGO_URL": mongo_url, "HOME": str(isolated_home)})
+    assert res.returncode == 0, res.stderr[-3000:]
+
+    local = list(records.iter_runs(example_dir / "models" / "runs"))
+    remote = runs_by_gid(mongo_db)
+    assert len(local) == 10 and set(remote) == {r.global_id for r in local}
+    fs = gridfs.GridFS(mongo_db)
+    for rec in local:
+        [doc] = remote[rec.global_id]
+        assert doc["status"] == "COMPLETED" and doc["config"] == rec.config
+        metrics = {m["name"]: m["values"] for m in mongo_db.metrics.find({"run_id": doc["_id"]})}
+        assert metrics == {name: series["values"] for name, series in rec.metrics.items()}
+        assert doc["result"] == rec.run["result"]
+        [artifact] = doc["artifacts"]
+        assert fs.get(artifact["file_id"]).read() == (Path(rec.location) / "model.pickle").read_bytes()
+        assert not (Path(rec.location) / ".sem-unsynced").exists()
+    assert "unreachable" not in res.stderr + res.stdout
+
+
+RUNNING_CHECK = textwrap.dedent(
+    """
+    import os
+    import pymongo
+    from sem_core import Experiment
+
+    ex = Experiment(__file__)
+
+    @ex.configs
+    def get_config():
+        return [{"name": "probe", "fold": f} for f in range(2)]
+
+    @ex.automain
+    def main(config):
+        db = pymongo.MongoClient(os.environ["SEM_MONGO_URL"]).get_default_database()
+        mine = db.runs.find_one({"config.global_id": config["global_id"]})
+        return mine["status"]  # what a dashboard shows while the job runs
+    """
+)
+
+
+def test_a_running_job_is_in_the_database_as_running(write_model, mongo_url, mongo_db, isolated_home):
+    model = write_model(RUNNING_CHECK)
+    res = run_model(model, env={"SEM_MONGO_URL": mongo_url, "HOME": str(isolated_home)})
+    assert res.returncode == 0, res.stderr[-3000:]
+    local = list(records.iter_runs(model.parent / "runs"))
+    assert [r.run["result"] for r in local] == ["RUNNING", "RUNNING"]
+    assert sorted(d["status"] for d in mongo_db.runs.find()) == ["COMPLETED", "COMPLETED"]
+
+
+STOPS_THE_DATABASE = textwrap.dedent(
+    """
+    import os, signal, socket, time
+    from sem_core import Experiment
+
+    ex = Experiment(__file__)
+
+    @ex.configs
+    def get_config():
+        return [{"name": "outage", "fold": f} for f in range(6)]
+
+    @ex.automain
+    def main(config):
+        if config["order_id"] == 2:  # the database dies while this job runs
+            os.kill(int(os.environ["TEST_DB_PID"]), signal.SIGTERM)
+            for _ in range(600):
+                try:
+                    socket.create_connection(("127.0.0.1", int(os.environ["TEST_DB_PORT"])), 0.2).close()
+                    time.sleep(0.05)
+                except OSError:
+                    break
+        ex.log_scalar("fold_value", config["fold"])
+        return config["fold"]
+    """
+)
+
+
+@pytest.mark.slow
+def test_database_down_mid_sweep_then_sem_sync_uploads_each_run_once(write_model, private_mongo_server, isolated_home):
+    server = private_mongo_server
+    url = server.url("outage")
+    model = write_model(STOPS_THE_DATABASE)
+    env = {"SEM_MONGO_URL": url, "HOME": str(isolated_home), "TEST_DB_PID": str(server.proc.pid),
+           "TEST_DB_PORT": str(server.port)}
+
+    res = run_model(model, env=env)
+
+    # the sweep is complete locally, with one clear warning
+    assert res.returncode == 0, res.stderr[-3000:]
+    output = res.stdout + res.stderr
+    assert output.count("is unreachable") == 1, output[-3000:]
+    assert "sem sync" in output
+    store = model.parent / "runs"
+    local = {r.order_id: r for r in records.iter_runs(store)}
+    assert sorted(local) == list(range(6)) and {r.status for r in local.values()} == {"COMPLETED"}
+    unsynced = {o for o, r in local.items() if (Path(r.location) / ".sem-unsynced").exists()}
+    assert unsynced == {2, 3, 4, 5}
+
+    server.stop()
+    server.start()
+    db = pymongo.MongoClient(url, serverSelectionTimeoutMS=5000).get_default_database()
+    before = runs_by_gid(db)
+    assert {local[o].global_id for o in (0, 1)} <= set(before)
+    assert before[local[2].global_id][0]["status"] == "RUNNING"  # sent at its start, before the outage
+
+    first = sem("sync", env=env, cwd=model.parent.parent)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "uploaded 3, updated 1, unchanged 2, failed 0" in first.stdout
+    second = sem("sync", env=env, cwd=model.parent.parent)
+    assert "uploaded 0, updated 0, unchanged 6, failed 0" in second.stdout
+
+    after = runs_by_gid(db)
+    assert set(after) == {r.global_id for r in local.values()}
+    assert all(len(docs) == 1 and docs[0]["status"] == "COMPLETED" for docs in after.values())
+    assert db.metrics.count_documents({}) == 6
+    assert not any((Path(r.location) / ".sem-unsynced").exists() for r in local.values())
+
+
+PASSWORD = "s3cr#t:p@ss w0rd"
+
+
+@pytest.mark.slow
+def test_passwords_stay_out_of_records_logs_and_the_database(example_dir, mongo_server, isolated_home):
+    import uuid
+
+    name = "auth_" + uuid.uuid4().hex[:8]
+    admin = pymongo.MongoClient(mongo_server.url(name))
+    admin[name].command("createUser", "semuser", pwd=PASSWORD, roles=[{"role": "readWrite", "db": name}])
+    url = f"mongodb://semuser:{quote_plus(PASSWORD)}@{mongo_server.address}/{name}?authSource={name}"
+    (example_dir / "models" / "m_gd.py").unlink()  # one model is enough here
+
+    res = run_model(example_dir / "models" / "m_linear.py", env={"SEM_MONGO_URL": url, "HOME": str(isolated_home)})
+    assert res.returncode == 0, res.stderr[-3000:]
+    db = admin[name]
+    assert db.runs.count_documents({"status": "COMPLETED"}) == 10  # authenticated and synced
+
+    spellings = (PASSWORD, quote_plus(PASSWORD))
+    assert not any(s in res.stdout + res.stderr for s in spellings)
+    for path in example_dir.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert not any(s.encode() in data for s in spellings), f"password written to {path}"
+    dumped = json.dumps([list(db[c].find({}, {"values": 0, "steps": 0, "timestamps": 0}))
+                         for c in ("runs", "metrics")], default=str)
+    assert not any(s in dumped for s in spellings)
+
+    # a wrong password: the job still runs, the warning names the database without the password
+    wrong = url.replace(quote_plus(PASSWORD), quote_plus("not-" + PASSWORD))
+    res = run_model(example_dir / "models" / "m_linear.py", "+order_id=0",
+                    env={"SEM_MONGO_URL": wrong, "HOME": str(isolated_home)})
+    assert res.returncode == 0, res.stderr[-3000:]
+    output = res.stdout + res.stderr
+    assert "is unreachable" in output and f"semuser:***@{mongo_server.address}/{name}" in output
+    assert "not-" not in output and quote_plus("not-" + PASSWORD) not in output
