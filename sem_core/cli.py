@@ -25,6 +25,8 @@ COMMAND_MODULES = [
     "sem_core.commands.clean",
     "sem_core.commands.sync",
     "sem_core.commands.board",
+    "sem_core.commands.status",
+    "sem_core.commands.cancel",
 ]
 
 
