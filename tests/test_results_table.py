@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import math
 import statistics
@@ -200,3 +201,28 @@ def test_runs_missing_the_results_by_key_form_their_own_row():
     by_fold = {idx[1]: table.cell(i, (), "rmse")[0] for i, idx in enumerate(table.row_labels())}
     assert by_fold[0] == 1.0 and by_fold[1] == 2.0
     assert [v for k, v in by_fold.items() if k not in (0, 1)] == [7.0]
+
+
+run_specs = st.lists(
+    st.tuples(st.sampled_from(["m_a.py", "m_b.py"]), st.integers(0, 3), st.integers(0, 2),
+              st.sampled_from(["COMPLETED", "COMPLETED", "FAILED", "INTERRUPTED", "RUNNING"]), st.integers(0, 10_000)),
+    min_size=1, max_size=25,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(run_specs)
+def test_selection_keeps_exactly_the_newest_completed_run_of_each_experiment(specs):
+    rows = [
+        summary({"lr": lr, "fold": fold}, {"rmse": float(i)}, status=status, model=model, n=i,
+                start=(dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(seconds=t)).isoformat())
+        for i, (model, lr, fold, status, t) in enumerate(specs)
+    ]
+    runs = frame_of(rows)
+    included, excluded = select_runs(runs)
+    assert sorted([*included.index, *excluded.index]) == list(runs.index)  # nothing lost, nothing twice
+    completed = runs[runs["status"] == "COMPLETED"]
+    newest = completed.sort_values(["start_time", "global_id"]).groupby(["model", "experiment_id"]).tail(1)
+    assert set(included["global_id"]) == set(newest["global_id"])
+    for _, row in excluded.iterrows():
+        assert row["reason"] == row["status"] if row["status"] != "COMPLETED" else row["reason"].startswith("older")
