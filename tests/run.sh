@@ -9,6 +9,7 @@ export DEBIAN_FRONTEND=noninteractive
 need_apt=()
 command -v chromium >/dev/null || need_apt+=(chromium)
 command -v git >/dev/null || need_apt+=(git)
+command -v npm >/dev/null || need_apt+=(nodejs npm)  # Omniboard (tests/omniboard/install.sh)
 if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq "${need_apt[@]}" >/dev/null
@@ -18,6 +19,7 @@ PYTHON=${PYTHON:-python3}
 "$PYTHON" -m pip install -q --disable-pip-version-check -e '.[test]'
 
 # @@ service start lines (keep each idempotent; stop them in cleanup) @@
+bash tests/omniboard/install.sh  # Omniboard from npm into ~/.cache/sem-test/omniboard (once)
 cleanup() { :; }
 trap cleanup EXIT
 
