@@ -32,9 +32,9 @@ from sem_core.errors import SemError
 DEFAULT_REMOTE_NAME = "storage"
 # URL scheme -> (python module of the DVC plugin, pip package)
 REMOTE_PLUGINS = {
-    "s3": ("dvc_s3", "dvc-s3"),
+    "s3": ("dvc_s3", "dvc-s3"),  # also: pip install 'sem[s3]'
     "gs": ("dvc_gs", "dvc-gs"),
-    "gdrive": ("dvc_gdrive", "dvc-gdrive"),
+    "gdrive": ("dvc_gdrive", "dvc-gdrive"),  # also: pip install 'sem[gdrive]'
     "azure": ("dvc_azure", "dvc-azure"),
     "ssh": ("dvc_ssh", "dvc-ssh"),
     "http": ("dvc_http", "dvc-http"),
@@ -115,7 +115,8 @@ def check_remote_plugin(url: str) -> None:
     import importlib.util
 
     if importlib.util.find_spec(module) is None:
-        raise DvcError(f"a {scheme}:// remote needs the DVC plugin {package}: pip install {package}")
+        extra = f" (or pip install 'sem[{scheme}]')" if scheme in ("s3", "gdrive") else ""
+        raise DvcError(f"a {scheme}:// remote needs the DVC plugin {package}: pip install {package}{extra}")
 
 
 def init(
@@ -127,6 +128,8 @@ def init(
 ) -> list[str]:
     """Set up DVC (where needed) and a default remote; return what was done, one line each."""
     root = git_root(start)
+    if remote_url:
+        check_remote_plugin(remote_url)  # before changing anything
     done = []
     committed: list[str] = []
     if not (root / ".dvc").is_dir():
@@ -134,7 +137,6 @@ def init(
         done.append(f"dvc init in {root}")
         committed += [".dvc/config", ".dvc/.gitignore", ".dvcignore"]
     if remote_url:
-        check_remote_plugin(remote_url)
         url = remote_url
         if "://" not in url and not os.path.isabs(os.path.expanduser(url)):
             # a relative path would be read relative to .dvc/ in each clone: pin it

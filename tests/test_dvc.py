@@ -74,9 +74,36 @@ def test_dvc_commands_give_clear_errors(tmp_path):
     assert result.returncode == 2 and "sem dvc init --remote URL" in result.stderr
 
     configure_user(repo, "Carol")
-    assert sem("dvc", "init", cwd=repo).returncode == 0
+    assert "no remote yet" in sem("dvc", "init", cwd=repo).stdout
     result = sem("dvc", "push", "exp", cwd=repo, check=False)
     assert result.returncode == 2 and "no default DVC remote" in result.stderr
+
+    # a merge conflict must be resolved before anything is committed or pushed
+    sem("dvc", "init", "--remote", str(tmp_path / "remote"), cwd=repo)
+    (repo / "notes.txt").write_text("base\n")
+    sh("git", "add", "notes.txt", cwd=repo)
+    sh("git", "commit", "-qm", "base", cwd=repo)
+    sh("git", "checkout", "-qb", "other", cwd=repo)
+    (repo / "notes.txt").write_text("theirs\n")
+    sh("git", "commit", "-qam", "theirs", cwd=repo)
+    sh("git", "checkout", "-q", "-", cwd=repo)
+    (repo / "notes.txt").write_text("ours\n")
+    sh("git", "commit", "-qam", "ours", cwd=repo)
+    assert sh("git", "merge", "other", cwd=repo, check=False).returncode != 0
+    result = sem("dvc", "push", "exp", cwd=repo, check=False)
+    assert result.returncode == 2 and "unresolved merge conflicts in notes.txt" in result.stderr
+    assert not (repo / "exp" / "models" / "runs.dvc").exists()
+
+
+def test_cloud_remote_without_its_plugin_names_the_package(tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("dvc_s3") is not None:
+        pytest.skip("dvc-s3 is installed here: the missing-plugin message cannot occur")
+    sh("git", "init", "-q", cwd=tmp_path)
+    result = sem("dvc", "init", "--remote", "s3://bucket/runs", cwd=tmp_path, check=False)
+    assert result.returncode == 2 and "pip install dvc-s3" in result.stderr and "sem[s3]" in result.stderr
+    assert not (tmp_path / ".dvc").exists()  # nothing was set up half-way
 
 
 def test_two_users_split_share_and_resume_a_sweep(team):
