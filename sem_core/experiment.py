@@ -266,6 +266,10 @@ def register_primary_config(experiment: Experiment, experiment_config: dict) -> 
         sem_node = OmegaConf.merge(OmegaConf.structured(settings.SemConf), sem_section)
     except Exception as exc:
         raise ConfigError(f"{experiment.experiment_dir / settings.EXPERIMENT_CONFIG_NAME}: section 'sem': {exc}") from None
+    # cluster sections (`mycluster: {type: slurm, ...}`) become hydra/launcher=mycluster
+    from sem_core.slurm.sections import register_cluster_launchers
+
+    register_cluster_launchers(experiment_config, experiment.experiment_dir)
     name = PRIMARY_CONFIG_PREFIX + experiment.name
     node = {
         "defaults": [

@@ -40,16 +40,20 @@ def run(args: argparse.Namespace) -> int:
     out = subprocess.run(["scancel", *job_ids], capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise SemError(f"scancel {' '.join(job_ids[:10])}... failed (exit {out.returncode}): {out.stderr.strip()[:500]}")
-    # wait until Slurm has stopped them: a running job's heartbeat could otherwise rewrite
-    # its record after it was marked
+    # wait until the jobs have left the queue (completing ones included): a running job's
+    # heartbeat could otherwise rewrite its record after it was marked
     deadline = time.monotonic() + args.wait
-    remaining = job_ids
-    while remaining and time.monotonic() < deadline:
-        query = st.query_jobs(remaining)
-        remaining = [j for j in remaining if query.status_of(j) in ("RUNNING",) or
-                     (query.status_of(j) == "QUEUED" and query.states[j].state.upper() != "PENDING")]
-        if remaining:
-            time.sleep(0.5)
+    remaining: set = set(job_ids)
+    while True:
+        listed, error = st.still_in_queue(job_ids)
+        if error:
+            print(f"sem cancel: squeue failed ({error}); marking the runs anyway", file=sys.stderr)
+            remaining = set()
+            break
+        remaining = listed or set()
+        if not remaining or time.monotonic() >= deadline:
+            break
+        time.sleep(0.5)
     marked = 0
     for rec in on_slurm:
         job_id = str(slurm_info(rec.run)["job_id"])

@@ -184,6 +184,19 @@ def query_jobs(job_ids: Iterable[str], timeout: float = 60.0) -> QueryResult:
     return result
 
 
+def still_in_queue(job_ids: Iterable[str], timeout: float = 60.0) -> tuple[Optional[set[str]], Optional[str]]:
+    """The ids squeue still lists (pending, running or completing); None and the error if
+    squeue failed."""
+    wanted = set(job_ids)
+    parents = ",".join(sorted({array_parent(j) for j in wanted}))
+    text, error = _run(["squeue", "-h", "-r", "-o", SQUEUE_FORMAT, "-j", parents], timeout)
+    if error:
+        if "Invalid job id" in error:  # every one of them has left the queue
+            return set(), None
+        return None, error
+    return {j for j in parse_squeue(text or "") if j in wanted or array_parent(j) in wanted}, None
+
+
 # -- reconciliation ----------------------------------------------------------------------
 @dataclass(frozen=True)
 class Verdict:

@@ -1,0 +1,159 @@
+"""Cluster sections of ``experiment_config.yaml`` as ``hydra/launcher`` options.
+
+    mycluster:
+      type: slurm
+      partition: gpu
+      time: "02:00:00"
+      sif: ../images/env.sif
+
+is selectable as ``hydra/launcher=mycluster``: its keys (the seed's names and their aliases)
+map onto ``SlurmLauncherConf`` fields; command-line ``hydra.launcher.*`` overrides still win.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+from sem_core.errors import ConfigError
+
+# experiment_config.yaml key -> SlurmLauncherConf field
+KEY_MAP = {
+    "partition": "partition", "queue": "partition",
+    "time": "timeout_min", "time_limit": "timeout_min", "walltime": "timeout_min", "timeout_min": "timeout_min",
+    "cpus": "cpus_per_task", "cpus_per_task": "cpus_per_task", "n_cpus": "cpus_per_task",
+    "gpus": "gpus_per_task", "gpus_per_task": "gpus_per_task", "n_gpus": "gpus_per_task",
+    "gpus_per_node": "gpus_per_node", "gres": "gres",
+    "mem": "mem_gb", "memory": "mem_gb", "mem_gb": "mem_gb",
+    "account": "account", "qos": "qos", "constraint": "constraint", "job_name": "job_name",
+    "sbatch": "additional_parameters", "sbatch_options": "additional_parameters",
+    "additional_parameters": "additional_parameters",
+    "setup": "setup", "modules": "setup", "env": "setup",
+    "array_parallelism": "array_parallelism", "parallelism": "array_parallelism", "max_parallel": "array_parallelism",
+    "configs_per_task": "configs_per_task",
+    "max_requeue": "max_requeue", "signal_delay_s": "signal_delay_s",
+    "wait": "wait", "poll_interval_s": "poll_interval_s", "submitit_folder": "submitit_folder",
+    "sif": "container", "container": "container", "image": "container",
+    "singularity": "container_binary", "container_binary": "container_binary", "binary": "container_binary",
+    "container_flags": "container_flags", "singularity_flags": "container_flags",
+    "binds": "container_binds", "bind": "container_binds", "container_binds": "container_binds",
+    "python": "python",
+}
+
+_MEM_RE = re.compile(r"^\s*(?P<n>\d+(?:\.\d+)?)\s*(?P<u>[KMGT]?)B?\s*$", re.IGNORECASE)
+_MEM_FACTOR_GB = {"K": 1 / 1024**2, "M": 1 / 1024, "": 1 / 1024, "G": 1.0, "T": 1024.0}  # no unit: MB, as sbatch
+
+
+def parse_time_limit(value: Any) -> int:
+    """Minutes from a number of minutes or one of sbatch's ``--time`` forms: ``M``, ``M:S``,
+    ``H:M:S``, ``D-H``, ``D-H:M``, ``D-H:M:S`` (seconds round up: a limit is never shortened)."""
+    bad = ValueError(f"time limit {value!r}: expected minutes or [D-]HH:MM:SS")
+    if isinstance(value, bool):
+        raise bad
+    if isinstance(value, (int, float)):
+        if value <= 0:
+            raise bad
+        return max(1, int(-(-value // 1)))
+    text = str(value).strip()
+    days, _, clock = text.rpartition("-")
+    try:
+        d = int(days) if days else 0
+        parts = [int(x) for x in clock.split(":")]
+    except ValueError:
+        raise bad from None
+    if days:  # D-H, D-H:M, D-H:M:S
+        if not 1 <= len(parts) <= 3:
+            raise bad
+        h, m, sec = (parts + [0, 0])[:3]
+    elif len(parts) == 1:
+        h, m, sec = 0, parts[0], 0
+    elif len(parts) == 2:
+        h, m, sec = 0, parts[0], parts[1]
+    elif len(parts) == 3:
+        h, m, sec = parts
+    else:
+        raise bad
+    total = ((d * 24 + h) * 60 + m) * 60 + sec
+    if total <= 0:
+        raise bad
+    return -(-total // 60)
+
+
+def parse_memory_gb(value: Any) -> float:
+    """GB from a number (GB) or sbatch-style text: ``4G``, ``500M``, ``16GB`` (no unit: MB)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    match = _MEM_RE.match(str(value))
+    if match is None:
+        raise ValueError(f"memory {value!r}: expected GB as a number or text like 4G, 500M")
+    return float(match.group("n")) * _MEM_FACTOR_GB[match.group("u").upper()]
+
+
+def _setup_lines(key: str, value: Any) -> list[str]:
+    if key == "modules":
+        names = value if isinstance(value, list) else str(value).split()
+        return [f"module load {name}" for name in names]
+    if key == "env":
+        if not isinstance(value, Mapping):
+            raise ValueError("env: expected a mapping NAME: value")
+        import shlex
+
+        return [f"export {name}={shlex.quote(str(v))}" for name, v in value.items()]
+    return [str(line) for line in (value if isinstance(value, list) else [value])]
+
+
+def map_section(name: str, section: Mapping[str, Any], experiment_dir: Path, source: str) -> dict:
+    """A slurm cluster section -> SlurmLauncherConf overrides. Unknown keys are errors that
+    list the known ones."""
+    out: dict[str, Any] = {}
+    for key, value in section.items():
+        if key == "type":
+            continue
+        field = KEY_MAP.get(key)
+        where = f"{source}: section {name!r} key {key!r}"
+        if field is None:
+            raise ConfigError(f"{where}: unknown key; known keys: {', '.join(sorted(KEY_MAP))}")
+        try:
+            if field == "timeout_min":
+                value = parse_time_limit(value)
+            elif field == "mem_gb":
+                value = parse_memory_gb(value)
+            elif field == "setup":
+                value = out.get("setup", []) + _setup_lines(key, value)
+            elif field in ("container_binds", "container_flags"):
+                value = [str(v) for v in (value if isinstance(value, list) else [value])]
+            elif field == "additional_parameters" and not isinstance(value, Mapping):
+                raise ValueError("expected a mapping of sbatch options, e.g. {mail-type: END}")
+            elif field == "container" and value and "://" not in str(value):
+                path = Path(str(value)).expanduser()
+                value = str(path if path.is_absolute() else (experiment_dir / path).resolve())
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        if field in out and field != "setup":
+            raise ConfigError(f"{where}: sets {field} a second time (aliases of one setting)")
+        out[field] = value
+    return out
+
+
+def register_cluster_launchers(experiment_config: Mapping[str, Any], experiment_dir: Path) -> list[str]:
+    """Store each ``type: slurm`` section as a ``hydra/launcher`` option; return their names."""
+    from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
+
+    from hydra_plugins.sem_plugins.config import SlurmLauncherConf
+    from sem_core.settings import EXPERIMENT_CONFIG_NAME, cluster_sections
+
+    source = str(Path(experiment_dir) / EXPERIMENT_CONFIG_NAME)
+    names = []
+    for name, section in cluster_sections(dict(experiment_config)).items():
+        if section.get("type") != "slurm":
+            continue
+        mapped = map_section(name, section, Path(experiment_dir), source)
+        try:
+            node = OmegaConf.merge(OmegaConf.structured(SlurmLauncherConf), mapped)
+        except Exception as exc:
+            raise ConfigError(f"{source}: section {name!r}: {exc}") from None
+        ConfigStore.instance().store(group="hydra/launcher", name=name, node=node, provider="sem")
+        names.append(name)
+    return names
