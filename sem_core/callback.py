@@ -67,6 +67,7 @@ class SemCallback(Callback):
         from hydra.core.hydra_config import HydraConfig
 
         from sem_core.host import host_info
+        from sem_core.mongo.connection import redact_uri
         from sem_core.run import Run
         from sem_core.sources import model_sources
 
@@ -89,8 +90,9 @@ class SemCallback(Callback):
             "command": "main",
             "options": {},
             "sem": {
-                "argv": [str(experiment.path)] + list(sys.argv[1:]),
-                "overrides": list(hydra_cfg.overrides.task),
+                # a sem.mongo.url=... override must not put its password into the record
+                "argv": [redact_uri(a) for a in [str(experiment.path)] + list(sys.argv[1:])],
+                "overrides": [redact_uri(o) for o in hydra_cfg.overrides.task],
                 "job_num": hydra_cfg.job.get("num"),
                 "output_dir": hydra_cfg.runtime.output_dir,
                 "store": str(store),
