@@ -158,6 +158,26 @@ class Experiment:
         return 1 if task.failed else 0
 
 
+def load_model_file(path: str | os.PathLike) -> Experiment:
+    """Import a model file without running it (``@ex.automain`` runs only under ``__main__``)
+    and return its ``Experiment``. Its folder goes on ``sys.path`` for sibling imports."""
+    import importlib.util
+
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such model file")
+    folder = str(path.parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    spec = importlib.util.spec_from_file_location(f"sem_model_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    found = [v for v in vars(module).values() if isinstance(v, Experiment)]
+    if len(found) != 1:
+        raise ConfigError(f"{path}: expected one `ex = Experiment(__file__)`, found {len(found)}")
+    return found[0]
+
+
 class SemTask:
     """The task function handed to ``hydra.main``: runs ``main(row)`` of one job.
 

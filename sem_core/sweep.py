@@ -50,10 +50,10 @@ def plan_experiment(experiment, row_overrides) -> list[PlannedJob]:
             validate_row(job.row, experiment.schema, job.order_id, source)
     duplicates = find_duplicates(jobs)
     if duplicates:
-        shown = "; ".join(f"rows {a} and {b} (experiment_id {e})" for a, b, e in duplicates[:10])
+        shown = "; ".join(f"order_id {a} and order_id {b} (experiment_id {e})" for a, b, e in duplicates[:10])
         more = f" and {len(duplicates) - 10} more pairs" if len(duplicates) > 10 else ""
         warn(
-            f"{source}: identical rows {shown}{more}: each will run and be recorded separately; "
+            f"{source}: identical rows: {shown}{more}: each will run and be recorded separately; "
             "remove the duplicates or add a key that tells them apart"
         )
     return jobs

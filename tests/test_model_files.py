@@ -314,7 +314,7 @@ def test_duplicate_rows_warn_once_naming_both(write_model):
         'config["fold"]', '1'))
     proc = run_model(model)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stderr.count("identical rows") == 1 and "rows 0 and 2" in proc.stderr
+    assert proc.stderr.count("identical rows") == 1 and "order_id 0 and order_id 2" in proc.stderr
 
 
 def _wait_for_line(proc, prefix):
@@ -393,3 +393,16 @@ def test_api_outside_a_run_is_a_clear_error():
         ex.log_scalar("x", 1)
     with pytest.raises(NoActiveRun):
         ex.info
+
+
+def test_sem_plan_lists_jobs_without_running(write_model):
+    model = write_model(SIMPLE)
+    proc = subprocess.run([sys.executable, "-m", "sem_core.cli", "plan", str(model), "fold=1,2", "++name=q", "--json"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    jobs = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [(j["order_id"], j["row"]) for j in jobs] == [(1, {"name": "q", "fold": 1}), (2, {"name": "q", "fold": 2})]
+    assert all(j["experiment_id"] == ids.experiment_id(j["row"]) for j in jobs)
+    assert not (model.parent / "runs").exists()
+    bad = subprocess.run([sys.executable, "-m", "sem_core.cli", "plan", str(model), "fold=9"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "matched none of the 4 rows" in bad.stderr
