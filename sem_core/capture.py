@@ -22,14 +22,13 @@ import hashlib
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
-from sem_core.errors import SemError
+from sem_core.errors import ConfigError, SemError
 
 CAPTURE_VERSION = 1
 DIFFS_DIR = "_diffs"
@@ -140,6 +139,13 @@ def with_seed(config: Mapping[str, Any], experiment_id: str) -> dict:
     out = dict(config)
     if "seed" not in out:
         out["seed"] = derive_seed(experiment_id)
+        return out
+    seed = out["seed"]
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise ConfigError(
+            f"row order_id {out.get('order_id')}: seed must be an integer from 0 to 2**32-1 (numpy's range), "
+            f"got {seed!r}; fix the row, or drop its 'seed' key to get one derived from experiment_id"
+        )
     return out
 
 

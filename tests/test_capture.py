@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sem_core import capture
+from sem_core.errors import ConfigError
 
 
 def sh(*args: str, cwd: Path) -> str:
@@ -70,6 +71,9 @@ def test_row_seed_wins_over_derived_seed():
     assert capture.with_seed({"seed": 7, "fold": 0}, "ffffffffffffffff")["seed"] == 7
     assert capture.with_seed({"fold": 0}, "00000000000000ff")["seed"] == 0
     assert capture.with_seed({"fold": 0}, "0000000a00000000")["seed"] == 10
+    for bad in ("42", -1, 2**32, 1.5, True):
+        with pytest.raises(ConfigError, match=r"row order_id 3: seed must be an integer"):
+            capture.with_seed({"seed": bad, "order_id": 3}, "0000000a00000000")
 
 
 def test_seed_everything_makes_numpy_and_random_repeat():
