@@ -140,17 +140,25 @@ def redact_url(url: str) -> str:
 # -- one run -> one summary dict --------------------------------------------------------------
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested keys flattened to ``a.b``; lists become their compact JSON text (hashable, readable)."""
+    """Nested keys flattened to ``a.b``; lists become their compact JSON text (hashable, readable).
+    (Plain ``dict``/``list`` checks: typing's ABC checks cost more than the JSON parsing.)"""
     out: dict[str, Any] = {}
     for key, value in config.items():
         name = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            out.update(flatten(value, name + "."))
-        elif isinstance(value, (list, tuple)):
+        kind = type(value)
+        if kind in _SCALARS:
+            out[name] = value
+        elif kind is dict or (kind is not list and isinstance(value, Mapping)):
+            if value:
+                out.update(flatten(value, name + "."))
+            else:
+                out[name] = "{}"
+        elif kind is list or kind is tuple:
             out[name] = json.dumps(value, separators=(", ", ": "), default=str)
-        elif isinstance(value, Mapping):
-            out[name] = "{}"
         else:
             out[name] = value
     return out
@@ -161,7 +169,7 @@ def last_values(metrics: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, i
     last: dict[str, Any] = {}
     length: dict[str, int] = {}
     for name, series in metrics.items():
-        values = series.get("values") if isinstance(series, Mapping) else None
+        values = series.get("values") if type(series) is dict else None
         if values:
             last[name] = values[-1]
             length[name] = len(values)
@@ -181,7 +189,7 @@ def summarise(location: str, run: Mapping[str, Any], config: Mapping[str, Any], 
         "stop_time": run.get("stop_time"),
         "t0": _iso_to_seconds(start),
         "t1": _iso_to_seconds(run.get("stop_time") or run.get("heartbeat")),
-        "host": host.get("hostname") if isinstance(host, Mapping) else str(host),
+        "host": host.get("hostname") if type(host) is dict else str(host),
         "model": (run.get("experiment") or {}).get("mainfile"),
         "ids": {k: config.get(k) for k in ID_KEYS},
         "flat": flatten({k: v for k, v in config.items() if k not in ID_KEYS}),
@@ -195,7 +203,7 @@ def summarise_record(record: records.RunRecord) -> dict:
 
 def _load_json(path: str) -> Any:
     with open(path, "rb") as fh:
-        return json.loads(fh.read())
+        return json.loads(fh.read().decode("utf-8"))
 
 
 def summarise_folder(run_dir: str) -> dict:
