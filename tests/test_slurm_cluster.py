@@ -1,0 +1,383 @@
+"""``hydra/launcher=slurm`` against the project's REAL single-node Slurm cluster
+(``bash tests/slurm/start.sh``: munge, MariaDB + slurmdbd, slurmctld, slurmd; MaxArraySize=30).
+
+Without a running cluster these tests skip, unless SEM_REQUIRE_SLURM=1 (tests/run.sh sets it),
+where they fail."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import load_store, run_model
+
+pytestmark = pytest.mark.slurm
+
+# small limits: each sweep takes seconds; signal_delay_s must stay below the time limit
+LAUNCH = (
+    "hydra/launcher=slurm",
+    "hydra.launcher.timeout_min=2",
+    "hydra.launcher.signal_delay_s=30",
+    "hydra.launcher.poll_interval_s=0.5",
+)
+
+
+def _cluster_problem() -> str | None:
+    if shutil.which("sinfo") is None:
+        return "Slurm is not installed (start it with: bash tests/slurm/start.sh)"
+    out = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True)
+    states = out.stdout.split()
+    if out.returncode != 0 or not any(s in ("idle", "mix", "alloc") for s in states):
+        return f"the test Slurm cluster is not up (sinfo: {out.stdout.strip() or out.stderr.strip()}); run bash tests/slurm/start.sh"
+    return None
+
+
+@pytest.fixture(scope="module")
+def cluster() -> None:
+    problem = _cluster_problem()
+    if problem:
+        if os.environ.get("SEM_REQUIRE_SLURM") == "1":
+            pytest.fail(problem)
+        pytest.skip(problem)
+
+
+def sem(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sem_core.cli", *args], capture_output=True, text=True,
+                          cwd=str(cwd) if cwd else None, timeout=120)
+
+
+def sacct_states(job_ids: list[str]) -> dict[str, str]:
+    parents = ",".join(sorted({j.split("_")[0] for j in job_ids}))
+    out = subprocess.run(["sacct", "-X", "-n", "--parsable2", "-o", "JobID,State", "-j", parents],
+                         capture_output=True, text=True, check=True).stdout
+    return dict(line.split("|", 1) for line in out.splitlines() if line)
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def slurm_of(run: dict) -> dict:
+    return run["meta"]["sem"]["slurm"]
+
+
+def submission_files(model: Path) -> list[Path]:
+    return sorted(model.parent.glob("multirun/*/*/.slurm/**/*submission_file*.sh"))
+
+
+HELPER = "def double(x):\n    return 2 * x\n"
+
+ROWS_MODEL = """
+import os
+from sem_core import Experiment
+from helper import double  # a sibling module: must import on the compute node
+
+ex = Experiment(__file__)
+
+@ex.configs
+def get_config():
+    return [{"name": "row", "i": i} for i in range(int(os.environ["SEM_TEST_ROWS"]))]
+
+@ex.automain
+def main(config):
+    return double(config["i"])
+"""
+
+
+@pytest.fixture
+def rows_model(write_model, monkeypatch):
+    def _make(n_rows: int) -> Path:
+        model = write_model(ROWS_MODEL, "m_rows.py")
+        (model.parent / "helper.py").write_text(HELPER)
+        return model
+
+    return _make
+
+
+def run_rows(model: Path, n_rows: int, *extra: str) -> subprocess.CompletedProcess:
+    return run_model(model, *LAUNCH, *extra, env={"SEM_TEST_ROWS": str(n_rows)}, timeout=240)
+
+
+def test_25_rows_run_as_one_array_four_at_a_time_with_sibling_imports_and_slurm_ids(cluster, rows_model):
+    model = rows_model(25)
+    proc = run_rows(model, 25, "hydra.launcher.array_parallelism=4")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    runs = load_store(model.parent / "runs")
+    assert len(runs) == 25
+    assert {r["run"]["status"] for r in runs} == {"COMPLETED"}
+    assert sorted(r["run"]["result"] for r in runs) == [2 * i for i in range(25)]  # helper.double ran
+    ids = [slurm_of(r["run"]) for r in runs]
+    assert len({s["array_job_id"] for s in ids}) == 1  # one array
+    assert sorted(s["array_index"] for s in ids) == list(range(25))
+    assert {s["node"] for s in ids} == {os.uname().nodename.split(".")[0]}
+    assert {s["partition"] for s in ids} == {"debug"}
+    files = submission_files(model)
+    assert len(files) == 1 and "#SBATCH --array=0-24%4" in files[0].read_text()  # one sbatch call
+    # never more than 4 runs at once
+    events = sorted([(r["run"]["start_time"], 1) for r in runs] + [(r["run"]["stop_time"], -1) for r in runs],
+                    key=lambda e: (e[0], e[1]))
+    running = peak = 0
+    for _, step in events:
+        running += step
+        peak = max(peak, running)
+    assert peak <= 4
+    states = wait_for(lambda: (s := sacct_states([i["job_id"] for i in ids])) and len(s) >= 25 and s, 30,
+                      "sacct to list the array tasks")
+    assert set(states.values()) == {"COMPLETED"}
+
+
+MIX_MODEL = """
+import threading
+from sem_core import Experiment
+
+ex = Experiment(__file__)
+ex.lock = threading.Lock()  # an unpicklable experiment attribute must not abort the sweep
+
+@ex.configs
+def get_config():
+    return [{"kind": k, "i": i} for i, k in enumerate(["ok", "raises", "unpicklable", "ok"])]
+
+@ex.automain
+def main(config):
+    if config["kind"] == "raises":
+        raise ValueError(f"row {config['i']} fails on purpose")
+    if config["kind"] == "unpicklable":
+        return threading.Lock()
+    return config["i"]
+"""
+
+
+def test_a_raising_row_ends_failed_in_record_and_sacct_while_the_others_complete(cluster, write_model):
+    model = write_model(MIX_MODEL, "m_mix.py")
+    proc = run_model(model, *LAUNCH, timeout=240)
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]  # the sweep reports the failure
+    runs = {r["config"]["kind"] + str(r["config"]["i"]): r["run"] for r in load_store(model.parent / "runs")}
+    assert runs["raises1"]["status"] == "FAILED"
+    assert "ValueError: row 1 fails on purpose" in "".join(runs["raises1"]["fail_trace"])
+    assert runs["unpicklable2"]["status"] == "COMPLETED"
+    assert "lock" in str(runs["unpicklable2"]["result"])
+    assert runs["ok0"]["status"] == runs["ok3"]["status"] == "COMPLETED"
+    job_ids = {k: slurm_of(r)["job_id"] for k, r in runs.items()}
+    states = wait_for(lambda: (s := sacct_states(list(job_ids.values()))) and len(s) >= 4
+                      and all(v in ("COMPLETED", "FAILED") for v in s.values()) and s, 30, "sacct")
+    assert states[job_ids["raises1"]] == "FAILED"  # not COMPLETED (hydra #1928)
+    assert [states[job_ids[k]] for k in ("ok0", "unpicklable2", "ok3")] == ["COMPLETED"] * 3
+
+
+def test_arrays_larger_than_max_array_size_are_split(cluster, rows_model):
+    config = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, check=True).stdout
+    assert "MaxArraySize            = 30" in config  # the test cluster's setting (tests/slurm/start.sh)
+    model = rows_model(35)
+    proc = run_rows(model, 35)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    runs = load_store(model.parent / "runs")
+    assert len(runs) == 35 and {r["run"]["status"] for r in runs} == {"COMPLETED"}
+    arrays: dict[str, list[int]] = {}
+    for r in runs:
+        s = slurm_of(r["run"])
+        arrays.setdefault(s["array_job_id"], []).append(s["array_index"])
+    assert sorted(len(v) for v in arrays.values()) == [5, 30]
+    assert len(submission_files(model)) == 2  # one sbatch call per array
+
+
+def test_configs_per_task_packs_consecutive_rows_into_one_array_task(cluster, rows_model):
+    model = rows_model(7)
+    proc = run_rows(model, 7, "hydra.launcher.configs_per_task=3")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    runs = load_store(model.parent / "runs")
+    assert {r["run"]["status"] for r in runs} == {"COMPLETED"}
+    task_of_row = {r["config"]["i"]: slurm_of(r["run"])["array_index"] for r in runs}
+    assert task_of_row == {0: 0, 1: 0, 2: 0, 3: 1, 4: 1, 5: 1, 6: 2}
+    (file,) = submission_files(model)
+    assert "#SBATCH --array=0-2%3" in file.read_text()
+
+
+SLEEP_MODEL = """
+import os, time
+from sem_core import Experiment
+
+ex = Experiment(__file__)
+
+@ex.configs
+def get_config():
+    return [{"i": i, "sleep": float(os.environ["SEM_TEST_SLEEP"])} for i in range(3)]
+
+@ex.automain
+def main(config):
+    time.sleep(config["sleep"])
+    return config["i"]
+"""
+
+
+def test_wait_false_records_queued_runs_with_slurm_ids_and_status_follows_them(cluster, write_model):
+    model = write_model(SLEEP_MODEL, "m_sleep.py")
+    store = model.parent / "runs"
+    proc = run_model(model, *LAUNCH, "hydra.launcher.wait=false", env={"SEM_TEST_SLEEP": "3"}, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert f"sem status {store}" in proc.stdout
+    runs = load_store(store)
+    assert len(runs) == 3
+    for r in runs:  # recorded before the jobs could start (submitted held, released after)
+        assert r["run"]["status"] in ("QUEUED", "RUNNING")
+        assert slurm_of(r["run"])["job_id"].startswith(slurm_of(r["run"])["array_job_id"] + "_")
+
+    def all_completed():
+        out = sem("status", str(store))
+        assert out.returncode == 0, out.stderr
+        return "COMPLETED" in out.stdout and all(r["run"]["status"] == "COMPLETED" for r in load_store(store)) and out
+    out = wait_for(all_completed, 90, "the queued runs to complete")
+    assert "m_sleep.py" in out.stdout
+
+
+def test_cancelled_jobs_show_as_cancelled_in_status_and_sem_cancel_stops_the_rest(cluster, write_model):
+    model = write_model(SLEEP_MODEL, "m_sleep.py")
+    store = model.parent / "runs"
+    proc = run_model(model, *LAUNCH, "hydra.launcher.wait=false", env={"SEM_TEST_SLEEP": "300"}, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    wait_for(lambda: all(r["run"]["status"] == "RUNNING" for r in load_store(store)), 60, "the runs to start")
+    runs = {r["config"]["i"]: r for r in load_store(store)}
+    victim = slurm_of(runs[0]["run"])["job_id"]
+    subprocess.run(["scancel", victim], check=True)  # cancelled outside sem: the run never records it
+    wait_for(lambda: not subprocess.run(["squeue", "-h", "-j", victim], capture_output=True, text=True).stdout.strip(),
+             60, "the cancelled job to leave the queue")
+    out = sem("status", str(store))
+    assert out.returncode == 0, out.stderr
+    assert json.loads((runs[0]["dir"] / "run.json").read_text())["status"] == "CANCELLED"
+    assert f"updated {runs[0]['dir'].name}: RUNNING -> CANCELLED" in out.stdout
+    assert [json.loads((runs[i]["dir"] / "run.json").read_text())["status"] for i in (1, 2)] == ["RUNNING"] * 2
+
+    out = sem("cancel", str(store))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert {r["run"]["status"] for r in load_store(store)} == {"CANCELLED"}
+    parent = slurm_of(runs[1]["run"])["array_job_id"]
+    assert subprocess.run(["squeue", "-h", "-j", parent], capture_output=True, text=True).stdout.strip() == ""
+    status = sem("status", str(store))
+    assert "CANCELLED" in status.stdout and "RUNNING" not in status.stdout
+
+
+TIMEOUT_MODEL = """
+import time
+from pathlib import Path
+from sem_core import Experiment
+
+ex = Experiment(__file__)
+MARK = Path(__file__).parent / "checkpointed.txt"
+
+@ex.configs
+def get_config():
+    return [{"name": "forever"}, {"name": "resumes"}]
+
+@ex.checkpoint
+def save(config):
+    if config["name"] == "resumes":
+        MARK.write_text(config["global_id"])
+
+@ex.automain
+def main(config):
+    if config["name"] == "resumes" and MARK.exists():
+        return "resumed from " + MARK.read_text()
+    time.sleep(600)
+"""
+
+
+def test_a_timed_out_job_is_requeued_with_the_same_global_id_then_reported_timeout(cluster, write_model):
+    """Slurm signals the job before its time limit (--signal=USR2@30 with a 1-minute limit
+    arrives at once); the worker checkpoints and requeues. Slurm holds a requeued job for
+    ~2 minutes (EligibleTime); the test moves that forward with scontrol to stay short."""
+    model = write_model(TIMEOUT_MODEL, "m_timeout.py")
+    store = model.parent / "runs"
+    env = dict(os.environ, SEM_TEST_UNUSED="1")
+    env.pop("HYDRA_FULL_ERROR", None)
+    proc = subprocess.Popen(
+        [sys.executable, str(model), "hydra/launcher=slurm", "hydra.launcher.timeout_min=1",
+         "hydra.launcher.signal_delay_s=30", "hydra.launcher.max_requeue=1", "hydra.launcher.poll_interval_s=0.5"],
+        cwd=str(model.parent), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    deadline = time.monotonic() + 240
+    try:
+        while proc.poll() is None and time.monotonic() < deadline:
+            waiting = subprocess.run(["squeue", "-h", "-r", "-t", "PD", "-o", "%i|%r"], capture_output=True, text=True).stdout
+            for line in waiting.splitlines():
+                job_id, reason = line.split("|")
+                if reason == "BeginTime":
+                    subprocess.run(["scontrol", "update", f"jobid={job_id}", "StartTime=now"], capture_output=True)
+            time.sleep(1)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    output = proc.communicate()[0]
+    assert proc.returncode == 1, output[-4000:]  # one run did not complete
+    runs = {r["config"]["name"]: r for r in load_store(store)}
+    assert len(list(p for p in store.iterdir() if p.is_dir() and not p.name.startswith("_"))) == 2  # same global ids
+    forever, resumes = runs["forever"]["run"], runs["resumes"]["run"]
+    assert forever["status"] == "TIMEOUT"
+    assert slurm_of(forever)["restart_count"] == 1
+    assert resumes["status"] == "COMPLETED"
+    assert resumes["result"] == "resumed from " + runs["resumes"]["config"]["global_id"]
+    assert slurm_of(resumes)["restart_count"] == 1
+    out = sem("status", str(store))
+    assert "TIMEOUT" in out.stdout and "COMPLETED" in out.stdout
+
+
+SHIM = """#!/bin/bash
+# Stands in for singularity, which cannot be installed on Debian bookworm: records how it was
+# called, then runs the command that follows the image (no container).
+echo "$@" >> "$SEM_SHIM_LOG"
+shift                                  # exec
+while [[ "$1" == --* ]]; do if [[ "$1" == --bind ]]; then shift 2; else shift; fi; done
+shift                                  # IMAGE
+exec "$@"
+"""
+
+
+def test_container_option_wraps_the_job_python_in_the_configured_exec_command(cluster, rows_model, tmp_path):
+    """The job script calls `<binary> exec [flags] [--bind ...] IMAGE python`; a shim named
+    singularity (see SHIM) checks the exact words Slurm ran and lets the job proceed."""
+    model = rows_model(2)
+    shim_dir = tmp_path / "bin"
+    shim_dir.mkdir()
+    (shim_dir / "singularity").write_text(SHIM)
+    (shim_dir / "singularity").chmod(0o755)
+    image = model.parent.parent / "env.sif"
+    image.write_bytes(b"not a real image")
+    log = tmp_path / "shim.log"
+    proc = run_model(
+        model, *LAUNCH, "hydra.launcher.container=env.sif", "hydra.launcher.container_binary=singularity",
+        "hydra.launcher.container_binds=[/data:/data:ro]", "hydra.launcher.container_flags=[--cleanenv]",
+        f"hydra.launcher.python={sys.executable}",
+        env={"SEM_TEST_ROWS": "2", "PATH": f"{shim_dir}:{os.environ['PATH']}", "SEM_SHIM_LOG": str(log)},
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    calls = log.read_text().splitlines()
+    assert len(calls) == 2  # one per array task
+    # experiment_dir-relative image resolved to an absolute path; no --nv without GPUs
+    expected = f"exec --cleanenv --bind /data:/data:ro {image} {sys.executable} -u -m submitit.core._submit"
+    assert all(call.startswith(expected) for call in calls), calls
+    assert {r["run"]["status"] for r in load_store(model.parent / "runs")} == {"COMPLETED"}
+
+
+@pytest.mark.skipif(
+    not (shutil.which("apptainer") or shutil.which("singularity")) or not os.environ.get("SEM_TEST_SIF"),
+    reason="needs apptainer or singularity on PATH and an image with sem installed in SEM_TEST_SIF "
+    "(neither binary installs on Debian bookworm: see README, Running on Slurm)",
+)
+def test_sweep_runs_inside_a_real_container_image(cluster, rows_model):
+    model = rows_model(2)
+    proc = run_model(model, *LAUNCH, f"hydra.launcher.container={os.environ['SEM_TEST_SIF']}",
+                     env={"SEM_TEST_ROWS": "2"}, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert {r["run"]["status"] for r in load_store(model.parent / "runs")} == {"COMPLETED"}
