@@ -4,6 +4,7 @@ reconciliation. No cluster needed (the cluster tests are in test_slurm_cluster.p
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shlex
 
 import pytest
@@ -178,3 +179,156 @@ def test_local_run_with_a_stale_heartbeat_is_killed_and_a_fresh_one_is_running()
 def test_local_run_process_check_wins_over_the_heartbeat():
     assert status.reconcile_local("RUNNING", NOW - dt.timedelta(hours=5), NOW, 600, True).write is None
     assert status.reconcile_local("RUNNING", NOW, NOW, 600, False).write == "KILLED"
+
+
+# -- experiment_config.yaml cluster sections ------------------------------------------------
+from sem_core.slurm import sections  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    "text, minutes",
+    [(90, 90), ("30", 30), ("01:30", 2), ("2:00:00", 120), ("1-0", 1440), ("1-2:30", 1590), ("0-0:0:61", 2)],
+)
+def test_time_limits_in_sbatch_forms_become_minutes_rounded_up(text, minutes):
+    assert sections.parse_time_limit(text) == minutes
+
+
+@pytest.mark.parametrize("bad", ["soon", "1:2:3:4", 0, True, ""])
+def test_bad_time_limits_are_rejected(bad):
+    with pytest.raises(ValueError, match="time limit"):
+        sections.parse_time_limit(bad)
+
+
+def test_memory_text_becomes_gb():
+    assert sections.parse_memory_gb("4G") == 4.0
+    assert sections.parse_memory_gb("512M") == 0.5
+    assert sections.parse_memory_gb("16GB") == 16.0
+    assert sections.parse_memory_gb(2) == 2.0
+
+
+def test_a_seed_cluster_section_maps_onto_launcher_fields(tmp_path):
+    section = {
+        "type": "slurm", "partition": "gpu", "time": "02:00:00", "cpus": 4, "gpus": 1, "mem": "8G",
+        "sif": "../images/env.sif", "binds": "/scratch", "modules": ["cuda/12", "gcc"], "env": {"OMP_NUM_THREADS": 4},
+        "sbatch": {"mail-type": "END"}, "parallelism": 10,
+    }
+    mapped = sections.map_section("hpc", section, tmp_path / "exp", "experiment_config.yaml")
+    assert mapped == {
+        "partition": "gpu", "timeout_min": 120, "cpus_per_task": 4, "gpus_per_task": 1, "mem_gb": 8.0,
+        "container": str((tmp_path / "images" / "env.sif").resolve()), "container_binds": ["/scratch"],
+        "setup": ["module load cuda/12", "module load gcc", "export OMP_NUM_THREADS=4"],
+        "additional_parameters": {"mail-type": "END"}, "array_parallelism": 10,
+    }
+
+
+def test_unknown_cluster_key_names_file_section_and_known_keys(tmp_path):
+    with pytest.raises(ConfigError, match=r"experiment_config.yaml: section 'hpc' key 'partitoin': unknown key; known keys: .*partition"):
+        sections.map_section("hpc", {"type": "slurm", "partitoin": "gpu"}, tmp_path, "experiment_config.yaml")
+
+
+def test_two_aliases_of_one_setting_are_an_error(tmp_path):
+    with pytest.raises(ConfigError, match="second time"):
+        sections.map_section("hpc", {"sif": "a.sif", "container": "b.sif"}, tmp_path, "x.yaml")
+
+
+def test_cluster_sections_register_as_launcher_options(tmp_path):
+    from hydra.core.config_store import ConfigStore
+
+    names = sections.register_cluster_launchers(
+        {"local": {"type": "local"}, "mycluster": {"type": "slurm", "partition": "debug", "time": 5}}, tmp_path
+    )
+    assert names == ["mycluster"]
+    node = ConfigStore.instance().load("hydra/launcher/mycluster.yaml").node
+    assert node.partition == "debug" and node.timeout_min == 5
+    assert node._target_ == "hydra_plugins.sem_plugins.slurm_launcher.SlurmLauncher"
+
+
+# -- launcher parameters ---------------------------------------------------------------------
+from sem_core.slurm import submit  # noqa: E402
+
+
+def test_signal_delay_not_below_the_time_limit_is_an_error_with_the_fix():
+    with pytest.raises(ConfigError, match=r"signal_delay_s=90 is not below the time limit timeout_min=1"):
+        submit.executor_parameters({"timeout_min": 1, "signal_delay_s": 90}, gpus=False)
+
+
+def test_launcher_fields_become_sbatch_parameters_submitted_held():
+    params = submit.executor_parameters(
+        {"timeout_min": 30, "signal_delay_s": 60, "partition": "p", "mem_gb": 1.5, "setup": ["module load x"],
+         "additional_parameters": {"exclusive": True}, "account": None},
+        gpus=False,
+    )
+    assert params == {
+        "time": 30, "signal_delay_s": 60, "partition": "p", "mem": "1536MB", "setup": ["module load x"],
+        "additional_parameters": {"exclusive": True, "hold": True},
+    }
+
+
+def test_python_command_with_a_container_image_relative_to_the_experiment(tmp_path):
+    (tmp_path / "img.sif").write_bytes(b"")
+    cmd = submit.python_command(
+        {"container": "img.sif", "container_binary": "apptainer", "gpus_per_task": 1}, tmp_path
+    )
+    assert shlex.split(cmd) == ["apptainer", "exec", "--nv", str(tmp_path / "img.sif"), "python"]
+    assert submit.python_command({}, tmp_path) == shlex.quote(sys.executable)
+
+
+# -- sem status on records (no cluster needed) -------------------------------------------------
+import sys  # noqa: E402
+
+from sem_core.observers.file import FileStorageObserver  # noqa: E402
+
+
+def _record(store, gid, status, heartbeat=None, slurm=None, model="m_x.py"):
+    obs = FileStorageObserver(store)
+    now = dt.datetime.now(dt.timezone.utc)
+    meta = {"sem": {"slurm": slurm} if slurm else {}}
+    ex_info = {"name": "m_x", "base_dir": str(store), "sources": [], "mainfile": model}
+    config = {"experiment_id": "e" + gid, "config_id": "c", "order_id": 0, "global_id": gid}
+    if status == "QUEUED":
+        obs.queued_event(ex_info, "main", {"hostname": "elsewhere"}, now, config, meta, gid)
+    else:
+        obs.started_event(ex_info, "main", {"hostname": "elsewhere"}, now, config, meta, gid)
+        obs._cout.close()
+        if heartbeat is not None:
+            obs.run_entry["heartbeat"] = heartbeat.isoformat()
+            obs._write_run()
+        if status == "COMPLETED":
+            obs.completed_event(now, 1)
+    return store / gid
+
+
+def _sem(*args):
+    import subprocess
+
+    return subprocess.run([sys.executable, "-m", "sem_core.cli", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_status_marks_a_local_run_with_a_stale_heartbeat_killed_and_leaves_fresh_ones(tmp_path):
+    store = tmp_path / "runs"
+    now = dt.datetime.now(dt.timezone.utc)
+    stale = _record(store, "20260101-stale", "RUNNING", heartbeat=now - dt.timedelta(minutes=30))
+    fresh = _record(store, "20260101-fresh", "RUNNING", heartbeat=now)
+    _record(store, "20260101-done", "COMPLETED")
+    out = _sem("status", str(store))
+    assert out.returncode == 0, out.stderr
+    assert "updated 20260101-stale: RUNNING -> KILLED (no heartbeat for" in out.stdout
+    assert json.loads((stale / "run.json").read_text())["status"] == "KILLED"
+    assert json.loads((fresh / "run.json").read_text())["status"] == "RUNNING"
+    line = next(x for x in out.stdout.splitlines() if x.startswith("m_x.py"))
+    assert line.split()[1:] == ["1", "1", "1", "3"]  # RUNNING COMPLETED KILLED total
+
+
+def test_status_never_turns_an_unknown_slurm_job_into_a_verdict(tmp_path):
+    """Job 999999 is unknown to Slurm (or Slurm is absent): the run stays as recorded, and the
+    unknown state or the failed query is reported."""
+    store = tmp_path / "runs"
+    run_dir = _record(store, "20260101-q", "QUEUED", slurm={"job_id": "999999_3", "array_job_id": "999999"})
+    running = _record(store, "20260101-r", "RUNNING", heartbeat=dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc),
+                      slurm={"job_id": "999999_4", "array_job_id": "999999"})
+    out = _sem("status", str(store))
+    assert out.returncode == 0, out.stderr
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "QUEUED"
+    assert json.loads((running / "run.json").read_text())["status"] == "RUNNING"  # an old heartbeat is not a verdict for Slurm runs
+    assert "left as recorded 20260101-q (QUEUED)" in out.stdout
+    assert "updated" not in out.stdout
