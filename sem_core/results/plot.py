@@ -69,17 +69,22 @@ def plot_metric(
     if metric not in table.metrics:
         raise UnknownName(f"unknown metric {metric!r}; available metrics: {', '.join(table.metrics)}")
     data = curves(table, metric)
-    fig = Figure(figsize=(7.5, 4.2), dpi=110, layout="constrained")
+    single_points = bool(data) and all(len(b) == 1 for b in data.values())
+    height = max(2.4, 0.9 + 0.42 * len(data)) if single_points else 4.2
+    fig = Figure(figsize=(7.5, height), dpi=110, layout="constrained")
     ax = fig.add_subplot()
     if not data:
         ax.text(0.5, 0.5, f"no run logged {metric}", ha="center", va="center", transform=ax.transAxes)
-    elif all(len(b) == 1 for b in data.values()):
+    elif single_points:
+        # One value per run (a final score): one row per configuration, labels readable on the y axis.
         labels = list(data)
         means = [b["mean"].iloc[-1] for b in data.values()]
         stds = [0.0 if math.isnan(b["std"].iloc[-1]) else b["std"].iloc[-1] for b in data.values()]
-        ax.errorbar(range(len(labels)), means, yerr=stds, fmt="o", capsize=4)
-        ax.set_xticks(range(len(labels)), labels, rotation=20 if len(labels) > 3 else 0, ha="right" if len(labels) > 3 else "center")
-        ax.set_xlabel("configuration")
+        rows = list(range(len(labels)))[::-1]
+        ax.errorbar(means, rows, xerr=stds, fmt="o", capsize=4)
+        ax.set_yticks(rows, [f"{lab} (n={int(b['count'].iloc[-1])})" for lab, b in data.items()], fontsize="small")
+        ax.set_ylim(-0.6, len(labels) - 0.4)
+        ax.set_xlabel(metric)
     else:
         for label, b in data.items():
             name = f"{label} (n={int(b['count'].max())})"
@@ -90,9 +95,9 @@ def plot_metric(
             (line,) = ax.plot(b.index, b["mean"], label=name)
             ax.fill_between(b.index, b["mean"] - std, b["mean"] + std, color=line.get_color(), alpha=0.2, linewidth=0)
         ax.set_xlabel("step")
+        ax.set_ylabel(metric)
         ax.legend(fontsize="small", loc="best")
-    ax.set_ylabel(metric)
-    ax.set_title(title or f"{metric}: mean ± std across runs of each configuration")
+    ax.set_title(title or f"{metric}: mean ± std over the runs of each configuration", fontsize="medium")
     ax.grid(True, alpha=0.3)
     return fig
 

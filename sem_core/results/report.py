@@ -22,10 +22,11 @@ from sem_core.results.table import ResultsTable, results_table
 TRACE_LINES = 25
 OUTPUT_LINES = 20
 MAX_FAILED_SHOWN = 50
+OPEN_FAILED = 5  # the first failures are shown unfolded
 
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2rem auto;
-       max-width: 1200px; padding: 0 1rem; color: #1d2127; background: #fff; }
+       max-width: 1360px; padding: 0 1rem; color: #1d2127; background: #fff; }
 h1 { font-size: 1.6rem; margin-bottom: .2rem; } h2 { font-size: 1.25rem; margin-top: 2rem;
        border-bottom: 1px solid #d8dde3; padding-bottom: .3rem; }
 .meta { color: #5b6470; font-size: .9rem; }
@@ -34,11 +35,13 @@ table { border-collapse: collapse; margin: .8rem 0; font-size: .92rem; }
 th, td { padding: .35rem .7rem; border-bottom: 1px solid #e4e8ec; text-align: left; }
 thead th { border-bottom: 2px solid #8d96a0; background: #f5f7f9; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.label { min-width: 14rem; }
 td.best { font-weight: 700; background: #e7f6ea; }
 .footnote { color: #5b6470; font-size: .88rem; }
 .status-COMPLETED { color: #1a7f37; } .status-FAILED { color: #c62828; }
 .status-RUNNING, .status-QUEUED { color: #9a6700; }
-figure { margin: 1rem 0; } figure img { max-width: 100%; border: 1px solid #e4e8ec; }
+.plots { display: grid; grid-template-columns: repeat(auto-fill, minmax(600px, 1fr)); gap: 1rem; }
+figure { margin: 0; } figure img { max-width: 100%; border: 1px solid #e4e8ec; }
 details { margin: .6rem 0; } summary { cursor: pointer; font-weight: 600; }
 pre { background: #f6f8fa; padding: .7rem; overflow-x: auto; font-size: .82rem; line-height: 1.35; }
 """
@@ -59,13 +62,13 @@ def failed_runs_html(runs: pd.DataFrame) -> str:
     if failed.empty:
         return "<p>No failed runs.</p>"
     out = []
-    for _, row in failed.head(MAX_FAILED_SHOWN).iterrows():
+    for i, (_, row) in enumerate(failed.head(MAX_FAILED_SHOWN).iterrows()):
         record = record_at(row["path"])
         trace = "".join(record.run.get("fail_trace") or []) or "(no traceback recorded)"
         output = _tail(output_of(record), OUTPUT_LINES)
         last_line = _tail(trace, 1)
         out.append(
-            f'<details class="failed-run"><summary>{e(str(row["global_id"]))} · order_id {e(str(row["order_id"]))}'
+            f'<details class="failed-run"{" open" if i < OPEN_FAILED else ""}><summary>{e(str(row["global_id"]))} · order_id {e(str(row["order_id"]))}'
             f" · {e(str(row['model']))} — {e(last_line)}</summary>"
             f"<p class=\"meta\">{e(str(row['path']))}</p>"
             f"<pre>{e(_tail(trace, TRACE_LINES))}</pre>"
@@ -118,13 +121,15 @@ def build_report(
             parts.append(f'<p class="footnote">{e(table.footnote)}</p>')
     if len(table.frame):
         parts.append("<h2>Metrics</h2>")
+        parts.append('<div class="plots">')
         for metric in table.metrics:
             fig = plot_metric(runs, metric, table=table)
             data = base64.b64encode(figure_png(fig)).decode("ascii")
             parts.append(
                 f'<figure><img alt="{e(metric)}" src="data:image/png;base64,{data}">'
-                f"<figcaption>{e(metric)}</figcaption></figure>"
+                "</figure>"
             )
+        parts.append("</div>")
     parts.append("<h2>Failed runs</h2>")
     parts.append(failed_runs_html(runs))
     parts.append("</body></html>")
