@@ -20,7 +20,10 @@ PYTHON=${PYTHON:-python3}
 
 # @@ service start lines (keep each idempotent; stop them in cleanup) @@
 bash tests/omniboard/install.sh  # Omniboard from npm into ~/.cache/sem-test/omniboard (once)
-cleanup() { :; }
+cleanup() { bash tests/slurm/stop.sh || true; }
 trap cleanup EXIT
+# a real single-node Slurm (munge, MariaDB + slurmdbd, slurmctld, slurmd; apt on first use)
+bash tests/slurm/start.sh
+export SEM_REQUIRE_SLURM=1  # the slurm tests fail instead of skipping if the cluster is not up
 
 "$PYTHON" -m pytest "$@"
