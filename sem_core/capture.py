@@ -496,8 +496,15 @@ def repro_commands(record: Any) -> list[str]:
         for d in data:
             if d.get("state") not in ("match", None):
                 commands.append(f"# WARNING: {d['path']} was {d['state']} in the workspace of the run: the data may differ")
-    # run from the experiment folder, as sem's relative settings (sem.storage) expect
     model = Path(git["model_file"])
+    # sources that were not in git (untracked sibling modules) are missing after the checkout:
+    # the run store holds the exact bytes the run imported
+    store_dir = Path(str(record.location)).parent
+    for name, stored in (run.get("experiment") or {}).get("sources") or []:
+        target = (model.parent / name).as_posix()
+        if (store_dir / stored).exists():
+            commands.append(f"test -e {_quote(target)} || cp {_quote(str((store_dir / stored).resolve()))} {_quote(target)}")
+    # run from the experiment folder, as sem's relative settings (sem.storage) expect
     experiment_rel = model.parent.parent if model.parent.name == "models" else model.parent
     model_in_experiment = model.relative_to(experiment_rel)
     if str(experiment_rel) not in ("", "."):

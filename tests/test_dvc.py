@@ -188,17 +188,23 @@ def test_repro_commands_rerun_a_dirty_run_with_identical_metrics(team):
     a, tmp = team["a"], team["tmp"]
     a_exp = a / "regression"
     model = a_exp / "models" / "m_linear.py"
-    # a local edit that changes the results: the run is dirty and only the stored diff has it
+    # a local edit that changes the results, using a new module git does not know: the run is
+    # dirty, only the stored diff and the stored sources have the code
     source = model.read_text()
-    model.write_text(source.replace("rcond=None)", "rcond=None)\n    w = w * 0.9  # shrinkage"))
+    helper = model.parent / "shrink.py"
+    helper.write_text("FACTOR = 0.9\n")
+    edited = source.replace("import numpy as np\n", "import numpy as np\nimport shrink\n", 1)
+    model.write_text(edited.replace("rcond=None)", "rcond=None)\n    w = w * shrink.FACTOR  # shrinkage"))
     result = run_model(model, "-m", "order_id=3", "++noise=0.25", cwd=a_exp)
     assert result.returncode == 0, result.stderr
     (run,) = load_store(a_exp / "models" / "runs")
     git = run["run"]["meta"]["sem"]["capture"]["git"]
     assert git["dirty"] is True and git["changed"] == ["regression/models/m_linear.py"]
-    assert "+    w = w * 0.9  # shrinkage" in git["diff_excerpt"]
+    assert "+    w = w * shrink.FACTOR  # shrinkage" in git["diff_excerpt"]
+    assert git["untracked"] == ["regression/models/shrink.py"]
     assert (a_exp / "models" / "runs" / git["diff_file"]).is_file()
     model.write_text(source)  # the edit is gone from the work tree
+    helper.unlink()
 
     commands = sem("show", run["dir"].name, "--repro", cwd=a_exp).stdout
     assert f"git checkout --detach {git['commit']}" in commands and "git apply" in commands
