@@ -147,8 +147,10 @@ def test_pivot_moves_a_key_into_columns():
             for fold in range(2):
                 rows.append(summary({"data": data, "lr": lr, "fold": fold}, {"rmse": lr + (data == "yacht") + fold}, n=n))
                 n += 1
+    rows.append(summary({"lr": 0.1, "fold": 0}, {"rmse": 99.0}, n=n))  # no "data" key: not pivoted, reported
     table = results_table(frame_of(rows), metrics=["rmse"], pivot="data")
     assert [r[0] for r in table.row_labels()] == ["lr=0.1", "lr=0.2"]
+    assert table.footnote == "1 run without 'data' not shown (nothing to pivot on)."
     assert table.column_prefixes == [("boston",), ("yacht",)]
     assert table.cell(1, ("yacht",), "rmse")[:1] == (pytest.approx(1.7),)
     tex = render.to_latex(table)

@@ -285,6 +285,13 @@ def results_table(
     pivot_col = _column_for(runs, pivot, "key") if pivot else None
     data = included.copy()
     data.attrs = {}  # pandas deep-copies attrs into every intermediate frame: costly per group
+    if pivot_col:
+        lacking = data[pivot_col].map(_missing).astype(bool)
+        if lacking.any():
+            data = data[~lacking]
+            n = int(lacking.sum())
+            note = f"{n} run{'s' if n != 1 else ''} without {pivot!r} not shown (nothing to pivot on)."
+            footnote = f"{footnote} {note}" if footnote else note
     if group_by is None:
         data["_model"] = data["model"].fillna("")
         data["_config"] = data["config_id"].fillna(data["experiment_id"]).fillna(data["global_id"])
@@ -355,7 +362,9 @@ def results_table(
         if label_keys:
             # A key missing from this row's config (another model's key) is left out of its label.
             text = ", ".join(
-                f"{k}={format_value(rec[k])}" for k in label_keys if k != "model" and not _missing(rec[k])
+                f"{k}={format_value(rec[k])}"
+                for k in label_keys
+                if k != "model" and (group_by is not None or not _missing(rec[k]))
             )
             if "model" in label_keys:
                 text = f"{format_value(rec['model'])}: {text}" if text else format_value(rec["model"])
