@@ -216,3 +216,17 @@ def test_dvc_lock_outputs_are_captured(repo, tmp_path):
     assert entry["path"] == "exp/prepared.txt"
     assert entry["source"] == "exp/dvc.lock" and entry["stage"] == "prepare"
     assert entry["state"] == "match"
+
+
+def test_renames_and_names_with_spaces_in_a_real_repository(repo, tmp_path):
+    (repo / "old name.txt").write_text("a\n")
+    sh("git", "add", ".", cwd=repo)
+    sh("git", "commit", "-qm", "file with a space", cwd=repo)
+    sh("git", "mv", "old name.txt", "new name.txt", cwd=repo)
+    (repo / "dir with space").mkdir()
+    (repo / "dir with space" / "f.txt").write_text("x\n")
+    git = capture.capture_sweep(repo / "exp" / "models" / "m_linear.py", tmp_path / "runs")["git"]
+    assert git["dirty"] is True
+    assert git["changed"] == ["new name.txt"]
+    assert git["untracked"] == ["dir with space/"]
+    assert "rename to new name.txt" in git["diff_excerpt"]
