@@ -51,6 +51,18 @@ def build_observers(sem_cfg: DictConfig, store: Path, experiment_dir: Optional[P
     return observers
 
 
+def job_row_of(config: DictConfig) -> dict:
+    """The job's row (user keys + ids) as plain data: the config without ``hydra`` and ``sem``.
+    (Converting only these keys: resolving the whole ``hydra`` node costs more than a short job.)"""
+    row = {}
+    for key in config:
+        if key in ("hydra", "sem"):
+            continue
+        value = config[key]
+        row[key] = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+    return row
+
+
 class SemCallback(Callback):
     def on_job_start(self, config: DictConfig, *, task_function: Any = None, **kwargs: Any) -> None:
         global _start_error
@@ -72,10 +84,8 @@ class SemCallback(Callback):
         from sem_core.sources import model_sources
 
         experiment = task.experiment
-        row = OmegaConf.to_container(config, resolve=True)
-        row.pop("hydra", None)
+        row = job_row_of(config)
         sem_cfg = config.sem
-        row.pop("sem", None)
         store = experiment.store_dir(sem_cfg.storage)
         hydra_cfg = HydraConfig.get()
         ex_info = {

@@ -196,15 +196,12 @@ class SemTask:
         self.__code__ = experiment._main_fn.__code__  # type: ignore[union-attr]
 
     def __call__(self, cfg) -> Any:
-        from omegaconf import OmegaConf
-
         from sem_core import callback
         from sem_core.run import current_run
 
         callback.raise_start_error()
         run = current_run()
-        row = OmegaConf.to_container(cfg, resolve=True)
-        row.pop("sem", None)
+        row = callback.job_row_of(cfg)
         # config["seed"] derived from experiment_id unless the row sets one (issue 6); not in
         # config.json, so experiment_id stays the hash of config.json's user keys
         from sem_core.capture import seed_everything, with_seed
