@@ -190,3 +190,15 @@ def test_skip_completed_sees_runs_of_another_user_in_mongodb(tmp_path, mongo_url
     assert result.returncode == 0, result.stderr
     assert "skipped 2 row(s)" in result.stdout and result.stdout.count("(mongo)") == 2
     assert _statuses(model_b.parent / "runs") == [(2, "COMPLETED")]
+
+
+def test_skip_completed_from_experiment_config_yaml(tmp_path):
+    from tests.conftest import run_model
+
+    model = _clone_model(tmp_path, fixed=True)
+    (model.parent.parent / "experiment_config.yaml").write_text("sem:\n  skip_completed: true\n")
+    assert run_model(model, "-m", "fold=0").returncode == 0
+    result = run_model(model, "-m")
+    assert result.returncode == 0, result.stderr
+    assert "skipped 1 row(s)" in result.stdout
+    assert _statuses(model.parent / "runs") == [(0, "COMPLETED"), (1, "COMPLETED"), (2, "COMPLETED")]
