@@ -46,10 +46,15 @@ class Experiment:
         return settings.experiment_dir_of(self.path)
 
     def store_dir(self, storage: Optional[str] = None) -> Path:
-        """The run store: ``storage`` (relative paths: from the current directory), else
-        ``<models folder>/runs``."""
+        """The run store: ``storage``, else ``<models folder>/runs``.
+
+        A relative ``storage`` is taken from the directory the command was started in, also
+        inside a job that Hydra moved into its output folder (``hydra.job.chdir=true``)."""
         if storage:
-            return Path(storage).expanduser().resolve()
+            path = Path(storage).expanduser()
+            if not path.is_absolute():
+                path = _launch_dir() / path
+            return path.resolve()
         return self.models_dir / "runs"
 
     # -- decorators ------------------------------------------------------------------
@@ -176,6 +181,15 @@ def load_model_file(path: str | os.PathLike) -> Experiment:
     if len(found) != 1:
         raise ConfigError(f"{path}: expected one `ex = Experiment(__file__)`, found {len(found)}")
     return found[0]
+
+
+def _launch_dir() -> Path:
+    """Where the user started the command (Hydra's ``runtime.cwd`` inside a job)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        return Path(HydraConfig.get().runtime.cwd)
+    return Path.cwd()
 
 
 class SemTask:

@@ -406,3 +406,11 @@ def test_sem_plan_lists_jobs_without_running(write_model):
     assert not (model.parent / "runs").exists()
     bad = subprocess.run([sys.executable, "-m", "sem_core.cli", "plan", str(model), "fold=9"], capture_output=True, text=True)
     assert bad.returncode == 2 and "matched none of the 4 rows" in bad.stderr
+
+
+def test_relative_storage_survives_hydra_chdir(write_model, tmp_path):
+    model = write_model(SIMPLE)
+    proc = run_model(model, "+order_id=0", "sem.storage=rel_store", "hydra.job.chdir=true", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    (run,) = load_store(tmp_path / "rel_store")
+    assert run["run"]["status"] == "COMPLETED"
