@@ -50,7 +50,7 @@ def _warn_once(message: str) -> None:
 
 
 def sync_run_dirs(
-    settings: MongoSettings, run_dirs: list[Path], when: str, mark: bool = True
+    settings: MongoSettings, run_dirs: list[Path], when: str, mark: bool = True, known: Optional[dict] = None
 ) -> Optional[upload.SyncSummary]:
     """Sync run folders; never raises for database trouble: marks the runs unsynced (unless
     ``mark`` is False: the sweep-end sync cannot tell which runs reached the database before)
@@ -62,7 +62,7 @@ def sync_run_dirs(
             upload.mark_unsynced(d, f"not uploaded at {when}: {settings.display} was unreachable earlier")
         return None
     try:
-        summary = upload.sync_runs(_database(settings), run_dirs, secrets=(settings.password,))
+        summary = upload.sync_runs(_database(settings), run_dirs, secrets=(settings.password,), known=known)
     except (pymongo.errors.PyMongoError, upload.SyncError, OSError) as exc:
         _state.down = True
         reason = connection.describe_error(exc, settings)
@@ -90,15 +90,19 @@ class MongoLiveObserver(RunObserver):
         self.settings = settings
         self.store = Path(store)
         self.run_dir: Optional[Path] = None
+        self.mongo_id: Optional[int] = None  # the run's _id once its start was synced
 
     def started_event(self, ex_info, command, host_info, start_time, config, meta_info, _id):
         self.run_dir = self.store / str(_id)
-        sync_run_dirs(self.settings, [self.run_dir], "job start")
+        # a global_id is minted per job: normally not in the database yet (skip the lookup)
+        summary = sync_run_dirs(self.settings, [self.run_dir], "job start", known={})
+        self.mongo_id = summary.run_ids.get(str(self.run_dir)) if summary else None
 
     def join(self):
         # after every observer's last event: run.json, metrics.json and artifacts are final
         if self.run_dir is not None:
-            sync_run_dirs(self.settings, [self.run_dir], "job end")
+            known = {self.run_dir.name: (self.mongo_id, None)} if self.mongo_id is not None else None
+            sync_run_dirs(self.settings, [self.run_dir], "job end", known=known)
 
 
 def live_observer(sem_cfg: Any, store: Path, experiment_dir: Optional[Path]) -> Optional[MongoLiveObserver]:

@@ -7,15 +7,17 @@ sync at the end of a sweep:
    ``config.global_id`` gives the fingerprints in the database: unchanged runs cost no file
    read and no further round trip (a no-op re-sync of 1,000 runs is one query);
 2. runs to upload go in batches: GridFS blobs (sources, artifacts, offloaded metrics and
-   stdout) that the database lacks by md5, then the metric documents, then the run documents
-   last, so a reader never sees a run whose metrics or artifacts are missing;
+   stdout) that the database lacks by md5 first; then new runs claim their ``_id`` and
+   ``global_id`` with their run documents (fingerprint unset), then their metric documents,
+   then the fingerprint: a sync cut short leaves the run "changed", so the next one repairs it;
 3. new runs get integer ``_id`` s after the largest one (sacred's rule); a collision with a
    concurrent writer is retried, and a concurrent upload of the same run (unique index on
-   ``config.global_id``) turns into an update: no duplicates, whatever the concurrency.
+   ``config.global_id``) turns into an update: no duplicate runs, whatever the concurrency;
+4. updates replace metric documents in place (unique index on ``run_id`` + ``name``, sacred's
+   own invariant), then ``$set`` the fields sem writes, so what other tools added to a run
+   document (Omniboard's tags and notes) survives.
 
-Updates ``$set`` the fields sem writes, so what other tools added to a run document (Omniboard's
-tags and notes) survives. Nothing in the database is deleted except the metric documents a run's
-update has just replaced.
+Nothing in the database is deleted except the metric documents of names a run no longer has.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class SyncSummary:
     updated: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (run folder, reason)
+    run_ids: dict[str, Any] = field(default_factory=dict)  # run folder -> _id (uploaded or updated)
 
     def counts(self) -> dict[str, int]:
         return {
@@ -64,6 +67,7 @@ class SyncSummary:
         self.updated += other.updated
         self.unchanged += other.unchanged
         self.failed += other.failed
+        self.run_ids.update(other.run_ids)
 
 
 @dataclass
@@ -166,7 +170,19 @@ def ensure_indexes(db) -> None:
             ) from None
         if exc.code not in (85, 86):  # an equivalent index under another name/options exists
             raise
-    db.metrics.create_index([("run_id", pymongo.ASCENDING), ("name", pymongo.ASCENDING)])
+    try:
+        # one metric document per run and name, as sacred's upserts keep it: concurrent syncs
+        # replace documents in place and can never duplicate them
+        db.metrics.create_index([("run_id", pymongo.ASCENDING), ("name", pymongo.ASCENDING)],
+                                unique=True, name="sem_run_metric_unique")
+    except pymongo.errors.OperationFailure as exc:
+        if exc.code in (11000, 11001):
+            raise SyncError(
+                f"database {db.name!r}: collection 'metrics' holds several documents for the same run and "
+                "metric name; remove the duplicates, then sync again"
+            ) from None
+        if exc.code not in (85, 86):
+            raise
     db["fs.files"].create_index("md5")
     db["fs.files"].create_index([("filename", pymongo.ASCENDING), ("uploadDate", pymongo.ASCENDING)])
     db["fs.chunks"].create_index([("files_id", pymongo.ASCENDING), ("n", pymongo.ASCENDING)], unique=True)
@@ -413,12 +429,16 @@ def _fill_ids(p: _Prepared, ids_by_md5: dict) -> None:
 
 
 # -- the sync ----------------------------------------------------------------------------
+_blob_ids: dict = {}
+
+
 class Uploader:
     def __init__(self, db, secrets: tuple = (), origin: Optional[str] = None):
         self.db = db
         self.secrets = tuple(s for s in secrets if s)
         self.origin = origin or socket.gethostname()
-        self._ids_by_md5: dict[str, Any] = {}
+        # GridFS ids by md5, shared by the syncs of this process (a sweep's jobs share sources)
+        self._ids_by_md5: dict[str, Any] = _blob_ids.setdefault((id(db.client), db.name), {})
 
     def upload(self, todo: list[tuple[LocalRun, Optional[int]]], summary: SyncSummary,
                progress: Optional[Callable[[int], None]] = None) -> None:
@@ -473,15 +493,13 @@ class Uploader:
                 progress(len(batch))
             return
 
-        metric_docs = [m for p in ready for m in p.metric_docs]
-        if metric_docs:
-            self.db.metrics.insert_many(metric_docs, ordered=False)
-
         new = [p for p in ready if p.existing_id is None]
-        self._insert_new(new, summary)
-        self._update_existing([p for p in ready if p.existing_id is not None], summary)
+        updates = [p for p in ready if p.existing_id is not None]
+        updates += self._insert_new(new, summary)
+        self._update_existing(updates, summary)
         for p in ready:
-            _clear_unsynced(p.local.run_dir)
+            if str(p.local.run_dir) in summary.run_ids:
+                _clear_unsynced(p.local.run_dir)
         if progress:
             progress(len(batch))
 
@@ -498,78 +516,129 @@ class Uploader:
                 self._ids_by_md5[b.md5] = file_id
         writer.flush()
 
-    def _insert_new(self, new: list[_Prepared], summary: SyncSummary) -> None:
+    def _insert_new(self, new: list[_Prepared], summary: SyncSummary) -> list[_Prepared]:
+        """Claim ``_id`` and ``global_id`` with the run documents (fingerprint unset, so a crash
+        before the end leaves the run "changed" for the next sync), then the metrics, then the
+        fingerprint. Returns the runs found already uploaded by a concurrent sync (to update)."""
         import pymongo.errors
+        from pymongo import UpdateOne
 
-        pending = new
+        pending, inserted, taken = new, [], []
         for _ in range(ID_RETRIES):
             if not pending:
-                return
-            docs = [dict(p.doc, _id=p.run_id) for p in pending]
+                break
+            docs = [dict(p.doc, _id=p.run_id, sem=dict(p.doc["sem"], fingerprint=None)) for p in pending]
             try:
                 self.db.runs.insert_many(docs, ordered=False)
-                summary.uploaded += [str(p.local.run_dir) for p in pending]
-                return
+                errors = {}
             except pymongo.errors.BulkWriteError as exc:
                 errors = {e["index"]: e for e in exc.details.get("writeErrors", [])}
-            retry, taken = [], []
+            retry = []
             for i, p in enumerate(pending):
                 err = errors.get(i)
                 if err is None:
-                    summary.uploaded.append(str(p.local.run_dir))
+                    inserted.append(p)
                 elif err.get("code") == 11000 and "config.global_id" in (err.get("keyPattern") or {}):
                     taken.append(p)  # uploaded concurrently by another sync: update that document
                 elif err.get("code") == 11000:
                     retry.append(p)  # another writer took this _id
                 else:
                     summary.failed.append((str(p.local.run_dir), f"database refused the run: {err.get('errmsg')}"))
-            if taken:
-                found = remote_state(self.db, [p.local.global_id for p in taken])
-                for p in taken:
-                    old_id = p.run_id
-                    p.existing_id = found[p.local.global_id][0]
-                    self._move_metrics(old_id, p)
-                self._update_existing(taken, summary)
             if retry:
                 next_id = _max_int_id(self.db) + 1
                 for p in retry:
-                    old_id = p.run_id
+                    # artifact filenames keep the id first tried: GridFS names are informational
                     _assign_id(p, next_id)
                     next_id += 1
-                    # artifact filenames keep the id first tried: GridFS names are informational
-                    self.db.metrics.update_many({"run_id": old_id, "_id": {"$in": [m["_id"] for m in p.metric_docs]}},
-                                                {"$set": {"run_id": p.run_id}})
             pending = retry
         for p in pending:
             summary.failed.append((str(p.local.run_dir), f"no free run _id after {ID_RETRIES} attempts"))
 
-    def _move_metrics(self, old_id: int, p: _Prepared) -> None:
-        ids = [m["_id"] for m in p.metric_docs]
-        _assign_id(p, p.existing_id)
-        if ids:
-            self.db.metrics.update_many({"run_id": old_id, "_id": {"$in": ids}}, {"$set": {"run_id": p.run_id}})
+        metric_docs = [m for p in inserted for m in p.metric_docs]
+        clashed: set = set()
+        if metric_docs:
+            try:
+                self.db.metrics.insert_many(metric_docs, ordered=False)
+            except pymongo.errors.BulkWriteError as exc:
+                # metrics left under this _id by an earlier, interrupted writer: replace them instead
+                for e in exc.details.get("writeErrors", []):
+                    if e.get("code") != 11000:
+                        raise
+                    clashed.add(metric_docs[e["index"]]["run_id"])
+        done = [p for p in inserted if p.run_id not in clashed]
+        if done:
+            self.db.runs.bulk_write(
+                [UpdateOne({"_id": p.run_id}, {"$set": {"sem.fingerprint": p.local.fingerprint}}) for p in done],
+                ordered=False,
+            )
+        summary.uploaded += [str(p.local.run_dir) for p in done]
+        summary.run_ids.update({str(p.local.run_dir): p.run_id for p in done})
+
+        again = [p for p in inserted if p.run_id in clashed]
+        for p in again:
+            p.existing_id = p.run_id
+        if taken:
+            found = remote_state(self.db, [p.local.global_id for p in taken])
+            for p in taken:
+                p.existing_id = found[p.local.global_id][0]
+                _assign_id(p, p.existing_id)
+        return again + taken
 
     def _update_existing(self, existing: list[_Prepared], summary: SyncSummary) -> None:
-        from pymongo import DeleteMany, UpdateOne
+        """Replace each run's metric documents in place (unique per run and name: a concurrent
+        sync of the same run can never leave duplicates or delete the other's), then the run."""
+        import pymongo.errors
+        from pymongo import DeleteMany, ReplaceOne, UpdateOne
 
         if not existing:
             return
+        ids = [p.existing_id for p in existing]
+        previous: dict = {}
+        for m in self.db.metrics.find({"run_id": {"$in": ids}}, {"_id": 1, "run_id": 1, "name": 1}):
+            previous[(m["run_id"], m["name"])] = m["_id"]
+        ops, stale = [], []
+        for p in existing:
+            names = []
+            for m in p.metric_docs:
+                m["run_id"] = p.existing_id
+                m["_id"] = previous.get((p.existing_id, m["name"]), m["_id"])
+                names.append(m["name"])
+                ops.append(ReplaceOne({"run_id": p.existing_id, "name": m["name"]}, m, upsert=True))
+            p.doc["info"]["metrics"] = [{"id": str(m["_id"]), "name": m["name"]} for m in p.metric_docs]
+            if any(run_id == p.existing_id and name not in names for run_id, name in previous):
+                stale.append(DeleteMany({"run_id": p.existing_id, "name": {"$nin": names}}))
+        if ops or stale:
+            try:
+                self.db.metrics.bulk_write(ops + stale, ordered=True)
+            except pymongo.errors.BulkWriteError as exc:
+                # a concurrent sync created one of these metric documents first (its _id differs):
+                # take its _ids and replace again
+                if any(e.get("code") not in (66, 11000) for e in exc.details.get("writeErrors", [])):
+                    raise
+                current = {(m["run_id"], m["name"]): m["_id"]
+                           for m in self.db.metrics.find({"run_id": {"$in": ids}}, {"_id": 1, "run_id": 1, "name": 1})}
+                for p in existing:  # the ReplaceOne operations hold these same dicts
+                    for m in p.metric_docs:
+                        m["_id"] = current.get((m["run_id"], m["name"]), m["_id"])
+                    p.doc["info"]["metrics"] = [{"id": str(m["_id"]), "name": m["name"]} for m in p.metric_docs]
+                self.db.metrics.bulk_write(ops + stale, ordered=True)
         self.db.runs.bulk_write(
             [UpdateOne({"_id": p.existing_id}, {"$set": p.doc}) for p in existing], ordered=False
         )
-        # the metric documents this update replaced (after the run points at the new ones)
-        self.db.metrics.bulk_write(
-            [DeleteMany({"run_id": p.existing_id, "_id": {"$nin": [m["_id"] for m in p.metric_docs]}})
-             for p in existing],
-            ordered=False,
-        )
         summary.updated += [str(p.local.run_dir) for p in existing]
+        summary.run_ids.update({str(p.local.run_dir): p.existing_id for p in existing})
 
 
-def plan_sync(db, run_dirs: Sequence[Path]) -> tuple[list[tuple[LocalRun, Optional[int]]], SyncSummary]:
-    """What a sync would do: ``[(run, existing _id or None)]`` to upload, and the unchanged runs."""
+def plan_sync(
+    db, run_dirs: Sequence[Path], known: Optional[dict] = None
+) -> tuple[list[tuple[LocalRun, Optional[int]]], SyncSummary]:
+    """What a sync would do: ``[(run, existing _id or None)]`` to upload, and the unchanged runs.
+
+    ``known``: ``{global_id: (_id, fingerprint)}`` of the database state when the caller knows it
+    (the live observer: nothing at job start, the _id it got at job end), saving the query. A
+    wrong guess is still safe: the unique index turns a duplicate insert into an update."""
     local = scan(run_dirs)
-    remote = remote_state(db, [r.global_id for r in local])
+    remote = known if known is not None else remote_state(db, [r.global_id for r in local])
     todo, summary = [], SyncSummary()
     for r in local:
         found = remote.get(r.global_id)
@@ -588,10 +657,12 @@ def sync_runs(
     secrets: tuple = (),
     progress: Optional[Callable[[int], None]] = None,
     dry_run: bool = False,
+    known: Optional[dict] = None,
 ) -> SyncSummary:
-    """Upload the runs missing from the database or changed since their last sync."""
+    """Upload the runs missing from the database or changed since their last sync.
+    ``SyncSummary.run_ids`` maps each uploaded or updated folder to its run ``_id``."""
     ensure_indexes(db)
-    todo, summary = plan_sync(db, run_dirs)
+    todo, summary = plan_sync(db, run_dirs, known)
     if progress and summary.unchanged:
         progress(len(summary.unchanged))
     if dry_run:
