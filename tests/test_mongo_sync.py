@@ -243,3 +243,31 @@ def test_sem_sync_without_database_says_how_to_configure_one(store, isolated_hom
     make_runs(store, 1)
     res = sem("sync", env={"HOME": str(isolated_home)}, cwd=store.parent.parent)
     assert res.returncode == 2 and "no MongoDB configured" in res.stderr and "SEM_MONGO_URL" in res.stderr
+
+
+def test_synced_global_ids_are_the_runs_whose_current_state_is_in_the_database(mongo_url, mongo_db, store,
+                                                                                monkeypatch, isolated_home):
+    dirs = make_runs(store, 4)
+    upload.sync_runs(mongo_db, dirs[:3])
+    (dirs[0] / "info.json").write_text('{"changed": true}')  # changed since its sync
+    monkeypatch.setenv("SEM_MONGO_URL", mongo_url)
+
+    assert reader.synced_global_ids(store) == {gid(1), gid(2)}  # what sem clean may count as copied
+
+
+def test_a_record_location_reads_the_run_again_without_showing_the_password(mongo_server, store):
+    import uuid
+    from urllib.parse import quote_plus
+
+    import pymongo
+
+    name = "loc_" + uuid.uuid4().hex[:8]
+    pymongo.MongoClient(mongo_server.url(name))[name].command(
+        "createUser", "reader", pwd="pw/secret", roles=[{"role": "readWrite", "db": name}])
+    url = f"mongodb://reader:{quote_plus('pw/secret')}@{mongo_server.address}/{name}?authSource={name}"
+    upload.sync_runs(pymongo.MongoClient(url)[name], make_runs(store, 2))
+
+    [first, second] = list(reader.iter_runs(url))
+    assert "secret" not in first.location and first.location.startswith(f"mongodb://reader:***@{mongo_server.address}/")
+    again = reader.read_run(second.location)
+    assert again.global_id == second.global_id and again.config == second.config
