@@ -12,7 +12,6 @@ fixtures are marked ``mongo``.
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import socket

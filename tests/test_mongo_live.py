@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import subprocess
 import sys
 import textwrap
@@ -17,7 +16,7 @@ import pymongo
 import pytest
 
 from sem_core import records
-from tests.conftest import REPO, run_model
+from tests.conftest import run_model
 
 pytestmark = pytest.mark.mongo
 

@@ -3,7 +3,6 @@ idempotence, GridFS bytes, the 16 MB limit, reading back, concurrency."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
