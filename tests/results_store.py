@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 from sem_core import ids
 from sem_core.observers.file import FileStorageObserver

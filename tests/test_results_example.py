@@ -7,7 +7,6 @@ from the run folders' JSON files.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
@@ -17,6 +16,7 @@ import subprocess
 import sys
 from collections import defaultdict
 from pathlib import Path
+from typing import Iterator
 
 import pandas as pd
 import pytest
@@ -50,10 +50,15 @@ def main(config):
 
 
 @pytest.fixture(scope="module")
-def swept(tmp_path_factory) -> Path:
-    """The experiment folder after the three sweeps."""
+def swept(tmp_path_factory) -> Iterator[Path]:
+    """The experiment folder after the three sweeps (results caches kept in the test's folder)."""
     root = tmp_path_factory.mktemp("results-example")
-    os.environ["SEM_CACHE_DIR"] = str(root / "cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SEM_CACHE_DIR", str(root / "cache"))
+        yield _sweep(root)
+
+
+def _sweep(root: Path) -> Path:
     exp = root / "regression"
     shutil.copytree(EXAMPLE, exp, ignore=shutil.ignore_patterns("runs", "multirun", "results", "__pycache__"))
     models = exp / "models"
