@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import pickle
 from pathlib import Path
 
@@ -133,3 +134,60 @@ def test_get_runs_matches_nested_config_and_loads_pickled_artifacts(tmp_path):
     assert get_runs(store, match={"opt.lr": 0.1})[0].loaded == {}
     with pytest.raises(SemError, match=r"has no artifact \['model.pkl'\]; its artifacts: \['pred.pkl'\]"):
         get_runs(store, match={"fold": 0}, load_artifacts=["model.pkl"])
+
+
+def test_unchanged_finished_runs_are_not_read_again(tmp_path, monkeypatch):
+    from sem_core.results import load as load_module
+
+    store = tmp_path / "runs"
+    for fold in range(4):
+        write_run(store, {"fold": fold}, fold, {"loss": [float(fold)]}, start=T0 + dt.timedelta(minutes=fold))
+    live = write_run(store, {"fold": 9}, 9, {"loss": [1.0]}, status="RUNNING", start=T0 + dt.timedelta(hours=1))
+    reads = []
+    real = load_module.summarise_folder
+    monkeypatch.setattr(load_module, "summarise_folder", lambda d: reads.append(os.path.basename(d)) or real(d))
+    load_runs(store)
+    assert len(reads) == 5
+    reads.clear()
+    load_runs(store)
+    assert reads == [live.name]  # only the live run
+    finished = sorted(p for p in store.iterdir() if p.name != live.name and not p.name.startswith("_"))[1]
+    entry = records.read_json(finished / "run.json")
+    records.atomic_write_json(finished / "run.json", dict(entry, status="KILLED"))
+    reads.clear()
+    assert "KILLED" in set(load_runs(store)["status"])
+    assert sorted(reads) == sorted([live.name, finished.name])
+
+
+def test_a_store_written_by_sacreds_own_file_observer_loads(tmp_path):
+    """sacred's FileStorageObserver (numbered folders, no sem ids, naive times, in-place writes)."""
+    from sacred import Experiment
+    from sacred.observers import FileStorageObserver
+
+    store = tmp_path / "sacred_runs"
+    ex = Experiment("plain_sacred", save_git_info=False)
+    ex.observers.append(FileStorageObserver(str(store)))
+
+    @ex.config
+    def cfg():
+        lr = 0.1
+        fold = 0
+
+    @ex.main
+    def main(lr, fold, _run):
+        _run.log_scalar("rmse", lr + fold / 10)
+        return lr
+
+    for lr in (0.1, 0.2):
+        for fold in range(2):
+            ex.run(config_updates={"lr": lr, "fold": fold})
+    runs = load_runs(store)
+    assert list(runs["global_id"]) == ["1", "2", "3", "4"]
+    assert set(runs["status"]) == {"COMPLETED"}
+    assert runs["start_time"].notna().all() and (runs["duration"] >= 0).all()
+    assert list(runs["rmse"]) == pytest.approx([0.1, 0.2, 0.2, 0.3])
+    from sem_core.results import results_table
+
+    table = results_table(runs, metrics=["rmse"], group_by=["lr"])
+    assert [r[0] for r in table.row_labels()] == ["lr=0.1", "lr=0.2"]
+    assert table.cell(1, (), "rmse")[:1] == (pytest.approx(0.25),)
