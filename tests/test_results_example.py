@@ -191,6 +191,8 @@ def test_bad_metric_and_key_list_the_available_ones(swept, capsys):
     assert code == 2 and "unknown metric 'test_rsme'; available metrics: test_mae, test_mse, test_r2, test_rmse" in err
     code, _, err = sem("results", str(swept), "--group-by", "nosie", capsys=capsys)
     assert code == 2 and "unknown key 'nosie'; available keys:" in err and "noise" in err
+    code, _, err = sem("ls", str(swept), "--where", "noise=0.3", capsys=capsys)
+    assert code == 2 and "no run has noise=0.3; noise takes: 0.1, 0.5, None" in err
 
 
 def test_no_runs_says_where_it_looked(tmp_path, capsys):

@@ -6,7 +6,7 @@ import argparse
 import math
 import sys
 
-from sem_core.results.cli_args import add_path, add_where, parse_where, source_of
+from sem_core.results.cli_args import add_path, add_where, filtered_runs
 
 DEFAULT_METRICS_SHOWN = 3
 
@@ -45,18 +45,15 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from sem_core.results.load import available, load_runs, run_columns
-    from sem_core.results.table import UnknownName, filter_runs
+    from sem_core.results.load import available, run_columns
+    from sem_core.results.table import UnknownName
 
-    runs = load_runs(source_of(args.path))
+    runs = filtered_runs(args)
     cols = run_columns(runs)
     for m in args.metric:
         if m not in cols.metrics:
             raise UnknownName(f"unknown metric {m!r}; available metrics: {available(cols.metrics)}")
     shown = args.metric or list(cols.metrics)[:DEFAULT_METRICS_SHOWN]
-    where = parse_where(args.where)
-    if where:
-        runs = filter_runs(runs, where)
     if args.status:
         runs = runs[runs["status"].isin([s.upper() for s in args.status])]
     runs = runs.sort_values(["start_time", "global_id"], kind="stable", na_position="first")

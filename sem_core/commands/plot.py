@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sem_core.results.cli_args import add_path, add_where, parse_where, source_of
+from sem_core.results.cli_args import add_path, add_where, filtered_runs
 
 
 def register(subparsers) -> None:
@@ -23,15 +23,13 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from sem_core.results.load import load_runs
     from sem_core.results.plot import plot_metric
 
-    runs = load_runs(source_of(args.path))
+    runs = filtered_runs(args)
     fig = plot_metric(
         runs,
         args.metric,
         group_by=args.group_by or None,
-        where=parse_where(args.where),
         statuses=None if args.all_status else ("COMPLETED",),
     )
     out = Path(args.output or f"{args.metric.replace('/', '_')}.png")

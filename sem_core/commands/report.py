@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sem_core.results.cli_args import add_path, add_table_options, add_where, source_of, table_options
+from sem_core.results.cli_args import add_path, add_table_options, add_where, filtered_runs, table_options
 
 
 def register(subparsers) -> None:
@@ -22,10 +22,9 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from sem_core.results.load import load_runs
     from sem_core.results.report import build_report, write_report
 
-    runs = load_runs(source_of(args.path))
+    runs = filtered_runs(args)
     sources = runs.attrs.get("sem", {}).get("sources", [])
     title = args.title or "sem results: " + ", ".join(_experiment_name(s) for s in sources)
     text = build_report(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sem_core.results.cli_args import add_path, add_table_options, add_where, source_of, table_options
+from sem_core.results.cli_args import add_path, add_table_options, add_where, filtered_runs, table_options
 
 
 def register(subparsers) -> None:
@@ -30,10 +30,9 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from sem_core import records
     from sem_core.results import render
-    from sem_core.results.load import load_runs
     from sem_core.results.table import results_table
 
-    runs = load_runs(source_of(args.path))
+    runs = filtered_runs(args)
     table = results_table(
         runs,
         metrics=args.metric or None,

@@ -52,9 +52,18 @@ def source_of(paths: Sequence[str]) -> Optional[list[str]]:
     return list(paths) if paths else None
 
 
+def filtered_runs(args: argparse.Namespace):
+    """The runs of ``args.path`` that pass every ``--where`` (a value no run has is an error)."""
+    from sem_core.results.load import load_runs
+    from sem_core.results.table import filter_runs
+
+    runs = load_runs(source_of(args.path))
+    where = parse_where(args.where)
+    return filter_runs(runs, where, strict=True) if where else runs
+
+
 def table_options(args: argparse.Namespace) -> dict:
     return {
-        "where": parse_where(args.where),
         "statuses": None if args.all_status else ("COMPLETED",),
         "maximize": args.maximize,
         "minimize": args.minimize,

@@ -28,7 +28,8 @@ from sem_core.results.load import RUN_COLUMNS, available, run_columns
 
 DEFAULT_STATUSES = ("COMPLETED",)
 AGGREGATES = ("mean", "std", "count")
-GROUP = "group"  # name of the index level holding the readable group label
+GROUP = "group"
+MAX_VALUES_LISTED = 20  # name of the index level holding the readable group label
 # Metric names treated as higher-is-better unless told otherwise (shown as ↑ in every rendering).
 _MAXIMISED = re.compile(
     r"(^|[_.\-/])(r2|acc|accuracy|auc|auroc|f1|precision|recall|ll|loglik|log_likelihood|likelihood|elpd|"
@@ -79,14 +80,21 @@ def _value_matches(value: Any, wanted: Any) -> bool:
     return value == wanted
 
 
-def filter_runs(runs: pd.DataFrame, where: Mapping[str, Any]) -> pd.DataFrame:
+def filter_runs(runs: pd.DataFrame, where: Mapping[str, Any], strict: bool = False) -> pd.DataFrame:
     """Runs whose column ``key`` equals ``value`` for every item of ``where``. String values also
     match numbers and booleans they spell (command-line ``--where fold=0``). Unknown keys raise
-    ``UnknownName`` listing the available keys."""
+    ``UnknownName`` listing the available keys; with ``strict``, so does a value no run has
+    (listing the values the key takes)."""
     mask = pd.Series(True, index=runs.index)
     for key, wanted in where.items():
         column = _column_for(runs, key, "key")
-        mask &= runs[column].map(lambda v, w=wanted: _value_matches(v, w)).astype(bool)
+        hits = runs[column].map(lambda v, w=wanted: _value_matches(v, w)).astype(bool)
+        if strict and not (mask & hits).any():
+            values = sorted({format_value(v) for v in runs.loc[mask, column]}, key=_sort_key)
+            shown = ", ".join(values[:MAX_VALUES_LISTED]) + (" ..." if len(values) > MAX_VALUES_LISTED else "")
+            raise UnknownName(f"no run has {key}={wanted}" + (" (with the other --where filters)" if len(where) > 1 else "")
+                              + f"; {key} takes: {shown or '(no values)'}")
+        mask &= hits
     return runs[mask]
 
 
