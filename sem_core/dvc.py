@@ -80,10 +80,29 @@ def require_dvc_repo(root: Path) -> None:
         raise DvcError(f"{root} has no DVC set-up: run `sem dvc init --remote URL` first")
 
 
+def repo_config(root: Path) -> dict:
+    """The repository's DVC settings: ``.dvc/config`` overlaid with ``.dvc/config.local`` (read
+    directly: each ``dvc config`` call costs a ~0.6 s interpreter start-up)."""
+    import configobj
+
+    merged: dict = {}
+    for name in ("config", "config.local"):
+        path = root / ".dvc" / name
+        if path.exists():
+            for section, values in configobj.ConfigObj(str(path)).items():
+                if isinstance(values, dict):
+                    merged.setdefault(section, {}).update(values)
+    return merged
+
+
 def default_remote_name(root: Path) -> Optional[str]:
-    """The default remote's name, None when there is none (``dvc remote default`` then exits 1)."""
+    """The default remote's name, None when there is none."""
+    name = repo_config(root).get("core", {}).get("remote")
+    if name:
+        return name
+    # set in the user's or the system's DVC config, which only dvc itself knows where to find
     result = subprocess.run([sys.executable, "-m", "dvc", "remote", "default"], cwd=root, capture_output=True, text=True)
-    return result.stdout.strip() or None if result.returncode == 0 else None
+    return (result.stdout.strip() or None) if result.returncode == 0 else None
 
 
 def default_remote(root: Path) -> str:
@@ -95,14 +114,29 @@ def default_remote(root: Path) -> str:
     return name
 
 
-def require_no_conflicts(root: Path) -> None:
-    unmerged = sorted({line.split("\t", 1)[1] for line in git(root, "ls-files", "-u").splitlines() if "\t" in line})
+def unmerged_paths(root: Path) -> list[str]:
+    return sorted({line.split("\t", 1)[1] for line in git(root, "ls-files", "-u").splitlines() if "\t" in line})
+
+
+def require_no_conflicts(root: Path, resolvable: Sequence[str] = ()) -> None:
+    """Refuse to work on a repository with unresolved conflicts, except in ``resolvable`` paths
+    (the .dvc files of run stores, which ``sem dvc pull`` merges)."""
+    unmerged = [p for p in unmerged_paths(root) if p not in set(resolvable)]
     if unmerged:
-        raise DvcError(
-            f"{root} has unresolved merge conflicts in {', '.join(unmerged[:10])}: resolve them "
-            "(for .dvc files of run stores, keep either side and run `sem dvc pull` then `sem dvc push`) "
-            "and commit first"
+        hint = (
+            "; a conflict in the .dvc file of a run store is resolved by `sem dvc pull`"
+            if any(p.endswith(".dvc") for p in unmerged)
+            else ""
         )
+        raise DvcError(
+            f"{root} has unresolved merge conflicts in {', '.join(unmerged[:10])}: resolve them and commit first{hint}"
+        )
+
+
+def require_no_merge_in_progress(root: Path) -> None:
+    probe = subprocess.run(["git", "rev-parse", "-q", "--verify", "MERGE_HEAD"], cwd=root, capture_output=True, text=True)
+    if probe.returncode == 0:
+        raise DvcError(f"{root}: a git merge is in progress: finish it with `git commit` first, then run this again")
 
 
 # ------------------------------------------------------------------------------ init
@@ -198,12 +232,13 @@ def push(targets: Targets) -> list[str]:
     require_dvc_repo(root)
     remote = default_remote(root)
     require_no_conflicts(root)
+    require_no_merge_in_progress(root)  # git refuses partial commits during a merge
     present = [p for p in targets.paths if p.exists()]
     if not present:
         raise DvcError(f"nothing to push: {', '.join(map(str, targets.paths))} do not exist yet (run some experiments)")
     rel = [str(p.relative_to(root)) for p in present]
     live = _live_runs(present[0])
-    dvc(root, "add", "-q", *rel)
+    dvc(root, "add", *rel)
     changed = []
     for p in present:
         for candidate in (p.with_name(p.name + ".dvc"), p.parent / ".gitignore"):
@@ -214,7 +249,7 @@ def push(targets: Targets) -> list[str]:
         done.append(f"committed {', '.join(changed)}")
     else:
         done.append("the .dvc files were already committed (no change since the last push)")
-    dvc(root, "push", "-q", *[str(Path(r + ".dvc")) for r in rel])
+    dvc(root, "push", *[str(Path(r + ".dvc")) for r in rel])
     done.append(f"pushed {', '.join(rel)} to DVC remote {remote!r}")
     if live:
         done.append(
@@ -239,7 +274,12 @@ class MergeReport:
 
 
 def _cache_dir(root: Path) -> Path:
-    text = dvc(root, "cache", "dir").strip()
+    configured = repo_config(root).get("cache", {}).get("dir")
+    if configured:
+        return (root / ".dvc" / os.path.expanduser(configured)).resolve()
+    if (root / ".dvc" / "cache").is_dir():
+        return root / ".dvc" / "cache"
+    text = dvc(root, "cache", "dir").strip()  # a cache set in the user's or the system's config
     return Path(text) if text else root / ".dvc" / "cache"
 
 
@@ -288,29 +328,85 @@ def _tracked_dir_md5(dvc_file: Path) -> str:
     return outs[0]["md5"]
 
 
+def _stage_md5(root: Path, rel: str, stage: int) -> Optional[str]:
+    """The tracked folder hash in one side of a conflicted .dvc file (2 = ours, 3 = theirs)."""
+    import yaml
+
+    result = subprocess.run(["git", "show", f":{stage}:{rel}"], cwd=root, capture_output=True, text=True)
+    if result.returncode != 0:
+        return None  # the file does not exist on that side
+    outs = (yaml.safe_load(result.stdout) or {}).get("outs") or []
+    return outs[0].get("md5") if len(outs) == 1 else None
+
+
+def _fetch_md5(root: Path, dvc_file: Path, md5: str) -> None:
+    """Fetch one version of a tracked folder by writing a throw-away .dvc file that names it."""
+    import yaml
+
+    name = dvc_file.name[: -len(".dvc")]
+    tmp = dvc_file.with_name(f"{name}.sem-merge-{md5[:8]}.dvc")
+    tmp.write_text(yaml.safe_dump({"outs": [{"md5": md5, "hash": "md5", "path": name}]}), encoding="utf-8")
+    try:
+        dvc(root, "fetch", str(tmp.relative_to(root)))
+    finally:
+        tmp.unlink()
+
+
+def _report_line(root: Path, target: Path, report: MergeReport) -> list[str]:
+    line = f"{target.relative_to(root)}: {report.copied} file(s) restored"
+    if report.kept_local:
+        line += f", {report.kept_local} local file(s) not pushed yet kept (share them with `sem dvc push`)"
+    lines = [line]
+    if report.conflicts:
+        lines.append(
+            f"{target.relative_to(root)}: {len(report.conflicts)} file(s) differ from the pulled version and were "
+            f"kept as they are here: {', '.join(report.conflicts[:10])}"
+        )
+    return lines
+
+
 def pull(targets: Targets) -> list[str]:
+    """Fetch and merge the tracked run store and results. A git conflict in their .dvc files (two
+    users pushed at the same time) is resolved here: both sides are fetched and merged into the
+    folder, and the .dvc file is rewritten for the union."""
     root = targets.root
     require_dvc_repo(root)
     remote = default_remote(root)
-    require_no_conflicts(root)
-    files = [f for f in targets.dvc_files() if f.exists()]
+    all_files = [f for f in targets.dvc_files()]
+    all_rel = [str(f.relative_to(root)) for f in all_files]
+    require_no_conflicts(root, resolvable=all_rel)
+    conflicted = set(unmerged_paths(root)) & set(all_rel)
+    files = [f for f in all_files if f.exists()]
     if not files:
-        names = ", ".join(str(f.relative_to(root)) for f in targets.dvc_files())
-        raise DvcError(f"nothing to pull: {names} not found; `git pull` the project first (or `sem dvc push` to start sharing)")
-    rel = [str(f.relative_to(root)) for f in files]
-    dvc(root, "fetch", "-q", *rel)
+        raise DvcError(
+            f"nothing to pull: {', '.join(all_rel)} not found; `git pull` the project first (or `sem dvc push` to start sharing)"
+        )
     cache = _cache_dir(root)
-    done = [f"fetched {', '.join(rel)} from DVC remote {remote!r}"]
-    for dvc_file in files:
+    done = []
+    clean = [f for f in files if str(f.relative_to(root)) not in conflicted]
+    if clean:
+        rel = [str(f.relative_to(root)) for f in clean]
+        dvc(root, "fetch", *rel)
+        done.append(f"fetched {', '.join(rel)} from DVC remote {remote!r}")
+        for dvc_file in clean:
+            target = dvc_file.with_name(dvc_file.name[: -len(".dvc")])
+            done += _report_line(root, target, merge_checkout(cache, target, _tracked_dir_md5(dvc_file)))
+    merging = [f for f in files if str(f.relative_to(root)) in conflicted]
+    sides = {f: [m for m in (_stage_md5(root, str(f.relative_to(root)), n) for n in (2, 3)) if m] for f in merging}
+    # DVC reads every .dvc file of the repository: none may hold conflict markers from here on
+    for dvc_file in merging:
+        git(root, "checkout", "--theirs", "--", str(dvc_file.relative_to(root)))
+    for dvc_file in merging:
         target = dvc_file.with_name(dvc_file.name[: -len(".dvc")])
-        report = merge_checkout(cache, target, _tracked_dir_md5(dvc_file))
-        line = f"{target.relative_to(root)}: {report.copied} file(s) restored"
-        if report.kept_local:
-            line += f", {report.kept_local} local file(s) not pushed yet kept (share them with `sem dvc push`)"
-        done.append(line)
-        if report.conflicts:
-            done.append(
-                f"{target.relative_to(root)}: {len(report.conflicts)} file(s) differ from the pulled version and were "
-                f"kept as they are here: {', '.join(report.conflicts[:10])}"
-            )
+        for md5 in sides[dvc_file]:
+            _fetch_md5(root, dvc_file, md5)
+            done += _report_line(root, target, merge_checkout(cache, target, md5))
+    if merging:
+        # record the union: fresh .dvc files for the merged folders resolve the conflicts
+        dvc(root, "add", *[str(f.relative_to(root))[: -len(".dvc")] for f in merging])
+        git(root, "add", "--", *[str(f.relative_to(root)) for f in merging])
+        done.append(
+            f"{', '.join(str(f.relative_to(root)) for f in merging)}: merge conflict resolved with the runs of both "
+            "sides; finish the merge with `git commit`, then `sem dvc push`"
+        )
     return done

@@ -218,3 +218,44 @@ def test_repro_commands_rerun_a_dirty_run_with_identical_metrics(team):
     original = json.loads((run["dir"] / "metrics.json").read_text())
     again = json.loads((rerun["dir"] / "metrics.json").read_text())
     assert original and {k: v["values"] for k, v in again.items()} == {k: v["values"] for k, v in original.items()}
+
+
+def test_concurrent_pushes_conflict_and_sem_dvc_pull_merges_both_sides(team):
+    a, remote, tmp = team["a"], team["remote"], team["tmp"]
+    a_exp = a / "regression"
+    sem("dvc", "init", "--remote", str(remote), cwd=a)
+    assert run_model(a_exp / "models" / "m_linear.py", "-m", "fold=0", cwd=a_exp).returncode == 0
+    sem("dvc", "push", cwd=a_exp)
+    sh("git", "push", "-q", "origin", "HEAD:main", cwd=a)
+
+    b = tmp / "bob"
+    sh("git", "clone", "-q", str(team["origin"]), str(b), cwd=tmp)
+    configure_user(b, "Bob")
+    b_exp = b / "regression"
+    sem("dvc", "pull", cwd=b_exp)
+
+    # both run different folds and push at the same time: A wins the git push
+    assert run_model(a_exp / "models" / "m_linear.py", "-m", "fold=1", cwd=a_exp).returncode == 0
+    assert run_model(b_exp / "models" / "m_linear.py", "-m", "fold=2", cwd=b_exp).returncode == 0
+    sem("dvc", "push", cwd=a_exp)
+    sh("git", "push", "-q", "origin", "HEAD:main", cwd=a)
+    sem("dvc", "push", cwd=b_exp)
+    assert sh("git", "push", "-q", "origin", "HEAD:main", cwd=b, check=False).returncode != 0
+    assert sh("git", "pull", "-q", "--no-rebase", "origin", "main", cwd=b, check=False).returncode != 0
+    assert "regression/models/runs.dvc" in sh("git", "diff", "--name-only", "--diff-filter=U", cwd=b).stdout
+
+    # push refuses, pull resolves by merging both sides' runs
+    refused = sem("dvc", "push", cwd=b_exp, check=False)
+    assert refused.returncode == 2 and "resolved by `sem dvc pull`" in refused.stderr
+    out = sem("dvc", "pull", cwd=b_exp).stdout
+    assert "merge conflict resolved" in out
+    sh("git", "commit", "-qm", "merge", cwd=b)
+    sem("dvc", "push", cwd=b_exp)
+    sh("git", "push", "-q", "origin", "HEAD:main", cwd=b)
+    folds_b = sorted(r["config"]["fold"] for r in load_store(b_exp / "models" / "runs"))
+    assert folds_b == [0, 0, 1, 1, 2, 2]
+
+    # A gets everything through git + DVC alone
+    sh("git", "pull", "-q", "--no-rebase", "origin", "main", cwd=a)
+    sem("dvc", "pull", cwd=a_exp)
+    assert sorted(r["config"]["fold"] for r in load_store(a_exp / "models" / "runs")) == folds_b
