@@ -22,8 +22,10 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Sequence
 from urllib.parse import urlsplit, urlunsplit
@@ -179,7 +181,10 @@ def git_state(start_dir: Path) -> Optional[dict]:
     start_dir = Path(start_dir)
     top = _git(["rev-parse", "--show-toplevel"], start_dir)
     if top.returncode != 0:
-        return None
+        if "not a git repository" in top.stderr:
+            return None
+        # e.g. "detected dubious ownership": the code version would silently go unrecorded
+        raise CaptureError(f"git cannot read the repository around {start_dir}: {top.stderr.strip()}")
     root = Path(top.stdout.strip())
     status = _git(["status", "--porcelain=v2", "--branch", "-z", "--untracked-files=normal"], root)
     if status.returncode != 0:
@@ -361,7 +366,6 @@ def capture_sweep(model_file: os.PathLike | str, store: Optional[os.PathLike | s
 
     ``store``: the run store; the full diff goes to ``<store>/_diffs/`` (skipped when None)."""
     model_file = Path(model_file).resolve()
-    git = git_state(model_file.parent)
     capture: dict[str, Any] = {
         "version": CAPTURE_VERSION,
         "user": user_name(),
@@ -370,6 +374,12 @@ def capture_sweep(model_file: os.PathLike | str, store: Optional[os.PathLike | s
         "git": None,
         "dvc": [],
     }
+    if shutil.which("git") is None:
+        # recorded and said once per sweep; not a reason to refuse to run on a machine without git
+        capture["git_error"] = "git is not installed: the code version of these runs is unknown"
+        warnings.warn(f"sem: {capture['git_error']}", stacklevel=2)
+        return capture
+    git = git_state(model_file.parent)
     if git is None:
         return capture
     root = Path(git["root"])

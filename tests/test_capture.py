@@ -230,3 +230,18 @@ def test_renames_and_names_with_spaces_in_a_real_repository(repo, tmp_path):
     assert git["changed"] == ["new name.txt"]
     assert git["untracked"] == ["dir with space/"]
     assert "rename to new name.txt" in git["diff_excerpt"]
+
+
+def test_a_repository_git_refuses_to_read_is_an_error_not_a_missing_capture(repo, tmp_path):
+    # a repository git refuses to read (e.g. "dubious ownership" on shared cluster disks) must not
+    # pass for "no repository": a config file git cannot parse takes the same path here
+    (repo / ".git" / "config").write_text((repo / ".git" / "config").read_text() + "\n[broken\n")
+    with pytest.raises(capture.CaptureError, match="git cannot read the repository"):
+        capture.capture_sweep(repo / "exp" / "models" / "m_linear.py", tmp_path / "runs")
+
+
+def test_without_git_installed_the_capture_says_so(repo, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    with pytest.warns(UserWarning, match="git is not installed"):
+        cap = capture.capture_sweep(repo / "exp" / "models" / "m_linear.py", tmp_path / "runs")
+    assert cap["git"] is None and "git is not installed" in cap["git_error"]
