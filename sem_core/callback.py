@@ -106,6 +106,8 @@ class SemCallback(Callback):
                 "job_num": hydra_cfg.job.get("num"),
                 "output_dir": hydra_cfg.runtime.output_dir,
                 "store": str(store),
+                # `sem status` judges a heartbeat stale against this interval
+                "heartbeat_interval": float(sem_cfg.heartbeat_interval),
                 **task.sweep_meta,
             },
         }

@@ -8,6 +8,7 @@ Jobs are not composed up front (BasicSweeper does, ~10-100 ms per job, hydra #13
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import json
 import logging
@@ -96,7 +97,9 @@ def register_rows(records_: Sequence[dict], first_index: int = 0) -> list[str]:
     overrides = []
     for k, record in enumerate(records_, start=first_index):
         name = f"j{k}"
-        group[f"{name}.yaml"] = _RowNode(f"{name}.yaml", _escape_interpolations(record), ROW_GROUP)
+        node = _RowNode(f"{name}.yaml", _escape_interpolations(record), ROW_GROUP)
+        node.record = record  # the planned row as it is: job_row reads it without composing
+        group[f"{name}.yaml"] = node
         overrides.append(f"+{ROW_GROUP}={name}")
     return overrides
 
@@ -108,6 +111,9 @@ def job_row(overrides: Sequence[str]) -> Optional[dict]:
     prefix = f"+{ROW_GROUP}="
     for text in overrides:
         if text.startswith(prefix):
+            entry = ConfigStore.instance().repo.get(ROW_GROUP, {}).get(f"{text[len(prefix):]}.yaml")
+            if getattr(entry, "record", None) is not None:  # fast path: 1,000 rows in ms, not seconds
+                return copy.deepcopy(entry.record)
             node = ConfigStore.instance().load(f"{ROW_GROUP}/{text[len(prefix):]}.yaml").node
             return OmegaConf.to_container(node, resolve=True)
     return None

@@ -98,8 +98,10 @@ def main(config):
 
 
 @pytest.fixture
-def rows_model(write_model, monkeypatch):
-    def _make(n_rows: int) -> Path:
+def rows_model(write_model):
+    """A model file with SEM_TEST_ROWS rows that imports a sibling module."""
+
+    def _make() -> Path:
         model = write_model(ROWS_MODEL, "m_rows.py")
         (model.parent / "helper.py").write_text(HELPER)
         return model
@@ -112,7 +114,7 @@ def run_rows(model: Path, n_rows: int, *extra: str) -> subprocess.CompletedProce
 
 
 def test_25_rows_run_as_one_array_four_at_a_time_with_sibling_imports_and_slurm_ids(cluster, rows_model):
-    model = rows_model(25)
+    model = rows_model()
     proc = run_rows(model, 25, "hydra.launcher.array_parallelism=4")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     runs = load_store(model.parent / "runs")
@@ -180,7 +182,7 @@ def test_a_raising_row_ends_failed_in_record_and_sacct_while_the_others_complete
 def test_arrays_larger_than_max_array_size_are_split(cluster, rows_model):
     config = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, check=True).stdout
     assert "MaxArraySize            = 30" in config  # the test cluster's setting (tests/slurm/start.sh)
-    model = rows_model(35)
+    model = rows_model()
     proc = run_rows(model, 35)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     runs = load_store(model.parent / "runs")
@@ -194,7 +196,7 @@ def test_arrays_larger_than_max_array_size_are_split(cluster, rows_model):
 
 
 def test_configs_per_task_packs_consecutive_rows_into_one_array_task(cluster, rows_model):
-    model = rows_model(7)
+    model = rows_model()
     proc = run_rows(model, 7, "hydra.launcher.configs_per_task=3")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     runs = load_store(model.parent / "runs")
@@ -268,6 +270,47 @@ def test_cancelled_jobs_show_as_cancelled_in_status_and_sem_cancel_stops_the_res
     assert "CANCELLED" in status.stdout and "RUNNING" not in status.stdout
 
 
+KILL_MODEL = """
+import time
+from sem_core import Experiment
+
+ex = Experiment(__file__)
+
+@ex.configs
+def get_config():
+    return [{"i": 0, "sleep": 300}, {"i": 1, "sleep": 1}, {"i": 2, "sleep": 1}]
+
+@ex.automain
+def main(config):
+    time.sleep(config["sleep"])
+"""
+
+
+def test_a_job_slurm_stops_while_the_launcher_waits_gets_slurms_verdict(cluster, write_model):
+    model = write_model(KILL_MODEL, "m_kill.py")
+    store = model.parent / "runs"
+    env = dict(os.environ)
+    env.pop("HYDRA_FULL_ERROR", None)
+    proc = subprocess.Popen([sys.executable, str(model), *LAUNCH], cwd=str(model.parent), env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        def victim_running():
+            runs = [r for r in load_store(store) if r["config"]["i"] == 0] if store.exists() else []
+            return runs and runs[0]["run"]["status"] == "RUNNING" and runs[0]
+        victim = wait_for(victim_running, 60, "row 0 to run")
+        subprocess.run(["scancel", slurm_of(victim["run"])["job_id"]], check=True)
+        output = proc.communicate(timeout=120)[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, output[-3000:]
+    runs = {r["config"]["i"]: r["run"] for r in load_store(store)}
+    assert runs[0]["status"] == "CANCELLED"
+    assert "ended CANCELLED" in "".join(runs[0]["fail_trace"])
+    assert runs[1]["status"] == runs[2]["status"] == "COMPLETED"
+    assert "2 done, 1 failed" in output
+
+
 TIMEOUT_MODEL = """
 import time
 from pathlib import Path
@@ -299,7 +342,7 @@ def test_a_timed_out_job_is_requeued_with_the_same_global_id_then_reported_timeo
     ~2 minutes (EligibleTime); the test moves that forward with scontrol to stay short."""
     model = write_model(TIMEOUT_MODEL, "m_timeout.py")
     store = model.parent / "runs"
-    env = dict(os.environ, SEM_TEST_UNUSED="1")
+    env = dict(os.environ)
     env.pop("HYDRA_FULL_ERROR", None)
     proc = subprocess.Popen(
         [sys.executable, str(model), "hydra/launcher=slurm", "hydra.launcher.timeout_min=1",
@@ -346,7 +389,7 @@ exec "$@"
 def test_container_option_wraps_the_job_python_in_the_configured_exec_command(cluster, rows_model, tmp_path):
     """The job script calls `<binary> exec [flags] [--bind ...] IMAGE python`; a shim named
     singularity (see SHIM) checks the exact words Slurm ran and lets the job proceed."""
-    model = rows_model(2)
+    model = rows_model()
     shim_dir = tmp_path / "bin"
     shim_dir.mkdir()
     (shim_dir / "singularity").write_text(SHIM)
@@ -376,7 +419,7 @@ def test_container_option_wraps_the_job_python_in_the_configured_exec_command(cl
     "(neither binary installs on Debian bookworm: see README, Running on Slurm)",
 )
 def test_sweep_runs_inside_a_real_container_image(cluster, rows_model):
-    model = rows_model(2)
+    model = rows_model()
     proc = run_model(model, *LAUNCH, f"hydra.launcher.container={os.environ['SEM_TEST_SIF']}",
                      env={"SEM_TEST_ROWS": "2"}, timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

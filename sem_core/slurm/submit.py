@@ -184,7 +184,8 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
             jobs = executor.submit_array(array_tasks)
             state.submissions.append(Submission(jobs=jobs, tasks=tasks, slurm_job_id=st.array_parent(jobs[0].job_id)))
         if is_sem:
-            _record_queued(experiment, task, store, job_overrides, rows, state, initial_job_idx)
+            _record_queued(experiment, task, store, job_overrides, rows, state, initial_job_idx,
+                           float(config.sem.heartbeat_interval))
     except BaseException:
         held = [s.slurm_job_id for s in state.submissions]
         if held:  # never leave held jobs behind
@@ -208,7 +209,15 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
             flush=True,
         )
         return [_queued_return(job_overrides[j]) for j in range(n_jobs)]
-    outcomes = _wait(state, float(params.get("poll_interval_s") or 1.0), n_jobs, store, rows)
+    try:
+        outcomes = _wait(state, float(params.get("poll_interval_s") or 1.0), n_jobs, store, rows)
+    except KeyboardInterrupt:
+        where = shlex.quote(str(store or sweep_dir))
+        log.warning(
+            f"Stopped waiting; the Slurm jobs ({', '.join(ids)}) keep running. "
+            f"Follow them with: sem status {where}   cancel them with: sem cancel {where}"
+        )
+        raise
     return _job_returns(state, outcomes, job_overrides, store, rows)
 
 
@@ -218,7 +227,9 @@ def _job_rows(job_overrides: Sequence[Sequence[str]]) -> list[Optional[dict]]:
     return [job_row(list(ov)) for ov in job_overrides]
 
 
-def _record_queued(experiment, task, store: Path, job_overrides, rows, state: SweepState, initial_job_idx: int) -> None:
+def _record_queued(
+    experiment, task, store: Path, job_overrides, rows, state: SweepState, initial_job_idx: int, heartbeat_interval: float
+) -> None:
     """A QUEUED record per run, carrying its Slurm job id and array index."""
     from sem_core.host import host_info
     from sem_core.observers.file import FileStorageObserver
@@ -232,9 +243,12 @@ def _record_queued(experiment, task, store: Path, job_overrides, rows, state: Sw
         "repositories": [],
         "mainfile": experiment.path.name,
     }
+    from sem_core.mongo.connection import redact_uri
+
     now = dt.datetime.now(dt.timezone.utc)
     info = host_info()
-    argv = [str(experiment.path)] + list(sys.argv[1:])
+    # as the callback does: a sem.mongo.url=... override must not put its password into a record
+    argv = [redact_uri(a) for a in [str(experiment.path)] + list(sys.argv[1:])]
     for sub in state.submissions:
         is_array = len(sub.tasks) > 1
         for array_index, job_indices in enumerate(sub.tasks):
@@ -253,9 +267,10 @@ def _record_queued(experiment, task, store: Path, job_overrides, rows, state: Sw
                     "options": {},
                     "sem": {
                         "argv": argv,
-                        "overrides": list(job_overrides[j]),
+                        "overrides": [redact_uri(o) for o in job_overrides[j]],
                         "job_num": initial_job_idx + j,
                         "store": str(store),
+                        "heartbeat_interval": heartbeat_interval,
                         **task.sweep_meta,
                         "slurm": slurm,
                     },

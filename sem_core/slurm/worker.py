@@ -9,14 +9,13 @@ attached to the experiment (locks, clients, open files) ever has to be pickled.
 
 from __future__ import annotations
 
-import datetime as dt
 import importlib.util
 import os
 import pickle
 import sys
 import traceback
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 PAYLOAD_VERSION = 1
 
@@ -228,7 +227,3 @@ def _is_final_timeout(value: Any) -> bool:
     except ImportError:  # pragma: no cover
         return False
     return isinstance(value, UncompletedJobError) and "timed-out" in str(value)
-
-
-def now_iso() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat()
