@@ -300,51 +300,105 @@ def results_table(
             n = int(lacking.sum())
             note = f"{n} run{'s' if n != 1 else ''} without {pivot!r} not shown (nothing to pivot on)."
             footnote = f"{footnote} {note}" if footnote else note
-    if group_by is None:
-        data["_model"] = data["model"].fillna("")
-        data["_config"] = data["config_id"].fillna(data["experiment_id"]).fillna(data["global_id"])
-        group_cols = ["_model", "_config"]
-        skip = set(by_cols) | ({pivot_col} if pivot_col else set())
-        label_keys = _varying_keys(data, group_cols, [c for c in cols.config if c not in skip])
-        if pivot_col:
-            # The pivot key is part of config_id: group by the other keys that vary instead, so
-            # that one row holds every value of the pivot.
-            label_keys = [k for k in _varying_keys(data, group_cols, list(cols.config)) if k not in skip]
-            group_cols = ["_model", *label_keys]
-        if data["_model"].nunique() > 1 and "model" not in label_keys:
-            label_keys = ["model", *label_keys]
-    else:
-        group_cols = [_column_for(runs, k, "key") for k in group_by]
-        label_keys = list(group_cols)
-
+    group_cols, label_keys = _grouping(data, cols.config, group_by, by_cols, pivot_col)
     row_cols = [*group_cols, *by_cols]
-    stat_frames = []
-    for m in metric_names:
-        mcol = cols.metrics[m]
-        keys = [*row_cols, *([pivot_col] if pivot_col else [])]
-        if data.empty:
-            continue
-        stats = data.groupby(keys, sort=False, dropna=False)[mcol].agg(list(agg))
-        stats.columns = pd.MultiIndex.from_tuples([(m, a) for a in stats.columns])
-        if pivot_col:
-            stats = stats.unstack(pivot_col)
-            stats.columns = stats.columns.reorder_levels([2, 0, 1])
-        stat_frames.append(stats)
-
-    if not stat_frames:
-        empty_cols = pd.MultiIndex.from_tuples([], names=None)
-        frame = pd.DataFrame(index=pd.MultiIndex.from_tuples([], names=[GROUP, *results_by]), columns=empty_cols)
+    stats = _aggregate(data, [cols.metrics[m] for m in metric_names], metric_names, row_cols, pivot_col, agg)
+    if stats is None:
+        frame = pd.DataFrame(index=pd.MultiIndex.from_tuples([], names=[GROUP, *results_by]),
+                             columns=pd.MultiIndex.from_tuples([]))
         return ResultsTable(frame, pd.DataFrame(), metric_names, directions, set(), [], label_keys, results_by,
                             pivot, included, excluded, footnote)
 
-    stats = pd.concat(stat_frames, axis=1)
-    if "count" in agg:
-        # A group with no value for any requested metric (another model's metrics) is no row.
-        counts = stats.loc[:, [c for c in stats.columns if c[-1] == "count"]]
-        stats = stats[(counts.fillna(0) > 0).any(axis=1)]
-    # Row order: by the label keys' values (numbers numerically), then the results_by values.
     id_cols = (["model", "config_id"] if pivot_col is None else ["model"]) if group_by is None else []
     key_cols = list(dict.fromkeys([*id_cols, *label_keys, *by_cols]))
+    info, paths = _row_records(data, row_cols, key_cols)
+    # Row order: by the label keys' values (numbers numerically), then the results_by values.
+    rows = sorted(
+        ((r, _norm_key(r)) for r in stats.index),
+        key=lambda p: ([_sort_key(info[p[1]][k]) for k in label_keys], [_sort_key(v) for v in p[1]]),
+    )
+    labels = _labels([info[rt] for _, rt in rows], label_keys, explicit=group_by is not None)
+    by_values = [(r if isinstance(r, tuple) else (r,))[len(group_cols):] for r, _ in rows]
+    if len(set(zip(labels, by_values))) < len(labels):
+        # Two groups read the same (they differ only in a key that also varies within a group).
+        labels = [f"{lab} [{str(info[rt]['config_id'])[:8]}]" for lab, (_, rt) in zip(labels, rows)]
+    ordered = stats.loc[[r for r, _ in rows]]
+    ordered.index = pd.MultiIndex.from_tuples(
+        [(lab, *bv) for lab, bv in zip(labels, by_values)], names=[GROUP, *results_by]
+    )
+    if pivot_col:
+        prefixes = sorted({c[0] for c in ordered.columns}, key=_sort_key)
+        ordered = ordered[[(p, m, a) for p in prefixes for m in metric_names for a in agg if (p, m, a) in ordered.columns]]
+
+    table = ResultsTable(
+        frame=ordered,
+        keys=pd.DataFrame([{k: info[rt][k] for k in key_cols} for _, rt in rows]),
+        metrics=metric_names,
+        directions=directions,
+        runs_per_row=[len(paths[rt]) for _, rt in rows],
+        label_keys=label_keys,
+        results_by=results_by,
+        pivot=pivot,
+        included=included,
+        excluded=excluded,
+        footnote=footnote,
+        row_paths=[paths[rt] for _, rt in rows],
+    )
+    table.best = find_best(table) if "mean" in agg else set()
+    return table
+
+
+def _grouping(
+    data: pd.DataFrame, config_cols: list[str], group_by: Optional[list[str]], by_cols: list[str], pivot_col: Optional[str]
+) -> tuple[list[str], list[str]]:
+    """(columns that form the groups, config keys that label them). Adds ``_model``/``_config``
+    columns to ``data`` for the default grouping by (model, config_id)."""
+    if group_by is not None:
+        group_cols = [_column_for(data, k, "key") for k in group_by]
+        return group_cols, list(group_cols)
+    data["_model"] = data["model"].fillna("")
+    data["_config"] = data["config_id"].fillna(data["experiment_id"]).fillna(data["global_id"])
+    group_cols = ["_model", "_config"]
+    skip = set(by_cols) | ({pivot_col} if pivot_col else set())
+    if pivot_col:
+        # The pivot key is part of config_id: group by the other keys that vary instead, so that
+        # one row holds every value of the pivot.
+        label_keys = [k for k in _varying_keys(data, group_cols, list(config_cols)) if k not in skip]
+        group_cols = ["_model", *label_keys]
+    else:
+        label_keys = _varying_keys(data, group_cols, [c for c in config_cols if c not in skip])
+    if data["_model"].nunique() > 1 and "model" not in label_keys:
+        label_keys = ["model", *label_keys]
+    return group_cols, label_keys
+
+
+def _aggregate(
+    data: pd.DataFrame, metric_cols: list[str], metric_names: list[str], row_cols: list[str],
+    pivot_col: Optional[str], agg: Sequence[str],
+) -> Optional[pd.DataFrame]:
+    """Columns (metric, stat) - or (pivot value, metric, stat) - per row; groups without a value
+    for any of the metrics (another model's metrics) are dropped. None if there is nothing."""
+    if data.empty:
+        return None
+    frames = []
+    keys = [*row_cols, *([pivot_col] if pivot_col else [])]
+    grouped = data.groupby(keys, sort=False, dropna=False)
+    for name, col in zip(metric_names, metric_cols):
+        stats = grouped[col].agg(list(agg))
+        stats.columns = pd.MultiIndex.from_tuples([(name, a) for a in stats.columns])
+        if pivot_col:
+            stats = stats.unstack(pivot_col)
+            stats.columns = stats.columns.reorder_levels([2, 0, 1])
+        frames.append(stats)
+    stats = pd.concat(frames, axis=1)
+    if "count" in agg:
+        counts = stats.loc[:, [c for c in stats.columns if c[-1] == "count"]]
+        stats = stats[(counts.fillna(0) > 0).any(axis=1)]
+    return stats
+
+
+def _row_records(data: pd.DataFrame, row_cols: list[str], key_cols: list[str]) -> tuple[dict, dict]:
+    """Per row key: the first run's values of the key columns, and the paths of all its runs."""
     grouped = data.groupby(row_cols, sort=False, dropna=False)
     firsts = grouped.head(1)[list(dict.fromkeys([*row_cols, *key_cols, "model", "config_id"]))]
     info: dict[tuple, dict] = {}
@@ -353,62 +407,24 @@ def results_table(
         rec = dict(zip(first_cols, values))
         info[_norm_key(tuple(rec[c] for c in row_cols))] = rec
     all_paths = data["path"].to_numpy()
-    positions = {_norm_key(k): v for k, v in grouped.indices.items()}
-    sizes = {k: len(v) for k, v in positions.items()}
-    paths = {k: all_paths[v].tolist() for k, v in positions.items()}
-    rows = list(stats.index)
-    rows_t = [_norm_key(r) for r in rows]
-    rows_sorted = sorted(
-        zip(rows, rows_t),
-        key=lambda p: (
-            [_sort_key(info[p[1]][k]) for k in label_keys] + [_sort_key(v) for v in p[1]],
-        ),
-    )
-    labels = []
-    for r, rt in rows_sorted:
-        rec = info[rt]
-        if label_keys:
-            # A key missing from this row's config (another model's key) is left out of its label.
-            text = ", ".join(
-                f"{k}={format_value(rec[k])}"
-                for k in label_keys
-                if k != "model" and (group_by is not None or not _missing(rec[k]))
-            )
-            if "model" in label_keys:
-                text = f"{format_value(rec['model'])}: {text}" if text else format_value(rec["model"])
-        else:
-            text = format_value(rec["model"]) if group_by is None and rec["model"] is not None else "all runs"
-        labels.append(text)
-    # Two groups with the same label (they differ only in a key that also varies within a group):
-    # append the config_id so that no two rows read the same.
-    if len(set(labels[i] + str(rows_sorted[i][1][len(group_cols):]) for i in range(len(labels)))) < len(labels):
-        labels = [f"{lab} [{str(info[rt]['config_id'])[:8]}]" for lab, (r, rt) in zip(labels, rows_sorted)]
-    ordered = stats.loc[[r for r, _ in rows_sorted]]
-    by_values = [(r if isinstance(r, tuple) else (r,))[len(group_cols):] for r, _ in rows_sorted]
-    index = pd.MultiIndex.from_tuples([(lab, *bv) for lab, bv in zip(labels, by_values)], names=[GROUP, *results_by])
-    ordered.index = index
-    if pivot_col:
-        prefixes = sorted({c[0] for c in ordered.columns}, key=_sort_key)
-        ordered = ordered[[(p, m, a) for p in prefixes for m in metric_names for a in agg if (p, m, a) in ordered.columns]]
-    keys = pd.DataFrame([{k: info[rt][k] for k in key_cols} for _, rt in rows_sorted])
-    runs_per_row = [sizes[rt] for _, rt in rows_sorted]
+    paths = {_norm_key(k): all_paths[v].tolist() for k, v in grouped.indices.items()}
+    return info, paths
 
-    table = ResultsTable(
-        frame=ordered,
-        keys=keys,
-        metrics=metric_names,
-        directions=directions,
-        runs_per_row=runs_per_row,
-        label_keys=label_keys,
-        results_by=results_by,
-        pivot=pivot,
-        included=included,
-        excluded=excluded,
-        footnote=footnote,
-        row_paths=[paths[rt] for _, rt in rows_sorted],
-    )
-    table.best = find_best(table) if "mean" in agg else set()
-    return table
+
+def _labels(records: list[dict], label_keys: list[str], explicit: bool) -> list[str]:
+    """``model: k=v, ...`` per row. With the default grouping a key missing from a row's config
+    (another model's key) is left out of its label; with an explicit group_by it reads ``k=None``."""
+    out = []
+    for rec in records:
+        text = ", ".join(
+            f"{k}={format_value(rec[k])}" for k in label_keys if k != "model" and (explicit or not _missing(rec[k]))
+        )
+        if "model" in label_keys:
+            text = f"{format_value(rec['model'])}: {text}" if text else format_value(rec["model"])
+        elif not label_keys:
+            text = format_value(rec["model"]) if not explicit and rec["model"] is not None else "all runs"
+        out.append(text)
+    return out
 
 
 def find_best(table: ResultsTable) -> set:
