@@ -191,3 +191,17 @@ def test_a_store_written_by_sacreds_own_file_observer_loads(tmp_path):
     table = results_table(runs, metrics=["rmse"], group_by=["lr"])
     assert [r[0] for r in table.row_labels()] == ["lr=0.1", "lr=0.2"]
     assert table.cell(1, (), "rmse")[:1] == (pytest.approx(0.25),)
+
+
+def test_sem_results_without_completed_runs_exits_1_and_says_why(tmp_path, capsys):
+    from sem_core import cli
+
+    store = tmp_path / "runs"
+    write_run(store, {"fold": 0}, 0, {"loss": [1.0]}, status="FAILED")
+    assert cli.main(["results", str(store)]) == 1
+    out = capsys.readouterr()
+    assert out.out == ""
+    assert out.err == (f"no runs to aggregate in {store}. Excluded: 1 failed run (not averaged; `sem ls` lists them)."
+                       " Use --all-status to count runs of every status.\n")
+    assert cli.main(["results", str(store), "--all-status", "--format", "csv"]) == 0
+    assert capsys.readouterr().out.splitlines()[1].startswith("m_linear.py,m_linear.py,")

@@ -228,3 +228,10 @@ def test_selection_keeps_exactly_the_newest_completed_run_of_each_experiment(spe
     assert set(included["global_id"]) == set(newest["global_id"])
     for _, row in excluded.iterrows():
         assert row["reason"] == row["status"] if row["status"] != "COMPLETED" else row["reason"].startswith("older")
+
+
+def test_no_completed_run_gives_an_empty_table_that_says_why():
+    rows = [summary({"lr": 0.1, "fold": 0}, {"rmse": 1.0}, status="FAILED")]
+    table = results_table(frame_of(rows))
+    assert len(table.frame) == 0 and table.footnote.startswith("Excluded: 1 failed run")
+    assert "Excluded: 1 failed run" in render.to_markdown(table)

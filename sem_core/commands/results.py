@@ -41,6 +41,12 @@ def run(args: argparse.Namespace) -> int:
         pivot=args.pivot,
         **table_options(args),
     )
+    if not len(table.frame):
+        where = ", ".join(runs.attrs.get("sem", {}).get("sources", []))
+        hint = "" if args.all_status else " Use --all-status to count runs of every status."
+        print(f"no runs to aggregate in {where}." + (f" {table.footnote}" if table.footnote else "") + hint,
+              file=sys.stderr)
+        return 1
     decimals = args.decimals if args.decimals is not None else (3 if args.format == "latex" else 4)
     if args.format == "table":
         text = render.to_terminal(table, decimals, color=args.output is None and sys.stdout.isatty())
@@ -57,7 +63,4 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
-    if not len(table.frame):
-        print("no runs to aggregate" + (f" ({table.footnote})" if table.footnote else ""), file=sys.stderr)
-        return 1
     return 0

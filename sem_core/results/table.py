@@ -305,7 +305,7 @@ def results_table(
     stats = _aggregate(data, [cols.metrics[m] for m in metric_names], metric_names, row_cols, pivot_col, agg)
     if stats is None:
         frame = pd.DataFrame(index=pd.MultiIndex.from_tuples([], names=[GROUP, *results_by]),
-                             columns=pd.MultiIndex.from_tuples([]))
+                             columns=pd.MultiIndex.from_arrays([[], []], names=[None, None]))
         return ResultsTable(frame, pd.DataFrame(), metric_names, directions, set(), [], label_keys, results_by,
                             pivot, included, excluded, footnote)
 
