@@ -62,8 +62,8 @@ def _sweep(root: Path) -> Path:
     exp = root / "regression"
     shutil.copytree(EXAMPLE, exp, ignore=shutil.ignore_patterns("runs", "multirun", "results", "__pycache__"))
     models = exp / "models"
-    for attempt in range(2):
-        proc = run_model(models / "m_linear.py", "-m")
+    for attempt in range(2):  # the second sweep reruns every row: each run gets an older duplicate
+        proc = run_model(models / "m_linear.py", "-m", "sem.skip_completed=false")
         assert proc.returncode == 0, proc.stderr[-3000:]
     (models / "m_flaky.py").write_text(FLAKY_MODEL)
     proc = run_model(models / "m_flaky.py", "-m")
