@@ -157,3 +157,23 @@ def test_clean_moves_what_dvc_holds_and_keeps_what_it_does_not(messy_store):
     (batch,) = (store / BIN_DIR).iterdir()
     assert len([p for p in batch.iterdir() if p.is_dir()]) == 5
     assert (store / newest_failure).is_dir()
+
+
+@pytest.mark.mongo
+def test_runs_synced_to_mongodb_may_be_binned_without_force(write_model, mongo_url):
+    model = write_model(MODEL)
+    env = {"SEM_MONGO_URL": mongo_url}
+    for _ in range(2):  # the live observer syncs every run at its end
+        assert run_model(model, "-m", env=env).returncode != 0
+    store = model.parent / "runs"
+    exp = model.parent.parent
+    (store / "20260101T000000-000000000000").mkdir()  # an orphan is in no database: kept
+    old = time.time() - 2 * ORPHAN_MIN_AGE_S
+    os.utime(store / "20260101T000000-000000000000", (old, old))
+
+    result = subprocess.run([sys.executable, "-m", "sem_core.cli", "clean", "--yes"], cwd=exp,
+                            capture_output=True, text=True, env={**os.environ, **env})
+    assert result.returncode == 0, result.stderr
+    assert "keep  20260101T000000-000000000000" in result.stdout
+    (batch,) = (store / BIN_DIR).iterdir()
+    assert len([p for p in batch.iterdir() if p.is_dir()]) == 4  # 2 FAILED + 2 stale duplicates
