@@ -26,6 +26,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -96,7 +97,7 @@ def sacred_experiment(url: str | None, db_name: str, artifact: Path, points: int
     return ex
 
 
-def bench_sacred(url: str | None, runs: int, points: int, workdir: Path) -> float:
+def bench_sacred(url: str | None, runs: int, points: int, workdir: Path) -> tuple[float, list[float]]:
     import logging
 
     artifact = workdir / "model.bin"
@@ -106,14 +107,17 @@ def bench_sacred(url: str | None, runs: int, points: int, workdir: Path) -> floa
     ex.logger = logging.getLogger("bench")
     devnull = open(os.devnull, "w")
     saved = sys.stdout
+    per_run = []
     t = time.perf_counter()
     try:
         sys.stdout = devnull  # sacred prints the artifact's content type for every run
         for i in range(runs):
+            t_run = time.perf_counter()
             ex.run(config_updates={"order_id": i}, options={"--loglevel": "ERROR"})
+            per_run.append(time.perf_counter() - t_run)
     finally:
         sys.stdout = saved
-    return time.perf_counter() - t
+    return time.perf_counter() - t, per_run
 
 
 def bench_live_jobs(url: str | None, jobs: int, points: int, root: Path) -> float:
@@ -175,9 +179,9 @@ def main(argv=None) -> int:
 
         sacred_db = pymongo.MongoClient(server.url("sacred_bench")).sacred_bench
         sacred_db.metrics.create_index([("run_id", 1), ("name", 1)])  # see the module docstring
-        sacred_mongo = bench_sacred(server.url("sacred_bench"), args.runs, args.points, root)
+        sacred_mongo, sacred_per_run = bench_sacred(server.url("sacred_bench"), args.runs, args.points, root)
         print(f"sacred MongoObserver: {sacred_mongo:.2f} s", flush=True)
-        sacred_bare = bench_sacred(None, args.runs, args.points, root)
+        sacred_bare, _ = bench_sacred(None, args.runs, args.points, root)
         print(f"sacred without observer: {sacred_bare:.2f} s", flush=True)
         assert sacred_db.runs.count_documents({}) == args.runs
 
@@ -199,6 +203,8 @@ def main(argv=None) -> int:
         "job_file_only_s": job_file, "job_file_and_live_mongo_s": job_mongo,
         "live_sync_cost_per_job_s": live_cost, "sacred_observer_cost_per_run_s": sacred_observer_per_run,
         "database_counts": counts,
+        "sacred_mongo_first_100_median_s": statistics.median(sacred_per_run[:100]),
+        "sacred_mongo_last_100_median_s": statistics.median(sacred_per_run[-100:]),
     }
     out = HERE / "results" / "sync.json"
     out.parent.mkdir(exist_ok=True)
@@ -217,6 +223,9 @@ def main(argv=None) -> int:
           f"({(sacred_mongo - sacred_bare) / sem_full:.1f}x counting only the observer's share).")
     print(f"Per job: file observer only {job_file * 1000:.1f} ms, with live Mongo sync {job_mongo * 1000:.1f} ms "
           f"(+{live_cost * 1000:.1f} ms); sacred's MongoObserver costs {sacred_observer_per_run * 1000:.1f} ms per run.")
+    print(f"sacred's MongoObserver runs slow down as the database fills: median "
+          f"{result['sacred_mongo_first_100_median_s'] * 1000:.0f} ms per run for the first 100 runs, "
+          f"{result['sacred_mongo_last_100_median_s'] * 1000:.0f} ms for the last 100.")
     print(f"written {out}")
     return 0
 
