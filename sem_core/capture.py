@@ -159,19 +159,24 @@ def dvc_dir_hash(entries: Iterable[tuple[str, str]]) -> str:
 
 
 # --------------------------------------------------------------------------------- git
-def _git(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+def _git(args: list[str], cwd: Path, binary: bool = False) -> subprocess.CompletedProcess:
+    """Run git; text output is decoded with replacement characters (run.json and MongoDB need
+    valid UTF-8), ``binary=True`` keeps the exact bytes (the diff that must apply)."""
     try:
-        return subprocess.run(
+        result = subprocess.run(
             ["git", *args],
             cwd=cwd,
             capture_output=True,
-            text=True,
-            encoding="utf-8",
-            errors="surrogateescape",
             env={**os.environ, "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"},
         )
     except FileNotFoundError:
         raise CaptureError("git is not installed: sem records the code version of every run with git") from None
+    result.stderr = result.stderr.decode("utf-8", errors="replace")
+    if not binary:
+        result.stdout = result.stdout.decode("utf-8", errors="replace")
+    return result
+
+
 
 
 def git_state(start_dir: Path) -> Optional[dict]:
@@ -193,9 +198,9 @@ def git_state(start_dir: Path) -> Optional[dict]:
     config = _git(["config", "-z", "--get-regexp", r"^(remote\..*\.url|user\.name)$"], root)
     cfg = parse_git_config(config.stdout if config.returncode == 0 else "")
     dirty = bool(parsed["changed"])
-    diff = ""
+    diff = b""
     if dirty and parsed["commit"]:
-        result = _git(["diff", "HEAD", "--binary", "--no-color", "--no-ext-diff"], root)
+        result = _git(["diff", "HEAD", "--binary", "--no-color", "--no-ext-diff"], root, binary=True)
         if result.returncode != 0:
             raise CaptureError(f"git diff HEAD failed in {root}: {result.stderr.strip()}")
         diff = result.stdout
@@ -215,9 +220,8 @@ def git_state(start_dir: Path) -> Optional[dict]:
     }
 
 
-def store_diff(store: Path, diff: str) -> str:
+def store_diff(store: Path, data: bytes) -> str:
     """Write the diff once per content into ``<store>/_diffs/``; return its path relative to the store."""
-    data = diff.encode("utf-8", errors="surrogateescape")
     name = hashlib.sha256(data).hexdigest()[:16] + ".diff"
     target = Path(store) / DIFFS_DIR / name
     if not target.exists():
@@ -385,9 +389,10 @@ def capture_sweep(model_file: os.PathLike | str, store: Optional[os.PathLike | s
     root = Path(git["root"])
     diff = git.pop("diff")
     git["model_file"] = model_file.relative_to(root).as_posix() if root in model_file.parents else str(model_file)
-    git["diff_bytes"] = len(diff.encode("utf-8", errors="surrogateescape"))
-    git["diff_excerpt"] = diff[:DIFF_EXCERPT_CHARS]
-    git["diff_truncated"] = len(diff) > DIFF_EXCERPT_CHARS
+    text = diff.decode("utf-8", errors="replace")
+    git["diff_bytes"] = len(diff)
+    git["diff_excerpt"] = text[:DIFF_EXCERPT_CHARS]
+    git["diff_truncated"] = len(text) > DIFF_EXCERPT_CHARS
     git["diff_file"] = store_diff(Path(store), diff) if (diff and store is not None) else None
     git["changed"] = bounded_list(git["changed"])
     git["untracked"] = bounded_list(git["untracked"])

@@ -245,3 +245,16 @@ def test_without_git_installed_the_capture_says_so(repo, tmp_path, monkeypatch):
     with pytest.warns(UserWarning, match="git is not installed"):
         cap = capture.capture_sweep(repo / "exp" / "models" / "m_linear.py", tmp_path / "runs")
     assert cap["git"] is None and "git is not installed" in cap["git_error"]
+
+
+def test_a_non_utf8_change_is_recorded_as_valid_text_and_stored_byte_exact(repo, tmp_path):
+    latin1 = "café = 1\n".encode("latin-1")
+    (repo / "README").write_bytes(latin1)
+    cap = capture.capture_sweep(repo / "exp" / "models" / "m_linear.py", tmp_path / "runs")
+    json.dumps(cap, ensure_ascii=False).encode("utf-8")  # no lone surrogates: MongoDB accepts it
+    git = cap["git"]
+    assert "caf\ufffd = 1" in git["diff_excerpt"]
+    clone = tmp_path / "clone"
+    sh("git", "clone", "-q", str(repo), str(clone), cwd=tmp_path)
+    sh("git", "apply", str(tmp_path / "runs" / git["diff_file"]), cwd=clone)
+    assert (clone / "README").read_bytes() == latin1
