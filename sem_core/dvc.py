@@ -242,7 +242,8 @@ def push(targets: Targets) -> list[str]:
     changed = []
     for p in present:
         for candidate in (p.with_name(p.name + ".dvc"), p.parent / ".gitignore"):
-            changed.append(str(candidate.relative_to(root)))
+            if candidate.exists():
+                changed.append(str(candidate.relative_to(root)))
     changed = sorted(set(changed))
     done = []
     if commit_paths(root, changed, f"sem dvc push: {', '.join(rel)}"):
