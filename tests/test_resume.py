@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sem_core.errors import ConfigError
@@ -45,6 +45,7 @@ def runs_of(existing, job):
     return sorted((r for r in existing if r.experiment_id == job.experiment_id and r.model == MODEL), key=lambda r: r.global_id)
 
 
+@settings(deadline=None)  # no timing asserts: CI machines are shared
 @given(jobs_st, runs_st, settings_st)
 def test_every_job_is_either_run_or_skipped_once_in_plan_order(jobs, existing, settings):
     skip_completed, rerun = settings
@@ -53,6 +54,7 @@ def test_every_job_is_either_run_or_skipped_once_in_plan_order(jobs, existing, s
     assert sel.to_run == [j for j in jobs if j in sel.to_run]
 
 
+@settings(deadline=None)  # no timing asserts: CI machines are shared
 @given(jobs_st, runs_st)
 def test_skip_completed_skips_exactly_rows_with_a_completed_run_of_this_model(jobs, existing):
     sel = select_jobs(jobs, existing, MODEL, skip_completed=True)
@@ -61,6 +63,7 @@ def test_skip_completed_skips_exactly_rows_with_a_completed_run_of_this_model(jo
         assert (job in sel.to_run) == (not completed)
 
 
+@settings(deadline=None)  # no timing asserts: CI machines are shared
 @given(jobs_st, runs_st)
 def test_rerun_failed_runs_only_rows_whose_latest_run_failed(jobs, existing):
     sel = select_jobs(jobs, existing, MODEL, rerun="failed")
@@ -69,6 +72,7 @@ def test_rerun_failed_runs_only_rows_whose_latest_run_failed(jobs, existing):
         assert (job in sel.to_run) == bool(runs and runs[-1].status in FAILED_STATUSES)
 
 
+@settings(deadline=None)  # no timing asserts: CI machines are shared
 @given(jobs_st, runs_st)
 def test_rerun_missing_runs_only_rows_never_run(jobs, existing):
     sel = select_jobs(jobs, existing, MODEL, rerun="missing")
@@ -76,6 +80,7 @@ def test_rerun_missing_runs_only_rows_never_run(jobs, existing):
         assert (job in sel.to_run) == (not runs_of(existing, job))
 
 
+@settings(deadline=None)  # no timing asserts: CI machines are shared
 @given(jobs_st, runs_st)
 def test_no_setting_runs_everything(jobs, existing):
     sel = select_jobs(jobs, existing, MODEL)
