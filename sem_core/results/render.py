@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import io
 import math
+import shutil
 from typing import Optional
 
 from sem_core.results.table import ResultsTable, format_value
@@ -83,7 +84,9 @@ def to_terminal(table: ResultsTable, decimals: int = 4, width: Optional[int] = N
     from rich.console import Console
 
     buf = io.StringIO()
-    console = Console(file=buf, width=width or 200, force_terminal=color, color_system="standard" if color else None)
+    if width is None:  # the terminal's width when writing to one, else wide enough not to wrap
+        width = shutil.get_terminal_size((200, 24)).columns if color else 200
+    console = Console(file=buf, width=width, force_terminal=color, color_system="standard" if color else None)
     console.print(to_rich(table, decimals))
     return buf.getvalue()
 
