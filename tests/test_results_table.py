@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import math
+import re
 import statistics
 
 import pandas as pd
@@ -235,3 +236,19 @@ def test_no_completed_run_gives_an_empty_table_that_says_why():
     table = results_table(frame_of(rows))
     assert len(table.frame) == 0 and table.footnote.startswith("Excluded: 1 failed run")
     assert "Excluded: 1 failed run" in render.to_markdown(table)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.text(st.characters(codec="utf-8", exclude_categories=["Cs", "Cc"]), min_size=1, max_size=12),
+                min_size=2, max_size=4, unique=True))
+def test_latex_rows_keep_their_columns_whatever_the_labels_contain(names):
+    rows = [summary({"tag": name, "fold": 0}, {"rmse": float(i), "acc": 0.5}, n=i) for i, name in enumerate(names)]
+    tex = render.to_latex(results_table(frame_of(rows)))
+    body = tex.split("\\midrule\n")[1].split("\\bottomrule")[0].splitlines()
+    assert len(body) == len(names)
+    for line in body:
+        assert line.endswith(r" \\")
+        assert line.count(" & ") == 2  # label & rmse & acc: a label's own & is escaped
+        label = line.split(" & ")[0]
+        assert not re.search(r"(?<!\\)[&%$#_{}]", label.replace(r"\textbackslash{}", "").replace(
+            r"\textasciitilde{}", "").replace(r"\textasciicircum{}", ""))
