@@ -2,7 +2,8 @@
 QUEUED/RUNNING reconciled against Slurm (sacct/squeue) and stale heartbeats.
 
 A job Slurm cancelled, timed out or killed is shown as such and its record updated; a Slurm
-query that fails or does not know a job is reported and changes nothing."""
+query that fails or does not know a job is reported and changes nothing. Exit code 1 when a
+Slurm query failed."""
 
 from __future__ import annotations
 
@@ -67,4 +68,4 @@ def run(args: argparse.Namespace) -> int:
         print(f"sem status: Slurm query failed, states of the affected runs are unknown: {error}", file=sys.stderr)
     if not args.no_update and updated:
         console.print(f"{len(updated)} record(s) updated", highlight=False)
-    return 0
+    return 1 if errors else 0

@@ -9,8 +9,7 @@ from typing import Optional, Sequence
 
 from sem_core import records
 from sem_core.errors import SemError
-
-SWEEP_MANIFEST = "sem_sweep.json"
+from sem_core.sweep import SWEEP_MANIFEST
 
 
 def select_runs(paths: Optional[Sequence[str]]) -> tuple[list[records.RunRecord], str]:

@@ -175,8 +175,9 @@ def query_jobs(job_ids: Iterable[str], timeout: float = 60.0) -> QueryResult:
     missing = [j for j in wanted if j not in result.states]
     if missing:
         text, error = _run(["squeue", "-h", "-r", "-o", SQUEUE_FORMAT, "-j", parents], timeout)
-        if error:
-            # squeue fails for ids it no longer knows ("Invalid job id specified"): not a verdict
+        if error and "Invalid job id" in error:
+            pass  # squeue knows none of them: they stay UNKNOWN (not a verdict, not a failure)
+        elif error:
             result.errors.append(error)
         else:
             found = parse_squeue(text or "")
