@@ -5,10 +5,11 @@ Sources: an experiment folder (its run store is ``<exp>/models/runs`` unless ``s
 
 Speed: reading run.json, config.json and the whole metrics.json of every run is what costs (the
 plain pandas-over-json loop). ``load_runs`` keeps a per-store *summary cache* outside the store
-(``$SEM_CACHE_DIR``, else ``$XDG_CACHE_HOME/sem``, else ``~/.cache/sem``): for each run folder the
-(inode, mtime, size) stamps of its record files and the summary read from them (the run fields, the
-config and the last value of every metric). A run whose stamps are unchanged is not read again; the
-store itself is never written to, so read-only and DVC-tracked stores work unchanged.
+(``$SEM_CACHE_DIR``, else ``$XDG_CACHE_HOME/sem``, else ``~/.cache/sem``): for each run folder a
+stat stamp of the folder and of its run.json, and the summary read from the records (run fields,
+ids, flattened config, last value of every metric). A finished run whose stamp is unchanged is not
+read again; live runs always are. The store itself is never written to, so read-only and
+DVC-tracked stores work unchanged.
 """
 
 from __future__ import annotations
@@ -128,13 +129,10 @@ def describe_sources(stores: Sequence[Union[Path, str]]) -> str:
 
 
 def redact_url(url: str) -> str:
-    """A MongoDB URL without its password (for messages)."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        user = creds.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{host}"
-    return url
+    """A MongoDB URL without its password (for messages and the ``path`` column)."""
+    from sem_core.mongo.connection import redact_uri
+
+    return redact_uri(url)
 
 
 # -- one run -> one summary dict --------------------------------------------------------------
