@@ -252,3 +252,10 @@ def test_latex_rows_keep_their_columns_whatever_the_labels_contain(names):
         label = line.split(" & ")[0]
         assert not re.search(r"(?<!\\)[&%$#_{}]", label.replace(r"\textbackslash{}", "").replace(
             r"\textasciitilde{}", "").replace(r"\textasciicircum{}", ""))
+
+
+def test_terminal_table_prints_brackets_in_labels_as_they_are():
+    rows = [summary({"layers": [64, 32], "act": "relu[bold]", "fold": 0}, {"rmse": 1.0}, n=1),
+            summary({"layers": [8], "act": "tanh", "fold": 0}, {"rmse": 2.0}, n=2)]
+    text = render.to_terminal(results_table(frame_of(rows)), color=False)
+    assert "act=relu[bold], layers=[64, 32]" in text and "layers=[8]" in text

@@ -63,20 +63,22 @@ def _head_names(table: ResultsTable) -> list[str]:
 
 def to_rich(table: ResultsTable, decimals: int = 4, title: Optional[str] = None):
     from rich.table import Table
+    from rich.text import Text
 
-    out = Table(title=title, caption=table.footnote or None, caption_justify="left")
+    # Text objects, not markup strings: labels such as "layers=[64, 32]" must print as they are.
+    out = Table(title=title, caption=Text(table.footnote) if table.footnote else None, caption_justify="left")
     for name in _head_names(table):
-        out.add_column(name, no_wrap=False)
+        out.add_column(Text(name), no_wrap=False)
     out.add_column("runs", justify="right")
     columns = _metric_columns(table)
     for p, m in columns:
-        out.add_column(_header(table, p, m), justify="right")
+        out.add_column(Text(_header(table, p, m)), justify="right")
     for i in range(len(table.frame)):
         cells = []
         for p, m in columns:
             text = cell_text(table, i, p, m, decimals)
-            cells.append(f"[bold green]{text}[/]" if (i, p, m) in table.best else text)
-        out.add_row(*_row_heads(table, i), str(table.runs_per_row[i]), *cells)
+            cells.append(Text(text, style="bold green" if (i, p, m) in table.best else ""))
+        out.add_row(*(Text(h) for h in _row_heads(table, i)), str(table.runs_per_row[i]), *cells)
     return out
 
 
