@@ -258,4 +258,4 @@ def test_terminal_table_prints_brackets_in_labels_as_they_are():
     rows = [summary({"layers": [64, 32], "act": "relu[bold]", "fold": 0}, {"rmse": 1.0}, n=1),
             summary({"layers": [8], "act": "tanh", "fold": 0}, {"rmse": 2.0}, n=2)]
     text = render.to_terminal(results_table(frame_of(rows)), color=False)
-    assert "act=relu[bold], layers=[64, 32]" in text and "layers=[8]" in text
+    assert "layers=[64, 32], act=relu[bold]" in text and "layers=[8], act=tanh" in text
