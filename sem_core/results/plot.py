@@ -46,7 +46,7 @@ def curves(table: ResultsTable, metric: str) -> dict[str, pd.DataFrame]:
     for (label, *_), paths in zip(table.row_labels(), table.row_paths):
         series = [s for s in (metric_series(p, metric) for p in paths) if s is not None]
         if series:
-            out[str(label)] = band(series)
+            out[str(label).replace("$", r"\$")] = band(series)  # "$" would start matplotlib mathtext
     return out
 
 
