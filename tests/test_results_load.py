@@ -205,3 +205,33 @@ def test_sem_results_without_completed_runs_exits_1_and_says_why(tmp_path, capsy
                        " Use --all-status to count runs of every status.\n")
     assert cli.main(["results", str(store), "--all-status", "--format", "csv"]) == 0
     assert capsys.readouterr().out.splitlines()[1].startswith("m_linear.py,m_linear.py,")
+
+
+def test_plot_band_is_mean_and_std_per_step_over_the_runs_that_logged_it(tmp_path):
+    from sem_core.results import results_table
+    from sem_core.results.plot import curves, plot_metric
+
+    store = tmp_path / "runs"
+    write_run(store, {"lr": 0.1, "fold": 0}, 0, {"loss": [4.0, 2.0, 1.0]})
+    write_run(store, {"lr": 0.1, "fold": 1}, 1, {"loss": [6.0, 4.0]}, start=T0 + dt.timedelta(minutes=1))
+    runs = load_runs(store)
+    (label, band), = curves(results_table(runs, metrics=["loss"]), "loss").items()
+    assert list(band.index) == [0, 1, 2]
+    assert list(band["mean"]) == [5.0, 3.0, 1.0] and list(band["count"]) == [2, 2, 1]
+    assert band["std"].iloc[0] == pytest.approx(2 ** 0.5)
+    fig = plot_metric(runs, "loss")
+    (line,) = fig.axes[0].get_lines()
+    assert list(line.get_ydata()) == [5.0, 3.0, 1.0]
+
+
+def test_report_escapes_tracebacks_and_output(tmp_path):
+    from sem_core.results.report import build_report
+
+    store = tmp_path / "runs"
+    write_run(store, {"fold": 0}, 0, {"loss": [1.0]})
+    write_run(store, {"fold": 1}, 1, {"loss": [2.0]}, status="FAILED", start=T0 + dt.timedelta(minutes=1),
+              output="<img src=x onerror=alert(1)>\n", fail_trace=["ValueError: <script>alert(1)</script>\n"])
+    html_text = build_report(load_runs(store))
+    assert "<script" not in html_text and "<img src=x" not in html_text
+    assert "ValueError: &lt;script&gt;alert(1)&lt;/script&gt;" in html_text
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html_text
