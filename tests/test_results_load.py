@@ -235,3 +235,21 @@ def test_report_escapes_tracebacks_and_output(tmp_path):
     assert "<script" not in html_text and "<img src=x" not in html_text
     assert "ValueError: &lt;script&gt;alert(1)&lt;/script&gt;" in html_text
     assert "&lt;img src=x onerror=alert(1)&gt;" in html_text
+
+
+def test_an_unwritable_cache_folder_warns_once_and_results_still_load(tmp_path, monkeypatch):
+    from sem_core.results import load as load_module
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv("SEM_CACHE_DIR", str(blocker / "cache"))
+    monkeypatch.setattr(load_module, "_cache_warned", [])
+    store = tmp_path / "runs"
+    write_run(store, {"fold": 0}, 0, {"loss": [1.0]})
+    with pytest.warns(UserWarning, match="cannot write the summary cache"):
+        assert list(load_runs(store)["loss"]) == [1.0]
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert list(load_runs(store)["loss"]) == [1.0]

@@ -21,6 +21,7 @@ import hashlib
 import json
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, Union
@@ -47,6 +48,7 @@ RUN_COLUMNS = (
     "path",
 )
 CACHE_VERSION = 2
+_cache_warned: list = []  # a warning about an unwritable cache, once per process
 
 
 class NoRunsFound(SemError):
@@ -262,9 +264,13 @@ def _write_cache(path: Path, store: Path, runs: dict) -> None:
             json.dumps({"version": CACHE_VERSION, "store": str(Path(store).resolve()), "runs": runs},
                        separators=(",", ":"), default=records._json_default),
         )
-    except OSError:
-        # The cache only saves time; an unwritable cache folder must not stop anyone reading results.
-        pass
+    except OSError as exc:
+        # The cache only saves time: an unwritable cache folder must not stop anyone reading
+        # results, but say once why every load reads every run.
+        if not _cache_warned:
+            _cache_warned.append(True)
+            warnings.warn(f"sem results: cannot write the summary cache {path} ({exc}); every load will read "
+                          "every run. Set SEM_CACHE_DIR to a writable folder.", stacklevel=3)
 
 
 def read_store_summaries(store: Path, use_cache: bool = True) -> list[dict]:
