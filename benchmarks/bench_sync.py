@@ -12,9 +12,9 @@ then measures:
    collection is given the (run_id, name) index sem creates: without it sacred's per-metric
    upserts scan the collection and grow quadratically; sacred without any observer is timed too;
 3. the no-op re-sync of all runs (nothing changed; fresh client, indexes checked again);
-4. per job: a sem run (``sem_core.run.Run``: the same metrics and artifact) with the file
-   observer only vs file + live Mongo observer (RUNNING at start, full record at end), and
-   sacred's per-run MongoObserver cost (with minus without observer).
+4. per job, on a fresh server: a sem run (``sem_core.run.Run``: the same metrics and artifact)
+   with the file observer only vs file + live Mongo observer (RUNNING at start, full record at
+   end), and sacred's per-run MongoObserver cost (--live-jobs runs with minus without observer).
 
 Prints a Markdown table (the README's "MongoDB sync") and writes benchmarks/results/sync.json.
 """
@@ -185,13 +185,23 @@ def main(argv=None) -> int:
         print(f"sacred without observer: {sacred_bare:.2f} s", flush=True)
         assert sacred_db.runs.count_documents({}) == args.runs
 
-        job_file = bench_live_jobs(None, args.live_jobs, args.points, root)
-        job_mongo = bench_live_jobs(server.url("live_bench"), args.live_jobs, args.points, root)
     finally:
         server.stop()
+    # per job, on a fresh server (the one above is slowed down by everything sacred wrote):
+    # sem's file observer alone vs with live Mongo sync, and sacred with vs without its observer
+    fresh = SecantusServer(root / "db-live")
+    fresh.start()
+    try:
+        job_file = bench_live_jobs(None, args.live_jobs, args.points, root)
+        job_mongo = bench_live_jobs(fresh.url("live_bench"), args.live_jobs, args.points, root)
+        pymongo.MongoClient(fresh.url("sacred_live")).sacred_live.metrics.create_index([("run_id", 1), ("name", 1)])
+        sacred_live, _ = bench_sacred(fresh.url("sacred_live"), args.live_jobs, args.points, root)
+        sacred_live_bare, _ = bench_sacred(None, args.live_jobs, args.points, root)
+    finally:
+        fresh.stop()
         shutil.rmtree(root, ignore_errors=True)
 
-    sacred_observer_per_run = (sacred_mongo - sacred_bare) / args.runs
+    sacred_observer_per_run = (sacred_live - sacred_live_bare) / args.live_jobs
     live_cost = job_mongo - job_file
     result = {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -202,6 +212,7 @@ def main(argv=None) -> int:
         "speedup_vs_sacred_observer_cost": (sacred_mongo - sacred_bare) / sem_full,
         "job_file_only_s": job_file, "job_file_and_live_mongo_s": job_mongo,
         "live_sync_cost_per_job_s": live_cost, "sacred_observer_cost_per_run_s": sacred_observer_per_run,
+        "live_jobs": args.live_jobs,
         "database_counts": counts,
         "sacred_mongo_first_100_median_s": statistics.median(sacred_per_run[:100]),
         "sacred_mongo_last_100_median_s": statistics.median(sacred_per_run[-100:]),
@@ -221,8 +232,11 @@ def main(argv=None) -> int:
     print()
     print(f"sem sync is {sacred_mongo / sem_full:.1f}x faster than sacred's live MongoObserver "
           f"({(sacred_mongo - sacred_bare) / sem_full:.1f}x counting only the observer's share).")
-    print(f"Per job: file observer only {job_file * 1000:.1f} ms, with live Mongo sync {job_mongo * 1000:.1f} ms "
-          f"(+{live_cost * 1000:.1f} ms); sacred's MongoObserver costs {sacred_observer_per_run * 1000:.1f} ms per run.")
+    print(f"Per job ({args.live_jobs} jobs, fresh database): sem file observer only {job_file * 1000:.1f} ms, "
+          f"with live Mongo sync {job_mongo * 1000:.1f} ms (+{live_cost * 1000:.1f} ms); sacred "
+          f"{sacred_live_bare / args.live_jobs * 1000:.1f} ms without observer, "
+          f"{sacred_live / args.live_jobs * 1000:.1f} ms with its MongoObserver "
+          f"(+{sacred_observer_per_run * 1000:.1f} ms).")
     print(f"sacred's MongoObserver runs slow down as the database fills: median "
           f"{result['sacred_mongo_first_100_median_s'] * 1000:.0f} ms per run for the first 100 runs, "
           f"{result['sacred_mongo_last_100_median_s'] * 1000:.0f} ms for the last 100.")
