@@ -185,7 +185,7 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
             state.submissions.append(Submission(jobs=jobs, tasks=tasks, slurm_job_id=st.array_parent(jobs[0].job_id)))
         if is_sem:
             _record_queued(experiment, task, store, job_overrides, rows, state, initial_job_idx,
-                           float(config.sem.heartbeat_interval))
+                           float(config.sem.heartbeat_interval), params.get("partition"))
     except BaseException:
         held = [s.slurm_job_id for s in state.submissions]
         if held:  # never leave held jobs behind
@@ -228,7 +228,8 @@ def _job_rows(job_overrides: Sequence[Sequence[str]]) -> list[Optional[dict]]:
 
 
 def _record_queued(
-    experiment, task, store: Path, job_overrides, rows, state: SweepState, initial_job_idx: int, heartbeat_interval: float
+    experiment, task, store: Path, job_overrides, rows, state: SweepState, initial_job_idx: int,
+    heartbeat_interval: float, partition: Optional[str],
 ) -> None:
     """A QUEUED record per run, carrying its Slurm job id and array index."""
     from sem_core.host import host_info
@@ -256,8 +257,8 @@ def _record_queued(
                 "job_id": f"{sub.slurm_job_id}_{array_index}" if is_array else sub.slurm_job_id,
                 "array_job_id": sub.slurm_job_id if is_array else None,
                 "array_index": array_index if is_array else None,
-                "node": None,
-                "partition": None,
+                "node": None,  # known when it runs
+                "partition": partition,  # as asked; None = the cluster's default, known when it runs
                 "restart_count": 0,
             }
             for j in job_indices:
