@@ -363,3 +363,17 @@ def test_the_worker_runs_the_submitted_source_without_starting_a_sweep(tmp_path)
     model.write_text("# edited after submission\n")  # the worker uses the submitted source
     ex = find_experiment(load_model_module(str(model), source), str(model))
     assert ex.rows() == [{"a": 42}] and ex.path == model.resolve()
+
+
+def test_status_of_a_sweep_folder_counts_only_that_sweeps_runs(tmp_path):
+    store = tmp_path / "runs"
+    _record(store, "20260101-a", "COMPLETED")
+    _record(store, "20260101-b", "COMPLETED")
+    sweep = tmp_path / "multirun" / "s1"
+    sweep.mkdir(parents=True)
+    (sweep / "sem_sweep.json").write_text(json.dumps({"store": str(store), "jobs": [{"global_id": "20260101-a"}]}))
+    out = _sem("status", str(sweep))
+    assert out.returncode == 0, out.stderr
+    line = next(x for x in out.stdout.splitlines() if x.startswith("m_x.py"))
+    assert line.split()[1:] == ["1", "1"]  # COMPLETED, total
+    assert f"sweep {sweep}" in out.stdout
