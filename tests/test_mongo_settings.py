@@ -130,3 +130,9 @@ def test_describe_error_drops_the_password_and_pymongo_noise():
     exc = RuntimeError("auth failed for u:hunter2 (configured timeouts: 1ms), Timeout: 3s, Topology: hunter2")
     text = connection.describe_error(exc, s)
     assert "hunter2" not in text and text == "RuntimeError: auth failed for u:***"
+
+
+def test_a_password_in_the_command_line_override_warns_without_showing_it(isolated_home):
+    with pytest.warns(UserWarning, match=r"carries a password on the command line.*SEM_MONGO_URL") as record:
+        s = resolve_settings("mongodb://u:hunter2@h:1/db", None, env={"HOME": str(isolated_home)})
+    assert s.database == "db" and "hunter2" not in str(record[0].message)

@@ -201,7 +201,15 @@ def resolve_settings(
     home = Path(env.get("HOME") or Path.home()) if home is None else Path(home)
 
     if override_url:
-        return settings_from_url(override_url, "sem.mongo.url override")
+        settings = settings_from_url(override_url, "sem.mongo.url override")
+        if settings.password:
+            warnings.warn(
+                f"sem.mongo.url={settings.display} carries a password on the command line, where shell history "
+                "and Hydra's .hydra/ files keep it; put the URL in SEM_MONGO_URL or ~/.config/sem/mongo.yaml "
+                "(mode 600) instead",
+                stacklevel=2,
+            )
+        return settings
     if env.get(ENV_VAR):
         return settings_from_url(env[ENV_VAR], f"env {ENV_VAR}")
     if experiment_dir is not None:
