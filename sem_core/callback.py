@@ -81,21 +81,13 @@ class SemCallback(Callback):
         from sem_core.host import host_info
         from sem_core.mongo.connection import redact_uri
         from sem_core.run import Run
-        from sem_core.sources import model_sources
 
         experiment = task.experiment
         row = job_row_of(config)
         sem_cfg = config.sem
         store = experiment.store_dir(sem_cfg.storage)
         hydra_cfg = HydraConfig.get()
-        ex_info = {
-            "name": experiment.name,
-            "base_dir": str(experiment.models_dir),
-            "sources": model_sources(experiment.path),
-            "dependencies": [],
-            "repositories": [],
-            "mainfile": experiment.path.name,
-        }
+        ex_info = experiment.ex_info()
         meta = {
             "command": "main",
             "options": {},

@@ -57,6 +57,19 @@ class Experiment:
             return path.resolve()
         return self.models_dir / "runs"
 
+    def ex_info(self) -> dict:
+        """sacred's ``experiment`` entry of a run: name, base_dir, mainfile, sources."""
+        from sem_core.sources import model_sources
+
+        return {
+            "name": self.name,
+            "base_dir": str(self.models_dir),
+            "sources": model_sources(self.path),
+            "dependencies": [],
+            "repositories": [],
+            "mainfile": self.path.name,
+        }
+
     # -- decorators ------------------------------------------------------------------
     def configs(self, fn: Callable[[], Sequence[dict]]) -> Callable[[], Sequence[dict]]:
         """Mark the function returning the list of config rows."""

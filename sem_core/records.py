@@ -19,6 +19,7 @@ Statuses: QUEUED, RUNNING, COMPLETED, FAILED, INTERRUPTED, TIMEOUT, KILLED.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import tempfile
@@ -77,6 +78,18 @@ def _json_default(obj: Any) -> Any:
     if hasattr(obj, "isoformat"):
         return obj.isoformat()
     return repr(obj)
+
+
+def parse_time(text: Optional[str]) -> Optional[dt.datetime]:
+    """A record's ISO time as an aware datetime (naive times are UTC, as sacred writes them);
+    None for a missing or unreadable value."""
+    if not text:
+        return None
+    try:
+        t = dt.datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
 
 
 def read_json(path: Path) -> Any:

@@ -198,12 +198,8 @@ def _passthrough_overrides(sweeper, arguments: Sequence[str]) -> list[str]:
 
 
 def _duration(run: dict) -> Optional[float]:
-    try:
-        start = dt.datetime.fromisoformat(run["start_time"])
-        stop = dt.datetime.fromisoformat(run["stop_time"])
-    except (KeyError, TypeError, ValueError):
-        return None
-    return (stop - start).total_seconds()
+    start, stop = records.parse_time(run.get("start_time")), records.parse_time(run.get("stop_time"))
+    return None if start is None or stop is None else (stop - start).total_seconds()
 
 
 def _first_error_line(run: dict, ret: Any) -> str:

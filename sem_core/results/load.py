@@ -340,15 +340,8 @@ class RunColumns:
 
 
 def _iso_to_seconds(text: Optional[str]) -> Optional[float]:
-    if not text:
-        return None
-    try:
-        t = dt.datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=dt.timezone.utc)
-    return t.timestamp()
+    t = records.parse_time(text)
+    return None if t is None else t.timestamp()
 
 
 def summaries_to_frame(summaries: Sequence[dict]):

@@ -73,7 +73,7 @@ def reconcile_runs(
         else:
             interval = float(((rec.run.get("meta") or {}).get("sem") or {}).get("heartbeat_interval") or 10.0)
             limit = stale_after_s if stale_after_s is not None else max(10 * interval, 120.0)
-            beat = st.parse_time(rec.run.get("heartbeat")) or st.parse_time(rec.run.get("start_time"))
+            beat = records.parse_time(rec.run.get("heartbeat")) or records.parse_time(rec.run.get("start_time"))
             if rec.status == "QUEUED":
                 verdict = st.Verdict("QUEUED")
             else:

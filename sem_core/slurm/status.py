@@ -231,14 +231,6 @@ def reconcile_slurm(record_status: str, slurm: Optional[SlurmJobState]) -> Verdi
     return Verdict(status, status, f"{where} ended {slurm.state}{exit_part}")
 
 
-def parse_time(text: Optional[str]) -> Optional[dt.datetime]:
-    if not text:
-        return None
-    try:
-        t = dt.datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
 
 
 def reconcile_local(

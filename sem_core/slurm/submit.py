@@ -234,16 +234,8 @@ def _record_queued(
     """A QUEUED record per run, carrying its Slurm job id and array index."""
     from sem_core.host import host_info
     from sem_core.observers.file import FileStorageObserver
-    from sem_core.sources import model_sources
 
-    ex_info = {
-        "name": experiment.name,
-        "base_dir": str(experiment.models_dir),
-        "sources": model_sources(experiment.path),
-        "dependencies": [],
-        "repositories": [],
-        "mainfile": experiment.path.name,
-    }
+    ex_info = experiment.ex_info()
     from sem_core.mongo.connection import redact_uri
 
     now = dt.datetime.now(dt.timezone.utc)
