@@ -160,3 +160,13 @@ def test_metric_timestamps_are_sacreds_naive_utc_isoformat():
             assert abs((dt.datetime.fromisoformat(text) - expected).total_seconds()) <= 1e-6
 
     check()
+
+
+def test_last_metrics_summarise_the_run(tmp_path, model):
+    obs = FileStorageObserver(tmp_path)
+    start(obs, model, "s")
+    obs.log_metrics({"a": {"steps": [0, 1], "values": [3, 2], "timestamps": ["t", "t"]}}, {})
+    obs.log_metrics({"a": {"steps": [2], "values": [1.5], "timestamps": ["t"]}, "b": {"steps": [0], "values": [7], "timestamps": ["t"]}}, {})
+    obs.completed_event(T0, None)
+    run = records.read_json(tmp_path / "s" / "run.json")
+    assert run["last_metrics"] == {"a": 1.5, "b": 7}

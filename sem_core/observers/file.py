@@ -96,6 +96,10 @@ class FileStorageObserver(RunObserver):
 
     def _finish(self, status, stop_time, **fields):
         self._write_final_metrics()
+        # the last value of every metric, so that results tables need not parse metrics.json
+        self.run_entry["last_metrics"] = {
+            name: series["values"][-1] for name, series in self._metrics.items() if series["values"]
+        }
         if self._cout is not None:
             self._cout.close()
             self._cout = None

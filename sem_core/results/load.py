@@ -176,10 +176,18 @@ def last_values(metrics: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, i
     return last, length
 
 
-def summarise(location: str, run: Mapping[str, Any], config: Mapping[str, Any], metrics: Mapping[str, Any]) -> dict:
+def summarise(
+    location: str,
+    run: Mapping[str, Any],
+    config: Mapping[str, Any],
+    metrics: Optional[Mapping[str, Any]] = None,
+    last: Optional[Mapping[str, Any]] = None,
+) -> dict:
     """The part of a run that load_runs needs (what the cache stores): run fields, the four ids,
-    the flattened config, start/end as epoch seconds and the last value of every metric."""
-    last, _ = last_values(metrics)
+    the flattened config, start/end as epoch seconds and the last value of every metric (given
+    as ``last``, or taken from the full ``metrics``)."""
+    if last is None:
+        last, _ = last_values(metrics or {})
     host = run.get("host") or {}
     start = run.get("start_time") or run.get("queue_time")
     return {
@@ -213,6 +221,10 @@ def summarise_folder(run_dir: str) -> dict:
         config = _load_json(os.path.join(run_dir, records.CONFIG_FILE))
     except FileNotFoundError:
         config = {}
+    last = run.get("last_metrics")
+    if last is not None and run.get("status") in records.FINISHED_STATUSES:
+        # written by sem's file observer when the run ended: metrics.json need not be parsed
+        return summarise(run_dir, run, config, last=last)
     try:
         metrics = _load_json(os.path.join(run_dir, records.METRICS_FILE))
     except FileNotFoundError:
