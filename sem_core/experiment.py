@@ -343,6 +343,9 @@ def _help_template(experiment: Experiment) -> str:
         "Select rows:      +order_id=2   +order_id=0,3   +order_id='range(0,4)'   KEY=v   KEY=v1,v2\n"
         "Change rows:      ++KEY=v (override in every selected row)   +NEW=v1,v2 (add and cross)   ~KEY\n"
         "Launchers:        hydra/launcher=local hydra.launcher.n_jobs=N   hydra.launcher.fail_fast=true\n"
-        "sem settings:     sem.storage=PATH   sem.heartbeat_interval=SECONDS\n\n"
+        "                  hydra/launcher=slurm (or a cluster section of experiment_config.yaml)\n"
+        "Resume:           sem.skip_completed=true   sem.rerun=failed|missing\n"
+        "sem settings:     sem.storage=PATH   sem.heartbeat_interval=SECONDS   sem.mongo.url=URI\n"
+        "Without running:  sem plan <this file> [overrides]   (the jobs, with their ids)\n\n"
         "== Config ==\n$CONFIG\n\n${hydra.help.footer}"
     )
