@@ -414,3 +414,33 @@ def test_relative_storage_survives_hydra_chdir(write_model, tmp_path):
     assert proc.returncode == 0, proc.stderr
     (run,) = load_store(tmp_path / "rel_store")
     assert run["run"]["status"] == "COMPLETED"
+
+
+def test_rows_with_numpy_nested_values_and_dollar_strings_reach_main_unchanged(write_model):
+    model = write_model(
+        '''
+import json
+import numpy as np
+from sem_core import Experiment
+ex = Experiment(__file__)
+@ex.configs
+def c():
+    return [{"lr": np.float64(0.5), "n": np.int64(3), "w": np.array([1.0, 2.0]),
+             "opt": {"name": "adam", "betas": (0.9, 0.99)}, "tmpl": "${not.an.interpolation}", "none": None}]
+@ex.automain
+def main(config):
+    return json.dumps({k: [type(v).__name__, v] for k, v in config.items()}, sort_keys=True)
+'''
+    )
+    proc = run_model(model)
+    assert proc.returncode == 0, proc.stderr
+    (run,) = load_store(model.parent / "runs")
+    seen = json.loads(run["run"]["result"])
+    assert seen["lr"] == ["float", 0.5] and seen["n"] == ["int", 3] and seen["w"] == ["list", [1.0, 2.0]]
+    assert seen["opt"] == ["dict", {"name": "adam", "betas": [0.9, 0.99]}]
+    assert seen["tmpl"] == ["str", "${not.an.interpolation}"] and seen["none"] == ["NoneType", None]
+    row = {k: v for k, v in run["config"].items() if k not in ids.ID_KEYS}
+    assert row["tmpl"] == "${not.an.interpolation}"
+    assert run["config"]["experiment_id"] == ids.experiment_id(
+        {"lr": 0.5, "n": 3, "w": [1, 2], "opt": {"name": "adam", "betas": [0.9, 0.99]}, "tmpl": "${not.an.interpolation}", "none": None}
+    )
