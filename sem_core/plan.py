@@ -135,6 +135,12 @@ def plan_jobs(
         if ov.key == "order_id" or ov.key.split(".")[0] in ids.ID_KEYS:
             raise ConfigError(f"{ov.text}: {ov.key} is computed by sem and cannot be set or removed")
         if ov.kind == "delete":
+            if not _has_key([r for _, r in work], ov.key):
+                # Hydra's ~KEY fails on a missing key too; a typo must not silently run every row unchanged
+                raise ConfigError(
+                    f"{ov.text}: {ov.key!r} is not a key of any selected row of {source} "
+                    f"(row keys: {', '.join(row_keys([r for _, r in work])) or 'none'})"
+                )
             for _, row in work:
                 _del_path(row, ov.key)
             continue

@@ -68,6 +68,12 @@ def test_nested_keys_and_delete():
     assert job.row == {"opt": {"lr": 1, "name": "sgd"}}
 
 
+def test_delete_of_unknown_key_is_an_error():
+    # a typo like ~nosie must not run every row unchanged
+    with pytest.raises(ConfigError, match=r"~nosie: 'nosie' is not a key .*row keys: "):
+        plan_jobs([{"noise": 0.1, "fold": 0}], [RowOverride("delete", "nosie", (None,), "~nosie")])
+
+
 def test_ids_cannot_be_set():
     with pytest.raises(ConfigError, match="computed by sem"):
         plan_jobs(ROWS, [RowOverride("set", "experiment_id", ("x",), "++experiment_id=x")])
