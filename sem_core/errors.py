@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
 
 from hydra.errors import CompactHydraException
@@ -42,3 +44,19 @@ def _formatwarning(message, category, filename, lineno, line=None):  # type: ign
 
 
 warnings.formatwarning = _formatwarning
+
+
+_default_excepthook = sys.excepthook
+
+
+def _excepthook(exc_type, exc, tb):  # type: ignore[no-untyped-def]
+    # A SemError escaping a model file's module-level code (the README's template calls
+    # read_yaml("../experiment_config.yaml") before @ex.automain) already says what to fix:
+    # print it as automain does, without the traceback (HYDRA_FULL_ERROR=1 keeps it). Exit code stays 1.
+    if isinstance(exc, SemError) and not os.environ.get("HYDRA_FULL_ERROR"):
+        print(f"{os.path.basename(sys.argv[0]) or 'sem'}: error: {exc}", file=sys.stderr)
+        return
+    _default_excepthook(exc_type, exc, tb)
+
+
+sys.excepthook = _excepthook

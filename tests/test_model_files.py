@@ -301,6 +301,17 @@ def test_invalid_experiment_config_names_file_and_line(write_model):
     assert "experiment_config.yaml:3:" in proc.stderr and "invalid YAML" in proc.stderr
 
 
+def test_invalid_experiment_config_read_at_module_level_has_no_traceback(write_model):
+    # the README's template reads the file itself, before @ex.automain takes over
+    source = SIMPLE.replace("ex = Experiment(__file__)",
+                            'ex = Experiment(__file__)\nfrom sem_core.util import read_yaml\nec = read_yaml("../experiment_config.yaml")')
+    model = write_model(source, experiment_config="sem:\n  storage: [a\nlocal:\n  type: local\n")
+    proc = run_model(model)
+    assert proc.returncode == 1
+    assert "m_test.py: error:" in proc.stderr and "experiment_config.yaml:3:" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 def test_unknown_experiment_config_keys_warn(write_model):
     model = write_model(SIMPLE, experiment_config="sem:\n  storagee: x\nfoo: 1\n")
     proc = run_model(model, "+order_id=0")
@@ -444,3 +455,41 @@ def main(config):
     assert run["config"]["experiment_id"] == ids.experiment_id(
         {"lr": 0.5, "n": 3, "w": [1, 2], "opt": {"name": "adam", "betas": [0.9, 0.99]}, "tmpl": "${not.an.interpolation}", "none": None}
     )
+
+
+def test_cout_captures_c_level_and_child_process_output_and_stays_live(write_model):
+    model = write_model(
+        '''
+import os, subprocess, sys
+from sem_core import Experiment
+ex = Experiment(__file__)
+@ex.configs
+def c():
+    return [{"x": 1}]
+@ex.automain
+def main(config):
+    print("from python")
+    print("to stderr", file=sys.stderr)
+    sys.stdout.flush()
+    os.write(1, b"raw fd write\\n")
+    os.system("echo from os.system")
+    subprocess.run(["sh", "-c", "echo from a child >&2"], check=True)
+    print("héllo ünïcode")
+'''
+    )
+    proc = run_model(model)
+    assert proc.returncode == 0, proc.stderr
+    (run,) = load_store(model.parent / "runs")
+    cout = (run["dir"] / "cout.txt").read_text()
+    for line in ("from python", "to stderr", "raw fd write", "from os.system", "from a child", "héllo ünïcode"):
+        assert line in cout
+    # still live, each on the stream it was written to
+    assert "from python" in proc.stdout and "from os.system" in proc.stdout
+    assert "to stderr" in proc.stderr and "from a child" in proc.stderr
+    proc = run_model(model, "sem.capture=sys")
+    assert proc.returncode == 0, proc.stderr
+    newest = max(load_store(model.parent / "runs"), key=lambda r: r["run"]["start_time"])
+    cout = (newest["dir"] / "cout.txt").read_text()
+    assert "from python" in cout and "to stderr" in cout and "from os.system" not in cout
+    bad = run_model(model, "sem.capture=tee")
+    assert bad.returncode != 0 and "capture" in bad.stderr
