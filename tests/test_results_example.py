@@ -243,6 +243,18 @@ def test_console_script_finds_the_experiment_from_the_current_directory(swept):
     assert "| m_linear.py: name=linear, noise=0.1 | 5 |" in proc.stdout
 
 
+
+def test_output_piped_into_a_closed_reader_ends_without_a_traceback(swept):
+    # `sem show CONFIG_ID | head -1`: the reader exits before sem has written everything
+    config_id = next(r["config"]["config_id"] for r in store_runs(swept / "models" / "runs") if "config_id" in r["config"])
+    proc = subprocess.Popen([sys.executable, "-m", "sem_core.cli", "show", config_id], cwd=swept,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+
+
 @pytest.mark.browser
 def test_html_report_renders_in_chromium_with_the_table_numbers(swept, capsys, tmp_path):
     report = tmp_path / "report.html"
