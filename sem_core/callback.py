@@ -112,6 +112,7 @@ class SemCallback(Callback):
             meta_info=meta,
             observers=build_observers(sem_cfg, store, experiment.experiment_dir),
             heartbeat_interval=float(sem_cfg.heartbeat_interval),
+            capture_mode=sem_cfg.capture.value,
         )
         run.start()
 

@@ -8,7 +8,6 @@ thread every ``heartbeat_interval`` seconds, so logging costs a list append.
 from __future__ import annotations
 
 import datetime as dt
-import sys
 import threading
 import time
 from time import time as _time
@@ -18,6 +17,7 @@ from typing import Any, Optional, Sequence
 
 from sem_core.errors import NoActiveRun
 from sem_core.observers.base import RunObserver
+from sem_core.stdio import make_capture
 
 _current: Optional["Run"] = None
 
@@ -51,30 +51,6 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-class _Tee:
-    """Writes through to the real stream (output stays live) and keeps a copy for the run."""
-
-    def __init__(self, stream, sink: list, lock: threading.Lock):
-        self._stream = stream
-        self._sink = sink
-        self._lock = lock
-
-    def write(self, text: str) -> int:
-        with self._lock:
-            self._sink.append(text)
-        return self._stream.write(text)
-
-    def writelines(self, lines) -> None:
-        for line in lines:
-            self.write(line)
-
-    def flush(self) -> None:
-        self._stream.flush()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
-
-
 class Run:
     def __init__(
         self,
@@ -87,6 +63,7 @@ class Run:
         meta_info: dict,
         observers: Sequence[RunObserver],
         heartbeat_interval: float = 10.0,
+        capture_mode: str = "fd",
     ):
         self.global_id = global_id
         self.config = config
@@ -105,7 +82,7 @@ class Run:
         self._out: list[str] = []
         self._stop = threading.Event()
         self._beat: Optional[threading.Thread] = None
-        self._saved_streams: tuple = ()
+        self._capture = make_capture(capture_mode, self._collect_output)
         self._artifact_names: set[str] = set()
 
     # -- user API --------------------------------------------------------------------
@@ -153,12 +130,14 @@ class Run:
                 _id=self.global_id,
             )
         self.status = "RUNNING"
-        self._saved_streams = (sys.stdout, sys.stderr)
-        sys.stdout = _Tee(sys.stdout, self._out, self._lock)
-        sys.stderr = _Tee(sys.stderr, self._out, self._lock)
+        self._capture.start()
         _current = self
         self._beat = threading.Thread(target=self._heartbeat_loop, name=f"sem-heartbeat-{self.global_id}", daemon=True)
         self._beat.start()
+
+    def _collect_output(self, text: str) -> None:
+        with self._lock:
+            self._out.append(text)
 
     def _heartbeat_loop(self) -> None:
         while not self._stop.wait(self.heartbeat_interval):
@@ -196,9 +175,7 @@ class Run:
         self._stop.set()
         if self._beat is not None and self._beat is not threading.current_thread():
             self._beat.join()
-        if self._saved_streams:
-            sys.stdout, sys.stderr = self._saved_streams
-            self._saved_streams = ()
+        self._capture.stop()
         if _current is self:
             _current = None
         self.heartbeat()  # last flush of metrics and output

@@ -7,6 +7,7 @@ of ``<experiment>/experiment_config.yaml`` > the defaults below.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from enum import Enum
 from pathlib import Path
 from typing import Any, Optional
 
@@ -21,12 +22,19 @@ class MongoConf:
     url: Optional[str] = None
 
 
+class CaptureMode(Enum):
+    fd = "fd"  # file descriptors 1 and 2: also C extensions, os.system and child processes
+    sys = "sys"  # sys.stdout/sys.stderr only (no file descriptors needed)
+
+
 @dataclass
 class SemConf:
     # run store; None = <models folder>/runs beside the model file
     storage: Optional[str] = None
     # seconds between heartbeats (run.json heartbeat time, metric and stdout flushes)
     heartbeat_interval: float = 10.0
+    # how cout.txt captures the job's output: fd (everything written to stdout/stderr) or sys
+    capture: CaptureMode = CaptureMode.fd
     # skip rows whose experiment_id already has a COMPLETED run of the same model file
     skip_completed: bool = False
     # "failed": only rows whose latest run failed; "missing": only rows never run; None: all
