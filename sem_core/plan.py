@@ -104,7 +104,9 @@ def plan_jobs(
             for value in ov.values:
                 if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < n:
                     valid = f"order_id 0-{n - 1}" if n else "no rows at all"
-                    raise ConfigError(f"{ov.text}: order_id {value!r} is out of range: {source} has {n} rows ({valid})")
+                    is_int = isinstance(value, int) and not isinstance(value, bool)
+                    problem = "is out of range" if is_int else "is not an integer"
+                    raise ConfigError(f"{ov.text}: order_id {value!r} {problem}: {source} has {n} rows ({valid})")
             wanted = set(ov.values)
             selected = [i for i in selected if i in wanted]
             continue

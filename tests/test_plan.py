@@ -26,6 +26,8 @@ def test_order_id_selection_and_range_error():
     assert [j.order_id for j in plan_jobs(ROWS, [sel("order_id", 0, 3)])] == [0, 3]
     with pytest.raises(ConfigError, match=r"order_id 12 is out of range: m\.py has 12 rows \(order_id 0-11\)"):
         plan_jobs(ROWS, [sel("order_id", 12)], source="m.py")
+    with pytest.raises(ConfigError, match=r"order_id 'abc' is not an integer: m\.py has 12 rows \(order_id 0-11\)"):
+        plan_jobs(ROWS, [sel("order_id", "abc")], source="m.py")
 
 
 def test_value_selection_is_canonical_and_ands():
