@@ -117,6 +117,14 @@ def test_group_labels_name_only_the_keys_that_vary_and_sort_numerically():
     assert table.runs_per_row == [2, 2, 2]
 
 
+def test_a_row_without_any_varying_key_is_labelled_by_its_model_not_blank():
+    # `python m.py ++extra=1` next to the plain sweep: the plain rows lack the only key that varies
+    rows = [summary({"lr": 0.1, "fold": 0}, {"rmse": 1.0}, n=0),
+            summary({"lr": 0.1, "fold": 0, "extra": 1}, {"rmse": 2.0}, n=1)]
+    table = results_table(frame_of(rows), metrics=["rmse"])
+    assert sorted(r[0] for r in table.row_labels()) == ["extra=1", "m_a.py"]
+
+
 def test_results_by_fold_and_best_per_fold():
     table = results_table(frame_of(sweep({0.1: [1.0, 5.0], 0.2: [2.0, 4.0]})), metrics=["rmse"], results_by=["fold"])
     labels = table.row_labels()

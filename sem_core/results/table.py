@@ -423,6 +423,8 @@ def _labels(records: list[dict], label_keys: list[str], explicit: bool) -> list[
             text = f"{format_value(rec['model'])}: {text}" if text else format_value(rec["model"])
         elif not label_keys:
             text = format_value(rec["model"]) if not explicit and rec["model"] is not None else "all runs"
+        elif not text and not explicit and rec["model"] is not None:
+            text = format_value(rec["model"])  # the row lacks every key that varies: never a blank label
         out.append(text)
     return out
 
