@@ -49,6 +49,14 @@ def plan_experiment(experiment, row_overrides) -> list[PlannedJob]:
     if experiment.schema is not None:
         for job in jobs:
             validate_row(job.row, experiment.schema, job.order_id, source)
+    from sem_core.capture import with_seed
+
+    for job in jobs:  # a row's own seed is checked here, so a bad one stops the sweep before any job
+        if "seed" in job.row:
+            try:
+                with_seed({**job.row, "order_id": job.order_id}, job.experiment_id)
+            except ConfigError as exc:
+                raise ConfigError(f"{source} {exc}") from None
     duplicates = find_duplicates(jobs)
     if duplicates:
         shown = "; ".join(f"order_id {a} and order_id {b} (experiment_id {e})" for a, b, e in duplicates[:10])

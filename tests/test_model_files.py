@@ -152,6 +152,14 @@ def main(config):
     assert not (model.parent / "runs").exists()
 
 
+def test_a_bad_seed_in_a_row_stops_the_sweep_before_any_job(write_model):
+    model = write_model(SIMPLE)
+    proc = run_model(model, "+seed=-1")
+    assert proc.returncode == 1
+    assert "m_test.py row order_id 0: seed must be an integer from 0 to 2**32-1" in proc.stderr
+    assert not (model.parent / "runs").exists() or not load_store(model.parent / "runs")
+
+
 def test_a_raising_row_fails_alone_with_its_traceback(write_model):
     model = write_model(
         '''
