@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
+from sem_core.errors import SemError
+
 RUN_FILE = "run.json"
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
@@ -92,9 +94,24 @@ def parse_time(text: Optional[str]) -> Optional[dt.datetime]:
     return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
 
 
+class CorruptRecord(SemError, ValueError):
+    """A record file that is not valid JSON. A ValueError too, so the readers that treat such
+    folders as orphans (``sem clean``) still do."""
+
+
+def corrupt_record(path: str | os.PathLike, exc: Exception) -> CorruptRecord:
+    return CorruptRecord(
+        f"{path}: not valid JSON ({exc}); repair the file, or move its run folder out of the store "
+        "(`sem clean` bins folders without a readable run.json once they are an hour old)"
+    )
+
+
 def read_json(path: Path) -> Any:
     with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
+        try:
+            return json.load(fh)
+        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+            raise corrupt_record(path, exc) from None
 
 
 def read_metrics(run_dir: Path) -> dict:

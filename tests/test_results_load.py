@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sem_core import records
+from sem_core import cli, records
 from sem_core.errors import SemError
 from sem_core.results import NoRunsFound, get_runs, load_runs
 from sem_core.results.load import CACHE_VERSION, cache_path
@@ -86,6 +86,19 @@ def test_a_corrupt_cache_is_rebuilt_from_the_records(tmp_path):
     cache_path(store).write_text("{not json")
     assert list(load_runs(store)["loss"]) == [1.0]
     assert json.loads(cache_path(store).read_text())["version"] == CACHE_VERSION
+
+
+def test_a_corrupt_run_json_is_an_error_naming_the_file(tmp_path, capsys):
+    store = tmp_path / "runs"
+    write_run(store, {"fold": 0}, 0, {"loss": [1.0]})
+    bad = write_run(store, {"fold": 1}, 1, {"loss": [2.0]}, start=T0 + dt.timedelta(minutes=1))
+    (bad / "run.json").write_text('{"status": "COMPLE')  # truncated by a full disk or a bad copy
+    with pytest.raises(SemError, match=r"run\.json: not valid JSON .*repair the file"):
+        load_runs(store, use_cache=False)
+    with pytest.raises(SemError, match=r"run\.json: not valid JSON"):
+        list(records.iter_runs(store))
+    assert cli.main(["ls", str(store)]) == 2
+    assert f"{bad / 'run.json'}: not valid JSON" in capsys.readouterr().err
 
 
 def test_storage_setting_of_experiment_config_moves_the_store(experiment):

@@ -211,7 +211,11 @@ def summarise_record(record: records.RunRecord) -> dict:
 
 def _load_json(path: str) -> Any:
     with open(path, "rb") as fh:
-        return json.loads(fh.read().decode("utf-8"))
+        data = fh.read()
+    try:
+        return json.loads(data.decode("utf-8"))
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise records.corrupt_record(path, exc) from None
 
 
 def summarise_folder(run_dir: str) -> dict:
