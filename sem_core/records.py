@@ -14,7 +14,7 @@ Layout of a run store (default ``<experiment>/models/runs/``)::
         cout.txt                    stdout and stderr of the job
         <artifact files>            ex.add_artifact copies
 
-Statuses: QUEUED, RUNNING, COMPLETED, FAILED, INTERRUPTED, TIMEOUT, KILLED.
+Statuses: QUEUED, RUNNING, COMPLETED, FAILED, INTERRUPTED, TIMEOUT, KILLED, CANCELLED.
 """
 
 from __future__ import annotations
