@@ -108,6 +108,13 @@ def load_experiment_config(experiment_dir: Path) -> dict:
                     f"{path}: cluster section {section!r} has type {value['type']!r}; "
                     f"use one of {sorted(CLUSTER_TYPES)}"
                 )
+            unused = sorted(set(value) - {"type"})
+            if value["type"] == "local" and unused:
+                # only type: slurm sections become launchers; a local section's keys would otherwise vanish
+                warn(
+                    f"{path}: section {section!r} (type: local): key(s) {unused} are not used; run locally with "
+                    "hydra/launcher=local hydra.launcher.n_jobs=N on the command line"
+                )
         else:
             known = sorted(set(EXPERIMENT_SECTION_KEYS) | OTHER_SECTIONS)
             warn(f"{path}: unknown section {section!r} (known: {known}, or a cluster section with a 'type' key)")

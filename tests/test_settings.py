@@ -31,6 +31,12 @@ def test_bad_cluster_type_is_an_error(tmp_path):
         settings.load_experiment_config(tmp_path)
 
 
+def test_keys_of_a_local_cluster_section_warn_that_they_are_not_used(tmp_path):
+    (tmp_path / "experiment_config.yaml").write_text("local:\n  type: local\n  n_jobs: 3\n")
+    with pytest.warns(SemWarning, match=r"section 'local' \(type: local\): key\(s\) \['n_jobs'\] are not used"):
+        settings.load_experiment_config(tmp_path)
+
+
 def test_read_yaml_is_relative_to_the_calling_file(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # not the folder of this file
     here = Path(__file__).resolve().parent
