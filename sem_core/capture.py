@@ -468,8 +468,8 @@ def replay_overrides(argv: Sequence[str], config: Mapping[str, Any]) -> tuple[li
             continue
         key = text.split("=", 1)[0]
         bare = key.lstrip("+")
-        if bare == key or bare.split(".")[0] in ("hydra", "sem") or "/" in bare:
-            continue
+        if bare == key or bare.split(".")[0] in ("hydra", "sem") or "/" in bare or bare == "order_id":
+            continue  # +order_id=N selects, like order_id=N
         node: Any = config
         for part in bare.split("."):
             node = node.get(part) if isinstance(node, Mapping) else None

@@ -260,3 +260,9 @@ def test_a_non_utf8_change_is_recorded_as_valid_text_and_stored_byte_exact(repo,
     sh("git", "clone", "-q", str(repo), str(clone), cwd=tmp_path)
     sh("git", "apply", str(tmp_path / "runs" / git["diff_file"]), cwd=clone)
     assert (clone / "README").read_bytes() == latin1
+
+
+def test_replayed_overrides_keep_row_changes_and_drop_selections():
+    config = {"lr": 0.1, "seed": 2, "fold": 3, "order_id": 3}
+    argv = ["+order_id=3", "fold=3", "++lr=0.1", "+seed=1,2", "~noise", "sem.skip_completed=true", "-m"]
+    assert capture.replay_overrides(argv, config) == (["++lr=0.1", "++seed=2", "~noise"], [])
