@@ -133,6 +133,11 @@ def sweep_experiment(sweeper, arguments: List[str]) -> Any:
     config = sweeper.config
     passthrough = _passthrough_overrides(sweeper, arguments)
     jobs = plan_experiment(experiment, task.row_overrides)
+    if not config.sem.heartbeat_interval > 0:
+        # the heartbeat thread waits this long between run.json writes: 0 or less would be a busy loop
+        raise ConfigError(
+            f"sem.heartbeat_interval={config.sem.heartbeat_interval}: must be a number of seconds above 0 (default 10)"
+        )
 
     store = experiment.store_dir(config.sem.storage)
     # sem.skip_completed / sem.rerun (issue 6): drop rows already done, list them in the summary

@@ -160,6 +160,14 @@ def test_a_bad_seed_in_a_row_stops_the_sweep_before_any_job(write_model):
     assert not (model.parent / "runs").exists() or not load_store(model.parent / "runs")
 
 
+def test_a_heartbeat_interval_of_zero_is_an_error_before_any_job(write_model):
+    model = write_model(SIMPLE)
+    proc = run_model(model, "sem.heartbeat_interval=0")
+    assert proc.returncode == 1
+    assert "sem.heartbeat_interval=0.0: must be a number of seconds above 0" in proc.stderr
+    assert not (model.parent / "runs").exists() or not load_store(model.parent / "runs")
+
+
 def test_a_raising_row_fails_alone_with_its_traceback(write_model):
     model = write_model(
         '''
