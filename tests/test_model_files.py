@@ -124,7 +124,8 @@ def test_bad_selection_is_a_clear_error_before_any_job(write_model, args, messag
     proc = run_model(model, *args)
     assert proc.returncode != 0
     assert message in proc.stderr, proc.stderr
-    assert "Traceback" not in proc.stderr
+    assert "Traceback" not in proc.stderr and "HYDRA_FULL_ERROR" not in proc.stderr
+    assert proc.stderr.startswith("m_test.py: error: ")
     assert not (model.parent / "runs").exists()
 
 

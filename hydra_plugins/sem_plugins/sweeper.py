@@ -3,6 +3,7 @@
 Without a sem experiment (any other Hydra app) it behaves exactly like Hydra's BasicSweeper.
 """
 
+import sys
 from typing import Any, List, Optional
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
@@ -22,6 +23,14 @@ class SemSweeper(BasicSweeper):
     def sweep(self, arguments: List[str]) -> Any:
         if getattr(self.task_function, "experiment", None) is None:
             return super().sweep(arguments)
+        from sem_core.errors import SemError
         from sem_core.sweep import sweep_experiment
 
-        return sweep_experiment(self, arguments)
+        try:
+            return sweep_experiment(self, arguments)
+        except SemError as exc:
+            # A user-fixable error: one line and exit code 1. Raised as an Exception, Hydra
+            # would add "Set HYDRA_FULL_ERROR=1 for a complete stack trace", although there
+            # is no trace worth reading.
+            print(f"{self.task_function.experiment.path.name}: error: {exc}", file=sys.stderr)
+            raise SystemExit(1) from None
