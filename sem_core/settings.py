@@ -46,8 +46,9 @@ class SemConf:
 # Top-level sections of experiment_config.yaml and the keys each may hold.
 # Cluster sections (any name) are recognised by their ``type`` key.
 EXPERIMENT_SECTION_KEYS = {
-    # the seed's settings; use_config_id/overwrite_id are accepted for compatibility
-    "experiment": {"use_config_id", "overwrite_id", "replicate_keys", "name"},
+    # the seed's settings, accepted for compatibility (sem always records config_id and never
+    # overwrites a run); anything else in this section warns as unknown
+    "experiment": {"use_config_id", "overwrite_id"},
     "sem": {f.name for f in fields(SemConf)},
 }
 # Sections owned by other parts of sem (each validates its own keys).
