@@ -8,6 +8,7 @@ thread every ``heartbeat_interval`` seconds, so logging costs a list append.
 from __future__ import annotations
 
 import datetime as dt
+import sys
 import threading
 import time
 from time import time as _time
@@ -189,9 +190,12 @@ class Run:
         self._join()
 
     def fail(self, exc: BaseException) -> None:
+        trace = traceback.format_exception(type(exc), exc, exc.__traceback__)
+        # Shown when it happens (not only in the summary at the end of the sweep) and kept in
+        # cout.txt with the rest of the job's output, where people look first.
+        print(f"run {self.global_id} failed:\n{''.join(trace)}", end="", file=sys.stderr, flush=True)
         self._stop_capture()
         self.status = "FAILED"
-        trace = traceback.format_exception(type(exc), exc, exc.__traceback__)
         for obs in self.observers:
             obs.failed_event(fail_time=_now(), fail_trace=trace)
         self._join()

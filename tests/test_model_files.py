@@ -189,7 +189,10 @@ def main(config):
     assert {k: r["run"]["status"] for k, r in runs.items()} == {0: "COMPLETED", 1: "FAILED", 2: "COMPLETED"}
     trace = "".join(runs[1]["run"]["fail_trace"])
     assert "ZeroDivisionError: division by zero" in trace and 'return 1 / config["x"]' in trace
-    assert "about to divide 0" in (runs[1]["dir"] / "cout.txt").read_text()
+    cout = (runs[1]["dir"] / "cout.txt").read_text()
+    assert "about to divide 0" in cout and "ZeroDivisionError: division by zero" in cout
+    # and on the terminal when it happens, before the summary
+    assert "ZeroDivisionError: division by zero" in proc.stderr
     # the summary names the failed row and its error
     line = next(l for l in proc.stdout.splitlines() if l.startswith("1 "))
     assert "FAILED" in line and "ZeroDivisionError: division by zero" in line
