@@ -123,7 +123,7 @@ def bench_sacred(url: str | None, runs: int, points: int, workdir: Path) -> tupl
 def bench_live_jobs(url: str | None, jobs: int, points: int, root: Path) -> float:
     """Seconds per job of a sem run with the file observer (+ the live Mongo observer if url)."""
     from sem_core.mongo.connection import settings_from_url
-    from sem_core.mongo.observer import MongoLiveObserver
+    from sem_core.observers.mongo import MongoLiveObserver
     from sem_core.observers.file import FileStorageObserver
     from sem_core.run import Run
     from sem_core.sources import file_md5

@@ -42,8 +42,8 @@ def build_observers(sem_cfg: DictConfig, store: Path, experiment_dir: Optional[P
     from sem_core.observers.file import FileStorageObserver
 
     observers: list = [FileStorageObserver(store)]
-    # MongoDB live sync, only when a database is configured (sem_core.mongo.observer)
-    from sem_core.mongo.observer import live_observer
+    # MongoDB live sync, only when a database is configured (sem_core.observers.mongo)
+    from sem_core.observers.mongo import live_observer
 
     mongo = live_observer(sem_cfg, store, experiment_dir)
     if mongo is not None:
@@ -118,7 +118,7 @@ class SemCallback(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         # MongoDB: upload what live sync missed (database down, submit-and-exit jobs)
-        from sem_core.mongo.observer import sync_after_sweep
+        from sem_core.observers.mongo import sync_after_sweep
 
         sync_after_sweep(config)
 

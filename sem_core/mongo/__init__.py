@@ -6,7 +6,9 @@ sacred users' scripts).
 - ``upload``: ``sync_runs``, the bulk uploader used by ``sem sync``, the live observer and the
   end of a sweep.
 - ``reader``: runs read back from MongoDB as ``sem_core.records.RunRecord``.
-- ``observer``: the live observer (RUNNING at job start, the full record at job end).
+
+The live observer (RUNNING at job start, the full record at job end) is
+``sem_core.observers.mongo``, beside the file observer.
 
 sem works without a database: nothing here is imported unless a database is configured.
 """
