@@ -513,3 +513,15 @@ def main(config):
     assert "from python" in cout and "to stderr" in cout and "from os.system" not in cout
     bad = run_model(model, "sem.capture=tee")
     assert bad.returncode != 0 and "capture" in bad.stderr
+
+
+def test_a_record_that_cannot_be_written_fails_the_job_loudly(write_model, tmp_path):
+    model = write_model(SIMPLE)
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("a file where the run store should be")
+    proc = run_model(model, "+order_id=0", f"sem.storage={blocker}")
+    assert proc.returncode != 0
+    assert "sem could not start recording this run" in proc.stdout + proc.stderr
+    line = next(l for l in proc.stdout.splitlines() if l.startswith("0 "))
+    assert "NO RECORD" in line
+    assert blocker.read_text() == "a file where the run store should be"
