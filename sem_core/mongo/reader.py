@@ -7,6 +7,8 @@ that sem moved to GridFS at the 16 MB limit comes back in full.
 
 from __future__ import annotations
 
+import atexit
+
 from pathlib import Path
 from typing import Any, Iterator, Optional, Union
 
@@ -90,6 +92,14 @@ def record_of(db, doc: dict, display_url: str) -> MongoRunRecord:
 # ``location`` names its database without the password, and ``read_run(location)`` finds it again.
 _known_urls: dict[str, str] = {}
 _databases: dict[str, Any] = {}
+
+
+@atexit.register
+def _close_clients() -> None:
+    """Close the cached clients when the process ends (pymongo warns about unclosed ones)."""
+    while _databases:
+        _url, db = _databases.popitem()
+        db.client.close()
 
 
 def _database(source: Union[str, Any]) -> tuple[Any, str]:
