@@ -163,6 +163,10 @@ class Experiment:
         import hydra
 
         argv = list(sys.argv[1:] if argv is None else argv)
+        # Launchers that start a fresh interpreter (submitit_local, submitit_slurm) unpickle the
+        # task before any sem code runs there: the model's sibling modules (`from data import
+        # ...`) must already be importable, so the models folder goes on their PYTHONPATH.
+        _prepend_pythonpath(self.models_dir)
         experiment_config = settings.load_experiment_config(self.experiment_dir)
         hydra_argv, row_overrides = split_argv(argv, self)
         task = SemTask(self, row_overrides)
@@ -194,6 +198,12 @@ def load_model_file(path: str | os.PathLike) -> Experiment:
     if len(found) != 1:
         raise ConfigError(f"{path}: expected one `ex = Experiment(__file__)`, found {len(found)}")
     return found[0]
+
+
+def _prepend_pythonpath(folder: Path) -> None:
+    entries = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if str(folder) not in entries:
+        os.environ["PYTHONPATH"] = os.pathsep.join([str(folder), *entries])
 
 
 def _launch_dir() -> Path:

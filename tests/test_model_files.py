@@ -263,11 +263,11 @@ def main(config):
 '''
     )
     (model.parent / "helper.py").write_text("def double(x):\n    return 2 * x\n")
-    for args in ([], ["hydra/launcher=local", "hydra.launcher.n_jobs=2"]):
+    for args in ([], ["hydra/launcher=local", "hydra.launcher.n_jobs=2"], ["hydra/launcher=submitit_local"]):
         proc = run_model(model, *args, cwd=model.parent.parent)
         assert proc.returncode == 0, proc.stderr
     runs = load_store(model.parent / "runs")
-    assert sorted(r["run"]["result"] for r in runs) == [2, 2, 4, 4]
+    assert sorted(r["run"]["result"] for r in runs) == [2, 2, 2, 4, 4, 4]
     assert all({n for n, _ in r["run"]["experiment"]["sources"]} == {"m_test.py", "helper.py"} for r in runs)
 
 
