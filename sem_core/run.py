@@ -171,6 +171,18 @@ class Run:
             obs.log_metrics(metrics, self.info)
             obs.heartbeat_event(info=self.info, captured_out=out, beat_time=_now(), result=self.result)
 
+    def _report_late_sources(self) -> None:
+        """Modules of the model folder first imported inside main() belong to the run too."""
+        from sem_core.sources import model_sources
+
+        if not self.ex_info.get("mainfile"):
+            return
+        known = {name for name, _ in self.ex_info.get("sources", [])}
+        late = [s for s in model_sources(Path(self.ex_info["base_dir"]) / self.ex_info["mainfile"]) if s[0] not in known]
+        if late:
+            for obs in self.observers:
+                obs.sources_event(late)
+
     def _stop_capture(self) -> None:
         global _current
         self._stop.set()
@@ -184,6 +196,7 @@ class Run:
     def complete(self, result: Any) -> None:
         self.result = result
         self._stop_capture()
+        self._report_late_sources()
         self.status = "COMPLETED"
         for obs in self.observers:
             obs.completed_event(stop_time=_now(), result=result)
@@ -195,6 +208,7 @@ class Run:
         # cout.txt with the rest of the job's output, where people look first.
         print(f"run {self.global_id} failed:\n{''.join(trace)}", end="", file=sys.stderr, flush=True)
         self._stop_capture()
+        self._report_late_sources()
         self.status = "FAILED"
         for obs in self.observers:
             obs.failed_event(fail_time=_now(), fail_trace=trace)

@@ -525,3 +525,26 @@ def test_a_record_that_cannot_be_written_fails_the_job_loudly(write_model, tmp_p
     line = next(l for l in proc.stdout.splitlines() if l.startswith("0 "))
     assert "NO RECORD" in line
     assert blocker.read_text() == "a file where the run store should be"
+
+
+def test_a_module_first_imported_inside_main_is_stored_with_the_run(write_model):
+    model = write_model(
+        '''
+from sem_core import Experiment
+ex = Experiment(__file__)
+@ex.configs
+def c():
+    return [{"x": 3}]
+@ex.automain
+def main(config):
+    import late_helper
+    return late_helper.triple(config["x"])
+'''
+    )
+    (model.parent / "late_helper.py").write_text("def triple(x):\n    return 3 * x\n")
+    proc = run_model(model)
+    assert proc.returncode == 0, proc.stderr
+    (run,) = load_store(model.parent / "runs")
+    sources = dict(run["run"]["experiment"]["sources"])
+    assert set(sources) == {"m_test.py", "late_helper.py"} and run["run"]["result"] == 9
+    assert (model.parent / "runs" / sources["late_helper.py"]).read_text() == "def triple(x):\n    return 3 * x\n"

@@ -1,7 +1,8 @@
 """The observer interface: sacred's ``RunObserver`` events, all no-ops.
 
 Signatures match ``sacred.observers.base.RunObserver`` so that a sacred observer can be
-attached to a sem run unchanged. Two differences, both to keep long runs linear:
+attached to a sem run unchanged (``sources_event`` is sem's one addition). Two differences,
+both to keep long runs linear:
 
 - ``heartbeat_event(captured_out=...)`` receives the output written *since the last
   heartbeat*, not all of it again;
@@ -44,6 +45,11 @@ class RunObserver:
         pass
 
     def log_metrics(self, metrics_by_name: dict, info: dict):
+        pass
+
+    def sources_event(self, sources: list):
+        """sem's addition: ``[[name, md5], ...]`` of model-folder modules first imported while
+        the run was going (inside ``main``), reported before the run's last event."""
         pass
 
     def join(self):

@@ -108,6 +108,14 @@ class FileStorageObserver(RunObserver):
         self.run_entry["stop_time"] = _iso(stop_time)
         self._write_run()
 
+    def sources_event(self, sources):
+        base = Path(self.run_entry["experiment"].get("base_dir", "."))
+        known = {name for name, _ in self.run_entry["experiment"]["sources"]}
+        for name, md5 in sources:
+            if name not in known:
+                self.run_entry["experiment"]["sources"].append([name, self._store_once(base / name, records.SOURCES_DIR, md5)])
+        self._write_run()
+
     # -- files -----------------------------------------------------------------------
     def resource_event(self, filename):
         stored = self._store_once(Path(filename), records.RESOURCES_DIR)
