@@ -3,6 +3,7 @@ and the hand-over to Hydra."""
 
 from __future__ import annotations
 
+import copy
 import functools
 import os
 import sys
@@ -238,7 +239,8 @@ class SemTask:
 
         callback.raise_start_error()
         run = current_run()
-        row = callback.job_row_of(cfg)
+        # the row the callback already read from this job's config (a copy: main may change it)
+        row = copy.deepcopy(run.config)
         # config["seed"] derived from experiment_id unless the row sets one (issue 6); not in
         # config.json, so experiment_id stays the hash of config.json's user keys
         from sem_core.capture import seed_everything, with_seed

@@ -73,23 +73,24 @@ class _RowNode(ConfigNode):
 
     ``ConfigStore.store`` converts every node to a DictConfig up front (~1 ms per row): 13 s
     for 10,000 rows, before the first job could start. Rows are built lazily instead, so a
-    job composes only its own row; pickling the store (submitit, spawn) sends plain dicts.
+    job composes only its own row; pickling the store (submitit, spawn) sends plain dicts,
+    and ``job_row`` reads ``record`` without composing anything.
     Relies on ConfigStore's repository layout (``repo[group][name.yaml] = ConfigNode``),
     stable across hydra-core 1.3.x (pinned in setup.cfg).
     """
 
-    def __init__(self, name: str, row: dict, group: str) -> None:  # noqa: D107 (dataclass fields set by hand)
+    def __init__(self, name: str, record: dict, group: str) -> None:  # dataclass fields set by hand
         self.name = name
         self.group = group
         self.package = "_global_"
         self.provider = "sem"
-        self._row = row
+        self.record = record  # the planned row with its ids, as main receives it
         self._node = None
 
     @property  # type: ignore[override]
     def node(self):
         if self._node is None:
-            self._node = OmegaConf.create(self._row)
+            self._node = OmegaConf.create(_escape_interpolations(self.record))
         return self._node
 
     @node.setter
@@ -105,9 +106,7 @@ def register_rows(records_: Sequence[dict], first_index: int = 0) -> list[str]:
     overrides = []
     for k, record in enumerate(records_, start=first_index):
         name = f"j{k}"
-        node = _RowNode(f"{name}.yaml", _escape_interpolations(record), ROW_GROUP)
-        node.record = record  # the planned row as it is: job_row reads it without composing
-        group[f"{name}.yaml"] = node
+        group[f"{name}.yaml"] = _RowNode(f"{name}.yaml", record, ROW_GROUP)
         overrides.append(f"+{ROW_GROUP}={name}")
     return overrides
 
@@ -120,10 +119,7 @@ def job_row(overrides: Sequence[str]) -> Optional[dict]:
     for text in overrides:
         if text.startswith(prefix):
             entry = ConfigStore.instance().repo.get(ROW_GROUP, {}).get(f"{text[len(prefix):]}.yaml")
-            if getattr(entry, "record", None) is not None:  # fast path: 1,000 rows in ms, not seconds
-                return copy.deepcopy(entry.record)
-            node = ConfigStore.instance().load(f"{ROW_GROUP}/{text[len(prefix):]}.yaml").node
-            return OmegaConf.to_container(node, resolve=True)
+            return copy.deepcopy(entry.record) if entry is not None else None
     return None
 
 
