@@ -320,6 +320,16 @@ def test_status_marks_a_local_run_with_a_stale_heartbeat_killed_and_leaves_fresh
     assert line.split()[1:] == ["1", "1", "1", "3"]  # RUNNING COMPLETED KILLED total
 
 
+def _slurm_answers() -> bool:
+    """Slurm's commands are installed AND its controller and accounting answer (the binaries
+    stay installed after tests/slurm/stop.sh)."""
+    import subprocess
+
+    if not shutil.which("sacct"):
+        return False
+    return subprocess.run(["sacct", "-X", "-n", "-j", "1"], capture_output=True, timeout=30).returncode == 0
+
+
 def test_status_never_turns_an_unknown_slurm_job_into_a_verdict(tmp_path):
     """Job 999999 is unknown to Slurm (or Slurm is absent): the run stays as recorded, and the
     unknown state or the failed query is reported."""
@@ -328,7 +338,7 @@ def test_status_never_turns_an_unknown_slurm_job_into_a_verdict(tmp_path):
     running = _record(store, "20260101-r", "RUNNING", heartbeat=dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc),
                       slurm={"job_id": "999999_4", "array_job_id": "999999"})
     out = _sem("status", str(store))
-    if shutil.which("sacct"):  # Slurm answers and does not know the job
+    if _slurm_answers():  # Slurm answers and does not know the job
         assert out.returncode == 0, out.stderr
     else:  # no Slurm here: the failed query is reported, exit code 1
         assert out.returncode == 1 and "Slurm query failed" in out.stderr
