@@ -9,7 +9,6 @@ FAILED.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -63,6 +62,33 @@ def job_row_of(config: DictConfig) -> dict:
     return row
 
 
+HYDRA_FILES = (".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml")
+
+
+def redact_hydra_files(job_dir: Path, sweep_dir: Path) -> None:
+    """Hydra saves the command-line overrides and the composed config next to every job (and
+    the sweep's config once): a ``sem.mongo.url=`` password there is replaced by ``***``."""
+    from sem_core.mongo.connection import redact_uri
+    from sem_core.records import atomic_write_text
+
+    def redact(value: Any) -> Any:
+        if isinstance(value, str):
+            return redact_uri(value)
+        if isinstance(value, dict):
+            return {k: redact(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [redact(v) for v in value]
+        return value
+
+    for path in [job_dir / name for name in HYDRA_FILES] + [sweep_dir / "multirun.yaml"]:
+        if not path.exists():
+            continue
+        saved = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+        clean = redact(saved)
+        if clean != saved:
+            atomic_write_text(path, OmegaConf.to_yaml(OmegaConf.create(clean)))
+
+
 class SemCallback(Callback):
     def on_job_start(self, config: DictConfig, *, task_function: Any = None, **kwargs: Any) -> None:
         global _start_error
@@ -79,7 +105,7 @@ class SemCallback(Callback):
         from hydra.core.hydra_config import HydraConfig
 
         from sem_core.host import host_info
-        from sem_core.mongo.connection import redact_uri
+        from sem_core.mongo.connection import redact_uri, uri_password
         from sem_core.run import Run
 
         experiment = task.experiment
@@ -115,6 +141,8 @@ class SemCallback(Callback):
             capture_mode=sem_cfg.capture.value,
         )
         run.start()
+        if any(uri_password(o) for o in hydra_cfg.overrides.task):
+            redact_hydra_files(Path(hydra_cfg.runtime.output_dir), Path(hydra_cfg.sweep.dir))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         # MongoDB: upload what live sync missed (database down, submit-and-exit jobs)

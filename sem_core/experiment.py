@@ -7,7 +7,6 @@ import copy
 import functools
 import os
 import sys
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import json
 import logging
 import sys
 from pathlib import Path

@@ -134,6 +134,25 @@ def mongo_db(mongo_url: str):
 
 
 @pytest.fixture
+def connect():
+    """``connect(url, **options)`` -> a MongoClient closed when the test ends."""
+    import pymongo
+
+    clients = []
+
+    def _connect(url: str, **options):
+        client = pymongo.MongoClient(url, **options)
+        clients.append(client)
+        return client
+
+    try:
+        yield _connect
+    finally:
+        for client in clients:
+            client.close()
+
+
+@pytest.fixture
 def private_mongo_server(tmp_path: Path) -> Iterator[SecantusServer]:
     """A server only this test uses: it may stop and restart it."""
     server = SecantusServer(tmp_path / "secantus-data")

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -399,11 +398,15 @@ def main(config):
         [sys.executable, str(model), "sem.heartbeat_interval=0.2"], cwd=model.parent, stdout=subprocess.PIPE, text=True
     )
     _wait_for_line(proc, "logged")
+    from sem_core.records import parse_time
+
+    logged_at = time.time()
     store = model.parent / "runs"
     deadline = time.time() + 30
-    while time.time() < deadline:
+    while time.time() < deadline:  # a heartbeat after the five values were logged
         runs = load_store(store)
-        if runs and runs[0]["run"].get("heartbeat") and (runs[0]["dir"] / "metrics.jsonl").exists():
+        beat = runs[0]["run"].get("heartbeat") if runs else None
+        if beat and parse_time(beat).timestamp() > logged_at:
             break
         time.sleep(0.1)
     proc.kill()

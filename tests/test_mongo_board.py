@@ -18,7 +18,6 @@ import uuid
 from pathlib import Path
 from urllib.parse import quote_plus
 
-import pymongo
 import pytest
 
 from sem_core import records
@@ -75,14 +74,14 @@ def _wait_for_url(proc: subprocess.Popen, timeout: float = 90.0) -> tuple[str, l
 
 @pytest.mark.slow
 @pytest.mark.browser
-def test_omniboard_shows_the_synced_sweep(example_dir, mongo_server, isolated_home):
+def test_omniboard_shows_the_synced_sweep(example_dir, mongo_server, isolated_home, connect):
     if not OMNIBOARD.exists():
         pytest.skip(f"Omniboard is not installed in {OMNIBOARD_DIR}: run bash tests/omniboard/install.sh")
     from tests.browser import png_size, screenshot
 
     # a database with a password: it must reach Omniboard without touching a command line
     name = "board_" + uuid.uuid4().hex[:8]
-    admin = pymongo.MongoClient(mongo_server.url(name))
+    admin = connect(mongo_server.url(name))
     admin[name].command("createUser", "boarduser", pwd=PASSWORD, roles=[{"role": "readWrite", "db": name}])
     url = f"mongodb://boarduser:{quote_plus(PASSWORD)}@{mongo_server.address}/{name}?authSource={name}"
     (example_dir / "models" / "m_gd.py").unlink()

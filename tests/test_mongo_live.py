@@ -12,7 +12,6 @@ from pathlib import Path
 from urllib.parse import quote_plus
 
 import gridfs
-import pymongo
 import pytest
 
 from sem_core import records
@@ -112,7 +111,7 @@ STOPS_THE_DATABASE = textwrap.dedent(
 
 
 @pytest.mark.slow
-def test_database_down_mid_sweep_then_sem_sync_uploads_each_run_once(write_model, private_mongo_server, isolated_home):
+def test_database_down_mid_sweep_then_sem_sync_uploads_each_run_once(write_model, private_mongo_server, isolated_home, connect):
     server = private_mongo_server
     url = server.url("outage")
     model = write_model(STOPS_THE_DATABASE)
@@ -134,7 +133,7 @@ def test_database_down_mid_sweep_then_sem_sync_uploads_each_run_once(write_model
 
     server.stop()
     server.start()
-    db = pymongo.MongoClient(url, serverSelectionTimeoutMS=5000).get_default_database()
+    db = connect(url, serverSelectionTimeoutMS=5000).get_default_database()
     before = runs_by_gid(db)
     assert {local[o].global_id for o in (0, 1)} <= set(before)
     assert before[local[2].global_id][0]["status"] == "RUNNING"  # sent at its start, before the outage
@@ -156,11 +155,11 @@ PASSWORD = "s3cr#t:p@ss w0rd"
 
 
 @pytest.mark.slow
-def test_passwords_stay_out_of_records_logs_and_the_database(example_dir, mongo_server, isolated_home):
+def test_passwords_stay_out_of_records_logs_and_the_database(example_dir, mongo_server, isolated_home, connect):
     import uuid
 
     name = "auth_" + uuid.uuid4().hex[:8]
-    admin = pymongo.MongoClient(mongo_server.url(name))
+    admin = connect(mongo_server.url(name))
     admin[name].command("createUser", "semuser", pwd=PASSWORD, roles=[{"role": "readWrite", "db": name}])
     url = f"mongodb://semuser:{quote_plus(PASSWORD)}@{mongo_server.address}/{name}?authSource={name}"
     (example_dir / "models" / "m_gd.py").unlink()  # one model is enough here
@@ -188,3 +187,32 @@ def test_passwords_stay_out_of_records_logs_and_the_database(example_dir, mongo_
     output = res.stdout + res.stderr
     assert "is unreachable" in output and f"semuser:***@{mongo_server.address}/{name}" in output
     assert "not-" not in output and quote_plus("not-" + PASSWORD) not in output
+
+
+@pytest.mark.slow
+def test_a_password_typed_in_the_override_stays_out_of_every_file_sem_and_hydra_write(
+        example_dir, mongo_server, isolated_home, connect):
+    """The discouraged way (a warning says so): the runs still sync, and the .hydra/ files and
+    multirun.yaml Hydra saves hold the URL with *** for the password."""
+    import uuid
+
+    name = "cli_" + uuid.uuid4().hex[:8]
+    admin = connect(mongo_server.url(name))
+    admin[name].command("createUser", "semuser", pwd=PASSWORD, roles=[{"role": "readWrite", "db": name}])
+    url = f"mongodb://semuser:{quote_plus(PASSWORD)}@{mongo_server.address}/{name}?authSource={name}"
+    (example_dir / "models" / "m_gd.py").unlink()
+
+    res = run_model(example_dir / "models" / "m_linear.py", "+order_id=0,1", f"sem.mongo.url='{url}'",
+                    env={"HOME": str(isolated_home)})
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "carries a password on the command line" in res.stderr
+    assert admin[name].runs.count_documents({"status": "COMPLETED"}) == 2
+
+    spellings = (PASSWORD, quote_plus(PASSWORD))
+    hydra_files = sorted(example_dir.rglob(".hydra/overrides.yaml")) + sorted(example_dir.rglob("multirun.yaml"))
+    assert len(hydra_files) == 3
+    assert all(f"semuser:***@{mongo_server.address}" in f.read_text() for f in hydra_files)
+    for path in example_dir.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert not any(s.encode() in data for s in spellings), f"password written to {path}"

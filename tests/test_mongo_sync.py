@@ -254,17 +254,15 @@ def test_synced_global_ids_are_the_runs_whose_current_state_is_in_the_database(m
     assert reader.synced_global_ids(store) == {gid(1), gid(2)}  # what sem clean may count as copied
 
 
-def test_a_record_location_reads_the_run_again_without_showing_the_password(mongo_server, store):
+def test_a_record_location_reads_the_run_again_without_showing_the_password(mongo_server, store, connect):
     import uuid
     from urllib.parse import quote_plus
 
-    import pymongo
-
     name = "loc_" + uuid.uuid4().hex[:8]
-    pymongo.MongoClient(mongo_server.url(name))[name].command(
+    connect(mongo_server.url(name))[name].command(
         "createUser", "reader", pwd="pw/secret", roles=[{"role": "readWrite", "db": name}])
     url = f"mongodb://reader:{quote_plus('pw/secret')}@{mongo_server.address}/{name}?authSource={name}"
-    upload.sync_runs(pymongo.MongoClient(url)[name], make_runs(store, 2))
+    upload.sync_runs(connect(url)[name], make_runs(store, 2))
 
     [first, second] = list(reader.iter_runs(url))
     assert "secret" not in first.location and first.location.startswith(f"mongodb://reader:***@{mongo_server.address}/")

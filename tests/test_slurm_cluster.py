@@ -32,11 +32,14 @@ LAUNCH = (
 def _cluster_problem() -> str | None:
     if shutil.which("sinfo") is None:
         return "Slurm is not installed (start it with: bash tests/slurm/start.sh)"
-    out = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True)
-    states = out.stdout.split()
-    if out.returncode != 0 or not any(s in ("idle", "mix", "alloc") for s in states):
-        return f"the test Slurm cluster is not up (sinfo: {out.stdout.strip() or out.stderr.strip()}); run bash tests/slurm/start.sh"
-    return None
+    deadline = time.monotonic() + 60  # a node still completing an earlier job comes back in seconds
+    while True:
+        out = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True)
+        if out.returncode == 0 and any(s.rstrip("*~#!%$@^-") in ("idle", "mix", "alloc") for s in out.stdout.split()):
+            return None
+        if time.monotonic() > deadline:
+            return f"the test Slurm cluster is not up (sinfo: {out.stdout.strip() or out.stderr.strip()}); run bash tests/slurm/start.sh"
+        time.sleep(1)
 
 
 @pytest.fixture(scope="module")
@@ -336,6 +339,12 @@ def main(config):
 """
 
 
+def slurm_logs(models_dir: Path) -> str:
+    """Every submitit log of the sweeps under ``models_dir`` (shown when a test fails)."""
+    return "".join(f"\n== {log}\n{log.read_text(errors='replace')[-3000:]}"
+                   for log in sorted(models_dir.glob("multirun/*/*/.slurm/*_log.*")))
+
+
 def test_a_timed_out_job_is_requeued_with_the_same_global_id_then_reported_timeout(cluster, write_model):
     """Slurm signals the job before its time limit (--signal=USR2@30 with a 1-minute limit
     arrives at once); the worker checkpoints and requeues. Slurm holds a requeued job for
@@ -366,7 +375,7 @@ def test_a_timed_out_job_is_requeued_with_the_same_global_id_then_reported_timeo
     runs = {r["config"]["name"]: r for r in load_store(store)}
     assert len(list(p for p in store.iterdir() if p.is_dir() and not p.name.startswith("_"))) == 2  # same global ids
     forever, resumes = runs["forever"]["run"], runs["resumes"]["run"]
-    assert forever["status"] == "TIMEOUT"
+    assert forever["status"] == "TIMEOUT", "".join(forever.get("fail_trace") or []) + slurm_logs(model.parent)
     assert slurm_of(forever)["restart_count"] == 1
     assert resumes["status"] == "COMPLETED"
     assert resumes["result"] == "resumed from " + runs["resumes"]["config"]["global_id"]

@@ -131,6 +131,23 @@ def test_squeue_output_is_parsed():
     assert {k: v.status for k, v in states.items()} == {"31_2": "RUNNING", "31_3": "QUEUED", "31_4": "QUEUED"}
 
 
+def test_a_job_squeue_still_lists_is_live_whatever_sacct_says():
+    """While submitit requeues a task, sacct can report the attempt that just stopped
+    (FAILED 1:0) although the job is pending again: squeue, the controller's view, wins."""
+    accounting = status.parse_sacct(
+        "JobID|State|ExitCode|NodeList|Partition|Reason\n"
+        "40_0|FAILED|1:0|vm|debug|None\n40_1|FAILED|1:0|vm|debug|None\n40_2|RUNNING|0:0|vm|debug|None\n"
+    )
+    queue = status.parse_squeue("40_0|PENDING||debug|BeginTime\n40_3|RUNNING|vm|debug|None\n")
+    live = status.live_states(["40_0", "40_1", "40_2", "40_3", "40_4"], accounting, queue)
+    assert {k: v.status for k, v in live.items()} == {
+        "40_0": "QUEUED",  # requeued: pending again
+        "40_1": "FAILED",  # out of the queue: sacct's verdict stands
+        "40_2": "RUNNING",
+        "40_3": "RUNNING",  # accounting has not caught up yet
+    }  # 40_4: neither knows it -> absent (UNKNOWN), never a verdict
+
+
 def _state(word, job_id="5_1", exit_code="0:0"):
     return status.SlurmJobState(job_id=job_id, state=word, exit_code=exit_code, node="vm", partition="debug")
 
@@ -387,3 +404,22 @@ def test_status_of_a_sweep_folder_counts_only_that_sweeps_runs(tmp_path):
     line = next(x for x in out.stdout.splitlines() if x.startswith("m_x.py"))
     assert line.split()[1:] == ["1", "1"]  # COMPLETED, total
     assert f"sweep {sweep}" in out.stdout
+
+
+def test_the_last_timeout_signal_is_recognised_even_when_sem_wrapped_it():
+    """The signal can land while sem starts the run record; the wrapped error still means TIMEOUT."""
+    from submitit.core.utils import UncompletedJobError
+
+    from sem_core.errors import SemError
+    from sem_core.slurm.worker import _is_final_timeout
+
+    final = UncompletedJobError("Job not requeued because: timed-out too many times.")
+    try:
+        try:
+            raise final
+        except UncompletedJobError as exc:
+            raise SemError(f"sem could not start recording this run: {exc}") from exc
+    except SemError as wrapped:
+        assert _is_final_timeout(wrapped)
+    assert not _is_final_timeout(ValueError("timed-out"))  # the user's own error, same words
+    assert not _is_final_timeout(UncompletedJobError("Job not requeued because: checkpoint function returned None."))

@@ -204,9 +204,9 @@ def resolve_settings(
         settings = settings_from_url(override_url, "sem.mongo.url override")
         if settings.password:
             warnings.warn(
-                f"sem.mongo.url={settings.display} carries a password on the command line, where shell history "
-                "and Hydra's .hydra/ files keep it; put the URL in SEM_MONGO_URL or ~/.config/sem/mongo.yaml "
-                "(mode 600) instead",
+                f"sem.mongo.url={settings.display} carries a password on the command line, where shell history, "
+                "--cfg output and Slurm job files keep it (sem replaces it by *** in Hydra's .hydra/ files); put "
+                "the URL in SEM_MONGO_URL or ~/.config/sem/mongo.yaml (mode 600) instead",
                 stacklevel=2,
             )
         return settings

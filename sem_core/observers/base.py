@@ -12,7 +12,7 @@ both to keep long runs linear:
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Optional
 
 
 class RunObserver:

@@ -15,7 +15,6 @@ DVC-tracked stores work unchanged.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import gc
 import hashlib
 import json

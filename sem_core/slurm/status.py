@@ -161,7 +161,10 @@ def _run(cmd: Sequence[str], timeout: float) -> tuple[Optional[str], Optional[st
 def query_jobs(job_ids: Iterable[str], timeout: float = 60.0) -> QueryResult:
     """Ask Slurm about ``job_ids`` ("123" or "123_4"): sacct for everything (finished jobs
     too), then squeue for the ids sacct does not know yet (accounting lags a few seconds, and
-    clusters without accounting have no sacct). What neither reports stays UNKNOWN."""
+    clusters without accounting have no sacct) or says have ended. squeue is the controller's
+    live view and wins for a job it still lists: while a job is requeued, sacct briefly
+    reports the attempt that just stopped (FAILED, exit 1:0) although the job is pending
+    again. What neither reports stays UNKNOWN."""
     wanted = sorted(set(job_ids))
     result = QueryResult()
     if not wanted:
@@ -172,17 +175,27 @@ def query_jobs(job_ids: Iterable[str], timeout: float = 60.0) -> QueryResult:
         result.errors.append(error)
     else:
         result.states.update(parse_sacct(text or ""))
-    missing = [j for j in wanted if j not in result.states]
-    if missing:
+    if any(j not in result.states or result.states[j].status not in ACTIVE for j in wanted):
         text, error = _run(["squeue", "-h", "-r", "-o", SQUEUE_FORMAT, "-j", parents], timeout)
         if error and "Invalid job id" in error:
-            pass  # squeue knows none of them: they stay UNKNOWN (not a verdict, not a failure)
+            pass  # squeue lists none of them: sacct's word stands, the rest stay UNKNOWN
         elif error:
             result.errors.append(error)
         else:
-            found = parse_squeue(text or "")
-            result.states.update({j: found[j] for j in missing if j in found})
+            result.states = live_states(wanted, result.states, parse_squeue(text or ""))
     return result
+
+
+def live_states(
+    wanted: Iterable[str], accounting: Mapping[str, SlurmJobState], queue: Mapping[str, SlurmJobState]
+) -> dict[str, SlurmJobState]:
+    """sacct's states of ``wanted`` jobs corrected by squeue's: a job squeue lists is in the
+    queue whatever sacct says (it may still report the attempt a requeue just stopped)."""
+    out = {j: accounting[j] for j in wanted if j in accounting}
+    for job_id in wanted:
+        if job_id in queue and (job_id not in out or out[job_id].status not in ACTIVE):
+            out[job_id] = queue[job_id]
+    return out
 
 
 def still_in_queue(job_ids: Iterable[str], timeout: float = 60.0) -> tuple[Optional[set[str]], Optional[str]]:

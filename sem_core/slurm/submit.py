@@ -51,6 +51,7 @@ class TaskOutcome:
     returns: Optional[list] = None  # the worker's JobReturns (success)
     error: Optional[str] = None  # the worker's traceback, or Slurm's verdict
     slurm_state: str = ""
+    ended_sightings: int = 0  # Slurm queries in a row that saw the task ended without a result
 
 
 @dataclass
@@ -285,6 +286,9 @@ def _queued_return(overrides: Sequence[str]):
 
 
 # -- waiting -----------------------------------------------------------------------------
+DEAD_AFTER_SIGHTINGS = 2  # consecutive Slurm queries (>= 5 s apart) before a task with no result is dead
+
+
 def _wait(state: SweepState, poll_s: float, n_jobs: int, store: Optional[Path], rows) -> dict:
     """Poll result files (cheap) every ``poll_s`` and Slurm every few seconds until every
     array task ended; log progress whenever it changes. Returns {(sub, task): TaskOutcome}."""
@@ -309,13 +313,20 @@ def _wait(state: SweepState, poll_s: float, n_jobs: int, store: Optional[Path], 
                 job = state.submissions[s].jobs[a]
                 info = query.states.get(job.job_id)
                 slurm_states[job.job_id] = info.status if info else st.UNKNOWN
+                out = outcomes[(s, a)]
                 if info is not None and info.status not in st.ACTIVE and info.status != st.UNKNOWN:
                     # ended: the result file is written before the process exits, so a
-                    # missing one means Slurm stopped the task (cancel, timeout, kill)
+                    # missing one means Slurm stopped the task (cancel, timeout, kill) - once
+                    # a second query agrees: a requeue passes through a short ended-looking
+                    # state, and a result file on a network filesystem can show up late
                     if job.paths.result_pickle.exists():
-                        _read_result(job, outcomes[(s, a)])
+                        _read_result(job, out)
                     else:
-                        _dead_task(job, info, outcomes[(s, a)])
+                        out.ended_sightings += 1
+                        if out.ended_sightings >= DEAD_AFTER_SIGHTINGS:
+                            _dead_task(job, info, out)
+                else:
+                    out.ended_sightings = 0
         line = _progress_line(state, outcomes, slurm_states, n_jobs)
         if line != last_line:
             log.info(line)

@@ -175,6 +175,12 @@ class ArrayTask:
             if current is not None:
                 current.interrupt("QUEUED")
             raise
+        except BaseException as exc:
+            # the last timeout signal arrived outside the task (in a callback Hydra does not
+            # guard): the run still ends TIMEOUT, then the array task fails as usual
+            if _is_final_timeout(exc) and job.get("global_id"):
+                mark_timeout(payload["store"], job["global_id"], str(exc).strip())
+            raise
         if ret.status == JobStatus.FAILED and _is_final_timeout(ret._return_value) and job.get("global_id"):
             mark_timeout(payload["store"], job["global_id"], str(ret._return_value).strip())
         return _portable(ret)
@@ -226,4 +232,10 @@ def _is_final_timeout(value: Any) -> bool:
         from submitit.core.utils import UncompletedJobError
     except ImportError:  # pragma: no cover
         return False
-    return isinstance(value, UncompletedJobError) and "timed-out" in str(value)
+    seen: set[int] = set()
+    while value is not None and id(value) not in seen:  # the signal may hit inside sem's own code,
+        seen.add(id(value))  # which wraps it (e.g. "could not start recording this run")
+        if isinstance(value, UncompletedJobError) and "timed-out" in str(value):
+            return True
+        value = value.__cause__ or value.__context__
+    return False
