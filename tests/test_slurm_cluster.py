@@ -116,6 +116,16 @@ def run_rows(model: Path, n_rows: int, *extra: str) -> subprocess.CompletedProce
     return run_model(model, *LAUNCH, *extra, env={"SEM_TEST_ROWS": str(n_rows)}, timeout=240)
 
 
+def peak_concurrency(runs: list[dict]) -> int:
+    """The most runs that were running at the same time, from their records' start/stop times."""
+    events = sorted([(r["run"]["start_time"], 1) for r in runs] + [(r["run"]["stop_time"], -1) for r in runs])
+    running = peak = 0
+    for _, step in events:
+        running += step
+        peak = max(peak, running)
+    return peak
+
+
 def test_25_rows_run_as_one_array_four_at_a_time_with_sibling_imports_and_slurm_ids(cluster, rows_model):
     model = rows_model()
     proc = run_rows(model, 25, "hydra.launcher.array_parallelism=4")
@@ -131,14 +141,7 @@ def test_25_rows_run_as_one_array_four_at_a_time_with_sibling_imports_and_slurm_
     assert {s["partition"] for s in ids} == {"debug"}
     files = submission_files(model)
     assert len(files) == 1 and "#SBATCH --array=0-24%4" in files[0].read_text()  # one sbatch call
-    # never more than 4 runs at once
-    events = sorted([(r["run"]["start_time"], 1) for r in runs] + [(r["run"]["stop_time"], -1) for r in runs],
-                    key=lambda e: (e[0], e[1]))
-    running = peak = 0
-    for _, step in events:
-        running += step
-        peak = max(peak, running)
-    assert peak <= 4
+    assert peak_concurrency(runs) <= 4
     states = wait_for(lambda: (s := sacct_states([i["job_id"] for i in ids])) and len(s) >= 25 and s, 30,
                       "sacct to list the array tasks")
     assert set(states.values()) == {"COMPLETED"}
@@ -186,7 +189,7 @@ def test_arrays_larger_than_max_array_size_are_split(cluster, rows_model):
     config = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, check=True).stdout
     assert "MaxArraySize            = 30" in config  # the test cluster's setting (tests/slurm/start.sh)
     model = rows_model()
-    proc = run_rows(model, 35)
+    proc = run_rows(model, 35, "hydra.launcher.array_parallelism=3")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     runs = load_store(model.parent / "runs")
     assert len(runs) == 35 and {r["run"]["status"] for r in runs} == {"COMPLETED"}
@@ -195,7 +198,37 @@ def test_arrays_larger_than_max_array_size_are_split(cluster, rows_model):
         s = slurm_of(r["run"])
         arrays.setdefault(s["array_job_id"], []).append(s["array_index"])
     assert sorted(len(v) for v in arrays.values()) == [5, 30]
-    assert len(submission_files(model)) == 2  # one sbatch call per array
+    scripts = [f.read_text() for f in submission_files(model)]
+    assert len(scripts) == 2  # one sbatch call per array
+    # %3 is the sweep's limit, not each array's: the two arrays share it (2 + 1)
+    assert sorted(line for text in scripts for line in text.splitlines() if "--array" in line) == [
+        "#SBATCH --array=0-29%2", "#SBATCH --array=0-4%1"]
+    assert peak_concurrency(runs) <= 3
+
+
+def test_split_arrays_beyond_the_limit_wait_for_an_earlier_array_to_end(cluster, rows_model):
+    """%1 over two arrays: the second is submitted depending on the first, and Slurm holds it."""
+    model = rows_model()
+    store = model.parent / "runs"
+    proc = run_rows(model, 35, "hydra.launcher.array_parallelism=1", "hydra.launcher.wait=false")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    try:
+        sizes: dict[str, int] = {}
+        for r in load_store(store):
+            parent = slurm_of(r["run"])["array_job_id"]
+            sizes[parent] = sizes.get(parent, 0) + 1
+        (first, _), (second, _) = sorted(sizes.items(), key=lambda kv: -kv[1])  # 30 tasks, then 5
+        scripts = {f.read_text() for f in submission_files(model)}
+        assert any(f"#SBATCH --dependency=afterany:{first}" in t and "--array=0-4%1" in t for t in scripts)
+
+        def second_waits():
+            out = subprocess.run(["squeue", "-h", "-r", "-j", second, "-o", "%T|%r"],
+                                 capture_output=True, text=True).stdout.split()
+            return len(out) == 5 and set(out) == {"PENDING|Dependency"}
+        wait_for(second_waits, 30, f"Slurm to hold array {second} on its dependency")
+    finally:
+        out = sem("cancel", str(store))
+        assert out.returncode == 0, out.stdout + out.stderr
 
 
 def test_configs_per_task_packs_consecutive_rows_into_one_array_task(cluster, rows_model):

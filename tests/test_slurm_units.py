@@ -423,3 +423,26 @@ def test_the_last_timeout_signal_is_recognised_even_when_sem_wrapped_it():
         assert _is_final_timeout(wrapped)
     assert not _is_final_timeout(ValueError("timed-out"))  # the user's own error, same words
     assert not _is_final_timeout(UncompletedJobError("Job not requeued because: checkpoint function returned None."))
+
+
+@given(n_arrays=st.integers(1, 40), parallelism=st.integers(1, 50), sizes=st.lists(st.integers(1, 9), min_size=40))
+def test_split_arrays_never_run_more_tasks_at_once_than_the_sweeps_limit(n_arrays, parallelism, sizes):
+    """Slurm is replayed greedily: each array runs up to its own limit once the array it waits
+    for has ended; at no point do more than ``parallelism`` tasks run, and every array runs."""
+    plan = arrays.share_parallelism(n_arrays, parallelism)
+    assert all(limit >= 1 for limit, _ in plan)
+    assert all(after is None or after < i for i, (_, after) in enumerate(plan))
+    left = [sizes[i] for i in range(n_arrays)]  # tasks still to run; each takes one time step
+    done = [False] * n_arrays
+    while not all(done):
+        running = 0
+        eligible = [i for i, (_, after) in enumerate(plan) if not done[i] and (after is None or done[after])]
+        assert eligible  # never stuck
+        for i in eligible:
+            step = min(plan[i][0], left[i])
+            running += step
+            left[i] -= step
+        assert running <= parallelism
+        done = [d or left[i] == 0 for i, d in enumerate(done)]
+    if n_arrays <= parallelism:  # no array waits, and the whole limit is used
+        assert all(after is None for _, after in plan) and sum(limit for limit, _ in plan) == parallelism

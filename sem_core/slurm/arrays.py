@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import subprocess
-from typing import Sequence
+from typing import Optional, Sequence
 
 from sem_core.errors import SemError
 
@@ -66,6 +66,23 @@ def split_arrays(n_tasks: int, max_array_size: int) -> list[range]:
 def array_spec(n_tasks: int, parallelism: int) -> str:
     """The ``--array`` value Slurm gets for an array of ``n_tasks`` (what submitit writes)."""
     return f"0-{n_tasks - 1}%{min(n_tasks, parallelism)}"
+
+
+def share_parallelism(n_arrays: int, parallelism: int) -> list[tuple[int, Optional[int]]]:
+    """Keep ``%parallelism`` a limit on the whole sweep when it is split into several arrays.
+
+    Returns, per array, its own ``%`` limit and the index of the array it must wait for
+    (``afterany``) or None. The arrays are dealt round-robin to ``min(n_arrays, parallelism)``
+    lanes that run side by side; the limit is shared out between the lanes, and the arrays of
+    one lane run one after another. At most one array per lane can run, so no more than
+    ``parallelism`` tasks of the sweep ever run at once."""
+    if parallelism < 1:
+        raise ValueError(f"array_parallelism must be >= 1, got {parallelism}")
+    lanes = max(1, min(n_arrays, parallelism))
+    return [
+        (parallelism // lanes + (1 if i % lanes < parallelism % lanes else 0), i - lanes if i >= lanes else None)
+        for i in range(n_arrays)
+    ]
 
 
 def plan_submissions(n_jobs: int, configs_per_task: int, max_array_size: int) -> list[list[list[int]]]:

@@ -138,6 +138,10 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
     python = python_command(params, experiment.experiment_dir if experiment else None)
     max_array = arrays.read_max_array_size()
     plan = arrays.plan_submissions(n_jobs, per_task, max_array)
+    parallelism = int(256 if params.get("array_parallelism") is None else params["array_parallelism"])
+    if parallelism < 1:
+        raise ConfigError(f"hydra.launcher.array_parallelism={parallelism}: must be 1 or more")
+    lanes = arrays.share_parallelism(len(plan), parallelism)
 
     # -- the sweep's shared payload, written once -------------------------------------
     store = experiment.store_dir(config.sem.storage) if is_sem else None
@@ -166,7 +170,12 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
     t0 = time.perf_counter()
     state = SweepState()
     try:
-        for tasks in plan:
+        for tasks, (limit, after) in zip(plan, lanes):
+            extra = dict(executor_params["additional_parameters"])
+            if after is not None:  # the sweep's %K holds across the arrays it was split into
+                wait = f"afterany:{state.submissions[after].slurm_job_id}"
+                extra["dependency"] = f"{extra['dependency']},{wait}" if extra.get("dependency") else wait
+            executor.update_parameters(array_parallelism=limit, additional_parameters=extra)
             array_tasks = [
                 ArrayTask(
                     str(payload_path),
