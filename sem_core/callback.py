@@ -162,6 +162,9 @@ class SemCallback(Callback):
             else:
                 run.fail(job_return._return_value)
         except Exception as exc:
+            if run.recorded:  # e.g. the model's own SIGTERM handler raised once more: the record stands
+                log.warning("run %s is recorded %s; then %s: %s", run.global_id, run.status, type(exc).__name__, exc)
+                return
             log.error("sem could not record run %s: %s", run.global_id, exc)
             error = RecordError(f"sem could not record run {run.global_id}: {exc}")
             error.__cause__ = exc

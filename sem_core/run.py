@@ -18,6 +18,7 @@ from typing import Any, Optional, Sequence
 
 from sem_core.errors import NoActiveRun
 from sem_core.observers.base import RunObserver
+from sem_core.signals import signals_held
 from sem_core.stdio import make_capture
 
 _current: Optional["Run"] = None
@@ -77,6 +78,7 @@ class Run:
         self.info: dict = {}
         self.result: Any = None
         self.status = "NOT_STARTED"
+        self.recorded = False  # the record of truth holds the run's end
         self._lock = threading.Lock()
         self._points: list[tuple] = []
         self._next_step: dict[str, int] = {}
@@ -195,30 +197,42 @@ class Run:
 
     def complete(self, result: Any) -> None:
         self.result = result
-        self._stop_capture()
-        self._report_late_sources()
-        self.status = "COMPLETED"
-        for obs in self.observers:
-            obs.completed_event(stop_time=_now(), result=result)
-        self._join()
+        try:
+            self._stop_capture()
+            self._report_late_sources()
+        finally:  # a signal raised above must not cost the run its record
+            self.status = "COMPLETED"
+            self._final_event("completed_event", stop_time=_now(), result=result)
 
     def fail(self, exc: BaseException) -> None:
         trace = traceback.format_exception(type(exc), exc, exc.__traceback__)
         # Shown when it happens (not only in the summary at the end of the sweep) and kept in
         # cout.txt with the rest of the job's output, where people look first.
         print(f"run {self.global_id} failed:\n{''.join(trace)}", end="", file=sys.stderr, flush=True)
-        self._stop_capture()
-        self._report_late_sources()
-        self.status = "FAILED"
-        for obs in self.observers:
-            obs.failed_event(fail_time=_now(), fail_trace=trace)
-        self._join()
+        try:
+            self._stop_capture()
+            self._report_late_sources()
+        finally:
+            self.status = "FAILED"
+            self._final_event("failed_event", fail_time=_now(), fail_trace=trace)
 
     def interrupt(self, status: str = "INTERRUPTED") -> None:
-        self._stop_capture()
-        self.status = status
+        try:
+            self._stop_capture()
+        finally:
+            self.status = status
+            self._final_event("interrupted_event", interrupt_time=_now(), status=status)
+
+    def _final_event(self, event: str, **kwargs: Any) -> None:
+        """The run's last event to every observer; the record of truth is written with signals
+        held back (a second SIGTERM or Ctrl-C is delivered right after it)."""
         for obs in self.observers:
-            obs.interrupted_event(interrupt_time=_now(), status=status)
+            if obs.holds_the_record:
+                with signals_held():
+                    getattr(obs, event)(**kwargs)
+                    self.recorded = True
+            else:
+                getattr(obs, event)(**kwargs)
         self._join()
 
     def _join(self) -> None:

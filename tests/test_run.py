@@ -75,3 +75,73 @@ def test_failure_records_the_traceback():
         run.fail(exc)
     kind, trace = rec.events[-1]
     assert kind == "failed" and "KeyError: 'missing'" in trace and "Traceback" in trace
+
+
+class Terminated(Exception):
+    pass
+
+
+@pytest.fixture
+def raising_sigterm_handler():
+    """A model's own SIGTERM handler that raises (as training frameworks install)."""
+    import signal
+
+    def raise_terminated(signum, frame):
+        raise Terminated("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    yield
+    signal.signal(signal.SIGTERM, previous)
+
+
+class SignalledRecorder(Recorder):
+    """Receives a SIGTERM while the run ends - in the last flush and again in the final write,
+    as when srun forwards Slurm's SIGTERM twice."""
+
+    holds_the_record = True
+
+    def __init__(self):
+        super().__init__()
+        self.ending = False
+
+    def heartbeat_event(self, info, captured_out, beat_time, result):
+        super().heartbeat_event(info, captured_out, beat_time, result)
+        if self.ending:
+            import os
+            import signal
+
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def failed_event(self, fail_time, fail_trace):
+        import os
+        import signal
+
+        os.kill(os.getpid(), signal.SIGTERM)
+        super().failed_event(fail_time, fail_trace)
+
+
+def test_a_signal_while_the_run_ends_does_not_cost_the_run_its_record(raising_sigterm_handler):
+    rec = SignalledRecorder()
+    run = make_run(rec, interval=60)
+    run.start()
+    rec.ending = True
+    with pytest.raises(Terminated):  # delivered, but only once the record is written
+        run.fail(ValueError("the model's own error"))
+    assert rec.events[-1][0] == "failed" and "ValueError: the model's own error" in rec.events[-1][1]
+    assert run.recorded and run.status == "FAILED"
+
+
+def test_signals_held_delivers_each_held_signal_once_after_the_body(raising_sigterm_handler):
+    import os
+    import signal
+
+    from sem_core.signals import signals_held
+
+    done = []
+    with pytest.raises(Terminated):
+        with signals_held():
+            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGTERM)
+            done.append("body finished")
+    assert done == ["body finished"]
+    assert signal.getsignal(signal.SIGTERM).__name__ == "raise_terminated"  # the model's handler is back

@@ -348,6 +348,7 @@ def test_a_job_slurm_stops_while_the_launcher_waits_gets_slurms_verdict(cluster,
 
 
 TIMEOUT_MODEL = """
+import signal
 import time
 from pathlib import Path
 from sem_core import Experiment
@@ -357,7 +358,10 @@ MARK = Path(__file__).parent / "checkpointed.txt"
 
 @ex.configs
 def get_config():
-    return [{"name": "forever"}, {"name": "resumes"}]
+    return [{"name": "forever"}, {"name": "resumes"}, {"name": "stubborn"}]
+
+def terminated(signum, frame):
+    raise RuntimeError("terminated by SIGTERM")
 
 @ex.checkpoint
 def save(config):
@@ -368,6 +372,9 @@ def save(config):
 def main(config):
     if config["name"] == "resumes" and MARK.exists():
         return "resumed from " + MARK.read_text()
+    if config["name"] == "stubborn":  # a framework that takes the signals over: no requeue
+        signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, terminated)
     time.sleep(600)
 """
 
@@ -379,19 +386,21 @@ def slurm_logs(models_dir: Path) -> str:
 
 
 def test_a_timed_out_job_is_requeued_with_the_same_global_id_then_reported_timeout(cluster, write_model):
-    """Slurm signals the job before its time limit (--signal=USR2@30 with a 1-minute limit
-    arrives at once); the worker checkpoints and requeues. Slurm holds a requeued job for
-    ~2 minutes (EligibleTime); the test moves that forward with scontrol to stay short."""
+    """Slurm signals the job before its time limit; the worker checkpoints and requeues.
+    slurmctld sends the signal from a pass it makes every 30 s, up to 30 s early, and can miss
+    a pass: --signal=USR2@90 with a 2-minute limit arrives in the first pass or two, well before
+    the kill. Slurm holds a requeued job for ~2 minutes (EligibleTime); the test moves that
+    forward with scontrol to stay short."""
     model = write_model(TIMEOUT_MODEL, "m_timeout.py")
     store = model.parent / "runs"
     env = dict(os.environ)
     env.pop("HYDRA_FULL_ERROR", None)
     proc = subprocess.Popen(
-        [sys.executable, str(model), "hydra/launcher=slurm", "hydra.launcher.timeout_min=1",
-         "hydra.launcher.signal_delay_s=30", "hydra.launcher.max_requeue=1", "hydra.launcher.poll_interval_s=0.5"],
+        [sys.executable, str(model), "hydra/launcher=slurm", "hydra.launcher.timeout_min=2",
+         "hydra.launcher.signal_delay_s=90", "hydra.launcher.max_requeue=1", "hydra.launcher.poll_interval_s=0.5"],
         cwd=str(model.parent), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
-    deadline = time.monotonic() + 240
+    deadline = time.monotonic() + 420
     try:
         while proc.poll() is None and time.monotonic() < deadline:
             waiting = subprocess.run(["squeue", "-h", "-r", "-t", "PD", "-o", "%i|%r"], capture_output=True, text=True).stdout
@@ -406,13 +415,18 @@ def test_a_timed_out_job_is_requeued_with_the_same_global_id_then_reported_timeo
     output = proc.communicate()[0]
     assert proc.returncode == 1, output[-4000:]  # one run did not complete
     runs = {r["config"]["name"]: r for r in load_store(store)}
-    assert len(list(p for p in store.iterdir() if p.is_dir() and not p.name.startswith("_"))) == 2  # same global ids
+    assert len(list(p for p in store.iterdir() if p.is_dir() and not p.name.startswith("_"))) == 3  # same global ids
     forever, resumes = runs["forever"]["run"], runs["resumes"]["run"]
     assert forever["status"] == "TIMEOUT", "".join(forever.get("fail_trace") or []) + slurm_logs(model.parent)
     assert slurm_of(forever)["restart_count"] == 1
     assert resumes["status"] == "COMPLETED"
     assert resumes["result"] == "resumed from " + runs["resumes"]["config"]["global_id"]
     assert slurm_of(resumes)["restart_count"] == 1
+    # killed at the limit, it failed on its way out: Slurm's TIMEOUT is the verdict, the trace stays
+    stubborn = runs["stubborn"]["run"]
+    assert stubborn["status"] == "TIMEOUT", "".join(stubborn.get("fail_trace") or []) + slurm_logs(model.parent)
+    assert "RuntimeError: terminated by SIGTERM" in "".join(stubborn["fail_trace"])
+    assert slurm_of(stubborn)["restart_count"] == 0
     out = sem("status", str(store))
     assert "TIMEOUT" in out.stdout and "COMPLETED" in out.stdout
 

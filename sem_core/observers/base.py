@@ -19,6 +19,8 @@ class RunObserver:
     """Base class of every observer: each event does nothing unless overridden."""
 
     priority = 0
+    # the run's record of truth: its final event is written with signals held back
+    holds_the_record = False
 
     def queued_event(self, ex_info, command, host_info, queue_time, config, meta_info, _id):
         pass

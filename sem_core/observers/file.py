@@ -29,6 +29,7 @@ def _iso(t: dt.datetime) -> str:
 
 class FileStorageObserver(RunObserver):
     priority = 20
+    holds_the_record = True
 
     def __init__(self, basedir: os.PathLike | str):
         self.basedir = Path(basedir)

@@ -228,6 +228,8 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
             f"Follow them with: sem status {where}   cancel them with: sem cancel {where}"
         )
         raise
+    if store is not None:
+        _ask_slurm_about_failed_tasks(state, outcomes)
     return _job_returns(state, outcomes, job_overrides, store, rows)
 
 
@@ -381,6 +383,41 @@ def _progress_line(state: SweepState, outcomes: dict, slurm_states: dict, n_jobs
     return f"Slurm: {n_jobs} submitted, " + ", ".join(f"{n} {k}" for k, n in counts.items())
 
 
+def _ask_slurm_about_failed_tasks(state: SweepState, outcomes: dict, patience_s: float = 15.0) -> None:
+    """Slurm's final state of each task whose worker reported a failure. A task Slurm stopped
+    at its time limit can fail in the worker too (the last requeue attempt is killed halfway):
+    its run must say TIMEOUT, which only Slurm knows. Accounting lags a few seconds behind the
+    process's exit, so ask until every such task has an ended state or ``patience_s`` passes."""
+    asking = {state.submissions[s].jobs[a].job_id: out for (s, a), out in outcomes.items()
+              if out.error and not out.slurm_state}
+    deadline = time.monotonic() + patience_s
+    while asking:
+        query = st.query_jobs(asking)
+        for job_id, info in query.states.items():
+            if job_id in asking and info.status not in st.ACTIVE and info.status != st.UNKNOWN:
+                asking.pop(job_id).slurm_state = info.state
+        if not asking or time.monotonic() > deadline:
+            return
+        time.sleep(1.0)
+
+
+STOPPED_BY_SLURM = ("TIMEOUT", "CANCELLED", "KILLED")  # verdicts that overrule a FAILED record
+
+
+def _job_running_when_stopped(indices: Sequence[int], rows, store: Optional[Path]) -> Optional[int]:
+    """The job a stopped array task was running: the last of its pack whose record left QUEUED
+    (the jobs of a pack run one after another)."""
+    from sem_core import records
+
+    if store is None:
+        return None
+    for j in reversed(indices):
+        run_file = store / rows[j]["global_id"] / records.RUN_FILE if rows[j] is not None else None
+        if run_file is not None and run_file.exists() and records.read_json(run_file).get("status") != "QUEUED":
+            return j
+    return None
+
+
 def _job_returns(state: SweepState, outcomes: dict, job_overrides, store: Optional[Path], rows) -> list:
     """One JobReturn per job. For sem runs the record is the truth (the worker wrote it);
     records of tasks Slurm stopped are reconciled here with Slurm's verdict."""
@@ -392,6 +429,7 @@ def _job_returns(state: SweepState, outcomes: dict, job_overrides, store: Option
     returns: list = [None] * len(job_overrides)
     for (s, a), out in outcomes.items():
         indices = state.submissions[s].tasks[a]
+        stopped_job = _job_running_when_stopped(indices, rows, store) if out.slurm_state else None
         by_overrides = {}
         for ret in out.returns or []:
             by_overrides[tuple(ret.overrides or [])] = ret
@@ -404,6 +442,10 @@ def _job_returns(state: SweepState, outcomes: dict, job_overrides, store: Option
                     verdict = st.sem_status(out.slurm_state)
                     if verdict not in st.ACTIVE and verdict != st.UNKNOWN:
                         write_verdict(run_dir, "FAILED" if verdict == "COMPLETED" else verdict, out.error or "")
+                    if verdict in STOPPED_BY_SLURM and j == stopped_job:
+                        # it failed because Slurm stopped it (e.g. killed mid-requeue at the limit)
+                        write_verdict(run_dir, verdict, f"Slurm job {state.submissions[s].jobs[a].job_id} ended {out.slurm_state}",
+                                      only_if={"FAILED"})
                 run = records.read_json(run_dir / records.RUN_FILE) if (run_dir / records.RUN_FILE).exists() else {}
                 if ret is None:
                     ret = JobReturn()
