@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import json
 import logging
 import sys
 from pathlib import Path
@@ -120,6 +121,28 @@ def job_row(overrides: Sequence[str]) -> Optional[dict]:
             entry = ConfigStore.instance().repo.get(ROW_GROUP, {}).get(f"{text[len(prefix):]}.yaml")
             return copy.deepcopy(entry.record) if entry is not None else None
     return None
+
+
+def job_label(overrides: Sequence[str], width: int = 120) -> str:
+    """What the launcher logs for a job: ``order_id=6 noise=0.1 fold=1`` for a sem row (its
+    override ``+sem_row=j6`` means nothing to a reader), the overrides as Hydra shows them
+    otherwise."""
+    from hydra.core.config_store import ConfigStore
+    from hydra.core.utils import filter_overrides
+
+    prefix = f"+{ROW_GROUP}="
+    rest = [o for o in filter_overrides(overrides) if not o.startswith(prefix)]
+    entry = None
+    for text in overrides:
+        if text.startswith(prefix):
+            entry = ConfigStore.instance().repo.get(ROW_GROUP, {}).get(f"{text[len(prefix):]}.yaml")
+    if entry is None:
+        return " ".join(filter_overrides(overrides))
+    row = entry.record
+    words = [f"order_id={row['order_id']}"]
+    words += [f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in ids.user_keys(row).items()]
+    label = " ".join(words + rest)
+    return label if len(label) <= width else label[: width - 3] + "..."
 
 
 def sweep_experiment(sweeper, arguments: List[str]) -> Any:

@@ -106,6 +106,9 @@ def test_force_override_and_crossing_recompute_ids(write_model):
     assert [(c["order_id"], c["name"], c["seed"]) for c in configs] == [(0, "z", 1), (0, "z", 2)]
     for c in configs:
         assert c["experiment_id"] == ids.experiment_id({"name": "z", "fold": 0, "seed": c["seed"]})
+    # the launcher names each job by its row as it starts, not by sem's internal override
+    assert "#0 : order_id=0 name=z fold=0 seed=1\n" in proc.stderr + proc.stdout
+    assert "#1 : order_id=0 name=z fold=0 seed=2\n" in proc.stderr + proc.stdout
 
 
 @pytest.mark.parametrize(

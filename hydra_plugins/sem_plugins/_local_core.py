@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
 from hydra.core.singleton import Singleton
-from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
+from hydra.core.utils import JobReturn, JobStatus, configure_log, run_job, setup_globals
 from omegaconf import open_dict
+
+from sem_core.sweep import job_label
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +55,7 @@ def _launch_in_process(launcher, job_overrides, initial_job_idx) -> List[JobRetu
     runs: List[JobReturn] = []
     for offset, overrides in enumerate(job_overrides):
         idx = initial_job_idx + offset
-        log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
+        log.info(f"\t#{idx} : {job_label(overrides)}")
         ret = _run_one(launcher, overrides, idx)
         runs.append(ret)
         configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
@@ -122,7 +124,7 @@ def _launch_in_pool(launcher, job_overrides, initial_job_idx, n_jobs) -> List[Jo
         pending: dict[Future, int] = {}
         for offset, overrides in enumerate(job_overrides):
             idx = initial_job_idx + offset
-            log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
+            log.info(f"\t#{idx} : {job_label(overrides)}")
             pending[pool.submit(_worker_job, list(overrides), idx)] = offset
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
