@@ -387,17 +387,17 @@ def slurm_logs(models_dir: Path) -> str:
 
 def test_a_timed_out_job_is_requeued_with_the_same_global_id_then_reported_timeout(cluster, write_model):
     """Slurm signals the job before its time limit; the worker checkpoints and requeues.
-    slurmctld sends the signal from a pass it makes every 30 s, up to 30 s early, and can miss
-    a pass: --signal=USR2@90 with a 2-minute limit arrives in the first pass or two, well before
-    the kill. Slurm holds a requeued job for ~2 minutes (EligibleTime); the test moves that
-    forward with scontrol to stay short."""
+    slurmctld sends the signal from a pass it makes every 30 s, up to 60 s early; a signal sent
+    before the job step runs is lost. --signal=USR2@30 with a 2-minute limit arrives 30-90 s
+    into the job: after start-up, before the kill. Slurm holds a requeued job for ~2 minutes
+    (EligibleTime); the test moves that forward with scontrol to stay short."""
     model = write_model(TIMEOUT_MODEL, "m_timeout.py")
     store = model.parent / "runs"
     env = dict(os.environ)
     env.pop("HYDRA_FULL_ERROR", None)
     proc = subprocess.Popen(
         [sys.executable, str(model), "hydra/launcher=slurm", "hydra.launcher.timeout_min=2",
-         "hydra.launcher.signal_delay_s=90", "hydra.launcher.max_requeue=1", "hydra.launcher.poll_interval_s=0.5"],
+         "hydra.launcher.signal_delay_s=30", "hydra.launcher.max_requeue=1", "hydra.launcher.poll_interval_s=0.5"],
         cwd=str(model.parent), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     deadline = time.monotonic() + 420

@@ -270,6 +270,20 @@ def test_signal_delay_not_below_the_time_limit_is_an_error_with_the_fix():
         submit.executor_parameters({"timeout_min": 1, "signal_delay_s": 90}, gpus=False)
 
 
+def test_a_signal_delay_that_slurm_may_send_before_start_up_warns_with_a_safe_value():
+    """slurmctld may send the signal 60 s early: 90 s of a 2-minute limit leaves no start-up time."""
+    from sem_core.errors import SemWarning
+
+    with pytest.warns(SemWarning, match=r"signal_delay_s=90 with timeout_min=2.*e\.g\. signal_delay_s=30"):
+        submit.executor_parameters({"timeout_min": 2, "signal_delay_s": 90}, gpus=False)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        submit.executor_parameters({"timeout_min": 2, "signal_delay_s": 30}, gpus=False)  # the test cluster's
+        submit.executor_parameters({"timeout_min": 60, "signal_delay_s": 90}, gpus=False)  # the defaults
+
+
 def test_launcher_fields_become_sbatch_parameters_submitted_held():
     params = submit.executor_parameters(
         {"timeout_min": 30, "signal_delay_s": 60, "partition": "p", "mem_gb": 1.5, "setup": ["module load x"],

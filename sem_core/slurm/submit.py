@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
-from sem_core.errors import ConfigError, SemError
+from sem_core.errors import ConfigError, SemError, warn
 from sem_core.slurm import arrays, container
 from sem_core.slurm import status as st
 from sem_core.slurm.worker import PAYLOAD_VERSION, ArrayTask
@@ -59,6 +59,10 @@ class SweepState:
     submissions: list[Submission] = field(default_factory=list)
 
 
+SIGNAL_EARLY_S = 60  # sbatch(1): "the signal may be sent up to 60 seconds earlier than specified"
+STARTUP_S = 30  # room for the job step to start and submitit to install its signal handler
+
+
 def executor_parameters(params: dict, gpus: bool) -> dict:
     """SlurmLauncherConf values -> submitit SlurmExecutor parameters (sbatch options)."""
     timeout_min = int(params.get("timeout_min") or 60)
@@ -68,6 +72,13 @@ def executor_parameters(params: dict, gpus: bool) -> dict:
             f"hydra.launcher.signal_delay_s={delay} is not below the time limit timeout_min={timeout_min} "
             f"({timeout_min * 60} s): the job would be told to requeue as soon as it starts; "
             f"set signal_delay_s to less than {timeout_min * 60}, e.g. {max(timeout_min * 60 // 4, 1)}"
+        )
+    if delay and timeout_min * 60 - delay < SIGNAL_EARLY_S + STARTUP_S:
+        warn(
+            f"hydra.launcher.signal_delay_s={delay} with timeout_min={timeout_min}: slurmctld may send the requeue "
+            f"signal up to {SIGNAL_EARLY_S} s early, before the job can take it (the signal is then lost, or kills "
+            f"Python before submitit handles it); keep timeout_min*60 - signal_delay_s at "
+            f"{SIGNAL_EARLY_S + STARTUP_S} s or more, e.g. signal_delay_s={max(timeout_min * 60 - SIGNAL_EARLY_S - STARTUP_S, 0)}"
         )
     out: dict[str, Any] = {"time": timeout_min}
     for key in SBATCH_PARAMS:
