@@ -79,6 +79,7 @@ class Run:
         self.result: Any = None
         self.status = "NOT_STARTED"
         self.recorded = False  # the record of truth holds the run's end
+        self._wind_down_error: Optional[BaseException] = None
         self._lock = threading.Lock()
         self._points: list[tuple] = []
         self._next_step: dict[str, int] = {}
@@ -195,45 +196,62 @@ class Run:
             _current = None
         self.heartbeat()  # last flush of metrics and output
 
+    # Ending a run: everything up to the record of truth's final event runs with signals held
+    # back (sem_core.signals), so the SIGTERM srun sends twice, or a second Ctrl-C, cannot cut
+    # the record off; they are delivered right after it. Other observers (MongoDB: network, maybe
+    # slow) get their final event with signals live, so Ctrl-C never waits for a database.
     def complete(self, result: Any) -> None:
         self.result = result
-        try:
-            self._stop_capture()
-            self._report_late_sources()
-        finally:  # a signal raised above must not cost the run its record
+        with signals_held():
+            self._wind_down()
             self.status = "COMPLETED"
-            self._final_event("completed_event", stop_time=_now(), result=result)
+            end = {"stop_time": _now(), "result": result}
+            self._final_event("completed_event", end, record=True)
+        self._final_event("completed_event", end, record=False)
 
     def fail(self, exc: BaseException) -> None:
-        trace = traceback.format_exception(type(exc), exc, exc.__traceback__)
-        # Shown when it happens (not only in the summary at the end of the sweep) and kept in
-        # cout.txt with the rest of the job's output, where people look first.
-        print(f"run {self.global_id} failed:\n{''.join(trace)}", end="", file=sys.stderr, flush=True)
-        try:
-            self._stop_capture()
-            self._report_late_sources()
-        finally:
+        with signals_held():
+            trace = traceback.format_exception(type(exc), exc, exc.__traceback__)
+            # Shown when it happens (not only in the summary at the end of the sweep) and kept
+            # in cout.txt with the rest of the job's output, where people look first.
+            print(f"run {self.global_id} failed:\n{''.join(trace)}", end="", file=sys.stderr, flush=True)
+            self._wind_down()
             self.status = "FAILED"
-            self._final_event("failed_event", fail_time=_now(), fail_trace=trace)
+            end = {"fail_time": _now(), "fail_trace": trace}
+            self._final_event("failed_event", end, record=True)
+        self._final_event("failed_event", end, record=False)
 
     def interrupt(self, status: str = "INTERRUPTED") -> None:
+        with signals_held():
+            self._wind_down(late_sources=False)
+            self.status = status
+            end = {"interrupt_time": _now(), "status": status}
+            self._final_event("interrupted_event", end, record=True)
+        self._final_event("interrupted_event", end, record=False)
+
+    def _wind_down(self, late_sources: bool = True) -> None:
+        """Last flush of metrics and output, and the sources imported late. A failure here is
+        reported after the run's end is recorded, never instead of it."""
         try:
             self._stop_capture()
-        finally:
-            self.status = status
-            self._final_event("interrupted_event", interrupt_time=_now(), status=status)
+            if late_sources:
+                self._report_late_sources()
+        except Exception as exc:
+            self._wind_down_error = exc
 
-    def _final_event(self, event: str, **kwargs: Any) -> None:
-        """The run's last event to every observer; the record of truth is written with signals
-        held back (a second SIGTERM or Ctrl-C is delivered right after it)."""
+    def _final_event(self, event: str, kwargs: dict, record: bool) -> None:
+        """The run's last event to the observers that hold its record (``record=True``) or to
+        the others; then wait for the others and re-raise a wind-down failure."""
         for obs in self.observers:
-            if obs.holds_the_record:
-                with signals_held():
-                    getattr(obs, event)(**kwargs)
-                    self.recorded = True
-            else:
+            if bool(obs.holds_the_record) == record:
                 getattr(obs, event)(**kwargs)
+        if record:
+            self.recorded = True
+            return
         self._join()
+        if self._wind_down_error is not None:
+            error, self._wind_down_error = self._wind_down_error, None
+            raise error
 
     def _join(self) -> None:
         for obs in self.observers:

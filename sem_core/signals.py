@@ -3,7 +3,8 @@
 A second Ctrl-C, or the SIGTERM srun sends twice when Slurm stops a job, raises wherever the
 main thread happens to be - in the middle of the write that records how the run ended, if
 nothing stops it. ``signals_held`` swaps the Python handlers for one that only notes the
-signal, and hands every noted signal to the original handler once the body is done.
+signal, and hands every noted signal to the original handler once the body is done. Ctrl-C
+pressed twice while held stops at once: the body may be waiting on something stuck.
 """
 
 from __future__ import annotations
@@ -28,16 +29,27 @@ def signals_held(signums: tuple = HELD) -> Iterator[None]:
         return
     arrived: list[int] = []
     previous = {}
+
+    def restore() -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        previous.clear()
+
+    def hold(received: int, frame) -> None:
+        if received == signal.SIGINT and signal.SIGINT in arrived:
+            restore()  # Ctrl-C pressed twice while held: the user means it, stop now
+            raise KeyboardInterrupt
+        arrived.append(received)
+
     for signum in signums:
         handler = signal.getsignal(signum)
         if handler is None:  # installed outside Python: cannot be put back, so not touched
             continue
         previous[signum] = handler
-        signal.signal(signum, lambda received, frame: arrived.append(received))
+        signal.signal(signum, hold)
     try:
         yield
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        restore()
         for signum in dict.fromkeys(arrived):
             signal.raise_signal(signum)

@@ -145,3 +145,20 @@ def test_signals_held_delivers_each_held_signal_once_after_the_body(raising_sigt
             done.append("body finished")
     assert done == ["body finished"]
     assert signal.getsignal(signal.SIGTERM).__name__ == "raise_terminated"  # the model's handler is back
+
+
+def test_ctrl_c_pressed_twice_while_signals_are_held_stops_at_once():
+    import os
+    import signal
+
+    from sem_core.signals import signals_held
+
+    reached = []
+    with pytest.raises(KeyboardInterrupt):
+        with signals_held():
+            os.kill(os.getpid(), signal.SIGINT)
+            reached.append("after one Ctrl-C")  # held
+            os.kill(os.getpid(), signal.SIGINT)
+            reached.append("after two")  # never: the second one stops the body
+    assert reached == ["after one Ctrl-C"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
