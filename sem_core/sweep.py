@@ -111,37 +111,38 @@ def register_rows(records_: Sequence[dict], first_index: int = 0) -> list[str]:
     return overrides
 
 
-def job_row(overrides: Sequence[str]) -> Optional[dict]:
-    """The row (with ids) registered for a job, from its override list; None if not a sem job."""
+def _registered_row(overrides: Sequence[str]) -> Optional[dict]:
+    """The planned row behind a job's ``+sem_row=j<k>`` override (not a copy); None if none."""
     from hydra.core.config_store import ConfigStore
 
     prefix = f"+{ROW_GROUP}="
     for text in overrides:
         if text.startswith(prefix):
             entry = ConfigStore.instance().repo.get(ROW_GROUP, {}).get(f"{text[len(prefix):]}.yaml")
-            return copy.deepcopy(entry.record) if entry is not None else None
+            return entry.record if entry is not None else None
     return None
+
+
+def job_row(overrides: Sequence[str]) -> Optional[dict]:
+    """The row (with ids) registered for a job, from its override list; None if not a sem job."""
+    row = _registered_row(overrides)
+    return copy.deepcopy(row) if row is not None else None
 
 
 def job_label(overrides: Sequence[str], width: int = 120) -> str:
     """What the launcher logs for a job: ``order_id=6 noise=0.1 fold=1`` for a sem row (its
     override ``+sem_row=j6`` means nothing to a reader), the overrides as Hydra shows them
     otherwise."""
-    from hydra.core.config_store import ConfigStore
     from hydra.core.utils import filter_overrides
 
-    prefix = f"+{ROW_GROUP}="
-    rest = [o for o in filter_overrides(overrides) if not o.startswith(prefix)]
-    entry = None
-    for text in overrides:
-        if text.startswith(prefix):
-            entry = ConfigStore.instance().repo.get(ROW_GROUP, {}).get(f"{text[len(prefix):]}.yaml")
-    if entry is None:
-        return " ".join(filter_overrides(overrides))
-    row = entry.record
+    shown = filter_overrides(overrides)
+    row = _registered_row(overrides)
+    if row is None:
+        return " ".join(shown)
     words = [f"order_id={row['order_id']}"]
-    words += [f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in ids.user_keys(row).items()]
-    label = " ".join(words + rest)
+    words += [f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in ids.user_keys(row).items()]
+    words += [o for o in shown if not o.startswith(f"+{ROW_GROUP}=")]
+    label = " ".join(words)
     return label if len(label) <= width else label[: width - 3] + "..."
 
 

@@ -123,17 +123,6 @@ def mongo_url(mongo_server: SecantusServer) -> str:
 
 
 @pytest.fixture
-def mongo_db(mongo_url: str):
-    import pymongo
-
-    client = pymongo.MongoClient(mongo_url, serverSelectionTimeoutMS=5000)
-    try:
-        yield client.get_default_database()
-    finally:
-        client.close()
-
-
-@pytest.fixture
 def connect():
     """``connect(url, **options)`` -> a MongoClient closed when the test ends."""
     import pymongo
@@ -150,6 +139,12 @@ def connect():
     finally:
         for client in clients:
             client.close()
+
+
+@pytest.fixture
+def mongo_db(mongo_url: str, connect):
+    """This test's database on the session server (the client closes when the test ends)."""
+    return connect(mongo_url, serverSelectionTimeoutMS=5000).get_default_database()
 
 
 @pytest.fixture
