@@ -18,10 +18,6 @@ class ConfigError(SemError):
     """A bad row, override, schema or experiment_config.yaml."""
 
 
-class SweepFailed(SemError):
-    """At least one job of a sweep failed (the summary table names them)."""
-
-
 class NoActiveRun(SemError):
     """A run-time API (ex.log_scalar, ...) was called outside a run."""
 

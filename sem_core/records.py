@@ -40,6 +40,7 @@ RESOURCES_DIR = "_resources"
 
 FINISHED_STATUSES = ("COMPLETED", "FAILED", "INTERRUPTED", "TIMEOUT", "KILLED", "CANCELLED")
 ACTIVE_STATUSES = ("QUEUED", "RUNNING")
+FAILED_STATUSES = tuple(s for s in FINISHED_STATUSES if s != "COMPLETED")  # ended, not completed
 
 
 def _read_umask() -> int:

@@ -17,10 +17,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional, Sequence
 
+from sem_core import records
 from sem_core.errors import ConfigError
 
 RERUN_CHOICES = ("failed", "missing")
-FAILED_STATUSES = frozenset({"FAILED", "INTERRUPTED", "TIMEOUT", "KILLED", "CANCELLED"})
+FAILED_STATUSES = frozenset(records.FAILED_STATUSES)
 
 
 @dataclass(frozen=True)

@@ -267,7 +267,7 @@ from sem_core.slurm import submit  # noqa: E402
 
 def test_signal_delay_not_below_the_time_limit_is_an_error_with_the_fix():
     with pytest.raises(ConfigError, match=r"signal_delay_s=90 is not below the time limit timeout_min=1"):
-        submit.executor_parameters({"timeout_min": 1, "signal_delay_s": 90}, gpus=False)
+        submit.executor_parameters({"timeout_min": 1, "signal_delay_s": 90})
 
 
 def test_a_signal_delay_that_slurm_may_send_before_start_up_warns_with_a_safe_value():
@@ -275,20 +275,19 @@ def test_a_signal_delay_that_slurm_may_send_before_start_up_warns_with_a_safe_va
     from sem_core.errors import SemWarning
 
     with pytest.warns(SemWarning, match=r"signal_delay_s=90 with timeout_min=2.*e\.g\. signal_delay_s=30"):
-        submit.executor_parameters({"timeout_min": 2, "signal_delay_s": 90}, gpus=False)
+        submit.executor_parameters({"timeout_min": 2, "signal_delay_s": 90})
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        submit.executor_parameters({"timeout_min": 2, "signal_delay_s": 30}, gpus=False)  # the test cluster's
-        submit.executor_parameters({"timeout_min": 60, "signal_delay_s": 90}, gpus=False)  # the defaults
+        submit.executor_parameters({"timeout_min": 2, "signal_delay_s": 30})  # the test cluster's
+        submit.executor_parameters({"timeout_min": 60, "signal_delay_s": 90})  # the defaults
 
 
 def test_launcher_fields_become_sbatch_parameters_submitted_held():
     params = submit.executor_parameters(
         {"timeout_min": 30, "signal_delay_s": 60, "partition": "p", "mem_gb": 1.5, "setup": ["module load x"],
          "additional_parameters": {"exclusive": True}, "account": None},
-        gpus=False,
     )
     assert params == {
         "time": 30, "signal_delay_s": 60, "partition": "p", "mem": "1536MB", "setup": ["module load x"],

@@ -78,12 +78,7 @@ def run(args: argparse.Namespace) -> int:
         if args.path:
             raise
         experiment_dir = None
-    settings = connection.resolve_settings(override_url=args.url, experiment_dir=experiment_dir)
-    if settings is None:
-        raise SemError(
-            "no MongoDB configured: set SEM_MONGO_URL=mongodb://HOST:PORT/DATABASE, a 'mongo:' section in "
-            "experiment_config.yaml, ~/.config/sem/mongo.yaml or SEML's ~/.config/seml/mongodb.config"
-        )
+    settings = connection.require_settings(args.url, experiment_dir)
     exe = find_omniboard()
     if exe is None:
         print(f"sem board: error: {INSTALL_HINT}", file=sys.stderr)

@@ -27,11 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
+from sem_core import records
+
 BIN_DIR = "_bin"
 MANIFEST = "manifest.json"
 ORPHAN_MIN_AGE_S = 3600
-NOT_COMPLETED = frozenset({"FAILED", "INTERRUPTED", "TIMEOUT", "KILLED", "CANCELLED"})
-ACTIVE = frozenset({"QUEUED", "RUNNING"})
+NOT_COMPLETED = frozenset(records.FAILED_STATUSES)
+ACTIVE = frozenset(records.ACTIVE_STATUSES)
 
 
 # ------------------------------------------------------------------------------ pure planning
@@ -86,8 +88,6 @@ def plan_clean(entries: Sequence[StoreEntry], shared: Iterable[str], force: bool
 
 # ------------------------------------------------------------------------------ store I/O
 def scan_store(store: Path, now: Optional[float] = None) -> list[StoreEntry]:
-    from sem_core import records
-
     now = time.time() if now is None else now
     entries = []
     for child in sorted(store.iterdir()):
@@ -145,8 +145,6 @@ def mongo_synced_names(store: Path) -> set[str]:
 
 
 def move_to_bin(store: Path, items: Sequence[CleanItem]) -> Path:
-    from sem_core import records
-
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%f")
     batch = store / BIN_DIR / stamp
     batch.mkdir(parents=True)

@@ -55,12 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from sem_core.mongo.reader import experiment_dir_of_store
 
     stores = _stores(args.path)
-    settings = connection.resolve_settings(override_url=args.url, experiment_dir=experiment_dir_of_store(stores[0]))
-    if settings is None:
-        raise SemError(
-            "no MongoDB configured: set SEM_MONGO_URL=mongodb://HOST:PORT/DATABASE, a 'mongo:' section in "
-            "experiment_config.yaml, ~/.config/sem/mongo.yaml or SEML's ~/.config/seml/mongodb.config"
-        )
+    settings = connection.require_settings(args.url, experiment_dir_of_store(stores[0]))
     run_dirs: list[Path] = []
     for store in stores:
         run_dirs += list(records.iter_run_dirs(store))

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 from urllib.parse import quote_plus, unquote_plus
 
-from sem_core.errors import ConfigError
+from sem_core.errors import ConfigError, SemError
 
 ENV_VAR = "SEM_MONGO_URL"
 SEM_CONFIG_RELATIVE = Path(".config") / "sem" / "mongo.yaml"
@@ -234,6 +234,19 @@ def resolve_settings(
             warn_if_readable_by_others(path)
         return settings_from_seml(parts, str(path))
     return None
+
+
+
+def require_settings(override_url: Optional[str] = None, experiment_dir: Optional[Path] = None) -> MongoSettings:
+    """``resolve_settings`` for the commands that need a database: none configured is an error
+    that lists where sem looks."""
+    settings = resolve_settings(override_url=override_url, experiment_dir=experiment_dir)
+    if settings is None:
+        raise SemError(
+            "no MongoDB configured: set SEM_MONGO_URL=mongodb://HOST:PORT/DATABASE, a 'mongo:' section in "
+            "experiment_config.yaml, ~/.config/sem/mongo.yaml or SEML's ~/.config/seml/mongodb.config"
+        )
+    return settings
 
 
 def connect(settings: MongoSettings, timeout_ms: int = DEFAULT_TIMEOUT_MS):

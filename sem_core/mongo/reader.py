@@ -133,10 +133,6 @@ def iter_runs(source: Union[str, Any], query: Optional[dict] = None) -> Iterator
         yield record_of(db, doc, display)
 
 
-# the name the resume logic (sem_core.resume) uses
-iter_records = iter_runs
-
-
 def read_run(location: Union[str, Any], global_id: Optional[str] = None) -> Optional[MongoRunRecord]:
     """One run: by ``RunRecord.location`` (``<url>#runs/<_id>``), or by ``global_id`` in ``location``'s
     database. None if there is no such run."""

@@ -117,12 +117,8 @@ def scan(run_dirs: Iterable[Path]) -> list[LocalRun]:
 
 
 def mark_unsynced(run_dir: Path, reason: str) -> None:
-    """Leave a marker in the run folder: ``sem sync`` (and ``sem status``) know it is not in the database."""
+    """Leave a marker in the run folder: this run is not in the database yet (``sem sync`` uploads it)."""
     records.atomic_write_text(Path(run_dir) / UNSYNCED_MARKER, reason.rstrip("\n") + "\n")
-
-
-def is_unsynced(run_dir: Path) -> bool:
-    return (Path(run_dir) / UNSYNCED_MARKER).exists()
 
 
 def _clear_unsynced(run_dir: Path) -> None:

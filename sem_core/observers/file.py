@@ -47,7 +47,7 @@ class FileStorageObserver(RunObserver):
         existing = self.dir / records.RUN_FILE
         if existing.exists():
             previous = records.read_json(existing)
-            if previous.get("status") not in ("QUEUED", "RUNNING"):
+            if previous.get("status") not in records.ACTIVE_STATUSES:
                 raise FileExistsError(
                     f"run folder {self.dir} already holds a {previous.get('status')} run; "
                     "global ids are minted once per job and must not be reused"

@@ -245,4 +245,3 @@ def to_html(table: ResultsTable, decimals: int = 4) -> str:
     return "\n".join(out)
 
 
-FORMATS = {"table": to_terminal, "md": to_markdown, "latex": to_latex, "csv": to_csv}

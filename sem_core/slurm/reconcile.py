@@ -45,10 +45,6 @@ class RunState:
     reason: str = ""
     updated: bool = False  # the record was rewritten with a verdict
 
-    @property
-    def slurm(self) -> Optional[dict]:
-        return slurm_info(self.record.run)
-
 
 def reconcile_runs(
     runs: Iterable[records.RunRecord],

@@ -14,6 +14,8 @@ import subprocess
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Optional, Sequence
 
+from sem_core.records import ACTIVE_STATUSES
+
 UNKNOWN = "UNKNOWN"
 
 # Slurm job states (sacct/squeue long names) -> sem statuses.
@@ -46,7 +48,7 @@ SLURM_TO_SEM = {
     "PREEMPTED": "KILLED",
     "REVOKED": "KILLED",
 }
-ACTIVE = ("QUEUED", "RUNNING")
+ACTIVE = ACTIVE_STATUSES
 
 
 def sem_status(slurm_state: Optional[str]) -> str:
@@ -270,10 +272,3 @@ def reconcile_local(
             "KILLED", "KILLED", f"no heartbeat for {age:.0f} s (more than {stale_after_s:.0f} s): the run is dead"
         )
     return Verdict("RUNNING")
-
-
-def count_by_status(statuses: Iterable[str]) -> Mapping[str, int]:
-    counts: dict[str, int] = {}
-    for s in statuses:
-        counts[s] = counts.get(s, 0) + 1
-    return counts

@@ -63,7 +63,7 @@ SIGNAL_EARLY_S = 60  # sbatch(1): "the signal may be sent up to 60 seconds earli
 STARTUP_S = 30  # room for the job step to start and submitit to install its signal handler
 
 
-def executor_parameters(params: dict, gpus: bool) -> dict:
+def executor_parameters(params: dict) -> dict:
     """SlurmLauncherConf values -> submitit SlurmExecutor parameters (sbatch options)."""
     timeout_min = int(params.get("timeout_min") or 60)
     delay = int(params.get("signal_delay_s") or 0)
@@ -144,8 +144,7 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
     per_task = int(params.get("configs_per_task") or 1)
     if per_task < 1:
         raise ConfigError(f"hydra.launcher.configs_per_task={per_task}: must be 1 or more")
-    gpus = container.wants_gpus(params.get("gpus_per_task"), params.get("gpus_per_node"), params.get("gres"))
-    executor_params = executor_parameters(params, gpus)
+    executor_params = executor_parameters(params)
     python = python_command(params, experiment.experiment_dir if experiment else None)
     max_array = arrays.read_max_array_size()
     plan = arrays.plan_submissions(n_jobs, per_task, max_array)

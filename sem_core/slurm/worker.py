@@ -141,12 +141,12 @@ class ArrayTask:
         store, gid = payload.get("store"), job.get("global_id")
         if not store or not gid or os.environ.get("SLURM_RESTART_COUNT", "0") in ("", "0"):
             return False
-        run_file = Path(store) / gid / "run.json"
-        if not run_file.exists():
-            return False
         from sem_core import records
 
-        return records.read_json(run_file).get("status") not in ("QUEUED", "RUNNING")
+        run_file = Path(store) / gid / records.RUN_FILE
+        if not run_file.exists():
+            return False
+        return records.read_json(run_file).get("status") not in records.ACTIVE_STATUSES
 
     def _run_job(self, payload: dict, task, job: dict):
         from hydra.core.utils import JobStatus, run_job
