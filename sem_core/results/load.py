@@ -105,7 +105,7 @@ def resolve_stores(source: Optional[SourceLike]) -> list[Union[Path, str]]:
     out: list[Union[Path, str]] = []
     for item in items:
         text = os.fspath(item)
-        if text.startswith(("mongodb://", "mongodb+srv://")):
+        if is_mongo_location(text):
             out.append(text)
             continue
         path = Path(text).expanduser()

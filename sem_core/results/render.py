@@ -49,9 +49,9 @@ def _header(table: ResultsTable, prefix: tuple, metric: str, arrows: dict = ARRO
     return f"{_prefix_text(table, prefix)} {head}" if prefix else head
 
 
-def _row_heads(table: ResultsTable, row: int) -> list[str]:
-    idx = table.row_labels()[row]
-    return [str(idx[0]), *(format_value(v) for v in idx[1:])]
+def _row_heads(label: tuple) -> list[str]:
+    """One row's heading cells from its entry in ``table.row_labels()`` (built once per table)."""
+    return [str(label[0]), *(format_value(v) for v in label[1:])]
 
 
 def _head_names(table: ResultsTable) -> list[str]:
@@ -73,12 +73,13 @@ def to_rich(table: ResultsTable, decimals: int = 4, title: Optional[str] = None)
     columns = _metric_columns(table)
     for p, m in columns:
         out.add_column(Text(_header(table, p, m)), justify="right")
+    labels = table.row_labels()
     for i in range(len(table.frame)):
         cells = []
         for p, m in columns:
             text = cell_text(table, i, p, m, decimals)
             cells.append(Text(text, style="bold green" if (i, p, m) in table.best else ""))
-        out.add_row(*(Text(h) for h in _row_heads(table, i)), str(table.runs_per_row[i]), *cells)
+        out.add_row(*(Text(h) for h in _row_heads(labels[i])), str(table.runs_per_row[i]), *cells)
     return out
 
 
@@ -105,12 +106,13 @@ def to_markdown(table: ResultsTable, decimals: int = 4) -> str:
     heads = [*_head_names(table), "runs", *(_header(table, p, m) for p, m in columns)]
     align = ["---"] * len(_head_names(table)) + ["---:"] * (1 + len(columns))
     lines = ["| " + " | ".join(_md_escape(h) for h in heads) + " |", "| " + " | ".join(align) + " |"]
+    labels = table.row_labels()
     for i in range(len(table.frame)):
         cells = []
         for p, m in columns:
             text = cell_text(table, i, p, m, decimals)
             cells.append(f"**{text}**" if (i, p, m) in table.best else text)
-        row = [*_row_heads(table, i), str(table.runs_per_row[i]), *cells]
+        row = [*_row_heads(labels[i]), str(table.runs_per_row[i]), *cells]
         lines.append("| " + " | ".join(_md_escape(c) for c in row) + " |")
     if table.footnote:
         lines += ["", table.footnote]
@@ -171,15 +173,14 @@ def to_latex(table: ResultsTable, decimals: int = 3, caption: Optional[str] = No
             start += width
         lines.append(" & ".join(top) + r" \\")
         lines.append(" ".join(spans))
-        metric_heads = [f"{latex_escape(m)} {LATEX_ARROWS[table.directions[m]]}" for _, m in columns]
-    else:
-        metric_heads = [f"{latex_escape(m)} {LATEX_ARROWS[table.directions[m]]}" for _, m in columns]
+    metric_heads = [f"{latex_escape(m)} {LATEX_ARROWS[table.directions[m]]}" for _, m in columns]
     heads = [latex_escape(h.capitalize() if i == 0 else h) for i, h in enumerate(_head_names(table))]
     lines.append(" & ".join([*heads, *metric_heads]) + r" \\")
     lines.append(r"\midrule")
+    labels = table.row_labels()
     for i in range(len(table.frame)):
         cells = [_latex_cell(table, i, p, m, decimals) for p, m in columns]
-        lines.append(" & ".join([*(latex_escape(h) for h in _row_heads(table, i)), *cells]) + r" \\")
+        lines.append(" & ".join([*(latex_escape(h) for h in _row_heads(labels[i])), *cells]) + r" \\")
     lines.append(r"\bottomrule")
     lines.append(r"\end{tabular}")
     if caption:
@@ -225,9 +226,10 @@ def to_html(table: ResultsTable, decimals: int = 4) -> str:
     out.append('<th class="num">runs</th>')
     out += [f'<th class="num">{e(_header(table, p, m))}</th>' for p, m in columns]
     out.append("</tr></thead><tbody>")
+    labels = table.row_labels()
     for i in range(len(table.frame)):
         out.append("<tr>")
-        heads = _row_heads(table, i)
+        heads = _row_heads(labels[i])
         out.append(f'<td class="label">{e(heads[0])}</td>')
         out += [f"<td>{e(h)}</td>" for h in heads[1:]]
         out.append(f'<td class="num">{table.runs_per_row[i]}</td>')

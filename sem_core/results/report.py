@@ -122,8 +122,9 @@ def build_report(
     if len(table.frame):
         parts.append("<h2>Metrics</h2>")
         parts.append('<div class="plots">')
+        read: dict = {}  # each run's metrics, read once for all the plots
         for metric in table.metrics:
-            fig = plot_metric(runs, metric, table=table)
+            fig = plot_metric(runs, metric, table=table, read=read)
             data = base64.b64encode(figure_png(fig)).decode("ascii")
             parts.append(
                 f'<figure><img alt="{e(metric)}" src="data:image/png;base64,{data}">'
