@@ -95,6 +95,14 @@ def parse_time(text: Optional[str]) -> Optional[dt.datetime]:
     return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
 
 
+def run_duration(run: dict, live: bool = False) -> Optional[float]:
+    """Seconds from a record's start to its stop (``live``: to its last heartbeat while it has
+    no stop time); None when a time is missing or unreadable."""
+    start = parse_time(run.get("start_time"))
+    stop = parse_time(run.get("stop_time") or (run.get("heartbeat") if live else None))
+    return None if start is None or stop is None else (stop - start).total_seconds()
+
+
 class CorruptRecord(SemError, ValueError):
     """A record file that is not valid JSON. A ValueError too, so the readers that treat such
     folders as orphans (``sem clean``) still do."""

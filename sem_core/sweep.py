@@ -229,11 +229,6 @@ def _passthrough_overrides(sweeper, arguments: Sequence[str]) -> list[str]:
     return out
 
 
-def _duration(run: dict) -> Optional[float]:
-    start, stop = records.parse_time(run.get("start_time")), records.parse_time(run.get("stop_time"))
-    return None if start is None or stop is None else (stop - start).total_seconds()
-
-
 def _first_error_line(run: dict, ret: Any) -> str:
     trace = run.get("fail_trace") or []
     if trace:
@@ -259,7 +254,7 @@ def print_summary(planned: Sequence[dict], outcomes: Sequence[Any], store: Path,
             status = "NO RECORD"
         if status not in ("COMPLETED", "QUEUED", "RUNNING"):
             failed += 1
-        duration = _duration(run)
+        duration = records.run_duration(run)
         rows.append(
             (
                 str(record["order_id"]),

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import math
 from pathlib import Path
-from typing import Optional
 
 import pandas as pd
 
@@ -54,15 +52,6 @@ def _fmt_time(value) -> str:
     return str(value)
 
 
-def _seconds(run: dict) -> Optional[float]:
-    try:
-        start = dt.datetime.fromisoformat(run["start_time"])
-        stop = dt.datetime.fromisoformat(run.get("stop_time") or run["heartbeat"])
-    except (KeyError, TypeError, ValueError):
-        return None
-    return (stop - start).total_seconds()
-
-
 def _metric_lines(metrics: dict) -> list[str]:
     if not metrics:
         return ["  (none logged)"]
@@ -91,7 +80,7 @@ def output_of(record: records.RunRecord) -> str:
 def describe_run(record: records.RunRecord, tail: int = 30) -> str:
     run = record.run
     host = run.get("host") or {}
-    seconds = _seconds(run)
+    seconds = records.run_duration(run, live=True)
     lines = [
         f"run {record.global_id}  [{record.status}]",
         f"  model          {record.model or '-'}",
