@@ -255,11 +255,11 @@ def _record_queued(
 ) -> None:
     """A QUEUED record per run, carrying its Slurm job id and array index."""
     from sem_core.host import host_info
+    from sem_core.mongo.connection import redact_uri
     from sem_core.observers.file import FileStorageObserver
 
     ex_info = experiment.ex_info()
-    from sem_core.mongo.connection import redact_uri
-
+    observer = FileStorageObserver(store)  # each queued_event starts a record of its own
     now = dt.datetime.now(dt.timezone.utc)
     info = host_info()
     # as the callback does: a sem.mongo.url=... override must not put its password into a record
@@ -290,7 +290,7 @@ def _record_queued(
                         "slurm": slurm,
                     },
                 }
-                FileStorageObserver(store).queued_event(
+                observer.queued_event(
                     ex_info=ex_info, command="main", host_info=info, queue_time=now,
                     config=row, meta_info=meta, _id=row["global_id"],
                 )
