@@ -53,3 +53,51 @@ def signals_held(signums: tuple = HELD) -> Iterator[None]:
         restore()
         for signum in dict.fromkeys(arrived):
             signal.raise_signal(signum)
+
+
+class Interrupted(KeyboardInterrupt):
+    """The run or sweep was asked to stop by a signal (Ctrl-C, ``kill``, ``timeout``,
+    ``docker stop``). A KeyboardInterrupt, so every ``except KeyboardInterrupt`` that
+    ends a run as INTERRUPTED handles SIGTERM the same way; ``exit_code`` is the shell's
+    ``128 + signal number`` (130 for Ctrl-C, 143 for SIGTERM)."""
+
+    def __init__(self, signum: int = signal.SIGINT) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+def interrupt_exit_code(exc: BaseException) -> int:
+    """The exit code of a process stopped by ``exc`` (a KeyboardInterrupt: 130 unless an
+    ``Interrupted`` names another signal)."""
+    return exc.exit_code if isinstance(exc, Interrupted) else 128 + signal.SIGINT
+
+
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+@contextlib.contextmanager
+def stop_signals_interrupt(signums: tuple = STOP_SIGNALS) -> Iterator[None]:
+    """SIGTERM and SIGHUP raise ``Interrupted`` in the main thread, as Ctrl-C raises
+    KeyboardInterrupt, so that a sweep stopped by ``kill`` ends its runs INTERRUPTED and
+    prints its summary instead of dying with them RUNNING. Handlers the user installed
+    (not Python's default) are left alone. Outside the main thread it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {}
+
+    def stop(received: int, frame) -> None:
+        raise Interrupted(received)
+
+    for signum in signums:
+        if signal.getsignal(signum) is signal.SIG_DFL:
+            previous[signum] = signal.signal(signum, stop)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
