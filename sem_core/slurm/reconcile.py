@@ -9,9 +9,10 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Sequence
 
 from sem_core import records
+from sem_core.host import process_alive
 from sem_core.slurm import status as st
 
 
@@ -21,17 +22,29 @@ def slurm_info(run: dict) -> Optional[dict]:
     return info if isinstance(info, dict) and info.get("job_id") else None
 
 
-def write_verdict(run_dir: Path, status: str, reason: str, only_if: Iterable[str] = st.ACTIVE) -> bool:
+def write_verdict(
+    run_dir: Path,
+    status: str,
+    reason: str,
+    only_if: Iterable[str] = st.ACTIVE,
+    *,
+    details: Sequence[str] = (),
+    stop_time: Optional[str] = None,
+) -> bool:
     """Set a record's final status with the reason in ``fail_trace`` - only if it still has one
-    of the ``only_if`` statuses when re-read (the job may have finished meanwhile)."""
+    of the ``only_if`` statuses when re-read (the job may have finished meanwhile).
+    ``details`` (e.g. the last lines of a dead job's output) go into ``fail_trace`` before the
+    reason, which stays its last entry: the line a sweep summary shows."""
     run_file = Path(run_dir) / records.RUN_FILE
     run = records.read_json(run_file)
     if run.get("status") not in set(only_if):
         return False
     now = dt.datetime.now(dt.timezone.utc).isoformat()
     run["status"] = status
-    run["stop_time"] = run.get("stop_time") or now
+    # stop_time: when the run is known to have ended (a dead run's last heartbeat), else now
+    run["stop_time"] = run.get("stop_time") or stop_time or now
     trace = list(run.get("fail_trace") or [])
+    trace.extend(text if text.endswith("\n") else text + "\n" for text in details)
     trace.append(f"sem: {reason} (recorded {now})\n")
     run["fail_trace"] = trace
     records.atomic_write_json(run_file, run)
@@ -61,6 +74,7 @@ def reconcile_runs(
     out = []
     for rec in runs:
         info = slurm_info(rec.run)
+        stop_time: Optional[str] = None
         if rec.status not in st.ACTIVE:
             out.append(RunState(rec, rec.status))
             continue
@@ -73,10 +87,12 @@ def reconcile_runs(
             if rec.status == "QUEUED":
                 verdict = st.Verdict("QUEUED")
             else:
-                verdict = st.reconcile_local(rec.status, beat, now, limit, None)
+                alive = process_alive(((rec.run.get("meta") or {}).get("sem") or {}).get("process"))
+                verdict = st.reconcile_local(rec.status, beat, now, limit, alive)
+                stop_time = beat.isoformat() if beat is not None else None
         updated = False
         if write and verdict.write:
-            updated = write_verdict(Path(rec.location), verdict.write, verdict.reason)
+            updated = write_verdict(Path(rec.location), verdict.write, verdict.reason, stop_time=stop_time)
             if not updated:  # it finished while we looked: show what it says now
                 rec = records.read_run(Path(rec.location))
                 out.append(RunState(rec, rec.status))
