@@ -1,9 +1,10 @@
 """The Hydra callback that turns each job into a recorded run.
 
-Hydra turns any exception raised inside a callback into a warning. sem does not let a
-broken record pass silently: a failure while starting the run is re-raised by the task
-(the job fails with it), and a failure while finishing it turns the job's return into
-FAILED.
+The callback attaches the observers and begins the run through the experiment's
+``RunLifecycle`` (``sem_core.lifecycle``), the one object the callback and the task share.
+Hydra turns any exception raised inside a callback into a warning, so a failure to start
+recording is kept there and raised by the task (the job fails with it), and a failure while
+finishing turns the job's return into FAILED.
 """
 
 from __future__ import annotations
@@ -13,27 +14,13 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-from hydra.core.utils import JobReturn, JobStatus
+from hydra.core.utils import JobReturn
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from sem_core.errors import SemError
+from sem_core.lifecycle import RunLifecycle
 
 log = logging.getLogger(__name__)
-
-_start_error: Optional[BaseException] = None
-
-
-def raise_start_error() -> None:
-    """Called by the task: re-raise what went wrong in ``on_job_start``."""
-    global _start_error
-    if _start_error is not None:
-        exc, _start_error = _start_error, None
-        raise SemError(f"sem could not start recording this run: {exc}") from exc
-
-
-class RecordError(SemError):
-    """Writing the run record failed after ``main`` returned."""
 
 
 def build_observers(sem_cfg: DictConfig, store: Path, experiment_dir: Optional[Path] = None) -> list:
@@ -90,22 +77,27 @@ def redact_hydra_files(job_dir: Path, sweep_dir: Path) -> None:
 
 
 class SemCallback(Callback):
+    def __init__(self) -> None:
+        # the lifecycle of the job started last in this process: Hydra's on_job_end does not
+        # name the task, so the callback remembers which run it began
+        self._lifecycle: Optional[RunLifecycle] = None
+
     def on_job_start(self, config: DictConfig, *, task_function: Any = None, **kwargs: Any) -> None:
-        global _start_error
         from sem_core.experiment import SemTask
 
         if not isinstance(task_function, SemTask):
+            self._lifecycle = None
             return
-        try:
-            self._start(config, task_function)
-        except Exception as exc:  # re-raised by the task: see module docstring
-            _start_error = exc
+        lifecycle = self._lifecycle = task_function.experiment.lifecycle
+        lifecycle.begin(lambda: self._make_run(config, task_function))
+        if lifecycle.run is not None:
+            self._redact(config)
 
-    def _start(self, config: DictConfig, task: Any) -> None:
+    def _make_run(self, config: DictConfig, task: Any):
         from hydra.core.hydra_config import HydraConfig
 
-        from sem_core.host import host_info
-        from sem_core.mongo.connection import redact_uri, uri_password
+        from sem_core.host import host_info, process_info
+        from sem_core.mongo.connection import redact_uri
         from sem_core.run import Run
 
         experiment = task.experiment
@@ -113,7 +105,6 @@ class SemCallback(Callback):
         sem_cfg = config.sem
         store = experiment.store_dir(sem_cfg.storage)
         hydra_cfg = HydraConfig.get()
-        ex_info = experiment.ex_info()
         meta = {
             "command": "main",
             "options": {},
@@ -126,13 +117,15 @@ class SemCallback(Callback):
                 "store": str(store),
                 # `sem status` judges a heartbeat stale against this interval
                 "heartbeat_interval": float(sem_cfg.heartbeat_interval),
+                # `sem ls`/`sem status` tell a run whose process is gone at once on this host
+                "process": process_info(),
                 **task.sweep_meta,
             },
         }
-        run = Run(
+        return Run(
             global_id=row["global_id"],
             config=row,
-            ex_info=ex_info,
+            ex_info=experiment.ex_info(),
             host_info=host_info(),
             command="main",
             meta_info=meta,
@@ -140,7 +133,14 @@ class SemCallback(Callback):
             heartbeat_interval=float(sem_cfg.heartbeat_interval),
             capture_mode=sem_cfg.capture.value,
         )
-        run.start()
+
+    @staticmethod
+    def _redact(config: DictConfig) -> None:
+        from hydra.core.hydra_config import HydraConfig
+
+        from sem_core.mongo.connection import uri_password
+
+        hydra_cfg = HydraConfig.get()
         if any(uri_password(o) for o in hydra_cfg.overrides.task):
             redact_hydra_files(Path(hydra_cfg.runtime.output_dir), Path(hydra_cfg.sweep.dir))
 
@@ -151,25 +151,6 @@ class SemCallback(Callback):
         sync_after_sweep(config)
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
-        from sem_core import run as run_module
-
-        run = run_module._current
-        if run is None:
-            return
-        try:
-            if job_return.status == JobStatus.COMPLETED:
-                run.complete(job_return._return_value)
-            else:
-                run.fail(job_return._return_value)
-        except Exception as exc:
-            if run.recorded:  # e.g. the model's own SIGTERM handler raised once more: the record stands
-                log.warning("run %s is recorded %s; then %s: %s", run.global_id, run.status, type(exc).__name__, exc)
-                return
-            log.error("sem could not record run %s: %s", run.global_id, exc)
-            error = RecordError(f"sem could not record run {run.global_id}: {exc}")
-            error.__cause__ = exc
-            job_return.status = JobStatus.FAILED
-            job_return.return_value = error
-        finally:
-            if run_module._current is run:
-                run_module._current = None
+        lifecycle, self._lifecycle = self._lifecycle, None
+        if lifecycle is not None:
+            lifecycle.end(job_return)

@@ -12,7 +12,9 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 
 from sem_core import ids, settings
 from sem_core.errors import ConfigError, SemError
+from sem_core.lifecycle import MainExited, RunLifecycle
 from sem_core.plan import RowOverride
+from sem_core.signals import interrupt_exit_code, stop_signals_interrupt
 
 PRIMARY_CONFIG_PREFIX = "sem_primary_"
 ROW_GROUP = "sem_row"
@@ -35,6 +37,8 @@ class Experiment:
         self._configs_fn: Optional[Callable[[], Sequence[dict]]] = None
         self._main_fn: Optional[Callable[[dict], Any]] = None
         self._checkpoint_fn: Optional[Callable[..., Any]] = None
+        # the run of the job going on in this process (sem_core.lifecycle)
+        self.lifecycle = RunLifecycle()
 
     # -- folders ---------------------------------------------------------------------
     @property
@@ -129,9 +133,7 @@ class Experiment:
     # -- run-time API (valid inside main) ----------------------------------------------
     @property
     def current_run(self):
-        from sem_core.run import current_run
-
-        return current_run()
+        return self.lifecycle.current()
 
     @property
     def info(self) -> dict:
@@ -174,7 +176,13 @@ class Experiment:
         saved_argv = sys.argv
         sys.argv = [str(self.path)] + hydra_argv
         try:
-            hydra.main(version_base="1.3", config_path=None, config_name=config_name)(task)()
+            # kill/timeout/docker stop end the sweep as Ctrl-C does: runs INTERRUPTED, a summary
+            with stop_signals_interrupt():
+                hydra.main(version_base="1.3", config_path=None, config_name=config_name)(task)()
+        except KeyboardInterrupt as exc:
+            self.lifecycle.abandon(exc)
+            print(f"{self.path.name}: interrupted ({exc or 'SIGINT'})", file=sys.stderr, flush=True)
+            return interrupt_exit_code(exc)
         finally:
             sys.argv = saved_argv
         return 1 if task.failed else 0
@@ -233,11 +241,8 @@ class SemTask:
         self.__code__ = experiment._main_fn.__code__  # type: ignore[union-attr]
 
     def __call__(self, cfg) -> Any:
-        from sem_core import callback
-        from sem_core.run import current_run
-
-        callback.raise_start_error()
-        run = current_run()
+        lifecycle = self.experiment.lifecycle
+        run = lifecycle.enter()
         # the row the callback already read from this job's config (a copy: main may change it)
         row = copy.deepcopy(run.config)
         # config["seed"] derived from experiment_id unless the row sets one (issue 6); not in
@@ -249,8 +254,13 @@ class SemTask:
         try:
             return self.experiment._main_fn(row)  # type: ignore[misc]
         except KeyboardInterrupt:
-            run.interrupt()
+            lifecycle.interrupt()
             raise
+        except SystemExit as exc:
+            # sys.exit() in main (or argparse's error exit) ends this job only, with a record
+            if exc.code is None or exc.code == 0:
+                return None
+            raise MainExited(f"main() called sys.exit({exc.code!r})") from None
 
 
 def split_argv(argv: Sequence[str], experiment: Experiment) -> tuple[list[str], list[RowOverride]]:

@@ -70,6 +70,24 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+def append_whole(path: Path, data: bytes) -> None:
+    """Append ``data`` to ``path`` whole or not at all: a write cut short (disk full) is
+    undone, so the caller can append the same data again later and readers never meet half
+    a line followed by the next one."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        size = os.fstat(fd).st_size
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(fd, view):]
+        except BaseException:
+            os.ftruncate(fd, size)
+            raise
+    finally:
+        os.close(fd)
+
+
 def atomic_write_json(path: Path, data: Any, indent: Optional[int] = 2) -> None:
     """Atomic JSON write; ``indent=None`` for large data (json's C encoder is used only then)."""
     atomic_write_text(path, json.dumps(data, indent=indent, sort_keys=True, default=_json_default))

@@ -3,11 +3,21 @@
 A ``Run`` drives a list of observers (sacred's events, ``sem_core.observers.base``).
 Metric points and captured output are buffered in memory and flushed by a heartbeat
 thread every ``heartbeat_interval`` seconds, so logging costs a list append.
+
+Nothing the run logged is dropped when a flush fails (a disk full for a moment, an observer
+that raises): each observer keeps what it has not yet taken, and gets it again at the next
+beat. The heartbeat thread survives any error. A run whose record could not be written in
+full ends FAILED with the reason, never COMPLETED. While the record holder refuses data for
+long, memory is bounded: past ``MAX_PENDING_POINTS`` metric points the run is stopped with a
+``RecordError``.
 """
 
 from __future__ import annotations
 
+import ctypes
 import datetime as dt
+import faulthandler
+import json
 import sys
 import threading
 import time
@@ -16,21 +26,19 @@ import traceback
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from sem_core.errors import NoActiveRun
+from sem_core.errors import SemError
 from sem_core.observers.base import RunObserver
 from sem_core.signals import signals_held
 from sem_core.stdio import make_capture
 
-_current: Optional["Run"] = None
+# Metric points waiting for an observer that refuses them (disk full) before the run is stopped.
+MAX_PENDING_POINTS = 2_000_000
+# How long the run's end waits for a full disk to take the last flush and the final record.
+FINAL_WRITE_RETRY_S = 30.0
 
 
-def current_run() -> "Run":
-    if _current is None:
-        raise NoActiveRun(
-            "no sem run is active: ex.log_scalar, ex.log_metrics, ex.add_artifact, ex.add_resource and ex.info "
-            "work only inside main() while the model file runs (python m_<model>.py ...)"
-        )
-    return _current
+class RecordError(SemError):
+    """The run record could not be written in full."""
 
 
 def _utc_isoformat_many(stamps: list) -> list:
@@ -51,6 +59,53 @@ def _utc_isoformat_many(stamps: list) -> list:
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
+
+
+def info_snapshot(info: dict) -> tuple[dict, dict[str, str]]:
+    """``ex.info`` as JSON data, and ``{key: reason}`` for the top-level keys that cannot be
+    written (keys of mixed types, circular references); those are left out of the snapshot."""
+    from sem_core.records import _json_default
+
+    try:
+        return json.loads(json.dumps(info, sort_keys=True, default=_json_default)), {}
+    except (TypeError, ValueError, RecursionError):
+        pass
+    good, bad = {}, {}
+    for key, value in list(info.items()):
+        try:
+            if not isinstance(key, str):
+                raise TypeError(f"its key is a {type(key).__name__}, not a str")
+            good[key] = json.loads(json.dumps(value, sort_keys=True, default=_json_default))
+        except (TypeError, ValueError, RecursionError) as exc:
+            reason = str(exc)
+            if "not supported between instances" in reason:
+                reason = f"a dict in it mixes key types ({reason})"
+            bad[str(key)] = reason
+    return good, bad
+
+
+class _Pending:
+    """What one observer has not taken yet: metric points and output."""
+
+    __slots__ = ("metrics", "out", "points", "failing_since", "error")
+
+    def __init__(self) -> None:
+        self.metrics: dict[str, dict[str, list]] = {}
+        self.out = ""
+        self.points = 0
+        self.failing_since: Optional[dt.datetime] = None
+        self.error: Optional[str] = None
+
+    def add(self, metrics: dict, out: str) -> None:
+        for name, series in metrics.items():
+            target = self.metrics.get(name)
+            if target is None:
+                self.metrics[name] = series
+            else:
+                for key in ("steps", "values", "timestamps"):
+                    target[key].extend(series[key])
+            self.points += len(series["steps"])
+        self.out += out
 
 
 class Run:
@@ -79,14 +134,20 @@ class Run:
         self.result: Any = None
         self.status = "NOT_STARTED"
         self.recorded = False  # the record of truth holds the run's end
-        self._wind_down_error: Optional[BaseException] = None
-        self._lock = threading.Lock()
+        # what could not be recorded; a run with any of these never ends COMPLETED
+        self.record_errors: list[str] = []
+        self._end: dict = {}
         self._points: list[tuple] = []
         self._next_step: dict[str, int] = {}
-        self._out: list[str] = []
+        self._pending = {id(obs): _Pending() for obs in self.observers}
+        self._info_problems: dict[str, str] = {}
+        self._beat_lock = threading.Lock()  # one flush at a time (heartbeat thread or the end)
         self._stop = threading.Event()
         self._beat: Optional[threading.Thread] = None
-        self._capture = make_capture(capture_mode, self._collect_output)
+        self._capture_mode = capture_mode
+        self._capture: Any = None
+        self._main_thread: Optional[int] = None  # the thread running main(), set by start()
+        self._stopped_for_memory = False
         self._artifact_names: set[str] = set()
 
     # -- user API --------------------------------------------------------------------
@@ -94,6 +155,9 @@ class Run:
         # Hot path (100k calls must cost well under 0.5 s): one tuple appended to one list.
         # No lock: list.append and the slice-delete in _drain are atomic, so a point logged
         # while a heartbeat drains lands in the next drain.
+        if type(name) is not str:
+            # metrics.json is keyed by name: 5 and "5" would collide when the record is written
+            raise TypeError(f"ex.log_scalar: a metric name must be a str, got {type(name).__name__} {name!r}")
         if step is None:
             step = self._next_step.get(name, 0)
         self._next_step[name] = step + 1
@@ -121,7 +185,6 @@ class Run:
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
-        global _current
         start_time = _now()
         for obs in self.observers:
             obs.started_event(
@@ -134,27 +197,31 @@ class Run:
                 _id=self.global_id,
             )
         self.status = "RUNNING"
+        self._main_thread = threading.get_ident()
+        output_file = None
+        if self._capture_mode == "fd":
+            # the record holder's output file is appended to by the capture itself
+            output_file = next((f for f in (o.hand_over_output_file() for o in self.observers) if f), None)
+        self._capture = make_capture(self._capture_mode, output_file)
         self._capture.start()
-        _current = self
+        # a segfault leaves a Python trace in the job's output (fd 2 is captured)
+        faulthandler.enable(file=sys.__stderr__ if sys.__stderr__ is not None else sys.stderr, all_threads=True)
         self._beat = threading.Thread(target=self._heartbeat_loop, name=f"sem-heartbeat-{self.global_id}", daemon=True)
         self._beat.start()
 
-    def _collect_output(self, text: str) -> None:
-        with self._lock:
-            self._out.append(text)
-
     def _heartbeat_loop(self) -> None:
+        # Never ends on an error: a dead heartbeat would leave a live run looking killed.
         while not self._stop.wait(self.heartbeat_interval):
-            self.heartbeat()
+            try:
+                self.heartbeat()
+            except BaseException as exc:  # noqa: BLE001 - reported, and the next beat retries
+                self._report(f"heartbeat failed ({type(exc).__name__}: {exc}); retrying at the next beat")
 
-    def _drain(self) -> tuple[dict, str]:
-        """Take the points and output logged since the last drain (sacred's metric format)."""
+    def _drain(self) -> dict:
+        """Take the points logged since the last drain (sacred's metric format)."""
         n = len(self._points)
         points = self._points[:n]
         del self._points[:n]
-        with self._lock:
-            out = "".join(self._out)
-            self._out.clear()
         fresh: dict[str, dict[str, list]] = {}
         for name, step, value, t in points:
             series = fresh.get(name)
@@ -166,13 +233,74 @@ class Run:
         # sacred writes naive UTC ISO timestamps; converting here keeps log_scalar an append
         for series in fresh.values():
             series["timestamps"] = _utc_isoformat_many(series["timestamps"])
-        return fresh, out
+        return fresh
 
-    def heartbeat(self) -> None:
-        metrics, out = self._drain()
-        for obs in self.observers:
-            obs.log_metrics(metrics, self.info)
-            obs.heartbeat_event(info=self.info, captured_out=out, beat_time=_now(), result=self.result)
+    def _info(self) -> dict:
+        info, problems = info_snapshot(self.info)
+        for key, reason in problems.items():
+            if key not in self._info_problems:
+                self._info_problems[key] = reason
+                message = f"ex.info[{key!r}] cannot be saved: {reason}; make it plain data (str keys, no cycles)"
+                self.record_errors.append(message)
+                self._report(message)
+        return info
+
+    def heartbeat(self) -> bool:
+        """Hand every observer what it has not taken yet; True when the observers holding the
+        record took everything (the others catch up later: ``sem sync``)."""
+        with self._beat_lock:
+            fresh = self._drain()
+            out = self._capture.take() if self._capture is not None else ""
+            info = self._info()
+            beat = _now()
+            complete = True
+            for obs in self.observers:
+                pending = self._pending[id(obs)]
+                pending.add(_copy_series(fresh) if len(self.observers) > 1 else fresh, out)
+                try:
+                    if pending.metrics:
+                        obs.log_metrics(pending.metrics, info)
+                        pending.metrics, pending.points = {}, 0
+                    obs.heartbeat_event(info=info, captured_out=pending.out, beat_time=beat, result=self.result)
+                    pending.out = ""
+                    if pending.failing_since is not None:
+                        self._report(f"{type(obs).__name__} takes data again; nothing was lost")
+                    pending.failing_since, pending.error = None, None
+                except Exception as exc:
+                    complete = complete and not obs.holds_the_record
+                    error = f"{type(exc).__name__}: {exc}"
+                    if pending.failing_since is None:
+                        pending.failing_since = beat
+                        self._report(f"{type(obs).__name__} could not write ({error}); its data is kept and retried")
+                    pending.error = error
+                    if pending.points > MAX_PENDING_POINTS:
+                        if obs.holds_the_record:
+                            self._stop_for_memory(pending)
+                        else:  # not the record: it is dropped, loudly, rather than fill memory
+                            self._report(f"{type(obs).__name__} dropped {pending.points} metric points it could not take")
+                            pending.metrics, pending.points, pending.out = {}, 0, ""
+            return complete
+
+    def _stop_for_memory(self, pending: _Pending) -> None:
+        """The record holder has refused data for too long: stop ``main`` (in the main thread)
+        with a RecordError rather than let memory grow without bound."""
+        if self._stopped_for_memory or self._main_thread is None:
+            return
+        self._stopped_for_memory = True
+        message = (
+            f"{pending.points} metric points could not be written since {pending.failing_since:%H:%M:%S} "
+            f"({pending.error}); the run is stopped so memory stays bounded"
+        )
+        self.record_errors.append(message)
+        self._report(message)
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self._main_thread), ctypes.py_object(RecordError))
+
+    def _report(self, message: str) -> None:
+        """A line about the record on the terminal (also in cout.txt while output is captured)."""
+        try:
+            print(f"sem: run {self.global_id}: {message}", file=sys.stderr, flush=True)
+        except Exception:  # noqa: BLE001 - stderr itself may be gone; the record keeps the error
+            pass
 
     def _report_late_sources(self) -> None:
         """Modules of the model folder first imported inside main() belong to the run too."""
@@ -187,14 +315,30 @@ class Run:
                 obs.sources_event(late)
 
     def _stop_capture(self) -> None:
-        global _current
         self._stop.set()
         if self._beat is not None and self._beat is not threading.current_thread():
             self._beat.join()
-        self._capture.stop()
-        if _current is self:
-            _current = None
-        self.heartbeat()  # last flush of metrics and output
+        if self._capture is not None:
+            self._capture.stop()
+            if self._capture.problem:
+                self.record_errors.append(self._capture.problem)
+        # last flush of metrics and output; a disk full for a moment is waited for
+        deadline = time.monotonic() + FINAL_WRITE_RETRY_S
+        delay = 0.05
+        while not self.heartbeat():
+            if time.monotonic() >= deadline:
+                for obs in self.observers:
+                    pending = self._pending[id(obs)]
+                    if obs.holds_the_record and (pending.points or pending.out):
+                        self.record_errors.append(
+                            f"{pending.points} metric points and {len(pending.out)} characters of output could not "
+                            f"be written since {pending.failing_since:%H:%M:%S} ({pending.error})"
+                        )
+                break
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+        if self._capture is not None:
+            self._capture.discard()
 
     # Ending a run: everything up to the record of truth's final event runs with signals held
     # back (sem_core.signals), so the SIGTERM srun sends twice, or a second Ctrl-C, cannot cut
@@ -204,55 +348,99 @@ class Run:
         self.result = result
         with signals_held():
             self._wind_down()
-            self.status = "COMPLETED"
-            end = {"stop_time": _now(), "result": result}
-            self._final_event("completed_event", end, record=True)
-        self._final_event("completed_event", end, record=False)
+            if self.record_errors:
+                # a record that lost something must not pass for a complete one
+                self._fail_held(RecordError("the run's record is incomplete: " + "; ".join(self.record_errors)))
+                end_event, end = "failed_event", self._end
+            else:
+                self.status = "COMPLETED"
+                end_event, end = "completed_event", {"stop_time": _now(), "result": result}
+                self._record_end(end_event, end)
+        self._final_event(end_event, end, record=False)
 
     def fail(self, exc: BaseException) -> None:
         with signals_held():
-            trace = traceback.format_exception(type(exc), exc, exc.__traceback__)
             # Shown when it happens (not only in the summary at the end of the sweep) and kept
             # in cout.txt with the rest of the job's output, where people look first.
-            print(f"run {self.global_id} failed:\n{''.join(trace)}", end="", file=sys.stderr, flush=True)
+            self._report(f"failed:\n{''.join(traceback.format_exception(type(exc), exc, exc.__traceback__))}".rstrip())
             self._wind_down()
-            self.status = "FAILED"
-            end = {"fail_time": _now(), "fail_trace": trace}
-            self._final_event("failed_event", end, record=True)
-        self._final_event("failed_event", end, record=False)
+            self._fail_held(exc, shown=True)
+        self._final_event("failed_event", self._end, record=False)
+
+    def _fail_held(self, exc: BaseException, shown: bool = False) -> None:
+        trace = traceback.format_exception(type(exc), exc, exc.__traceback__)
+        if self.record_errors and not isinstance(exc, RecordError):
+            trace.append("sem: the run's record is also incomplete: " + "; ".join(self.record_errors) + "\n")
+        if not shown:
+            self._report(f"failed:\n{''.join(trace)}".rstrip())
+        self.status = "FAILED"
+        self._end = {"fail_time": _now(), "fail_trace": trace}
+        self._record_end("failed_event", self._end)
 
     def interrupt(self, status: str = "INTERRUPTED") -> None:
         with signals_held():
             self._wind_down(late_sources=False)
             self.status = status
             end = {"interrupt_time": _now(), "status": status}
-            self._final_event("interrupted_event", end, record=True)
+            self._record_end("interrupted_event", end)
         self._final_event("interrupted_event", end, record=False)
 
     def _wind_down(self, late_sources: bool = True) -> None:
-        """Last flush of metrics and output, and the sources imported late. A failure here is
-        reported after the run's end is recorded, never instead of it."""
+        """Last flush of metrics and output, and the sources imported late. A failure here
+        makes the record incomplete; it never stops the run's end from being recorded."""
         try:
             self._stop_capture()
             if late_sources:
                 self._report_late_sources()
         except Exception as exc:
-            self._wind_down_error = exc
+            self.record_errors.append(f"{type(exc).__name__} while flushing the record: {exc}")
+
+    def _record_end(self, event: str, kwargs: dict) -> None:
+        """The final event to the observers holding the record. A full disk is waited for;
+        if it cannot be written, a FAILED end naming the reason is tried before giving up."""
+        deadline = time.monotonic() + FINAL_WRITE_RETRY_S
+        delay = 0.05
+        while True:
+            try:
+                self._final_event(event, kwargs, record=True)
+                return
+            except Exception as exc:
+                if time.monotonic() < deadline and isinstance(exc, OSError):
+                    time.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+                    continue
+                if event == "failed_event":
+                    raise RecordError(f"the final record could not be written: {type(exc).__name__}: {exc}") from exc
+                self.record_errors.append(f"writing the {self.status} record failed: {type(exc).__name__}: {exc}")
+                event, kwargs = "failed_event", {"fail_time": _now(), "fail_trace": [
+                    f"sem: the run ended {self.status}, but that could not be recorded: "
+                    + "; ".join(self.record_errors) + "\n"
+                ]}
+                self.status = "FAILED"
+                self._end = kwargs
+                deadline = time.monotonic() + FINAL_WRITE_RETRY_S
 
     def _final_event(self, event: str, kwargs: dict, record: bool) -> None:
         """The run's last event to the observers that hold its record (``record=True``) or to
-        the others; then wait for the others and re-raise a wind-down failure."""
-        for obs in self.observers:
-            if bool(obs.holds_the_record) == record:
-                getattr(obs, event)(**kwargs)
+        the others, then wait for the others. The others failing leaves the record as it is."""
         if record:
+            for obs in self.observers:
+                if obs.holds_the_record:
+                    getattr(obs, event)(**kwargs)
             self.recorded = True
             return
+        for obs in self.observers:
+            if not obs.holds_the_record:
+                try:
+                    getattr(obs, event)(**kwargs)
+                except Exception as exc:  # noqa: BLE001 - e.g. a database gone: `sem sync` catches up
+                    self._report(f"{type(obs).__name__} missed the run's end ({type(exc).__name__}: {exc})")
         self._join()
-        if self._wind_down_error is not None:
-            error, self._wind_down_error = self._wind_down_error, None
-            raise error
 
     def _join(self) -> None:
         for obs in self.observers:
             obs.join()
+
+
+def _copy_series(metrics: dict) -> dict:
+    return {name: {key: list(values) for key, values in series.items()} for name, series in metrics.items()}

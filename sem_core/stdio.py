@@ -2,11 +2,12 @@
 
 Two modes (``sem.capture``):
 
-- ``fd`` (default): file descriptors 1 and 2 are redirected into pipes. Two reader threads copy
-  each pipe to the original descriptor (output stays live, on the stream it was written to)
-  and to the run's buffer. This captures what Python prints, and also what C extensions,
-  ``os.system`` and child processes write. sacred's own "fd" mode does the same with a
-  ``tee`` subprocess.
+- ``fd`` (default): file descriptors 1 and 2 are redirected into pipes. A separate process
+  (``sem_core._tee``) copies each pipe to the original descriptor (output stays live, on the
+  stream it was written to) and appends it to the run's ``cout.txt`` as it arrives. This
+  captures what Python prints, and also what C extensions, ``os.system`` and child processes
+  write, up to the last byte before a hard crash. sacred's own "fd" mode also uses a ``tee``
+  subprocess.
 - ``sys``: ``sys.stdout`` / ``sys.stderr`` are wrapped. Only Python-level writes are captured.
   This mode needs no file descriptors (embedded interpreters, notebooks).
 """
@@ -14,8 +15,11 @@ Two modes (``sem.capture``):
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+import tempfile
 import threading
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 CAPTURE_MODES = ("fd", "sys")
@@ -61,66 +65,130 @@ class SysCapture:
 
 
 class FdCapture:
-    # How long stop() waits for the readers to see end-of-file. A child process that outlives
-    # the job keeps the pipe open; its later output is then not recorded.
-    JOIN_TIMEOUT_S = 2.0
+    """File descriptors 1 and 2 go into pipes read by a separate process (``sem_core._tee``)
+    that shows the bytes on the original descriptors and appends them to the output file.
 
-    def __init__(self, sink: Callable[[str], None]):
-        self._sink = sink
+    The copy lives outside the job's process so that a job dying hard (``abort()``, a
+    segfault, SIGKILL) loses nothing it wrote: the pipes are read to their end after its
+    death. The run reads what arrived with ``take()``."""
+
+    # How long stop() waits for the copy to finish. A child process that outlives the job keeps
+    # the pipe open; the copy then goes on in the background and its later output is appended
+    # after the record is final.
+    JOIN_TIMEOUT_S = 5.0
+
+    def __init__(self, output_file: Optional[os.PathLike] = None):
+        self._own_file = output_file is None  # no observer keeps the output: a temporary spool
+        self.output_file = Path(output_file) if output_file is not None else None
         self._saved: dict[int, int] = {}
-        self._readers: list[threading.Thread] = []
+        self._python_level: Optional[int] = None
         self._sys: Optional[SysCapture] = None
+        self._copier: Optional[subprocess.Popen] = None
+        self._offset = 0
+        self._decoder = _Utf8Decoder()
+        self.problem: Optional[str] = None  # set by stop() when output could not be kept
 
     def start(self) -> None:
+        if self.output_file is None:
+            fd, name = tempfile.mkstemp(prefix="sem-output-", suffix=".txt")
+            os.close(fd)
+            self.output_file = Path(name)
+        self._offset = _size(self.output_file)
         _flush_python_streams()
+        pipes: list[tuple[int, int]] = []  # (read end, live fd) handed to the copier
+        to_close: list[int] = []
+        for fd in (1, 2):
+            read_end, write_end = os.pipe()
+            saved = os.dup(fd)
+            self._saved[fd] = saved
+            pipes.append((read_end, saved))
+            to_close += [read_end, write_end]
+            os.dup2(write_end, fd)
         # A sys.stdout that does not write to fd 1 (pytest, notebooks, a user's wrapper) would
-        # bypass the pipes: its Python-level writes are captured by wrapping it instead.
+        # bypass the pipes: its Python-level writes are recorded through a third pipe.
         bypassing = tuple(name for name, fd in (("stdout", 1), ("stderr", 2)) if not _writes_to_fd(getattr(sys, name), fd))
         if bypassing:
-            self._sys = SysCapture(self._sink, bypassing)
-            self._sys.start()
-        for fd in (1, 2):
-            saved = os.dup(fd)
             read_end, write_end = os.pipe()
-            os.dup2(write_end, fd)
-            os.close(write_end)
-            self._saved[fd] = saved
-            reader = threading.Thread(target=self._pump, args=(read_end, saved), name=f"sem-capture-{fd}", daemon=True)
-            reader.start()
-            self._readers.append(reader)
-
-    def _pump(self, read_end: int, live_fd: int) -> None:
-        decoder = _Utf8Decoder()
+            pipes.append((read_end, -1))
+            to_close.append(read_end)
+            self._python_level = write_end
+            self._sys = SysCapture(self._write_python_level, bypassing)
+        args = [sys.executable, "-I", "-S", str(Path(__file__).with_name("_tee.py")), str(self.output_file)]
+        for read_end, live in pipes:
+            args += [str(read_end), str(live)]
         try:
-            while True:
-                chunk = os.read(read_end, 65536)
-                if not chunk:
-                    break
-                _write_all(live_fd, chunk)
-                self._sink(decoder.decode(chunk))
-            tail = decoder.flush()
-            if tail:
-                self._sink(tail)
+            self._copier = subprocess.Popen(
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=self._saved[2],
+                pass_fds=[fd for pair in pipes for fd in pair if fd >= 0],
+            )
+        except BaseException:
+            self._restore()
+            raise
         finally:
-            os.close(read_end)
+            for fd in to_close:
+                os.close(fd)
+        if self._sys is not None:
+            self._sys.start()
 
-    def stop(self) -> None:
+    def _write_python_level(self, text: str) -> None:
+        if self._python_level is not None:
+            _write_all(self._python_level, text.encode("utf-8", errors="replace"))
+
+    def take(self) -> str:
+        """The output that reached the file since the last call."""
+        if self.output_file is None:
+            return ""
+        try:
+            with open(self.output_file, "rb") as fh:
+                fh.seek(self._offset)
+                data = fh.read()
+        except FileNotFoundError:
+            return ""
+        self._offset += len(data)
+        return self._decoder.decode(data)
+
+    def _restore(self) -> None:
         if self._sys is not None:
             self._sys.stop()
             self._sys = None
-        if not self._saved:
-            return
+        if self._python_level is not None:
+            os.close(self._python_level)
+            self._python_level = None
         _flush_python_streams()
         for fd, saved in self._saved.items():
-            os.dup2(saved, fd)  # closes this process's write end of the pipe: the reader sees EOF
-        for reader, saved in zip(self._readers, self._saved.values()):
-            reader.join(self.JOIN_TIMEOUT_S)
-            if not reader.is_alive():
-                os.close(saved)
-            # else: a child process still holds the pipe; its reader keeps writing to `saved`,
-            # which therefore stays open (closing it could hand the number to another file)
+            os.dup2(saved, fd)  # closes this process's write end of the pipe: the copier sees EOF
+            os.close(saved)
         self._saved = {}
-        self._readers = []
+
+    def stop(self) -> None:
+        if not self._saved:
+            return
+        self._restore()
+        copier, self._copier = self._copier, None
+        if copier is None:
+            return
+        try:
+            code = copier.wait(self.JOIN_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            # a child process of the job still holds the pipes; not an error of the record
+            return
+        if code:
+            self.problem = f"the job's output could not all be written to {self.output_file} (the disk was full)"
+
+    def discard(self) -> None:
+        """Remove a temporary spool once its content was taken."""
+        if self._own_file and self.output_file is not None:
+            self.output_file.unlink(missing_ok=True)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 class _Utf8Decoder:
@@ -160,9 +228,36 @@ def _flush_python_streams() -> None:
             pass  # a closed or replaced stream has nothing of ours to flush
 
 
-def make_capture(mode: str, sink: Callable[[str], None]):
+class BufferedSysCapture(SysCapture):
+    """``sys`` mode: Python-level writes kept in memory until the run takes them."""
+
+    output_file = None
+    problem: Optional[str] = None
+
+    def __init__(self) -> None:
+        self._buffer: list[str] = []
+        self._lock = threading.Lock()
+        super().__init__(self._keep)
+
+    def _keep(self, text: str) -> None:
+        with self._lock:
+            self._buffer.append(text)
+
+    def take(self) -> str:
+        with self._lock:
+            out = "".join(self._buffer)
+            self._buffer.clear()
+        return out
+
+    def discard(self) -> None:
+        pass
+
+
+def make_capture(mode: str, output_file: Optional[os.PathLike] = None):
+    """The capture of ``mode``. ``output_file``: where ``fd`` mode appends the output itself
+    (the run record's cout.txt); a temporary file when None. ``sys`` mode keeps it in memory."""
     if mode == "fd":
-        return FdCapture(sink)
+        return FdCapture(output_file)
     if mode == "sys":
-        return SysCapture(sink)
+        return BufferedSysCapture()
     raise ValueError(f"sem.capture={mode!r}: use one of {', '.join(CAPTURE_MODES)}")

@@ -206,6 +206,10 @@ def sweep_experiment(sweeper, arguments: List[str]) -> Any:
                     outcomes[position[key]] = ret
             if getattr(sweeper.launcher, "stopped_early", False):
                 break
+    except BaseException as exc:
+        # a job unwound past Hydra (Ctrl-C, SIGTERM between its callbacks): its run still ends
+        experiment.lifecycle.abandon(exc)
+        raise
     finally:
         if selection.skipped:
             print(format_skipped(selection.skipped), file=sys.stdout, flush=True)

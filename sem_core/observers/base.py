@@ -12,6 +12,7 @@ both to keep long runs linear:
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional
 
 
@@ -53,6 +54,13 @@ class RunObserver:
         """sem's addition: ``[[name, md5], ...]`` of model-folder modules first imported while
         the run was going (inside ``main``), reported before the run's last event."""
         pass
+
+    def hand_over_output_file(self) -> Optional[Path]:
+        """sem's addition: the file this observer keeps the job's output in, to be appended to
+        by the capture itself (a separate process: output written right before a crash is kept).
+        An observer that returns a path ignores ``captured_out`` from then on. None: it wants
+        ``captured_out`` as sacred's observers do."""
+        return None
 
     def join(self):
         """Wait for pending writes (called once after the run's last event)."""

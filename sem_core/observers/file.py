@@ -36,14 +36,23 @@ class FileStorageObserver(RunObserver):
         self.dir: Optional[Path] = None
         self.run_entry: dict = {}
         self._metrics: dict = {}
-        self._cout = None
+        self._output_by_capture = False  # the capture appends to cout.txt itself
 
     # -- lifecycle -------------------------------------------------------------------
     def _begin(self, ex_info, command, host_info, config, meta_info, _id, status, time_key, time):
         self.dir = self.basedir / str(_id)
         # The folder may exist already: a QUEUED record (Slurm, submit-and-exit) or a requeued
         # job restarts under the same global_id. Anything already finished is never overwritten.
+        created = not self.dir.exists()
         self.dir.mkdir(parents=True, exist_ok=True)
+        try:
+            return self._begin_in(ex_info, command, host_info, config, meta_info, _id, status, time_key, time)
+        except BaseException:
+            if created:  # no empty or half-made run folder is left behind
+                shutil.rmtree(self.dir, ignore_errors=True)
+            raise
+
+    def _begin_in(self, ex_info, command, host_info, config, meta_info, _id, status, time_key, time):
         existing = self.dir / records.RUN_FILE
         if existing.exists():
             previous = records.read_json(existing)
@@ -72,19 +81,22 @@ class FileStorageObserver(RunObserver):
         return self._begin(ex_info, command, host_info, config, meta_info, _id, "QUEUED", "queue_time", queue_time)
 
     def started_event(self, ex_info, command, host_info, start_time, config, meta_info, _id):
-        _id = self._begin(ex_info, command, host_info, config, meta_info, _id, "RUNNING", "start_time", start_time)
-        self._cout = open(self.dir / records.COUT_FILE, "a", encoding="utf-8")
-        return _id
+        return self._begin(ex_info, command, host_info, config, meta_info, _id, "RUNNING", "start_time", start_time)
+
+    def hand_over_output_file(self):
+        self._output_by_capture = True
+        return self.dir / records.COUT_FILE
 
     def heartbeat_event(self, info, captured_out, beat_time, result):
-        if captured_out:
-            self._cout.write(captured_out)
-            self._cout.flush()
+        # Each part either lands whole or raises with nothing written, so the run can hand the
+        # same data again at the next beat: the output is appended last and undone on failure.
         if info is not None:
             records.atomic_write_json(self.dir / records.INFO_FILE, info)
         self.run_entry["heartbeat"] = _iso(beat_time)
         self.run_entry["result"] = result
         self._write_run()
+        if captured_out and not self._output_by_capture:
+            records.append_whole(self.dir / records.COUT_FILE, captured_out.encode("utf-8", errors="replace"))
 
     def completed_event(self, stop_time, result):
         self._finish("COMPLETED", stop_time, result=result)
@@ -101,9 +113,6 @@ class FileStorageObserver(RunObserver):
         self.run_entry["last_metrics"] = {
             name: series["values"][-1] for name, series in self._metrics.items() if series["values"]
         }
-        if self._cout is not None:
-            self._cout.close()
-            self._cout = None
         self.run_entry.update(fields)
         self.run_entry["status"] = status
         self.run_entry["stop_time"] = _iso(stop_time)
@@ -134,8 +143,8 @@ class FileStorageObserver(RunObserver):
     def log_metrics(self, metrics_by_name, info):
         if not metrics_by_name:
             return
-        with open(self.dir / records.METRICS_JOURNAL, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(metrics_by_name, default=records._json_default) + "\n")
+        line = json.dumps(metrics_by_name, default=records._json_default) + "\n"
+        records.append_whole(self.dir / records.METRICS_JOURNAL, line.encode("utf-8"))
         for name, series in metrics_by_name.items():
             target = self._metrics.setdefault(name, {"steps": [], "values": [], "timestamps": []})
             for key in ("steps", "values", "timestamps"):

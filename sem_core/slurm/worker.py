@@ -153,8 +153,8 @@ class ArrayTask:
         from omegaconf import open_dict
 
         from hydra_plugins.sem_plugins._local_core import _portable
-        from sem_core import run as run_module
 
+        lifecycle = getattr(getattr(task, "experiment", None), "lifecycle", None)
         hydra_context, config = payload["hydra_context"], payload["config"]
         sweep_config = hydra_context.config_loader.load_sweep_config(config, list(job["overrides"]))
         with open_dict(sweep_config.hydra.job):
@@ -171,11 +171,12 @@ class ArrayTask:
         except SystemExit:
             # submitit requeued this task (timeout or preemption) and is exiting: the run
             # goes back to QUEUED; the next attempt restarts it under the same global_id
-            current = run_module._current
-            if current is not None:
-                current.interrupt("QUEUED")
+            if lifecycle is not None:
+                lifecycle.interrupt("QUEUED")
             raise
         except BaseException as exc:
+            if lifecycle is not None:  # unwound past Hydra's on_job_end: the run still ends
+                lifecycle.abandon(exc)
             # the last timeout signal arrived outside the task (in a callback Hydra does not
             # guard): the run still ends TIMEOUT, then the array task fails as usual
             if _is_final_timeout(exc) and job.get("global_id"):
@@ -191,12 +192,11 @@ class ArrayTask:
         ``@ex.checkpoint`` hook, then resubmit the jobs not finished yet."""
         import submitit
 
-        from sem_core import run as run_module
-
-        current = run_module._current
         payload = _payload_cache.get(self.payload_path)
-        if current is not None and payload is not None and payload.get("model") is not None:
-            hook = _checkpoint_hook()
+        experiment = _model_experiment() if payload is not None and payload.get("model") is not None else None
+        current = experiment.lifecycle.run if experiment is not None else None
+        if current is not None:
+            hook = experiment._checkpoint_fn
             if hook is not None:
                 try:
                     _call_hook(hook, current.config)
@@ -206,14 +206,15 @@ class ArrayTask:
         return submitit.helpers.DelayedSubmission(remaining)
 
 
-def _checkpoint_hook():
+def _model_experiment():
+    """The experiment of the model file this task executed (``load_model_module``)."""
     from sem_core.experiment import Experiment
 
     for module in list(sys.modules.values()):
         if getattr(module, "__name__", "").startswith("_sem_model_"):
             for value in vars(module).values():
-                if isinstance(value, Experiment) and value._checkpoint_fn is not None:
-                    return value._checkpoint_fn
+                if isinstance(value, Experiment):
+                    return value
     return None
 
 

@@ -1,0 +1,128 @@
+"""One owner of a job's run, from the callback that starts it to its final record.
+
+Hydra calls three parties for a job: the callback's ``on_job_start`` (sem attaches the
+observers there, as Hydra intends), the task function (``main``), and the callback's
+``on_job_end``. The ``RunLifecycle`` of the experiment is what they share: the callback
+begins the run through it, the task enters it (and ends it INTERRUPTED on Ctrl-C), the
+callback ends it from Hydra's job return, and whatever unwinds a job past Hydra (a signal
+between two callbacks, a requeue) closes it through ``abandon`` or ``interrupt``. Whatever
+happens, the run leaves a final record; nothing about it lives in a module global.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Optional
+
+from sem_core.errors import NoActiveRun, SemError
+from sem_core.run import RecordError, Run
+
+log = logging.getLogger(__name__)
+
+NO_RUN = (
+    "no sem run is active: ex.log_scalar, ex.log_metrics, ex.add_artifact, ex.add_resource and ex.info "
+    "work only inside main() while the model file runs (python m_<model>.py ...)"
+)
+
+
+class RunStartError(SemError):
+    """Recording could not begin; the job fails with this instead of running unrecorded."""
+
+
+class MainExited(SemError):
+    """``main`` called ``sys.exit`` with a failure code (an argparse error, say)."""
+
+
+class RunLifecycle:
+    """The current job's run of one experiment in this process (at most one at a time)."""
+
+    def __init__(self) -> None:
+        self.run: Optional[Run] = None
+        self._start_error: Optional[BaseException] = None
+
+    def __getstate__(self) -> dict:
+        # the experiment travels to workers by pickle; a run (threads, open files) never does
+        return {"run": None, "_start_error": None}
+
+    # -- the callback ------------------------------------------------------------------
+    def begin(self, make_run: Callable[[], Run]) -> None:
+        """Build and start the job's run. A failure is kept for the task to raise (Hydra would
+        turn an exception of a callback into a warning and run the job unrecorded); a run
+        that had started writing its record is ended FAILED."""
+        self.run, self._start_error = None, None
+        run: Optional[Run] = None
+        try:
+            run = make_run()
+            run.start()
+        except Exception as exc:
+            self._start_error = exc
+            if run is not None and run.status == "RUNNING":
+                try:
+                    run.fail(RunStartError(f"sem could not start recording this run: {exc}"))
+                except Exception:  # noqa: BLE001 - the start error below is what the user must see
+                    pass
+            return
+        self.run = run
+
+    def end(self, job_return: Any) -> None:
+        """End the run from Hydra's job return: COMPLETED with main's result, or FAILED with
+        its exception. A run whose record could not be written in full turns the job FAILED."""
+        from hydra.core.utils import JobStatus
+
+        run, self.run = self.run, None
+        if run is None:
+            return
+        try:
+            if job_return.status == JobStatus.COMPLETED:
+                run.complete(job_return._return_value)
+            else:
+                run.fail(job_return._return_value)
+        except Exception as exc:
+            if run.recorded:  # e.g. the model's own SIGTERM handler raised once more: the record stands
+                log.warning("run %s is recorded %s; then %s: %s", run.global_id, run.status, type(exc).__name__, exc)
+                return
+            log.error("sem could not record run %s: %s", run.global_id, exc)
+            error = RecordError(f"sem could not record run {run.global_id}: {exc}")
+            error.__cause__ = exc
+            job_return.status = JobStatus.FAILED
+            job_return.return_value = error
+            return
+        if job_return.status == JobStatus.COMPLETED and run.status != "COMPLETED":
+            job_return.status = JobStatus.FAILED
+            job_return.return_value = RecordError(
+                f"run {run.global_id} ended {run.status}: " + "; ".join(run.record_errors)
+            )
+
+    # -- the task ----------------------------------------------------------------------
+    def enter(self) -> Run:
+        """The run ``main`` is about to use; raises what kept recording from starting."""
+        if self._start_error is not None:
+            exc, self._start_error = self._start_error, None
+            raise RunStartError(f"sem could not start recording this run: {type(exc).__name__}: {exc}") from exc
+        if self.run is None:
+            raise NoActiveRun(NO_RUN)
+        return self.run
+
+    def current(self) -> Run:
+        if self.run is None:
+            raise NoActiveRun(NO_RUN)
+        return self.run
+
+    # -- anything that unwinds the job -------------------------------------------------
+    def interrupt(self, status: str = "INTERRUPTED") -> None:
+        """End the run as ``status`` (INTERRUPTED; QUEUED when Slurm requeues the job)."""
+        run, self.run = self.run, None
+        if run is not None and not run.recorded:
+            run.interrupt(status)
+
+    def abandon(self, exc: BaseException) -> None:
+        """The job unwound past Hydra's ``on_job_end`` (a signal outside ``main``, a
+        ``SystemExit`` from a library): its run still ends, INTERRUPTED for a KeyboardInterrupt
+        (Ctrl-C, SIGTERM), FAILED otherwise."""
+        run, self.run = self.run, None
+        if run is None or run.recorded:
+            return
+        if isinstance(exc, KeyboardInterrupt):
+            run.interrupt()
+        else:
+            run.fail(exc)
