@@ -6,6 +6,7 @@ does (with pip's build isolation), and asks Hydra in a child process what it dis
 """
 
 import shutil
+import site
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +29,26 @@ print(json.dumps({
 """
 
 
+def make_venv(venv: Path) -> Path:
+    """A fresh virtual environment whose dependencies come from this interpreter's site-packages
+    (sem itself is installed into it from the copy); returns its python.
+
+    ``venv --system-site-packages`` is not enough: run from inside a virtual environment it
+    shows the base interpreter's packages, not those of the environment the tests run in. A
+    .pth file in the new environment adds this interpreter's site directories (their own .pth
+    files included, as for system site-packages) after the new environment's own."""
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    py = venv / "bin" / "python"
+    purelib = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             check=True, capture_output=True, text=True).stdout.strip()
+    outer = list(site.getsitepackages())
+    if site.ENABLE_USER_SITE and Path(site.getusersitepackages()).is_dir():
+        outer.append(site.getusersitepackages())
+    lines = [f"import site; site.addsitedir({d!r})\n" for d in outer if Path(d).is_dir()]
+    (Path(purelib) / "_outer_site_packages.pth").write_text("".join(lines))
+    return py
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("editable", [False, True], ids=["install", "editable"])
 def test_plugins_are_discovered_after_install(tmp_path, editable):
@@ -36,9 +57,7 @@ def test_plugins_are_discovered_after_install(tmp_path, editable):
     src = tmp_path / "src"
     shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(".git", "*.egg-info", "runs", "multirun", "node_modules", "__pycache__", "build"))
     venv = tmp_path / "venv"
-    # the dependencies come from this interpreter's site-packages; sem itself from the copy
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
-    py = venv / "bin" / "python"
+    py = make_venv(venv)
     cmd = [str(py), "-m", "pip", "install", "-q", "--no-deps", "--disable-pip-version-check"]
     cmd += ["-e", str(src)] if editable else [str(src)]
     subprocess.run(cmd, check=True, cwd=tmp_path)
