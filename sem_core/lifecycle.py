@@ -56,6 +56,8 @@ class RunLifecycle:
             run.start()
         except Exception as exc:
             self._start_error = exc
+            # into the job's log too (Hydra's <job>.log), where a user looks for why it failed
+            log.error("sem could not start recording this run: %s: %s", type(exc).__name__, exc)
             if run is not None and run.status == "RUNNING":
                 try:
                     run.fail(RunStartError(f"sem could not start recording this run: {exc}"))

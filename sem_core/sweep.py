@@ -233,31 +233,55 @@ def _passthrough_overrides(sweeper, arguments: Sequence[str]) -> list[str]:
     return out
 
 
-def _first_error_line(run: dict, ret: Any) -> str:
+def _error_of(run: dict, ret: Any) -> str:
+    """Why a job did not complete: the last line of its record's trace, else the exception
+    its launcher returned (an error before recording began: the run has no record)."""
     trace = run.get("fail_trace") or []
-    if trace:
-        return trace[-1].strip().splitlines()[-1] if trace[-1].strip() else ""
+    if trace and trace[-1].strip():
+        return trace[-1].strip().splitlines()[-1]
     value = getattr(ret, "_return_value", None)
     if isinstance(value, BaseException):
-        return f"{type(value).__name__}: {value}".splitlines()[0]
+        return f"{type(value).__name__}: {value}".strip()
     return ""
 
 
+ERROR_COLUMN_CHARS = 100
+
+
 def print_summary(planned: Sequence[dict], outcomes: Sequence[Any], store: Path, stream=sys.stdout) -> bool:
-    """Print one line per job from its run record; return True if any job did not complete."""
+    """Print one line per job from its run record, every row counted once; return True if any
+    job did not complete. Reasons too long for the table follow it in full, once each."""
+    from hydra.core.utils import JobStatus
+
+    from sem_core.host import process_alive
+
     rows = []
-    failed = 0
+    failed = active = 0
+    long_reasons = []
     for record, ret in zip(planned, outcomes):
         run_file = store / record["global_id"] / records.RUN_FILE
-        run = records.read_json(run_file) if run_file.exists() else {}
+        try:
+            run = records.read_json(run_file) if run_file.exists() else {}
+        except (OSError, ValueError) as exc:
+            run = {"status": "UNREADABLE", "fail_trace": [f"{exc}\n"]}
         if run:
             status = run.get("status", "UNKNOWN")
+            process = ((run.get("meta") or {}).get("sem") or {}).get("process")
+            if status == "RUNNING" and process_alive(process) is False:
+                status = "KILLED"  # its worker died before it could record its end
         elif ret is None:
             status = "NOT RUN"
         else:
             status = "NO RECORD"
-        if status not in ("COMPLETED", "QUEUED", "RUNNING"):
+        job_failed = ret is not None and getattr(ret, "status", None) == JobStatus.FAILED
+        if status in records.ACTIVE_STATUSES and not job_failed:
+            active += 1  # submitted and not over yet (Slurm without waiting)
+        elif status != "COMPLETED" or job_failed:
             failed += 1
+        error = _error_of(run, ret) if (status != "COMPLETED" or job_failed) else ""
+        if len(error) > ERROR_COLUMN_CHARS or (error and not run):
+            long_reasons.append(f"order_id {record['order_id']}: {error}")
+        shown_error = error if len(error) <= ERROR_COLUMN_CHARS else error[: ERROR_COLUMN_CHARS - 3] + "..."
         duration = records.run_duration(run)
         rows.append(
             (
@@ -265,14 +289,18 @@ def print_summary(planned: Sequence[dict], outcomes: Sequence[Any], store: Path,
                 record["experiment_id"],
                 status,
                 f"{duration:.2f}s" if duration is not None else "-",
-                _first_error_line(run, ret)[:100],
+                shown_error,
             )
         )
     header = ("order_id", "experiment_id", "status", "duration", "error")
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    done = sum(1 for r in rows if r[2] == "COMPLETED")
-    lines.append(f"{done} of {len(rows)} jobs completed, {failed} not completed; runs in {store}")
+    done = len(rows) - failed - active
+    counts = f"{done} of {len(rows)} jobs completed, {failed} not completed"
+    if active:
+        counts += f", {active} queued or running"
+    lines += long_reasons
+    lines.append(f"{counts}; runs in {store}")
     print("\n".join(lines), file=stream, flush=True)
     return failed > 0
