@@ -350,7 +350,8 @@ class Run:
             self._wind_down()
             if self.record_errors:
                 # a record that lost something must not pass for a complete one
-                self._fail_held(RecordError("the run's record is incomplete: " + "; ".join(self.record_errors)))
+                incomplete = RecordError("the run's record is incomplete: " + "; ".join(self.record_errors))
+                self._fail_held(incomplete, errors_told=True)
                 end_event, end = "failed_event", self._end
             else:
                 self.status = "COMPLETED"
@@ -367,9 +368,9 @@ class Run:
             self._fail_held(exc, shown=True)
         self._final_event("failed_event", self._end, record=False)
 
-    def _fail_held(self, exc: BaseException, shown: bool = False) -> None:
+    def _fail_held(self, exc: BaseException, shown: bool = False, errors_told: bool = False) -> None:
         trace = traceback.format_exception(type(exc), exc, exc.__traceback__)
-        if self.record_errors and not isinstance(exc, RecordError):
+        if self.record_errors and not errors_told:
             trace.append("sem: the run's record is also incomplete: " + "; ".join(self.record_errors) + "\n")
         if not shown:
             self._report(f"failed:\n{''.join(trace)}".rstrip())

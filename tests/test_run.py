@@ -162,3 +162,75 @@ def test_ctrl_c_pressed_twice_while_signals_are_held_stops_at_once():
             reached.append("after two")  # never: the second one stops the body
     assert reached == ["after one Ctrl-C"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+class FlakyRecord(Recorder):
+    """A record holder whose writes fail while ``failing`` is set (a disk full for a while)."""
+
+    holds_the_record = True
+
+    def __init__(self):
+        super().__init__()
+        self.failing = False
+        self.beats = 0
+
+    def log_metrics(self, metrics_by_name, info):
+        if self.failing:
+            raise OSError(28, "No space left on device")
+        super().log_metrics(metrics_by_name, info)
+
+    def heartbeat_event(self, info, captured_out, beat_time, result):
+        if self.failing:
+            raise RuntimeError("an observer bug, not only OSError")
+        self.beats += 1
+        super().heartbeat_event(info, captured_out, beat_time, result)
+
+
+def wait_until(predicate, timeout=60.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "hang guard"
+        time.sleep(0.01)
+
+
+def test_a_failing_flush_keeps_its_data_and_the_heartbeat_goes_on():
+    rec = FlakyRecord()
+    run = make_run(rec, interval=0.01)
+    run.start()
+    run.log_scalar("a", 0)
+    wait_until(lambda: rec.points.get("a"))
+    rec.failing = True
+    for i in range(1, 100):
+        run.log_scalar("a", i)
+    print("written while the record failed")
+    beats = rec.beats
+    import time
+
+    time.sleep(0.2)  # many beats fail meanwhile; none may kill the heartbeat thread
+    rec.failing = False
+    wait_until(lambda: rec.beats > beats)  # the same thread beats again
+    run.complete(1)
+    assert rec.points["a"] == [(i, i) for i in range(100)]
+    assert "written while the record failed\n" in "".join(rec.out)
+    assert rec.events[-1] == ("completed", 1) and run.record_errors == []
+
+
+def test_a_record_that_refuses_data_for_too_long_stops_the_run_and_bounds_memory(monkeypatch):
+    from sem_core import run as run_module
+
+    monkeypatch.setattr(run_module, "MAX_PENDING_POINTS", 1000)
+    monkeypatch.setattr(run_module, "FINAL_WRITE_RETRY_S", 0.1)
+    rec = FlakyRecord()
+    run = make_run(rec, interval=0.01)
+    run.start()
+    rec.failing = True
+    with pytest.raises(run_module.RecordError):
+        for i in range(10**9):  # stopped by the heartbeat thread, well before this ends
+            run.log_scalar("a", i)
+    assert len(run._points) + run._pending[id(rec)].points < 10**7
+    rec.failing = False
+    run.fail(run_module.RecordError("stopped"))
+    kind, trace = rec.events[-1]
+    assert kind == "failed" and "metric points could not be written" in trace
