@@ -148,6 +148,29 @@ def test_a_job_squeue_still_lists_is_live_whatever_sacct_says():
     }  # 40_4: neither knows it -> absent (UNKNOWN), never a verdict
 
 
+def test_without_squeues_answer_no_job_is_taken_for_ended_on_saccts_word():
+    """squeue, not sacct, tells a requeued job from an ended one: when squeue fails (slurmctld
+    too busy to answer), an ended state from sacct is unconfirmed and never a verdict."""
+    accounting = status.parse_sacct(
+        "JobID|State|ExitCode|NodeList|Partition|Reason\n"
+        "41_0|FAILED|1:0|vm|debug|None\n41_1|RUNNING|0:0|vm|debug|None\n41_2|REQUEUED|0:0|vm|debug|None\n"
+    )
+    live = status.live_states(["41_0", "41_1", "41_2"], accounting, None)
+    assert {k: v.status for k, v in live.items()} == {"41_1": "RUNNING", "41_2": "QUEUED"}
+    assert status.reconcile_slurm("QUEUED", live.get("41_0")).write is None
+
+
+def test_a_requeued_or_requeue_held_job_is_queued_whatever_sacct_says():
+    """squeue's words for a requeued job (scontrol requeue / requeuehold, as seen on the test
+    cluster): the record is shown QUEUED and never written."""
+    accounting = status.parse_sacct("JobID|State|ExitCode|NodeList|Partition|Reason\n"
+                                    "42|FAILED|1:0|vm|debug|None\n43|TIMEOUT|0:0|vm|debug|None\n")
+    queue = status.parse_squeue("42|PENDING||debug|job requeued in held state\n43|REQUEUE_HOLD||debug|None\n")
+    for job_id, state in status.live_states(["42", "43"], accounting, queue).items():
+        verdict = status.reconcile_slurm("QUEUED", state)
+        assert (verdict.status, verdict.write) == ("QUEUED", None), job_id
+
+
 def _state(word, job_id="5_1", exit_code="0:0"):
     return status.SlurmJobState(job_id=job_id, state=word, exit_code=exit_code, node="vm", partition="debug")
 

@@ -166,7 +166,8 @@ def query_jobs(job_ids: Iterable[str], timeout: float = 60.0) -> QueryResult:
     clusters without accounting have no sacct) or says have ended. squeue is the controller's
     live view and wins for a job it still lists: while a job is requeued, sacct briefly
     reports the attempt that just stopped (FAILED, exit 1:0) although the job is pending
-    again. What neither reports stays UNKNOWN."""
+    again. If squeue cannot be asked (e.g. slurmctld too busy to answer), sacct's ended
+    states are not confirmed and stay UNKNOWN. What neither reports stays UNKNOWN."""
     wanted = sorted(set(job_ids))
     result = QueryResult()
     if not wanted:
@@ -183,17 +184,22 @@ def query_jobs(job_ids: Iterable[str], timeout: float = 60.0) -> QueryResult:
             pass  # squeue lists none of them: sacct's word stands, the rest stay UNKNOWN
         elif error:
             result.errors.append(error)
+            result.states = live_states(wanted, result.states, None)
         else:
             result.states = live_states(wanted, result.states, parse_squeue(text or ""))
     return result
 
 
 def live_states(
-    wanted: Iterable[str], accounting: Mapping[str, SlurmJobState], queue: Mapping[str, SlurmJobState]
+    wanted: Iterable[str], accounting: Mapping[str, SlurmJobState], queue: Optional[Mapping[str, SlurmJobState]]
 ) -> dict[str, SlurmJobState]:
     """sacct's states of ``wanted`` jobs corrected by squeue's: a job squeue lists is in the
-    queue whatever sacct says (it may still report the attempt a requeue just stopped)."""
+    queue whatever sacct says (it may still report the attempt a requeue just stopped).
+    ``queue`` None: squeue did not answer, so no job is known to have left the queue; sacct's
+    ended states are dropped (UNKNOWN) and only its live ones are kept."""
     out = {j: accounting[j] for j in wanted if j in accounting}
+    if queue is None:
+        return {j: state for j, state in out.items() if state.status in ACTIVE}
     for job_id in wanted:
         if job_id in queue and (job_id not in out or out[job_id].status not in ACTIVE):
             out[job_id] = queue[job_id]
