@@ -78,8 +78,7 @@ def process_alive(info: Any) -> Optional[bool]:
     if not isinstance(info, dict) or not info.get("pid") or info.get("start_ticks") is None:
         return None
     boot_id = _read(BOOT_ID_FILE)
-    if boot_id is None or info.get("host") != platform.node():
+    if boot_id is None or info.get("host") != platform.node() or info.get("boot_id") != boot_id:
+        # another machine (possibly of the same name), or this one rebooted: its heartbeat tells
         return None
-    if info.get("boot_id") != boot_id:
-        return False  # the machine rebooted since: every process of that boot is gone
     return _process_start_ticks(int(info["pid"])) == info["start_ticks"]

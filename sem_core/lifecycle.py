@@ -11,13 +11,20 @@ happens, the run leaves a final record; nothing about it lives in a module globa
 
 from __future__ import annotations
 
+import errno
 import logging
+import sys
+import time
 from typing import Any, Callable, Optional
 
 from sem_core.errors import NoActiveRun, SemError
 from sem_core.run import RecordError, Run
 
 log = logging.getLogger(__name__)
+
+# how long a job waits for a full disk to take the start of its record
+START_RETRY_S = 30.0
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 NO_RUN = (
     "no sem run is active: ex.log_scalar, ex.log_metrics, ex.add_artifact, ex.add_resource and ex.info "
@@ -51,9 +58,23 @@ class RunLifecycle:
         that had started writing its record is ended FAILED."""
         self.run, self._start_error = None, None
         run: Optional[Run] = None
+        deadline = time.monotonic() + START_RETRY_S
+        delay = 0.05
         try:
-            run = make_run()
-            run.start()
+            while True:
+                run = make_run()
+                try:
+                    run.start()
+                    break
+                except OSError as exc:
+                    # a disk full for a moment: nothing of the record was kept, so start again
+                    if exc.errno not in DISK_FULL or run.status != "NOT_STARTED" or time.monotonic() > deadline:
+                        raise
+                    if delay == 0.05:
+                        print(f"sem: run {run.global_id}: {exc}; waiting for space to start its record",
+                              file=sys.stderr, flush=True)
+                    time.sleep(delay)
+                    delay = min(2 * delay, 2.0)
         except Exception as exc:
             self._start_error = exc
             # into the job's log too (Hydra's <job>.log), where a user looks for why it failed

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from sem_core.errors import SemError
+from sem_core.host import process_alive
 
 RUN_FILE = "run.json"
 CONFIG_FILE = "config.json"
@@ -121,6 +122,18 @@ def run_duration(run: dict, live: bool = False) -> Optional[float]:
     return None if start is None or stop is None else (stop - start).total_seconds()
 
 
+def observed_status(run: dict) -> str:
+    """The status to show for a record: a RUNNING run whose process is gone on this host is
+    KILLED (its process could not record its end). The record itself is left as it is: the
+    store may be read-only; ``sem status`` writes the verdict."""
+    status = run.get("status", "UNKNOWN")
+    if status == "RUNNING":
+        process = ((run.get("meta") or {}).get("sem") or {}).get("process")
+        if process_alive(process) is False:
+            return "KILLED"
+    return status
+
+
 class CorruptRecord(SemError, ValueError):
     """A record file that is not valid JSON. A ValueError too, so the readers that treat such
     folders as orphans (``sem clean``) still do."""
@@ -191,6 +204,11 @@ class RunRecord:
     @property
     def status(self) -> str:
         return self.run.get("status", "UNKNOWN")
+
+    @property
+    def observed_status(self) -> str:
+        """``status``, or KILLED for a RUNNING run whose process is gone (``observed_status``)."""
+        return observed_status(self.run)
 
     @property
     def model(self) -> Optional[str]:

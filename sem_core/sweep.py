@@ -253,8 +253,6 @@ def print_summary(planned: Sequence[dict], outcomes: Sequence[Any], store: Path,
     job did not complete. Reasons too long for the table follow it in full, once each."""
     from hydra.core.utils import JobStatus
 
-    from sem_core.host import process_alive
-
     rows = []
     failed = active = 0
     long_reasons = []
@@ -265,10 +263,7 @@ def print_summary(planned: Sequence[dict], outcomes: Sequence[Any], store: Path,
         except (OSError, ValueError) as exc:
             run = {"status": "UNREADABLE", "fail_trace": [f"{exc}\n"]}
         if run:
-            status = run.get("status", "UNKNOWN")
-            process = ((run.get("meta") or {}).get("sem") or {}).get("process")
-            if status == "RUNNING" and process_alive(process) is False:
-                status = "KILLED"  # its worker died before it could record its end
+            status = records.observed_status(run)  # KILLED: its worker died before recording its end
         elif ret is None:
             status = "NOT RUN"
         else:

@@ -126,6 +126,30 @@ def test_a_disk_full_for_a_moment_loses_no_metric_point_and_no_line(write_model,
     assert lines == [f"line {i}" for i in range(count)]
 
 
+def test_a_job_that_starts_on_a_full_disk_waits_for_space_and_runs(write_model, small_tmpfs, tmp_path):
+    model = write_model(LOGGING_MODEL)
+    stop = tmp_path / "stop"
+    stop.touch()  # main returns at once
+    store = small_tmpfs / "runs"
+    store.mkdir()
+    filler = fill(small_tmpfs)
+    err_file = tmp_path / "stderr.txt"
+    with open(err_file, "w") as err:
+        proc = subprocess.Popen([sys.executable, str(model), f"sem.storage={store}"], cwd=model.parent,
+                                stdout=subprocess.PIPE, stderr=err, text=True, env=dict(os.environ, STOP_FILE=str(stop)))
+        try:
+            wait_for(lambda: "waiting for space to start its record" in err_file.read_text(), "the job to meet the full disk")
+            filler.unlink()
+            out, _ = proc.communicate(timeout=HANG_GUARD_S)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 0, err_file.read_text()
+    (run,) = load_store(store)
+    assert run["run"]["status"] == "COMPLETED" and run["run"]["result"] == 0
+    assert "1 of 1 jobs completed" in out
+
+
 # -- values that cannot be written ----------------------------------------------------------
 
 def test_an_info_value_that_cannot_be_written_fails_the_run_naming_the_key(write_model):

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
 from sem_core import records
-from sem_core.host import process_alive
 from sem_core.errors import SemError
 from sem_core.ids import ID_KEYS
 from sem_core.settings import EXPERIMENT_CONFIG_NAME, load_experiment_config
@@ -190,14 +189,9 @@ def summarise(
         last, _ = last_values(metrics or {})
     host = run.get("host") or {}
     start = run.get("start_time") or run.get("queue_time")
-    status = run.get("status", "UNKNOWN")
-    if status == "RUNNING" and process_alive(((run.get("meta") or {}).get("sem") or {}).get("process")) is False:
-        # its process is gone on this host: shown as KILLED at once, the record left as it is
-        # (the store may be read-only; `sem status` updates it)
-        status = "KILLED"
     return {
         "location": location,
-        "status": status,
+        "status": records.observed_status(dict(run)),
         "start_time": start,
         "stop_time": run.get("stop_time"),
         "t0": _iso_to_seconds(start),

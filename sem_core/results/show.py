@@ -81,8 +81,9 @@ def describe_run(record: records.RunRecord, tail: int = 30) -> str:
     run = record.run
     host = run.get("host") or {}
     seconds = records.run_duration(run, live=True)
+    status = record.observed_status
     lines = [
-        f"run {record.global_id}  [{record.status}]",
+        f"run {record.global_id}  [{status}]",
         f"  model          {record.model or '-'}",
         f"  experiment_id  {record.experiment_id or '-'}",
         f"  config_id      {record.config_id or '-'}",
@@ -112,10 +113,10 @@ def describe_run(record: records.RunRecord, tail: int = 30) -> str:
         path = Path(record.location) / str(name)
         size = f"{path.stat().st_size} bytes" if path.is_file() else "missing"
         lines.append(f"  {name}  {path}  ({size})")
-    if record.status == "FAILED":
+    if status == "FAILED":
         trace = "".join(run.get("fail_trace") or []) or "(no traceback recorded)\n"
         lines += ["", "traceback:", trace.rstrip("\n")]
-    if record.status not in ("COMPLETED",):
+    if status != "COMPLETED":
         output = output_of(record).rstrip("\n").splitlines()
         lines += ["", f"output (last {min(tail, len(output))} of {len(output)} lines):", *output[-tail:]]
     return "\n".join(lines) + "\n"
