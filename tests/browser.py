@@ -5,7 +5,8 @@
     html = dump_dom("http://127.0.0.1:9000/sacred", budget_ms=8000)
 
 Tests that use it are marked ``browser``; ``chromium()`` skips the test when no browser is
-installed (``tests/run.sh`` installs Debian's chromium, so CI always has one).
+installed, or fails it with SEM_REQUIRE_SERVICES=1 (``tests/run.sh`` installs Debian's chromium
+and sets it, so CI always has one).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Optional, Union
 
-import pytest
+from tests.services import missing_service
 
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome")
 FLAGS = (
@@ -34,14 +35,15 @@ FLAGS = (
 
 
 def chromium() -> str:
-    """Path of the Chromium binary; skips the calling test if there is none."""
+    """Path of the Chromium binary; skips (or fails, see tests/services.py) the calling test if
+    there is none."""
     for name in CANDIDATES:
         found = shutil.which(name)
         if found:
             return found
     if Path("/usr/bin/chromium").exists():
         return "/usr/bin/chromium"
-    pytest.skip("headless Chromium is not installed (apt-get install chromium; tests/run.sh does it)")
+    missing_service("headless Chromium is not installed (apt-get install chromium; tests/run.sh does it)")
 
 
 def as_url(target: Union[str, os.PathLike]) -> str:

@@ -24,6 +24,7 @@ cleanup() { bash tests/slurm/stop.sh || true; }
 trap cleanup EXIT
 # a real single-node Slurm (munge, MariaDB + slurmdbd, slurmctld, slurmd; apt on first use)
 bash tests/slurm/start.sh
-export SEM_REQUIRE_SLURM=1  # the slurm tests fail instead of skipping if the cluster is not up
+# tests that need a service (Slurm, Omniboard, Chromium) fail instead of skipping when it is missing
+export SEM_REQUIRE_SERVICES=1
 
 "$PYTHON" -m pytest "$@"

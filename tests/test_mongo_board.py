@@ -23,6 +23,7 @@ import pytest
 from sem_core import records
 from tests.conftest import REPO, run_model
 from tests.mongo_fixtures import free_port
+from tests.services import missing_service
 
 pytestmark = pytest.mark.mongo
 
@@ -76,7 +77,7 @@ def _wait_for_url(proc: subprocess.Popen, timeout: float = 90.0) -> tuple[str, l
 @pytest.mark.browser
 def test_omniboard_shows_the_synced_sweep(example_dir, mongo_server, isolated_home, connect):
     if not OMNIBOARD.exists():
-        pytest.skip(f"Omniboard is not installed in {OMNIBOARD_DIR}: run bash tests/omniboard/install.sh")
+        missing_service(f"Omniboard is not installed in {OMNIBOARD_DIR}: run bash tests/omniboard/install.sh")
     from tests.browser import png_size, screenshot
 
     # a database with a password: it must reach Omniboard without touching a command line

@@ -1,11 +1,10 @@
 """Hydra's published launcher test suite against ``hydra/launcher=slurm`` on the test cluster
 (plain Hydra apps, no sem experiment: the task function travels pickled)."""
 
-import os
-
 from hydra.test_utils.launcher_common_tests import LauncherTestSuite
 from pytest import fixture, mark
 
+from tests.services import missing_service
 from tests.test_slurm_cluster import _cluster_problem
 
 pytestmark = mark.slurm
@@ -13,13 +12,9 @@ pytestmark = mark.slurm
 
 @fixture(autouse=True)
 def _cluster(tmp_path, monkeypatch):
-    import pytest
-
     problem = _cluster_problem()
     if problem:
-        if os.environ.get("SEM_REQUIRE_SLURM") == "1":
-            pytest.fail(problem)
-        pytest.skip(problem)
+        missing_service(problem)
 
 
 @mark.parametrize(
