@@ -161,10 +161,26 @@ def _child_main(
         except Exception:
             pass
     try:
-        conn.send(message)
+        conn.send_bytes(_dumps(message))
     except Exception:  # the sweep process is gone (second Ctrl-C, kill -9): the record is what counts
         pass
     return code
+
+
+def _dumps(message: tuple) -> bytes:
+    """Pickle what goes back to the sweep process. In a spawned process, classes of plugin
+    modules Hydra imported a second time are not the objects pickle finds by name; cloudpickle
+    sends those by value. The job's end is told in any case."""
+    try:
+        return pickle.dumps(message)
+    except Exception as exc:
+        try:
+            import cloudpickle
+
+            return cloudpickle.dumps(message)
+        except Exception:
+            text = f"the job's result could not be sent to the sweep process: {type(exc).__name__}: {exc}\n"
+            return pickle.dumps(("error", text))
 
 
 def _abandon(launcher, overrides: Sequence[str], exc: BaseException, message: tuple) -> None:
@@ -217,12 +233,12 @@ def _watch_parent(parent_pid: int) -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _spawned_job(payload: bytes, state: Any, overrides: list, idx: int, conn: Connection, stopped: Any, parent_pid: int) -> None:
+def _spawned_job(payload: bytes, overrides: list, idx: int, conn: Connection, stopped: Any, parent_pid: int) -> None:
     """A job's process where fork is not used: nothing is inherited, everything is unpickled."""
-    import cloudpickle  # noqa: F401  (the launcher was pickled with it; installed with submitit)
+    import cloudpickle  # noqa: F401  (the payload was pickled with it; installed with submitit)
 
+    launcher, state = pickle.loads(payload)
     Singleton.set_state(state)
-    launcher = pickle.loads(payload)
     setup_globals()
     sys.exit(_child_main(launcher, overrides, idx, conn, stopped, STOP_SIGNALS, parent_pid, None))
 
@@ -351,15 +367,15 @@ class _SpawnStarter:
         import cloudpickle
 
         self.context = multiprocessing.get_context("spawn")
-        self.payload = cloudpickle.dumps(launcher)
-        self.state = Singleton.get_state()
+        # Hydra's singletons hold OmegaConf resolvers, local functions plain pickle refuses
+        self.payload = cloudpickle.dumps((launcher, Singleton.get_state()))
 
     def start(self, overrides: list, idx: int, take: Sequence[int], inherited: Sequence[int]) -> _Spawned:
         conn_r, conn_w = self.context.Pipe(duplex=False)
         stopped = self.context.RawValue(ctypes.c_byte, 0)
         process = self.context.Process(
             target=_spawned_job,
-            args=(self.payload, self.state, overrides, idx, conn_w, stopped, os.getpid()),
+            args=(self.payload, overrides, idx, conn_w, stopped, os.getpid()),
             name=f"sem-job-{idx}",
         )
         process.start()
@@ -523,9 +539,12 @@ def _ended(job: _Job, ready: Sequence[Any]) -> bool:
 
 def _receive(job: _Job) -> None:
     try:
-        job.message = job.process.conn.recv()
+        data = job.process.conn.recv_bytes()
     except (EOFError, OSError):
         job.reading = False
+        return
+    try:
+        job.message = pickle.loads(data)
     except Exception as exc:  # the result arrived but cannot be unpickled here
         job.message = ("error", f"the job's result could not be read by the sweep process: {exc!r}\n")
 

@@ -21,8 +21,9 @@ class SemSweeperConf:
 @dataclass
 class LocalLauncherConf:
     _target_: str = "hydra_plugins.sem_plugins.launcher.LocalLauncher"
-    # parallel worker processes; 1 = run the jobs one after another inside this process
-    # (debuggable: breakpoints work); None = one per CPU
+    # jobs running at once, each in a process of its own (a job that crashes its process fails
+    # alone); 1 = run the jobs one after another inside this process (debuggable: breakpoints
+    # work); None = one per CPU
     n_jobs: Optional[int] = None
     # stop starting new jobs after the first failure (running ones finish)
     fail_fast: bool = False

@@ -1,5 +1,6 @@
 """sem's local launcher: jobs in this process one after another (n_jobs=1, the default of a
-model file), or in N worker processes (``hydra/launcher=local hydra.launcher.n_jobs=N``)."""
+model file), or N at a time, each in a process of its own (``hydra/launcher=local
+hydra.launcher.n_jobs=N``; see ``_local_core`` for crashes and signals)."""
 
 from typing import Optional, Sequence
 
