@@ -1,7 +1,7 @@
 """``hydra/launcher=slurm`` against the project's REAL single-node Slurm cluster
 (``bash tests/slurm/start.sh``: munge, MariaDB + slurmdbd, slurmctld, slurmd; MaxArraySize=30).
 
-Without a running cluster these tests skip, unless SEM_REQUIRE_SLURM=1 (tests/run.sh sets it),
+Without a running cluster these tests skip, unless SEM_REQUIRE_SERVICES=1 (tests/run.sh sets it),
 where they fail."""
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import load_store, run_model
+from tests.services import missing_service
 
 pytestmark = pytest.mark.slurm
 
@@ -46,9 +47,7 @@ def _cluster_problem() -> str | None:
 def cluster() -> None:
     problem = _cluster_problem()
     if problem:
-        if os.environ.get("SEM_REQUIRE_SLURM") == "1":
-            pytest.fail(problem)
-        pytest.skip(problem)
+        missing_service(problem)
 
 
 def sem(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -347,8 +346,7 @@ def test_a_job_slurm_stops_while_the_launcher_waits_gets_slurms_verdict(cluster,
     assert "2 done, 1 failed" in output
 
 
-TIMEOUT_MODEL = """
-import signal
+REQUEUE_MODEL = """
 import time
 from pathlib import Path
 from sem_core import Experiment
@@ -358,10 +356,7 @@ MARK = Path(__file__).parent / "checkpointed.txt"
 
 @ex.configs
 def get_config():
-    return [{"name": "forever"}, {"name": "resumes"}, {"name": "stubborn"}]
-
-def terminated(signum, frame):
-    raise RuntimeError("terminated by SIGTERM")
+    return [{"name": "forever"}, {"name": "resumes"}]
 
 @ex.checkpoint
 def save(config):
@@ -372,9 +367,6 @@ def save(config):
 def main(config):
     if config["name"] == "resumes" and MARK.exists():
         return "resumed from " + MARK.read_text()
-    if config["name"] == "stubborn":  # a framework that takes the signals over: no requeue
-        signal.signal(signal.SIGUSR2, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, terminated)
     time.sleep(600)
 """
 
@@ -385,50 +377,110 @@ def slurm_logs(models_dir: Path) -> str:
                    for log in sorted(models_dir.glob("multirun/*/*/.slurm/*_log.*")))
 
 
-def test_a_timed_out_job_is_requeued_with_the_same_global_id_then_reported_timeout(cluster, write_model):
-    """Slurm signals the job before its time limit; the worker checkpoints and requeues.
-    slurmctld sends the signal from a pass it makes every 30 s, up to 60 s early; a signal sent
-    before the job step runs is lost. --signal=USR2@30 with a 2-minute limit arrives 30-90 s
-    into the job: after start-up, before the kill. Slurm holds a requeued job for ~2 minutes
-    (EligibleTime); the test moves that forward with scontrol to stay short."""
-    model = write_model(TIMEOUT_MODEL, "m_timeout.py")
+def requeue_signal(model: Path) -> str:
+    """The signal the job script asks Slurm to send before the time limit (``--signal=USR2@60``):
+    submitit's timeout/preemption signal."""
+    (script,) = submission_files(model)
+    (option,) = [line for line in script.read_text().splitlines() if line.startswith("#SBATCH --signal=")]
+    return option.split("=", 1)[1].split("@")[0]
+
+
+def start_held_jobs_now() -> None:
+    """Slurm holds a requeued job for ~2 minutes (BeginTime); move that forward to stay short."""
+    waiting = subprocess.run(["squeue", "-h", "-r", "-t", "PD", "-o", "%i|%r"], capture_output=True, text=True).stdout
+    for line in waiting.splitlines():
+        job_id, reason = line.split("|", 1)
+        if reason == "BeginTime":
+            subprocess.run(["scontrol", "update", f"jobid={job_id}", "StartTime=now"], capture_output=True)
+
+
+def test_a_signalled_job_is_requeued_with_the_same_global_id_then_reported_timeout(cluster, write_model):
+    """The signal Slurm sends before the time limit, sent by the test once the run is running
+    (slurmctld sends it from a pass it makes every 30 s, up to 60 s early: too loose to time a
+    test by). With max_requeue=1 the first signal checkpoints and requeues; the second, in the
+    requeued attempt, is the last: that run ends TIMEOUT, the one that checkpointed completes."""
+    model = write_model(REQUEUE_MODEL, "m_requeue.py")
     store = model.parent / "runs"
     env = dict(os.environ)
     env.pop("HYDRA_FULL_ERROR", None)
+    # Slurm's own signal would come 9 minutes in, long after the test ended
     proc = subprocess.Popen(
-        [sys.executable, str(model), "hydra/launcher=slurm", "hydra.launcher.timeout_min=2",
-         "hydra.launcher.signal_delay_s=30", "hydra.launcher.max_requeue=1", "hydra.launcher.poll_interval_s=0.5"],
+        [sys.executable, str(model), "hydra/launcher=slurm", "hydra.launcher.timeout_min=10",
+         "hydra.launcher.signal_delay_s=60", "hydra.launcher.max_requeue=1", "hydra.launcher.poll_interval_s=0.5"],
         cwd=str(model.parent), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
-    deadline = time.monotonic() + 420
+    # the attempts to signal: (row, restart count); the second attempt of "resumes" ends at once
+    to_signal = {("forever", 0), ("forever", 1), ("resumes", 0)}
+    deadline = time.monotonic() + 300
     try:
         while proc.poll() is None and time.monotonic() < deadline:
-            waiting = subprocess.run(["squeue", "-h", "-r", "-t", "PD", "-o", "%i|%r"], capture_output=True, text=True).stdout
-            for line in waiting.splitlines():
-                job_id, reason = line.split("|")
-                if reason == "BeginTime":
-                    subprocess.run(["scontrol", "update", f"jobid={job_id}", "StartTime=now"], capture_output=True)
-            time.sleep(1)
+            for r in load_store(store) if store.exists() else []:
+                slurm = slurm_of(r["run"])
+                attempt = (r["config"]["name"], slurm["restart_count"])
+                # RUNNING is written inside main: submitit's signal handler is installed by then
+                if r["run"]["status"] == "RUNNING" and attempt in to_signal:
+                    to_signal.discard(attempt)
+                    subprocess.run(["scancel", f"--signal={requeue_signal(model)}", slurm["job_id"]], check=True)
+            start_held_jobs_now()
+            time.sleep(0.5)
     finally:
         if proc.poll() is None:
             proc.kill()
     output = proc.communicate()[0]
-    assert proc.returncode == 1, output[-4000:]  # one run did not complete
+    assert proc.returncode == 1, output[-4000:] + slurm_logs(model.parent)  # one run did not complete
+    assert not to_signal, output[-4000:]
     runs = {r["config"]["name"]: r for r in load_store(store)}
-    assert len(list(p for p in store.iterdir() if p.is_dir() and not p.name.startswith("_"))) == 3  # same global ids
+    assert sorted(runs) == ["forever", "resumes"]  # each row kept its global id across the requeue
     forever, resumes = runs["forever"]["run"], runs["resumes"]["run"]
     assert forever["status"] == "TIMEOUT", "".join(forever.get("fail_trace") or []) + slurm_logs(model.parent)
+    assert "timed-out too many times" in "".join(forever["fail_trace"])
     assert slurm_of(forever)["restart_count"] == 1
-    assert resumes["status"] == "COMPLETED"
+    assert resumes["status"] == "COMPLETED", "".join(resumes.get("fail_trace") or []) + slurm_logs(model.parent)
     assert resumes["result"] == "resumed from " + runs["resumes"]["config"]["global_id"]
     assert slurm_of(resumes)["restart_count"] == 1
-    # killed at the limit, it failed on its way out: Slurm's TIMEOUT is the verdict, the trace stays
-    stubborn = runs["stubborn"]["run"]
-    assert stubborn["status"] == "TIMEOUT", "".join(stubborn.get("fail_trace") or []) + slurm_logs(model.parent)
-    assert "RuntimeError: terminated by SIGTERM" in "".join(stubborn["fail_trace"])
-    assert slurm_of(stubborn)["restart_count"] == 0
     out = sem("status", str(store))
     assert "TIMEOUT" in out.stdout and "COMPLETED" in out.stdout
+
+
+STUBBORN_MODEL = """
+import signal
+import time
+from sem_core import Experiment
+
+ex = Experiment(__file__)
+
+@ex.configs
+def get_config():
+    return [{"name": "stubborn"}]
+
+def terminated(signum, frame):
+    raise RuntimeError("terminated by SIGTERM")
+
+@ex.automain
+def main(config):
+    # a framework that takes the signals over: no checkpoint, no requeue
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, terminated)
+    time.sleep(600)
+"""
+
+
+def test_a_job_killed_at_its_time_limit_ends_timeout_with_its_own_trace(cluster, write_model):
+    """Slurm's real time limit: SIGTERM at the limit, SIGKILL KillWait later. The run fails on
+    its way out (its handler raises); Slurm's TIMEOUT is the verdict and the trace stays. A
+    2-minute limit leaves the job ample time to start under load; slurmctld enforces limits in
+    a periodic pass, so the kill comes up to a minute late."""
+    model = write_model(STUBBORN_MODEL, "m_stubborn.py")
+    store = model.parent / "runs"
+    proc = run_model(model, "hydra/launcher=slurm", "hydra.launcher.timeout_min=2", "hydra.launcher.signal_delay_s=30",
+                     "hydra.launcher.max_requeue=1", "hydra.launcher.poll_interval_s=0.5", timeout=420)
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (run,) = [r["run"] for r in load_store(store)]
+    assert run["status"] == "TIMEOUT", "".join(run.get("fail_trace") or []) + slurm_logs(model.parent)
+    assert "RuntimeError: terminated by SIGTERM" in "".join(run["fail_trace"])
+    assert slurm_of(run)["restart_count"] == 0
+    states = wait_for(lambda: (s := sacct_states([slurm_of(run)["job_id"]])) and s, 30, "sacct")
+    assert set(states.values()) == {"TIMEOUT"}
 
 
 SHIM = """#!/bin/bash
