@@ -198,6 +198,32 @@ def test_a_job_killed_by_a_signal_is_recorded_killed(write_model, how, signame):
     assert "3 of 4 jobs completed, 1 not completed" in proc.stdout
 
 
+def test_a_job_that_dies_before_its_record_exists_is_still_counted(write_model):
+    # Hydra resolves hydra.job.env_set before sem's callback starts the record
+    model = write_model(
+        """
+import os
+from omegaconf import OmegaConf
+from sem_core import Experiment
+ex = Experiment(__file__)
+OmegaConf.register_new_resolver("die", lambda: os._exit(7))
+@ex.configs
+def c():
+    return [{"i": i} for i in range(3)]
+@ex.automain
+def main(config):
+    return config["i"]
+"""
+    )
+    proc = run_model(model, *LOCAL, "+hydra.job.env_set.DIE=${die:}", timeout=HANG_GUARD_S * 3)
+    assert proc.returncode != 0
+    store = model.parent / "runs"
+    assert not (store.exists() and load_store(store))
+    assert proc.stdout.count("NO RECORD") == 3
+    assert "exit code 7" in proc.stdout
+    assert "0 of 3 jobs completed, 3 not completed" in proc.stdout
+
+
 def test_fail_fast_counts_a_dead_job_as_failed(write_model):
     # row 0 dies while row 1 runs; rows 2 and 3 never start
     model = _model(write_model, rows=4, behaviour={0: "exit", 1: "wait_failed"})
