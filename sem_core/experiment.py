@@ -257,10 +257,21 @@ class SemTask:
             lifecycle.interrupt()
             raise
         except SystemExit as exc:
+            if _raised_by_submitit(exc):
+                raise  # submitit requeued this Slurm task and exits: the worker records QUEUED
             # sys.exit() in main (or argparse's error exit) ends this job only, with a record
             if exc.code is None or exc.code == 0:
                 return None
             raise MainExited(f"main() called sys.exit({exc.code!r})") from None
+
+
+def _raised_by_submitit(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised by submitit's signal handler (a Slurm requeue on timeout or
+    preemption ends the process with ``sys.exit(-1)`` from inside it), not by the model."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and str(tb.tb_frame.f_globals.get("__name__", "")).startswith("submitit.")
 
 
 def split_argv(argv: Sequence[str], experiment: Experiment) -> tuple[list[str], list[RowOverride]]:

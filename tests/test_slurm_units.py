@@ -343,7 +343,6 @@ def _record(store, gid, status, heartbeat=None, slurm=None, model="m_x.py"):
         obs.queued_event(ex_info, "main", {"hostname": "elsewhere"}, now, config, meta, gid)
     else:
         obs.started_event(ex_info, "main", {"hostname": "elsewhere"}, now, config, meta, gid)
-        obs._cout.close()
         if heartbeat is not None:
             obs.run_entry["heartbeat"] = heartbeat.isoformat()
             obs._write_run()
