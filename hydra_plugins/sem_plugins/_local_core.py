@@ -600,6 +600,7 @@ def _run_dir(launcher, overrides: Sequence[str]) -> Optional[Path]:
 
 def _output_tail(run_dir: Path, lines: int = OUTPUT_TAIL_LINES) -> str:
     path = run_dir / records.COUT_FILE
+    _wait_until_still(path)
     try:
         with open(path, "rb") as fh:
             fh.seek(0, os.SEEK_END)
@@ -611,6 +612,22 @@ def _output_tail(run_dir: Path, lines: int = OUTPUT_TAIL_LINES) -> str:
     if not tail:
         return f"({records.COUT_FILE} is empty)"
     return f"last {len(tail)} lines of {records.COUT_FILE}:\n" + "".join(tail)
+
+
+def _wait_until_still(path: Path, quiet_s: float = 0.1, limit_s: float = 2.0) -> None:
+    """Output is copied to cout.txt by a process of its own (sem_core.stdio), which may still
+    be writing a dead job's last lines: wait until the file stops growing (bounded)."""
+    deadline = time.monotonic() + limit_s
+    size = -1
+    while time.monotonic() < deadline:
+        try:
+            now = path.stat().st_size
+        except OSError:
+            return
+        if now == size:
+            return
+        size = now
+        time.sleep(quiet_s)
 
 
 def _end_record(run_dir: Path, status: str, reason: str, details: Sequence[str]) -> None:
