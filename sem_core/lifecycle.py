@@ -19,6 +19,7 @@ from typing import Any, Callable, Optional
 
 from sem_core.errors import NoActiveRun, SemError
 from sem_core.run import RecordError, Run
+from sem_core.signals import signals_held
 
 log = logging.getLogger(__name__)
 
@@ -57,35 +58,39 @@ class RunLifecycle:
         turn an exception of a callback into a warning and run the job unrecorded); a run
         that had started writing its record is ended FAILED."""
         self.run, self._start_error = None, None
-        run: Optional[Run] = None
-        deadline = time.monotonic() + START_RETRY_S
-        delay = 0.05
         try:
-            while True:
-                run = make_run()
-                try:
-                    run.start()
-                    break
-                except OSError as exc:
-                    # a disk full for a moment: nothing of the record was kept, so start again
-                    if exc.errno not in DISK_FULL or run.status != "NOT_STARTED" or time.monotonic() > deadline:
-                        raise
-                    if delay == 0.05:
-                        print(f"sem: run {run.global_id}: {exc}; waiting for space to start its record",
-                              file=sys.stderr, flush=True)
-                    time.sleep(delay)
-                    delay = min(2 * delay, 2.0)
+            # a Ctrl-C or SIGTERM while the record starts is delivered once ``self.run`` is
+            # set, so that whatever it unwinds can end the run (``abandon``)
+            with signals_held():
+                self._start(make_run)
         except Exception as exc:
             self._start_error = exc
             # into the job's log too (Hydra's <job>.log), where a user looks for why it failed
             log.error("sem could not start recording this run: %s: %s", type(exc).__name__, exc)
+            run, self.run = self.run, None
             if run is not None and run.status == "RUNNING":
                 try:
                     run.fail(RunStartError(f"sem could not start recording this run: {exc}"))
-                except Exception:  # noqa: BLE001 - the start error below is what the user must see
+                except Exception:  # noqa: BLE001 - the start error above is what the user must see
                     pass
-            return
-        self.run = run
+
+    def _start(self, make_run: Callable[[], Run]) -> None:
+        deadline = time.monotonic() + START_RETRY_S
+        delay = 0.05
+        while True:
+            self.run = make_run()
+            try:
+                self.run.start()
+                return
+            except OSError as exc:
+                # a disk full for a moment: nothing of the record was kept, so start again
+                if exc.errno not in DISK_FULL or self.run.status != "NOT_STARTED" or time.monotonic() > deadline:
+                    raise
+                if delay == 0.05:
+                    print(f"sem: run {self.run.global_id}: {exc}; waiting for space to start its record",
+                          file=sys.stderr, flush=True)
+                time.sleep(delay)
+                delay = min(2 * delay, 2.0)
 
     def end(self, job_return: Any) -> None:
         """End the run from Hydra's job return: COMPLETED with main's result, or FAILED with

@@ -15,6 +15,7 @@ Two modes (``sem.capture``):
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -23,6 +24,10 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 CAPTURE_MODES = ("fd", "sys")
+# signals that stop a job but must not stop the copy of its output (sem_core._tee)
+HELD_BY_COPIER = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGUSR1", "SIGUSR2") if hasattr(signal, name)
+)
 
 
 class _Tee:
@@ -116,6 +121,11 @@ class FdCapture:
         args = [sys.executable, "-I", "-S", str(Path(__file__).with_name("_tee.py")), str(self.output_file)]
         for read_end, live in pipes:
             args += [str(read_end), str(live)]
+        # The copier starts with the stop signals blocked (a mask survives exec): a Ctrl-C meant
+        # for the job must not kill it, not even while its interpreter starts. Here they wait
+        # for the few milliseconds of the start and are delivered right after.
+        mask = set(HELD_BY_COPIER) if threading.current_thread() is threading.main_thread() else set()
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, mask) if mask else None
         try:
             self._copier = subprocess.Popen(
                 args,
@@ -130,6 +140,8 @@ class FdCapture:
         finally:
             for fd in to_close:
                 os.close(fd)
+            if previous is not None:
+                signal.pthread_sigmask(signal.SIG_SETMASK, previous)
         if self._sys is not None:
             self._sys.start()
 
