@@ -459,6 +459,8 @@ def replay_overrides(argv: Sequence[str], config: Mapping[str, Any]) -> tuple[li
     ``~K``), with sweeps replaced by the run's own value. Selections (``K=v``, ``order_id=``),
     ``sem.*``, ``hydra.*`` and flags are dropped: ``order_id=N`` selects the row itself.
     Returns (overrides, keys that could not be spelled)."""
+    from sem_core.plan import format_key, split_key, split_quoted_override
+
     out, unspellable = [], []
     for text in argv:
         if text.startswith("-") or "=" not in text and not text.startswith("~"):
@@ -466,12 +468,13 @@ def replay_overrides(argv: Sequence[str], config: Mapping[str, Any]) -> tuple[li
         if text.startswith("~"):
             out.append(text)
             continue
-        key = text.split("=", 1)[0]
+        quoted = split_quoted_override(text)  # a quoted key part ("a.b") may hold dots and '='
+        key = text.split("=", 1)[0] if quoted is None else quoted[0] + format_key(quoted[1])
         bare = key.lstrip("+")
         if bare == key or bare.split(".")[0] in ("hydra", "sem") or "/" in bare or bare == "order_id":
             continue  # +order_id=N selects, like order_id=N
         node: Any = config
-        for part in bare.split("."):
+        for part in split_key(bare):
             node = node.get(part) if isinstance(node, Mapping) else None
         spelled = _override_value(node)
         if spelled is None:

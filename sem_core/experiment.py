@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 from sem_core import ids, settings
 from sem_core.errors import ConfigError, SemError
 from sem_core.lifecycle import MainExited, RunLifecycle
-from sem_core.plan import RowOverride
+from sem_core.plan import RowOverride, format_key, split_quoted_override
 from sem_core.signals import interrupt_exit_code, stop_signals_interrupt
 
 PRIMARY_CONFIG_PREFIX = "sem_primary_"
@@ -290,13 +290,16 @@ def split_argv(argv: Sequence[str], experiment: Experiment) -> tuple[list[str], 
     row_overrides: list[RowOverride] = []
     taken: list[str] = []
     for text in candidates:
+        # a row key with dots, spaces or other characters is typed in quotes ("a.b"=1), which
+        # Hydra's grammar does not accept: Hydra parses the rest with a stand-in key
+        quoted = split_quoted_override(text)
         try:
-            (ov,) = parser.parse_overrides([text])
+            (ov,) = parser.parse_overrides([text if quoted is None else f"{quoted[0]}sem_key{quoted[2]}"])
         except OverrideParseException as exc:
             raise ConfigError(f"cannot parse override {text!r}: {exc}") from None
-        key = ov.key_or_group
+        key = ov.key_or_group if quoted is None else format_key(quoted[1])
         first = key.split(".")[0]
-        if "/" in key or ov.package is not None or first in ("hydra", "sem"):
+        if quoted is None and ("/" in key or ov.package is not None) or first in ("hydra", "sem"):
             continue
         if ov.is_sweep_override():
             if not ov.is_discrete_sweep():

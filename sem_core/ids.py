@@ -21,6 +21,7 @@ import json
 import math
 import secrets
 import time
+import unicodedata
 from typing import Any, Iterable, Mapping
 
 ID_KEYS = ("experiment_id", "config_id", "order_id", "global_id")
@@ -29,16 +30,24 @@ HASH_LENGTH = 16
 
 
 class RowValueError(TypeError):
-    """A row holds a value that has no JSON-like canonical form."""
+    """A row holds a value (or key) that has no JSON-like canonical form."""
 
-    def __init__(self, path: str, value: Any):
+    def __init__(self, path: str, value: Any, problem: str | None = None):
         self.path = path
         self.value = value
         super().__init__(
-            f"key {path!r} has a value of type {type(value).__name__} ({value!r:.80}); "
-            "rows may hold only None, bool, int, float, str, lists and dicts "
-            "(numpy scalars and arrays are converted)"
+            problem
+            or (
+                f"key {path!r} has a value of type {type(value).__name__} ({value!r:.80}); "
+                "rows may hold only None, bool, int, float, str, lists and dicts "
+                "(numpy scalars and arrays are converted)"
+            )
         )
+
+
+# Deeper rows overflow Python's stack while Hydra and OmegaConf compose a job (about 90
+# levels); the limit leaves room for the frames of the launcher, the observers and json.
+MAX_DEPTH = 32
 
 
 def canonical(value: Any, _path: str = "") -> Any:
@@ -79,27 +88,93 @@ def normalise_row(row: Mapping[str, Any]) -> dict:
     """The row as plain Python data (numpy converted, tuples as lists), values kept.
 
     Unlike ``canonical`` this keeps 1.0 a float and NaN a float: it is what ``main``
-    receives. Raises ``RowValueError`` naming the key for unsupported values.
+    receives. Raises ``RowValueError`` naming the key for what cannot be stored and selected
+    the same way everywhere: unsupported values, keys that are not scalars, two keys written
+    alike in JSON (``1`` and ``"1"``), strings that are not valid Unicode (a lone surrogate),
+    keys no command line can spell, and nesting deeper than ``MAX_DEPTH``.
     """
-    return _normalise(row, "")
+    return _normalise(row, "", 0)
 
 
-def _normalise(value: Any, path: str) -> Any:
+def _check_text(text: str, path: str, is_key: bool) -> None:
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            what = f"key {path!r}" if is_key else f"key {path!r} has a string {text!r:.80} that"
+            raise RowValueError(
+                path, text, f"{what} holds {text[exc.start]!r}, a lone surrogate that is not valid Unicode "
+                "and cannot be written to config.json (decode bytes with errors='replace')"
+            ) from None
+
+
+def _key_text(key: Any, path: str) -> str:
+    if type(key).__module__ == "numpy" and getattr(key, "ndim", None) == 0:
+        key = key.item()  # numpy scalar -> Python scalar
+    if key is None or isinstance(key, (bool, int, float, str)):
+        text = key if isinstance(key, str) else str(key)
+    else:
+        raise RowValueError(
+            path, key, f"key {key!r:.80} {_under(path)} is a {type(key).__name__}; "
+            "row keys must be strings (numbers are written as strings)"
+        )
+    where = f"{path}.{text}" if path else text
+    _check_text(text, where, is_key=True)
+    problem = unspellable_key(text)
+    if problem:
+        raise RowValueError(where, key, f"key {where!r} {problem}, so no command line can select it; rename it")
+    return text
+
+
+def _under(path: str) -> str:
+    return f"under {_short(path)!r}" if path else "at the top level"
+
+
+def _short(path: str, width: int = 60) -> str:
+    return path if len(path) <= width else path[: width - 3] + "..."
+
+
+def unspellable_key(key: str) -> str | None:
+    """Why ``key`` cannot be typed as a row override (see ``sem_core.plan.format_key``), or None."""
+    if '"' in key and "'" in key:
+        return "holds both quote characters"
+    if any(unicodedata.category(c) == "Cc" for c in key):
+        return "holds a control character"
+    return None
+
+
+def _normalise(value: Any, path: str, depth: int) -> Any:
     if value is None or isinstance(value, (bool, str, int, float)):
+        if isinstance(value, str):
+            _check_text(value, path or "<row>", is_key=False)
+            return value
         if isinstance(value, int) and not isinstance(value, bool) and type(value) is not int:
             return int(value)
         if isinstance(value, float) and type(value) is not float:
             return float(value)
         return value
+    if depth >= MAX_DEPTH and isinstance(value, (Mapping, list, tuple)):
+        raise RowValueError(
+            path, value, f"key {_short(path)!r} nests dicts and lists more than {MAX_DEPTH} levels deep (a cycle?); "
+            "Hydra cannot compose rows that deep: flatten it, or store it in a file and put the file's path in the row"
+        )
     if isinstance(value, Mapping):
-        return {
-            (k if isinstance(k, str) else str(k)): _normalise(v, f"{path}.{k}" if path else str(k))
-            for k, v in value.items()
-        }
+        out: dict = {}
+        originals: dict = {}
+        for k, v in value.items():
+            text = _key_text(k, path)
+            if text in out:
+                raise RowValueError(
+                    path, k, f"keys {originals[text]!r} and {k!r} {_under(path)} are both written "
+                    f"as {text!r} in config.json: one value would be lost; rename one"
+                )
+            originals[text] = k
+            out[text] = _normalise(v, f"{path}.{text}" if path else text, depth + 1)
+        return out
     if isinstance(value, (list, tuple)):
-        return [_normalise(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        return [_normalise(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value)]
     if type(value).__module__ == "numpy" and hasattr(value, "tolist"):
-        return _normalise(value.tolist(), path)
+        return _normalise(value.tolist(), path, depth)
     raise RowValueError(path or "<row>", value)
 
 

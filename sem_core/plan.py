@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Literal, Mapping, Sequence
 
@@ -42,10 +43,75 @@ class PlannedJob:
 
 _MISSING = object()
 
+# A key part Hydra's override grammar takes unquoted (its ID and KEY_SPECIAL tokens, ASCII only)
+_PLAIN_PART = re.compile(r"[A-Za-z_$][A-Za-z0-9_$-]*")
+# A part written in quotes: "a.b", 'learning rate'
+_QUOTED_PART = re.compile(r'"([^"]*)"|\'([^\']*)\'')
+
+
+def format_key(parts: Sequence[str]) -> str:
+    """How a key path is typed on the command line: plain parts as they are, any other part
+    in quotes (``opt."a.b"``, ``"learning rate"``). ``split_key`` reads it back."""
+    out = []
+    for part in parts:
+        if _PLAIN_PART.fullmatch(part):
+            out.append(part)
+        else:
+            out.append(f"'{part}'" if '"' in part else f'"{part}"')
+    return ".".join(out)
+
+
+def split_key(key: str) -> tuple[str, ...]:
+    """The parts of a typed key path: ``a.b`` -> (a, b), ``opt."a.b"`` -> (opt, a.b)."""
+    if '"' not in key and "'" not in key:
+        return tuple(key.split("."))
+    parts = []
+    pos = 0
+    while True:
+        quoted = _QUOTED_PART.match(key, pos)
+        if quoted:
+            parts.append(quoted.group(1) if quoted.group(1) is not None else quoted.group(2))
+            pos = quoted.end()
+        else:
+            end = key.find(".", pos)
+            end = len(key) if end < 0 else end
+            parts.append(key[pos:end])
+            pos = end
+        if pos == len(key):
+            return tuple(parts)
+        if key[pos] != ".":
+            raise ConfigError(f"{key}: a quoted key part must be followed by '.' or '=' (at character {pos + 1})")
+        pos += 1
+
+
+def split_quoted_override(text: str) -> tuple[str, tuple[str, ...], str] | None:
+    """``++"a.b"=1`` -> ("++", ("a.b",), "=1"): an override whose key has a quoted part, which
+    Hydra's override grammar does not accept; None for any other text."""
+    prefix = next((p for p in ("~", "++", "+") if text.startswith(p)), "")
+    body = text[len(prefix):]
+    if not body.startswith(("'", '"')) and not re.match(r"[^=]*\.[\"']", body):
+        return None
+    pos = 0
+    while pos < len(body):
+        quoted = _QUOTED_PART.match(body, pos)
+        if quoted:
+            pos = quoted.end()
+        else:
+            stop = min((i for i in (body.find(".", pos), body.find("=", pos)) if i >= 0), default=len(body))
+            pos = stop
+        if pos == len(body) or body[pos] == "=":
+            break
+        if body[pos] != ".":
+            raise ConfigError(f"{text}: a quoted key part must be followed by '.' or '=' (at character "
+                              f"{len(prefix) + pos + 1})")
+        pos += 1
+    key_text = body[:pos]
+    return prefix, split_key(key_text), body[pos:]
+
 
 def get_path(row: Mapping[str, Any], dotted: str) -> Any:
     node: Any = row
-    for part in dotted.split("."):
+    for part in split_key(dotted):
         if not isinstance(node, Mapping) or part not in node:
             return _MISSING
         node = node[part]
@@ -53,7 +119,7 @@ def get_path(row: Mapping[str, Any], dotted: str) -> Any:
 
 
 def _set_path(row: dict, dotted: str, value: Any) -> None:
-    parts = dotted.split(".")
+    parts = split_key(dotted)
     node = row
     for part in parts[:-1]:
         child = node.get(part)
@@ -64,7 +130,7 @@ def _set_path(row: dict, dotted: str, value: Any) -> None:
 
 
 def _del_path(row: dict, dotted: str) -> None:
-    parts = dotted.split(".")
+    parts = split_key(dotted)
     node = row
     for part in parts[:-1]:
         node = node.get(part)
@@ -74,11 +140,11 @@ def _del_path(row: dict, dotted: str) -> None:
 
 
 def row_keys(rows: Iterable[Mapping[str, Any]]) -> list[str]:
-    """Top-level keys of the rows, in first-seen order."""
+    """Top-level keys of the rows, in first-seen order, as they are typed on the command line."""
     seen: dict[str, None] = {}
     for row in rows:
         for key in row:
-            seen.setdefault(key, None)
+            seen.setdefault(format_key([key]), None)
     return list(seen)
 
 
@@ -98,6 +164,8 @@ def plan_jobs(
     selected = list(range(n))
 
     for ov in overrides:
+        _check_override(ov)
+    for ov in overrides:
         if ov.kind != "select":
             continue
         if ov.key == "order_id":
@@ -113,7 +181,8 @@ def plan_jobs(
         if not _has_key(rows, ov.key):
             raise ConfigError(
                 f"{ov.text}: {ov.key!r} is not a key of any row of {source} "
-                f"(row keys: {', '.join(row_keys(rows)) or 'none'}); to add a key to every row use +{ov.key}=..."
+                f"(row keys: {', '.join(row_keys(rows)) or 'none'})"
+                + (_quoting_hint(rows, ov.key) or f"; to add a key to every row use +{ov.key}=...")
             )
         wanted_canon = [ids.canonical(v) for v in ov.values]
         selected = [i for i in selected if _matches(get_path(rows[i], ov.key), wanted_canon)]
@@ -134,7 +203,7 @@ def plan_jobs(
     # rows are copied only when an override will change them: the user's list stays intact
     work: list[tuple[int, dict]] = [(i, copy.deepcopy(dict(rows[i])) if changes else rows[i]) for i in selected]
     for ov in changes:
-        if ov.key == "order_id" or ov.key.split(".")[0] in ids.ID_KEYS:
+        if ov.key == "order_id" or split_key(ov.key)[0] in ids.ID_KEYS:
             raise ConfigError(f"{ov.text}: {ov.key} is computed by sem and cannot be set or removed")
         if ov.kind == "delete":
             if not _has_key([r for _, r in work], ov.key):
@@ -142,6 +211,7 @@ def plan_jobs(
                 raise ConfigError(
                     f"{ov.text}: {ov.key!r} is not a key of any selected row of {source} "
                     f"(row keys: {', '.join(row_keys([r for _, r in work])) or 'none'})"
+                    f"{_quoting_hint([r for _, r in work], ov.key)}"
                 )
             for _, row in work:
                 _del_path(row, ov.key)
@@ -163,6 +233,25 @@ def plan_jobs(
         experiment_id, config_id = ids.row_ids(row, replicate_keys)
         jobs.append(PlannedJob(order_id=order_id, row=row, experiment_id=experiment_id, config_id=config_id))
     return jobs
+
+
+def _check_override(ov: RowOverride) -> None:
+    """Values typed on the command line obey the rules of row values (``ids.normalise_row``):
+    a byte that is not UTF-8 in an argument arrives as a lone surrogate."""
+    try:
+        for part in split_key(ov.key):
+            for value in ov.values:
+                ids.normalise_row({part: value})
+    except ids.RowValueError as exc:
+        raise ConfigError(f"{ov.text}: {exc}") from None
+
+
+def _quoting_hint(rows: Sequence[Mapping[str, Any]], typed: str) -> str:
+    """When the parts of an unknown key path, joined with dots, name a key that needs quotes."""
+    joined = ".".join(split_key(typed))
+    if any(joined in row for row in rows):
+        return f"; the row key {joined!r} is typed in quotes: {format_key([joined])}=..."
+    return ""
 
 
 def _matches(value: Any, wanted_canon: list) -> bool:

@@ -1,6 +1,7 @@
 """Properties of the run identifiers (sem_core.ids)."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -99,3 +100,60 @@ def test_unsupported_values_name_the_key():
 @given(rows, st.lists(st.sampled_from(["fold", "seed", "a"]), max_size=2))
 def test_row_ids_equal_the_separate_functions(row, replicate):
     assert ids.row_ids(row, replicate) == (ids.experiment_id(row), ids.config_id(row, replicate))
+
+
+# Rows with any text at all in keys and strings: control characters and lone surrogates included.
+any_text = st.text(st.characters(blacklist_categories=()), max_size=6)
+wild_values = st.recursive(
+    st.one_of(scalars, any_text), lambda inner: st.lists(inner, max_size=3) | st.dictionaries(any_text, inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@given(st.dictionaries(any_text, wild_values, max_size=4))
+def test_a_normalised_row_can_be_written_as_json_or_is_refused_naming_the_key(row):
+    try:
+        normal = ids.normalise_row(row)
+    except ids.RowValueError as exc:
+        assert repr(exc.path) in str(exc) or "top level" in str(exc)
+        return
+    text = json.dumps(normal, ensure_ascii=False)
+    text.encode("utf-8")  # no lone surrogate left
+    assert ids.experiment_id(json.loads(text)) == ids.experiment_id(normal)
+
+
+@given(st.integers(1, 60))
+def test_nesting_deeper_than_the_limit_is_refused(depth):
+    value: object = 1
+    for _ in range(depth):
+        value = {"k": value} if depth % 2 else [value]
+    row = {"a": value}
+    if depth < ids.MAX_DEPTH:
+        assert ids.normalise_row(row) == row
+    else:
+        with pytest.raises(ids.RowValueError, match=f"more than {ids.MAX_DEPTH} levels deep"):
+            ids.normalise_row(row)
+
+
+def test_a_row_that_contains_itself_is_refused():
+    row: dict = {"x": 1}
+    row["self"] = row
+    with pytest.raises(ids.RowValueError, match="levels deep"):
+        ids.normalise_row(row)
+
+
+@given(st.one_of(st.integers(), st.floats(allow_nan=False), st.booleans(), st.none()), st.integers(1, 3))
+def test_keys_written_alike_in_json_are_refused(key, depth):
+    row: dict = {key: "a", str(key): "b"}
+    for _ in range(depth - 1):
+        row = {"outer": row}
+    with pytest.raises(ids.RowValueError, match=re.escape(f"are both written as {str(key)!r}")):
+        ids.normalise_row(row)
+
+
+def test_keys_that_are_not_scalars_and_lone_surrogates_are_refused():
+    with pytest.raises(ids.RowValueError, match=r"key \(1, 2\) at the top level is a tuple"):
+        ids.normalise_row({(1, 2): 0})
+    with pytest.raises(ids.RowValueError, match=r"key 'a\.b\[1\]' has a string .* lone surrogate"):
+        ids.normalise_row({"a": {"b": ["ok", "x\udc80"]}})
+    assert ids.normalise_row({np.int64(3): 1, 2.5: 2}) == {"3": 1, "2.5": 2}

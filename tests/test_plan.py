@@ -1,7 +1,7 @@
 """Sweep planning rules (sem_core.plan): selection, overrides, crossing, errors."""
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from sem_core import ids
@@ -102,3 +102,53 @@ def test_grid_concatenates_and_crosses():
     assert g == [
         {"model": "gp", "fold": 0}, {"model": "gp", "fold": 1}, {"model": "lin", "fold": 0}, {"lr": 1}, {"lr": 2},
     ]
+
+
+# Every key normalise_row accepts can be typed on the command line and selects its row.
+from sem_core.experiment import split_argv  # noqa: E402
+from sem_core.plan import format_key, split_key  # noqa: E402
+
+spellable_keys = st.text(st.characters(blacklist_categories=("Cs",)), max_size=8).filter(
+    lambda k: ids.unspellable_key(k) is None and k not in (*ids.ID_KEYS, "hydra", "sem")  # reserved: rows() refuses them
+)
+
+
+@given(st.lists(spellable_keys, min_size=1, max_size=3))
+def test_every_accepted_key_path_is_typed_and_read_back(parts):
+    assert split_key(format_key(parts)) == tuple(parts)
+
+
+@given(spellable_keys, st.sampled_from(["", "++", "+", "~"]), st.integers(0, 3))
+@example("a.b", "", 1)
+@example("learning rate", "++", 2)
+@example("a/b@c", "~", 0)
+@example("é", "", 3)
+@example("it's", "", 0)
+@example('say "hi"', "++", 1)
+@example("a=b,c", "", 2)
+@example("", "", 1)
+@example("1", "++", 0)
+def test_every_accepted_row_key_can_be_selected_set_and_removed_on_the_command_line(key, prefix, value):
+    rows = [ids.normalise_row({key: i, "fold": i}) for i in range(4)]
+    text = f"{prefix}{format_key([key])}" + ("" if prefix == "~" else f"={value}")
+    rest, overrides = split_argv([text], None)
+    assert rest == [] and len(overrides) == 1 and split_key(overrides[0].key) == (key,)
+    if prefix == "+":
+        if key == "fold":
+            return
+        with pytest.raises(ConfigError, match="already exists"):
+            plan_jobs(rows, overrides)
+        return
+    jobs = plan_jobs(rows, overrides)
+    if prefix == "":
+        assert [j.order_id for j in jobs] == ([value] if key != "fold" else [value])
+    elif prefix == "++":
+        assert all(j.row[key] == value for j in jobs)
+    else:
+        assert all(key not in j.row for j in jobs)
+
+
+def test_a_dotted_key_typed_without_quotes_says_how_to_quote_it():
+    rows = [{"a.b": 1, "learning rate": 2}]
+    with pytest.raises(ConfigError, match=r"""row keys: "a\.b", "learning rate"\); the row key 'a\.b' is typed in quotes: "a\.b"=\.\.\."""):
+        plan_jobs(rows, [sel("a.b", 1)])
