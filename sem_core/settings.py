@@ -6,10 +6,11 @@ of ``<experiment>/experiment_config.yaml`` > the defaults below.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 from enum import Enum
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from sem_core.errors import ConfigError, warn
 
@@ -56,6 +57,54 @@ OTHER_SECTIONS = {"mongo", "dvc"}
 CLUSTER_TYPES = {"local", "slurm"}
 
 
+# Longest heartbeat interval: a longer one is no heartbeat at all (and inf overflows the clock).
+MAX_HEARTBEAT_S = 86400.0
+
+
+def _check_storage(value: Any) -> Optional[str]:
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        return "is not a folder path: give one path as text (or null for <models>/runs)"
+    return None
+
+
+def _check_heartbeat(value: Any) -> Optional[str]:
+    try:
+        number = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        number = math.nan
+    if not (0 < number <= MAX_HEARTBEAT_S):  # also false for nan
+        return f"must be a number of seconds above 0 and at most {MAX_HEARTBEAT_S:g} (default 10)"
+    return None
+
+
+def _check_choice(*choices: Any):
+    def check(value: Any) -> Optional[str]:
+        value = value.value if isinstance(value, Enum) else value
+        if value in choices and type(value) in {type(c) for c in choices}:  # True == 1: not a choice
+            return None
+        return f"must be one of {', '.join('null' if c is None else str(c).lower() for c in choices)}"
+
+    return check
+
+
+# sem.<key> -> why a value cannot be used (None: it can). Used for experiment_config.yaml (the
+# message names the file) and again for the merged settings before a sweep (command line).
+# A setting without an entry here is checked by OmegaConf's typing alone.
+SEM_SETTING_CHECKS: dict[str, Callable[[Any], Optional[str]]] = {
+    "storage": _check_storage,
+    "heartbeat_interval": _check_heartbeat,
+    "capture": _check_choice(*(m.value for m in CaptureMode)),
+    "skip_completed": _check_choice(True, False),
+    "rerun": _check_choice(None, "failed", "missing"),
+}
+
+
+def sem_setting_problem(key: str, value: Any) -> Optional[str]:
+    """Why ``value`` cannot be ``sem.<key>`` (to follow the value in a message), or None."""
+    check = SEM_SETTING_CHECKS.get(key)
+    return check(value) if check is not None else None
+
+
 def experiment_dir_of(model_file: Path) -> Path:
     """The experiment folder: the parent of ``models/`` (or the model's own folder)."""
     models = Path(model_file).resolve().parent
@@ -63,22 +112,60 @@ def experiment_dir_of(model_file: Path) -> Path:
 
 
 def read_yaml(path: Path | str) -> Any:
-    """Load a YAML file; a syntax error names the file, line and column."""
+    """Load a YAML file; a syntax error, a key given twice in one mapping (YAML would keep the
+    last silently) and text that is not UTF-8 name the file, line and column."""
     import yaml
 
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
     try:
-        return yaml.safe_load(text)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); save the file as UTF-8"
+        ) from None
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         raise ConfigError(f"{where}: invalid YAML: {exc.problem or exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+
+
+def _unique_key_loader():
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        """yaml.safe_load's loader, refusing a key given twice in one mapping."""
+
+        def construct_mapping(self, node, deep=False):  # type: ignore[no-untyped-def]
+            if isinstance(node, yaml.MappingNode):
+                first: dict = {}
+                for key_node, _ in node.value:
+                    if key_node.tag == "tag:yaml.org,2002:merge":
+                        continue  # `<<: *base` then a key of its own: overriding is the point
+                    key = self.construct_object(key_node, deep=True)
+                    try:
+                        seen = first.setdefault(key, key_node.start_mark)
+                    except TypeError:
+                        continue  # an unhashable key: SafeLoader's own error names it
+                    if seen is not key_node.start_mark:
+                        raise yaml.constructor.ConstructorError(
+                            None, None, f"key {key!r} is given twice (first on line {seen.line + 1}); "
+                            "keep one", key_node.start_mark,
+                        )
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
+
+
+_UniqueKeyLoader = _unique_key_loader()
 
 
 def load_experiment_config(experiment_dir: Path) -> dict:
@@ -101,6 +188,11 @@ def load_experiment_config(experiment_dir: Path) -> dict:
             if unknown:
                 known = ", ".join(sorted(EXPERIMENT_SECTION_KEYS[section]))
                 warn(f"{path}: unknown key(s) {unknown} in section {section!r} (known: {known})")
+            if section == "sem":
+                for key, setting in value.items():
+                    problem = sem_setting_problem(key, setting)
+                    if problem:
+                        raise ConfigError(f"{path}: section 'sem' key {key!r}: {setting!r:.80} {problem}")
         elif section in OTHER_SECTIONS:
             continue
         elif isinstance(value, dict) and "type" in value:
