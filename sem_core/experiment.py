@@ -296,7 +296,12 @@ def split_argv(argv: Sequence[str], experiment: Experiment) -> tuple[list[str], 
         try:
             (ov,) = parser.parse_overrides([text if quoted is None else f"{quoted[0]}sem_key{quoted[2]}"])
         except OverrideParseException as exc:
-            raise ConfigError(f"cannot parse override {text!r}: {exc}") from None
+            # Hydra's message spans three lines (a caret under the text, a link): kept to one
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(
+                f"cannot parse override {text!r}: {first} (grammar: https://hydra.cc/docs/advanced/override_grammar/basic; "
+                "a value with spaces or other characters goes in quotes: key='a b')"
+            ) from None
         key = ov.key_or_group if quoted is None else format_key(quoted[1])
         first = key.split(".")[0]
         if quoted is None and ("/" in key or ov.package is not None) or first in ("hydra", "sem"):
