@@ -95,7 +95,7 @@ SEM_SETTING_CHECKS: dict[str, Callable[[Any], Optional[str]]] = {
     "heartbeat_interval": _check_heartbeat,
     "capture": _check_choice(*(m.value for m in CaptureMode)),
     "skip_completed": _check_choice(True, False),
-    "rerun": _check_choice(None, "failed", "missing"),
+    # rerun: checked where the sweep resumes (sem_core.resume), with its own message
 }
 
 
