@@ -49,33 +49,6 @@ def job_row_of(config: DictConfig) -> dict:
     return row
 
 
-HYDRA_FILES = (".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml")
-
-
-def redact_hydra_files(job_dir: Path, sweep_dir: Path) -> None:
-    """Hydra saves the command-line overrides and the composed config next to every job (and
-    the sweep's config once): a ``sem.mongo.url=`` password there is replaced by ``***``."""
-    from sem_core.mongo.connection import redact_uri
-    from sem_core.records import atomic_write_text
-
-    def redact(value: Any) -> Any:
-        if isinstance(value, str):
-            return redact_uri(value)
-        if isinstance(value, dict):
-            return {k: redact(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [redact(v) for v in value]
-        return value
-
-    for path in [job_dir / name for name in HYDRA_FILES] + [sweep_dir / "multirun.yaml"]:
-        if not path.exists():
-            continue
-        saved = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
-        clean = redact(saved)
-        if clean != saved:
-            atomic_write_text(path, OmegaConf.to_yaml(OmegaConf.create(clean)))
-
-
 class SemCallback(Callback):
     def __init__(self) -> None:
         # the lifecycle of the job started last in this process: Hydra's on_job_end does not
@@ -90,8 +63,6 @@ class SemCallback(Callback):
             return
         lifecycle = self._lifecycle = task_function.experiment.lifecycle
         lifecycle.begin(lambda: self._make_run(config, task_function))
-        if lifecycle.run is not None:
-            self._redact(config)
 
     def _make_run(self, config: DictConfig, task: Any):
         from hydra.core.hydra_config import HydraConfig
@@ -133,16 +104,6 @@ class SemCallback(Callback):
             heartbeat_interval=float(sem_cfg.heartbeat_interval),
             capture_mode=sem_cfg.capture.value,
         )
-
-    @staticmethod
-    def _redact(config: DictConfig) -> None:
-        from hydra.core.hydra_config import HydraConfig
-
-        from sem_core.mongo.connection import uri_password
-
-        hydra_cfg = HydraConfig.get()
-        if any(uri_password(o) for o in hydra_cfg.overrides.task):
-            redact_hydra_files(Path(hydra_cfg.runtime.output_dir), Path(hydra_cfg.sweep.dir))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         # MongoDB: upload what live sync missed (database down, submit-and-exit jobs)

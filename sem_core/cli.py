@@ -50,7 +50,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         sys.stdout.flush()  # inside the try: a closed pipe raises here, not at interpreter exit
         return code
     except SemError as exc:
-        print(f"sem {args.command}: error: {exc}", file=sys.stderr)
+        from sem_core.mongo.connection import redact_uri
+
+        print(f"sem {args.command}: error: {redact_uri(str(exc))}", file=sys.stderr)
         return 2
     except BrokenPipeError:
         # the reader went away (`sem ls | head`): stop quietly like other Unix tools; stdout goes

@@ -92,7 +92,9 @@ class Experiment:
             try:
                 code = self.run_commandline()
             except SemError as exc:  # found before Hydra started: one clear line, no traceback
-                print(f"{self.path.name}: error: {exc}", file=sys.stderr)
+                from sem_core.mongo.connection import redact_uri
+
+                print(f"{self.path.name}: error: {redact_uri(str(exc))}", file=sys.stderr)
                 code = 1
             sys.exit(code)
         return fn
@@ -171,6 +173,11 @@ class Experiment:
         _prepend_pythonpath(self.models_dir)
         experiment_config = settings.load_experiment_config(self.experiment_dir)
         hydra_argv, row_overrides = split_argv(argv, self)
+        # the database is resolved (and a bad setting refused) before any job; the password never
+        # enters the config Hydra composes, saves and logs
+        from sem_core.mongo.connection import resolve_for_sweep
+
+        hydra_argv = resolve_for_sweep(hydra_argv, experiment_config, self.experiment_dir)
         task = SemTask(self, row_overrides)
         config_name = register_primary_config(self, experiment_config)
         saved_argv = sys.argv
@@ -342,6 +349,12 @@ def register_primary_config(experiment: Experiment, experiment_config: dict) -> 
 
     resolvers.register()
     sem_section = dict(experiment_config.get("sem") or {})
+    mongo = sem_section.get("mongo")
+    if isinstance(mongo, dict) and isinstance(mongo.get("url"), str):
+        from sem_core.mongo.connection import redact_uri
+
+        # jobs take the real URL from the settings layer; the config tree keeps it redacted
+        sem_section["mongo"] = {**mongo, "url": redact_uri(mongo["url"])}
     storage = sem_section.get("storage")
     if storage and not Path(storage).expanduser().is_absolute():
         # relative to the experiment folder when set in experiment_config.yaml

@@ -135,7 +135,10 @@ def job_label(overrides: Sequence[str], width: int = 120) -> str:
     otherwise."""
     from hydra.core.utils import filter_overrides
 
-    shown = filter_overrides(overrides)
+    from sem_core.mongo.connection import redact_uri
+
+    # redacted before the cut: a cut URL could leave part of a password behind
+    shown = [redact_uri(o) for o in filter_overrides(overrides)]
     row = _registered_row(overrides)
     if row is None:
         return " ".join(shown)

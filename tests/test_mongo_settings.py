@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from sem_core.errors import ConfigError
 from sem_core.mongo import connection
-from sem_core.mongo.connection import redact_text, redact_uri, resolve_settings, uri_password
+from sem_core.mongo.connection import redact_uri, resolve_settings, uri_password
 
 
 def _write(path: Path, text: str, mode: int = 0o600) -> Path:
@@ -121,7 +121,7 @@ def test_redaction_removes_any_password(user, password):
     assert uri_password(url) == password
     shown = redact_uri(url)
     assert shown == f"mongodb://{user}:***@host:27017/db?authSource=admin"
-    message = redact_text(f"failed for {url} with password {password}", (password,))
+    message = redact_uri(f"failed for {url} with password {password}", (password,))
     assert password not in message and quote_plus(password) not in message
 
 

@@ -86,13 +86,13 @@ def run(args: argparse.Namespace) -> int:
 
     config_path = write_private_config(settings.url)
     env = dict(os.environ, OMNIBOARD_CONFIG=str(config_path), PORT=str(args.port))
-    secrets = (settings.password,)
+    secrets = settings.secrets
     proc = subprocess.Popen([exe], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             errors="replace", start_new_session=True)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         for line in proc.stdout:
-            sys.stdout.write(connection.redact_text(line, secrets))
+            sys.stdout.write(connection.redact_uri(line, secrets))
             m = _LISTENING.search(line)
             if m:
                 config_path.unlink(missing_ok=True)  # read at Omniboard's start-up; no longer needed

@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
 def _sync_with_progress(db, run_dirs, settings, args):
     from sem_core.mongo import upload
 
-    secrets = (settings.password,)
+    secrets = settings.secrets
     show = not args.quiet and not args.dry_run and bool(run_dirs) and os.isatty(2)
     if not show:
         return upload.sync_runs(db, run_dirs, secrets=secrets, dry_run=args.dry_run)

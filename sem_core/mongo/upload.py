@@ -118,7 +118,9 @@ def scan(run_dirs: Iterable[Path]) -> list[LocalRun]:
 
 def mark_unsynced(run_dir: Path, reason: str) -> None:
     """Leave a marker in the run folder: this run is not in the database yet (``sem sync`` uploads it)."""
-    records.atomic_write_text(Path(run_dir) / UNSYNCED_MARKER, reason.rstrip("\n") + "\n")
+    from sem_core.mongo.connection import redact_uri
+
+    records.atomic_write_text(Path(run_dir) / UNSYNCED_MARKER, redact_uri(reason).rstrip("\n") + "\n")
 
 
 def _clear_unsynced(run_dir: Path) -> None:

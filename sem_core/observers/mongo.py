@@ -4,14 +4,17 @@ running jobs) and in full when it ends; the whole store is synced again at the e
 The file store stays the source of truth: this observer runs after the file observer (lower
 priority) and uploads the run folder with ``upload.sync_runs``. When the database is unreachable
 the job runs on and is recorded locally; its folder gets the ``.sem-unsynced`` marker and the
-process logs ONE warning naming ``sem sync``. After a failure the process stops trying for its
-later jobs (each attempt would cost the connection timeout); the sweep-end sync tries again.
+sweep logs ONE warning naming ``sem sync`` (a marker file in the sweep folder tells the jobs,
+each its own process, that one already did). After a failure the sweep's later jobs do not try
+again (each attempt would cost the connection timeout); the sweep-end sync tries again and
+says how many runs wait for ``sem sync``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any, Optional
 
@@ -29,9 +32,12 @@ class _ProcessState:
         self.databases: dict[str, Any] = {}
         self.down = False
         self.warned = False
+        self.sweep_dir: Optional[Path] = None  # set at the sweep's end, where no job config is current
 
 
 _state = _ProcessState()
+# in the sweep folder: the database was found unreachable during this sweep, and warned about
+DOWN_MARKER = ".sem-mongo-unreachable"
 
 
 def _database(settings: MongoSettings):
@@ -41,11 +47,41 @@ def _database(settings: MongoSettings):
     return db
 
 
+def _sweep_dir() -> Optional[Path]:
+    if _state.sweep_dir is not None:
+        return _state.sweep_dir
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return Path(str(HydraConfig.get().sweep.dir)) if HydraConfig.initialized() else None
+    except Exception:  # outside a Hydra job
+        return None
+
+
+def _down_in_sweep() -> bool:
+    sweep_dir = _sweep_dir()
+    return sweep_dir is not None and (sweep_dir / DOWN_MARKER).exists()
+
+
 def _warn_once(message: str) -> None:
+    """Once per sweep: the first process to create the sweep's marker warns; once per process
+    outside a sweep."""
     if _state.warned:
         log.debug(message)
         return
     _state.warned = True
+    sweep_dir = _sweep_dir()
+    if sweep_dir is not None:
+        try:
+            fd = os.open(sweep_dir / DOWN_MARKER, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            log.debug(message)
+            return
+        except OSError:
+            pass  # no marker possible: warn from this process
+        else:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(message + "\n")
     log.warning(message)
 
 
@@ -57,12 +93,12 @@ def sync_run_dirs(
     and warns once per process."""
     import pymongo.errors
 
-    if _state.down and when != "sweep end":
+    if (_state.down or _down_in_sweep()) and when != "sweep end":
         for d in run_dirs:
             upload.mark_unsynced(d, f"not uploaded at {when}: {settings.display} was unreachable earlier")
         return None
     try:
-        summary = upload.sync_runs(_database(settings), run_dirs, secrets=(settings.password,), known=known)
+        summary = upload.sync_runs(_database(settings), run_dirs, secrets=settings.secrets, known=known)
     except (pymongo.errors.PyMongoError, upload.SyncError, OSError) as exc:
         _state.down = True
         reason = connection.describe_error(exc, settings)
@@ -107,11 +143,8 @@ class MongoLiveObserver(RunObserver):
 
 def live_observer(sem_cfg: Any, store: Path, experiment_dir: Optional[Path]) -> Optional[MongoLiveObserver]:
     """The live observer when a database is configured (``sem.mongo.url``, env, files), else None."""
-    override = None
-    mongo = getattr(sem_cfg, "mongo", None) if sem_cfg is not None else None
-    if mongo is not None:
-        override = getattr(mongo, "url", None)
-    settings = connection.resolve_settings(override_url=override, experiment_dir=experiment_dir)
+    # the config holds the URL redacted: the real one comes from the settings layer
+    settings = connection.settings_for_jobs(experiment_dir)
     if settings is None:
         return None
     return MongoLiveObserver(settings, store)
@@ -132,14 +165,21 @@ def sync_after_sweep(config: Any) -> Optional[upload.SyncSummary]:
         return None  # no sem experiment was swept (e.g. another app): nothing of sem's to sync
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     experiment_dir = experiment_dir_of(Path(manifest["model_file"]))
-    mongo = config.sem.mongo if "sem" in config else None
-    settings = connection.resolve_settings(
-        override_url=getattr(mongo, "url", None) if mongo is not None else None, experiment_dir=experiment_dir
-    )
+    settings = connection.settings_for_jobs(experiment_dir)
     if settings is None:
         return None
     run_dirs = list(records.iter_run_dirs(Path(manifest["store"])))
-    summary = sync_run_dirs(settings, run_dirs, "sweep end", mark=False)
+    _state.sweep_dir = sweep_dir
+    try:
+        summary = sync_run_dirs(settings, run_dirs, "sweep end", mark=False)
+    finally:
+        _state.sweep_dir = None
+    waiting = sum(1 for d in run_dirs if (d / upload.UNSYNCED_MARKER).exists())
+    if waiting:
+        log.warning(
+            "sem: %d run%s in %s %s waiting for `sem sync` (not in MongoDB %s)",
+            waiting, "" if waiting == 1 else "s", manifest["store"], "is" if waiting == 1 else "are", settings.display,
+        )
     if summary is not None:
         c = summary.counts()
         log.info(

@@ -9,6 +9,7 @@ reconciles records of jobs Slurm killed; with ``wait=false`` it returns at once.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import shlex
@@ -170,6 +171,8 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
     else:
         payload["task_bytes"] = cloudpickle.dumps(task)
         sys_path = [str(Path(sys.path[0]).resolve())] if sys.path and sys.path[0] else []
+    # the database travels in one file only the user can read, never in the payload
+    payload["mongo_url_file"] = _mongo_secret_file(folder, experiment.experiment_dir if experiment else None)
     payload_path = folder / f"payload_{initial_job_idx}_{uuid.uuid4().hex[:8]}.pkl"
     with open(payload_path, "wb") as fh:
         cloudpickle.dump(payload, fh)
@@ -201,7 +204,8 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
                 )
                 for job_indices in tasks
             ]
-            jobs = executor.submit_array(array_tasks)
+            with _without_secret_environment():
+                jobs = executor.submit_array(array_tasks)
             state.submissions.append(Submission(jobs=jobs, tasks=tasks, slurm_job_id=st.array_parent(jobs[0].job_id)))
         if is_sem:
             _record_queued(experiment, task, store, job_overrides, rows, state, initial_job_idx,
@@ -241,6 +245,29 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
     if store is not None:
         _ask_slurm_about_failed_tasks(state, outcomes)
     return _job_returns(state, outcomes, job_overrides, store, rows)
+
+
+def _mongo_secret_file(folder: Path, experiment_dir: Optional[Path]) -> Optional[str]:
+    from sem_core.mongo import connection
+
+    settings = connection.settings_for_jobs(experiment_dir)
+    return str(connection.write_secret_file(folder, settings)) if settings is not None else None
+
+
+@contextlib.contextmanager
+def _without_secret_environment():
+    """sbatch copies the submitting environment into the job, and slurmctld keeps that copy:
+    the database URL stays out of it (jobs read the sweep's private file instead)."""
+    import os
+
+    from sem_core.mongo.connection import ENV_VAR
+
+    saved = os.environ.pop(ENV_VAR, None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ[ENV_VAR] = saved
 
 
 def _job_rows(job_overrides: Sequence[Sequence[str]]) -> list[Optional[dict]]:

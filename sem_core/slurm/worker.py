@@ -107,6 +107,12 @@ class ArrayTask:
         resolvers.register()
         payload = load_payload(self.payload_path)
         Singleton.set_state(payload["singleton_state"])
+        if "mongo_url_file" in payload:
+            from sem_core.mongo import connection
+
+            # the database the sweep resolved (None: none), from the sweep's private file
+            path = payload["mongo_url_file"]
+            connection.use_settings(connection.read_secret_file(Path(path)) if path else None)
         setup_globals()
         task = self._task_function(payload)
         returns = []
