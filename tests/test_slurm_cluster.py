@@ -342,7 +342,7 @@ def test_a_job_slurm_stops_while_the_launcher_waits_gets_slurms_verdict(cluster,
     runs = {r["config"]["i"]: r["run"] for r in load_store(store)}
     assert runs[0]["status"] == "CANCELLED"
     assert "ended CANCELLED" in "".join(runs[0]["fail_trace"])
-    assert runs[1]["status"] == runs[2]["status"] == "COMPLETED"
+    assert runs[1]["status"] == runs[2]["status"] == "COMPLETED", (runs[1].get("fail_trace"), runs[2].get("fail_trace"))
     assert "2 done, 1 failed" in output
 
 
