@@ -22,10 +22,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import sys
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional, TextIO, TypeVar
 
 from sem_core.errors import SemError
 from sem_core.host import process_alive
@@ -42,6 +44,8 @@ RESOURCES_DIR = "_resources"
 FINISHED_STATUSES = ("COMPLETED", "FAILED", "INTERRUPTED", "TIMEOUT", "KILLED", "CANCELLED")
 ACTIVE_STATUSES = ("QUEUED", "RUNNING")
 FAILED_STATUSES = tuple(s for s in FINISHED_STATUSES if s != "COMPLETED")  # ended, not completed
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def _read_umask() -> int:
@@ -134,45 +138,152 @@ def observed_status(run: dict) -> str:
     return status
 
 
+@dataclass(frozen=True)
+class Problem:
+    """A record file that could not be read: its path and why."""
+
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+OnProblem = Callable[[Problem], None]
+
+
 class CorruptRecord(SemError, ValueError):
-    """A record file that is not valid JSON. A ValueError too, so the readers that treat such
-    folders as orphans (``sem clean``) still do."""
+    """A record file that cannot be read: not valid JSON, not a file, or not of the shape sacred
+    writes. A ValueError too, so callers that catch ValueError for bad JSON still do."""
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        self.problem = Problem(str(path), reason)
+        super().__init__(str(self.problem))
 
 
-def corrupt_record(path: str | os.PathLike, exc: Exception) -> CorruptRecord:
-    return CorruptRecord(
-        f"{path}: not valid JSON ({exc}); repair the file, or move its run folder out of the store "
-        "(`sem clean` bins folders without a readable run.json once they are an hour old)"
-    )
+def raise_problem(problem: Problem) -> None:
+    """``on_problem`` of strict readers: an unreadable record is an error."""
+    raise CorruptRecord(problem.path, problem.reason)
 
 
-def read_json(path: Path) -> Any:
-    with open(path, encoding="utf-8") as fh:
-        try:
-            return json.load(fh)
-        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
-            raise corrupt_record(path, exc) from None
+class RecordWarning(UserWarning):
+    """A record (or part of one) was skipped because it could not be read."""
 
 
-def read_metrics(run_dir: Path) -> dict:
+def warn_problem(problem: Problem) -> None:
+    """``on_problem`` of the Python API: skip and say so with a warning."""
+    warnings.warn(f"unreadable record {problem}", RecordWarning, stacklevel=3)
+
+
+class ProblemLog:
+    """``on_problem`` of the commands: one warning line on stderr per damaged run folder (the
+    first problem found in it), kept in ``problems`` for the exit code."""
+
+    def __init__(self, command: str = "sem", stream: Optional[TextIO] = None):
+        self.command = command
+        self.stream = stream
+        self.problems: dict[str, Problem] = {}  # run folder -> its first problem
+
+    def __call__(self, problem: Problem) -> None:
+        folder = os.path.dirname(problem.path)
+        if folder in self.problems:
+            return
+        self.problems[folder] = problem
+        print(f"{self.command}: warning: unreadable record {problem}", file=self.stream or sys.stderr, flush=True)
+
+    def __bool__(self) -> bool:
+        return bool(self.problems)
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """A JSON file; ``CorruptRecord`` when it is not valid JSON or not a readable file
+    (FileNotFoundError passes through: a missing file is the caller's case)."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except FileNotFoundError:
+        raise
+    except OSError as exc:  # a directory in place of the file, no permission
+        raise CorruptRecord(path, f"cannot be read ({exc.strerror or exc})") from None
+    try:
+        return json.loads(data.decode("utf-8"))
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise CorruptRecord(path, f"not valid JSON ({exc})") from None
+
+
+_NO_DEFAULT: Any = object()
+
+
+def read_object(path: str | os.PathLike, default: Any = _NO_DEFAULT) -> dict:
+    """A record file that must hold a JSON object (run.json, config.json, info.json);
+    ``default`` when the file does not exist (if given)."""
+    try:
+        data = read_json(path)
+    except FileNotFoundError:
+        if default is _NO_DEFAULT:
+            raise
+        return default
+    if type(data) is not dict:
+        raise CorruptRecord(path, f"holds a JSON {_json_kind(data)}, not an object")
+    return data
+
+
+def _json_kind(data: Any) -> str:
+    return {list: "list", str: "string", bool: "boolean", type(None): "null"}.get(type(data), "number")
+
+
+_SERIES_KEYS = ("steps", "values", "timestamps")
+
+
+def check_metrics(data: Any, path: str | os.PathLike) -> dict:
+    """``data`` if it has sacred's metrics shape, {name: {steps, values, timestamps}} with three
+    lists of equal length; else ``CorruptRecord``."""
+    if type(data) is not dict:
+        raise CorruptRecord(path, f"holds a JSON {_json_kind(data)}, not {{name: {{steps, values, timestamps}}}}")
+    for name, series in data.items():
+        if type(series) is not dict or any(type(series.get(k)) is not list for k in _SERIES_KEYS):
+            raise CorruptRecord(path, f"metric {name!r} is not {{steps, values, timestamps}} lists")
+        if not len(series["steps"]) == len(series["values"]) == len(series["timestamps"]):
+            raise CorruptRecord(path, f"metric {name!r} has steps, values and timestamps of different lengths")
+    return data
+
+
+def read_metrics(run_dir: str | os.PathLike, on_problem: OnProblem = warn_problem) -> dict:
     """sacred-format metrics of a run: metrics.json, else the journal of a run still alive
-    (or killed before it could write metrics.json)."""
+    (or killed before it could write metrics.json). An unreadable metrics.json raises
+    ``CorruptRecord``; a bad journal line is skipped (reported to ``on_problem``) and costs only
+    the points it held."""
     run_dir = Path(run_dir)
     final = run_dir / METRICS_FILE
-    if final.exists():
-        return read_json(final)
+    try:
+        return check_metrics(read_json(final), final)
+    except FileNotFoundError:
+        pass
     metrics: dict = {}
     journal = run_dir / METRICS_JOURNAL
-    if journal.exists():
-        with open(journal, encoding="utf-8") as fh:
-            for line in fh:
-                if not line.endswith("\n"):
-                    break  # a line cut short by a hard kill: everything before it is intact
-                chunk = json.loads(line)
-                for name, series in chunk.items():
-                    target = metrics.setdefault(name, {"steps": [], "values": [], "timestamps": []})
-                    for key in ("steps", "values", "timestamps"):
-                        target[key].extend(series[key])
+    try:
+        fh = open(journal, "rb")
+    except FileNotFoundError:
+        return metrics
+    except OSError as exc:
+        raise CorruptRecord(journal, f"cannot be read ({exc.strerror or exc})") from None
+    bad: list[int] = []
+    with fh:
+        for number, line in enumerate(fh, 1):
+            if not line.endswith(b"\n"):
+                break  # a line cut short by a hard kill: everything before it is intact
+            try:
+                chunk = check_metrics(json.loads(line.decode("utf-8")), journal)
+            except ValueError:  # JSONDecodeError, UnicodeDecodeError, CorruptRecord
+                bad.append(number)
+                continue
+            for name, series in chunk.items():
+                target = metrics.setdefault(name, {"steps": [], "values": [], "timestamps": []})
+                for key in _SERIES_KEYS:
+                    target[key].extend(series[key])
+    if bad:
+        lines = ", ".join(map(str, bad[:5])) + (" ..." if len(bad) > 5 else "")
+        on_problem(Problem(str(journal), f"line(s) {lines} not valid metric points, skipped"))
     return metrics
 
 
@@ -184,6 +295,8 @@ class RunRecord:
     run: dict  # run.json
     config: dict  # config.json: the row plus the four ids
     _metrics: Optional[dict] = field(default=None, repr=False)
+    # where an unreadable metrics file is reported (the run is then shown without metrics)
+    on_problem: OnProblem = field(default=raise_problem, repr=False, compare=False)
 
     @property
     def global_id(self) -> str:
@@ -216,20 +329,58 @@ class RunRecord:
         return (self.run.get("experiment") or {}).get("mainfile")
 
     @property
+    def start_time(self) -> Optional[str]:
+        """When the run started (when it was queued, for a run not started yet)."""
+        return self.run.get("start_time") or self.run.get("queue_time")
+
+    @property
     def metrics(self) -> dict:
         if self._metrics is None:
-            self._metrics = read_metrics(Path(self.location))
+            try:
+                self._metrics = read_metrics(Path(self.location), self.on_problem)
+            except CorruptRecord as exc:
+                self.on_problem(exc.problem)
+                self._metrics = {}
         return self._metrics
 
 
-def read_run(run_dir: Path) -> RunRecord:
+def recency(start_time: Any, global_id: Any) -> tuple:
+    """Sort key that decides which of a row's runs is the newest, for every command: the later
+    start time, then the greater global_id (two runs started in the same second). A run without
+    a readable start time is older than any run with one. ``start_time``: ISO text or datetime."""
+    if isinstance(start_time, dt.datetime):
+        t = start_time if start_time.tzinfo else start_time.replace(tzinfo=dt.timezone.utc)
+    else:
+        t = parse_time(start_time) if isinstance(start_time, str) else None
+    if t is None or t != t:  # missing, unreadable, or pandas' NaT
+        return (0, 0.0, str(global_id))
+    return (1, t.timestamp(), str(global_id))
+
+
+def read_run(run_dir: str | os.PathLike, on_problem: OnProblem = raise_problem) -> RunRecord:
+    """One run folder; ``CorruptRecord`` when run.json or config.json is unreadable.
+    ``on_problem`` receives a later problem with its metrics (see ``RunRecord.metrics``)."""
     run_dir = Path(run_dir)
-    config_path = run_dir / CONFIG_FILE
     return RunRecord(
         location=str(run_dir),
-        run=read_json(run_dir / RUN_FILE),
-        config=read_json(config_path) if config_path.exists() else {},
+        run=read_object(run_dir / RUN_FILE),
+        config=read_object(run_dir / CONFIG_FILE, default={}),
+        on_problem=on_problem,
     )
+
+
+def load_each(items: Iterable[T], read: Callable[[T], R], on_problem: OnProblem) -> Iterator[R]:
+    """The tolerant loader every reader of a store uses: ``read(item)`` for each item; an
+    unreadable record goes to ``on_problem`` (which may raise, for strict callers) and the
+    others are still read. A folder that vanished while the store was read (binned, moved) is
+    skipped without a word: it is not damage."""
+    for item in items:
+        try:
+            yield read(item)
+        except FileNotFoundError:
+            continue
+        except CorruptRecord as exc:
+            on_problem(exc.problem)
 
 
 def iter_run_dirs(store: Path) -> Iterator[Path]:
@@ -245,9 +396,9 @@ def iter_run_dirs(store: Path) -> Iterator[Path]:
             yield candidate
 
 
-def iter_runs(store: Path) -> Iterator[RunRecord]:
-    for run_dir in iter_run_dirs(store):
-        yield read_run(run_dir)
+def iter_runs(store: Path, on_problem: OnProblem = raise_problem) -> Iterator[RunRecord]:
+    """Every readable run of a store (``load_each``: unreadable ones go to ``on_problem``)."""
+    return load_each(iter_run_dirs(store), lambda d: read_run(d, on_problem), on_problem)
 
 
 def iter_run_dir_stats(store: Path) -> Iterator[tuple[str, os.stat_result, os.stat_result]]:

@@ -29,8 +29,9 @@ class ExistingRun:
     experiment_id: str
     model: Optional[str]  # model file name, e.g. "m_linear.py"
     status: str
-    global_id: str  # YYYYmmddTHHMMSS-<hex>: sorts by start time
+    global_id: str
     where: str = "local"  # "local" or "mongo"
+    start_time: Any = None  # ISO text or datetime; with global_id, decides which run is the latest
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ def select_jobs(
             continue
         by_id.setdefault(run.experiment_id, []).append(run)
     for runs in by_id.values():
-        runs.sort(key=lambda r: r.global_id)
+        runs.sort(key=lambda r: records.recency(r.start_time, r.global_id))
 
     to_run, skipped = [], []
     for job in jobs:
@@ -107,21 +108,23 @@ def _skip_reason(runs: list[ExistingRun], skip_completed: bool, rerun: Optional[
 
 def existing_from_records(records: Iterable[Any], where: str = "local") -> list[ExistingRun]:
     """``records.RunRecord``-like objects (``experiment_id``, ``model``, ``status``,
-    ``global_id``) -> ``ExistingRun``; records without an experiment_id are ignored."""
+    ``global_id``, ``start_time``) -> ``ExistingRun``; records without an experiment_id are ignored."""
     return [
-        ExistingRun(rec.experiment_id, rec.model, rec.status, rec.global_id, where)
+        ExistingRun(rec.experiment_id, rec.model, rec.status, rec.global_id, where, rec.start_time)
         for rec in records
         if rec.experiment_id
     ]
 
 
 # ------------------------------------------------------------------------------ the I/O edge
-def load_existing(store, mongo_settings: Any = None, experiment_ids: Optional[Sequence[str]] = None) -> list[ExistingRun]:
+def load_existing(store, mongo_settings: Any = None, experiment_ids: Optional[Sequence[str]] = None,
+                  on_problem: Optional[records.OnProblem] = None) -> list[ExistingRun]:
     """The runs already recorded in the local store and, when a database is configured
-    (``sem_core.mongo.connection.MongoSettings``), in MongoDB; there only those of ``experiment_ids``."""
-    from sem_core.records import iter_runs
-
-    existing = existing_from_records(iter_runs(store), "local")
+    (``sem_core.mongo.connection.MongoSettings``), in MongoDB; there only those of ``experiment_ids``.
+    A local record that cannot be read counts as no run (its row runs again) and goes to
+    ``on_problem`` (default: one warning line on stderr per record)."""
+    on_problem = on_problem or records.ProblemLog("sem")
+    existing = existing_from_records(records.iter_runs(store, on_problem), "local")
     if mongo_settings is not None:
         existing += existing_from_records(_mongo_records(mongo_settings, experiment_ids), "mongo")
     return existing

@@ -224,8 +224,9 @@ def test_sem_sync_command_dry_run_summary_and_failures(mongo_url, mongo_db, stor
     env = {"SEM_MONGO_URL": mongo_url, "HOME": str(isolated_home)}
 
     dry = sem("sync", "--dry-run", env=env, cwd=exp)
-    assert dry.returncode == 0, dry.stderr
-    assert "dry run: 4 to upload, 0 to update, 0 unchanged" in dry.stdout
+    assert dry.returncode == 1, dry.stderr  # the dry run reads every run as the sync would
+    assert "dry run: 3 to upload, 0 to update, 0 unchanged, 1 would fail" in dry.stdout
+    assert f"would fail  {store / gid(3)}: {store / gid(3) / records.RUN_FILE}: not valid JSON" in dry.stdout
     assert mongo_db.runs.count_documents({}) == 0
 
     first = sem("sync", str(exp), env=env, cwd=REPO)

@@ -88,17 +88,20 @@ def test_a_corrupt_cache_is_rebuilt_from_the_records(tmp_path):
     assert json.loads(cache_path(store).read_text())["version"] == CACHE_VERSION
 
 
-def test_a_corrupt_run_json_is_an_error_naming_the_file(tmp_path, capsys):
+def test_a_corrupt_run_json_is_skipped_and_named(tmp_path, capsys):
     store = tmp_path / "runs"
     write_run(store, {"fold": 0}, 0, {"loss": [1.0]})
     bad = write_run(store, {"fold": 1}, 1, {"loss": [2.0]}, start=T0 + dt.timedelta(minutes=1))
     (bad / "run.json").write_text('{"status": "COMPLE')  # truncated by a full disk or a bad copy
-    with pytest.raises(SemError, match=r"run\.json: not valid JSON .*repair the file"):
-        load_runs(store, use_cache=False)
+    with pytest.warns(records.RecordWarning, match=r"run\.json: not valid JSON"):
+        assert list(load_runs(store, use_cache=False)["loss"]) == [1.0]
+    with pytest.raises(SemError, match=r"run\.json: not valid JSON"):
+        load_runs(store, use_cache=False, on_problem=records.raise_problem)
     with pytest.raises(SemError, match=r"run\.json: not valid JSON"):
         list(records.iter_runs(store))
-    assert cli.main(["ls", str(store)]) == 2
+    assert cli.main(["ls", str(store)]) == 0
     assert f"{bad / 'run.json'}: not valid JSON" in capsys.readouterr().err
+    assert cli.main(["ls", "--strict", str(store)]) == 1
 
 
 def test_storage_setting_of_experiment_config_moves_the_store(experiment):
@@ -158,7 +161,7 @@ def test_unchanged_finished_runs_are_not_read_again(tmp_path, monkeypatch):
     live = write_run(store, {"fold": 9}, 9, {"loss": [1.0]}, status="RUNNING", start=T0 + dt.timedelta(hours=1))
     reads = []
     real = load_module.summarise_folder
-    monkeypatch.setattr(load_module, "summarise_folder", lambda d: reads.append(os.path.basename(d)) or real(d))
+    monkeypatch.setattr(load_module, "summarise_folder", lambda d, *a: reads.append(os.path.basename(d)) or real(d, *a))
     load_runs(store)
     assert len(reads) == 5
     reads.clear()

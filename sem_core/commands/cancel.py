@@ -27,7 +27,9 @@ def run(args: argparse.Namespace) -> int:
     from sem_core.slurm.reconcile import slurm_info, write_verdict
     from sem_core.slurm.selection import select_runs
 
-    selected, where = select_runs(args.path)
+    from sem_core.results.cli_args import problem_log
+
+    selected, where = select_runs(args.path, problem_log(args))
     active = [r for r in selected if r.status in st.ACTIVE]
     on_slurm = [r for r in active if slurm_info(r.run)]
     local = [r for r in active if not slurm_info(r.run)]

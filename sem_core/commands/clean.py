@@ -9,7 +9,10 @@ What is binned (``plan_clean``, pure):
 - finished runs that did not complete (FAILED, INTERRUPTED, TIMEOUT, KILLED, CANCELLED);
 - stale duplicates: COMPLETED runs of a row (same experiment_id and model file) older than the
   row's latest COMPLETED run;
-- orphans: folders in the store with no readable run.json (a job killed before it wrote one),
+- unreadable records: run folders whose run.json or config.json cannot be read (not valid JSON,
+  not a JSON object, not a file), at once (records are written atomically: a half-written one is
+  damage, not a job starting);
+- orphans: folders in the store with no run.json (a job killed before it wrote one),
   untouched for ``ORPHAN_MIN_AGE_S`` (a job starting right now is not an orphan).
 Never binned: QUEUED/RUNNING runs; the latest COMPLETED run of a row; and, unless ``--force``,
 runs that are in neither the DVC-pushed version of the store nor MongoDB (the bin would then hold
@@ -22,6 +25,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +36,7 @@ from sem_core import records
 BIN_DIR = "_bin"
 MANIFEST = "manifest.json"
 ORPHAN_MIN_AGE_S = 3600
+UNREADABLE = "unreadable record"
 NOT_COMPLETED = frozenset(records.FAILED_STATUSES)
 ACTIVE = frozenset(records.ACTIVE_STATUSES)
 
@@ -40,10 +45,12 @@ ACTIVE = frozenset(records.ACTIVE_STATUSES)
 @dataclass(frozen=True)
 class StoreEntry:
     name: str  # folder name in the store (= global_id for runs)
-    status: Optional[str]  # None: no readable run.json (an orphan candidate)
+    status: Optional[str]  # None: no run.json (an orphan candidate) or an unreadable record
     experiment_id: Optional[str] = None
     model: Optional[str] = None
     age_s: float = 0.0  # seconds since the folder last changed
+    start_time: Optional[str] = None  # with the name (global_id): which run of a row is the newest
+    problem: Optional[str] = None  # why the record cannot be read ("<file>: <reason>")
 
 
 @dataclass(frozen=True)
@@ -62,23 +69,26 @@ def plan_clean(entries: Sequence[StoreEntry], shared: Iterable[str], force: bool
     """Which store entries to bin. ``shared``: names of runs that also exist outside this store
     (pushed to DVC, or synced to MongoDB)."""
     shared = set(shared)
-    latest_completed: dict[tuple, str] = {}
+    latest_completed: dict[tuple, StoreEntry] = {}
     for e in entries:
         if e.status == "COMPLETED" and e.experiment_id:
             key = (e.experiment_id, e.model)
-            if e.name > latest_completed.get(key, ""):
-                latest_completed[key] = e.name
+            best = latest_completed.get(key)
+            if best is None or records.recency(e.start_time, e.name) > records.recency(best.start_time, best.name):
+                latest_completed[key] = e
     candidates = []
     for e in sorted(entries, key=lambda e: e.name):
-        if e.status is None:
+        if e.problem is not None:
+            candidates.append(CleanItem(e.name, f"{UNREADABLE}: {e.problem}"))
+        elif e.status is None:
             if e.age_s >= ORPHAN_MIN_AGE_S:
-                candidates.append(CleanItem(e.name, "orphan: no readable run.json"))
+                candidates.append(CleanItem(e.name, "orphan: no run.json"))
         elif e.status in ACTIVE:
             continue
         elif e.status in NOT_COMPLETED:
             candidates.append(CleanItem(e.name, e.status))
         elif e.status == "COMPLETED" and e.experiment_id:
-            newest = latest_completed[(e.experiment_id, e.model)]
+            newest = latest_completed[(e.experiment_id, e.model)].name
             if newest != e.name:
                 candidates.append(CleanItem(e.name, f"stale duplicate of {newest}"))
     move = [c for c in candidates if force or c.name in shared]
@@ -89,17 +99,26 @@ def plan_clean(entries: Sequence[StoreEntry], shared: Iterable[str], force: bool
 # ------------------------------------------------------------------------------ store I/O
 def scan_store(store: Path, now: Optional[float] = None) -> list[StoreEntry]:
     now = time.time() if now is None else now
+    children = [c for c in sorted(store.iterdir()) if c.is_dir() and not c.name.startswith(("_", "."))]
+    problems: dict[str, str] = {}
+
+    def unreadable(problem: records.Problem) -> None:
+        path = Path(problem.path)
+        problems.setdefault(path.parent.name, f"{path.name}: {problem.reason}")
+
+    found = {
+        Path(rec.location).name: rec
+        for rec in records.load_each([c for c in children if (c / records.RUN_FILE).exists()],
+                                     records.read_run, unreadable)
+    }
     entries = []
-    for child in sorted(store.iterdir()):
-        if not child.is_dir() or child.name.startswith(("_", ".")):
-            continue
+    for child in children:
         age = now - max((p.stat().st_mtime for p in [child, *child.iterdir()]), default=child.stat().st_mtime)
-        try:
-            rec = records.read_run(child)
-        except (OSError, ValueError):  # missing or half-written run.json / config.json: an orphan
-            entries.append(StoreEntry(child.name, None, age_s=age))
+        rec = found.get(child.name)
+        if rec is None:  # no run.json (an orphan candidate), or an unreadable record
+            entries.append(StoreEntry(child.name, None, age_s=age, problem=problems.get(child.name)))
             continue
-        entries.append(StoreEntry(child.name, rec.status, rec.experiment_id, rec.model, age))
+        entries.append(StoreEntry(child.name, rec.status, rec.experiment_id, rec.model, age, rec.start_time))
     return entries
 
 
@@ -217,12 +236,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"{'move' if args.yes else 'would move'}  {item.name}  ({item.reason})")
     for item in plan.protected:
         print(f"keep  {item.name}  ({item.reason}; not pushed to DVC nor synced to MongoDB: --force to bin it)")
+    # unreadable records left in the store: no other command can handle them, so say so in the exit code
+    left = [i for i in plan.protected if i.reason.startswith(UNREADABLE)]
+    if not args.yes:
+        left += [i for i in plan.move if i.reason.startswith(UNREADABLE)]
+    code = 1 if left else 0
+    if left:
+        print(f"sem clean: {len(left)} unreadable record(s) remain in {store}: repair them, or bin them "
+              f"(--yes{', --force' if any(i in plan.protected for i in left) else ''})", file=sys.stderr)
     if not plan.move:
         print(f"nothing to clean in {store}")
-        return 0
+        return code
     if not args.yes:
         print(f"dry run: {len(plan.move)} folder(s) would move to {store / BIN_DIR}; run again with --yes to move them")
-        return 0
+        return code
     batch = move_to_bin(store, plan.move)
     print(f"moved {len(plan.move)} folder(s) to {batch}; `sem clean --restore` brings them back")
-    return 0
+    return code

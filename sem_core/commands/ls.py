@@ -6,7 +6,7 @@ import argparse
 import math
 import sys
 
-from sem_core.results.cli_args import add_path, add_where, filtered_runs
+from sem_core.results.cli_args import add_path, add_strict, add_where, exit_code, filtered_runs
 
 DEFAULT_METRICS_SHOWN = 3
 
@@ -15,6 +15,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("ls", help="list runs: ids, status, duration, key metrics")
     add_path(p)
     add_where(p)
+    add_strict(p)
     p.add_argument("--status", action="append", default=[], metavar="S", help="only runs with status S (repeatable)")
     p.add_argument("--metric", action="append", default=[], metavar="M",
                    help=f"metric column to show (repeatable; default: the first {DEFAULT_METRICS_SHOWN})")
@@ -45,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from sem_core.results.load import available, run_columns
+    from sem_core.results.load import available, by_recency, run_columns
     from sem_core.results.table import UnknownName
 
     runs = filtered_runs(args)
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     shown = args.metric or list(cols.metrics)[:DEFAULT_METRICS_SHOWN]
     if args.status:
         runs = runs[runs["status"].isin([s.upper() for s in args.status])]
-    runs = runs.sort_values(["start_time", "global_id"], kind="stable", na_position="first")
+    runs = by_recency(runs)
     table = Table(box=None, pad_edge=False, header_style="bold")
     for name in ("global_id", "experiment", "config", "order", "model", "status", "duration", *shown):
         table.add_column(name, justify="right" if name in ("order", "duration", *shown) else "left")
@@ -75,4 +76,4 @@ def run(args: argparse.Namespace) -> int:
     console.print(table)
     counts = runs["status"].value_counts()
     console.print(f"{len(runs)} runs: " + ", ".join(f"{n} {s}" for s, n in counts.items()), highlight=False)
-    return 0
+    return exit_code(args)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sem_core.results.cli_args import add_path, add_where, filtered_runs
+from sem_core.results.cli_args import add_path, add_strict, add_where, exit_code, filtered_runs, problem_log
 
 
 def register(subparsers) -> None:
@@ -15,6 +15,7 @@ def register(subparsers) -> None:
     p.add_argument("--group-by", action="append", default=[], metavar="K",
                    help="one line per value of config key K instead of per config_id (repeatable)")
     add_where(p)
+    add_strict(p)
     p.add_argument("--all-status", action="store_true", help="include runs of every status, not only COMPLETED")
     p.add_argument("-o", "--output", metavar="FILE", help="image file (.png, .pdf, .svg; default METRIC.png)")
     p.set_defaults(func=run)
@@ -31,9 +32,10 @@ def run(args: argparse.Namespace) -> int:
         args.metric,
         group_by=args.group_by or None,
         statuses=None if args.all_status else ("COMPLETED",),
+        on_problem=problem_log(args),
     )
     out = Path(args.output or f"{args.metric.replace('/', '_')}.png")
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out)
     print(f"wrote {out}", file=sys.stderr)
-    return 0
+    return exit_code(args)

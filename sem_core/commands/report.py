@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sem_core.results.cli_args import add_path, add_table_options, add_where, filtered_runs, table_options
+from sem_core.results.cli_args import (add_path, add_strict, add_table_options, add_where, exit_code, filtered_runs,
+                                      problem_log, table_options)
 
 
 def register(subparsers) -> None:
@@ -14,6 +15,7 @@ def register(subparsers) -> None:
     add_path(p)
     add_table_options(p)
     add_where(p)
+    add_strict(p)
     p.add_argument("--title", default=None, help="page title (default: the experiment folder's name)")
     p.add_argument("-o", "--output", metavar="FILE", default="report.html", help="HTML file (default report.html)")
     p.set_defaults(func=run)
@@ -33,11 +35,12 @@ def run(args: argparse.Namespace) -> int:
         group_by=args.group_by or None,
         title=title,
         source=", ".join(sources),
+        on_problem=problem_log(args),
         **table_options(args),
     )
     out = write_report(Path(args.output), text)
     print(f"wrote {out} ({len(text) // 1024} KiB)", file=sys.stderr)
-    return 0
+    return exit_code(args)
 
 
 def _experiment_name(source: str) -> str:

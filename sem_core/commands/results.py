@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sem_core.results.cli_args import add_path, add_table_options, add_where, filtered_runs, table_options
+from sem_core.results.cli_args import (add_path, add_strict, add_table_options, add_where, exit_code, filtered_runs,
+                                      table_options)
 
 
 def register(subparsers) -> None:
@@ -19,6 +20,7 @@ def register(subparsers) -> None:
     add_path(p)
     add_table_options(p)
     add_where(p)
+    add_strict(p)
     p.add_argument("--by", action="append", default=[], metavar="K", help="break rows down by key K, e.g. --by fold")
     p.add_argument("--pivot", metavar="K", help="put the values of key K into columns")
     p.add_argument("--format", choices=("table", "md", "latex", "csv"), default="table")
@@ -63,4 +65,4 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
-    return 0
+    return exit_code(args)

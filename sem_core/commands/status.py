@@ -22,8 +22,11 @@ def add_selection(p: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers) -> None:
+    from sem_core.results.cli_args import add_strict
+
     p = subparsers.add_parser("status", help="run counts per model and status, reconciled with Slurm")
     add_selection(p)
+    add_strict(p)
     p.add_argument("--no-update", action="store_true", help="show the reconciled status without rewriting records")
     p.add_argument("--stale-after", type=float, default=None, metavar="SECONDS",
                    help="a local RUNNING run without a heartbeat for this long is dead "
@@ -35,10 +38,11 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from sem_core.results.cli_args import exit_code, problem_log
     from sem_core.slurm.reconcile import reconcile_runs
     from sem_core.slurm.selection import select_runs
 
-    selected, where = select_runs(args.path)
+    selected, where = select_runs(args.path, problem_log(args))
     states, errors = reconcile_runs(selected, stale_after_s=args.stale_after, write=not args.no_update)
     console = Console(file=sys.stdout, width=max(100, Console().width), force_terminal=sys.stdout.isatty())
     counts: dict[str, dict[str, int]] = {}
@@ -68,4 +72,4 @@ def run(args: argparse.Namespace) -> int:
         print(f"sem status: Slurm query failed, states of the affected runs are unknown: {error}", file=sys.stderr)
     if not args.no_update and updated:
         console.print(f"{len(updated)} record(s) updated", highlight=False)
-    return 1 if errors else 0
+    return exit_code(args, 1 if errors else 0)

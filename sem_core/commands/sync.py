@@ -3,7 +3,8 @@
 PATH: an experiment folder, its models folder or a run store (default: the experiment around the
 current directory). Uploads every run missing from the database or changed since its last sync
 (``sem_core.mongo.upload``); running it twice adds nothing. Exit code 0 when every run is in the
-database, 1 when some failed (listed with the reason), 2 for a setting to fix.
+database, 1 when some failed (listed with the reason; with --dry-run: would fail), 2 for a setting
+to fix.
 """
 
 from __future__ import annotations
@@ -77,8 +78,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"would upload  {Path(d).name}")
         for d in summary.updated:
             print(f"would update  {Path(d).name}")
-        print(f"dry run: {c['uploaded']} to upload, {c['updated']} to update, {c['unchanged']} unchanged")
-        return 0
+        for d, reason in summary.failed:
+            print(f"would fail  {d}: {reason}")
+        print(f"dry run: {c['uploaded']} to upload, {c['updated']} to update, {c['unchanged']} unchanged, "
+              f"{c['failed']} would fail")
+        return 1 if summary.failed else 0
     for d, reason in summary.failed:
         print(f"failed  {d}: {reason}")
     print(f"uploaded {c['uploaded']}, updated {c['updated']}, unchanged {c['unchanged']}, failed {c['failed']}")

@@ -121,7 +121,7 @@ def _database(source: Union[str, Any]) -> tuple[Any, str]:
     settings = connection.settings_from_url(url, "MongoDB URL")
     _known_urls[settings.display] = settings.url
     if settings.url not in _databases:
-        _databases[settings.url] = connection.connect(settings, timeout_ms=10_000)
+        _databases[settings.url] = connection.connect(settings)  # a short timeout: an unreachable server fails fast
     return _databases[settings.url], settings.display
 
 

@@ -282,23 +282,21 @@ def _oid():
 
 
 # -- preparing one run -------------------------------------------------------------------
-def _read_json_file(path: Path, default: Any) -> Any:
-    if not path.exists():
-        return default
+def _read_record(read, *args) -> Any:
     try:
-        return records.read_json(path)
-    except ValueError as exc:
-        raise SyncError(f"{path}: not valid JSON ({exc}); fix or remove the file, then sync again") from None
+        return read(*args)
+    except FileNotFoundError as exc:
+        raise SyncError(f"{exc.filename}: missing") from None
+    except records.CorruptRecord as exc:
+        raise SyncError(f"{exc}; fix or remove the file, then sync again") from None
 
 
 def _prepare(local: LocalRun, existing_id: Optional[int], origin: str, secrets: tuple) -> _Prepared:
     """Read a run folder and build its documents; GridFS ids and the run's _id are filled later."""
     run_dir = local.run_dir
     store = run_dir.parent
-    run_json = _read_json_file(run_dir / records.RUN_FILE, None)
-    if not isinstance(run_json, dict):
-        raise SyncError(f"{run_dir / records.RUN_FILE}: missing or not a JSON object")
-    config = _read_json_file(run_dir / records.CONFIG_FILE, {})
+    run_json = _read_record(records.read_object, run_dir / records.RUN_FILE)
+    config = _read_record(records.read_object, run_dir / records.CONFIG_FILE, {})
     gid = config.get("global_id")
     if gid is None:
         config = dict(config, global_id=local.global_id)
@@ -307,11 +305,8 @@ def _prepare(local: LocalRun, existing_id: Optional[int], origin: str, secrets: 
             f"{run_dir}: config.json says global_id {gid!r} but the folder is named {local.global_id!r}; "
             "a run folder's name is its global_id: rename the folder back"
         )
-    info = _read_json_file(run_dir / records.INFO_FILE, {})
-    try:
-        metrics = records.read_metrics(run_dir)
-    except ValueError as exc:
-        raise SyncError(f"{run_dir}: metrics are not valid JSON ({exc})") from None
+    info = _read_record(records.read_object, run_dir / records.INFO_FILE, {})
+    metrics = _read_record(records.read_metrics, run_dir)
     cout_path = run_dir / records.COUT_FILE
     captured_out = cout_path.read_text(encoding="utf-8", errors="replace") if cout_path.exists() else ""
     captured_out = schema.scrub(captured_out, secrets)
@@ -664,7 +659,15 @@ def sync_runs(
     if progress and summary.unchanged:
         progress(len(summary.unchanged))
     if dry_run:
+        # read every run as the upload would (nothing is written): a run that cannot be uploaded
+        # is reported now, not at the real sync
+        origin = socket.gethostname()
         for local, existing in todo:
+            try:
+                _prepare(local, existing, origin, secrets)
+            except (SyncError, OSError) as exc:
+                summary.failed.append((str(local.run_dir), str(exc)))
+                continue
             (summary.updated if existing is not None else summary.uploaded).append(str(local.run_dir))
         return summary
     Uploader(db, secrets=secrets).upload(todo, summary, progress)

@@ -18,6 +18,33 @@ def add_path(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_strict(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 1 when a record could not be read (without it: such records are named on stderr, "
+        "left out, and the exit code is 0)",
+    )
+
+
+def problem_log(args: argparse.Namespace):
+    """The ``on_problem`` of this command: one warning line per unreadable record, kept for
+    ``exit_code``."""
+    log = getattr(args, "problem_log", None)
+    if log is None:
+        from sem_core.records import ProblemLog
+
+        log = args.problem_log = ProblemLog(f"sem {getattr(args, 'command', None) or ''}".strip())
+    return log
+
+
+def exit_code(args: argparse.Namespace, code: int = 0) -> int:
+    """``code``, or 1 with ``--strict`` when a record could not be read."""
+    if code == 0 and getattr(args, "strict", False) and problem_log(args):
+        return 1
+    return code
+
+
 def add_where(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--where",
@@ -57,7 +84,7 @@ def filtered_runs(args: argparse.Namespace):
     from sem_core.results.load import load_runs
     from sem_core.results.table import filter_runs
 
-    runs = load_runs(source_of(args.path))
+    runs = load_runs(source_of(args.path), on_problem=problem_log(args))
     where = parse_where(args.where)
     return filter_runs(runs, where, strict=True) if where else runs
 

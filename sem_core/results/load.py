@@ -208,30 +208,20 @@ def summarise_record(record: records.RunRecord) -> dict:
     return summarise(record.location, record.run, record.config, record.metrics)
 
 
-def _load_json(path: str) -> Any:
-    with open(path, "rb") as fh:
-        data = fh.read()
-    try:
-        return json.loads(data.decode("utf-8"))
-    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
-        raise records.corrupt_record(path, exc) from None
-
-
-def summarise_folder(run_dir: str) -> dict:
-    """``summarise`` of a run folder, read with plain strings and bytes (the cold path)."""
-    run = _load_json(os.path.join(run_dir, records.RUN_FILE))
-    try:
-        config = _load_json(os.path.join(run_dir, records.CONFIG_FILE))
-    except FileNotFoundError:
-        config = {}
+def summarise_folder(run_dir: str, on_problem: records.OnProblem = records.raise_problem) -> dict:
+    """``summarise`` of a run folder (the cold path). Unreadable run.json or config.json:
+    ``CorruptRecord``; unreadable metrics go to ``on_problem`` and the run has none."""
+    run = records.read_object(os.path.join(run_dir, records.RUN_FILE))
+    config = records.read_object(os.path.join(run_dir, records.CONFIG_FILE), default={})
     last = run.get("last_metrics")
-    if last is not None and run.get("status") in records.FINISHED_STATUSES:
+    if type(last) is dict and run.get("status") in records.FINISHED_STATUSES:
         # written by sem's file observer when the run ended: metrics.json need not be parsed
         return summarise(run_dir, run, config, last=last)
     try:
-        metrics = _load_json(os.path.join(run_dir, records.METRICS_FILE))
-    except FileNotFoundError:
-        metrics = records.read_metrics(Path(run_dir))  # a live or killed run: its journal
+        metrics = records.read_metrics(run_dir, on_problem)
+    except records.CorruptRecord as exc:
+        on_problem(exc.problem)
+        metrics = {}
     return summarise(run_dir, run, config, metrics)
 
 
@@ -288,9 +278,12 @@ def _write_cache(path: Path, store: Path, runs: dict) -> None:
                           "every run. Set SEM_CACHE_DIR to a writable folder.", stacklevel=3)
 
 
-def read_store_summaries(store: Path, use_cache: bool = True) -> list[dict]:
-    """Summaries of every run folder of a store. With the cache, a finished run whose folder and
-    run.json are unchanged is not read again; live runs (QUEUED/RUNNING) are always re-read."""
+def read_store_summaries(store: Path, use_cache: bool = True,
+                         on_problem: records.OnProblem = records.warn_problem) -> list[dict]:
+    """Summaries of every readable run folder of a store (unreadable ones go to ``on_problem``).
+    With the cache, a finished run whose folder and run.json are unchanged is not read again;
+    live runs (QUEUED/RUNNING) are always re-read, and so are runs with a problem (it is
+    reported at every load, until the record is repaired)."""
     store = Path(store)
     cpath = cache_path(store)
     cached = _read_cache(cpath, store) if use_cache else {}
@@ -298,19 +291,27 @@ def read_store_summaries(store: Path, use_cache: bool = True) -> list[dict]:
     fresh: dict = {}
     changed = False
     out = []
-    for location, dir_stat, run_stat in records.iter_run_dir_stats(store):
+    damaged: set = set()
+
+    def noted(problem: records.Problem) -> None:
+        damaged.add(os.path.dirname(problem.path))
+        on_problem(problem)
+
+    def read(item: tuple) -> tuple:
+        location, dir_stat, run_stat = item
         name = os.path.basename(location)
         stamp = _stamp(dir_stat, run_stat)
         entry = cached.get(name)
         if entry is not None and entry[0] == stamp and entry[1]["status"] in finished:
-            summary = entry[1]
-            summary["location"] = location
-        else:
-            summary = summarise_folder(location)
-            changed = True
-            entry = [stamp, summary]
-        fresh[name] = entry
-        out.append(summary)
+            entry[1]["location"] = location
+            return name, entry, False
+        return name, [stamp, summarise_folder(location, noted)], True
+
+    for name, entry, read_now in records.load_each(records.iter_run_dir_stats(store), read, noted):
+        changed = changed or read_now
+        if entry[1]["location"] not in damaged:
+            fresh[name] = entry
+        out.append(entry[1])
     if use_cache and (changed or len(fresh) != len(cached)):
         _write_cache(cpath, store, fresh)
     return out
@@ -331,16 +332,23 @@ def read_mongo_summaries(url: str) -> list[dict]:
     (``$slice: -1``; a metric thinned out at the 16 MB limit keeps its last point), not one query
     per run."""
     reader = _mongo_reader()
+    import pymongo.errors
+
     from sem_core.mongo import connection
 
-    if connection.REDACTED in url:  # the reader knows how to find the password again
-        return [summarise_record(r) for r in reader.iter_runs(url)]
-    db = connection.connect(connection.settings_from_url(url, "MongoDB URL"))
-    last: dict[Any, dict] = {}
-    for doc in db.metrics.find({}, {"run_id": 1, "name": 1, "values": {"$slice": -1}}):
-        if doc.get("values"):
-            last.setdefault(doc.get("run_id"), {})[doc.get("name")] = {"values": doc["values"]}
-    return [summarise(r.location, r.run, r.config, last.get(r.mongo_id, {})) for r in reader.iter_runs(url)]
+    settings = connection.settings_from_url(url, "MongoDB URL")
+    try:
+        if connection.REDACTED in url:  # the reader knows how to find the password again
+            return [summarise_record(r) for r in reader.iter_runs(url)]
+        db = connection.connect(settings)
+        last: dict[Any, dict] = {}
+        for doc in db.metrics.find({}, {"run_id": 1, "name": 1, "values": {"$slice": -1}}):
+            if doc.get("values"):
+                last.setdefault(doc.get("run_id"), {})[doc.get("name")] = {"values": doc["values"]}
+        return [summarise(r.location, r.run, r.config, last.get(r.mongo_id, {})) for r in reader.iter_runs(url)]
+    except pymongo.errors.PyMongoError as exc:
+        raise SemError(f"cannot read the runs in MongoDB {settings.display}: "
+                       f"{connection.describe_error(exc, settings)}") from None
 
 
 # -- the DataFrame ------------------------------------------------------------------------------
@@ -407,6 +415,16 @@ def summaries_to_frame(summaries: Sequence[dict]):
     return frame
 
 
+def by_recency(frame):
+    """The runs of a DataFrame oldest first, newest last, by ``records.recency`` (the one rule
+    for which run of a row is the newest)."""
+    if frame.empty:
+        return frame
+    keys = [records.recency(t, g) for t, g in zip(frame["start_time"], frame["global_id"])]
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    return frame.iloc[order]
+
+
 def run_columns(frame) -> RunColumns:
     """The config and metric columns of a runs DataFrame (from ``attrs``, else inferred: numeric
     columns that aren't run columns count as metrics)."""
@@ -435,14 +453,16 @@ def _gc_paused():
             gc.enable()
 
 
-def load_runs(source: Optional[SourceLike] = None, *, use_cache: bool = True):
+def load_runs(source: Optional[SourceLike] = None, *, use_cache: bool = True,
+              on_problem: records.OnProblem = records.warn_problem):
     """Every run of ``source`` as a DataFrame (see the module docstring for sources and caching).
 
     Columns: ``global_id, experiment_id, config_id, order_id, model, status, start_time, stop_time,
     duration`` (seconds; up to the last heartbeat for live runs), ``host, path``, then every config
     key (nested keys as ``a.b``; a key that clashes with a run column is ``config.<key>``), then the
     last value of every metric (``metric.<name>`` on a clash). Raises ``NoRunsFound`` naming the
-    places searched when there are no runs.
+    places searched when there are no runs. A record that cannot be read is left out and goes
+    to ``on_problem`` (default: a ``RecordWarning``; ``records.raise_problem`` makes it an error).
     """
     stores = resolve_stores(source)
     summaries: list[dict] = []
@@ -451,7 +471,7 @@ def load_runs(source: Optional[SourceLike] = None, *, use_cache: bool = True):
             if isinstance(store, str):
                 summaries.extend(read_mongo_summaries(store))
             else:
-                summaries.extend(read_store_summaries(store, use_cache=use_cache))
+                summaries.extend(read_store_summaries(store, use_cache=use_cache, on_problem=on_problem))
         if not summaries:
             raise NoRunsFound(f"no runs found in {describe_sources(stores)}")
         frame = summaries_to_frame(summaries)
@@ -463,24 +483,25 @@ def is_mongo_location(location: str) -> bool:
     return location.startswith(("mongodb://", "mongodb+srv://"))
 
 
-def iter_records(source: Optional[SourceLike] = None) -> Iterator[records.RunRecord]:
-    """Full records (run.json, config, metrics on demand) of every run of ``source``."""
+def iter_records(source: Optional[SourceLike] = None,
+                 on_problem: records.OnProblem = records.warn_problem) -> Iterator[records.RunRecord]:
+    """Full records (run.json, config, metrics on demand) of every readable run of ``source``."""
     for store in resolve_stores(source):
         if isinstance(store, str):
             yield from _mongo_reader().iter_runs(store)
         else:
-            yield from records.iter_runs(store)
+            yield from records.iter_runs(store, on_problem)
 
 
-def record_at(location: str) -> records.RunRecord:
+def record_at(location: str, on_problem: records.OnProblem = records.warn_problem) -> records.RunRecord:
     """The full record of one run, by the ``path`` column of a runs DataFrame (a folder, or
-    ``<mongodb URL>#runs/<_id>``)."""
+    ``<mongodb URL>#runs/<_id>``). Its metrics, if unreadable, go to ``on_problem``."""
     if is_mongo_location(location):
         record = _mongo_reader().read_run(location)
         if record is None:
             raise SemError(f"{location}: no such run in the database (deleted since it was listed?)")
         return record
-    return records.read_run(Path(location))
+    return records.read_run(Path(location), on_problem)
 
 
 def available(names: Iterable[str]) -> str:

@@ -18,15 +18,21 @@ from sem_core.results.load import is_mongo_location, record_at
 from sem_core.results.table import ResultsTable, UnknownName, results_table
 
 
-def metric_series(path: str, metric: str, read: Optional[dict] = None) -> Optional[pd.Series]:
-    """The values of ``metric`` of one run, indexed by step (None if the run didn't log it).
+def metric_series(path: str, metric: str, read: Optional[dict] = None,
+                  on_problem: records.OnProblem = records.warn_problem) -> Optional[pd.Series]:
+    """The values of ``metric`` of one run, indexed by step (None if the run didn't log it, or
+    its metrics cannot be read: that goes to ``on_problem``).
     ``read``: path -> metrics already read (filled here), so several plots read each run once."""
     metrics = read.get(path) if read is not None else None
     if metrics is None:
         if is_mongo_location(path):
             metrics = record_at(path).metrics
         else:
-            metrics = records.read_metrics(Path(path))
+            try:
+                metrics = records.read_metrics(Path(path), on_problem)
+            except records.CorruptRecord as exc:
+                on_problem(exc.problem)
+                metrics = {}
         if read is not None:
             read[path] = metrics
     series = metrics.get(metric)
@@ -45,11 +51,12 @@ def band(series: Sequence[pd.Series]) -> pd.DataFrame:
     return pd.DataFrame({"mean": frame.mean(axis=1), "std": frame.std(axis=1), "count": frame.count(axis=1)}).sort_index()
 
 
-def curves(table: ResultsTable, metric: str, read: Optional[dict] = None) -> dict[str, pd.DataFrame]:
+def curves(table: ResultsTable, metric: str, read: Optional[dict] = None,
+           on_problem: records.OnProblem = records.warn_problem) -> dict[str, pd.DataFrame]:
     """label -> band of ``metric`` over the runs of each row of ``table``."""
     out = {}
     for (label, *_), paths in zip(table.row_labels(), table.row_paths):
-        series = [s for s in (metric_series(p, metric, read) for p in paths) if s is not None]
+        series = [s for s in (metric_series(p, metric, read, on_problem) for p in paths) if s is not None]
         if series:
             out[str(label).replace("$", r"\$")] = band(series)  # "$" would start matplotlib mathtext
     return out
@@ -63,6 +70,7 @@ def plot_metric(
     table: Optional[ResultsTable] = None,
     title: Optional[str] = None,
     read: Optional[dict] = None,
+    on_problem: records.OnProblem = records.warn_problem,
     **table_options,
 ):
     """A matplotlib Figure of ``metric`` (see module docstring). ``runs`` is a load_runs frame."""
@@ -74,7 +82,7 @@ def plot_metric(
     table = table or results_table(runs, metrics=[metric], group_by=group_by, **table_options)
     if metric not in table.metrics:
         raise UnknownName(f"unknown metric {metric!r}; available metrics: {', '.join(table.metrics)}")
-    data = curves(table, metric, read)
+    data = curves(table, metric, read, on_problem)
     single_points = bool(data) and all(len(b) == 1 for b in data.values())
     height = max(2.4, 0.9 + 0.42 * len(data)) if single_points else 4.2
     fig = Figure(figsize=(7.5, height), dpi=110, layout="constrained")

@@ -56,14 +56,20 @@ def status_counts(runs: pd.DataFrame) -> dict[str, int]:
     return {str(k): int(v) for k, v in runs["status"].fillna("UNKNOWN").value_counts().sort_index().items()}
 
 
-def failed_runs_html(runs: pd.DataFrame) -> str:
+def failed_runs_html(runs: pd.DataFrame, on_problem: records.OnProblem = records.warn_problem) -> str:
     e = html.escape
     failed = runs[runs["status"] == "FAILED"]
     if failed.empty:
         return "<p>No failed runs.</p>"
     out = []
     for i, (_, row) in enumerate(failed.head(MAX_FAILED_SHOWN).iterrows()):
-        record = record_at(row["path"])
+        try:
+            record = record_at(row["path"], on_problem)
+        except FileNotFoundError:
+            continue  # moved away (sem clean) since the runs were listed
+        except records.CorruptRecord as exc:  # damaged since the runs were listed
+            on_problem(exc.problem)
+            continue
         trace = "".join(record.run.get("fail_trace") or []) or "(no traceback recorded)"
         output = _tail(output_of(record), OUTPUT_LINES)
         last_line = _tail(trace, 1)
@@ -88,6 +94,7 @@ def build_report(
     title: str = "sem results",
     source: str = "",
     decimals: int = 4,
+    on_problem: records.OnProblem = records.warn_problem,
     **table_options,
 ) -> str:
     """The report as one HTML string (see module docstring)."""
@@ -124,7 +131,7 @@ def build_report(
         parts.append('<div class="plots">')
         read: dict = {}  # each run's metrics, read once for all the plots
         for metric in table.metrics:
-            fig = plot_metric(runs, metric, table=table, read=read)
+            fig = plot_metric(runs, metric, table=table, read=read, on_problem=on_problem)
             data = base64.b64encode(figure_png(fig)).decode("ascii")
             parts.append(
                 f'<figure><img alt="{e(metric)}" src="data:image/png;base64,{data}">'
@@ -132,7 +139,7 @@ def build_report(
             )
         parts.append("</div>")
     parts.append("<h2>Failed runs</h2>")
-    parts.append(failed_runs_html(runs))
+    parts.append(failed_runs_html(runs, on_problem))
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 

@@ -11,6 +11,7 @@ import pandas as pd
 from sem_core import records
 from sem_core.errors import SemError
 from sem_core.ids import ID_KEYS
+from sem_core.results.load import by_recency
 
 ID_COLUMNS = ("global_id", "experiment_id", "config_id")
 MAX_LISTED = 8
@@ -42,7 +43,7 @@ def find_runs(runs: pd.DataFrame, ident: str) -> tuple[pd.DataFrame, str]:
         more = f"; and {len(hits) - len(shown)} more" if len(hits) > len(shown) else ""
         raise SemError(f"{ident!r} is a prefix of {len(hits)} ids: {listed}{more}; give more characters")
     col, value = next(iter(hits))
-    matched = runs[runs[col].astype(str) == value].sort_values(["start_time", "global_id"], kind="stable")
+    matched = by_recency(runs[runs[col].astype(str) == value])
     return matched, col
 
 

@@ -24,7 +24,7 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 import pandas as pd
 
 from sem_core.errors import SemError
-from sem_core.results.load import RUN_COLUMNS, available, run_columns
+from sem_core.results.load import RUN_COLUMNS, available, by_recency, run_columns
 
 DEFAULT_STATUSES = ("COMPLETED",)
 AGGREGATES = ("mean", "std", "count")
@@ -124,8 +124,7 @@ def select_runs(
     if newest_only:
         kept = runs[reasons.isna()]
         identity = kept["experiment_id"].fillna(kept["global_id"])
-        order = kept.assign(_identity=identity, _model=kept["model"].fillna(""))
-        order = order.sort_values(["start_time", "global_id"], na_position="first", kind="stable")
+        order = by_recency(kept.assign(_identity=identity, _model=kept["model"].fillna("")))
         newest = order.groupby(["_model", "_identity"], sort=False, dropna=False)["global_id"].transform("last")
         duplicate = order["global_id"] != newest
         reasons[duplicate[duplicate].index] = "older duplicate of " + newest[duplicate]
@@ -302,7 +301,11 @@ def results_table(
             footnote = f"{footnote} {note}" if footnote else note
     group_cols, label_keys = _grouping(data, cols.config, group_by, by_cols, pivot_col)
     row_cols = [*group_cols, *by_cols]
-    stats = _aggregate(data, [cols.metrics[m] for m in metric_names], metric_names, row_cols, pivot_col, agg)
+    if not metric_names:  # nothing to average: say why the table is empty
+        note = "No run logged a metric."
+        footnote = f"{footnote} {note}" if footnote else note
+    stats = _aggregate(data, [cols.metrics[m] for m in metric_names], metric_names, row_cols, pivot_col, agg) \
+        if metric_names else None
     if stats is None:
         frame = pd.DataFrame(index=pd.MultiIndex.from_tuples([], names=[GROUP, *results_by]),
                              columns=pd.MultiIndex.from_arrays([[], []], names=[None, None]))

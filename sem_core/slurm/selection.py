@@ -12,7 +12,11 @@ from sem_core.errors import SemError
 from sem_core.sweep import SWEEP_MANIFEST
 
 
-def select_runs(paths: Optional[Sequence[str]]) -> tuple[list[records.RunRecord], str]:
+def select_runs(
+    paths: Optional[Sequence[str]], on_problem: records.OnProblem = records.warn_problem
+) -> tuple[list[records.RunRecord], str]:
+    """The readable runs of ``paths`` and a description of where they are; unreadable records
+    go to ``on_problem``."""
     from sem_core.results.load import resolve_stores
 
     selected: list[records.RunRecord] = []
@@ -23,10 +27,9 @@ def select_runs(paths: Optional[Sequence[str]]) -> tuple[list[records.RunRecord]
         if manifest.is_file():
             sweep = json.loads(manifest.read_text(encoding="utf-8"))
             store = Path(sweep["store"])
-            for job in sweep.get("jobs", []):
-                run_dir = store / job["global_id"]
-                if (run_dir / records.RUN_FILE).exists():
-                    selected.append(records.read_run(run_dir))
+            run_dirs = [store / job["global_id"] for job in sweep.get("jobs", [])]
+            run_dirs = [d for d in run_dirs if (d / records.RUN_FILE).exists()]
+            selected.extend(records.load_each(run_dirs, lambda d: records.read_run(d, on_problem), on_problem))
             where.append(f"sweep {Path(text)} (store {store})")
         else:
             store_paths.append(text)
@@ -34,6 +37,6 @@ def select_runs(paths: Optional[Sequence[str]]) -> tuple[list[records.RunRecord]
         for store in resolve_stores(store_paths or None):
             if isinstance(store, str):
                 raise SemError(f"{store.split('@')[-1]}: status and cancel work on run stores (folders), not MongoDB")
-            selected.extend(records.iter_runs(store))
+            selected.extend(records.iter_runs(store, on_problem))
             where.append(str(store))
     return selected, ", ".join(where)
