@@ -1,7 +1,8 @@
 """Copies a job's output pipes to the terminal and to the run's output file, in a process of its own.
 
-Run by ``sem_core.stdio.FdCapture`` as ``python -I -S _tee.py OUT_FILE R1 LIVE1 [R2 LIVE2 ...]``
-(plain ``os`` calls only, no sem import: it starts in a few milliseconds). Because the copy
+Run by ``sem_core.stdio.FdCapture`` in a process forked from the job (``copy``), or where fork
+is missing as ``python -I -S _tee.py OUT_FILE R1 LIVE1 [R2 LIVE2 ...]`` (plain ``os`` calls
+only, no sem import). Because the copy
 happens outside the job's process, what the job wrote right before dying (a native message
 before ``abort()``, faulthandler's trace of a segfault, a CUDA assert) is still read from the
 pipes after its death, reaches the terminal and is kept in OUT_FILE.
@@ -81,12 +82,17 @@ class OutputFile:
         return True
 
 
-def main(argv: list) -> int:
+def ignore_stop_signals() -> None:
     for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGPIPE", "SIGUSR1", "SIGUSR2"):
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), signal.SIG_IGN)
-    out = OutputFile(argv[1])
-    live = {int(argv[i]): int(argv[i + 1]) for i in range(2, len(argv) - 1, 2)}
+
+
+def copy(path: str, live: dict) -> int:
+    """Copy every pipe of ``live`` (read end -> live descriptor or -1) to its live descriptor
+    and to ``path`` until all of them are closed; return the exit status (see above)."""
+    out = OutputFile(path)
+    live = dict(live)
     poller = select.poll()
     for fd in live:
         poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
@@ -122,9 +128,17 @@ def main(argv: list) -> int:
         time.sleep(RETRY_S)
     unwritten = len(out.pending) + out.lost_total
     if unwritten:
-        sys.stderr.write(f"sem: {unwritten} bytes of output could not be written to {out.path}: the disk stayed full\n")
+        try:
+            os.write(2, f"sem: {unwritten} bytes of output could not be written to {out.path}: the disk stayed full\n".encode())
+        except OSError:
+            pass
         return LOST_EXIT
     return 0
+
+
+def main(argv: list) -> int:
+    ignore_stop_signals()
+    return copy(argv[1], {int(argv[i]): int(argv[i + 1]) for i in range(2, len(argv) - 1, 2)})
 
 
 if __name__ == "__main__":

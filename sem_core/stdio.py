@@ -15,13 +15,17 @@ Two modes (``sem.capture``):
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, Optional
+
+from sem_core import _tee
 
 CAPTURE_MODES = ("fd", "sys")
 # signals that stop a job but must not stop the copy of its output (sem_core._tee)
@@ -88,7 +92,8 @@ class FdCapture:
         self._saved: dict[int, int] = {}
         self._python_level: Optional[int] = None
         self._sys: Optional[SysCapture] = None
-        self._copier: Optional[subprocess.Popen] = None
+        self._copier: Optional[subprocess.Popen] = None  # where fork is missing
+        self._copier_pid: Optional[int] = None
         self._offset = 0
         self._decoder = _Utf8Decoder()
         self.problem: Optional[str] = None  # set by stop() when output could not be kept
@@ -100,50 +105,61 @@ class FdCapture:
             self.output_file = Path(name)
         self._offset = _size(self.output_file)
         _flush_python_streams()
-        pipes: list[tuple[int, int]] = []  # (read end, live fd) handed to the copier
-        to_close: list[int] = []
+        pipes: list[tuple[int, int, int]] = []  # (read end, write end, live fd)
         for fd in (1, 2):
             read_end, write_end = os.pipe()
-            saved = os.dup(fd)
-            self._saved[fd] = saved
-            pipes.append((read_end, saved))
-            to_close += [read_end, write_end]
-            os.dup2(write_end, fd)
+            pipes.append((read_end, write_end, fd))
         # A sys.stdout that does not write to fd 1 (pytest, notebooks, a user's wrapper) would
         # bypass the pipes: its Python-level writes are recorded through a third pipe.
         bypassing = tuple(name for name, fd in (("stdout", 1), ("stderr", 2)) if not _writes_to_fd(getattr(sys, name), fd))
         if bypassing:
             read_end, write_end = os.pipe()
-            pipes.append((read_end, -1))
-            to_close.append(read_end)
-            self._python_level = write_end
+            pipes.append((read_end, write_end, -1))
+        try:
+            self._start_copier(pipes)
+        except BaseException:
+            for read_end, write_end, _ in pipes:
+                os.close(read_end)
+                os.close(write_end)
+            raise
+        for read_end, write_end, live in pipes:
+            os.close(read_end)
+            if live in (1, 2):
+                self._saved[live] = os.dup(live)
+                os.dup2(write_end, live)
+                os.close(write_end)
+            else:
+                self._python_level = write_end
+        if bypassing:
             self._sys = SysCapture(self._write_python_level, bypassing)
-        args = [sys.executable, "-I", "-S", str(Path(__file__).with_name("_tee.py")), str(self.output_file)]
-        for read_end, live in pipes:
-            args += [str(read_end), str(live)]
-        # The copier starts with the stop signals blocked (a mask survives exec): a Ctrl-C meant
-        # for the job must not kill it, not even while its interpreter starts. Here they wait
-        # for the few milliseconds of the start and are delivered right after.
+            self._sys.start()
+
+    def _start_copier(self, pipes: list[tuple[int, int, int]]) -> None:
+        """Start the process that copies the pipes. Forked from this one (about a millisecond;
+        an interpreter of its own would cost ten or more per job) where fork exists. It starts
+        with the stop signals blocked: a Ctrl-C meant for the job must never kill the copy;
+        here they wait for the fork and are delivered right after."""
         mask = set(HELD_BY_COPIER) if threading.current_thread() is threading.main_thread() else set()
         previous = signal.pthread_sigmask(signal.SIG_BLOCK, mask) if mask else None
         try:
-            self._copier = subprocess.Popen(
-                args,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=self._saved[2],
-                pass_fds=[fd for pair in pipes for fd in pair if fd >= 0],
-            )
-        except BaseException:
-            self._restore()
-            raise
+            if hasattr(os, "fork"):
+                pid = os.fork()
+                if pid == 0:  # the copier: nothing here may return into the job's code
+                    code = 70
+                    try:
+                        code = _copy_in_child(str(self.output_file), pipes)
+                    finally:
+                        os._exit(code)
+                self._copier_pid = pid
+            else:
+                args = [sys.executable, "-I", "-S", str(Path(__file__).with_name("_tee.py")), str(self.output_file)]
+                for read_end, _, live in pipes:
+                    args += [str(read_end), str(live)]
+                self._copier = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                                pass_fds=[r for r, _, _ in pipes])
         finally:
-            for fd in to_close:
-                os.close(fd)
             if previous is not None:
                 signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-        if self._sys is not None:
-            self._sys.start()
 
     def _write_python_level(self, text: str) -> None:
         if self._python_level is not None:
@@ -179,21 +195,79 @@ class FdCapture:
         if not self._saved:
             return
         self._restore()
-        copier, self._copier = self._copier, None
-        if copier is None:
-            return
-        try:
-            code = copier.wait(self.JOIN_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            # a child process of the job still holds the pipes; not an error of the record
-            return
+        code = self._wait_for_copier()
         if code:
             self.problem = f"the job's output could not all be written to {self.output_file} (the disk was full)"
+
+    def _wait_for_copier(self) -> Optional[int]:
+        """The copier's exit status, or None when it is still copying after JOIN_TIMEOUT_S (a
+        child process of the job holds the pipes: not an error of the record)."""
+        if self._copier is not None:
+            copier, self._copier = self._copier, None
+            try:
+                return copier.wait(self.JOIN_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                return None
+        pid, self._copier_pid = self._copier_pid, None
+        if pid is None:
+            return None
+        deadline = time.monotonic() + self.JOIN_TIMEOUT_S
+        _wait_for_exit(pid, self.JOIN_TIMEOUT_S)
+        delay = 0.0005
+        while True:
+            try:
+                done, status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:  # reaped elsewhere (a SIGCHLD handler of the model)
+                return None
+            if done:
+                return os.waitstatus_to_exitcode(status)
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(delay)
+            delay = min(2 * delay, 0.05)
 
     def discard(self) -> None:
         """Remove a temporary spool once its content was taken."""
         if self._own_file and self.output_file is not None:
             self.output_file.unlink(missing_ok=True)
+
+
+def _copy_in_child(output_file: str, pipes: list[tuple[int, int, int]]) -> int:
+    """In the forked copier: keep only the read ends and the terminal, then copy."""
+    _tee.ignore_stop_signals()
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+    keep = sorted({0, 1, 2} | {r for r, _, _ in pipes})
+    # Every other descriptor goes: above all the pipes' write ends (the copy ends when the
+    # job's copies of them close), and the job's sockets and files.
+    low = 0
+    for fd in keep:
+        if fd > low:
+            os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, _max_fd())
+    return _tee.copy(output_file, {r: live for r, _, live in pipes})
+
+
+def _wait_for_exit(pid: int, timeout: float) -> None:
+    """Sleep until ``pid`` exits or ``timeout`` passes (woken at once by a pidfd where Linux
+    has one; the caller polls otherwise)."""
+    try:
+        pidfd = os.pidfd_open(pid)  # type: ignore[attr-defined]
+    except (AttributeError, OSError):
+        return
+    try:
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        poller.poll(int(timeout * 1000))
+    finally:
+        os.close(pidfd)
+
+
+def _max_fd() -> int:
+    try:
+        return int(os.sysconf("SC_OPEN_MAX"))
+    except (ValueError, OSError):
+        return 65536
 
 
 def _size(path: Path) -> int:
