@@ -23,17 +23,16 @@ from sem_core.lifecycle import RunLifecycle
 log = logging.getLogger(__name__)
 
 
-def build_observers(sem_cfg: DictConfig, store: Path, experiment_dir: Optional[Path] = None) -> list:
-    """The observers of one run: the file store always; others when configured."""
+def build_observers(store: Path, database: Any = None) -> list:
+    """The observers of one run: the file store always; MongoDB live sync when the sweep has a
+    database (``database``: its resolved settings)."""
     from sem_core.observers.file import FileStorageObserver
 
     observers: list = [FileStorageObserver(store)]
-    # MongoDB live sync, only when a database is configured (sem_core.observers.mongo)
-    from sem_core.observers.mongo import live_observer
+    if database is not None:
+        from sem_core.observers.mongo import MongoLiveObserver
 
-    mongo = live_observer(sem_cfg, store, experiment_dir)
-    if mongo is not None:
-        observers.append(mongo)
+        observers.append(MongoLiveObserver(database, store))
     return observers
 
 
@@ -100,16 +99,10 @@ class SemCallback(Callback):
             host_info=host_info(),
             command="main",
             meta_info=meta,
-            observers=build_observers(sem_cfg, store, experiment.experiment_dir),
+            observers=build_observers(store, task.database_settings()),
             heartbeat_interval=float(sem_cfg.heartbeat_interval),
             capture_mode=sem_cfg.capture.value,
         )
-
-    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        # MongoDB: upload what live sync missed (database down, submit-and-exit jobs)
-        from sem_core.observers.mongo import sync_after_sweep
-
-        sync_after_sweep(config)
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         lifecycle, self._lifecycle = self._lifecycle, None

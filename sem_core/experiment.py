@@ -177,8 +177,9 @@ class Experiment:
         # enters the config Hydra composes, saves and logs
         from sem_core.mongo.connection import resolve_for_sweep
 
-        hydra_argv = resolve_for_sweep(hydra_argv, experiment_config, self.experiment_dir)
+        hydra_argv, database = resolve_for_sweep(hydra_argv, experiment_config, self.experiment_dir)
         task = SemTask(self, row_overrides)
+        task.database, task.database_resolved = database, True
         config_name = register_primary_config(self, experiment_config)
         saved_argv = sys.argv
         sys.argv = [str(self.path)] + hydra_argv
@@ -234,8 +235,8 @@ class SemTask:
     """The task function handed to ``hydra.main``: runs ``main(row)`` of one job.
 
     It carries the experiment (the sweeper plans from it), the row overrides taken off the
-    command line, and ``sweep_meta`` (filled once per sweep, recorded with every run).
-    It holds no locks, clients or open files: it is pickled to workers.
+    command line, ``sweep_meta`` (filled once per sweep, recorded with every run) and the
+    sweep's database. It holds no locks, clients or open files: it is pickled to workers.
     """
 
     def __init__(self, experiment: Experiment, row_overrides: Sequence[RowOverride] = ()):
@@ -243,9 +244,26 @@ class SemTask:
         self.row_overrides = list(row_overrides)
         self.sweep_meta: dict = {}
         self.failed = False
+        # the sweep's MongoDB settings (None: no database), once resolved (``database_settings``)
+        self.database: Any = None
+        self.database_resolved = False
         functools.update_wrapper(self, experiment._main_fn)  # type: ignore[arg-type]
         # Hydra names the job after the file holding the task's code: the model file.
         self.__code__ = experiment._main_fn.__code__  # type: ignore[union-attr]
+
+    def __getstate__(self) -> dict:
+        # the database URL holds a password: it is never pickled (payloads, spawned workers);
+        # a process that unpickles the task resolves it again from the environment and files
+        return {**self.__dict__, "database": None, "database_resolved": False}
+
+    def database_settings(self):
+        """The database the sweep's jobs sync to (None: none), resolved once."""
+        if not self.database_resolved:
+            from sem_core.mongo.connection import resolve_settings
+
+            self.database = resolve_settings(experiment_dir=self.experiment.experiment_dir)
+            self.database_resolved = True
+        return self.database
 
     def __call__(self, cfg) -> Any:
         lifecycle = self.experiment.lifecycle

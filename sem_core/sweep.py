@@ -214,6 +214,12 @@ def sweep_experiment(sweeper, arguments: List[str]) -> Any:
             print(format_skipped(selection.skipped), file=sys.stdout, flush=True)
         failed = print_summary(planned, outcomes, store, stream=sys.stdout)
         task.failed = task.failed or failed
+    database = task.database_settings()
+    if database is not None:
+        # upload what live sync missed (a database that was down, submit-and-exit Slurm jobs)
+        from sem_core.observers.mongo import sync_after_sweep
+
+        sync_after_sweep(database, sweep_dir, store)
     return returns
 
 

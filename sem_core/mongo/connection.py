@@ -43,9 +43,6 @@ REDACTED = "***"
 # a URL's scheme, then the rest of its word: the credentials end at the word's LAST "@", so
 # a password with an unescaped "@", ":" or "/" is still hidden whole
 _URL_IN_TEXT = re.compile(r"(?<![A-Za-z0-9+.-])([A-Za-z][A-Za-z0-9+.-]*://)(\S*)")
-# how the settings layer hands the resolved database to jobs (see ``use_settings``)
-_UNSET = object()
-_active: Any = _UNSET
 
 
 @dataclass(frozen=True)
@@ -349,35 +346,10 @@ def describe_error(exc: BaseException, settings: MongoSettings) -> str:
 
 # -- the settings layer's hand-over to jobs ----------------------------------------------
 # The sweep's process resolves the database once, before Hydra composes any config; the
-# config tree only ever holds the redacted URL. Jobs take the real one from here: forked jobs
-# inherit it, Slurm jobs read it from the sweep's private file (``write_secret_file``).
+# config tree only ever holds the redacted URL. Jobs take the real one from the sweep's task
+# (``SemTask.database``): forked jobs inherit it, Slurm jobs read it from the sweep's private
+# file (``write_secret_file``).
 SECRET_FILE_NAME = "mongo-url.json"
-
-
-def use_settings(settings: Optional[MongoSettings]) -> None:
-    """Make ``settings`` (None: no database) the database of the jobs of this process."""
-    global _active
-    _active = settings
-
-
-def forget_settings() -> None:
-    global _active
-    _active = _UNSET
-
-
-def settings_for_jobs(experiment_dir: Optional[Path]) -> Optional[MongoSettings]:
-    """The database of this sweep's jobs: what ``use_settings`` set, else the environment and files."""
-    if _active is not _UNSET:
-        return _active
-    return resolve_settings(experiment_dir=experiment_dir)
-
-
-def active_settings() -> Any:
-    """What ``use_settings`` set, or ``NOT_SET``."""
-    return _active
-
-
-NOT_SET = _UNSET
 
 
 def _override_entries(hydra_argv: list[str]) -> list[tuple[int, Any]]:
@@ -408,11 +380,13 @@ def _quoted(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def resolve_for_sweep(hydra_argv: list[str], experiment_config: Mapping[str, Any], experiment_dir: Path) -> list[str]:
+def resolve_for_sweep(
+    hydra_argv: list[str], experiment_config: Mapping[str, Any], experiment_dir: Path
+) -> tuple[list[str], Optional[MongoSettings]]:
     """Resolve the sweep's database before Hydra starts (a bad setting fails here, before any
-    job, naming where it was set) and hand it to the jobs with ``use_settings``. Returns
-    ``hydra_argv`` with any ``sem.mongo.url=`` URL replaced by its redacted form: Hydra saves,
-    logs and prints its overrides and config, so the password must never reach them."""
+    job, naming where it was set). Returns ``hydra_argv`` with any ``sem.mongo.url=`` URL
+    replaced by its redacted form (Hydra saves, logs and prints its overrides and config, so
+    the password must never reach them), and the database (None: none configured)."""
     from sem_core.settings import EXPERIMENT_CONFIG_NAME
 
     sem_section_url(experiment_config, Path(experiment_dir) / EXPERIMENT_CONFIG_NAME)  # a bad one fails here
@@ -430,8 +404,7 @@ def resolve_for_sweep(hydra_argv: list[str], experiment_config: Mapping[str, Any
         if value is not None:
             prefix = ov.input_line[: ov.input_line.index("sem.mongo.url")]
             argv[i] = f"{prefix}sem.mongo.url={_quoted(redact_uri(value))}"
-    use_settings(resolve_settings(override, experiment_dir))
-    return argv
+    return argv, resolve_settings(override, experiment_dir)
 
 
 def sem_section_url(experiment_config: Any, path: Path) -> Optional[str]:

@@ -12,7 +12,6 @@ says how many runs wait for ``sem sync``.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -32,7 +31,6 @@ class _ProcessState:
         self.databases: dict[str, Any] = {}
         self.down = False
         self.warned = False
-        self.sweep_dir: Optional[Path] = None  # set at the sweep's end, where no job config is current
 
 
 _state = _ProcessState()
@@ -47,9 +45,8 @@ def _database(settings: MongoSettings):
     return db
 
 
-def _sweep_dir() -> Optional[Path]:
-    if _state.sweep_dir is not None:
-        return _state.sweep_dir
+def _job_sweep_dir() -> Optional[Path]:
+    """The sweep folder of the Hydra job going on in this process, if any."""
     try:
         from hydra.core.hydra_config import HydraConfig
 
@@ -58,19 +55,17 @@ def _sweep_dir() -> Optional[Path]:
         return None
 
 
-def _down_in_sweep() -> bool:
-    sweep_dir = _sweep_dir()
+def _down_in_sweep(sweep_dir: Optional[Path]) -> bool:
     return sweep_dir is not None and (sweep_dir / DOWN_MARKER).exists()
 
 
-def _warn_once(message: str) -> None:
+def _warn_once(message: str, sweep_dir: Optional[Path]) -> None:
     """Once per sweep: the first process to create the sweep's marker warns; once per process
     outside a sweep."""
     if _state.warned:
         log.debug(message)
         return
     _state.warned = True
-    sweep_dir = _sweep_dir()
     if sweep_dir is not None:
         try:
             fd = os.open(sweep_dir / DOWN_MARKER, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -86,14 +81,20 @@ def _warn_once(message: str) -> None:
 
 
 def sync_run_dirs(
-    settings: MongoSettings, run_dirs: list[Path], when: str, mark: bool = True, known: Optional[dict] = None
+    settings: MongoSettings,
+    run_dirs: list[Path],
+    when: str,
+    mark: bool = True,
+    known: Optional[dict] = None,
+    sweep_dir: Optional[Path] = None,
 ) -> Optional[upload.SyncSummary]:
     """Sync run folders; never raises for database trouble: marks the runs unsynced (unless
     ``mark`` is False: the sweep-end sync cannot tell which runs reached the database before)
     and warns once per process."""
     import pymongo.errors
 
-    if (_state.down or _down_in_sweep()) and when != "sweep end":
+    sweep_dir = sweep_dir or _job_sweep_dir()
+    if (_state.down or _down_in_sweep(sweep_dir)) and when != "sweep end":
         for d in run_dirs:
             upload.mark_unsynced(d, f"not uploaded at {when}: {settings.display} was unreachable earlier")
         return None
@@ -107,7 +108,8 @@ def sync_run_dirs(
                 upload.mark_unsynced(d, f"not uploaded at {when}: {reason}")
         _warn_once(
             f"sem: MongoDB {settings.display} (from {settings.source}) is unreachable ({reason}). "
-            "Jobs go on and are recorded locally, marked unsynced; upload them later with `sem sync`."
+            "Jobs go on and are recorded locally, marked unsynced; upload them later with `sem sync`.",
+            sweep_dir,
         )
         return None
     _state.down = False
@@ -141,49 +143,23 @@ class MongoLiveObserver(RunObserver):
             sync_run_dirs(self.settings, [self.run_dir], "job end", known=known)
 
 
-def live_observer(sem_cfg: Any, store: Path, experiment_dir: Optional[Path]) -> Optional[MongoLiveObserver]:
-    """The live observer when a database is configured (``sem.mongo.url``, env, files), else None."""
-    # the config holds the URL redacted: the real one comes from the settings layer
-    settings = connection.settings_for_jobs(experiment_dir)
-    if settings is None:
-        return None
-    return MongoLiveObserver(settings, store)
-
-
-def sync_after_sweep(config: Any) -> Optional[upload.SyncSummary]:
-    """``on_multirun_end``: sync the sweep's run store (catches up runs a dead database missed)."""
+def sync_after_sweep(settings: MongoSettings, sweep_dir: Path, store: Path) -> Optional[upload.SyncSummary]:
+    """At the sweep's end: sync its run store (catches up runs a dead database missed, and
+    submit-and-exit Slurm jobs) and say how many runs wait for ``sem sync``."""
     from sem_core import records
-    from sem_core.settings import experiment_dir_of
-    from sem_core.sweep import SWEEP_MANIFEST
 
-    try:
-        sweep_dir = Path(str(config.hydra.sweep.dir))
-    except Exception:  # not a sem sweep (another Hydra app using the callback)
-        return None
-    manifest_path = sweep_dir / SWEEP_MANIFEST
-    if not manifest_path.exists():
-        return None  # no sem experiment was swept (e.g. another app): nothing of sem's to sync
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    experiment_dir = experiment_dir_of(Path(manifest["model_file"]))
-    settings = connection.settings_for_jobs(experiment_dir)
-    if settings is None:
-        return None
-    run_dirs = list(records.iter_run_dirs(Path(manifest["store"])))
-    _state.sweep_dir = sweep_dir
-    try:
-        summary = sync_run_dirs(settings, run_dirs, "sweep end", mark=False)
-    finally:
-        _state.sweep_dir = None
+    run_dirs = list(records.iter_run_dirs(store))
+    summary = sync_run_dirs(settings, run_dirs, "sweep end", mark=False, sweep_dir=sweep_dir)
     waiting = sum(1 for d in run_dirs if (d / upload.UNSYNCED_MARKER).exists())
     if waiting:
         log.warning(
             "sem: %d run%s in %s %s waiting for `sem sync` (not in MongoDB %s)",
-            waiting, "" if waiting == 1 else "s", manifest["store"], "is" if waiting == 1 else "are", settings.display,
+            waiting, "" if waiting == 1 else "s", store, "is" if waiting == 1 else "are", settings.display,
         )
     if summary is not None:
         c = summary.counts()
         log.info(
             "sem: synced %s to %s: %d uploaded, %d updated, %d unchanged, %d failed",
-            manifest["store"], settings.display, c["uploaded"], c["updated"], c["unchanged"], c["failed"],
+            store, settings.display, c["uploaded"], c["updated"], c["unchanged"], c["failed"],
         )
     return summary

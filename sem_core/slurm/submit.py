@@ -172,7 +172,7 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
         payload["task_bytes"] = cloudpickle.dumps(task)
         sys_path = [str(Path(sys.path[0]).resolve())] if sys.path and sys.path[0] else []
     # the database travels in one file only the user can read, never in the payload
-    payload["mongo_url_file"] = _mongo_secret_file(folder, experiment.experiment_dir if experiment else None)
+    payload["mongo_url_file"] = _mongo_secret_file(folder, task.database_settings() if is_sem else None)
     payload_path = folder / f"payload_{initial_job_idx}_{uuid.uuid4().hex[:8]}.pkl"
     with open(payload_path, "wb") as fh:
         cloudpickle.dump(payload, fh)
@@ -247,10 +247,9 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
     return _job_returns(state, outcomes, job_overrides, store, rows)
 
 
-def _mongo_secret_file(folder: Path, experiment_dir: Optional[Path]) -> Optional[str]:
+def _mongo_secret_file(folder: Path, settings: Any) -> Optional[str]:
     from sem_core.mongo import connection
 
-    settings = connection.settings_for_jobs(experiment_dir)
     return str(connection.write_secret_file(folder, settings)) if settings is not None else None
 
 

@@ -107,12 +107,6 @@ class ArrayTask:
         resolvers.register()
         payload = load_payload(self.payload_path)
         Singleton.set_state(payload["singleton_state"])
-        if "mongo_url_file" in payload:
-            from sem_core.mongo import connection
-
-            # the database the sweep resolved (None: none), from the sweep's private file
-            path = payload["mongo_url_file"]
-            connection.use_settings(connection.read_secret_file(Path(path)) if path else None)
         setup_globals()
         task = self._task_function(payload)
         returns = []
@@ -141,6 +135,13 @@ class ArrayTask:
         experiment = find_experiment(load_model_module(model["path"], model["source"]), model["path"])
         task = SemTask(experiment)
         task.sweep_meta = dict(payload.get("sweep_meta") or {}, slurm=slurm_meta())
+        if "mongo_url_file" in payload:
+            from sem_core.mongo import connection
+
+            # the database the sweep resolved (None: none), from the sweep's private file
+            path = payload["mongo_url_file"]
+            task.database = connection.read_secret_file(Path(path)) if path else None
+            task.database_resolved = True
         return task
 
     def _already_finished(self, payload: dict, job: dict) -> bool:
