@@ -48,6 +48,20 @@ def job_row_of(config: DictConfig) -> dict:
     return row
 
 
+def _row_claim(config: DictConfig, task: Any):
+    """The claim of the job's row in MongoDB when two sweeps may race for it: a database is
+    configured and ``sem.skip_completed=true`` (sem_core.claims); else None."""
+    if not config.sem.get("skip_completed"):
+        return None
+    database = task.database_settings()
+    if database is None:
+        return None
+    from sem_core.claims import RowClaim, stale_after_s
+
+    return RowClaim(database, task.experiment.path.name, str(config.experiment_id), str(config.global_id),
+                    float(config.sem.heartbeat_interval), stale_after_s(config.sem), database.display)
+
+
 class SemCallback(Callback):
     def __init__(self) -> None:
         # the lifecycle of the job started last in this process: Hydra's on_job_end does not
@@ -61,7 +75,10 @@ class SemCallback(Callback):
             self._lifecycle = None
             return
         lifecycle = self._lifecycle = task_function.experiment.lifecycle
-        lifecycle.begin(lambda: self._make_run(config, task_function))
+        from sem_core.multi import job_slot
+
+        lifecycle.begin(lambda: self._make_run(config, task_function),
+                        claim=_row_claim(config, task_function), slot=job_slot(config))
 
     def _make_run(self, config: DictConfig, task: Any):
         from hydra.core.hydra_config import HydraConfig

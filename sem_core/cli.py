@@ -17,6 +17,7 @@ from sem_core.errors import SemError
 # One line per subcommand module; add yours here.
 COMMAND_MODULES = [
     "sem_core.commands.plan",
+    "sem_core.commands.run",
     "sem_core.commands.results",
     "sem_core.commands.ls",
     "sem_core.commands.show",

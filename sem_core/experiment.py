@@ -267,6 +267,10 @@ class SemTask:
 
     def __call__(self, cfg) -> Any:
         lifecycle = self.experiment.lifecycle
+        elsewhere = lifecycle.take_elsewhere()
+        if elsewhere is not None:
+            # another run holds this row's claim (sem_core.claims): the job reports it, runs nothing
+            return elsewhere
         run = lifecycle.enter()
         # the row the callback already read from this job's config (a copy: main may change it)
         row = copy.deepcopy(run.config)

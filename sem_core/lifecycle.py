@@ -47,17 +47,38 @@ class RunLifecycle:
     def __init__(self) -> None:
         self.run: Optional[Run] = None
         self._start_error: Optional[BaseException] = None
+        # the job's claim of its row in MongoDB (sem_core.claims) and its place in the job
+        # budget `sem run` shares between model files (sem_core.multi); both held until the run ends
+        self.claim: Any = None
+        self.slot: Any = None
+        # the run holding the row's claim when this job lost it: the job returns it instead of running
+        self.elsewhere: Any = None
 
     def __getstate__(self) -> dict:
         # the experiment travels to workers by pickle; a run (threads, open files) never does
-        return {"run": None, "_start_error": None}
+        return {"run": None, "_start_error": None, "claim": None, "slot": None, "elsewhere": None}
 
     # -- the callback ------------------------------------------------------------------
-    def begin(self, make_run: Callable[[], Run]) -> None:
+    def begin(self, make_run: Callable[[], Run], claim: Any = None, slot: Any = None) -> None:
         """Build and start the job's run. A failure is kept for the task to raise (Hydra would
         turn an exception of a callback into a warning and run the job unrecorded); a run
-        that had started writing its record is ended FAILED."""
-        self.run, self._start_error = None, None
+        that had started writing its record is ended FAILED.
+
+        ``slot``: waited for first (a job that waits holds no claim, so another sweep may run
+        the row meanwhile). ``claim``: taken before the record starts; lost to a live or
+        completed run elsewhere, the job starts no run and returns that run (``elsewhere``)."""
+        self.run, self._start_error, self.elsewhere = None, None, None
+        self._release()
+        if slot is not None:
+            slot.acquire()
+            self.slot = slot
+        if claim is not None:
+            holder = claim.take()
+            if holder is not None:
+                self.elsewhere = holder
+                self._release()
+                return
+            self.claim = claim
         try:
             # a Ctrl-C or SIGTERM while the record starts is delivered once ``self.run`` is
             # set, so that whatever it unwinds can end the run (``abandon``)
@@ -73,6 +94,7 @@ class RunLifecycle:
                     run.fail(RunStartError(f"sem could not start recording this run: {exc}"))
                 except Exception:  # noqa: BLE001 - the start error above is what the user must see
                     pass
+            self._release(run)
 
     def _start(self, make_run: Callable[[], Run]) -> None:
         deadline = time.monotonic() + START_RETRY_S
@@ -95,11 +117,18 @@ class RunLifecycle:
     def end(self, job_return: Any) -> None:
         """End the run from Hydra's job return: COMPLETED with main's result, or FAILED with
         its exception. A run whose record could not be written in full turns the job FAILED."""
-        from hydra.core.utils import JobStatus
-
         run, self.run = self.run, None
         if run is None:
+            self._release()
             return
+        try:
+            self._end(run, job_return)
+        finally:
+            self._release(run)
+
+    def _end(self, run: Run, job_return: Any) -> None:
+        from hydra.core.utils import JobStatus
+
         try:
             if job_return.status == JobStatus.COMPLETED:
                 run.complete(job_return._return_value)
@@ -140,17 +169,41 @@ class RunLifecycle:
     def interrupt(self, status: str = "INTERRUPTED") -> None:
         """End the run as ``status`` (INTERRUPTED; QUEUED when Slurm requeues the job)."""
         run, self.run = self.run, None
-        if run is not None and not run.recorded:
-            run.interrupt(status)
+        try:
+            if run is not None and not run.recorded:
+                run.interrupt(status)
+        finally:
+            self._release(run)
 
     def abandon(self, exc: BaseException) -> None:
         """The job unwound past Hydra's ``on_job_end`` (a signal outside ``main``, a
         ``SystemExit`` from a library): its run still ends, INTERRUPTED for a KeyboardInterrupt
         (Ctrl-C, SIGTERM), FAILED otherwise."""
         run, self.run = self.run, None
-        if run is None or run.recorded:
-            return
-        if isinstance(exc, KeyboardInterrupt):
-            run.interrupt()
-        else:
-            run.fail(exc)
+        try:
+            if run is None or run.recorded:
+                return
+            if isinstance(exc, KeyboardInterrupt):
+                run.interrupt()
+            else:
+                run.fail(exc)
+        finally:
+            self._release(run)
+
+    def _release(self, run: Optional[Run] = None) -> None:
+        """The run has ended (or never started): mark the row's claim with its final status
+        (removed when no run started) and give the job's slot back."""
+        claim, self.claim = self.claim, None
+        slot, self.slot = self.slot, None
+        try:
+            if claim is not None:
+                status = run.status if run is not None and run.status != "NOT_STARTED" else None
+                claim.release(status)
+        finally:
+            if slot is not None:
+                slot.release()
+
+    def take_elsewhere(self) -> Any:
+        """The run elsewhere that holds this job's row (None: the job runs its row)."""
+        holder, self.elsewhere = self.elsewhere, None
+        return holder

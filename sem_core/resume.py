@@ -157,7 +157,33 @@ def resume_sweep(jobs: Sequence[Any], store, sem_cfg: Any, model: str, experimen
     mongo_cfg = sem_cfg.get("mongo") or {}
     settings = connection.resolve_settings(override_url=mongo_cfg.get("url"), experiment_dir=experiment_dir)
     existing = load_existing(store, settings, sorted({j.experiment_id for j in jobs}))
-    return select_jobs(jobs, existing, model, skip_completed=skip_completed, rerun=rerun)
+    selection = select_jobs(jobs, existing, model, skip_completed=skip_completed, rerun=rerun)
+    if skip_completed and settings is not None and selection.to_run:
+        selection = _skip_claimed(selection, settings, model, sem_cfg)
+    return selection
+
+
+def _skip_claimed(selection: Selection, settings: Any, model: str, sem_cfg: Any) -> Selection:
+    """Rows whose claim a live run elsewhere holds are skipped up front, so the plan says so
+    (a row claimed between now and its job's start is caught by the job's own claim)."""
+    import pymongo.errors
+
+    from sem_core import claims
+
+    try:
+        held = claims.live_claims(settings, model, [j.experiment_id for j in selection.to_run],
+                                  claims.stale_after_s(sem_cfg))
+    except pymongo.errors.PyMongoError:
+        return selection  # each job claims its row again (and warns) when it starts
+    if not held:
+        return selection
+    to_run = [j for j in selection.to_run if j.experiment_id not in held]
+    skipped = list(selection.skipped) + [
+        Skipped(order_id=j.order_id, experiment_id=j.experiment_id, reason=held[j.experiment_id].note)
+        for j in selection.to_run if j.experiment_id in held
+    ]
+    skipped.sort(key=lambda s: s.order_id)
+    return Selection(to_run=to_run, skipped=skipped)
 
 
 def format_skipped(skipped: Sequence[Skipped]) -> str:

@@ -40,6 +40,9 @@ class SemConf:
     skip_completed: bool = False
     # "failed": only rows whose latest run failed; "missing": only rows never run; None: all
     rerun: Optional[str] = None
+    # seconds without a heartbeat after which another sweep takes over a row's claim in
+    # MongoDB (with skip_completed); None = 10 heartbeat intervals, at least 120 s
+    claim_stale_after: Optional[float] = None
     # MongoDB connection (optional; sem works without a database)
     mongo: MongoConf = field(default_factory=MongoConf)
 

@@ -165,6 +165,10 @@ def sweep_experiment(sweeper, arguments: List[str]) -> Any:
     selection = resume_sweep(jobs, store, config.sem, experiment.path.name, experiment.experiment_dir)
     jobs = selection.to_run
     planned = [job_record(job, ids.new_global_id()) for job in jobs]
+    # under `sem run`: every model file's sweep is planned before any starts (sem_core.multi)
+    from sem_core import multi
+
+    multi.wait_at_gate(experiment.path, len(planned))
 
     sweep_dir = Path(str(config.hydra.sweep.dir))
     sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -210,10 +214,14 @@ def sweep_experiment(sweeper, arguments: List[str]) -> Any:
         experiment.lifecycle.abandon(exc)
         raise
     finally:
-        if selection.skipped:
-            print(format_skipped(selection.skipped), file=sys.stdout, flush=True)
-        failed = print_summary(planned, outcomes, store, stream=sys.stdout)
-        task.failed = task.failed or failed
+        rows = summary_rows(planned, outcomes, store)
+        if multi.in_run():
+            multi.write_outcomes(sweep_dir, rows)  # `sem run` prints one table for every model file
+        else:
+            if selection.skipped:
+                print(format_skipped(selection.skipped), file=sys.stdout, flush=True)
+            print(format_summary(rows, str(store), skipped=len(selection.skipped)), file=sys.stdout, flush=True)
+        task.failed = task.failed or any(r["state"] == "failed" for r in rows)
     database = task.database_settings()
     if database is not None:
         # upload what live sync missed (a database that was down, submit-and-exit Slurm jobs)
@@ -299,20 +307,28 @@ def _error_of(run: dict, ret: Any) -> str:
 ERROR_COLUMN_CHARS = 100
 
 
-def print_summary(planned: Sequence[dict], outcomes: Sequence[Any], store: Path, stream=sys.stdout) -> bool:
-    """Print one line per job from its run record, every row counted once; return True if any
-    job did not complete. Reasons too long for the table follow it in full, once each."""
+def summary_rows(planned: Sequence[dict], outcomes: Sequence[Any], store: Path) -> list[dict]:
+    """One entry per job from its run record (the record is the truth) and its launcher's
+    return: order_id, experiment_id, global_id, status, duration, error, and its ``state``:
+    ``done``, ``failed``, ``active`` (submitted, not over yet) or ``elsewhere`` (another run
+    holds the row's claim: nothing ran here)."""
     from hydra.core.utils import JobStatus
 
-    rows = []
-    failed = active = 0
-    long_reasons = []
+    from sem_core.claims import Elsewhere
+
+    out = []
     for record, ret in zip(planned, outcomes):
         run_file = store / record["global_id"] / records.RUN_FILE
         try:
             run = records.read_json(run_file) if run_file.exists() else {}
         except (OSError, ValueError) as exc:
             run = {"status": "UNREADABLE", "fail_trace": [f"{exc}\n"]}
+        value = getattr(ret, "_return_value", None)
+        if not run and isinstance(value, Elsewhere):
+            out.append({"order_id": record["order_id"], "experiment_id": record["experiment_id"],
+                        "global_id": record["global_id"], "status": "SKIPPED", "duration": None,
+                        "error": value.note, "state": "elsewhere"})
+            continue
         if run:
             status = records.observed_status(run)  # KILLED: its worker died before recording its end
         elif ret is None:
@@ -321,32 +337,55 @@ def print_summary(planned: Sequence[dict], outcomes: Sequence[Any], store: Path,
             status = "NO RECORD"
         job_failed = ret is not None and getattr(ret, "status", None) == JobStatus.FAILED
         if status in records.ACTIVE_STATUSES and not job_failed:
-            active += 1  # submitted and not over yet (Slurm without waiting)
+            state = "active"
         elif status != "COMPLETED" or job_failed:
-            failed += 1
-        error = _error_of(run, ret) if (status != "COMPLETED" or job_failed) else ""
-        if len(error) > ERROR_COLUMN_CHARS or (error and not run):
-            long_reasons.append(f"order_id {record['order_id']}: {error}")
-        shown_error = error if len(error) <= ERROR_COLUMN_CHARS else error[: ERROR_COLUMN_CHARS - 3] + "..."
-        duration = records.run_duration(run)
-        rows.append(
-            (
-                str(record["order_id"]),
-                record["experiment_id"],
-                status,
-                f"{duration:.2f}s" if duration is not None else "-",
-                shown_error,
-            )
-        )
-    header = ("order_id", "experiment_id", "status", "duration", "error")
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    done = len(rows) - failed - active
-    counts = f"{done} of {len(rows)} jobs completed, {failed} not completed"
-    if active:
-        counts += f", {active} queued or running"
+            state = "failed"
+        else:
+            state = "done"
+        out.append({"order_id": record["order_id"], "experiment_id": record["experiment_id"],
+                    "global_id": record["global_id"], "status": status, "duration": records.run_duration(run),
+                    "error": _error_of(run, ret) if state == "failed" else "", "state": state,
+                    "no_record": not run})
+    return out
+
+
+def format_summary(rows: Sequence[dict], where: str, model_column: bool = False, skipped: int = 0) -> str:
+    """The summary table of a sweep (``model_column``: of several model files, ``sem run``),
+    reasons too long for the table below it, and one line of counts."""
+    header = (("model",) if model_column else ()) + ("order_id", "experiment_id", "status", "duration", "error")
+    table = []
+    long_reasons = []
+    for r in rows:
+        error = r.get("error") or ""
+        if len(error) > ERROR_COLUMN_CHARS or (error and r.get("no_record") and r["state"] == "failed"):
+            long_reasons.append(f"{r['model'] + ' ' if model_column else ''}order_id {r['order_id']}: {error}")
+        shown = error if len(error) <= ERROR_COLUMN_CHARS else error[: ERROR_COLUMN_CHARS - 3] + "..."
+        duration = f"{r['duration']:.2f}s" if r.get("duration") is not None else "-"
+        table.append(((r["model"],) if model_column else ()) + (str(r["order_id"]), r["experiment_id"],
+                                                               r["status"], duration, shown))
+    widths = [max(len(h), *(len(t[i]) for t in table)) if table else len(h) for i, h in enumerate(header)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()] if table else []
+    lines += ["  ".join(c.ljust(w) for c, w in zip(t, widths)).rstrip() for t in table]
     lines += long_reasons
-    lines.append(f"{counts}; runs in {store}")
-    print("\n".join(lines), file=stream, flush=True)
-    return failed > 0
+    count = {state: sum(1 for r in rows if r["state"] == state) for state in ("done", "failed", "active", "elsewhere")}
+    ran = len(rows) - count["elsewhere"]
+    if not rows and skipped:
+        counts = f"all {skipped} selected rows were skipped (listed above); nothing to run"
+    else:
+        counts = f"{count['done']} of {ran} jobs completed, {count['failed']} not completed"
+        if count["active"]:
+            counts += f", {count['active']} queued or running"
+        if count["elsewhere"]:
+            counts += f"; {count['elsewhere']} row(s) skipped: another run holds them (see error)"
+    lines.append(f"{counts}; runs in {where}")
+    return "\n".join(lines)
+
+
+def print_summary(planned: Sequence[dict], outcomes: Sequence[Any], store: Path, stream=sys.stdout,
+                  skipped: int = 0) -> bool:
+    """Print one line per job from its run record, every row counted once; return True if any
+    job did not complete. Reasons too long for the table follow it in full, once each."""
+    rows = summary_rows(planned, outcomes, store)
+    if stream is not None:
+        print(format_summary(rows, str(store), skipped=skipped), file=stream, flush=True)
+    return any(r["state"] == "failed" for r in rows)
