@@ -318,6 +318,13 @@ def split_argv(argv: Sequence[str], experiment: Experiment) -> tuple[list[str], 
     parser = OverridesParser.create()
     row_overrides: list[RowOverride] = []
     taken: list[str] = []
+    # the seed's way to run rows by position: `python m_model.py 0 3` is `+order_id=0,3`
+    positions = [text for text in candidates if text.isascii() and text.isdigit()]
+    if positions:
+        values = tuple(dict.fromkeys(int(text) for text in positions))
+        row_overrides.append(RowOverride(kind="select", key="order_id", values=values, text=" ".join(positions)))
+        taken += positions
+        candidates = [text for text in candidates if text not in positions]
     for text in candidates:
         # a row key with dots, spaces or other characters is typed in quotes ("a.b"=1), which
         # Hydra's grammar does not accept: Hydra parses the rest with a stand-in key

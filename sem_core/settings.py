@@ -47,17 +47,58 @@ class SemConf:
     mongo: MongoConf = field(default_factory=MongoConf)
 
 
-# Top-level sections of experiment_config.yaml and the keys each may hold.
-# Cluster sections (any name) are recognised by their ``type`` key.
+# sem's top-level sections of experiment_config.yaml and the keys each may hold. Every other
+# top-level key belongs to the user (the seed keeps global settings there: NUM_FOLDS, epochs...)
+# and is only read by their model files, except cluster sections (see ``cluster_type``).
 EXPERIMENT_SECTION_KEYS = {
-    # the seed's settings, accepted for compatibility (sem always records config_id and never
-    # overwrites a run); anything else in this section warns as unknown
+    # the seed's settings: accepted, and sem says once what it does instead (SEED_SETTINGS_NOTE)
     "experiment": {"use_config_id", "overwrite_id"},
     "sem": {f.name for f in fields(SemConf)},
 }
 # Sections owned by other parts of sem (each validates its own keys).
 OTHER_SECTIONS = {"mongo", "dvc"}
 CLUSTER_TYPES = {"local", "slurm"}
+# The seed's cluster keys: a section holding one is a Slurm launcher preset even without `type:`.
+SEED_CLUSTER_KEYS = {"sif", "partition"}
+SEED_SETTINGS_NOTE = (
+    "use_config_id and overwrite_id (section 'experiment') are the seed's settings and change nothing in sem: "
+    "every run records both experiment_id and config_id, and no run overwrites another (each run has its own "
+    "folder; results take the newest run of a row; sem.skip_completed=true skips rows already completed; "
+    "sem clean bins the older runs). Delete them to hide this note"
+)
+# notes and warnings already given in this process (experiment_config.yaml is read by every
+# command and once per model file of a sweep: each is said once)
+_said: set[str] = set()
+
+
+def _say_once(message: str) -> None:
+    if message not in _said:
+        _said.add(message)
+        warn(message)
+
+
+def did_you_mean(word: str, choices) -> str:
+    """`` (did you mean 'x'?)`` for a close spelling among ``choices`` (case ignored), else ''."""
+    import difflib
+
+    by_lower = {str(c).lower(): str(c) for c in choices}
+    close = difflib.get_close_matches(str(word).lower(), list(by_lower), n=1, cutoff=0.75)
+    return f" (did you mean {by_lower[close[0]]!r}?)" if close else ""
+
+
+def cluster_type(section: Any) -> Optional[str]:
+    """``local`` or ``slurm`` for a cluster section of experiment_config.yaml, None for a
+    section of the user's own. A section is a cluster section when its ``type`` is a cluster
+    type, or when it holds one of the seed's cluster keys (``sif``, ``partition``): then it is
+    a Slurm preset unless it says ``type: local``."""
+    if not isinstance(section, dict):
+        return None
+    kind = section.get("type")
+    if kind in CLUSTER_TYPES:
+        return kind
+    if "type" not in section and SEED_CLUSTER_KEYS & set(section):
+        return "slurm"
+    return None
 
 
 # Longest heartbeat interval: a longer one is no heartbeat at all (and inf overflows the clock).
@@ -172,7 +213,8 @@ _UniqueKeyLoader = _unique_key_loader()
 
 
 def load_experiment_config(experiment_dir: Path) -> dict:
-    """Read ``experiment_config.yaml`` if present ({} if not); warn once per unknown key."""
+    """Read ``experiment_config.yaml`` if present ({} if not). Warns (once per process) about
+    unknown keys in sem's sections and near misses of sem's names; the user's own keys are theirs."""
     path = Path(experiment_dir) / EXPERIMENT_CONFIG_NAME
     if not path.exists():
         return {}
@@ -185,12 +227,15 @@ def load_experiment_config(experiment_dir: Path) -> dict:
                 continue
             if not isinstance(value, dict):
                 raise ConfigError(f"{path}: section {section!r} must be a mapping, got {value!r}")
-            unknown = sorted(set(value) - EXPERIMENT_SECTION_KEYS[section])
+            unknown = sorted(set(value) - EXPERIMENT_SECTION_KEYS[section], key=str)
             for key in unknown:
                 del value[key]  # warned and ignored: the rest of the section still applies
             if unknown:
                 known = ", ".join(sorted(EXPERIMENT_SECTION_KEYS[section]))
-                warn(f"{path}: unknown key(s) {unknown} in section {section!r} (known: {known})")
+                hints = "".join(did_you_mean(k, EXPERIMENT_SECTION_KEYS[section]) for k in unknown)
+                _say_once(f"{path}: unknown key(s) {unknown} in section {section!r}{hints} (known: {known})")
+            if section == "experiment" and value:
+                _say_once(f"{path}: {SEED_SETTINGS_NOTE}")
             if section == "sem":
                 for key, setting in value.items():
                     problem = sem_setting_problem(key, setting)
@@ -198,25 +243,32 @@ def load_experiment_config(experiment_dir: Path) -> dict:
                         raise ConfigError(f"{path}: section 'sem' key {key!r}: {setting!r:.80} {problem}")
         elif section in OTHER_SECTIONS:
             continue
-        elif isinstance(value, dict) and "type" in value:
-            if value["type"] not in CLUSTER_TYPES:
-                raise ConfigError(
-                    f"{path}: cluster section {section!r} has type {value['type']!r}; "
-                    f"use one of {sorted(CLUSTER_TYPES)}"
-                )
-            unused = sorted(set(value) - {"type"})
-            if value["type"] == "local" and unused:
-                # only type: slurm sections become launchers; a local section's keys would otherwise vanish
-                warn(
+        elif isinstance(value, dict) and SEED_CLUSTER_KEYS & set(value) and value.get("type", "slurm") not in CLUSTER_TYPES:
+            raise ConfigError(
+                f"{path}: cluster section {section!r} has type {value['type']!r}; "
+                f"use one of {sorted(CLUSTER_TYPES)} (or leave type out: a section with sif or partition is a Slurm preset)"
+            )
+        elif cluster_type(value) == "local":
+            unused = sorted(set(value) - {"type"}, key=str)
+            if unused:
+                # only Slurm sections become launchers; a local section's keys would otherwise vanish
+                _say_once(
                     f"{path}: section {section!r} (type: local): key(s) {unused} are not used; run locally with "
                     "hydra/launcher=local hydra.launcher.n_jobs=N on the command line"
                 )
-        else:
-            known = sorted(set(EXPERIMENT_SECTION_KEYS) | OTHER_SECTIONS)
-            warn(f"{path}: unknown section {section!r} (known: {known}, or a cluster section with a 'type' key)")
+        elif cluster_type(value) is None:
+            # the user's own setting (NUM_FOLDS, epochs, training: {...}): theirs, unless it is a
+            # near miss of one of sem's names
+            hint = did_you_mean(section, set(EXPERIMENT_SECTION_KEYS) | OTHER_SECTIONS)
+            if hint:
+                _say_once(f"{path}: section {section!r} is not read by sem{hint}; a setting of your own may "
+                          "keep this name (sem ignores it)")
+            elif isinstance(value, dict) and isinstance(value.get("type"), str) and did_you_mean(value["type"], CLUSTER_TYPES):
+                _say_once(f"{path}: section {section!r} has type {value['type']!r}, not a cluster type"
+                          f"{did_you_mean(value['type'], CLUSTER_TYPES)}; as it is, the section is yours and sem ignores it")
     return data
 
 
 def cluster_sections(experiment_config: dict) -> dict[str, dict]:
-    """The cluster sections (``name: {type: slurm|local, ...}``) of an experiment config."""
-    return {k: v for k, v in experiment_config.items() if isinstance(v, dict) and "type" in v}
+    """The cluster sections of an experiment config (see ``cluster_type``)."""
+    return {k: v for k, v in experiment_config.items() if cluster_type(v) is not None}

@@ -334,12 +334,14 @@ def test_invalid_experiment_config_read_at_module_level_has_no_traceback(write_m
     assert "Traceback" not in proc.stderr
 
 
-def test_unknown_experiment_config_keys_warn(write_model):
-    model = write_model(SIMPLE, experiment_config="sem:\n  storagee: x\nfoo: 1\n")
+def test_misspelt_sem_keys_warn_with_the_right_spelling_and_the_users_own_keys_do_not(write_model):
+    model = write_model(SIMPLE, experiment_config="sem:\n  storagee: x\nfoo: 1\nmongoo: {host: x}\n")
     proc = run_model(model, "+order_id=0")
     assert proc.returncode == 0, proc.stderr
-    assert "unknown key(s) ['storagee'] in section 'sem'" in proc.stderr
-    assert "unknown section 'foo'" in proc.stderr
+    assert "unknown key(s) ['storagee'] in section 'sem' (did you mean 'storage'?)" in proc.stderr
+    assert "section 'mongoo' is not read by sem (did you mean 'mongo'?)" in proc.stderr
+    assert "'foo'" not in proc.stderr
+    assert proc.stderr.count("sem: warning:") == 2
 
 
 def test_duplicate_rows_warn_once_naming_both(write_model):

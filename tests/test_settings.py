@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parent.parent
 def test_template_documents_exactly_the_sem_settings():
     template = settings.read_yaml(REPO / "conf" / "experiment_config.yaml")
     assert set(template["sem"]) == {f.name for f in fields(settings.SemConf)}
-    assert set(template["experiment"]) <= settings.EXPERIMENT_SECTION_KEYS["experiment"]
+    assert "experiment" not in template  # the seed's section: documented, commented out (it prints a note)
 
 
 def test_template_loads_without_warnings(tmp_path, recwarn):
@@ -26,7 +26,7 @@ def test_template_loads_without_warnings(tmp_path, recwarn):
 
 
 def test_bad_cluster_type_is_an_error(tmp_path):
-    (tmp_path / "experiment_config.yaml").write_text("gpu:\n  type: kubernetes\n")
+    (tmp_path / "experiment_config.yaml").write_text("gpu:\n  type: kubernetes\n  partition: gpu\n")
     with pytest.raises(ConfigError, match="cluster section 'gpu' has type 'kubernetes'"):
         settings.load_experiment_config(tmp_path)
 
@@ -47,3 +47,83 @@ def test_read_yaml_is_relative_to_the_calling_file(tmp_path, monkeypatch):
 def test_experiment_dir_is_the_parent_of_models(tmp_path):
     assert settings.experiment_dir_of(tmp_path / "exp" / "models" / "m_a.py") == (tmp_path / "exp").resolve()
     assert settings.experiment_dir_of(tmp_path / "flat" / "m_a.py") == (tmp_path / "flat").resolve()
+
+
+# -- the seed's experiment_config.yaml: the user's own keys, typeless cluster sections ----------
+SEED_CONFIG = """\
+experiment:
+  use_config_id: True
+  overwrite_id: True
+NUM_FOLDS: 5
+epochs: 100
+training: {time: 30, lr: 0.01}
+model: {type: gp, kernel: rbf}
+local:
+  type: 'local'
+mycluster:
+  sif: '../../projects/dsp/dsp_latest.sif'
+gpu:
+  partition: gpu
+  timeout_min: 90
+"""
+
+
+def _sem_warnings(caught) -> list[str]:
+    return [str(w.message) for w in caught if issubclass(w.category, SemWarning)]
+
+
+def test_the_users_own_keys_are_theirs_and_seed_cluster_sections_are_slurm_presets(tmp_path, recwarn, monkeypatch):
+    monkeypatch.setattr(settings, "_said", set())
+    (tmp_path / "experiment_config.yaml").write_text(SEED_CONFIG)
+    data = settings.load_experiment_config(tmp_path)
+    # the model file reads its own settings back as written
+    assert data["NUM_FOLDS"] == 5 and data["training"] == {"time": 30, "lr": 0.01}
+    # no section of the user's is warned about; the seed's two settings get one note
+    (note,) = _sem_warnings(recwarn)
+    assert "use_config_id and overwrite_id" in note and "no run overwrites another" in note
+    # sif: or partition: makes a Slurm preset without type:; `training: {time: ...}` and
+    # `model: {type: gp}` stay the user's
+    assert settings.cluster_sections(data) == {
+        "local": {"type": "local"}, "mycluster": {"sif": "../../projects/dsp/dsp_latest.sif"},
+        "gpu": {"partition": "gpu", "timeout_min": 90},
+    }
+    assert {settings.cluster_type(data[k]) for k in ("mycluster", "gpu")} == {"slurm"}
+
+
+def test_a_typeless_seed_section_is_selectable_as_a_launcher(tmp_path):
+    from hydra.core.config_store import ConfigStore
+
+    from sem_core.slurm import sections
+
+    (tmp_path / "experiment_config.yaml").write_text(SEED_CONFIG.replace("experiment:", "unused:"))
+    names = sections.register_cluster_launchers(settings.load_experiment_config(tmp_path), tmp_path)
+    assert names == ["mycluster", "gpu"]
+    node = ConfigStore.instance().load("hydra/launcher/mycluster.yaml").node
+    assert node.container == str((tmp_path / "../../projects/dsp/dsp_latest.sif").resolve())
+    assert ConfigStore.instance().load("hydra/launcher/gpu.yaml").node.partition == "gpu"
+
+
+def test_the_seed_note_is_said_once_per_process(tmp_path, recwarn, monkeypatch):
+    monkeypatch.setattr(settings, "_said", set())
+    (tmp_path / "experiment_config.yaml").write_text("experiment:\n  overwrite_id: True\n")
+    for _ in range(3):  # every command and every model file of a sweep reads the file
+        settings.load_experiment_config(tmp_path)
+    assert len(_sem_warnings(recwarn)) == 1
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("sem:\n  heartbeat_intervall: 5\n", "unknown key(s) ['heartbeat_intervall'] in section 'sem' (did you mean 'heartbeat_interval'?)"),
+        ("SEM:\n  storage: x\n", "section 'SEM' is not read by sem (did you mean 'sem'?)"),
+        ("experiments:\n  overwrite_id: true\n", "section 'experiments' is not read by sem (did you mean 'experiment'?)"),
+        ("experiment:\n  overwrite_ids: true\n", "(did you mean 'overwrite_id'?)"),
+        ("hpc:\n  type: slurmm\n  time: 30\n", "section 'hpc' has type 'slurmm', not a cluster type (did you mean 'slurm'?)"),
+    ],
+)
+def test_misspelt_sem_names_warn_with_did_you_mean(tmp_path, monkeypatch, text, expected):
+    monkeypatch.setattr(settings, "_said", set())
+    (tmp_path / "experiment_config.yaml").write_text(text)
+    with pytest.warns(SemWarning) as caught:
+        settings.load_experiment_config(tmp_path)
+    assert any(expected in m for m in _sem_warnings(caught)), _sem_warnings(caught)

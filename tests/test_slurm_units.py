@@ -3,6 +3,7 @@ reconciliation. No cluster needed (the cluster tests are in test_slurm_cluster.p
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import shutil
@@ -247,23 +248,56 @@ def test_memory_text_becomes_gb():
     assert sections.parse_memory_gb(2) == 2.0
 
 
-def test_a_seed_cluster_section_maps_onto_launcher_fields(tmp_path):
+def test_a_cluster_section_maps_onto_launcher_fields(tmp_path):
     section = {
-        "type": "slurm", "partition": "gpu", "time": "02:00:00", "cpus": 4, "gpus": 1, "mem": "8G",
-        "sif": "../images/env.sif", "binds": "/scratch", "modules": ["cuda/12", "gcc"], "env": {"OMP_NUM_THREADS": 4},
-        "sbatch": {"mail-type": "END"}, "parallelism": 10,
+        "type": "slurm", "partition": "gpu", "timeout_min": "02:00:00", "cpus_per_task": 4, "gpus_per_task": 1,
+        "mem_gb": "8G", "sif": "../images/env.sif", "container_binds": "/scratch",
+        "setup": ["module load cuda/12", "export OMP_NUM_THREADS=4"],
+        "additional_parameters": {"mail-type": "END"}, "array_parallelism": 10,
     }
-    mapped = sections.map_section("hpc", section, tmp_path / "exp", "experiment_config.yaml")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the launcher's own names and the seed's sif: no warning
+        mapped = sections.map_section("hpc", section, tmp_path / "exp", "experiment_config.yaml")
     assert mapped == {
         "partition": "gpu", "timeout_min": 120, "cpus_per_task": 4, "gpus_per_task": 1, "mem_gb": 8.0,
         "container": str((tmp_path / "images" / "env.sif").resolve()), "container_binds": ["/scratch"],
-        "setup": ["module load cuda/12", "module load gcc", "export OMP_NUM_THREADS=4"],
+        "setup": ["module load cuda/12", "export OMP_NUM_THREADS=4"],
         "additional_parameters": {"mail-type": "END"}, "array_parallelism": 10,
     }
 
 
+def test_old_spellings_still_map_with_one_warning_naming_the_key_to_write(tmp_path):
+    from sem_core.errors import SemWarning
+
+    section = {"time": "02:00:00", "cpus": 4, "mem": "8G", "modules": ["cuda/12", "gcc"], "parallelism": 10}
+    with pytest.warns(SemWarning) as caught:
+        mapped = sections.map_section("old", section, tmp_path, "old/experiment_config.yaml")
+    assert mapped == {"timeout_min": 120, "cpus_per_task": 4, "mem_gb": 8.0,
+                      "setup": ["module load cuda/12", "module load gcc"], "array_parallelism": 10}
+    messages = [str(w.message) for w in caught if issubclass(w.category, SemWarning)]
+    assert len(messages) == 5
+    assert any("key 'time'" in m and "write 'timeout_min' (it takes minutes or [D-]HH:MM:SS)" in m for m in messages)
+    assert any("key 'modules'" in m and "setup: ['module load cuda/12', 'module load gcc']" in m for m in messages)
+    # once per process: a sweep over several model files reads the section once per file
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sections.map_section("old", section, tmp_path, "old/experiment_config.yaml")
+
+
+def test_every_launcher_setting_has_one_spelling_besides_the_seeds():
+    from hydra_plugins.sem_plugins.config import SlurmLauncherConf
+
+    fields = {f.name for f in dataclasses.fields(SlurmLauncherConf) if not f.name.startswith("_")}
+    assert set(sections.launcher_keys()) == fields | {"sif"}
+    assert set(sections.DEPRECATED_KEYS.values()) <= fields
+
+
 def test_unknown_cluster_key_names_file_section_and_known_keys(tmp_path):
-    with pytest.raises(ConfigError, match=r"experiment_config.yaml: section 'hpc' key 'partitoin': unknown key; known keys: .*partition"):
+    with pytest.raises(ConfigError, match=r"experiment_config.yaml: section 'hpc' key 'partitoin': unknown key \(did you mean 'partition'\?\); known keys: .*partition"):
         sections.map_section("hpc", {"type": "slurm", "partitoin": "gpu"}, tmp_path, "experiment_config.yaml")
 
 
@@ -276,7 +310,7 @@ def test_cluster_sections_register_as_launcher_options(tmp_path):
     from hydra.core.config_store import ConfigStore
 
     names = sections.register_cluster_launchers(
-        {"local": {"type": "local"}, "mycluster": {"type": "slurm", "partition": "debug", "time": 5}}, tmp_path
+        {"local": {"type": "local"}, "mycluster": {"type": "slurm", "partition": "debug", "timeout_min": 5}}, tmp_path
     )
     assert names == ["mycluster"]
     node = ConfigStore.instance().load("hydra/launcher/mycluster.yaml").node

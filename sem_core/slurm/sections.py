@@ -1,45 +1,56 @@
 """Cluster sections of ``experiment_config.yaml`` as ``hydra/launcher`` options.
 
     mycluster:
-      type: slurm
       partition: gpu
-      time: "02:00:00"
+      timeout_min: "02:00:00"
       sif: ../images/env.sif
 
-is selectable as ``hydra/launcher=mycluster``: its keys (the seed's names and their aliases)
-map onto ``SlurmLauncherConf`` fields; command-line ``hydra.launcher.*`` overrides still win.
+is selectable as ``hydra/launcher=mycluster``: its keys are ``SlurmLauncherConf``'s field names
+(plus the seed's ``sif``); command-line ``hydra.launcher.*`` overrides still win. A section is a
+cluster section by its ``type`` or by the seed's ``sif``/``partition`` keys (``settings.cluster_type``).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import re
 from pathlib import Path
 from typing import Any, Mapping
 
-from sem_core.errors import ConfigError
+from sem_core.errors import ConfigError, warn
 
-# experiment_config.yaml key -> SlurmLauncherConf field
-KEY_MAP = {
-    "partition": "partition", "queue": "partition",
-    "time": "timeout_min", "time_limit": "timeout_min", "walltime": "timeout_min", "timeout_min": "timeout_min",
-    "cpus": "cpus_per_task", "cpus_per_task": "cpus_per_task", "n_cpus": "cpus_per_task",
-    "gpus": "gpus_per_task", "gpus_per_task": "gpus_per_task", "n_gpus": "gpus_per_task",
-    "gpus_per_node": "gpus_per_node", "gres": "gres",
-    "mem": "mem_gb", "memory": "mem_gb", "mem_gb": "mem_gb",
-    "account": "account", "qos": "qos", "constraint": "constraint", "job_name": "job_name",
+# The keys of a cluster section are the launcher's option names, as in hydra.launcher.<name>=...
+# (one spelling, which works in both places), plus the seed's `sif` for the container image.
+SEED_KEYS = {"sif": "container"}
+# Older spellings: still read, each with one warning naming the key to write instead.
+DEPRECATED_KEYS = {
+    "queue": "partition",
+    "time": "timeout_min", "time_limit": "timeout_min", "walltime": "timeout_min",
+    "cpus": "cpus_per_task", "n_cpus": "cpus_per_task",
+    "gpus": "gpus_per_task", "n_gpus": "gpus_per_task",
+    "mem": "mem_gb", "memory": "mem_gb",
     "sbatch": "additional_parameters", "sbatch_options": "additional_parameters",
-    "additional_parameters": "additional_parameters",
-    "setup": "setup", "modules": "setup", "env": "setup",
-    "array_parallelism": "array_parallelism", "parallelism": "array_parallelism", "max_parallel": "array_parallelism",
-    "configs_per_task": "configs_per_task",
-    "max_requeue": "max_requeue", "signal_delay_s": "signal_delay_s",
-    "wait": "wait", "poll_interval_s": "poll_interval_s", "submitit_folder": "submitit_folder",
-    "sif": "container", "container": "container", "image": "container",
-    "singularity": "container_binary", "container_binary": "container_binary", "binary": "container_binary",
-    "container_flags": "container_flags", "singularity_flags": "container_flags",
-    "binds": "container_binds", "bind": "container_binds", "container_binds": "container_binds",
-    "python": "python",
+    "modules": "setup", "env": "setup",
+    "parallelism": "array_parallelism", "max_parallel": "array_parallelism",
+    "image": "container",
+    "singularity": "container_binary", "binary": "container_binary",
+    "singularity_flags": "container_flags",
+    "binds": "container_binds", "bind": "container_binds",
 }
+# what each deprecated value form becomes (the rest keep their value as it is)
+_VALUE_FORMS = {"timeout_min": "minutes or [D-]HH:MM:SS", "mem_gb": "GB or text like 16G"}
+_warned: set[tuple] = set()
+
+
+@functools.cache
+def launcher_keys() -> dict[str, str]:
+    """experiment_config.yaml key -> SlurmLauncherConf field, for the keys to write."""
+    from hydra_plugins.sem_plugins.config import SlurmLauncherConf
+
+    names = {f.name: f.name for f in dataclasses.fields(SlurmLauncherConf) if not f.name.startswith("_")}
+    return {**names, **SEED_KEYS}
+
 
 _MEM_RE = re.compile(r"^\s*(?P<n>\d+(?:\.\d+)?)\s*(?P<u>[KMGT]?)B?\s*$", re.IGNORECASE)
 _MEM_FACTOR_GB = {"K": 1 / 1024**2, "M": 1 / 1024, "": 1 / 1024, "G": 1.0, "T": 1024.0}  # no unit: MB, as sbatch
@@ -103,17 +114,34 @@ def _setup_lines(key: str, value: Any) -> list[str]:
     return [str(line) for line in (value if isinstance(value, list) else [value])]
 
 
+def _replacement(key: str, field: str, value: Any) -> str:
+    """The key (and for modules/env the lines) to write instead of an old spelling."""
+    if field == "setup":
+        try:
+            return f"setup: {_setup_lines(key, value)} (one shell line each)"
+        except ValueError:
+            return "setup: [shell lines]"
+    form = _VALUE_FORMS.get(field)
+    return f"{field!r}" + (f" (it takes {form})" if form else "") + f", the name hydra.launcher.{field}=... uses too"
+
+
 def map_section(name: str, section: Mapping[str, Any], experiment_dir: Path, source: str) -> dict:
     """A slurm cluster section -> SlurmLauncherConf overrides. Unknown keys are errors that
     list the known ones."""
+    from sem_core.settings import did_you_mean
+
+    known = launcher_keys()
     out: dict[str, Any] = {}
     for key, value in section.items():
         if key == "type":
             continue
-        field = KEY_MAP.get(key)
+        field = known.get(key) or DEPRECATED_KEYS.get(key)
         where = f"{source}: section {name!r} key {key!r}"
         if field is None:
-            raise ConfigError(f"{where}: unknown key; known keys: {', '.join(sorted(KEY_MAP))}")
+            raise ConfigError(f"{where}: unknown key{did_you_mean(key, known)}; known keys: {', '.join(sorted(known))}")
+        if key in DEPRECATED_KEYS and (source, name, key) not in _warned:
+            _warned.add((source, name, key))
+            warn(f"{where}: an old spelling, still read; write {_replacement(key, field, value)}")
         try:
             if field == "timeout_min":
                 value = parse_time_limit(value)
@@ -137,17 +165,18 @@ def map_section(name: str, section: Mapping[str, Any], experiment_dir: Path, sou
 
 
 def register_cluster_launchers(experiment_config: Mapping[str, Any], experiment_dir: Path) -> list[str]:
-    """Store each ``type: slurm`` section as a ``hydra/launcher`` option; return their names."""
+    """Store each Slurm section (``type: slurm``, or a ``sif``/``partition`` key without a
+    ``type``) as a ``hydra/launcher`` option; return their names."""
     from hydra.core.config_store import ConfigStore
     from omegaconf import OmegaConf
 
     from hydra_plugins.sem_plugins.config import SlurmLauncherConf
-    from sem_core.settings import EXPERIMENT_CONFIG_NAME, cluster_sections
+    from sem_core.settings import EXPERIMENT_CONFIG_NAME, cluster_sections, cluster_type
 
     source = str(Path(experiment_dir) / EXPERIMENT_CONFIG_NAME)
     names = []
     for name, section in cluster_sections(dict(experiment_config)).items():
-        if section.get("type") != "slurm":
+        if cluster_type(section) != "slurm":
             continue
         mapped = map_section(name, section, Path(experiment_dir), source)
         try:

@@ -1,0 +1,164 @@
+"""A user of the seed's experiment manager moves over unchanged: its example model file (with its
+`experiment_manager` imports), its experiment_config.yaml and its `python m_model.py 0` command
+run as they are. The texts below are copied verbatim from the seed's README."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import load_store, run_model
+
+SEED_MODEL = '''\
+import sys
+
+from experiment_manager import Experiment
+from experiment_manager.util import read_yaml
+
+import pickle
+import numpy as np
+
+ex = Experiment(__file__)
+ec = read_yaml('../experiment_config.yaml')
+
+@ex.configs
+def get_config():
+    return [
+        {'name': 'test', 'fold':0},
+        {'name': 'test', 'fold':1},
+        {'name': 'test', 'fold':2},
+        {'name': 'test', 'fold':3}
+    ]
+
+@ex.automain
+def run(config):
+    N = 100
+    X = np.random.randn(N)
+    Y = np.random.randn(N)
+    prediction_fn = lambda X: np.random.randn(X.shape[0])
+    
+    train_metrics, train_pred = ex.log_metrics(X, Y, prediction_fn, var_flag=False, log=True, prefix='training')
+    test_metrics, test_pred = ex.log_metrics(X, Y, prediction_fn, var_flag=False, log=True, prefix='testing')
+
+    config_id = config['experiment_id']
+    results = {'epochs': list(range(0, 100))}
+    pickle.dump(results, open( "../results/{name}.pickle".format(name=config_id), "wb" ) )
+    ex.add_artifact("../results/{name}.pickle".format(name=config_id))
+'''
+
+# the seed's minimal experiment_config.yaml, its singularity cluster section and global settings
+# of the user's own (the seed's README: "any global experiment settings (e.g number of folds,
+# number of epochs etc) that will be used by the python files")
+SEED_CONFIG = '''\
+#==============================EXPERIMENT MANAGER SETTINGS==============================
+experiment:
+  use_config_id: True
+  overwrite_id: True
+
+
+#==============================CLUSTER SETTINGS==============================
+local:
+  type: 'local'
+
+mycluster:
+  sif: '../../projects/dsp/dsp_latest.sif'
+
+NUM_FOLDS: 4
+epochs: 100
+training: {time: 30}
+'''
+
+
+@pytest.fixture
+def seed_experiment(tmp_path: Path) -> Path:
+    """<experiment>/experiment_config.yaml, models/m_model.py and the results/ folder the model writes to."""
+    exp = tmp_path / "seed_exp"
+    (exp / "models").mkdir(parents=True)
+    (exp / "results").mkdir()
+    (exp / "experiment_config.yaml").write_text(SEED_CONFIG)
+    (exp / "models" / "m_model.py").write_text(SEED_MODEL)
+    return exp
+
+
+def _warnings(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("sem: warning:")]
+
+
+def test_python_m_model_0_runs_row_0_of_the_seeds_model_file(seed_experiment):
+    model = seed_experiment / "models" / "m_model.py"
+    proc = run_model(model, "0")  # from the models folder, as the seed's README runs it
+    assert proc.returncode == 0, proc.stderr
+    (run,) = load_store(model.parent / "runs")
+    assert run["run"]["status"] == "COMPLETED"
+    assert run["config"]["order_id"] == 0 and run["config"]["fold"] == 0
+    experiment_id = run["config"]["experiment_id"]
+    # the model's own output and its artifact, as the seed's model file wrote them
+    saved = seed_experiment / "results" / f"{experiment_id}.pickle"
+    assert pickle.loads(saved.read_bytes()) == {"epochs": list(range(100))}
+    assert run["run"]["artifacts"] == [f"{experiment_id}.pickle"]
+    metrics = json.loads((run["dir"] / "metrics.json").read_text())
+    assert {"training_rmse", "testing_rmse", "testing_r2"} <= set(metrics)
+    # the user's own keys (NUM_FOLDS, epochs, training) are not warned about; the seed's two
+    # settings are explained once
+    (note,) = _warnings(proc.stderr)
+    assert "use_config_id and overwrite_id" in note and "no run overwrites another" in note
+
+
+def test_a_list_of_bare_integers_selects_those_rows(seed_experiment):
+    model = seed_experiment / "models" / "m_model.py"
+    proc = run_model(model, "0", "3")
+    assert proc.returncode == 0, proc.stderr
+    runs = load_store(model.parent / "runs")
+    assert sorted((r["config"]["order_id"], r["config"]["fold"]) for r in runs) == [(0, 0), (3, 3)]
+    assert all(r["run"]["status"] == "COMPLETED" for r in runs)
+    assert "2 of 2 jobs completed" in proc.stdout
+
+
+def test_bare_integers_combine_with_other_overrides_and_out_of_range_names_the_rows(seed_experiment):
+    model = seed_experiment / "models" / "m_model.py"
+    proc = run_model(model, "1", "2", "fold=2")
+    assert proc.returncode == 0, proc.stderr
+    assert [r["config"]["order_id"] for r in load_store(model.parent / "runs")] == [2]
+    proc = run_model(model, "7")
+    assert proc.returncode == 1
+    assert "order_id 7 is out of range: m_model.py has 4 rows (order_id 0-3)" in proc.stderr
+
+
+def test_every_row_runs_without_arguments_and_sem_plan_takes_bare_integers(seed_experiment):
+    model = seed_experiment / "models" / "m_model.py"
+    proc = run_model(model)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(r["config"]["order_id"] for r in load_store(model.parent / "runs")) == [0, 1, 2, 3]
+    plan = subprocess.run([sys.executable, "-m", "sem_core.cli", "plan", str(model), "0", "2", "--json"],
+                          capture_output=True, text=True, cwd=model.parent)
+    assert plan.returncode == 0, plan.stderr
+    assert [json.loads(line)["order_id"] for line in plan.stdout.splitlines() if line.startswith("{")] == [0, 2]
+
+
+def test_the_seeds_typeless_cluster_section_is_a_slurm_launcher(seed_experiment):
+    model = seed_experiment / "models" / "m_model.py"
+    # --cfg hydra composes the launcher without submitting anything
+    proc = run_model(model, "0", "hydra/launcher=mycluster", "--cfg", "hydra")
+    assert proc.returncode == 0, proc.stderr
+    assert "_target_: hydra_plugins.sem_plugins.slurm_launcher.SlurmLauncher" in proc.stdout
+    image = (seed_experiment / "../../projects/dsp/dsp_latest.sif").resolve()
+    assert f"container: {image}" in proc.stdout
+
+
+def test_the_seed_import_names_are_sems_api(tmp_path):
+    import experiment_manager
+    import experiment_manager.util
+    import sem_core
+    import sem_core.util
+
+    assert experiment_manager.Experiment is sem_core.Experiment
+    assert experiment_manager.util.read_yaml is sem_core.util.read_yaml
+    # importing them warns about nothing (a model file is imported once per job)
+    proc = subprocess.run([sys.executable, "-W", "error", "-c", "import experiment_manager, experiment_manager.util"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
