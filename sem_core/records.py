@@ -126,6 +126,30 @@ def run_duration(run: dict, live: bool = False) -> Optional[float]:
     return None if start is None or stop is None else (stop - start).total_seconds()
 
 
+def format_duration(seconds: Optional[float]) -> str:
+    """A duration as every sem command shows it: ``0.013s``, ``4.21s``, ``12.3s``, ``3m05s``,
+    ``2h07m``; ``-`` when unknown."""
+    if seconds is None or seconds != seconds:  # None or NaN
+        return "-"
+    seconds = float(seconds)
+    if seconds < 1:
+        return f"{seconds:.3f}s"
+    if seconds < 10:
+        return f"{seconds:.2f}s"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, sec = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes}m{sec:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def plural(n: int, noun: str, nouns: Optional[str] = None) -> str:
+    """``1 run``, ``2 runs`` (``nouns``: the plural when it is not noun + s)."""
+    return f"{n} {noun if n == 1 else (nouns or noun + 's')}"
+
+
 def observed_status(run: dict) -> str:
     """The status to show for a record: a RUNNING run whose process is gone on this host is
     KILLED (its process could not record its end). The record itself is left as it is: the

@@ -83,12 +83,27 @@ def screenshot(
     return png
 
 
-def dump_dom(target: Union[str, os.PathLike], *, budget_ms: Optional[int] = None, timeout: float = 90) -> str:
-    """The serialised DOM of ``target`` after loading (and ``budget_ms`` of scripts)."""
+def dump_dom(target: Union[str, os.PathLike], *, budget_ms: Optional[int] = None, timeout: float = 90,
+             window_size: Optional[tuple[int, int]] = None) -> str:
+    """The serialised DOM of ``target`` after loading (and ``budget_ms`` of scripts), laid out in
+    a window of ``window_size`` when given (scripts that measure the layout see that width)."""
     args = ["--dump-dom"]
+    if window_size:
+        args.append(f"--window-size={window_size[0]},{window_size[1]}")
     if budget_ms:
         args.append(f"--virtual-time-budget={budget_ms}")
     return _run([*args, as_url(target)], timeout).stdout
+
+
+def print_pdf(target: Union[str, os.PathLike], pdf: Union[str, os.PathLike], *, timeout: float = 90) -> Path:
+    """Print ``target`` to ``pdf`` as Chromium's print dialog would (print stylesheet, A4/Letter),
+    without the header and footer lines; returns the PDF path."""
+    pdf = Path(pdf).resolve()
+    pdf.parent.mkdir(parents=True, exist_ok=True)
+    _run([f"--print-to-pdf={pdf}", "--no-pdf-header-footer", as_url(target)], timeout)
+    if not pdf.exists() or pdf.stat().st_size == 0:
+        raise RuntimeError(f"chromium printed no PDF of {target} to {pdf}")
+    return pdf
 
 
 def png_size(png: Union[str, os.PathLike]) -> tuple[int, int]:

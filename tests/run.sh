@@ -9,6 +9,7 @@ export DEBIAN_FRONTEND=noninteractive
 need_apt=()
 command -v chromium >/dev/null || need_apt+=(chromium)
 command -v git >/dev/null || need_apt+=(git)
+command -v pdftotext >/dev/null || need_apt+=(poppler-utils)  # the printed report's text (test_results_display)
 command -v npm >/dev/null || need_apt+=(nodejs npm)  # Omniboard (tests/omniboard/install.sh)
 if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq

@@ -207,7 +207,7 @@ def test_ls_lists_every_run_with_its_status(swept, capsys):
     assert out.count("COMPLETED") == 22 + 1 and out.count("FAILED") == 1 + 1  # 22 rows + summary line
     assert out.strip().splitlines()[-1] == "23 runs: 22 COMPLETED, 1 FAILED"
     code, out, _ = sem("ls", str(swept), "--where", "status=FAILED", capsys=capsys)
-    assert out.strip().splitlines()[-1] == "1 runs: 1 FAILED"
+    assert out.strip().splitlines()[-1] == "1 run: 1 FAILED"
 
 
 def test_show_a_failed_run_by_prefix_prints_traceback_and_output_tail(swept, capsys):

@@ -18,21 +18,9 @@ def register(subparsers) -> None:
     add_strict(p)
     p.add_argument("--status", action="append", default=[], metavar="S", help="only runs with status S (repeatable)")
     p.add_argument("--metric", action="append", default=[], metavar="M",
-                   help=f"metric column to show (repeatable; default: the first {DEFAULT_METRICS_SHOWN})")
+                   help=f"metric column to show (repeatable; default: the first {DEFAULT_METRICS_SHOWN} test_* metrics, "
+                   "else the first of all)")
     p.set_defaults(func=run)
-
-
-def format_duration(seconds: float) -> str:
-    if seconds is None or (isinstance(seconds, float) and math.isnan(seconds)):
-        return "-"
-    seconds = float(seconds)
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, sec = divmod(int(round(seconds)), 60)
-    if minutes < 60:
-        return f"{minutes}m{sec:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
 
 
 def format_metric(value) -> str:
@@ -41,39 +29,65 @@ def format_metric(value) -> str:
     return f"{value:.4g}"
 
 
+# Columns left out, in this order, when the table is wider than the terminal: the short ids
+# first (``sem show`` takes the global_id), then the metrics from the last; global_id, order,
+# model, status and duration always stay.
+DROPPED_FIRST = ("config", "experiment")
+
+
 def run(args: argparse.Namespace) -> int:
     import pandas as pd
-    from rich.console import Console
+    from rich.cells import cell_len
     from rich.table import Table
+    from rich.text import Text
 
+    from sem_core.records import format_duration, plural
     from sem_core.results.load import available, by_recency, run_columns
-    from sem_core.results.table import UnknownName
+    from sem_core.results.render import render_text, terminal_width
+    from sem_core.results.table import UnknownName, default_metrics
 
     runs = filtered_runs(args)
     cols = run_columns(runs)
     for m in args.metric:
         if m not in cols.metrics:
             raise UnknownName(f"unknown metric {m!r}; available metrics: {available(cols.metrics)}")
-    shown = args.metric or list(cols.metrics)[:DEFAULT_METRICS_SHOWN]
+    shown = args.metric or default_metrics(cols.metrics)[:DEFAULT_METRICS_SHOWN]
     if args.status:
         runs = runs[runs["status"].isin([s.upper() for s in args.status])]
     runs = by_recency(runs)
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for name in ("global_id", "experiment", "config", "order", "model", "status", "duration", *shown):
-        table.add_column(name, justify="right" if name in ("order", "duration", *shown) else "left")
-    for _, row in runs.iterrows():
-        table.add_row(
-            str(row["global_id"]),
-            str(row["experiment_id"] or "")[:8],
-            str(row["config_id"] or "")[:8],
-            "" if pd.isna(row["order_id"]) else str(row["order_id"]),
-            str(row["model"] or ""),
-            str(row["status"]),
-            format_duration(row["duration"]),
-            *(format_metric(row[cols.metrics[m]]) for m in shown),
-        )
-    console = Console(file=sys.stdout, width=max(120, Console().width), force_terminal=sys.stdout.isatty())
-    console.print(table)
+    cells = {
+        "global_id": [str(g) for g in runs["global_id"]],
+        "experiment": [str(e or "")[:8] for e in runs["experiment_id"]],
+        "config": [str(c or "")[:8] for c in runs["config_id"]],
+        "order": ["" if pd.isna(o) else str(o) for o in runs["order_id"]],
+        "model": [str(m or "") for m in runs["model"]],
+        "status": [str(s) for s in runs["status"]],
+        "duration": [format_duration(d) for d in runs["duration"]],
+        **{m: [format_metric(v) for v in runs[cols.metrics[m]]] for m in shown},
+    }
+    right = {"order", "duration", *shown}
+
+    def build(names: list) -> Table:
+        table = Table(box=None, pad_edge=False, header_style="bold")
+        for name in names:
+            table.add_column(name, justify="right" if name in right else "left", no_wrap=True)
+        for row in zip(*(cells[n] for n in names)):
+            table.add_row(*(Text(c) for c in row))
+        return table
+
+    names = list(cells)
+    width = terminal_width(sys.stdout)
+    left_out = []
+    droppable = [*DROPPED_FIRST, *reversed(shown)]
+    while width is not None and droppable and max(map(cell_len, render_text(build(names)).splitlines())) > width:
+        left_out.append(droppable.pop(0))
+        names.remove(left_out[-1])
+    color = sys.stdout.isatty()
+    text = render_text(build(names), width, color)
     counts = runs["status"].value_counts()
-    console.print(f"{len(runs)} runs: " + ", ".join(f"{n} {s}" for s, n in counts.items()), highlight=False)
+    text += f"{plural(len(runs), 'run')}: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + "\n"
+    if left_out:
+        text += render_text(Text(f"Not shown, to fit {width} columns: {', '.join(reversed(left_out))} "
+                                 "(choose metrics with --metric M, or widen the terminal)."), width, color)
+    sys.stdout.write(text)
     return exit_code(args)

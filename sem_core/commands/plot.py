@@ -21,6 +21,29 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+def output_folder(paths) -> "Path":
+    """Where sem writes what it draws unless told: ``<experiment>/sem/plots`` (the experiment
+    of the first PATH, else the one around the current directory; else ``./sem/plots``). The
+    ``sem`` folder holds a ``.gitignore`` of ``*``: git (and DVC, which reads .gitignore) leave
+    it alone."""
+    from pathlib import Path
+
+    from sem_core.errors import SemError
+    from sem_core.results.load import find_experiment_dir, is_mongo_location
+
+    local = [p for p in paths if not is_mongo_location(p)]
+    try:
+        base = find_experiment_dir(Path(local[0]) if local else None)
+    except SemError:
+        base = Path.cwd()
+    folder = base / "sem"
+    folder.mkdir(parents=True, exist_ok=True)
+    ignore = folder / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("# written by sem: generated files, not tracked\n*\n")
+    return folder / "plots"
+
+
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -34,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         statuses=None if args.all_status else ("COMPLETED",),
         on_problem=problem_log(args),
     )
-    out = Path(args.output or f"{args.metric.replace('/', '_')}.png")
+    out = Path(args.output) if args.output else output_folder(args.path) / f"{args.metric.replace('/', '_')}.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out)
     print(f"wrote {out}", file=sys.stderr)

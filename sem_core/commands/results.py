@@ -23,7 +23,12 @@ def register(subparsers) -> None:
     add_strict(p)
     p.add_argument("--by", action="append", default=[], metavar="K", help="break rows down by key K, e.g. --by fold")
     p.add_argument("--pivot", metavar="K", help="put the values of key K into columns")
-    p.add_argument("--format", choices=("table", "md", "latex", "csv"), default="table")
+    p.add_argument("--all-metrics", action="store_true",
+                   help="show every metric in the terminal table (default there: the test_* metrics, when "
+                   "any were logged; the other formats always hold every metric)")
+    p.add_argument("--format", choices=("table", "md", "latex", "csv"), default="table",
+                   help="table: for the terminal, fitted to its width (piped: to $COLUMNS when set, else "
+                   "full width); md: Markdown; latex: booktabs tabular; csv: every statistic, full precision")
     p.add_argument("--decimals", type=int, default=None, help="digits after the point (default 4; 3 for latex)")
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
     p.set_defaults(func=run)
@@ -34,10 +39,22 @@ def run(args: argparse.Namespace) -> int:
     from sem_core.results import render
     from sem_core.results.table import results_table
 
+    from sem_core.results.load import run_columns
+    from sem_core.results.table import default_metrics
+
     runs = filtered_runs(args)
+    logged = list(run_columns(runs).metrics)
+    metrics = args.metric or None
+    hidden_note = ""
+    if metrics is None and args.format == "table" and not args.all_metrics:
+        metrics = default_metrics(logged)
+        others = [m for m in logged if m not in metrics]
+        if others:
+            hidden_note = (f"Also logged: {', '.join(others)} (--all-metrics shows every metric, "
+                           "--metric M one of them).")
     table = results_table(
         runs,
-        metrics=args.metric or None,
+        metrics=metrics or None,
         group_by=args.group_by or None,
         results_by=args.by or None,
         pivot=args.pivot,
@@ -51,7 +68,9 @@ def run(args: argparse.Namespace) -> int:
         return 1
     decimals = args.decimals if args.decimals is not None else (3 if args.format == "latex" else 4)
     if args.format == "table":
-        text = render.to_terminal(table, decimals, color=args.output is None and sys.stdout.isatty())
+        to_terminal = args.output is None
+        text = render.to_terminal(table, decimals, width=render.terminal_width(sys.stdout) if to_terminal else None,
+                                  color=to_terminal and sys.stdout.isatty(), hidden_note=hidden_note)
     elif args.format == "md":
         text = render.to_markdown(table, decimals)
     elif args.format == "latex":

@@ -16,6 +16,8 @@ def register(subparsers) -> None:
     add_path(p)
     add_strict(p)
     p.add_argument("--tail", type=int, default=OUTPUT_TAIL, help=f"lines of output shown for a failed run (default {OUTPUT_TAIL})")
+    p.add_argument("--full-trace", action="store_true",
+                   help="a failed run's whole traceback, with the frames of sem and Hydra")
     p.add_argument("--repro", action="store_true",
                    help="print the commands that check out this run's code and data and rerun exactly its row")
     p.set_defaults(func=run)
@@ -39,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
 
         print("\n".join(repro_commands(record)))
         return exit_code(args)
-    sys.stdout.write(describe_run(record, tail=args.tail))
+    sys.stdout.write(describe_run(record, tail=args.tail, full_trace=args.full_trace))
     if len(matched) > 1:
         others = ", ".join(f"{r['global_id']} ({r['status']})" for _, r in matched.iloc[:-1].iterrows())
         print(f"\nshown: the newest of {len(matched)} runs of experiment_id {matched.iloc[0]['experiment_id']}; "

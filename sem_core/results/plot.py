@@ -1,7 +1,8 @@
 """Metric plots: one line per group (configuration) with a mean ± std band across its runs (folds).
 
 matplotlib runs on the Agg backend: no display is needed. A metric logged once per run (a final
-score) is drawn as one point per group with a ±std error bar instead of a curve.
+score) is drawn as one point per group with a ±std error bar instead of a curve; when some groups
+logged a curve and others a single value, the two are drawn side by side, never on one axis.
 """
 
 from __future__ import annotations
@@ -83,37 +84,72 @@ def plot_metric(
     if metric not in table.metrics:
         raise UnknownName(f"unknown metric {metric!r}; available metrics: {', '.join(table.metrics)}")
     data = curves(table, metric, read, on_problem)
-    single_points = bool(data) and all(len(b) == 1 for b in data.values())
-    height = max(2.4, 0.9 + 0.42 * len(data)) if single_points else 4.2
-    fig = Figure(figsize=(7.5, height), dpi=110, layout="constrained")
-    ax = fig.add_subplot()
+    # A curve (several steps) and a single final value are different kinds of plot: a final
+    # value drawn at step 0 next to a training curve reads as the curve's start.
+    lines = {label: b for label, b in data.items() if len(b) > 1}
+    points = {label: b for label, b in data.items() if len(b) == 1}
+    point_height = 0.9 + 0.42 * len(points)
+    height = max(3.6 if lines else 2.4, point_height if points else 0)
+    fig = Figure(figsize=(7.5 if not (lines and points) else 11.5, height), dpi=110, layout="constrained")
+    fig.suptitle(title or metric, fontsize="large")
     if not data:
+        ax = fig.add_subplot()
         ax.text(0.5, 0.5, f"no run logged {metric}", ha="center", va="center", transform=ax.transAxes)
-    elif single_points:
-        # One value per run (a final score): one row per configuration, labels readable on the y axis.
-        labels = list(data)
-        means = [b["mean"].iloc[-1] for b in data.values()]
-        stds = [0.0 if math.isnan(b["std"].iloc[-1]) else b["std"].iloc[-1] for b in data.values()]
-        rows = list(range(len(labels)))[::-1]
-        ax.errorbar(means, rows, xerr=stds, fmt="o", capsize=4)
-        ax.set_yticks(rows, [f"{lab} (n={int(b['count'].iloc[-1])})" for lab, b in data.items()], fontsize="small")
-        ax.set_ylim(-0.6, len(labels) - 0.4)
-        ax.set_xlabel(metric)
+        ax.set_axis_off()
+        return fig
+    if lines and points:
+        curve_ax, point_ax = fig.subplots(1, 2, width_ratios=[3, 2])
     else:
-        for label, b in data.items():
-            name = f"{label} (n={int(b['count'].max())})"
-            std = b["std"].fillna(0.0)
-            if len(b) == 1:  # a single step: a point with an error bar, a band would be invisible
-                ax.errorbar(b.index, b["mean"], yerr=std, fmt="o", capsize=4, label=name)
-                continue
-            (line,) = ax.plot(b.index, b["mean"], label=name)
-            ax.fill_between(b.index, b["mean"] - std, b["mean"] + std, color=line.get_color(), alpha=0.2, linewidth=0)
-        ax.set_xlabel("step")
-        ax.set_ylabel(metric)
-        ax.legend(fontsize="small", loc="best")
-    ax.set_title(title or f"{metric}: mean ± std over the runs of each configuration", fontsize="medium")
-    ax.grid(True, alpha=0.3)
+        curve_ax = point_ax = fig.add_subplot()
+    if lines:
+        _draw_curves(curve_ax, lines, metric)
+        if points:
+            curve_ax.set_title("over steps", fontsize="medium")
+    if points:
+        _draw_points(point_ax, points, metric)
+        if lines:
+            point_ax.set_title("one value per run", fontsize="medium")
     return fig
+
+
+def _wrap(label: str, width: int = 44) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(label, width, break_long_words=False)) or label
+
+
+def _draw_curves(ax, data: dict, metric: str) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    for label, b in data.items():
+        std = b["std"].fillna(0.0)
+        (line,) = ax.plot(b.index, b["mean"], label=_wrap(f"{label} (n={int(b['count'].max())})", 48))
+        ax.fill_between(b.index, b["mean"] - std, b["mean"] + std, color=line.get_color(), alpha=0.2, linewidth=0)
+    steps = pd.Index([s for b in data.values() for s in b.index])
+    integer_steps = pd.api.types.is_integer_dtype(steps) or all(float(s).is_integer() for s in steps)
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=8, integer=integer_steps))
+    ax.yaxis.set_major_locator(MaxNLocator(nbins=6))
+    ax.set_xlabel("step")
+    ax.set_ylabel(f"{metric} (mean ± std)")
+    ax.legend(fontsize="small", loc="best")
+    ax.grid(True, alpha=0.3)
+
+
+def _draw_points(ax, data: dict, metric: str) -> None:
+    """One row per configuration, labels readable on the y axis, ± std as an error bar."""
+    from matplotlib.ticker import MaxNLocator
+
+    labels = list(data)
+    means = [b["mean"].iloc[-1] for b in data.values()]
+    stds = [0.0 if math.isnan(b["std"].iloc[-1]) else b["std"].iloc[-1] for b in data.values()]
+    rows = list(range(len(labels)))[::-1]
+    ax.errorbar(means, rows, xerr=stds, fmt="o", capsize=4)
+    ax.set_yticks(rows, [_wrap(f"{lab} (n={int(b['count'].iloc[-1])})") for lab, b in data.items()],
+                  fontsize="small")
+    ax.set_ylim(-0.6, len(labels) - 0.4)
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
+    ax.set_xlabel(f"{metric} (mean ± std)")
+    ax.grid(True, alpha=0.3)
 
 
 def figure_png(fig) -> bytes:

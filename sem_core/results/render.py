@@ -61,37 +61,95 @@ def _head_names(table: ResultsTable) -> list[str]:
 # -- terminal ------------------------------------------------------------------------------------
 
 
-def to_rich(table: ResultsTable, decimals: int = 4, title: Optional[str] = None):
+def to_rich(table: ResultsTable, decimals: int = 4, title: Optional[str] = None,
+            columns: Optional[list[tuple[tuple, str]]] = None, stacked: bool = False):
+    """A rich Table without its footnote. ``columns``: the (prefix, metric) columns shown
+    (default: all); ``stacked`` puts ``± std`` under the mean, which halves a column's width."""
+    from rich import box
     from rich.table import Table
     from rich.text import Text
 
     # Text objects, not markup strings: labels such as "layers=[64, 32]" must print as they are.
-    out = Table(title=title, caption=Text(table.footnote) if table.footnote else None, caption_justify="left")
+    # No vertical rules: the width they would take goes to the numbers.
+    out = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
     for name in _head_names(table):
-        out.add_column(Text(name), no_wrap=False)
-    out.add_column("runs", justify="right")
-    columns = _metric_columns(table)
+        out.add_column(Text(name), overflow="fold")
+    out.add_column("runs", justify="right", no_wrap=True)
+    columns = _metric_columns(table) if columns is None else columns
     for p, m in columns:
-        out.add_column(Text(_header(table, p, m)), justify="right")
+        out.add_column(Text(_header(table, p, m)), justify="right", no_wrap=True)
     labels = table.row_labels()
     for i in range(len(table.frame)):
         cells = []
         for p, m in columns:
             text = cell_text(table, i, p, m, decimals)
+            if stacked:
+                text = text.replace(" ± ", "\n± ", 1).replace(" (n=", "\n(n=", 1)
             cells.append(Text(text, style="bold green" if (i, p, m) in table.best else ""))
         out.add_row(*(Text(h) for h in _row_heads(labels[i])), str(table.runs_per_row[i]), *cells)
     return out
 
 
-def to_terminal(table: ResultsTable, decimals: int = 4, width: Optional[int] = None, color: bool = True) -> str:
+LABEL_MIN_WIDTH = 16  # a label wraps at the spaces between its keys; narrower, the keys break
+
+
+def _needed_width(table: ResultsTable, decimals: int, columns, stacked: bool) -> int:
+    """Columns the table needs with its labels wrapped to their narrowest readable width."""
+    from rich.cells import cell_len
+
+    rendered = render_text(to_rich(table, decimals, columns=columns, stacked=stacked), None, False)
+    full = max((cell_len(line) for line in rendered.splitlines()), default=0)
+    labels = [_head_names(table)[0], *(str(r[0]) for r in table.row_labels())]
+    natural = max(cell_len(t) for t in labels)
+    narrow = max([LABEL_MIN_WIDTH, *(cell_len(w) for t in labels for w in t.split())])
+    return full - max(0, natural - narrow)
+
+
+def render_text(renderable, width: Optional[int] = None, color: bool = False) -> str:
+    """A rich renderable as text ``width`` columns wide (None: as wide as it needs), without
+    trailing spaces."""
     from rich.console import Console
 
     buf = io.StringIO()
-    if width is None:  # the terminal's width when writing to one, else wide enough not to wrap
-        width = shutil.get_terminal_size((200, 24)).columns if color else 200
-    console = Console(file=buf, width=width, force_terminal=color, color_system="standard" if color else None)
-    console.print(to_rich(table, decimals))
-    return buf.getvalue()
+    console = Console(file=buf, width=width or 100_000, force_terminal=color,
+                      color_system="standard" if color else None, no_color=not color)
+    console.print(renderable)
+    return "\n".join(line.rstrip() for line in buf.getvalue().splitlines()) + "\n"
+
+
+def terminal_width(stream) -> Optional[int]:
+    """The width output to ``stream`` must fit: the terminal's, else ``$COLUMNS`` when set, else
+    None (piped to a tool: print in full, never cut)."""
+    import os
+
+    if stream.isatty():
+        return shutil.get_terminal_size((80, 24)).columns
+    columns = os.environ.get("COLUMNS", "")
+    return int(columns) if columns.isdigit() and int(columns) > 0 else None
+
+
+def to_terminal(table: ResultsTable, decimals: int = 4, width: Optional[int] = None, color: bool = True,
+                hidden_note: str = "") -> str:
+    """The table and its footnote as text no wider than ``width`` (None: as wide as it needs).
+    When the cells do not fit on one line each, ``± std`` goes under the mean; when that is still
+    too wide, the last metric columns are left out and the footnote names them."""
+    from rich.text import Text
+
+    columns = _metric_columns(table)
+    stacked = False
+    if width is not None and _needed_width(table, decimals, columns, False) > width:
+        stacked = True
+        while len(columns) > 1 and _needed_width(table, decimals, columns, True) > width:
+            columns = columns[:-1]
+    left_out = [_header(table, p, m) for p, m in _metric_columns(table)[len(columns):]]
+    notes = [n for n in (table.footnote, hidden_note) if n]
+    if left_out:
+        notes.append(f"Not shown, to fit {width} columns: {', '.join(left_out)} (choose with --metric M, "
+                     "or widen the terminal).")
+    text = render_text(to_rich(table, decimals, columns=columns, stacked=stacked), width, color)
+    if notes:
+        text += render_text(Text(" ".join(notes)), width, color)
+    return text
 
 
 # -- Markdown ------------------------------------------------------------------------------------
@@ -216,11 +274,20 @@ def to_csv(table: ResultsTable) -> str:
 # -- HTML (for the report) -----------------------------------------------------------------------
 
 
-def to_html(table: ResultsTable, decimals: int = 4) -> str:
-    """A plain ``<table class="results">``; every metric cell carries ``data-metric``,
-    ``data-mean``, ``data-std`` and ``data-count`` (full precision) for machines."""
+def inline_code(text: str) -> str:
+    """``text`` escaped for HTML, with its `backticked` spans as <code>."""
+    import re
+
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+
+
+def to_html(table: ResultsTable, decimals: int = 4, columns: Optional[list[tuple[tuple, str]]] = None,
+            footnote: bool = True) -> str:
+    """A plain ``<table class="results">`` of ``columns`` (default: every metric); every metric
+    cell carries ``data-metric``, ``data-mean``, ``data-std`` and ``data-count`` (full precision)
+    for machines."""
     e = html.escape
-    columns = _metric_columns(table)
+    columns = _metric_columns(table) if columns is None else columns
     out = ['<table class="results">', "<thead><tr>"]
     out += [f"<th>{e(h)}</th>" for h in _head_names(table)]
     out.append('<th class="num">runs</th>')
@@ -242,8 +309,13 @@ def to_html(table: ResultsTable, decimals: int = 4) -> str:
             out.append(f'<td class="{cls}" {attrs}>{e(cell_text(table, i, p, m, decimals))}</td>')
         out.append("</tr>")
     out.append("</tbody></table>")
-    if table.footnote:
-        out.append(f'<p class="footnote">{e(table.footnote)}</p>')
+    if footnote and table.footnote:
+        out.append(f'<p class="footnote">{inline_code(table.footnote)}</p>')
     return "\n".join(out)
 
 
+def metric_column_groups(table: ResultsTable, per_group: int) -> list[list[tuple[tuple, str]]]:
+    """The metric columns in groups of at most ``per_group``: one table each, so that every
+    column is readable on a screen and on paper however many metrics there are."""
+    columns = _metric_columns(table)
+    return [columns[i:i + per_group] for i in range(0, len(columns), per_group)]

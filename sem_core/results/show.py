@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -47,6 +49,65 @@ def find_runs(runs: pd.DataFrame, ident: str) -> tuple[pd.DataFrame, str]:
     return matched, col
 
 
+_FRAME = re.compile(r'^\s*File "(?P<path>[^"]+)", line \d+')
+# Frames of the code that runs a job, not of the user's model: they are the same in every failed run.
+_MACHINERY = re.compile(r"[\\/](sem_core|hydra|hydra_plugins|submitit|omegaconf)[\\/]")
+
+
+def _machinery_dirs() -> tuple[str, ...]:
+    import hydra
+
+    import sem_core
+
+    return tuple(str(Path(m.__file__).resolve().parent) + os.sep for m in (sem_core, hydra))
+
+
+def user_trace(trace: str) -> str:
+    """``trace`` without the frames of sem, Hydra and the launchers (a line says how many were
+    left out; the record keeps the full trace). Unchanged when no frame of the user's would be left."""
+    dirs = _machinery_dirs()
+    out: list[str] = []
+    dropped = kept = 0
+    skipping = False
+    for line in trace.splitlines():
+        frame = _FRAME.match(line)
+        if frame:
+            path = frame.group("path")
+            skipping = path.startswith(dirs) or bool(_MACHINERY.search(path))
+            dropped += skipping
+            kept += not skipping
+            if not skipping:
+                out.append(line)
+            continue
+        if skipping and line.startswith("    "):  # the frame's source line and its ^^^ markers
+            continue
+        skipping = False
+        out.append(line)
+    if not dropped or not kept:
+        return trace
+    note = f"  ({dropped} frame{'s' if dropped != 1 else ''} of sem and Hydra left out; `sem show --full-trace` shows them)"
+    return "\n".join([out[0], note, *out[1:]]) + ("\n" if trace.endswith("\n") else "")
+
+
+def output_without_trace(output: str, global_id: str) -> str:
+    """The job's output with the failure report sem printed into it (``sem: run ID: failed:``
+    and the traceback that follows, which the record holds) cut to its first line."""
+    lines = output.splitlines()
+    marker = f"sem: run {global_id}: failed:"
+    for i, line in enumerate(lines):
+        if line.startswith(marker):
+            end = i + 1
+            if end < len(lines) and lines[end].startswith("Traceback"):
+                end += 1
+                while end < len(lines) and (lines[end].startswith((" ", "\t")) or not lines[end].strip()
+                                            or lines[end].startswith(("During handling", "The above exception",
+                                                                      "Traceback"))):
+                    end += 1
+                end += 1  # the exception line
+            return "\n".join([*lines[:i], f"{marker} (traceback above)", *lines[end:]])
+    return output
+
+
 def _fmt_time(value) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
@@ -61,12 +122,13 @@ def _metric_lines(metrics: dict) -> list[str]:
     for name, series in sorted(metrics.items()):
         values = [v for v in series.get("values", []) if isinstance(v, (int, float)) and not isinstance(v, bool)]
         if not values:
-            out.append(f"  {name:<{width}}  {len(series.get('values', []))} points (not numeric)")
+            out.append(f"  {name:<{width}}  {records.plural(len(series.get('values', [])), 'point')} (not numeric)")
             continue
         finite = [v for v in values if not math.isnan(v)]
         lo = min(finite) if finite else math.nan
         hi = max(finite) if finite else math.nan
-        out.append(f"  {name:<{width}}  last {values[-1]:.6g}  min {lo:.6g}  max {hi:.6g}  ({len(values)} points)")
+        points = records.plural(len(values), "point")
+        out.append(f"  {name:<{width}}  last {values[-1]:.6g}  min {lo:.6g}  max {hi:.6g}  ({points})")
     return out
 
 
@@ -78,7 +140,7 @@ def output_of(record: records.RunRecord) -> str:
     return path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
 
 
-def describe_run(record: records.RunRecord, tail: int = 30) -> str:
+def describe_run(record: records.RunRecord, tail: int = 30, full_trace: bool = False) -> str:
     run = record.run
     host = run.get("host") or {}
     seconds = records.run_duration(run, live=True)
@@ -92,7 +154,7 @@ def describe_run(record: records.RunRecord, tail: int = 30) -> str:
         f"  host           {host.get('hostname', '-') if isinstance(host, dict) else host}",
         f"  started        {_fmt_time(run.get('start_time') or run.get('queue_time'))}",
         f"  stopped        {_fmt_time(run.get('stop_time'))}",
-        f"  duration       {f'{seconds:.1f}s' if seconds is not None else '-'}",
+        f"  duration       {records.format_duration(seconds)}",
         f"  location       {record.location}",
         "",
         "config:",
@@ -116,8 +178,11 @@ def describe_run(record: records.RunRecord, tail: int = 30) -> str:
         lines.append(f"  {name}  {path}  ({size})")
     if status == "FAILED":
         trace = "".join(run.get("fail_trace") or []) or "(no traceback recorded)\n"
-        lines += ["", "traceback:", trace.rstrip("\n")]
+        lines += ["", "traceback:", (trace if full_trace else user_trace(trace)).rstrip("\n")]
     if status != "COMPLETED":
-        output = output_of(record).rstrip("\n").splitlines()
+        output = output_of(record)
+        if status == "FAILED":
+            output = output_without_trace(output, str(record.global_id))
+        output = output.rstrip("\n").splitlines()
         lines += ["", f"output (last {min(tail, len(output))} of {len(output)} lines):", *output[-tail:]]
     return "\n".join(lines) + "\n"

@@ -42,6 +42,17 @@ class UnknownName(SemError):
     """A metric or key that the runs don't have: the message lists the available ones."""
 
 
+_FINAL = re.compile(r"^test($|[_.\-/])", re.IGNORECASE)
+
+
+def default_metrics(names: Iterable[str]) -> list[str]:
+    """The metrics a terminal table shows unless told: the final results (``test_*``, as
+    ``ex.log_metrics(..., prefix="test")`` logs them) when there are any, else every metric."""
+    names = list(names)
+    final = [n for n in names if _FINAL.search(n)]
+    return final or names
+
+
 def default_direction(metric: str) -> str:
     """``"max"`` for names like r2/accuracy/auc/f1/log_likelihood, else ``"min"`` (errors, losses)."""
     return "max" if _MAXIMISED.search(metric) else "min"
