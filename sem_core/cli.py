@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 from typing import Optional, Sequence
 
@@ -56,9 +55,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"sem {args.command}: error: {redact_uri(str(exc))}", file=sys.stderr)
         return 2
     except BrokenPipeError:
-        # the reader went away (`sem ls | head`): stop quietly like other Unix tools; stdout goes
-        # to /dev/null so that Python's own flush at exit does not raise again
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        # the reader went away (`sem ls | head`): stop quietly like other Unix tools
+        from sem_core.pipes import stdout_to_devnull
+
+        stdout_to_devnull()
         return 1
 
 

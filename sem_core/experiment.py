@@ -14,6 +14,7 @@ from sem_core import ids, settings
 from sem_core.errors import ConfigError, SemError
 from sem_core.lifecycle import MainExited, RunLifecycle
 from sem_core.plan import RowOverride, format_key, split_quoted_override
+from sem_core.pipes import guard_stdout
 from sem_core.signals import interrupt_exit_code, stop_signals_interrupt
 
 PRIMARY_CONFIG_PREFIX = "sem_primary_"
@@ -181,6 +182,8 @@ class Experiment:
         task = SemTask(self, row_overrides)
         task.database, task.database_resolved = database, True
         config_name = register_primary_config(self, experiment_config)
+        # `python m.py | head`: a closed stdout must not fail the sweep (sem_core/pipes.py)
+        guard_stdout()
         saved_argv = sys.argv
         sys.argv = [str(self.path)] + hydra_argv
         try:

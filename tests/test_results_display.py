@@ -197,3 +197,18 @@ def test_report_every_column_readable_at_1280px_and_in_print(example, tmp_path):
     for metric in ("test_mae", "test_mse", "test_r2", "test_rmse", "train_mae", "train_mse", "train_r2", "train_rmse"):
         assert re.search(rf"{metric} [↓↑]", pdf_text), f"{metric} header missing from the printed report"
     assert "diverged on fold 2" in pdf_text
+
+
+def test_a_sweep_piped_into_head_runs_and_records_every_job_quietly(tmp_path):
+    exp = tmp_path / "regression"
+    shutil.copytree(EXAMPLE, exp, ignore=shutil.ignore_patterns("runs", "multirun", "results", "sem", "__pycache__"))
+    for launcher in ("hydra/launcher=sequential", "hydra/launcher=local hydra.launcher.n_jobs=2"):
+        proc = subprocess.run(
+            ["bash", "-c", f"{sys.executable} m_linear.py {launcher} 2>err.txt | head -1; echo ${{PIPESTATUS[0]}} >rc.txt"],
+            cwd=exp / "models", capture_output=True, text=True, timeout=300)
+        assert len(proc.stdout.splitlines()) == 1
+        err = (exp / "models" / "err.txt").read_text()
+        assert (exp / "models" / "rc.txt").read_text().strip() == "0", err[-3000:]
+        assert "Traceback" not in err and "Logging error" not in err and "BrokenPipeError" not in err, err[-3000:]
+    ls = sem_piped("ls", cwd=exp).stdout
+    assert ls.splitlines()[-1] == "20 runs: 20 COMPLETED"
