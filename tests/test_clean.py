@@ -178,3 +178,99 @@ def test_runs_synced_to_mongodb_may_be_binned_without_force(write_model, mongo_u
     assert "keep  20260101T000000-000000000000" in result.stdout
     (batch,) = (store / BIN_DIR).iterdir()
     assert len([p for p in batch.iterdir() if p.is_dir()]) == 4  # 2 FAILED + 2 stale duplicates
+
+
+# ------------------------------------------------------------------------------ the database side
+def _omniboard_view(db) -> dict:
+    """What Omniboard lists: the runs collection, with each run's metric documents (by run_id)."""
+    runs = {d["config"]["global_id"]: d for d in db.runs.find()}
+    return {
+        gid: {"_id": d["_id"], "status": d["status"],
+              "metrics": sorted((m["name"], tuple(m["values"])) for m in db.metrics.find({"run_id": d["_id"]}))}
+        for gid, d in runs.items()
+    }
+
+
+@pytest.mark.mongo
+def test_clean_moves_binned_runs_out_of_mongodb_and_restore_puts_them_back(write_model, mongo_url, mongo_db):
+    model = write_model(MODEL)
+    env = {**os.environ, "SEM_MONGO_URL": mongo_url}
+    for _ in range(2):  # the live observer syncs every run at its end
+        assert run_model(model, "-m", env={"SEM_MONGO_URL": mongo_url}).returncode != 0
+    store, exp = model.parent / "runs", model.parent.parent
+    runs = load_store(store)
+    completed = sorted((r for r in runs if r["run"]["status"] == "COMPLETED"), key=lambda r: r["dir"].name)
+    latest = {r["config"]["experiment_id"]: r["dir"].name for r in completed}
+    binned = {r["dir"].name for r in runs} - set(latest.values())
+    assert len(binned) == 4  # 2 FAILED + 2 stale duplicates
+    before_view, before_files = _omniboard_view(mongo_db), snapshot(store)
+    assert set(before_view) == {r["dir"].name for r in runs}
+    gridfs_files = sorted(f["_id"] for f in mongo_db["fs.files"].find())
+
+    def clean(*args):
+        result = subprocess.run([sys.executable, "-m", "sem_core.cli", "clean", *args], cwd=exp,
+                                capture_output=True, text=True, env=env)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    # --dry-run lists both sides and changes neither
+    out = clean("--dry-run")
+    for name in binned:
+        assert f"would move  {name}  (" in out and f"+ database run {before_view[name]['_id']}" in out.split(name, 1)[1].splitlines()[0]
+    assert "dry run: 4 folder(s) would move" in out and "4 run(s) of MongoDB" in out and "sem_bin.runs" in out
+    assert _omniboard_view(mongo_db) == before_view and snapshot(store) == before_files
+
+    out = clean("--yes")
+    assert "moved 4 folder(s)" in out and "4 run(s) of MongoDB" in out
+    # Omniboard lists only the runs left in the store, with their metrics
+    assert _omniboard_view(mongo_db) == {gid: v for gid, v in before_view.items() if gid not in binned}
+    assert set(p.name for p in store.iterdir() if not p.name.startswith("_")) == set(latest.values())
+    # the bin holds the binned runs whole: their documents, metric documents and reasons
+    bin_docs = {d["_id"]: d for d in mongo_db["sem_bin.runs"].find()}
+    assert set(bin_docs) == binned
+    assert {d["reason"] for d in bin_docs.values()} >= {"FAILED"}
+    assert mongo_db["sem_bin.metrics"].count_documents({}) == sum(len(before_view[g]["metrics"]) for g in binned)
+    # GridFS files (sources, artifacts) are shared by content and stay
+    assert sorted(f["_id"] for f in mongo_db["fs.files"].find()) == gridfs_files
+    # a second clean finds nothing left to do on either side
+    again = clean("--dry-run")
+    assert "nothing to clean" in again
+
+    out = clean("--restore", "--dry-run")
+    assert out.count("would restore") == 4 and "4 run(s) from sem_bin.runs" in out
+    assert _omniboard_view(mongo_db) != before_view
+
+    out = clean("--restore")
+    assert "restored 4 folder(s)" in out and "restored 4 run(s) into runs of MongoDB" in out
+    assert _omniboard_view(mongo_db) == before_view  # same _ids, same metrics
+    assert snapshot(store) == before_files
+    assert mongo_db["sem_bin.runs"].count_documents({}) == 0 and mongo_db["sem_bin.metrics"].count_documents({}) == 0
+    # and the restored runs count as synced again: a new sync has nothing to do
+    sync = subprocess.run([sys.executable, "-m", "sem_core.cli", "sync"], cwd=exp, capture_output=True, text=True, env=env)
+    assert sync.returncode == 0, sync.stderr
+    assert _omniboard_view(mongo_db) == before_view
+
+
+@pytest.mark.mongo
+def test_a_restored_run_whose_id_was_taken_meanwhile_gets_the_next_one(write_model, mongo_url, mongo_db):
+    from sem_core.mongo import bin as mongo_bin
+
+    model = write_model(MODEL)
+    assert run_model(model, "-m", env={"SEM_MONGO_URL": mongo_url}).returncode != 0
+    # the newest run in the database (the one whose _id a new run would take once it is binned)
+    newest = mongo_db.runs.find_one({}, sort=[("_id", -1)])
+    gid, old_id = newest["config"]["global_id"], newest["_id"]
+    metric_names = sorted(m["name"] for m in mongo_db.metrics.find({"run_id": old_id}))
+    assert mongo_bin.move_to_bin(mongo_db, {gid: "stale duplicate"}, "t") == {gid: old_id}
+    assert mongo_bin.move_to_bin(mongo_db, {gid: "stale duplicate"}, "t") == {}  # done already: nothing twice
+    # another writer takes the freed _id (sacred's MongoObserver takes the largest + 1)
+    mongo_db.runs.insert_one({"_id": old_id, "config": {"global_id": "someone-else"}, "status": "COMPLETED"})
+    back = mongo_bin.restore_from_bin(mongo_db, [gid])
+    new_id = back.runs[gid]
+    assert back.renumbered == {gid: (old_id, new_id)} and new_id != old_id
+    doc = mongo_db.runs.find_one({"_id": new_id})
+    assert doc["config"]["global_id"] == gid and doc["status"] == newest["status"]
+    assert sorted(m["name"] for m in mongo_db.metrics.find({"run_id": new_id})) == metric_names
+    # the other writer's run is untouched
+    assert mongo_db.runs.find_one({"_id": old_id})["config"]["global_id"] == "someone-else"
+    assert mongo_db["sem_bin.runs"].count_documents({}) == 0

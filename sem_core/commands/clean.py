@@ -17,6 +17,11 @@ What is binned (``plan_clean``, pure):
 Never binned: QUEUED/RUNNING runs; the latest COMPLETED run of a row; and, unless ``--force``,
 runs that are in neither the DVC-pushed version of the store nor MongoDB (the bin would then hold
 their only copy).
+
+With a database configured, the binned runs leave it too (``sem_core.mongo.bin``: to a bin
+collection, GridFS files kept), so Omniboard and ``sem results`` agree with the store; ``--restore``
+puts them back on both sides. Unreadable records and orphans are about the local folder only: a
+database copy of those stays.
 """
 
 from __future__ import annotations
@@ -163,9 +168,12 @@ def mongo_synced_names(store: Path) -> set[str]:
     return set(synced(store))
 
 
-def move_to_bin(store: Path, items: Sequence[CleanItem]) -> Path:
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%f")
-    batch = store / BIN_DIR / stamp
+def bin_stamp() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+
+
+def move_to_bin(store: Path, items: Sequence[CleanItem], stamp: Optional[str] = None) -> Path:
+    batch = store / BIN_DIR / (stamp or bin_stamp())
     batch.mkdir(parents=True)
     manifest = {"cleaned": dt.datetime.now(dt.timezone.utc).isoformat(), "items": [vars(i) for i in items]}
     records.atomic_write_json(batch / MANIFEST, manifest)
@@ -174,15 +182,21 @@ def move_to_bin(store: Path, items: Sequence[CleanItem]) -> Path:
     return batch
 
 
+def binned_folders(store: Path) -> list[Path]:
+    """The folders in the store's bin, batch by batch."""
+    bin_dir = store / BIN_DIR
+    if not bin_dir.is_dir():
+        return []
+    return [item for batch in sorted(p for p in bin_dir.iterdir() if p.is_dir())
+            for item in sorted(p for p in batch.iterdir() if p.is_dir())]
+
+
 def restore_from_bin(store: Path) -> list[str]:
     """Move every binned folder back under its own name; refuse (moving nothing) on a name clash."""
     bin_dir = store / BIN_DIR
     if not bin_dir.is_dir():
         return []
-    moves = []
-    for batch in sorted(p for p in bin_dir.iterdir() if p.is_dir()):
-        for item in sorted(p for p in batch.iterdir() if p.is_dir()):
-            moves.append((item, store / item.name))
+    moves = [(item, store / item.name) for item in binned_folders(store)]
     clashes = [str(dest) for _, dest in moves if dest.exists()]
     if clashes:
         from sem_core.errors import SemError
@@ -206,7 +220,10 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("clean", help="move failed runs, stale duplicates and orphans to a bin (dry run by default)")
     p.add_argument("path", nargs="?", default=None, help="experiment folder or run store (default: the experiment around .)")
     p.add_argument("--yes", action="store_true", help="move them (without it: only print what would move)")
-    p.add_argument("--restore", action="store_true", help="move everything in the bin back into the store")
+    p.add_argument("--dry-run", action="store_true",
+                   help="only print what would move, in the store and in MongoDB (the default without --yes)")
+    p.add_argument("--restore", action="store_true",
+                   help="move everything in the bin back into the store (and the database; dry run with --dry-run)")
     p.add_argument("--force", action="store_true",
                    help="also bin runs that are neither pushed to DVC nor synced to MongoDB (the bin is then their only copy)")
     p.set_defaults(func=run)
@@ -220,20 +237,84 @@ def store_of(path: Optional[str]) -> Path:
     return store_of_experiment(find_experiment_dir(Path(path) if path else None)).resolve()
 
 
+def _database_side(store: Path):
+    """The store's database (``sem_core.mongo.bin.Database``), or None when none is configured."""
+    from sem_core.mongo import bin as mongo_bin
+
+    return mongo_bin.database_of_store(store)
+
+
+def _in_database(item: CleanItem) -> bool:
+    """Whether binning ``item`` moves its database copy too: not for a damaged or orphan local folder."""
+    return not item.reason.startswith((UNREADABLE, "orphan"))
+
+
+def restore(store: Path, dry_run: bool) -> int:
+    import pymongo.errors
+
+    from sem_core.mongo import bin as mongo_bin
+
+    folders = binned_folders(store)
+    database = _database_side(store)
+    in_bin: dict = {}
+    if database is not None:
+        # also runs whose folder is back already (a restore the database missed): both sides agree again
+        names = {f.name for f in folders} | {p.name for p in store.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))}
+        try:
+            in_bin = mongo_bin.runs_in_bin(database.db, names)
+        except pymongo.errors.PyMongoError as exc:
+            raise database.error(exc, "nothing was restored") from None
+    if dry_run:
+        for folder in folders:
+            extra = f"  + database run {in_bin[folder.name]}" if folder.name in in_bin else ""
+            print(f"would restore  {folder.name}{extra}")
+        for gid in sorted(set(in_bin) - {f.name for f in folders}):
+            print(f"would restore  database run {in_bin[gid]} ({gid}; its folder is in the store already)")
+        print(f"dry run: {len(folders)} folder(s) would move back into {store}"
+              + (f", {len(in_bin)} run(s) from {mongo_bin.BIN_RUNS} into runs of MongoDB {database.display}" if database else ""))
+        return 0
+    restored = restore_from_bin(store)
+    print(f"restored {len(restored)} folder(s) into {store}" + (f": {', '.join(restored)}" if restored else ""))
+    if database is None or not in_bin:
+        return 0
+    try:
+        back = mongo_bin.restore_from_bin(database.db, sorted(in_bin))
+    except pymongo.errors.PyMongoError as exc:
+        raise database.error(exc, "the folders are back; run `sem clean --restore` again for the database") from None
+    print(f"restored {len(back.runs)} run(s) into runs of MongoDB {database.display}")
+    for gid, (old, new) in sorted(back.renumbered.items()):
+        print(f"  run {gid}: _id {old} was taken meanwhile; it is _id {new} now")
+    for gid, run_id in sorted(back.already_there.items()):
+        print(f"  run {gid}: the database holds it again (_id {run_id}, synced since); its binned copy stays in {mongo_bin.BIN_RUNS}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from sem_core.errors import SemError
 
+    if args.yes and args.dry_run:
+        raise SemError("sem clean: --yes and --dry-run contradict each other; give one")
     store = store_of(args.path)
     if not store.is_dir():
         raise SemError(f"{store}: no run store here (nothing has run yet)")
     if args.restore:
-        restored = restore_from_bin(store)
-        print(f"restored {len(restored)} folder(s) into {store}" + (f": {', '.join(restored)}" if restored else ""))
-        return 0
+        return restore(store, dry_run=args.dry_run)
     shared = set() if args.force else dvc_pushed_names(store) | mongo_synced_names(store)
     plan = plan_clean(scan_store(store), shared, force=args.force)
+    database = _database_side(store) if plan.move else None
+    in_db: dict = {}
+    if database is not None:
+        import pymongo.errors
+
+        from sem_core.mongo import bin as mongo_bin
+
+        try:
+            in_db = mongo_bin.runs_in_database(database.db, [i.name for i in plan.move if _in_database(i)])
+        except pymongo.errors.PyMongoError as exc:
+            raise database.error(exc, "nothing was moved") from None
     for item in plan.move:
-        print(f"{'move' if args.yes else 'would move'}  {item.name}  ({item.reason})")
+        extra = f"  + database run {in_db[item.name]}" if item.name in in_db else ""
+        print(f"{'move' if args.yes else 'would move'}  {item.name}  ({item.reason}){extra}")
     for item in plan.protected:
         print(f"keep  {item.name}  ({item.reason}; not pushed to DVC nor synced to MongoDB: --force to bin it)")
     # unreadable records left in the store: no other command can handle them, so say so in the exit code
@@ -247,9 +328,24 @@ def run(args: argparse.Namespace) -> int:
     if not plan.move:
         print(f"nothing to clean in {store}")
         return code
+    from sem_core.mongo import bin as mongo_bin
+
+    db_part = (f", and {len(in_db)} run(s) of MongoDB {database.display} from runs to {mongo_bin.BIN_RUNS} "
+               "(with their metrics; GridFS files kept)") if in_db else ""
     if not args.yes:
-        print(f"dry run: {len(plan.move)} folder(s) would move to {store / BIN_DIR}; run again with --yes to move them")
+        print(f"dry run: {len(plan.move)} folder(s) would move to {store / BIN_DIR}{db_part}; "
+              "run again with --yes to move them")
         return code
-    batch = move_to_bin(store, plan.move)
-    print(f"moved {len(plan.move)} folder(s) to {batch}; `sem clean --restore` brings them back")
+    stamp = bin_stamp()
+    if in_db:
+        import pymongo.errors
+
+        reasons = {i.name: i.reason for i in plan.move if i.name in in_db}
+        try:
+            # the database first: if it fails, nothing has moved on either side that a rerun cannot finish
+            mongo_bin.move_to_bin(database.db, reasons, stamp)
+        except pymongo.errors.PyMongoError as exc:
+            raise database.error(exc, "no folder was moved; run sem clean again") from None
+    batch = move_to_bin(store, plan.move, stamp)
+    print(f"moved {len(plan.move)} folder(s) to {batch}{db_part}; `sem clean --restore` brings them back")
     return code
