@@ -31,11 +31,58 @@ COMMAND_MODULES = [
 ]
 
 
+# Shown under every command's --help: one command a user would type, run from the experiment
+# folder (examples/regression) unless it says otherwise.
+EXAMPLES = {
+    "plan": ["sem plan models/m_linear.py fold=0,1", "sem plan models/m_linear.py --json"],
+    "run": ["sem run models/m_linear.py fold=0"],
+    "results": ["sem results", "sem results --metric test_rmse --metric test_r2 --format latex -o table.tex",
+                "sem results --by fold --where noise=0.5", "sem results --all-metrics --format csv > results.csv"],
+    "ls": ["sem ls", "sem ls --status FAILED", "sem ls --where noise=0.5 --metric test_rmse"],
+    "show": ["sem show 20261130T101500-3f9a", "sem show 3f9a --tail 100", "sem show 3f9a --repro"],
+    "plot": ["sem plot train_mse", "sem plot test_rmse --group-by noise -o rmse.pdf"],
+    "report": ["sem report", "sem report -o results/report.html --title 'Regression, noise study'"],
+    "dvc": ["sem dvc init --remote /mnt/shared/dvc-store", "sem dvc push", "sem dvc pull"],
+    "clean": ["sem clean", "sem clean --yes", "sem clean --restore"],
+    "sync": ["sem sync", "sem sync --dry-run", "SEM_MONGO_URL=mongodb://db.example.org/lab sem sync"],
+    "board": ["sem board", "sem board --port 9001"],
+    "status": ["sem status", "sem status multirun/2026-11-30/10-15-00-ab12 --no-update"],
+    "cancel": ["sem cancel", "sem cancel multirun/2026-11-30/10-15-00-ab12"],
+}
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Wraps descriptions to the terminal, paragraph by paragraph; keeps the examples as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text.startswith("examples:"):
+            return text
+        return "\n\n".join(super(HelpFormatter, self)._fill_text(p, width, indent) for p in text.split("\n\n"))
+
+
+def _version() -> str:
+    from sem_core import __version__
+
+    return f"sem {__version__}"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sem", description="Sacred Experiment Manager")
+    parser = argparse.ArgumentParser(
+        prog="sem", formatter_class=HelpFormatter,
+        description="Sacred Experiment Manager: look at, share and tidy the runs of Hydra sweeps over "
+        "model files. `sem COMMAND --help` explains a command.")
+    parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
+    # Every command's help starts with the line of what it does and ends with examples.
+    summaries = {action.dest: action.help for action in sub._choices_actions}
+    for name, command in sub.choices.items():
+        command.formatter_class = HelpFormatter
+        if not command.description and summaries.get(name):
+            command.description = summaries[name][0].upper() + summaries[name][1:] + "."
+        if name in EXAMPLES and not command.epilog:
+            command.epilog = "examples:\n" + "\n".join(f"  {e}" for e in EXAMPLES[name])
     return parser
 
 

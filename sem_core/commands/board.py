@@ -34,8 +34,10 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "board",
         help="start Omniboard on the configured MongoDB and print its URL",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Start Omniboard on the configured MongoDB and print its URL; Ctrl-C stops it. "
+        "The database URL reaches Omniboard in a file only you can read, deleted once Omniboard has read it, "
+        "never on a command line.\n\nOmniboard comes from npm: `npm install -g omniboard` (or set "
+        "SEM_OMNIBOARD to its executable).",
     )
     p.add_argument("path", nargs="?", default=None, metavar="PATH",
                    help="experiment folder whose experiment_config.yaml names the database (default: current)")

@@ -12,7 +12,10 @@ from sem_core.commands.status import add_selection
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("cancel", help="cancel the pending and running Slurm jobs of a sweep or store")
+    p = subparsers.add_parser(
+        "cancel", help="cancel the pending and running Slurm jobs of a sweep or store",
+        description="Cancel (scancel) the Slurm jobs of the runs still QUEUED or RUNNING under PATH, wait "
+        "until they have left the queue, and mark their records CANCELLED. Local runs are left alone.")
     add_selection(p)
     p.add_argument("--wait", type=float, default=60.0, metavar="SECONDS",
                    help="how long to wait for cancelled jobs to leave the queue before marking them (default 60)")

@@ -12,7 +12,10 @@ DEFAULT_METRICS_SHOWN = 3
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("ls", help="list runs: ids, status, duration, key metrics")
+    p = subparsers.add_parser(
+        "ls", help="list runs: ids, status, duration, key metrics",
+        description="List runs of every status, one line each, newest last: global_id, ids, status, "
+        "duration and a few metrics, fitted to the terminal (piped: to $COLUMNS when set, else in full).")
     add_path(p)
     add_where(p)
     add_strict(p)

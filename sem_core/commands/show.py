@@ -11,7 +11,11 @@ OUTPUT_TAIL = 30
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("show", help="show one run: config, status, timings, metrics, artifacts, errors")
+    p = subparsers.add_parser(
+        "show", help="show one run: config, status, timings, metrics, artifacts, errors",
+        description="Show one run: its config, status, times, host, a summary of each metric and its "
+        "artifacts; a failed run also its traceback (your code's frames) and the end of its output. An "
+        "experiment_id shows its newest run; a config_id lists its runs.")
     p.add_argument("id", metavar="ID", help="global_id, experiment_id or config_id, or a unique prefix of one")
     add_path(p)
     add_strict(p)

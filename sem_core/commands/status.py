@@ -24,7 +24,12 @@ def add_selection(p: argparse.ArgumentParser) -> None:
 def register(subparsers) -> None:
     from sem_core.results.cli_args import add_strict
 
-    p = subparsers.add_parser("status", help="run counts per model and status, reconciled with Slurm")
+    p = subparsers.add_parser(
+        "status", help="run counts per model and status, reconciled with Slurm",
+        description="Count the runs per model file and status. Records that still say QUEUED or RUNNING "
+        "are checked against Slurm (sacct, squeue) and their heartbeat: a job Slurm cancelled, timed out or "
+        "killed, or a local run whose heartbeat stopped, is shown as such and its record updated. Exit code "
+        "1 when a Slurm query failed.")
     add_selection(p)
     add_strict(p)
     p.add_argument("--no-update", action="store_true", help="show the reconciled status without rewriting records")

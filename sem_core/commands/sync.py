@@ -18,8 +18,10 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "sync",
         help="upload local runs to MongoDB (sacred's schema, read by Omniboard)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Upload every local run that is missing from the configured MongoDB or has changed "
+        "since its last sync, in the layout sacred's MongoObserver writes (Omniboard reads it). Running it "
+        "twice adds nothing.\n\nExit code: 0 when every run is in the database; 1 when some could not be "
+        "uploaded (each is listed with the reason); 2 for a setting to fix.",
     )
     p.add_argument("path", nargs="*", metavar="PATH",
                    help="experiment folder, models folder or run store (default: the current experiment)")
