@@ -360,7 +360,7 @@ def format_summary(rows: Sequence[dict], where: str, model_column: bool = False,
         if len(error) > ERROR_COLUMN_CHARS or (error and r.get("no_record") and r["state"] == "failed"):
             long_reasons.append(f"{r['model'] + ' ' if model_column else ''}order_id {r['order_id']}: {error}")
         shown = error if len(error) <= ERROR_COLUMN_CHARS else error[: ERROR_COLUMN_CHARS - 3] + "..."
-        duration = f"{r['duration']:.2f}s" if r.get("duration") is not None else "-"
+        duration = records.format_duration(r.get("duration"))
         table.append(((r["model"],) if model_column else ()) + (str(r["order_id"]), r["experiment_id"],
                                                                r["status"], duration, shown))
     widths = [max(len(h), *(len(t[i]) for t in table)) if table else len(h) for i, h in enumerate(header)]

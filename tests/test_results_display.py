@@ -212,3 +212,12 @@ def test_a_sweep_piped_into_head_runs_and_records_every_job_quietly(tmp_path):
         assert "Traceback" not in err and "Logging error" not in err and "BrokenPipeError" not in err, err[-3000:]
     ls = sem_piped("ls", cwd=exp).stdout
     assert ls.splitlines()[-1] == "20 runs: 20 COMPLETED"
+
+
+def test_mongo_settings_warnings_are_in_sems_own_one_line_format():
+    code = ("from sem_core.mongo.connection import resolve_settings; "
+            "resolve_settings('mongodb://user:pw@db.example.org/lab', env={})")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("sem: warning: sem.mongo.url=") and "UserWarning" not in lines[0]

@@ -23,13 +23,12 @@ from __future__ import annotations
 import os
 import re
 import stat
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional
 from urllib.parse import quote, quote_plus, unquote_plus
 
-from sem_core.errors import ConfigError, SemError
+from sem_core.errors import ConfigError, SemError, warn
 
 ENV_VAR = "SEM_MONGO_URL"
 SEM_CONFIG_RELATIVE = Path(".config") / "sem" / "mongo.yaml"
@@ -236,11 +235,8 @@ def warn_if_readable_by_others(path: Path) -> None:
     except FileNotFoundError:
         return
     if mode & (stat.S_IRGRP | stat.S_IROTH):
-        warnings.warn(
-            f"{path} holds a MongoDB password and is readable by other users "
-            f"(mode {stat.S_IMODE(mode):o}); run: chmod 600 {path}",
-            stacklevel=3,
-        )
+        warn(f"{path} holds a MongoDB password and is readable by other users "
+             f"(mode {stat.S_IMODE(mode):o}); run: chmod 600 {path}")
 
 
 def resolve_settings(
@@ -266,12 +262,9 @@ def resolve_settings(
             return settings
         settings = settings_from_url(override_url, "sem.mongo.url on the command line")
         if settings.password:
-            warnings.warn(
-                f"sem.mongo.url={settings.display} carries a password on the command line, where shell history "
-                "keeps it (sem keeps it out of its own and Hydra's files and logs); put the URL in "
-                "SEM_MONGO_URL or ~/.config/sem/mongo.yaml (mode 600) instead",
-                stacklevel=2,
-            )
+            warn(f"sem.mongo.url={settings.display} carries a password on the command line, where shell history "
+                 "keeps it (sem keeps it out of its own and Hydra's files and logs); put the URL in "
+                 "SEM_MONGO_URL or ~/.config/sem/mongo.yaml (mode 600) instead")
         return settings
     if experiment_dir is not None and override_file is None:
         path = Path(experiment_dir) / EXPERIMENT_CONFIG_NAME
