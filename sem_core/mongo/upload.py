@@ -209,7 +209,9 @@ def remote_state(db, global_ids: Sequence[str]) -> dict[str, tuple[Any, Optional
 
 def _max_int_id(db) -> int:
     doc = db.runs.find_one({"_id": {"$type": "number"}}, {"_id": 1}, sort=[("_id", -1)])
-    return int(doc["_id"]) if doc else 0
+    # a run in sem clean's bin keeps its _id for its restore (sem_core.mongo.bin)
+    binned = db["sem_bin.runs"].find_one({"run_id": {"$type": "number"}}, {"run_id": 1}, sort=[("run_id", -1)])
+    return max(int(doc["_id"]) if doc else 0, int(binned["run_id"]) if binned else 0)
 
 
 class _GridFSWriter:
