@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     counts = runs["status"].value_counts()
     text += f"{plural(len(runs), 'run')}: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + "\n"
     if left_out:
-        text += render_text(Text(f"Not shown, to fit {width} columns: {', '.join(reversed(left_out))} "
+        text += render_text(Text(f"Not shown, to fit {width} columns: {', '.join(n for n in cells if n in left_out)} "
                                  "(choose metrics with --metric M, or widen the terminal)."), width, color)
     sys.stdout.write(text)
     return exit_code(args)
