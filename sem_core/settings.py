@@ -66,15 +66,24 @@ SEED_SETTINGS_NOTE = (
     "folder; results take the newest run of a row; sem.skip_completed=true skips rows already completed; "
     "sem clean bins the older runs). Delete them to hide this note"
 )
-# notes and warnings already given in this process (experiment_config.yaml is read by every
-# command and once per model file of a sweep: each is said once)
+# notes and warnings already given by this command (experiment_config.yaml is read by every
+# command, once per model file of a sweep, and again in the processes `sem run` starts: each is
+# said once). The environment carries them into those processes.
 _said: set[str] = set()
+SAID_ENV = "SEM_CONFIG_NOTES_SAID"
 
 
 def _say_once(message: str) -> None:
-    if message not in _said:
-        _said.add(message)
-        warn(message)
+    import hashlib
+    import os
+
+    key = hashlib.sha1(message.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+    inherited = os.environ.get(SAID_ENV, "").split(",")
+    if message in _said or key in inherited:
+        return
+    _said.add(message)
+    os.environ[SAID_ENV] = ",".join([k for k in inherited if k] + [key])
+    warn(message)
 
 
 def did_you_mean(word: str, choices) -> str:

@@ -162,3 +162,49 @@ def test_the_seed_import_names_are_sems_api(tmp_path):
     proc = subprocess.run([sys.executable, "-W", "error", "-c", "import experiment_manager, experiment_manager.util"],
                           capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+
+
+SEED_RUN_PY = '''\
+from pathlib import Path
+from experiment_manager import main
+
+#Ensure folder structure exists
+Path("models/").mkdir(exist_ok=True)
+Path("models/runs").mkdir(exist_ok=True)
+
+main.run()
+'''
+
+
+def test_the_seeds_run_py_runs_every_row_and_says_the_seed_note_once(seed_experiment):
+    (seed_experiment / "run.py").write_text(SEED_RUN_PY)
+    proc = subprocess.run([sys.executable, "run.py"], cwd=seed_experiment, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    runs = load_store(seed_experiment / "models" / "runs")
+    assert sorted(r["config"]["order_id"] for r in runs) == [0, 1, 2, 3]
+    assert all(r["run"]["status"] == "COMPLETED" for r in runs)
+    # the model's own relative paths resolve as in the seed (from models/)
+    assert len(list((seed_experiment / "results").glob("*.pickle"))) == 4
+    # one note for the whole command, though sem run starts a process per model file
+    assert len(_warnings(proc.stderr)) == 1
+
+
+@pytest.mark.mongo
+def test_the_seeds_run_py_sync_uploads_the_runs(seed_experiment, mongo_url, mongo_db):
+    import os
+
+    (seed_experiment / "run.py").write_text(SEED_RUN_PY)
+    assert run_model(seed_experiment / "models" / "m_model.py", "0", "3").returncode == 0
+    proc = subprocess.run([sys.executable, "run.py", "--sync"], cwd=seed_experiment, capture_output=True, text=True,
+                          env={**os.environ, "SEM_MONGO_URL": mongo_url}, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(d["config"]["order_id"] for d in mongo_db.runs.find()) == [0, 3]
+
+
+def test_run_py_flags_are_sems_commands(tmp_path):
+    from experiment_manager.main import command_for
+
+    assert command_for([], tmp_path) == ["run", str(tmp_path)]
+    assert command_for(["fold=1"], tmp_path) == ["run", str(tmp_path), "fold=1"]
+    assert command_for(["--sync"], tmp_path) == ["sync", str(tmp_path)]
+    assert command_for(["--omniboard"], tmp_path) == ["board", str(tmp_path)]

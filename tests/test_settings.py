@@ -68,12 +68,18 @@ gpu:
 """
 
 
+@pytest.fixture
+def fresh_notes(monkeypatch):
+    """Notes said once per command start unsaid (in this process and in the environment it passes on)."""
+    monkeypatch.setattr(settings, "_said", set())
+    monkeypatch.setenv(settings.SAID_ENV, "")
+
+
 def _sem_warnings(caught) -> list[str]:
     return [str(w.message) for w in caught if issubclass(w.category, SemWarning)]
 
 
-def test_the_users_own_keys_are_theirs_and_seed_cluster_sections_are_slurm_presets(tmp_path, recwarn, monkeypatch):
-    monkeypatch.setattr(settings, "_said", set())
+def test_the_users_own_keys_are_theirs_and_seed_cluster_sections_are_slurm_presets(tmp_path, recwarn, fresh_notes):
     (tmp_path / "experiment_config.yaml").write_text(SEED_CONFIG)
     data = settings.load_experiment_config(tmp_path)
     # the model file reads its own settings back as written
@@ -103,12 +109,19 @@ def test_a_typeless_seed_section_is_selectable_as_a_launcher(tmp_path):
     assert ConfigStore.instance().load("hydra/launcher/gpu.yaml").node.partition == "gpu"
 
 
-def test_the_seed_note_is_said_once_per_process(tmp_path, recwarn, monkeypatch):
-    monkeypatch.setattr(settings, "_said", set())
+def test_the_seed_note_is_said_once_per_command(tmp_path, recwarn, fresh_notes):
+    import os
+    import subprocess
+    import sys
+
     (tmp_path / "experiment_config.yaml").write_text("experiment:\n  overwrite_id: True\n")
     for _ in range(3):  # every command and every model file of a sweep reads the file
         settings.load_experiment_config(tmp_path)
     assert len(_sem_warnings(recwarn)) == 1
+    # nor again in a process the command starts (sem run starts one per model file)
+    child = subprocess.run([sys.executable, "-c", f"from sem_core import settings; settings.load_experiment_config({str(tmp_path)!r})"],
+                           capture_output=True, text=True, env=dict(os.environ))
+    assert child.returncode == 0 and "sem: warning" not in child.stderr, child.stderr
 
 
 @pytest.mark.parametrize(
@@ -121,8 +134,7 @@ def test_the_seed_note_is_said_once_per_process(tmp_path, recwarn, monkeypatch):
         ("hpc:\n  type: slurmm\n  time: 30\n", "section 'hpc' has type 'slurmm', not a cluster type (did you mean 'slurm'?)"),
     ],
 )
-def test_misspelt_sem_names_warn_with_did_you_mean(tmp_path, monkeypatch, text, expected):
-    monkeypatch.setattr(settings, "_said", set())
+def test_misspelt_sem_names_warn_with_did_you_mean(tmp_path, fresh_notes, text, expected):
     (tmp_path / "experiment_config.yaml").write_text(text)
     with pytest.warns(SemWarning) as caught:
         settings.load_experiment_config(tmp_path)
