@@ -298,3 +298,38 @@ def test_jobs_stop_when_the_sweep_process_is_killed(write_model, tmp_path, sweep
     runs = _by_row(model)
     assert sorted(runs) == [0, 1]
     assert all(r["run"]["status"] == "INTERRUPTED" for r in runs.values()), [r["run"]["status"] for r in runs.values()]
+
+
+# -- worker processes ------------------------------------------------------------------------
+def _pids(model: Path) -> dict[int, int]:
+    return {i: r["run"]["meta"]["sem"]["process"]["pid"] for i, r in _by_row(model).items()}
+
+
+@pytest.mark.parametrize(
+    "extra, processes",
+    [((), 2), (("hydra.launcher.max_jobs_per_worker=1",), 6)],
+    ids=["workers-run-several-jobs", "a-process-per-job"],
+)
+def test_jobs_run_in_n_jobs_worker_processes(write_model, extra, processes):
+    model = _model(write_model, rows=6, behaviour={})
+    proc = run_model(model, *LOCAL, *extra, timeout=HANG_GUARD_S * 3)
+    assert proc.returncode == 0, proc.stderr
+    pids = _pids(model)
+    assert sorted(pids) == list(range(6))
+    assert len(set(pids.values())) == processes
+
+
+def test_dead_workers_are_replaced(write_model):
+    # rows 0 and 1 go to the first two workers and end them both: the other rows run in new ones
+    model = _model(write_model, rows=6, behaviour={0: "exit", 1: "segv"})
+    proc = run_model(model, *LOCAL, timeout=HANG_GUARD_S * 3)
+    assert proc.returncode != 0
+    runs = _by_row(model)
+    assert {i: r["run"]["status"] for i, r in runs.items()} == {0: "FAILED", 1: "KILLED", 2: "COMPLETED",
+                                                                3: "COMPLETED", 4: "COMPLETED", 5: "COMPLETED"}
+    assert "SIGSEGV" in _trace(runs[1]["run"])
+    pids = _pids(model)
+    later = {pids[i] for i in range(2, 6)}
+    assert pids[0] != pids[1] and not later & {pids[0], pids[1]}
+    assert len(later) <= 2  # never more than n_jobs workers
+    assert "4 of 6 jobs completed, 2 not completed" in proc.stdout

@@ -21,12 +21,19 @@ class SemSweeperConf:
 @dataclass
 class LocalLauncherConf:
     _target_: str = "hydra_plugins.sem_plugins.launcher.LocalLauncher"
-    # jobs running at once, each in a process of its own (a job that crashes its process fails
-    # alone); 1 = run the jobs one after another inside this process (debuggable: breakpoints
-    # work); None = one per CPU
+    # jobs running at once, in worker processes that each run jobs one after another (a job
+    # that crashes its process fails alone); 1 = run the jobs one after another inside this
+    # process (debuggable: breakpoints work); None = one per CPU
     n_jobs: Optional[int] = None
     # stop starting new jobs after the first failure (running ones finish)
     fail_fast: bool = False
+    # K: each running job gets its own K GPUs through CUDA_VISIBLE_DEVICES (n_jobs is capped
+    # at the devices / K); None = every job sees what the sweep process sees
+    gpus_per_job: Optional[int] = None
+    # the devices to share out; None = CUDA_VISIBLE_DEVICES, else those nvidia-smi -L lists
+    gpus: Optional[List[str]] = None
+    # jobs a worker runs before it is replaced by a fresh process; 1 = a process per job
+    max_jobs_per_worker: Optional[int] = None
 
 
 @dataclass

@@ -1,8 +1,9 @@
 """sem's local launcher: jobs in this process one after another (n_jobs=1, the default of a
-model file), or N at a time, each in a process of its own (``hydra/launcher=local
-hydra.launcher.n_jobs=N``; see ``_local_core`` for crashes and signals)."""
+model file), or N at a time in worker processes (``hydra/launcher=local hydra.launcher.n_jobs=N``;
+see ``_local_core`` for crashes, signals and GPUs)."""
 
-from typing import Optional, Sequence
+import sys
+from typing import Any, Optional, Sequence
 
 from hydra.core.utils import JobReturn
 from hydra.plugins.launcher import Launcher
@@ -11,9 +12,21 @@ from omegaconf import DictConfig
 
 
 class LocalLauncher(Launcher):
-    def __init__(self, n_jobs: Optional[int] = None, fail_fast: bool = False) -> None:
+    def __init__(
+        self,
+        n_jobs: Optional[int] = None,
+        fail_fast: bool = False,
+        gpus_per_job: Optional[int] = None,
+        gpus: Optional[Sequence[Any]] = None,
+        max_jobs_per_worker: Optional[int] = None,
+    ) -> None:
         self.n_jobs = n_jobs
         self.fail_fast = fail_fast
+        self.gpus_per_job = gpus_per_job
+        self.gpus = list(gpus) if gpus is not None else None
+        self.max_jobs_per_worker = max_jobs_per_worker
+        # each worker's devices (None: jobs see what this process sees), set by setup
+        self.gpu_sets: Optional[list] = None
         self.config: Optional[DictConfig] = None
         self.task_function: Optional[TaskFunction] = None
         self.hydra_context: Optional[HydraContext] = None
@@ -24,6 +37,26 @@ class LocalLauncher(Launcher):
         self.config = config
         self.hydra_context = hydra_context
         self.task_function = task_function
+        from sem_core.errors import SemError
+
+        try:
+            self._check_settings()
+        except SemError as exc:
+            # one line and exit 1 before any job, as the sweeper reports its own errors (raised,
+            # Hydra would add a hint about HYDRA_FULL_ERROR with no trace worth reading)
+            experiment = getattr(task_function, "experiment", None)
+            print(f"{experiment.path.name + ': ' if experiment else ''}error: {exc}", file=sys.stderr)
+            raise SystemExit(1) from None
+
+    def _check_settings(self) -> None:
+        from sem_core.errors import ConfigError
+
+        if self.max_jobs_per_worker is not None and self.max_jobs_per_worker < 1:
+            raise ConfigError(f"hydra.launcher.max_jobs_per_worker={self.max_jobs_per_worker}: give 1 or more, or null")
+        if self.gpus_per_job is not None or self.gpus is not None:
+            from hydra_plugins.sem_plugins import _local_core
+
+            self.gpu_sets = _local_core.gpu_sets(self.gpus, self.gpus_per_job)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from hydra_plugins.sem_plugins import _local_core
