@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import load_store, run_model
+from tests.test_slurm_cluster import cluster  # noqa: F401  (fixture: the test Slurm cluster is up)
 
 SEED_MODEL = '''\
 import sys
@@ -208,3 +209,20 @@ def test_run_py_flags_are_sems_commands(tmp_path):
     assert command_for(["fold=1"], tmp_path) == ["run", str(tmp_path), "fold=1"]
     assert command_for(["--sync"], tmp_path) == ["sync", str(tmp_path)]
     assert command_for(["--omniboard"], tmp_path) == ["board", str(tmp_path)]
+
+
+@pytest.mark.slurm
+def test_a_typeless_cluster_section_with_partition_runs_the_seeds_rows_on_slurm(seed_experiment, cluster):
+    # the seed's cluster keys without `type:`, plus small limits so the test takes seconds
+    config = seed_experiment / "experiment_config.yaml"
+    config.write_text(config.read_text() + "hpc:\n  partition: debug\n  timeout_min: 2\n  signal_delay_s: 30\n"
+                      "  poll_interval_s: 0.5\n")
+    model = seed_experiment / "models" / "m_model.py"
+    proc = run_model(model, "0", "3", "hydra/launcher=hpc")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    runs = load_store(model.parent / "runs")
+    assert sorted(r["config"]["order_id"] for r in runs) == [0, 3]
+    assert {r["run"]["status"] for r in runs} == {"COMPLETED"}
+    assert {r["run"]["meta"]["sem"]["slurm"]["partition"] for r in runs} == {"debug"}
+    assert len(list((seed_experiment / "results").glob("*.pickle"))) == 2
+    assert len(_warnings(proc.stderr)) == 1  # the seed note; no word about the user's own keys
