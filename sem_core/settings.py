@@ -73,7 +73,8 @@ _said: set[str] = set()
 SAID_ENV = "SEM_CONFIG_NOTES_SAID"
 
 
-def _say_once(message: str) -> None:
+def say_once(message: str) -> None:
+    """Warn with ``message`` unless this command (this process or the one that started it) did."""
     import hashlib
     import os
 
@@ -242,9 +243,9 @@ def load_experiment_config(experiment_dir: Path) -> dict:
             if unknown:
                 known = ", ".join(sorted(EXPERIMENT_SECTION_KEYS[section]))
                 hints = "".join(did_you_mean(k, EXPERIMENT_SECTION_KEYS[section]) for k in unknown)
-                _say_once(f"{path}: unknown key(s) {unknown} in section {section!r}{hints} (known: {known})")
+                say_once(f"{path}: unknown key(s) {unknown} in section {section!r}{hints} (known: {known})")
             if section == "experiment" and value:
-                _say_once(f"{path}: {SEED_SETTINGS_NOTE}")
+                say_once(f"{path}: {SEED_SETTINGS_NOTE}")
             if section == "sem":
                 for key, setting in value.items():
                     problem = sem_setting_problem(key, setting)
@@ -261,7 +262,7 @@ def load_experiment_config(experiment_dir: Path) -> dict:
             unused = sorted(set(value) - {"type"}, key=str)
             if unused:
                 # only Slurm sections become launchers; a local section's keys would otherwise vanish
-                _say_once(
+                say_once(
                     f"{path}: section {section!r} (type: local): key(s) {unused} are not used; run locally with "
                     "hydra/launcher=local hydra.launcher.n_jobs=N on the command line"
                 )
@@ -270,10 +271,10 @@ def load_experiment_config(experiment_dir: Path) -> dict:
             # near miss of one of sem's names
             hint = did_you_mean(section, set(EXPERIMENT_SECTION_KEYS) | OTHER_SECTIONS)
             if hint:
-                _say_once(f"{path}: section {section!r} is not read by sem{hint}; a setting of your own may "
+                say_once(f"{path}: section {section!r} is not read by sem{hint}; a setting of your own may "
                           "keep this name (sem ignores it)")
             elif isinstance(value, dict) and isinstance(value.get("type"), str) and did_you_mean(value["type"], CLUSTER_TYPES):
-                _say_once(f"{path}: section {section!r} has type {value['type']!r}, not a cluster type"
+                say_once(f"{path}: section {section!r} has type {value['type']!r}, not a cluster type"
                           f"{did_you_mean(value['type'], CLUSTER_TYPES)}; as it is, the section is yours and sem ignores it")
     return data
 

@@ -268,8 +268,12 @@ def test_a_cluster_section_maps_onto_launcher_fields(tmp_path):
     }
 
 
-def test_old_spellings_still_map_with_one_warning_naming_the_key_to_write(tmp_path):
+def test_old_spellings_still_map_with_one_warning_naming_the_key_to_write(tmp_path, monkeypatch):
+    from sem_core import settings
     from sem_core.errors import SemWarning
+
+    monkeypatch.setattr(settings, "_said", set())
+    monkeypatch.setenv(settings.SAID_ENV, "")
 
     section = {"time": "02:00:00", "cpus": 4, "mem": "8G", "modules": ["cuda/12", "gcc"], "parallelism": 10}
     with pytest.warns(SemWarning) as caught:
@@ -280,7 +284,7 @@ def test_old_spellings_still_map_with_one_warning_naming_the_key_to_write(tmp_pa
     assert len(messages) == 5
     assert any("key 'time'" in m and "write 'timeout_min' (it takes minutes or [D-]HH:MM:SS)" in m for m in messages)
     assert any("key 'modules'" in m and "setup: ['module load cuda/12', 'module load gcc']" in m for m in messages)
-    # once per process: a sweep over several model files reads the section once per file
+    # once per command: a sweep over several model files reads the section once per file
     import warnings
 
     with warnings.catch_warnings():

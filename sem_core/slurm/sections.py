@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
-from sem_core.errors import ConfigError, warn
+from sem_core.errors import ConfigError
 
 # The keys of a cluster section are the launcher's option names, as in hydra.launcher.<name>=...
 # (one spelling, which works in both places), plus the seed's `sif` for the container image.
@@ -38,9 +38,8 @@ DEPRECATED_KEYS = {
     "singularity_flags": "container_flags",
     "binds": "container_binds", "bind": "container_binds",
 }
-# what each deprecated value form becomes (the rest keep their value as it is)
+# value forms a key takes besides the launcher option's own, named in the old-spelling warning
 _VALUE_FORMS = {"timeout_min": "minutes or [D-]HH:MM:SS", "mem_gb": "GB or text like 16G"}
-_warned: set[tuple] = set()
 
 
 @functools.cache
@@ -128,7 +127,7 @@ def _replacement(key: str, field: str, value: Any) -> str:
 def map_section(name: str, section: Mapping[str, Any], experiment_dir: Path, source: str) -> dict:
     """A slurm cluster section -> SlurmLauncherConf overrides. Unknown keys are errors that
     list the known ones."""
-    from sem_core.settings import did_you_mean
+    from sem_core.settings import did_you_mean, say_once
 
     known = launcher_keys()
     out: dict[str, Any] = {}
@@ -139,9 +138,9 @@ def map_section(name: str, section: Mapping[str, Any], experiment_dir: Path, sou
         where = f"{source}: section {name!r} key {key!r}"
         if field is None:
             raise ConfigError(f"{where}: unknown key{did_you_mean(key, known)}; known keys: {', '.join(sorted(known))}")
-        if key in DEPRECATED_KEYS and (source, name, key) not in _warned:
-            _warned.add((source, name, key))
-            warn(f"{where}: an old spelling, still read; write {_replacement(key, field, value)}")
+        if key in DEPRECATED_KEYS:
+            # once per command: every model file of a sweep maps the section again
+            say_once(f"{where}: an old spelling, still read; write {_replacement(key, field, value)}")
         try:
             if field == "timeout_min":
                 value = parse_time_limit(value)
