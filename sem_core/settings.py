@@ -51,7 +51,8 @@ class SemConf:
 # top-level key belongs to the user (the seed keeps global settings there: NUM_FOLDS, epochs...)
 # and is only read by their model files, except cluster sections (see ``cluster_type``).
 EXPERIMENT_SECTION_KEYS = {
-    # the seed's settings: accepted, and sem says once what it does instead (SEED_SETTINGS_NOTE)
+    # the seed's settings: accepted, and sem says once what it does instead (SEED_SETTINGS_NOTE,
+    # shown once per file for good: the seed's own template has both keys, so every seed user has them)
     "experiment": {"use_config_id", "overwrite_id"},
     "sem": {f.name for f in fields(SemConf)},
 }
@@ -64,8 +65,10 @@ SEED_SETTINGS_NOTE = (
     "use_config_id and overwrite_id (section 'experiment') are the seed's settings and change nothing in sem: "
     "every run records both experiment_id and config_id, and no run overwrites another (each run has its own "
     "folder; results take the newest run of a row; sem.skip_completed=true skips rows already completed; "
-    "sem clean bins the older runs). Delete them to hide this note"
+    "sem clean bins the older runs). This note is shown once per experiment_config.yaml"
 )
+# where sem remembers the notes it has shown for good (one hash a line)
+NOTES_SHOWN_FILE = "sem/notes-shown"
 # notes and warnings already given by this command (experiment_config.yaml is read by every
 # command, once per model file of a sweep, and again in the processes `sem run` starts: each is
 # said once). The environment carries them into those processes.
@@ -85,6 +88,26 @@ def say_once(message: str) -> None:
     _said.add(message)
     os.environ[SAID_ENV] = ",".join([k for k in inherited if k] + [key])
     warn(message)
+
+
+def say_once_for_good(message: str) -> None:
+    """Warn with ``message`` the first time only, across commands (remembered in the user's cache
+    folder). Where the cache cannot be written, it is said once per command instead."""
+    import hashlib
+    import os
+
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / NOTES_SHOWN_FILE
+    key = hashlib.sha1(message.encode("utf-8", "surrogateescape")).hexdigest()
+    try:
+        shown = set(cache.read_text(encoding="utf-8").split()) if cache.exists() else set()
+        if key in shown:
+            return
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        with open(cache, "a", encoding="utf-8") as fh:  # one short line: appends do not interleave
+            fh.write(key + "\n")
+    except OSError:
+        pass
+    say_once(message)
 
 
 def did_you_mean(word: str, choices) -> str:
@@ -245,7 +268,7 @@ def load_experiment_config(experiment_dir: Path) -> dict:
                 hints = "".join(did_you_mean(k, EXPERIMENT_SECTION_KEYS[section]) for k in unknown)
                 say_once(f"{path}: unknown key(s) {unknown} in section {section!r}{hints} (known: {known})")
             if section == "experiment" and value:
-                say_once(f"{path}: {SEED_SETTINGS_NOTE}")
+                say_once_for_good(f"{path.resolve()}: {SEED_SETTINGS_NOTE}")
             if section == "sem":
                 for key, setting in value.items():
                     problem = sem_setting_problem(key, setting)

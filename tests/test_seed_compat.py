@@ -75,6 +75,13 @@ training: {time: 30}
 '''
 
 
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path, monkeypatch):
+    """The notes sem shows once for good are remembered in this test's own cache folder."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("SEM_CONFIG_NOTES_SAID", raising=False)
+
+
 @pytest.fixture
 def seed_experiment(tmp_path: Path) -> Path:
     """<experiment>/experiment_config.yaml, models/m_model.py and the results/ folder the model writes to."""
@@ -105,9 +112,11 @@ def test_python_m_model_0_runs_row_0_of_the_seeds_model_file(seed_experiment):
     metrics = json.loads((run["dir"] / "metrics.json").read_text())
     assert {"training_rmse", "testing_rmse", "testing_r2"} <= set(metrics)
     # the user's own keys (NUM_FOLDS, epochs, training) are not warned about; the seed's two
-    # settings are explained once
+    # settings are explained once, and not again by the next command
     (note,) = _warnings(proc.stderr)
     assert "use_config_id and overwrite_id" in note and "no run overwrites another" in note
+    again = run_model(model, "1")
+    assert again.returncode == 0 and _warnings(again.stderr) == [], again.stderr
 
 
 def test_a_list_of_bare_integers_selects_those_rows(seed_experiment):
@@ -225,4 +234,5 @@ def test_a_typeless_cluster_section_with_partition_runs_the_seeds_rows_on_slurm(
     assert {r["run"]["status"] for r in runs} == {"COMPLETED"}
     assert {r["run"]["meta"]["sem"]["slurm"]["partition"] for r in runs} == {"debug"}
     assert len(list((seed_experiment / "results").glob("*.pickle"))) == 2
-    assert len(_warnings(proc.stderr)) == 1  # the seed note; no word about the user's own keys
+    (note,) = _warnings(proc.stderr)  # the seed note; no word about the user's own keys
+    assert "use_config_id and overwrite_id" in note

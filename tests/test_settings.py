@@ -69,10 +69,11 @@ gpu:
 
 
 @pytest.fixture
-def fresh_notes(monkeypatch):
-    """Notes said once per command start unsaid (in this process and in the environment it passes on)."""
+def fresh_notes(monkeypatch, tmp_path):
+    """Notes start unsaid: in this process, in the environment it passes on, and in the user's cache."""
     monkeypatch.setattr(settings, "_said", set())
     monkeypatch.setenv(settings.SAID_ENV, "")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
 
 
 def _sem_warnings(caught) -> list[str]:
@@ -109,7 +110,7 @@ def test_a_typeless_seed_section_is_selectable_as_a_launcher(tmp_path):
     assert ConfigStore.instance().load("hydra/launcher/gpu.yaml").node.partition == "gpu"
 
 
-def test_the_seed_note_is_said_once_per_command(tmp_path, recwarn, fresh_notes):
+def test_the_seed_note_is_shown_once_for_good(tmp_path, recwarn, fresh_notes):
     import os
     import subprocess
     import sys
@@ -118,10 +119,12 @@ def test_the_seed_note_is_said_once_per_command(tmp_path, recwarn, fresh_notes):
     for _ in range(3):  # every command and every model file of a sweep reads the file
         settings.load_experiment_config(tmp_path)
     assert len(_sem_warnings(recwarn)) == 1
-    # nor again in a process the command starts (sem run starts one per model file)
-    child = subprocess.run([sys.executable, "-c", f"from sem_core import settings; settings.load_experiment_config({str(tmp_path)!r})"],
-                           capture_output=True, text=True, env=dict(os.environ))
-    assert child.returncode == 0 and "sem: warning" not in child.stderr, child.stderr
+    # nor again in a process the command starts (sem run starts one per model file), nor in the
+    # next command
+    load = f"from sem_core import settings; settings.load_experiment_config({str(tmp_path)!r})"
+    for env in (dict(os.environ), {**os.environ, settings.SAID_ENV: ""}):
+        child = subprocess.run([sys.executable, "-c", load], capture_output=True, text=True, env=env)
+        assert child.returncode == 0 and "sem: warning" not in child.stderr, child.stderr
 
 
 @pytest.mark.parametrize(
