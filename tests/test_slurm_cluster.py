@@ -62,6 +62,17 @@ def sacct_states(job_ids: list[str]) -> dict[str, str]:
     return dict(line.split("|", 1) for line in out.splitlines() if line)
 
 
+# sacct states a task passes through before its final one
+SACCT_LIVE = {"PENDING", "RUNNING", "COMPLETING", "REQUEUED", "SUSPENDED", "CONFIGURING"}
+
+
+def final_sacct_states(job_ids: list[str], count: int) -> dict[str, str]:
+    """sacct's states once it lists ``count`` tasks and none is still live: the records are
+    final before the task's process has exited, and sacct follows later (more so under load)."""
+    return wait_for(lambda: (s := sacct_states(job_ids)) and len(s) >= count
+                    and not SACCT_LIVE & set(s.values()) and s, 120, "sacct's final states")
+
+
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.5):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -141,8 +152,7 @@ def test_25_rows_run_as_one_array_four_at_a_time_with_sibling_imports_and_slurm_
     files = submission_files(model)
     assert len(files) == 1 and "#SBATCH --array=0-24%4" in files[0].read_text()  # one sbatch call
     assert peak_concurrency(runs) <= 4
-    states = wait_for(lambda: (s := sacct_states([i["job_id"] for i in ids])) and len(s) >= 25 and s, 30,
-                      "sacct to list the array tasks")
+    states = final_sacct_states([i["job_id"] for i in ids], 25)
     assert set(states.values()) == {"COMPLETED"}
 
 
@@ -178,8 +188,7 @@ def test_a_raising_row_ends_failed_in_record_and_sacct_while_the_others_complete
     assert "lock" in str(runs["unpicklable2"]["result"])
     assert runs["ok0"]["status"] == runs["ok3"]["status"] == "COMPLETED"
     job_ids = {k: slurm_of(r)["job_id"] for k, r in runs.items()}
-    states = wait_for(lambda: (s := sacct_states(list(job_ids.values()))) and len(s) >= 4
-                      and all(v in ("COMPLETED", "FAILED") for v in s.values()) and s, 30, "sacct")
+    states = final_sacct_states(list(job_ids.values()), 4)
     assert states[job_ids["raises1"]] == "FAILED"  # not COMPLETED (hydra #1928)
     assert [states[job_ids[k]] for k in ("ok0", "unpicklable2", "ok3")] == ["COMPLETED"] * 3
 
@@ -479,7 +488,7 @@ def test_a_job_killed_at_its_time_limit_ends_timeout_with_its_own_trace(cluster,
     assert run["status"] == "TIMEOUT", "".join(run.get("fail_trace") or []) + slurm_logs(model.parent)
     assert "RuntimeError: terminated by SIGTERM" in "".join(run["fail_trace"])
     assert slurm_of(run)["restart_count"] == 0
-    states = wait_for(lambda: (s := sacct_states([slurm_of(run)["job_id"]])) and s, 30, "sacct")
+    states = final_sacct_states([slurm_of(run)["job_id"]], 1)
     assert set(states.values()) == {"TIMEOUT"}
 
 
