@@ -12,6 +12,7 @@ fixtures are marked ``mongo``.
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import socket
@@ -40,6 +41,16 @@ def _secantusd_command() -> list[str]:
         return [exe]
     # the console script may be missing from PATH (e.g. a venv not activated)
     return [sys.executable, "-c", "import sys; from secantus.__main__ import main; sys.exit(main())"]
+
+
+def signal_main_thread(pid: int, signum: int) -> None:
+    """Send ``signum`` to the main thread of ``pid``. secantusd stops in a Python signal handler,
+    which CPython runs only in the main thread once it wakes; a process-wide signal the kernel
+    hands another thread leaves the main thread asleep in ``Event.wait``."""
+    import ctypes
+
+    if ctypes.CDLL(None).tgkill(pid, pid, signum) != 0:
+        os.kill(pid, signum)
 
 
 class SecantusServer:
@@ -89,7 +100,7 @@ class SecantusServer:
         if self.proc is None or self.proc.poll() is not None:
             self.proc = None
             return
-        self.proc.send_signal(signal.SIGTERM)
+        signal_main_thread(self.proc.pid, signal.SIGTERM)
         try:
             self.proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
