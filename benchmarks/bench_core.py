@@ -210,17 +210,26 @@ def bench_logging(work: Path, n: int = 100_000) -> dict:
     return out
 
 
+def _git_commit() -> str:
+    proc = subprocess.run(["git", "rev-parse", "HEAD"], cwd=HERE, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=HERE, capture_output=True, text=True)
+    return proc.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--rows", type=int, default=50)
     args = parser.parse_args()
+    load_at_start = os.getloadavg()[0]  # a busy machine makes every figure of the run slower
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         sweeps = bench_sweeps(work, args.rows, args.repeat)
         planning = bench_planning()
         logging_ = bench_logging(work)
     result = {"machine": os.uname().nodename, "cpus": os.cpu_count(), "python": sys.version.split()[0],
+              "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "git_commit": _git_commit(),
+              "load_average_at_start": load_at_start,
               "rows": args.rows, "repeat": args.repeat, "sweeps_s": sweeps, "planning": planning, "logging": logging_}
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / "core.json").write_text(json.dumps(result, indent=2))
