@@ -91,14 +91,14 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
     if n_jobs == 1:
         if gpu_sets:
             _own_gpus(launcher, gpu_sets[0])
-        log.info(f"Launching {len(job_overrides)} jobs in this process")
+        log.info(f"Launching {_jobs(len(job_overrides))} in this process")
         return _launch_in_process(launcher, job_overrides, initial_job_idx)
     if gpu_sets and n_jobs > len(gpu_sets):
         if not getattr(launcher, "cap_logged", False):
             launcher.cap_logged = True
             log.info(f"n_jobs={n_jobs} capped to {len(gpu_sets)}: {len(gpu_sets)} sets of {len(gpu_sets[0])} GPUs")
         n_jobs = len(gpu_sets)
-    log.info(f"Launching {len(job_overrides)} jobs, {n_jobs} at a time, in worker processes")
+    log.info(f"Launching {_jobs(len(job_overrides))}, {n_jobs} at a time, in worker processes")
     return _launch_in_processes(launcher, job_overrides, initial_job_idx, n_jobs, gpu_sets)
 
 
@@ -169,6 +169,10 @@ def _nvidia_smi_gpus() -> list[str]:
     if out.returncode != 0:
         return []
     return re.findall(r"^GPU (\d+):", out.stdout, flags=re.MULTILINE)
+
+
+def _jobs(count: int) -> str:
+    return f"{count} job" if count == 1 else f"{count} jobs"
 
 
 def _launch_in_process(launcher, job_overrides, initial_job_idx) -> List[JobReturn]:
