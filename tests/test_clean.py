@@ -220,8 +220,13 @@ def test_clean_moves_binned_runs_out_of_mongodb_and_restore_puts_them_back(write
     assert "dry run: 4 folder(s) would move" in out and "4 run(s) of MongoDB" in out and "sem_bin.runs" in out
     assert _omniboard_view(mongo_db) == before_view and snapshot(store) == before_files
 
+    # row claims (sem.skip_completed with a database): a binned run's claim no longer holds its row
+    kept_gid, binned_gid = sorted(latest.values())[0], sorted(binned)[0]
+    mongo_db["sem_claims"].insert_many([{"_id": "m_test.py/kept", "global_id": kept_gid, "status": "COMPLETED"},
+                                        {"_id": "m_test.py/binned", "global_id": binned_gid, "status": "COMPLETED"}])
     out = clean("--yes")
     assert "moved 4 folder(s)" in out and "4 run(s) of MongoDB" in out
+    assert [d["global_id"] for d in mongo_db["sem_claims"].find()] == [kept_gid]
     # Omniboard lists only the runs left in the store, with their metrics
     assert _omniboard_view(mongo_db) == {gid: v for gid, v in before_view.items() if gid not in binned}
     assert set(p.name for p in store.iterdir() if not p.name.startswith("_")) == set(latest.values())

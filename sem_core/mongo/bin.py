@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
+from sem_core.claims import COLLECTION as CLAIMS_COLLECTION
 from sem_core.errors import SemError
 from sem_core.mongo import connection
 
@@ -94,6 +95,9 @@ def move_to_bin(db, reasons: dict[str, str], batch: str) -> dict[str, Any]:
         db.runs.delete_one({"_id": run_id})
         db.metrics.delete_many({"run_id": run_id})
         moved[gid] = run_id
+    # a binned run no longer marks its row as done or running: the next sweep with
+    # sem.skip_completed=true runs the row again (sem_core.claims)
+    db[CLAIMS_COLLECTION].delete_many({"global_id": {"$in": sorted(reasons)}})
     return moved
 
 
