@@ -185,11 +185,29 @@ def init(
         committed.append(".dvc/config")
     elif not default_remote_name(root):
         done.append("no remote yet: add one with `sem dvc init --remote URL` before `sem dvc push`")
+    for name in GENERATED_IGNORES:
+        if _ensure_line(root / name, GENERATED_PATTERN):
+            done.append(f"{name}: ignores {GENERATED_PATTERN} (Hydra's per-sweep output folders)")
+            committed.append(name)
     if committed:
         paths = sorted(set(p for p in committed if (root / p).exists()))
         if commit_paths(root, paths, "sem dvc init: DVC set-up and default remote"):
             done.append(f"committed {', '.join(paths)}")
     return done
+
+
+# sem's own output folders: a sweep's Hydra folder holds logs and saved configs, not results
+GENERATED_PATTERN = "multirun/"
+GENERATED_IGNORES = (".gitignore", ".dvcignore")
+
+
+def _ensure_line(path: Path, line: str) -> bool:
+    """Append ``line`` to the file unless it already holds it; True when the file changed."""
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    if line in text.splitlines():
+        return False
+    path.write_text(text + ("" if not text or text.endswith("\n") else "\n") + line + "\n", encoding="utf-8")
+    return True
 
 
 def commit_paths(root: Path, paths: Sequence[str], message: str) -> bool:

@@ -159,7 +159,6 @@ def sweep_experiment(sweeper, arguments: List[str]) -> Any:
 
     store = experiment.store_dir(config.sem.storage)
     # sem.skip_completed / sem.rerun (issue 6): drop rows already done, list them in the summary
-    from sem_core.capture import capture_sweep
     from sem_core.resume import format_skipped, resume_sweep
 
     selection = resume_sweep(jobs, store, config.sem, experiment.path.name, experiment.experiment_dir)
@@ -171,25 +170,9 @@ def sweep_experiment(sweeper, arguments: List[str]) -> Any:
     multi.wait_at_gate(experiment.path, len(planned))
 
     sweep_dir = Path(str(config.hydra.sweep.dir))
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(config, sweep_dir / "multirun.yaml")
-    task.sweep_meta = {
-        "sweep_dir": str(sweep_dir.resolve()),
-        # git/python/packages/DVC state, captured once for all jobs (sem_core.capture)
-        "capture": capture_sweep(experiment.path, store),
-        # the row overrides as typed (sem show --repro replays them)
-        "row_overrides": [ov.text for ov in task.row_overrides],
-    }
-    records.atomic_write_json(
-        sweep_dir / SWEEP_MANIFEST,
-        {
-            "model_file": str(experiment.path),
-            "store": str(store),
-            "created": dt.datetime.now(dt.timezone.utc).isoformat(),
-            "jobs": [{k: r[k] for k in ids.ID_KEYS} for r in planned],
-            "skipped": [vars(s) for s in selection.skipped],
-        },
-    )
+    # no sweep folder when no job runs (every row skipped), but for the one `sem run` reads
+    if planned or multi.in_run():
+        _start_sweep_folder(sweep_dir, config, task, experiment, store, planned, selection.skipped)
 
     batch_size = sweeper.max_batch_size or len(planned) or 1
     returns = []
@@ -275,6 +258,32 @@ def check_settings(config, sweeper) -> None:
         value = launcher.get(key) if key in launcher else None
         if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
             raise ConfigError(f"hydra.launcher.{key}={value}: must be a number above 0 ({unit})")
+
+
+def _start_sweep_folder(sweep_dir: Path, config, task, experiment, store: Path, planned, skipped) -> None:
+    """The sweep folder with Hydra's ``multirun.yaml`` and sem's manifest; the sweep's capture
+    (git, packages, DVC state), taken once for every job."""
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(config, sweep_dir / "multirun.yaml")
+    from sem_core.capture import capture_sweep
+
+    task.sweep_meta = {
+        "sweep_dir": str(sweep_dir.resolve()),
+        # git/python/packages/DVC state, captured once for all jobs (sem_core.capture)
+        "capture": capture_sweep(experiment.path, store),
+        # the row overrides as typed (sem show --repro replays them)
+        "row_overrides": [ov.text for ov in task.row_overrides],
+    }
+    records.atomic_write_json(
+        sweep_dir / SWEEP_MANIFEST,
+        {
+            "model_file": str(experiment.path),
+            "store": str(store),
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(),
+            "jobs": [{k: r[k] for k in ids.ID_KEYS} for r in planned],
+            "skipped": [vars(s) for s in skipped],
+        },
+    )
 
 
 def _passthrough_overrides(sweeper, arguments: Sequence[str]) -> list[str]:

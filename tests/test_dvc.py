@@ -75,6 +75,11 @@ def test_dvc_commands_give_clear_errors(tmp_path):
 
     configure_user(repo, "Carol")
     assert "no remote yet" in sem("dvc", "init", cwd=repo).stdout
+    # Hydra's sweep folders are ignored by git and DVC, and that is committed
+    (repo / "exp" / "models" / "multirun" / "2026-01-01").mkdir(parents=True)
+    assert "multirun/" in (repo / ".gitignore").read_text().splitlines()
+    assert "multirun/" in (repo / ".dvcignore").read_text().splitlines()
+    assert sh("git", "status", "--porcelain", "--untracked-files=all", cwd=repo).stdout.count("multirun") == 0
     result = sem("dvc", "push", "exp", cwd=repo, check=False)
     assert result.returncode == 2 and "no default DVC remote" in result.stderr
 

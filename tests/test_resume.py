@@ -174,9 +174,11 @@ def test_rerun_failed_then_missing_then_skip_completed_in_a_real_store(tmp_path)
     assert result.returncode == 0, result.stderr
     assert _statuses(store) == [(0, "COMPLETED"), (1, "COMPLETED"), (1, "FAILED"), (2, "COMPLETED")]
 
+    sweeps_before = sorted(model.parent.glob("multirun/*/*"))
     result = run_model(model, "-m", "sem.skip_completed=true")
     assert result.returncode == 0 and "skipped 3 row(s)" in result.stdout
     assert len(_statuses(store)) == 4
+    assert sorted(model.parent.glob("multirun/*/*")) == sweeps_before  # no job ran: no sweep folder
 
     result = run_model(model, "-m", "sem.rerun=faild")
     assert result.returncode != 0 and "sem.rerun='faild'" in result.stderr
