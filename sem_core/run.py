@@ -298,7 +298,9 @@ class Run:
     def _report(self, message: str) -> None:
         """A line about the record on the terminal (also in cout.txt while output is captured)."""
         try:
-            print(f"sem: run {self.global_id}: {message}", file=sys.stderr, flush=True)
+            # one write: a line of its own in cout.txt, not split around the job's stdout
+            sys.stderr.write(f"sem: run {self.global_id}: {message}\n")
+            sys.stderr.flush()
         except Exception:  # noqa: BLE001 - stderr itself may be gone; the record keeps the error
             pass
 
