@@ -282,7 +282,8 @@ def push(targets: Targets) -> list[str]:
 def _live_runs(store: Path) -> list[str]:
     from sem_core import records
 
-    return [r.global_id for r in records.iter_runs(store) if r.status in records.ACTIVE_STATUSES]
+    # a damaged record is not a live run: it is named and pushed like any file
+    return [r.global_id for r in records.iter_runs(store, records.warn_problem) if r.status in records.ACTIVE_STATUSES]
 
 
 @dataclass

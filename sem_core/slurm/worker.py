@@ -153,7 +153,11 @@ class ArrayTask:
         run_file = Path(store) / gid / records.RUN_FILE
         if not run_file.exists():
             return False
-        return records.read_json(run_file).get("status") not in records.ACTIVE_STATUSES
+        try:
+            return records.read_object(run_file).get("status") not in records.ACTIVE_STATUSES
+        except (OSError, ValueError) as exc:  # damaged meanwhile: run the job again rather than lose it
+            print(f"sem: {exc}; running the job again", file=sys.stderr, flush=True)
+            return False
 
     def _run_job(self, payload: dict, task, job: dict):
         from hydra.core.utils import JobStatus, run_job
