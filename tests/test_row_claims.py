@@ -60,10 +60,11 @@ def test_two_sweeps_started_together_run_each_row_exactly_once(write_model, mong
     stores = [model.parent / "runs", tmp_path / "other-store"]
     ran = sorted(r["config"]["i"] for s in stores if s.exists() for r in load_store(s))
     assert ran == list(range(10))
-    # a row one sweep left to the other is reported with where and by whom it ran
+    # a row one sweep left to the other is reported with where and by whom it ran: still running
+    # there, completed there, or (planned after the other had finished it) completed as its run
     for output, store in zip(outputs, stores):
         if not store.exists() or len(load_store(store)) < 10:
-            assert "elsewhere (" in output
+            assert "elsewhere (" in output or "elsewhere as" in output or "COMPLETED as" in output, output
 
 
 def test_a_live_claim_elsewhere_is_skipped_a_stale_one_taken_over_and_claims_are_marked_at_the_end(
