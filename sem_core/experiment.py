@@ -376,7 +376,11 @@ def register_primary_config(experiment: Experiment, experiment_config: dict) -> 
     from hydra.core.config_store import ConfigStore
     from omegaconf import OmegaConf
 
-    import hydra_plugins.sem_plugins.config  # noqa: F401  (registers sem's sweeper and launchers)
+    from hydra.core.plugins import Plugins
+
+    # Hydra's plugin discovery imports every hydra_plugins module: sem's registers its sweeper and
+    # launchers in the ConfigStore (the library never names the plugin package above it)
+    Plugins.instance()
     from sem_core import resolvers
 
     resolvers.register()

@@ -44,6 +44,7 @@ from hydra.core.utils import JobReturn, JobStatus, configure_log, run_job, setup
 from omegaconf import open_dict
 
 from sem_core import records
+from sem_core.job_return import portable
 from sem_core.signals import Interrupted, interrupt_exit_code
 from sem_core.sweep import job_label, job_row
 
@@ -57,10 +58,6 @@ STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SI
 FORWARD_AFTER_S = 1.0
 OUTPUT_TAIL_LINES = 20
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
-
-
-class JobError(Exception):
-    """A worker job's exception that could not travel back by pickle, with its traceback."""
 
 
 class JobLost(Exception):
@@ -190,21 +187,6 @@ def _launch_in_process(launcher, job_overrides, initial_job_idx) -> List[JobRetu
     return runs
 
 
-def _portable(ret: JobReturn) -> JobReturn:
-    """Make a JobReturn safe to send back: an unpicklable result or exception is replaced
-    by its repr / formatted traceback instead of aborting the sweep."""
-    value = ret._return_value
-    try:
-        pickle.dumps(value)
-    except Exception:
-        if isinstance(value, BaseException):
-            text = "".join(traceback.format_exception(type(value), value, value.__traceback__))
-            ret._return_value = JobError(text)
-        else:
-            ret._return_value = f"<unpicklable {type(value).__name__}: {value!r:.200}>"
-    return ret
-
-
 def _signal_name(signum: int) -> str:
     try:
         return signal.Signals(signum).name
@@ -261,7 +243,7 @@ def _next_assignment(conn: Connection) -> Optional[tuple[list, int]]:
 def _run_assigned(launcher, overrides: list, idx: int) -> tuple[tuple, int]:
     """Run one job: (the message telling how it ended, the exit code it leaves the worker)."""
     try:
-        return ("done", _portable(_run_one(launcher, overrides, idx))), 0
+        return ("done", portable(_run_one(launcher, overrides, idx))), 0
     except KeyboardInterrupt as exc:
         signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
         message: tuple = ("interrupted", signum)

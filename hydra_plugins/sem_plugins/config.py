@@ -1,11 +1,12 @@
 """Configs of sem's Hydra plugins, one dataclass per option (Hydra's own plugin pattern)."""
 
-from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from dataclasses import dataclass
+from typing import List, Optional
 
 from hydra.core.config_store import ConfigStore
 
 from sem_core import resolvers
+from sem_core.slurm.config import SlurmLauncherConf
 
 # Jobs' configs are composed in worker processes too: ${sem_uid:} must resolve there.
 resolvers.register()
@@ -40,54 +41,6 @@ class LocalLauncherConf:
 class SequentialLauncherConf(LocalLauncherConf):
     # the default launcher of a model file: one job after another in this process
     n_jobs: Optional[int] = 1
-
-
-@dataclass
-class SlurmLauncherConf:
-    """``hydra/launcher=slurm``: one job array per sweep through submitit (see README, Running on Slurm)."""
-
-    _target_: str = "hydra_plugins.sem_plugins.slurm_launcher.SlurmLauncher"
-    # submitit's job files and the Slurm logs (%A_%a_0_log.out/err)
-    submitit_folder: str = "${hydra.sweep.dir}/.slurm"
-    # true: show progress until every job ends; false: submit, record QUEUED runs, exit 0
-    wait: bool = True
-    # seconds between progress checks while waiting
-    poll_interval_s: float = 1.0
-    partition: Optional[str] = None
-    # time limit per array task, in minutes
-    timeout_min: int = 60
-    cpus_per_task: Optional[int] = None
-    gpus_per_task: Optional[int] = None
-    gpus_per_node: Optional[int] = None
-    # memory per task (GB); None = the cluster's default
-    mem_gb: Optional[float] = None
-    account: Optional[str] = None
-    qos: Optional[str] = None
-    constraint: Optional[str] = None
-    gres: Optional[str] = None
-    job_name: str = "${hydra.job.name}"
-    # any other sbatch option, e.g. {mail-type: END, exclusive: true}
-    additional_parameters: Dict[str, Any] = field(default_factory=dict)
-    # shell lines run before the job (module load ..., export ...)
-    setup: List[str] = field(default_factory=list)
-    # array tasks running at once per array (%K)
-    array_parallelism: int = 256
-    # configs run one after another inside one array task (for many short configs)
-    configs_per_task: int = 1
-    # requeues after a timeout or preemption (same global_id), then the run ends TIMEOUT
-    max_requeue: int = 3
-    # seconds before the time limit at which the job is told to checkpoint and requeue
-    signal_delay_s: int = 90
-    # container image (.sif path or URI); None = run the cluster's python directly
-    container: Optional[str] = None
-    # singularity | apptainer | auto (the first found on PATH)
-    container_binary: str = "auto"
-    # extra flags after `exec`, e.g. [--cleanenv]
-    container_flags: List[str] = field(default_factory=list)
-    # SRC[:DST[:OPTS]] bind mounts
-    container_binds: List[str] = field(default_factory=list)
-    # python inside the container (or on the node); None = this interpreter's path (no container)
-    python: Optional[str] = None
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="sem", node=SemSweeperConf, provider="sem")

@@ -45,7 +45,7 @@ _VALUE_FORMS = {"timeout_min": "minutes or [D-]HH:MM:SS", "mem_gb": "GB or text 
 @functools.cache
 def launcher_keys() -> dict[str, str]:
     """experiment_config.yaml key -> SlurmLauncherConf field, for the keys to write."""
-    from hydra_plugins.sem_plugins.config import SlurmLauncherConf
+    from sem_core.slurm.config import SlurmLauncherConf
 
     names = {f.name: f.name for f in dataclasses.fields(SlurmLauncherConf) if not f.name.startswith("_")}
     return {**names, **SEED_KEYS}
@@ -169,7 +169,7 @@ def register_cluster_launchers(experiment_config: Mapping[str, Any], experiment_
     from hydra.core.config_store import ConfigStore
     from omegaconf import OmegaConf
 
-    from hydra_plugins.sem_plugins.config import SlurmLauncherConf
+    from sem_core.slurm.config import SlurmLauncherConf
     from sem_core.settings import EXPERIMENT_CONFIG_NAME, cluster_sections, cluster_type
 
     source = str(Path(experiment_dir) / EXPERIMENT_CONFIG_NAME)

@@ -163,7 +163,7 @@ class ArrayTask:
         from hydra.core.utils import JobStatus, run_job
         from omegaconf import open_dict
 
-        from hydra_plugins.sem_plugins._local_core import _portable
+        from sem_core.job_return import portable
 
         lifecycle = getattr(getattr(task, "experiment", None), "lifecycle", None)
         hydra_context, config = payload["hydra_context"], payload["config"]
@@ -195,7 +195,7 @@ class ArrayTask:
             raise
         if ret.status == JobStatus.FAILED and _is_final_timeout(ret._return_value) and job.get("global_id"):
             mark_timeout(payload["store"], job["global_id"], str(ret._return_value).strip())
-        return _portable(ret)
+        return portable(ret)
 
     # -- requeue -----------------------------------------------------------------------
     def checkpoint(self, *args: Any, **kwargs: Any):
