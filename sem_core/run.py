@@ -146,6 +146,7 @@ class Run:
         self._beat: Optional[threading.Thread] = None
         self._capture_mode = capture_mode
         self._capture: Any = None
+        self._take_output = True  # whether some observer reads captured_out (set by start)
         self._main_thread: Optional[int] = None  # the thread running main(), set by start()
         self._stopped_for_memory = False
         self._artifact_names: set[str] = set()
@@ -198,10 +199,18 @@ class Run:
             )
         self.status = "RUNNING"
         self._main_thread = threading.get_ident()
-        output_file = None
+        output_file, keeper = None, None
         if self._capture_mode == "fd":
             # the record holder's output file is appended to by the capture itself
-            output_file = next((f for f in (o.hand_over_output_file() for o in self.observers) if f), None)
+            for obs in self.observers:
+                output_file = obs.hand_over_output_file()
+                if output_file:
+                    keeper = obs
+                    break
+        # fd mode: read the output back from the file only for observers that look at it
+        self._take_output = self._capture_mode != "fd" or any(
+            obs is not keeper and type(obs).heartbeat_event is not RunObserver.heartbeat_event for obs in self.observers
+        )
         self._capture = make_capture(self._capture_mode, output_file)
         self._capture.start()
         # a segfault leaves a Python trace in the job's output (fd 2 is captured)
@@ -250,7 +259,7 @@ class Run:
         record took everything (the others catch up later: ``sem sync``)."""
         with self._beat_lock:
             fresh = self._drain()
-            out = self._capture.take() if self._capture is not None else ""
+            out = self._capture.take() if self._capture is not None and self._take_output else ""
             info = self._info()
             beat = _now()
             complete = True

@@ -392,16 +392,20 @@ class _Forked:
                 return 0
 
     def kill(self, signum: int) -> None:
-        try:
-            os.kill(self.pid, signum)
-        except ProcessLookupError:
-            pass
+        _kill(self.pid, signum)
 
     def close(self) -> None:
         self.conn.close()
         if self._pidfd is not None:
             os.close(self._pidfd)
             self._pidfd = None
+
+
+def _kill(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:  # already gone: reaped next
+        pass
 
 
 class _Spawned:
@@ -425,10 +429,7 @@ class _Spawned:
         return self.process.exitcode
 
     def kill(self, signum: int) -> None:
-        try:
-            os.kill(self.pid, signum)
-        except ProcessLookupError:
-            pass
+        _kill(self.pid, signum)
 
     def close(self) -> None:
         self.conn.close()
