@@ -33,6 +33,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from sem_core.run_status import ACTIVE_STATUSES, RunStatus
+
 log = logging.getLogger(__name__)
 
 COLLECTION = "sem_claims"
@@ -40,7 +42,6 @@ COLLECTION = "sem_claims"
 # the rule `sem status` uses for a local run whose process is gone
 STALE_INTERVALS = 10
 MIN_STALE_S = 120.0
-LIVE_STATUSES = ("RUNNING", "QUEUED")
 
 
 def claim_key(model: str, experiment_id: str) -> str:
@@ -79,7 +80,7 @@ class Elsewhere:
 
     @property
     def note(self) -> str:
-        if self.status == "COMPLETED":
+        if self.status == RunStatus.COMPLETED:
             return f"completed elsewhere as {self.global_id} ({self.host}, {self.user})"
         return f"running elsewhere ({self.host}, {self.user})"
 
@@ -95,9 +96,9 @@ def judge(doc: dict, now: dt.datetime, stale_after: float) -> str:
     """What a claim held by someone else means for a job that wants its row: ``"live"``
     (skip), ``"done"`` (skip: completed) or ``"free"`` (take it over)."""
     status = doc.get("status")
-    if status == "COMPLETED":
+    if status == RunStatus.COMPLETED:
         return "done"
-    if status in LIVE_STATUSES:
+    if status in ACTIVE_STATUSES:
         beat = doc.get("heartbeat")
         if isinstance(beat, dt.datetime):
             beat = beat.replace(tzinfo=None) if beat.tzinfo is None else beat.astimezone(dt.timezone.utc).replace(tzinfo=None)
@@ -139,7 +140,7 @@ class RowClaim:
             "host": socket.gethostname(),
             "user": _user(),
             "pid": os.getpid(),
-            "status": "RUNNING",
+            "status": RunStatus.RUNNING,
             "claimed": now,
             "heartbeat": now,
             "heartbeat_interval": self.heartbeat_interval,

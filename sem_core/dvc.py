@@ -28,6 +28,7 @@ from typing import Optional, Sequence
 from urllib.parse import urlsplit
 
 from sem_core.errors import SemError
+from sem_core.run_status import ACTIVE_STATUSES
 
 DEFAULT_REMOTE_NAME = "storage"
 # URL scheme -> (python module of the DVC plugin, pip package)
@@ -283,7 +284,7 @@ def _live_runs(store: Path) -> list[str]:
     from sem_core import records
 
     # a damaged record is not a live run: it is named and pushed like any file
-    return [r.global_id for r in records.iter_runs(store, records.warn_problem) if r.status in records.ACTIVE_STATUSES]
+    return [r.global_id for r in records.iter_runs(store, records.warn_problem) if r.status in ACTIVE_STATUSES]
 
 
 @dataclass

@@ -14,7 +14,7 @@ Layout of a run store (default ``<experiment>/models/runs/``)::
         cout.txt                    stdout and stderr of the job
         <artifact files>            ex.add_artifact copies
 
-Statuses: QUEUED, RUNNING, COMPLETED, FAILED, INTERRUPTED, TIMEOUT, KILLED, CANCELLED.
+Statuses: ``sem_core.run_status.RunStatus``.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional, TextIO, TypeVar
 
 from sem_core.errors import SemError
 from sem_core.host import process_alive
+from sem_core.run_status import RunStatus
 
 RUN_FILE = "run.json"
 CONFIG_FILE = "config.json"
@@ -41,9 +42,6 @@ COUT_FILE = "cout.txt"
 SOURCES_DIR = "_sources"
 RESOURCES_DIR = "_resources"
 
-FINISHED_STATUSES = ("COMPLETED", "FAILED", "INTERRUPTED", "TIMEOUT", "KILLED", "CANCELLED")
-ACTIVE_STATUSES = ("QUEUED", "RUNNING")
-FAILED_STATUSES = tuple(s for s in FINISHED_STATUSES if s != "COMPLETED")  # ended, not completed
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -155,10 +153,10 @@ def observed_status(run: dict) -> str:
     KILLED (its process could not record its end). The record itself is left as it is: the
     store may be read-only; ``sem status`` writes the verdict."""
     status = run.get("status", "UNKNOWN")
-    if status == "RUNNING":
+    if status == RunStatus.RUNNING:
         process = ((run.get("meta") or {}).get("sem") or {}).get("process")
         if process_alive(process) is False:
-            return "KILLED"
+            return RunStatus.KILLED
     return status
 
 

@@ -19,9 +19,9 @@ from typing import Any, Iterable, Optional, Sequence
 
 from sem_core import records
 from sem_core.errors import ConfigError
+from sem_core.run_status import FAILED_STATUSES, RunStatus
 
 RERUN_CHOICES = ("failed", "missing")
-FAILED_STATUSES = frozenset(records.FAILED_STATUSES)
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ def select_jobs(
 
 def _skip_reason(runs: list[ExistingRun], skip_completed: bool, rerun: Optional[str]) -> Optional[str]:
     if skip_completed:
-        done = [r for r in runs if r.status == "COMPLETED"]
+        done = [r for r in runs if r.status == RunStatus.COMPLETED]
         if done:
             return f"COMPLETED as {done[-1].global_id} ({done[-1].where})"
     if rerun == "missing" and runs:

@@ -13,8 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sem_core.commands.clean import ACTIVE, BIN_DIR, ORPHAN_MIN_AGE_S, StoreEntry, plan_clean
+from sem_core.commands.clean import BIN_DIR, ORPHAN_MIN_AGE_S, StoreEntry, plan_clean
 from sem_core.records import iter_runs
+from sem_core.run_status import ACTIVE_STATUSES
 from tests.conftest import run_model
 
 MODEL = """
@@ -57,7 +58,7 @@ def test_plan_never_bins_live_runs_the_latest_result_or_the_only_copy(entries, s
     by_name = {e.name: e for e in entries}
     for name in moved:
         e = by_name[name]
-        assert e.status not in ACTIVE
+        assert e.status not in ACTIVE_STATUSES
         assert force or name in shared
         if e.status is None:
             assert e.age_s >= ORPHAN_MIN_AGE_S

@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sem_core.errors import ConfigError
-from sem_core.resume import FAILED_STATUSES, ExistingRun, existing_from_records, select_jobs, validate_rerun
+from sem_core.resume import ExistingRun, existing_from_records, select_jobs, validate_rerun
+from sem_core.run_status import FAILED_STATUSES
 
 STATUSES = ["COMPLETED", "FAILED", "INTERRUPTED", "TIMEOUT", "KILLED", "RUNNING", "QUEUED"]
 MODEL = "m_linear.py"

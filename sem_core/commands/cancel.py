@@ -9,6 +9,7 @@ import sys
 import time
 
 from sem_core.commands.status import add_selection
+from sem_core.run_status import RunStatus
 
 
 def register(subparsers) -> None:
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         job_id = str(slurm_info(rec.run)["job_id"])
         if job_id in remaining:
             continue
-        if write_verdict(Path(rec.location), "CANCELLED", f"Slurm job {job_id} cancelled by sem cancel"):
+        if write_verdict(Path(rec.location), RunStatus.CANCELLED, f"Slurm job {job_id} cancelled by sem cancel"):
             marked += 1
     print(f"cancelled {len(job_ids)} Slurm job(s) ({', '.join(job_ids[:8])}{' ...' if len(job_ids) > 8 else ''}); "
           f"{marked} run(s) marked CANCELLED in {where}")

@@ -37,13 +37,12 @@ from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
 from sem_core import records
+from sem_core.run_status import ACTIVE_STATUSES, FAILED_STATUSES, RunStatus
 
 BIN_DIR = "_bin"
 MANIFEST = "manifest.json"
 ORPHAN_MIN_AGE_S = 3600
 UNREADABLE = "unreadable record"
-NOT_COMPLETED = frozenset(records.FAILED_STATUSES)
-ACTIVE = frozenset(records.ACTIVE_STATUSES)
 
 
 # ------------------------------------------------------------------------------ pure planning
@@ -76,7 +75,7 @@ def plan_clean(entries: Sequence[StoreEntry], shared: Iterable[str], force: bool
     shared = set(shared)
     latest_completed: dict[tuple, StoreEntry] = {}
     for e in entries:
-        if e.status == "COMPLETED" and e.experiment_id:
+        if e.status == RunStatus.COMPLETED and e.experiment_id:
             key = (e.experiment_id, e.model)
             best = latest_completed.get(key)
             if best is None or records.recency(e.start_time, e.name) > records.recency(best.start_time, best.name):
@@ -88,11 +87,11 @@ def plan_clean(entries: Sequence[StoreEntry], shared: Iterable[str], force: bool
         elif e.status is None:
             if e.age_s >= ORPHAN_MIN_AGE_S:
                 candidates.append(CleanItem(e.name, "orphan: no run.json"))
-        elif e.status in ACTIVE:
+        elif e.status in ACTIVE_STATUSES:
             continue
-        elif e.status in NOT_COMPLETED:
+        elif e.status in FAILED_STATUSES:
             candidates.append(CleanItem(e.name, e.status))
-        elif e.status == "COMPLETED" and e.experiment_id:
+        elif e.status == RunStatus.COMPLETED and e.experiment_id:
             newest = latest_completed[(e.experiment_id, e.model)].name
             if newest != e.name:
                 candidates.append(CleanItem(e.name, f"stale duplicate of {newest}"))

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from sem_core.results.cli_args import add_path, add_strict, add_where, exit_code, filtered_runs, problem_log
+from sem_core.run_status import RunStatus
 
 
 def register(subparsers) -> None:
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         runs,
         args.metric,
         group_by=args.group_by or None,
-        statuses=None if args.all_status else ("COMPLETED",),
+        statuses=None if args.all_status else (RunStatus.COMPLETED,),
         on_problem=problem_log(args),
     )
     out = Path(args.output) if args.output else output_folder(args.path) / f"{args.metric.replace('/', '_')}.png"

@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-STATUS_ORDER = ("QUEUED", "RUNNING", "COMPLETED", "FAILED", "INTERRUPTED", "CANCELLED", "TIMEOUT", "KILLED")
+from sem_core.run_status import ACTIVE_STATUSES, RunStatus
+
+STATUS_ORDER = tuple(RunStatus)
 
 
 def add_selection(p: argparse.ArgumentParser) -> None:
@@ -70,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     updated = [s for s in states if s.updated]
     for s in updated:
         console.print(f"updated {s.record.global_id}: {s.record.status} -> {s.shown} ({s.reason})", highlight=False)
-    unknown = [s for s in states if s.reason and not s.updated and s.shown in ("QUEUED", "RUNNING")]
+    unknown = [s for s in states if s.reason and not s.updated and s.shown in ACTIVE_STATUSES]
     for s in unknown:
         console.print(f"left as recorded {s.record.global_id} ({s.shown}): {s.reason}", highlight=False)
     for error in errors:

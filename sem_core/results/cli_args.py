@@ -6,6 +6,7 @@ import argparse
 from typing import Optional, Sequence
 
 from sem_core.errors import SemError
+from sem_core.run_status import RunStatus
 
 
 def add_path(parser: argparse.ArgumentParser) -> None:
@@ -91,7 +92,7 @@ def filtered_runs(args: argparse.Namespace):
 
 def table_options(args: argparse.Namespace) -> dict:
     return {
-        "statuses": None if args.all_status else ("COMPLETED",),
+        "statuses": None if args.all_status else (RunStatus.COMPLETED,),
         "maximize": args.maximize,
         "minimize": args.minimize,
     }

@@ -28,6 +28,7 @@ from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, Union
 from sem_core import records
 from sem_core.errors import SemError
 from sem_core.ids import ID_KEYS
+from sem_core.run_status import FINISHED_STATUSES
 from sem_core.settings import EXPERIMENT_CONFIG_NAME, load_experiment_config
 
 SourceLike = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]]
@@ -214,7 +215,7 @@ def summarise_folder(run_dir: str, on_problem: records.OnProblem = records.raise
     run = records.read_object(os.path.join(run_dir, records.RUN_FILE))
     config = records.read_object(os.path.join(run_dir, records.CONFIG_FILE), default={})
     last = run.get("last_metrics")
-    if type(last) is dict and run.get("status") in records.FINISHED_STATUSES:
+    if type(last) is dict and run.get("status") in FINISHED_STATUSES:
         # written by sem's file observer when the run ended: metrics.json need not be parsed
         return summarise(run_dir, run, config, last=last)
     try:
@@ -287,7 +288,7 @@ def read_store_summaries(store: Path, use_cache: bool = True,
     store = Path(store)
     cpath = cache_path(store)
     cached = _read_cache(cpath, store) if use_cache else {}
-    finished = set(records.FINISHED_STATUSES)
+    finished = set(FINISHED_STATUSES)
     fresh: dict = {}
     changed = False
     out = []

@@ -18,6 +18,7 @@ from sem_core.results.plot import figure_png, plot_metric
 from sem_core.results.render import inline_code, metric_column_groups, to_html
 from sem_core.results.show import output_of, output_without_trace, user_trace
 from sem_core.results.table import ResultsTable, results_table
+from sem_core.run_status import RunStatus
 
 TRACE_LINES = 25
 OUTPUT_LINES = 20
@@ -72,7 +73,7 @@ def status_counts(runs: pd.DataFrame) -> dict[str, int]:
 
 def failed_runs_html(runs: pd.DataFrame, on_problem: records.OnProblem = records.warn_problem) -> str:
     e = html.escape
-    failed = runs[runs["status"] == "FAILED"]
+    failed = runs[runs["status"] == RunStatus.FAILED]
     if failed.empty:
         return "<p>No failed runs.</p>"
     out = []

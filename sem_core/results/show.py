@@ -14,6 +14,7 @@ from sem_core import records
 from sem_core.errors import SemError
 from sem_core.ids import ID_KEYS
 from sem_core.results.load import by_recency
+from sem_core.run_status import RunStatus
 
 ID_COLUMNS = ("global_id", "experiment_id", "config_id")
 MAX_LISTED = 8
@@ -176,12 +177,12 @@ def describe_run(record: records.RunRecord, tail: int = 30, full_trace: bool = F
         path = Path(record.location) / str(name)
         size = f"{path.stat().st_size} bytes" if path.is_file() else "missing"
         lines.append(f"  {name}  {path}  ({size})")
-    if status == "FAILED":
+    if status == RunStatus.FAILED:
         trace = "".join(run.get("fail_trace") or []) or "(no traceback recorded)\n"
         lines += ["", "traceback:", (trace if full_trace else user_trace(trace)).rstrip("\n")]
-    if status != "COMPLETED":
+    if status != RunStatus.COMPLETED:
         output = output_of(record)
-        if status == "FAILED":
+        if status == RunStatus.FAILED:
             output = output_without_trace(output, str(record.global_id))
         output = output.rstrip("\n").splitlines()
         lines += ["", f"output (last {min(tail, len(output))} of {len(output)} lines):", *output[-tail:]]

@@ -25,8 +25,9 @@ import pandas as pd
 
 from sem_core.errors import SemError
 from sem_core.results.load import RUN_COLUMNS, available, by_recency, run_columns
+from sem_core.run_status import RunStatus
 
-DEFAULT_STATUSES = ("COMPLETED",)
+DEFAULT_STATUSES = (RunStatus.COMPLETED,)
 AGGREGATES = ("mean", "std", "count")
 GROUP = "group"
 MAX_VALUES_LISTED = 20  # name of the index level holding the readable group label
@@ -295,7 +296,7 @@ def results_table(
 
     included, excluded = select_runs(runs, statuses, newest_only)
     footnote = exclusion_footnote(excluded)
-    not_completed = included["status"][included["status"] != "COMPLETED"].value_counts()
+    not_completed = included["status"][included["status"] != RunStatus.COMPLETED].value_counts()
     if len(not_completed):
         counted = ", ".join(f"{n} {st.lower()}" for st, n in sorted(not_completed.items()))
         footnote = (footnote + " " if footnote else "") + f"Included runs that did not complete: {counted}."
