@@ -19,6 +19,7 @@ from typing import Any, Callable, Optional
 
 from sem_core.errors import NoActiveRun, SemError
 from sem_core.run import RecordError, Run
+from sem_core.run_status import RunStatus
 from sem_core.signals import signals_held
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ class RunLifecycle:
             # into the job's log too (Hydra's <job>.log), where a user looks for why it failed
             log.error("sem could not start recording this run: %s: %s", type(exc).__name__, exc)
             run, self.run = self.run, None
-            if run is not None and run.status == "RUNNING":
+            if run is not None and run.status == RunStatus.RUNNING:
                 try:
                     run.fail(RunStartError(f"sem could not start recording this run: {exc}"))
                 except Exception:  # noqa: BLE001 - the start error above is what the user must see
@@ -144,7 +145,7 @@ class RunLifecycle:
             job_return.status = JobStatus.FAILED
             job_return.return_value = error
             return
-        if job_return.status == JobStatus.COMPLETED and run.status != "COMPLETED":
+        if job_return.status == JobStatus.COMPLETED and run.status != RunStatus.COMPLETED:
             job_return.status = JobStatus.FAILED
             job_return.return_value = RecordError(
                 f"run {run.global_id} ended {run.status}: " + "; ".join(run.record_errors)
@@ -166,7 +167,7 @@ class RunLifecycle:
         return self.run
 
     # -- anything that unwinds the job -------------------------------------------------
-    def interrupt(self, status: str = "INTERRUPTED") -> None:
+    def interrupt(self, status: RunStatus = RunStatus.INTERRUPTED) -> None:
         """End the run as ``status`` (INTERRUPTED; QUEUED when Slurm requeues the job)."""
         run, self.run = self.run, None
         try:

@@ -28,6 +28,7 @@ from typing import Any, Optional, Sequence
 
 from sem_core.errors import SemError
 from sem_core.observers.base import RunObserver
+from sem_core.run_status import RunStatus
 from sem_core.signals import signals_held
 from sem_core.stdio import make_capture
 
@@ -197,7 +198,7 @@ class Run:
                 meta_info=self.meta_info,
                 _id=self.global_id,
             )
-        self.status = "RUNNING"
+        self.status = RunStatus.RUNNING
         self._main_thread = threading.get_ident()
         output_file, keeper = None, None
         if self._capture_mode == "fd":
@@ -365,7 +366,7 @@ class Run:
                 self._fail_held(incomplete, errors_told=True)
                 end_event, end = "failed_event", self._end
             else:
-                self.status = "COMPLETED"
+                self.status = RunStatus.COMPLETED
                 end_event, end = "completed_event", {"stop_time": _now(), "result": result}
                 self._record_end(end_event, end)
         self._final_event(end_event, end, record=False)
@@ -385,11 +386,11 @@ class Run:
             trace.append("sem: the run's record is also incomplete: " + "; ".join(self.record_errors) + "\n")
         if not shown:
             self._report(f"failed:\n{''.join(trace)}".rstrip())
-        self.status = "FAILED"
+        self.status = RunStatus.FAILED
         self._end = {"fail_time": _now(), "fail_trace": trace}
         self._record_end("failed_event", self._end)
 
-    def interrupt(self, status: str = "INTERRUPTED") -> None:
+    def interrupt(self, status: RunStatus = RunStatus.INTERRUPTED) -> None:
         with signals_held():
             self._wind_down(late_sources=False)
             self.status = status
@@ -428,7 +429,7 @@ class Run:
                     f"sem: the run ended {self.status}, but that could not be recorded: "
                     + "; ".join(self.record_errors) + "\n"
                 ]}
-                self.status = "FAILED"
+                self.status = RunStatus.FAILED
                 self._end = kwargs
                 deadline = time.monotonic() + FINAL_WRITE_RETRY_S
 
