@@ -1,35 +1,42 @@
-"""Core benchmark: sem's sweeper and launchers side by side with bare Hydra and plain sacred.
+"""Core benchmark: per-job overhead, start-up and peak memory of sem side by side with a bare Hydra
+app and a plain sacred loop, in one run.
 
-    python benchmarks/bench_core.py [--repeat 3] [--rows 50]
+    python benchmarks/bench_core.py [--quick] [--repeat 3] [--rows 50] [--memory-rows 10000]
 
-Everything runs in one invocation on one machine; each figure is the median of --repeat
-runs of the whole command (interpreter start-up included, as a user experiences it).
-Prints a Markdown table (pasted into the README's Performance section) and writes
-benchmarks/results/core.json.
+Every figure is a whole command as a user runs it (interpreter start-up included), the contenders
+run round-robin so that load on the machine hits all alike:
+
+- sweep: ``python m.py -m`` over --rows trivial rows (sem with its defaults: sequential launcher,
+  file observer, output capture) vs ``python app.py -m +x=range(0,ROWS)`` (a bare Hydra app,
+  BasicSweeper + BasicLauncher) vs a plain sacred loop (``ex.run`` per row, FileStorageObserver),
+  and sem's local launcher with 2 workers. Each side is also run with one row; the per-job cost
+  is (ROWS rows - 1 row) / (ROWS - 1), which takes start-up out;
+- start-up: a one-row run ``python m.py +order_id=0`` vs the bare Hydra app running one job
+  ``python app.py +x=0``, plus the top entries of ``python -X importtime m.py +order_id=0``;
+- memory: peak RSS (``wait4``) of a sequential sweep of 50 and --memory-rows trivial rows, sem and
+  bare Hydra.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import statistics
-import subprocess
+import re
 import sys
 import tempfile
-import textwrap
-import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+import benchlib as bl
 
 SEM_MODEL = """
+import os
 from sem_core import Experiment
+
 ex = Experiment(__file__)
+
 
 @ex.configs
 def get_config():
-    return [{{"x": i}} for i in range({rows})]
+    return [{"x": i} for i in range(int(os.environ["SEM_BENCH_ROWS"]))]
+
 
 @ex.automain
 def main(config):
@@ -39,9 +46,11 @@ def main(config):
 BARE_HYDRA = """
 import hydra
 
+
 @hydra.main(version_base="1.3", config_path=None, config_name=None)
 def main(cfg):
     return cfg.x * 2
+
 
 if __name__ == "__main__":
     main()
@@ -55,207 +64,178 @@ from sacred.observers import FileStorageObserver
 ex = Experiment("bench", save_git_info=False)
 ex.observers.append(FileStorageObserver(sys.argv[1]))
 
+
 @ex.config
 def cfg():
     x = 0
+
 
 @ex.main
 def main(x):
     return x * 2
 
-for i in range({rows}):
-    ex.run(config_updates={{"x": i}})
+
+for i in range(int(sys.argv[2])):
+    ex.run(config_updates={"x": i})
 """
 
-LOGGING_MODEL = """
-import time
-from sem_core import Experiment
-ex = Experiment(__file__)
-
-@ex.configs
-def get_config():
-    return [{{"n": {n}}}]
-
-@ex.automain
-def main(config):
-    t = time.perf_counter()
-    for i in range(config["n"]):
-        ex.log_scalar("loss", i * 0.5)
-    return time.perf_counter() - t
-"""
-
-SACRED_LOGGING = """
-import sys, time
-from sacred import Experiment
-from sacred.observers import FileStorageObserver
-
-ex = Experiment("bench", save_git_info=False)
-ex.observers.append(FileStorageObserver(sys.argv[1]))
-
-@ex.main
-def main(_run):
-    t = time.perf_counter()
-    for i in range({n}):
-        _run.log_scalar("loss", i * 0.5)
-    return time.perf_counter() - t
-
-t = time.perf_counter()
-ex.run()
-print(time.perf_counter() - t)
-"""
+INCLUDES = {
+    "sem": "interpreter start-up, imports, planning the rows, per job: Hydra composing the job's config, "
+           "its output folder and .hydra/ files, the run record (config.json, run.json, metrics.json, "
+           "cout.txt via the output copier), the sweep summary",
+    "hydra": "interpreter start-up, imports, BasicSweeper composing every job to validate it, per job: "
+             "composing again, output folder, .hydra/ files, job logging",
+    "sacred": "interpreter start-up, imports, per run: sacred's config scope, host info, sources, "
+              "FileStorageObserver's run folder (config.json, run.json, cout.txt); no config composition, "
+              "no git (save_git_info=False)",
+}
 
 
-def timed(cmd: list[str], cwd: Path) -> float:
-    t = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
-    elapsed = time.perf_counter() - t
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
-    return elapsed
+class Work:
+    def __init__(self, root: Path):
+        self.root = root
+        self.models = root / "exp" / "models"
+        self.models.mkdir(parents=True)
+        (self.models / "m_bench.py").write_text(SEM_MODEL)
+        (root / "app.py").write_text(BARE_HYDRA)
+        (root / "sacred_loop.py").write_text(SACRED_LOOP)
+        self.count = 0
+
+    def sem(self, rows: int, *extra: str) -> bl.Sample:
+        return bl.run([sys.executable, "m_bench.py", "-m", *extra], self.models, {"SEM_BENCH_ROWS": str(rows)})
+
+    def sem_one(self) -> bl.Sample:
+        return bl.run([sys.executable, "m_bench.py", "+order_id=0"], self.models, {"SEM_BENCH_ROWS": "1"})
+
+    def hydra(self, rows: int) -> bl.Sample:
+        return bl.run([sys.executable, "app.py", "-m", f"+x=range(0,{rows})"], self.root)
+
+    def hydra_one(self) -> bl.Sample:
+        return bl.run([sys.executable, "app.py", "+x=0"], self.root)
+
+    def sacred(self, rows: int) -> bl.Sample:
+        self.count += 1
+        return bl.run([sys.executable, "sacred_loop.py", str(self.root / f"sacred{self.count}"), str(rows)], self.root)
 
 
-def median_of(repeat: int, fn) -> float:
-    return statistics.median(fn() for _ in range(repeat))
-
-
-def bench_sweeps(work: Path, rows: int, repeat: int) -> dict:
-    exp = work / "exp" / "models"
-    exp.mkdir(parents=True)
-    (exp / "m_bench.py").write_text(SEM_MODEL.format(rows=rows))
-    (work / "bare.py").write_text(BARE_HYDRA)
-    (work / "sacred_loop.py").write_text(SACRED_LOOP.format(rows=rows))
-    py = sys.executable
-    out = {}
-    out["sem_sequential"] = median_of(repeat, lambda: timed([py, str(exp / "m_bench.py"), "-m"], work))
-    out["bare_hydra_basic"] = median_of(
-        repeat, lambda: timed([py, "bare.py", "-m", f"+x=range(0,{rows})"], work)
-    )
-    out["sacred_file_loop"] = median_of(
-        repeat, lambda: timed([py, "sacred_loop.py", str(work / f"sacred_{time.time_ns()}")], work)
-    )
-    out["sem_local_n_jobs_2"] = median_of(
-        repeat, lambda: timed([py, str(exp / "m_bench.py"), "hydra/launcher=local", "hydra.launcher.n_jobs=2"], work)
-    )
-    out["bare_hydra_joblib_n_jobs_2"] = None  # hydra-joblib-launcher is not a dependency; not measured
-    return out
-
-
-def bench_planning(rows: int = 10_000) -> dict:
-    """Rows -> job overrides, no job run: sem's planner + ConfigStore registration, and
-    Hydra's BasicSweeper (argument expansion + composing every job to validate it)."""
-    from hydra.core.config_store import ConfigStore  # noqa: F401
-
-    from sem_core import ids
-    from sem_core.plan import job_record, plan_jobs
-    from sem_core.sweep import register_rows
-
-    data = [{"model": "gp", "lr": 10 ** -(i % 5), "layers": [i % 3, 4], "fold": i % 5, "i": i} for i in range(rows)]
-    t = time.perf_counter()
-    jobs = plan_jobs(data)
-    planned = [job_record(j, ids.new_global_id()) for j in jobs]
-    register_rows(planned)
-    sem_s = time.perf_counter() - t
-
-    hydra_per_job = _hydra_validate_per_job(200)
-    return {"rows": rows, "sem_plan_s": sem_s, "hydra_basic_sweeper_per_job_s": hydra_per_job,
-            "hydra_basic_sweeper_extrapolated_s": hydra_per_job * rows}
-
-
-def _hydra_validate_per_job(n: int) -> float:
-    code = textwrap.dedent(
-        f"""
-        import time
-        from hydra import initialize, compose
-        from hydra.core.global_hydra import GlobalHydra
-        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-        from hydra.core.override_parser.overrides_parser import OverridesParser
-        from hydra.types import RunMode
-        with initialize(version_base="1.3", config_path=None):
-            gh = GlobalHydra.instance().hydra
-            loader = gh.config_loader
-            parser = OverridesParser.create()
-            t = time.perf_counter()
-            batches = BasicSweeper.split_arguments(parser.parse_overrides(["+i=range(0,{n})"]), None)
-            for overrides in batches[0]:
-                loader.load_configuration(config_name=None, overrides=list(overrides), run_mode=RunMode.RUN)
-            print((time.perf_counter() - t) / {n})
-        """
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return float(proc.stdout.strip().splitlines()[-1])
-
-
-def bench_logging(work: Path, n: int = 100_000) -> dict:
-    models = work / "log" / "models"
-    models.mkdir(parents=True)
-    out = {}
-    for label, count in (("with_logging", n), ("no_logging", 0)):
-        path = models / f"m_{label}.py"
-        path.write_text(LOGGING_MODEL.format(n=count))
-        timed([sys.executable, str(path)], work)
-        (run_dir,) = [d for d in (models / "runs").iterdir() if d.name[0].isdigit() and (d / "config.json").exists()
-                      and json.loads((d / "config.json").read_text())["n"] == count]
-        run = json.loads((run_dir / "run.json").read_text())
-        import datetime as dt
-
-        out[label + "_run_s"] = (
-            dt.datetime.fromisoformat(run["stop_time"]) - dt.datetime.fromisoformat(run["start_time"])
-        ).total_seconds()
-        out[label + "_loop_s"] = run["result"]
-    (work / "sacred_log.py").write_text(SACRED_LOGGING.format(n=n))
-    proc = subprocess.run([sys.executable, "sacred_log.py", str(work / "sacred_log_runs")], cwd=work,
-                          capture_output=True, text=True, check=True)
-    out["sacred_file_observer_run_s"] = float(proc.stdout.strip().splitlines()[-1])
-    out["added_by_logging_s"] = out["with_logging_run_s"] - out["no_logging_run_s"]
-    return out
-
-
-def _git_commit() -> str:
-    proc = subprocess.run(["git", "rev-parse", "HEAD"], cwd=HERE, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=HERE, capture_output=True, text=True)
-    return proc.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+def importtime_top(work: Work, top: int = 15) -> list[dict]:
+    """The slowest imports (cumulative) of a one-row run, from ``python -X importtime``."""
+    sample = bl.run([sys.executable, "-X", "importtime", "m_bench.py", "+order_id=0"], work.models,
+                    {"SEM_BENCH_ROWS": "1"})
+    entries = []
+    for line in sample.stderr.splitlines():
+        m = re.match(r"import time:\s+(\d+)\s+\|\s+(\d+)\s+\|(\s*)(\S+)", line)
+        if m:
+            entries.append({"module": m.group(4), "self_us": int(m.group(1)), "cumulative_us": int(m.group(2)),
+                            "depth": len(m.group(3)) // 2})
+    top_level = [e for e in entries if e["depth"] == 0]
+    return sorted(top_level, key=lambda e: -e["cumulative_us"])[:top]
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--rows", type=int, default=50)
+    parser = bl.arg_parser(__doc__)
+    parser.add_argument("--rows", type=int, default=None, help="rows of the sweep (default 50, --quick 3)")
+    parser.add_argument("--memory-rows", type=int, default=None,
+                        help="rows of the large memory sweep (default 10000, --quick 10)")
     args = parser.parse_args()
-    load_at_start = os.getloadavg()[0]  # a busy machine makes every figure of the run slower
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        sweeps = bench_sweeps(work, args.rows, args.repeat)
-        planning = bench_planning()
-        logging_ = bench_logging(work)
-    result = {"machine": os.uname().nodename, "cpus": os.cpu_count(), "python": sys.version.split()[0],
-              "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "git_commit": _git_commit(),
-              "load_average_at_start": load_at_start,
-              "rows": args.rows, "repeat": args.repeat, "sweeps_s": sweeps, "planning": planning, "logging": logging_}
-    (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "core.json").write_text(json.dumps(result, indent=2))
+    rows = args.rows or (3 if args.quick else 50)
+    small = rows
+    big = args.memory_rows or (10 if args.quick else 10_000)
+    repeat = bl.repeats(args)
+    env = bl.environment()
+    with tempfile.TemporaryDirectory(prefix="sem-bench-core-") as tmp:
+        work = Work(Path(tmp))
+        sweep = bl.round_robin({
+            "sem": lambda: work.sem(rows),
+            "sem_1": lambda: work.sem(1),
+            "hydra": lambda: work.hydra(rows),
+            "hydra_1": lambda: work.hydra(1),
+            "sacred": lambda: work.sacred(rows),
+            "sacred_1": lambda: work.sacred(1),
+            "sem_local": lambda: work.sem(rows, "hydra/launcher=local", "hydra.launcher.n_jobs=2"),
+            "sem_one": work.sem_one,
+            "hydra_one": work.hydra_one,
+        }, repeat)
+        imports = importtime_top(work)
+        memory = bl.round_robin({
+            "sem_small": lambda: work.sem(small),
+            "hydra_small": lambda: work.hydra(small),
+            "sem_big": lambda: work.sem(big),
+            "hydra_big": lambda: work.hydra(big),
+        }, 1 if big > 2000 else repeat)  # the big sweep takes minutes: once
 
-    base = sweeps["bare_hydra_basic"]
-    print(f"| {args.rows} trivial rows (median of {args.repeat}) | wall time | vs bare Hydra |")
-    print("|---|---|---|")
-    for key, label in (
-        ("sem_sequential", "sem, `python m.py -m` (default, in-process)"),
-        ("bare_hydra_basic", "bare Hydra app, BasicSweeper + BasicLauncher"),
-        ("sacred_file_loop", "plain sacred loop, FileStorageObserver"),
-        ("sem_local_n_jobs_2", "sem, `hydra/launcher=local n_jobs=2`"),
-    ):
-        print(f"| {label} | {sweeps[key]:.2f} s | {sweeps[key] / base:.2f}x |")
-    print()
-    print(f"| planning {planning['rows']:,} rows | time |")
-    print("|---|---|")
-    print(f"| sem: plan + ids + register rows | {planning['sem_plan_s']:.2f} s |")
-    print(f"| Hydra BasicSweeper: expand + compose each job (measured on 200, x{planning['rows']:,}) | "
-          f"{planning['hydra_basic_sweeper_extrapolated_s']:.0f} s |")
-    print()
-    print("| 100,000 `log_scalar` calls in one run | run duration |")
-    print("|---|---|")
-    print(f"| sem, no logging | {logging_['no_logging_run_s']:.3f} s |")
-    print(f"| sem, 100k log_scalar | {logging_['with_logging_run_s']:.3f} s (adds {logging_['added_by_logging_s']:.3f} s) |")
-    print(f"| sacred, 100k log_scalar, FileStorageObserver | {logging_['sacred_file_observer_run_s']:.3f} s |")
+    wall = {k: [s.wall_s for s in v] for k, v in sweep.items()}
+    m = {
+        "sem_sweep": bl.measurement(f"sem, `python m.py -m`, {rows} rows", wall["sem"], INCLUDES["sem"]),
+        "hydra_sweep": bl.measurement(f"bare Hydra app, `python app.py -m +x=range(0,{rows})`", wall["hydra"],
+                                      INCLUDES["hydra"]),
+        "sacred_loop": bl.measurement(f"plain sacred loop, {rows} `ex.run` + FileStorageObserver", wall["sacred"],
+                                      INCLUDES["sacred"]),
+        "sem_local_2": bl.measurement(f"sem, `hydra/launcher=local hydra.launcher.n_jobs=2`, {rows} rows",
+                                      wall["sem_local"], "as sem above, jobs run in 2 long-lived worker processes"),
+        "sem_sweep_1": bl.measurement("sem, `python m.py -m`, 1 row", wall["sem_1"], INCLUDES["sem"]),
+        "hydra_sweep_1": bl.measurement("bare Hydra app, `-m +x=range(0,1)`", wall["hydra_1"], INCLUDES["hydra"]),
+        "sacred_loop_1": bl.measurement("plain sacred loop, 1 run", wall["sacred_1"], INCLUDES["sacred"]),
+        "sem_startup": bl.measurement("sem, one-row run `python m.py +order_id=0`", wall["sem_one"],
+                                      "interpreter start-up, imports, planning, one job and its record"),
+        "hydra_startup": bl.measurement("bare Hydra app, one job `python app.py +x=0`", wall["hydra_one"],
+                                        "interpreter start-up, imports, composing and running one job"),
+    }
+    mem = {k: [s.peak_rss_mb for s in v] for k, v in memory.items()}
+    m.update({
+        "sem_peak_small": bl.measurement(f"sem sequential sweep, {small} rows: peak RSS", mem["sem_small"],
+                                         "the sweep process (or the largest child it waited for)", "MB"),
+        "sem_peak_big": bl.measurement(f"sem sequential sweep, {big} rows: peak RSS", mem["sem_big"],
+                                       "the sweep process (or the largest child it waited for)", "MB"),
+        "hydra_peak_small": bl.measurement(f"bare Hydra sweep, {small} rows: peak RSS", mem["hydra_small"],
+                                           "the sweep process", "MB"),
+        "hydra_peak_big": bl.measurement(f"bare Hydra sweep, {big} rows: peak RSS", mem["hydra_big"],
+                                         "the sweep process", "MB"),
+        "sem_big_wall": bl.measurement(f"sem sequential sweep, {big} rows: wall time",
+                                       [s.wall_s for s in memory["sem_big"]], INCLUDES["sem"]),
+        "hydra_big_wall": bl.measurement(f"bare Hydra sweep, {big} rows: wall time",
+                                         [s.wall_s for s in memory["hydra_big"]], INCLUDES["hydra"]),
+    })
+
+    def per_job(key: str) -> float:
+        return (bl.median(m[key]) - bl.median(m[key + "_1"])) / (rows - 1)
+
+    how = f"(median of {rows} rows - median of 1 row) / {rows - 1}"
+    d = {
+        "sem_vs_sacred": bl.derived(f"sem / plain sacred, {rows} rows", bl.median(m["sem_sweep"]) / bl.median(m["sacred_loop"]),
+                                    "x", "ratio of the medians"),
+        "sem_vs_hydra": bl.derived(f"sem / bare Hydra, {rows} rows", bl.median(m["sem_sweep"]) / bl.median(m["hydra_sweep"]),
+                                   "x", "ratio of the medians"),
+        "sem_per_job": bl.derived("sem, per job", per_job("sem_sweep") * 1000, "ms", how),
+        "hydra_per_job": bl.derived("bare Hydra, per job", per_job("hydra_sweep") * 1000, "ms", how),
+        "sacred_per_job": bl.derived("plain sacred, per run", per_job("sacred_loop") * 1000, "ms", how),
+        "startup_ratio": bl.derived("start-up, sem one-row run / bare Hydra one job",
+                                    bl.median(m["sem_startup"]) / bl.median(m["hydra_startup"]), "x",
+                                    "ratio of the medians"),
+        "sem_memory_growth": bl.derived(f"sem peak RSS, {big} rows / {small} rows",
+                                        bl.median(m["sem_peak_big"]) / bl.median(m["sem_peak_small"]), "x",
+                                        "ratio of the medians"),
+        "hydra_memory_growth": bl.derived(f"bare Hydra peak RSS, {big} rows / {small} rows",
+                                          bl.median(m["hydra_peak_big"]) / bl.median(m["hydra_peak_small"]), "x",
+                                          "ratio of the medians"),
+        "sem_memory_per_row": bl.derived("sem peak RSS growth per row",
+                                         (bl.median(m["sem_peak_big"]) - bl.median(m["sem_peak_small"])) / (big - small) * 1024,
+                                         "KB", f"(peak at {big} - peak at {small}) / {big - small}"),
+        "hydra_memory_per_row": bl.derived("bare Hydra peak RSS growth per row",
+                                           (bl.median(m["hydra_peak_big"]) - bl.median(m["hydra_peak_small"])) / (big - small) * 1024,
+                                           "KB", f"(peak at {big} - peak at {small}) / {big - small}"),
+    }
+    bl.write_result(
+        args, "core", "bench_core.py",
+        title="Core: per-job overhead, start-up, peak memory",
+        description=(f"Trivial rows (`main` returns `2 * x`). Sweep figures: {rows} rows, the whole command "
+                     "as a user runs it, contenders round-robin. sem runs with its defaults (sequential "
+                     "launcher, file observer, output captured). Memory: peak RSS from `wait4` of a "
+                     f"sequential sweep of {small} and {big} rows."),
+        params={"rows": rows, "memory_rows": [small, big]},
+        measurements=m, derived_=d, env=env,
+        extra={"importtime_top": imports},
+    )
     return 0
 
 
