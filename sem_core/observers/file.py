@@ -20,6 +20,7 @@ from typing import Optional
 
 from sem_core import records
 from sem_core.observers.base import RunObserver
+from sem_core.run_status import ACTIVE_STATUSES, RunStatus
 from sem_core.sources import file_md5
 
 
@@ -56,7 +57,7 @@ class FileStorageObserver(RunObserver):
         existing = self.dir / records.RUN_FILE
         if existing.exists():
             previous = records.read_json(existing)
-            if previous.get("status") not in records.ACTIVE_STATUSES:
+            if previous.get("status") not in ACTIVE_STATUSES:
                 raise FileExistsError(
                     f"run folder {self.dir} already holds a {previous.get('status')} run; "
                     "global ids are minted once per job and must not be reused"
@@ -78,10 +79,10 @@ class FileStorageObserver(RunObserver):
         return _id
 
     def queued_event(self, ex_info, command, host_info, queue_time, config, meta_info, _id):
-        return self._begin(ex_info, command, host_info, config, meta_info, _id, "QUEUED", "queue_time", queue_time)
+        return self._begin(ex_info, command, host_info, config, meta_info, _id, RunStatus.QUEUED, "queue_time", queue_time)
 
     def started_event(self, ex_info, command, host_info, start_time, config, meta_info, _id):
-        return self._begin(ex_info, command, host_info, config, meta_info, _id, "RUNNING", "start_time", start_time)
+        return self._begin(ex_info, command, host_info, config, meta_info, _id, RunStatus.RUNNING, "start_time", start_time)
 
     def hand_over_output_file(self):
         self._output_by_capture = True
@@ -99,13 +100,13 @@ class FileStorageObserver(RunObserver):
             records.append_whole(self.dir / records.COUT_FILE, captured_out.encode("utf-8", errors="replace"))
 
     def completed_event(self, stop_time, result):
-        self._finish("COMPLETED", stop_time, result=result)
+        self._finish(RunStatus.COMPLETED, stop_time, result=result)
 
     def interrupted_event(self, interrupt_time, status):
         self._finish(status, interrupt_time)
 
     def failed_event(self, fail_time, fail_trace):
-        self._finish("FAILED", fail_time, fail_trace=fail_trace)
+        self._finish(RunStatus.FAILED, fail_time, fail_trace=fail_trace)
 
     def _finish(self, status, stop_time, **fields):
         self._write_final_metrics()
