@@ -13,6 +13,7 @@ from typing import Iterable, Optional, Sequence
 
 from sem_core import records
 from sem_core.host import process_alive
+from sem_core.run_status import RunStatus
 from sem_core.slurm import status as st
 
 
@@ -84,8 +85,8 @@ def reconcile_runs(
             interval = float(((rec.run.get("meta") or {}).get("sem") or {}).get("heartbeat_interval") or 10.0)
             limit = stale_after_s if stale_after_s is not None else max(10 * interval, 120.0)
             beat = records.parse_time(rec.run.get("heartbeat")) or records.parse_time(rec.run.get("start_time"))
-            if rec.status == "QUEUED":
-                verdict = st.Verdict("QUEUED")
+            if rec.status == RunStatus.QUEUED:
+                verdict = st.Verdict(RunStatus.QUEUED)
             else:
                 alive = process_alive(((rec.run.get("meta") or {}).get("sem") or {}).get("process"))
                 verdict = st.reconcile_local(rec.status, beat, now, limit, alive)

@@ -14,39 +14,39 @@ import subprocess
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Optional, Sequence
 
-from sem_core.records import ACTIVE_STATUSES
+from sem_core.run_status import ACTIVE_STATUSES, RunStatus
 
 UNKNOWN = "UNKNOWN"
 
 # Slurm job states (sacct/squeue long names) -> sem statuses.
 SLURM_TO_SEM = {
     # waiting to run
-    "PENDING": "QUEUED",
-    "REQUEUED": "QUEUED",
-    "REQUEUE_FED": "QUEUED",
-    "REQUEUE_HOLD": "QUEUED",
-    "RESV_DEL_HOLD": "QUEUED",
-    "CONFIGURING": "QUEUED",
-    "SPECIAL_EXIT": "QUEUED",
+    "PENDING": RunStatus.QUEUED,
+    "REQUEUED": RunStatus.QUEUED,
+    "REQUEUE_FED": RunStatus.QUEUED,
+    "REQUEUE_HOLD": RunStatus.QUEUED,
+    "RESV_DEL_HOLD": RunStatus.QUEUED,
+    "CONFIGURING": RunStatus.QUEUED,
+    "SPECIAL_EXIT": RunStatus.QUEUED,
     # running (or stopped while holding its allocation)
-    "RUNNING": "RUNNING",
-    "COMPLETING": "RUNNING",
-    "SIGNALING": "RUNNING",
-    "STAGE_OUT": "RUNNING",
-    "RESIZING": "RUNNING",
-    "SUSPENDED": "RUNNING",
-    "STOPPED": "RUNNING",
+    "RUNNING": RunStatus.RUNNING,
+    "COMPLETING": RunStatus.RUNNING,
+    "SIGNALING": RunStatus.RUNNING,
+    "STAGE_OUT": RunStatus.RUNNING,
+    "RESIZING": RunStatus.RUNNING,
+    "SUSPENDED": RunStatus.RUNNING,
+    "STOPPED": RunStatus.RUNNING,
     # finished
-    "COMPLETED": "COMPLETED",
-    "FAILED": "FAILED",
-    "CANCELLED": "CANCELLED",
-    "TIMEOUT": "TIMEOUT",
-    "DEADLINE": "TIMEOUT",
-    "OUT_OF_MEMORY": "KILLED",
-    "NODE_FAIL": "KILLED",
-    "BOOT_FAIL": "KILLED",
-    "PREEMPTED": "KILLED",
-    "REVOKED": "KILLED",
+    "COMPLETED": RunStatus.COMPLETED,
+    "FAILED": RunStatus.FAILED,
+    "CANCELLED": RunStatus.CANCELLED,
+    "TIMEOUT": RunStatus.TIMEOUT,
+    "DEADLINE": RunStatus.TIMEOUT,
+    "OUT_OF_MEMORY": RunStatus.KILLED,
+    "NODE_FAIL": RunStatus.KILLED,
+    "BOOT_FAIL": RunStatus.KILLED,
+    "PREEMPTED": RunStatus.KILLED,
+    "REVOKED": RunStatus.KILLED,
 }
 ACTIVE = ACTIVE_STATUSES
 
@@ -245,10 +245,10 @@ def reconcile_slurm(record_status: str, slurm: Optional[SlurmJobState]) -> Verdi
         return Verdict(status)
     where = f"Slurm job {slurm.job_id}" + (f" on {slurm.node}" if slurm.node else "")
     exit_part = f", exit code {slurm.exit_code}" if slurm.exit_code and slurm.exit_code != "0:0" else ""
-    if status == "COMPLETED":
+    if status == RunStatus.COMPLETED:
         # the job script ended cleanly but the run never recorded its end (e.g. the worker
         # could not import the model file, or the process was killed between jobs of a pack)
-        return Verdict("FAILED", "FAILED", f"{where} ended COMPLETED but the run never recorded its end")
+        return Verdict(RunStatus.FAILED, RunStatus.FAILED, f"{where} ended COMPLETED but the run never recorded its end")
     return Verdict(status, status, f"{where} ended {slurm.state}{exit_part}")
 
 
@@ -264,17 +264,17 @@ def reconcile_local(
     """A local (non-Slurm) run against its heartbeat and, when it ran on this host, its process.
 
     ``process_alive`` is None when it cannot be checked (another host, no pid recorded)."""
-    if record_status != "RUNNING":
+    if record_status != RunStatus.RUNNING:
         return Verdict(record_status)
     if process_alive is True:
-        return Verdict("RUNNING")
+        return Verdict(RunStatus.RUNNING)
     if process_alive is False:
-        return Verdict("KILLED", "KILLED", "the process of this run is gone and it never recorded its end")
+        return Verdict(RunStatus.KILLED, RunStatus.KILLED, "the process of this run is gone and it never recorded its end")
     if last_beat is None:
-        return Verdict("RUNNING", None, "no heartbeat recorded yet")
+        return Verdict(RunStatus.RUNNING, None, "no heartbeat recorded yet")
     age = (now - last_beat).total_seconds()
     if age > stale_after_s:
         return Verdict(
-            "KILLED", "KILLED", f"no heartbeat for {age:.0f} s (more than {stale_after_s:.0f} s): the run is dead"
+            RunStatus.KILLED, RunStatus.KILLED, f"no heartbeat for {age:.0f} s (more than {stale_after_s:.0f} s): the run is dead"
         )
-    return Verdict("RUNNING")
+    return Verdict(RunStatus.RUNNING)
