@@ -1,0 +1,126 @@
+"""Planning benchmark: a list of rows to job overrides, no job run.
+
+    python benchmarks/bench_plan.py [--quick] [--repeat 3] [--rows 100000]
+
+In one process, round-robin:
+
+- sem: ``plan_jobs`` (row overrides, ids, duplicate check input) + ``job_record`` with a new
+  global_id per job + ``register_rows`` (the lazy ConfigStore entries a job composes from and
+  the ``+sem_row=j<k>`` override it runs with), over --rows rows;
+- the same rows stored eagerly with ``ConfigStore.store`` (what sem did before its rows became
+  lazy), over --eager-rows rows;
+- Hydra's BasicSweeper on its own sweep syntax: expanding ``+i=range(0,N)`` and composing every
+  job once to validate it (what ``python app.py -m`` does before the first job), over
+  --hydra-rows jobs, reported per job.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import benchlib as bl
+
+HYDRA_PER_JOB = """
+import sys, time
+from hydra import initialize
+from hydra.core.global_hydra import GlobalHydra
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.types import RunMode
+
+n = int(sys.argv[1])
+with initialize(version_base="1.3", config_path=None):
+    loader = GlobalHydra.instance().hydra.config_loader
+    t = time.perf_counter()
+    batches = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides([f"+i=range(0,{n})"]), None)
+    for overrides in batches[0]:
+        loader.load_configuration(config_name=None, overrides=list(overrides), run_mode=RunMode.RUN)
+    print(time.perf_counter() - t)
+"""
+
+
+def rows_of(n: int) -> list[dict]:
+    return [{"model": "gp", "lr": 10 ** -(i % 5), "layers": [i % 3, 4], "opt": {"kind": "adam", "wd": i % 7},
+             "fold": i % 5, "i": i} for i in range(n)]
+
+
+def sem_plan(rows: list[dict]) -> float:
+    from hydra.core.config_store import ConfigStore
+
+    from sem_core import ids
+    from sem_core.plan import job_record, plan_jobs
+    from sem_core.sweep import register_rows
+
+    ConfigStore.instance().repo.pop("sem_row", None)  # a fresh sweep
+    t = time.perf_counter()
+    jobs = plan_jobs(rows)
+    overrides = register_rows([job_record(job, ids.new_global_id()) for job in jobs])
+    elapsed = time.perf_counter() - t
+    assert len(overrides) == len(rows)
+    return elapsed
+
+
+def eager_store(rows: list[dict]) -> float:
+    from hydra.core.config_store import ConfigStore
+
+    from sem_core import ids
+    from sem_core.plan import job_record, plan_jobs
+
+    cs = ConfigStore.instance()
+    cs.repo.pop("bench_eager", None)
+    t = time.perf_counter()
+    for k, job in enumerate(plan_jobs(rows)):
+        cs.store(group="bench_eager", name=f"j{k}", node=job_record(job, ids.new_global_id()))
+    return time.perf_counter() - t
+
+
+def hydra_validate(n: int) -> float:
+    sample = bl.run([sys.executable, "-c", HYDRA_PER_JOB, str(n)], bl.REPO)
+    return float(sample.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    parser = bl.arg_parser(__doc__)
+    parser.add_argument("--rows", type=int, default=None, help="default 100000, --quick 2000")
+    parser.add_argument("--eager-rows", type=int, default=None, help="default 10000, --quick 200")
+    parser.add_argument("--hydra-rows", type=int, default=None, help="default 500, --quick 50")
+    args = parser.parse_args()
+    n = args.rows or (2000 if args.quick else 100_000)
+    n_eager = args.eager_rows or (200 if args.quick else 10_000)
+    n_hydra = args.hydra_rows or (50 if args.quick else 500)
+    env = bl.environment()
+    rows, eager_rows = rows_of(n), rows_of(n_eager)
+    samples = bl.round_robin({
+        "sem": lambda: sem_plan(rows),
+        "sem_eager_size": lambda: sem_plan(eager_rows),
+        "eager": lambda: eager_store(eager_rows),
+        "hydra": lambda: hydra_validate(n_hydra),
+    }, bl.repeats(args))
+    m = {
+        "sem_plan": bl.measurement(f"sem: plan + ids + register {n:,} rows", samples["sem"],
+                                   "plan_jobs, job_record with a new global_id each, register_rows (lazy ConfigStore entries)"),
+        "sem_plan_eager_size": bl.measurement(f"sem: plan + ids + register {n_eager:,} rows", samples["sem_eager_size"],
+                                              "as above, at the eager contender's size"),
+        "eager_configstore": bl.measurement(f"the same {n_eager:,} rows stored eagerly with ConfigStore.store",
+                                            samples["eager"], "plan_jobs, job_record, ConfigStore.store per row (a DictConfig each)"),
+        "hydra_basic_sweeper": bl.measurement(f"Hydra BasicSweeper: expand + compose {n_hydra:,} jobs",
+                                              samples["hydra"], "argument expansion and one load_configuration per job (its validation pass)"),
+    }
+    d = {
+        "sem_per_row": bl.derived("sem, per row", bl.median(m["sem_plan"]) / n * 1e6, "us", f"median / {n}"),
+        "hydra_per_job": bl.derived("Hydra BasicSweeper, per job", bl.median(m["hydra_basic_sweeper"]) / n_hydra * 1000,
+                                    "ms", f"median / {n_hydra}"),
+        "eager_vs_lazy": bl.derived(f"eager / lazy ConfigStore rows, {n_eager:,} rows",
+                                    bl.median(m["eager_configstore"]) / bl.median(m["sem_plan_eager_size"]), "x",
+                                    "ratio of the medians"),
+    }
+    bl.write_result(args, "plan", "bench_plan.py", title="Planning: rows to job overrides",
+                    description="In one process, no job run. The rows are dicts with nested values and a fold key.",
+                    params={"rows": n, "eager_rows": n_eager, "hydra_rows": n_hydra}, measurements=m, derived_=d,
+                    env=env)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
