@@ -69,7 +69,7 @@ class SemCallback(Callback):
         self._lifecycle: Optional[RunLifecycle] = None
 
     def on_job_start(self, config: DictConfig, *, task_function: Any = None, **kwargs: Any) -> None:
-        from sem_core.experiment import SemTask
+        from sem_core.task import SemTask
 
         if not isinstance(task_function, SemTask):
             self._lifecycle = None

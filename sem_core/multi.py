@@ -211,15 +211,16 @@ def plan_files(files: Sequence[Path], argv: Sequence[str], resume: bool = True) 
     ``sem.skip_completed``/``sem.rerun`` would skip included. Every file's error is collected
     and raised together (one ConfigError)."""
     from sem_core.errors import SemError
-    from sem_core.experiment import load_model_file, split_argv
+    from sem_core.argv import split_argv
+    from sem_core.experiment import load_model_file
     from sem_core.resume import resume_sweep
-    from sem_core.sweep import plan_experiment
+    from sem_core.sweep_plan import plan_experiment
 
     plans, errors = [], []
     for path in files:
         try:
             experiment = load_model_file(path)
-            hydra_argv, row_overrides = split_argv(list(argv), experiment)
+            hydra_argv, row_overrides = split_argv(list(argv))
             jobs = plan_experiment(experiment, row_overrides)
             skipped: list = []
             if resume:
@@ -336,7 +337,8 @@ def print_run_summary(plans: Sequence[FilePlan], root: Path, stream=sys.stdout) 
     """One table for every file's sweep: model, order_id, ... from the outcomes each wrote
     (from the records when a file's process ended without writing them); True if any job of
     any file did not complete."""
-    from sem_core.sweep import SWEEP_MANIFEST, format_summary, summary_rows
+    from sem_core.sweep_folder import SWEEP_MANIFEST
+    from sem_core.sweep_summary import format_summary, summary_rows
 
     rows: list[dict] = []
     skipped_lines: list[str] = []

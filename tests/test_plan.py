@@ -105,7 +105,7 @@ def test_grid_concatenates_and_crosses():
 
 
 # Every key normalise_row accepts can be typed on the command line and selects its row.
-from sem_core.experiment import split_argv  # noqa: E402
+from sem_core.argv import split_argv  # noqa: E402
 from sem_core.plan import format_key, split_key  # noqa: E402
 
 spellable_keys = st.text(st.characters(blacklist_categories=("Cs",)), max_size=8).filter(
@@ -131,7 +131,7 @@ def test_every_accepted_key_path_is_typed_and_read_back(parts):
 def test_every_accepted_row_key_can_be_selected_set_and_removed_on_the_command_line(key, prefix, value):
     rows = [ids.normalise_row({key: i, "fold": i}) for i in range(4)]
     text = f"{prefix}{format_key([key])}" + ("" if prefix == "~" else f"={value}")
-    rest, overrides = split_argv([text], None)
+    rest, overrides = split_argv([text])
     assert rest == [] and len(overrides) == 1 and split_key(overrides[0].key) == (key,)
     if prefix == "+":
         if key == "fold":

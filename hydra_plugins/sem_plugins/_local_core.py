@@ -45,8 +45,9 @@ from omegaconf import open_dict
 
 from sem_core import records
 from sem_core.job_return import portable
+from sem_core.run_status import RunStatus
 from sem_core.signals import Interrupted, interrupt_exit_code
-from sem_core.sweep import job_label, job_row
+from sem_core.row_store import job_label, job_row
 
 log = logging.getLogger(__name__)
 
@@ -770,8 +771,8 @@ def _job_return(launcher, job: _Job, exitcode: int, stopping: bool) -> JobReturn
 def _message_verdict(message: tuple) -> tuple[str, str, list[str]]:
     """(status, reason, details) of a job that ended without a JobReturn but said why."""
     if message[0] == "interrupted":
-        return "INTERRUPTED", f"the job was interrupted ({_signal_name(message[1])})", []
-    return "FAILED", "the job ended with an exception that Hydra does not catch", [message[1]]
+        return RunStatus.INTERRUPTED, f"the job was interrupted ({_signal_name(message[1])})", []
+    return RunStatus.FAILED, "the job ended with an exception that Hydra does not catch", [message[1]]
 
 
 def _death_verdict(exitcode: int, stopping: bool) -> tuple[str, str]:
@@ -779,11 +780,11 @@ def _death_verdict(exitcode: int, stopping: bool) -> tuple[str, str]:
     if exitcode < 0:
         name = _signal_name(-exitcode)
         if stopping and -exitcode in STOP_SIGNALS:
-            return "INTERRUPTED", f"the job's process was stopped by {name}"
-        return "KILLED", f"the job's process died with {name}"
+            return RunStatus.INTERRUPTED, f"the job's process was stopped by {name}"
+        return RunStatus.KILLED, f"the job's process died with {name}"
     if stopping and exitcode - 128 in STOP_SIGNALS:
-        return "INTERRUPTED", f"the job's process was stopped by {_signal_name(exitcode - 128)}"
-    return "FAILED", f"the job's process exited with exit code {exitcode} before the job ended"
+        return RunStatus.INTERRUPTED, f"the job's process was stopped by {_signal_name(exitcode - 128)}"
+    return RunStatus.FAILED, f"the job's process exited with exit code {exitcode} before the job ended"
 
 
 def _run_dir(launcher, overrides: Sequence[str]) -> Optional[Path]:

@@ -9,7 +9,7 @@ from typing import Optional, Sequence
 
 from sem_core import records
 from sem_core.errors import SemError
-from sem_core.sweep import SWEEP_MANIFEST
+from sem_core.sweep_folder import SWEEP_MANIFEST
 
 
 def select_runs(

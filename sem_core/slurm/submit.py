@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
 from sem_core.errors import ConfigError, SemError, warn
+from sem_core.run_status import RunStatus
 from sem_core.slurm import arrays, container
 from sem_core.slurm import status as st
 from sem_core.slurm.worker import PAYLOAD_VERSION, ArrayTask
@@ -127,7 +128,7 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
     from hydra.core.singleton import Singleton
     from hydra.core.utils import configure_log, setup_globals
 
-    from sem_core.experiment import SemTask
+    from sem_core.task import SemTask
 
     setup_globals()
     config = launcher.config
@@ -270,7 +271,7 @@ def _without_secret_environment():
 
 
 def _job_rows(job_overrides: Sequence[Sequence[str]]) -> list[Optional[dict]]:
-    from sem_core.sweep import job_row
+    from sem_core.row_store import job_row
 
     return [job_row(list(ov)) for ov in job_overrides]
 
@@ -437,7 +438,7 @@ def _ask_slurm_about_failed_tasks(state: SweepState, outcomes: dict, patience_s:
         time.sleep(1.0)
 
 
-STOPPED_BY_SLURM = ("TIMEOUT", "CANCELLED", "KILLED")  # verdicts that overrule a FAILED record
+STOPPED_BY_SLURM = (RunStatus.TIMEOUT, RunStatus.CANCELLED, RunStatus.KILLED)  # verdicts that overrule a FAILED record
 
 
 def _job_running_when_stopped(indices: Sequence[int], rows, store: Optional[Path]) -> Optional[int]:
@@ -449,7 +450,7 @@ def _job_running_when_stopped(indices: Sequence[int], rows, store: Optional[Path
         return None
     for j in reversed(indices):
         run_file = store / rows[j]["global_id"] / records.RUN_FILE if rows[j] is not None else None
-        if run_file is not None and run_file.exists() and records.read_json(run_file).get("status") != "QUEUED":
+        if run_file is not None and run_file.exists() and records.read_json(run_file).get("status") != RunStatus.QUEUED:
             return j
     return None
 
@@ -477,16 +478,16 @@ def _job_returns(state: SweepState, outcomes: dict, job_overrides, store: Option
                 if out.slurm_state and (run_dir / records.RUN_FILE).exists():
                     verdict = st.sem_status(out.slurm_state)
                     if verdict not in st.ACTIVE and verdict != st.UNKNOWN:
-                        write_verdict(run_dir, "FAILED" if verdict == "COMPLETED" else verdict, out.error or "")
+                        write_verdict(run_dir, RunStatus.FAILED if verdict == RunStatus.COMPLETED else verdict, out.error or "")
                     if verdict in STOPPED_BY_SLURM and j == stopped_job:
                         # it failed because Slurm stopped it (e.g. killed mid-requeue at the limit)
                         write_verdict(run_dir, verdict, f"Slurm job {state.submissions[s].jobs[a].job_id} ended {out.slurm_state}",
-                                      only_if={"FAILED"})
+                                      only_if={RunStatus.FAILED})
                 run = records.read_json(run_dir / records.RUN_FILE) if (run_dir / records.RUN_FILE).exists() else {}
                 if ret is None:
                     ret = JobReturn()
                     ret.overrides = list(job_overrides[j])
-                    if run.get("status") == "COMPLETED":
+                    if run.get("status") == RunStatus.COMPLETED:
                         ret.status, ret._return_value = JobStatus.COMPLETED, run.get("result")
                     else:
                         trace = "".join(run.get("fail_trace") or []) or out.error or "no record"

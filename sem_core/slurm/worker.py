@@ -17,6 +17,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from sem_core.run_status import ACTIVE_STATUSES, RunStatus
+
 PAYLOAD_VERSION = 1
 
 
@@ -82,7 +84,7 @@ def mark_timeout(store: str, global_id: str, reason: str) -> None:
     """The job was stopped at its time limit with no requeue left: say TIMEOUT, not FAILED."""
     from sem_core.slurm.reconcile import write_verdict
 
-    write_verdict(Path(store) / global_id, "TIMEOUT", reason, only_if={"QUEUED", "RUNNING", "FAILED"})
+    write_verdict(Path(store) / global_id, RunStatus.TIMEOUT, reason, only_if={RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.FAILED})
 
 
 class ArrayTask:
@@ -130,7 +132,7 @@ class ArrayTask:
         model = payload.get("model")
         if model is None:  # any Hydra app: its task function travels pickled
             return pickle.loads(payload["task_bytes"])
-        from sem_core.experiment import SemTask
+        from sem_core.task import SemTask
 
         experiment = find_experiment(load_model_module(model["path"], model["source"]), model["path"])
         task = SemTask(experiment)
@@ -154,7 +156,7 @@ class ArrayTask:
         if not run_file.exists():
             return False
         try:
-            return records.read_object(run_file).get("status") not in records.ACTIVE_STATUSES
+            return records.read_object(run_file).get("status") not in ACTIVE_STATUSES
         except (OSError, ValueError) as exc:  # damaged meanwhile: run the job again rather than lose it
             print(f"sem: {exc}; running the job again", file=sys.stderr, flush=True)
             return False
@@ -183,7 +185,7 @@ class ArrayTask:
             # submitit requeued this task (timeout or preemption) and is exiting: the run
             # goes back to QUEUED; the next attempt restarts it under the same global_id
             if lifecycle is not None:
-                lifecycle.interrupt("QUEUED")
+                lifecycle.interrupt(RunStatus.QUEUED)
             raise
         except BaseException as exc:
             if lifecycle is not None:  # unwound past Hydra's on_job_end: the run still ends

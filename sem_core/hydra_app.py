@@ -1,0 +1,117 @@
+"""The hand-over of a model file to Hydra: its primary config in the ConfigStore, then
+``hydra.main`` with sem's sweeper and callback (``python m_model.py [overrides]``)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+from sem_core import settings
+from sem_core.errors import ConfigError
+from sem_core.help_text import model_file_help
+from sem_core.pipes import guard_stdout
+from sem_core.signals import interrupt_exit_code, stop_signals_interrupt
+
+if TYPE_CHECKING:  # the experiment hands itself over: a type only, never imported at run time
+    from sem_core.experiment import Experiment
+
+PRIMARY_CONFIG_PREFIX = "sem_primary_"
+
+
+def run_hydra_app(experiment: Experiment, argv: Sequence[str]) -> int:
+    """Run the model file's sweep under Hydra with ``argv`` (flags and overrides); return the
+    exit code."""
+    import hydra
+
+    from sem_core.argv import split_argv
+    from sem_core.task import SemTask
+
+    # Launchers that start a fresh interpreter (submitit_local, submitit_slurm) unpickle the
+    # task before any sem code runs there: the model's sibling modules (`from data import
+    # ...`) must already be importable, so the models folder goes on their PYTHONPATH.
+    _prepend_pythonpath(experiment.models_dir)
+    experiment_config = settings.load_experiment_config(experiment.experiment_dir)
+    hydra_argv, row_overrides = split_argv(argv)
+    # the database is resolved (and a bad setting refused) before any job; the password never
+    # enters the config Hydra composes, saves and logs
+    from sem_core.mongo.connection import resolve_for_sweep
+
+    hydra_argv, database = resolve_for_sweep(hydra_argv, experiment_config, experiment.experiment_dir)
+    task = SemTask(experiment, row_overrides)
+    task.database, task.database_resolved = database, True
+    config_name = register_primary_config(experiment, experiment_config)
+    # `python m.py | head`: a closed stdout must not fail the sweep (sem_core/pipes.py)
+    guard_stdout()
+    saved_argv = sys.argv
+    sys.argv = [str(experiment.path)] + hydra_argv
+    try:
+        # kill/timeout/docker stop end the sweep as Ctrl-C does: runs INTERRUPTED, a summary
+        with stop_signals_interrupt():
+            hydra.main(version_base="1.3", config_path=None, config_name=config_name)(task)()
+    except KeyboardInterrupt as exc:
+        experiment.lifecycle.abandon(exc)
+        print(f"{experiment.path.name}: interrupted ({exc or 'SIGINT'})", file=sys.stderr, flush=True)
+        return interrupt_exit_code(exc)
+    finally:
+        sys.argv = saved_argv
+    return 1 if task.failed else 0
+
+
+def register_primary_config(experiment: Experiment, experiment_config: dict) -> str:
+    """Store the primary config of this model file in Hydra's ConfigStore; return its name."""
+    from hydra.core.config_store import ConfigStore
+    from hydra.core.plugins import Plugins
+    from omegaconf import OmegaConf
+
+    # Hydra's plugin discovery imports every hydra_plugins module: sem's registers its sweeper and
+    # launchers in the ConfigStore (the library never names the plugin package above it)
+    Plugins.instance()
+    from sem_core import resolvers
+
+    resolvers.register()
+    sem_section = dict(experiment_config.get("sem") or {})
+    mongo = sem_section.get("mongo")
+    if isinstance(mongo, dict) and isinstance(mongo.get("url"), str):
+        from sem_core.mongo.connection import redact_uri
+
+        # jobs take the real URL from the settings layer; the config tree keeps it redacted
+        sem_section["mongo"] = {**mongo, "url": redact_uri(mongo["url"])}
+    storage = sem_section.get("storage")
+    if storage and not Path(storage).expanduser().is_absolute():
+        # relative to the experiment folder when set in experiment_config.yaml
+        sem_section["storage"] = str((experiment.experiment_dir / storage).resolve())
+    try:
+        sem_node = OmegaConf.merge(OmegaConf.structured(settings.SemConf), sem_section)
+    except Exception as exc:
+        raise ConfigError(f"{experiment.experiment_dir / settings.EXPERIMENT_CONFIG_NAME}: section 'sem': {exc}") from None
+    # cluster sections (`mycluster: {type: slurm, ...}`) become hydra/launcher=mycluster
+    from sem_core.slurm.sections import register_cluster_launchers
+
+    register_cluster_launchers(experiment_config, experiment.experiment_dir)
+    name = PRIMARY_CONFIG_PREFIX + experiment.name
+    node = {
+        "defaults": [
+            "_self_",
+            {"override hydra/sweeper": "sem"},
+            {"override hydra/launcher": "sequential"},
+        ],
+        "hydra": {
+            "mode": "MULTIRUN",
+            "callbacks": {"sem": {"_target_": "sem_core.callback.SemCallback"}},
+            # ${sem_uid:} is a random token resolved once per sweep: two sweeps started in the
+            # same second get different folders (Hydra's default collides, hydra #2925).
+            "sweep": {"dir": "multirun/${now:%Y-%m-%d}/${now:%H-%M-%S}-${sem_uid:}", "subdir": "${hydra.job.num}"},
+            "help": {"app_name": experiment.path.name, "template": model_file_help(experiment.path.name)},
+        },
+        "sem": sem_node,
+    }
+    ConfigStore.instance().store(name=name, node=node)
+    return name
+
+
+def _prepend_pythonpath(folder: Path) -> None:
+    entries = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if str(folder) not in entries:
+        os.environ["PYTHONPATH"] = os.pathsep.join([str(folder), *entries])

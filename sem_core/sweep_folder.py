@@ -1,0 +1,42 @@
+"""A sweep's folder (Hydra's ``hydra.sweep.dir``): Hydra's ``multirun.yaml`` and sem's
+manifest ``sem_sweep.json`` (the model file, the store, every planned job's ids, the rows
+skipped), which ``sem status``, ``sem cancel`` and ``sem run`` read."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any, Sequence
+
+from omegaconf import OmegaConf
+
+from sem_core import ids, records
+
+SWEEP_MANIFEST = "sem_sweep.json"
+
+
+def start_sweep_folder(sweep_dir: Path, config: Any, task: Any, store: Path, planned: Sequence[dict],
+                       skipped: Sequence[Any]) -> None:
+    """The sweep folder with Hydra's ``multirun.yaml`` and sem's manifest; the sweep's capture
+    (git, packages, DVC state), taken once for every job."""
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(config, sweep_dir / "multirun.yaml")
+    from sem_core.capture import capture_sweep
+
+    task.sweep_meta = {
+        "sweep_dir": str(sweep_dir.resolve()),
+        # git/python/packages/DVC state, captured once for all jobs (sem_core.capture)
+        "capture": capture_sweep(task.experiment.path, store),
+        # the row overrides as typed (sem show --repro replays them)
+        "row_overrides": [ov.text for ov in task.row_overrides],
+    }
+    records.atomic_write_json(
+        sweep_dir / SWEEP_MANIFEST,
+        {
+            "model_file": str(task.experiment.path),
+            "store": str(store),
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(),
+            "jobs": [{k: r[k] for k in ids.ID_KEYS} for r in planned],
+            "skipped": [vars(s) for s in skipped],
+        },
+    )

@@ -1,0 +1,37 @@
+"""The plan of one model file's sweep: its rows -> validated jobs with their ids, before any
+job starts (``sem plan``, ``sem run`` and the sweeper share it)."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from sem_core.errors import ConfigError, warn
+from sem_core.plan import PlannedJob, RowOverride, find_duplicates, plan_jobs
+from sem_core.schema import validate_row
+
+
+def plan_experiment(experiment: Any, row_overrides: Sequence[RowOverride]) -> list[PlannedJob]:
+    """Rows -> validated jobs (no I/O beyond calling ``@ex.configs``); warns about duplicates."""
+    rows = experiment.rows()
+    source = experiment.path.name
+    jobs = plan_jobs(rows, row_overrides, experiment.replicate_keys, source=source)
+    if experiment.schema is not None:
+        for job in jobs:
+            validate_row(job.row, experiment.schema, job.order_id, source)
+    from sem_core.capture import with_seed
+
+    for job in jobs:  # a row's own seed is checked here, so a bad one stops the sweep before any job
+        if "seed" in job.row:
+            try:
+                with_seed({**job.row, "order_id": job.order_id}, job.experiment_id)
+            except ConfigError as exc:
+                raise ConfigError(f"{source} {exc}") from None
+    duplicates = find_duplicates(jobs)
+    if duplicates:
+        shown = "; ".join(f"order_id {a} and order_id {b} (experiment_id {e})" for a, b, e in duplicates[:10])
+        more = f" and {len(duplicates) - 10} more pairs" if len(duplicates) > 10 else ""
+        warn(
+            f"{source}: identical rows: {shown}{more}: each will run and be recorded separately; "
+            "remove the duplicates or add a key that tells them apart"
+        )
+    return jobs
