@@ -1,6 +1,6 @@
 """Capture benchmark: per-job cost of recording the code version, sem vs sacred's default capture.
 
-    python benchmarks/bench_capture.py [--files 2000] [--runs 20] [--repeat 3]
+    python benchmarks/bench_capture.py [--quick] [--files 2000] [--runs 20] [--repeat 3]
 
 Builds a git repository with --files files and a dirty tree (modified and untracked files), a
 model file importing two sibling modules, and measures in one process, side by side:
@@ -12,24 +12,23 @@ model file importing two sibling modules, and measures in one process, side by s
   the runs, plus what sem does per job: the model's sources (``model_sources``, with its md5
   cache emptied for every job, as in a fresh Slurm job), ``host_info`` (cache emptied too) and the seed.
 
-Also counts the git processes each side starts. Median of --repeat; prints a Markdown table
-(the README's "Capture overhead") and writes benchmarks/results/capture.json.
+Also counts the git processes each side starts. Writes every sample to
+benchmarks/results/capture.json.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+import benchlib as bl
+
 
 
 class GitCounter:
@@ -111,7 +110,8 @@ def sem_per_job(model_file: Path, store: Path, runs: int) -> tuple[float, float,
         sweep_part = time.perf_counter() - start
         start = time.perf_counter()
         for fold in range(runs):
-            sources._md5_cache.clear()  # as in a fresh process per job
+            for cache in ("_md5_cache", "_sources_cache"):  # as in a fresh process per job
+                getattr(sources, cache, {}).clear()
             host_info.cache_clear()
             sources.model_sources(model_file)
             host_info()
@@ -122,56 +122,57 @@ def sem_per_job(model_file: Path, store: Path, runs: int) -> tuple[float, float,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--files", type=int, default=2000)
-    parser.add_argument("--runs", type=int, default=20)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser = bl.arg_parser(__doc__)
+    parser.add_argument("--files", type=int, default=None, help="files in the repository (default 2000, --quick 200)")
+    parser.add_argument("--runs", type=int, default=None, help="runs per measurement (default 20, --quick 5)")
     args = parser.parse_args()
+    files = args.files or (200 if args.quick else 2000)
+    runs = args.runs or (5 if args.quick else 20)
+    env = bl.environment()
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(prefix="sem-bench-capture-") as tmp:
         root = Path(tmp) / "repo"
         root.mkdir()
-        model_file = make_repo(root, args.files)
+        model_file = make_repo(root, files)
         sys.path.insert(0, str(model_file.parent))
         model_module = importlib.import_module("m_bench")
         store = root / "exp" / "models" / "runs"
 
         sacred_times, sem_times, sweep_parts, job_parts = [], [], [], []
         sacred_git = sem_git = 0
-        for _ in range(args.repeat):
-            t, sacred_git = sacred_per_run(model_module, args.runs)
-            sacred_times.append(t)
-            total, sweep_part, job_part, sem_git = sem_per_job(model_file, store, args.runs)
-            sem_times.append(total)
-            sweep_parts.append(sweep_part)
-            job_parts.append(job_part)
+        for _ in range(bl.repeats(args)):
+            t, sacred_git = sacred_per_run(model_module, runs)
+            sacred_times.append(t * 1000)
+            total, sweep_part, job_part, sem_git = sem_per_job(model_file, store, runs)
+            sem_times.append(total * 1000)
+            sweep_parts.append(sweep_part * 1000)
+            job_parts.append(job_part * 1000)
 
-    sacred_ms = statistics.median(sacred_times) * 1000
-    sem_ms = statistics.median(sem_times) * 1000
-    result = {
-        "files": args.files,
-        "runs": args.runs,
-        "repeat": args.repeat,
-        "python": sys.version.split()[0],
-        "sacred_per_run_ms": round(sacred_ms, 2),
-        "sacred_git_processes": sacred_git,
-        "sem_per_job_ms": round(sem_ms, 2),
-        "sem_sweep_capture_ms": round(statistics.median(sweep_parts) * 1000, 2),
-        "sem_per_job_part_ms": round(statistics.median(job_parts) * 1000, 2),
-        "sem_git_processes": sem_git,
-        "ratio": round(sem_ms / sacred_ms, 4),
+    m = {
+        "sacred_per_run": bl.measurement(
+            "sacred default capture, per run", sacred_times,
+            "gather_sources_and_dependencies(save_git_info=True) + get_host_info(), as every `python m.py with ...`",
+            "ms"),
+        "sem_per_job": bl.measurement(
+            f"sem capture, per job (sweep capture / {runs} + per-job part)", sem_times,
+            "capture_sweep once (git, python, packages, DVC, diff file) divided over the runs, plus per job: "
+            "model sources and host info with cold caches, the seed", "ms"),
+        "sem_sweep_capture": bl.measurement("sem capture_sweep, once per sweep", sweep_parts,
+                                            "git state, full diff, every installed package, DVC state", "ms"),
+        "sem_job_part": bl.measurement("sem, each job's own part", job_parts,
+                                       "model sources, host info (cold caches), seed", "ms"),
     }
-    (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "capture.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"git repository: {args.files} files, dirty tree; {args.runs} runs; median of {args.repeat}\n")
-    print("| capture | per run | git processes for the runs |")
-    print("|---|---:|---:|")
-    print(f"| sacred default (sources + git per run, host) | {sacred_ms:.1f} ms | {sacred_git} |")
-    print(
-        f"| sem (capture once per sweep: {result['sem_sweep_capture_ms']:.0f} ms / {args.runs}, "
-        f"+ {result['sem_per_job_part_ms']:.2f} ms per job) | {sem_ms:.2f} ms | {sem_git} |"
-    )
-    print(f"\nsem / sacred: {result['ratio'] * 100:.1f}% (target < 10%)")
+    d = {
+        "ratio": bl.derived("sem / sacred, per run", bl.median(m["sem_per_job"]) / bl.median(m["sacred_per_run"]) * 100,
+                            "%", "ratio of the medians"),
+        "sacred_git": bl.derived(f"git processes, sacred, {runs} runs", sacred_git, "", "counted at subprocess.Popen"),
+        "sem_git": bl.derived(f"git processes, sem, {runs} runs", sem_git, "", "counted at subprocess.Popen"),
+    }
+    bl.write_result(
+        args, "capture", "bench_capture.py", title="Capture: recording the code version",
+        description=(f"A git repository of {files:,} files with a dirty tree (5 modified tracked files, 5 untracked), "
+                     f"a model file importing two sibling modules; {runs} runs per measurement, in one process."),
+        params={"files": files, "runs": runs}, measurements=m, derived_=d, env=env)
 
 
 if __name__ == "__main__":
