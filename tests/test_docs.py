@@ -37,7 +37,7 @@ SHOWN_HOME = "/home/you"
 SHOWN_HOST = "laptop"
 ELLIPSIS = "..."
 
-FENCE = re.compile(r"^```console[^\n]*\n(.*?)^```", re.S | re.M)
+FENCE = re.compile(r"^( *)```console[^\n]*\n(.*?)^\1```", re.S | re.M)
 EXAMPLE_MARK = re.compile(r"<!-- docs-example: (\w+) -->")
 # Values that differ between two runs of the same command, most specific first.
 VOLATILE = [
@@ -59,6 +59,7 @@ class Command:
 class Block:
     start: int  # offset of the block's body in the page
     end: int
+    indent: str  # a block inside a list item is indented
     commands: list[Command]
 
 
@@ -66,14 +67,16 @@ def parse_blocks(text: str) -> list[Block]:
     blocks = []
     for m in FENCE.finditer(text):
         commands: list[Command] = []
-        for line in m.group(1).splitlines():
+        indent = m.group(1)
+        for line in m.group(2).splitlines():
+            line = line[len(indent) :] if line.startswith(indent) else line.lstrip()
             if line.startswith("$ "):
                 commands.append(Command(line[2:]))
             elif commands:
                 commands[-1].expected.append(line)
             elif line.strip():
                 raise ValueError(f"console block at offset {m.start()}: output before any `$ ` command: {line!r}")
-        blocks.append(Block(m.start(1), m.end(1), commands))
+        blocks.append(Block(m.start(2), m.end(2), indent, commands))
     return blocks
 
 
@@ -217,7 +220,7 @@ def update(pages: list[Path]) -> None:
                     if len(actual) > k + tail:
                         actual = actual[:k] + [ELLIPSIS] + (actual[len(actual) - tail :] if tail else [])
                 lines += [f"$ {cmd.line}", *actual]
-            pieces += [text[last : block.start], "\n".join(lines) + "\n"]
+            pieces += [text[last : block.start], "".join(f"{block.indent}{x}".rstrip() + "\n" for x in lines)]
             last = block.end
         page.write_text("".join(pieces) + text[last:], encoding="utf-8")
         print(f"updated {page.relative_to(REPO)}")
