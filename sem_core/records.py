@@ -27,7 +27,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Optional, TextIO, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, TextIO, TypeVar
 
 from sem_core.errors import SemError
 from sem_core.host import process_alive
@@ -254,7 +254,7 @@ def _json_kind(data: Any) -> str:
     return {list: "list", str: "string", bool: "boolean", type(None): "null"}.get(type(data), "number")
 
 
-_SERIES_KEYS = ("steps", "values", "timestamps")
+SERIES_KEYS = ("steps", "values", "timestamps")
 
 
 def check_metrics(data: Any, path: str | os.PathLike) -> dict:
@@ -263,11 +263,23 @@ def check_metrics(data: Any, path: str | os.PathLike) -> dict:
     if type(data) is not dict:
         raise CorruptRecord(path, f"holds a JSON {_json_kind(data)}, not {{name: {{steps, values, timestamps}}}}")
     for name, series in data.items():
-        if type(series) is not dict or any(type(series.get(k)) is not list for k in _SERIES_KEYS):
+        if type(series) is not dict or any(type(series.get(k)) is not list for k in SERIES_KEYS):
             raise CorruptRecord(path, f"metric {name!r} is not {{steps, values, timestamps}} lists")
         if not len(series["steps"]) == len(series["values"]) == len(series["timestamps"]):
             raise CorruptRecord(path, f"metric {name!r} has steps, values and timestamps of different lengths")
     return data
+
+
+def merge_series(into: dict, batch: Mapping[str, Mapping[str, list]]) -> int:
+    """Append each series of ``batch`` to the series of the same name in ``into`` (both in
+    sacred's ``{name: {steps, values, timestamps}}`` form); return the number of points added."""
+    points = 0
+    for name, series in batch.items():
+        target = into.setdefault(name, {key: [] for key in SERIES_KEYS})
+        for key in SERIES_KEYS:
+            target[key].extend(series[key])
+        points += len(series["steps"])
+    return points
 
 
 def read_metrics(run_dir: str | os.PathLike, on_problem: OnProblem = warn_problem) -> dict:
@@ -299,10 +311,7 @@ def read_metrics(run_dir: str | os.PathLike, on_problem: OnProblem = warn_proble
             except ValueError:  # JSONDecodeError, UnicodeDecodeError, CorruptRecord
                 bad.append(number)
                 continue
-            for name, series in chunk.items():
-                target = metrics.setdefault(name, {"steps": [], "values": [], "timestamps": []})
-                for key in _SERIES_KEYS:
-                    target[key].extend(series[key])
+            merge_series(metrics, chunk)
     if bad:
         lines = ", ".join(map(str, bad[:5])) + (" ..." if len(bad) > 5 else "")
         on_problem(Problem(str(journal), f"line(s) {lines} not valid metric points, skipped"))

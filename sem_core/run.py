@@ -28,6 +28,7 @@ from typing import Any, Optional, Sequence
 
 from sem_core.errors import SemError
 from sem_core.observers.base import RunObserver
+from sem_core.records import merge_series
 from sem_core.run_status import RunStatus
 from sem_core.signals import signals_held
 from sem_core.stdio import make_capture
@@ -98,14 +99,7 @@ class _Pending:
         self.error: Optional[str] = None
 
     def add(self, metrics: dict, out: str) -> None:
-        for name, series in metrics.items():
-            target = self.metrics.get(name)
-            if target is None:
-                self.metrics[name] = series
-            else:
-                for key in ("steps", "values", "timestamps"):
-                    target[key].extend(series[key])
-            self.points += len(series["steps"])
+        self.points += merge_series(self.metrics, metrics)
         self.out += out
 
 

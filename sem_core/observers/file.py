@@ -146,10 +146,7 @@ class FileStorageObserver(RunObserver):
             return
         line = json.dumps(metrics_by_name, default=records._json_default) + "\n"
         records.append_whole(self.dir / records.METRICS_JOURNAL, line.encode("utf-8"))
-        for name, series in metrics_by_name.items():
-            target = self._metrics.setdefault(name, {"steps": [], "values": [], "timestamps": []})
-            for key in ("steps", "values", "timestamps"):
-                target[key].extend(series[key])
+        records.merge_series(self._metrics, metrics_by_name)
 
     def _write_final_metrics(self):
         journal = self.dir / records.METRICS_JOURNAL
