@@ -23,16 +23,19 @@ from sem_core.lifecycle import RunLifecycle
 log = logging.getLogger(__name__)
 
 
-def build_observers(store: Path, database: Any = None) -> list:
-    """The observers of one run: the file store always; MongoDB live sync when the sweep has a
-    database (``database``: its resolved settings)."""
+def build_observers(store: Path, database: Any = None, lifecycle: Optional[RunLifecycle] = None) -> list:
+    """sem's observers of one run: the file store always; MongoDB live sync when the sweep has
+    a database (``database``: its resolved settings), through the clients ``lifecycle`` keeps."""
     from sem_core.observers.file import FileStorageObserver
 
     observers: list = [FileStorageObserver(store)]
     if database is not None:
-        from sem_core.observers.mongo import MongoLiveObserver
+        from sem_core.observers.mongo import MongoClients, MongoLiveObserver
 
-        observers.append(MongoLiveObserver(database, store))
+        owner = lifecycle if lifecycle is not None else RunLifecycle()
+        if owner.mongo_clients is None:
+            owner.mongo_clients = MongoClients()
+        observers.append(MongoLiveObserver(database, store, owner.mongo_clients))
     return observers
 
 
@@ -85,6 +88,7 @@ class SemCallback(Callback):
 
         from sem_core.host import host_info, process_info
         from sem_core.mongo.connection import redact_uri
+        from sem_core.observers.attached import job_observers
         from sem_core.run import Run
 
         experiment = task.experiment
@@ -116,7 +120,9 @@ class SemCallback(Callback):
             host_info=host_info(),
             command="main",
             meta_info=meta,
-            observers=build_observers(store, task.database_settings()),
+            # the user's (ex.observers, sem.observers: sacred's observers) come after sem's own
+            observers=build_observers(store, task.database_settings(), experiment.lifecycle)
+            + job_observers(experiment.experiment_dir, experiment.observers, sem_cfg),
             heartbeat_interval=float(sem_cfg.heartbeat_interval),
             capture_mode=sem_cfg.capture.value,
         )

@@ -34,6 +34,9 @@ class Experiment:
         self._checkpoint_fn: Optional[Callable[..., Any]] = None
         # the run of the job going on in this process (sem_core.lifecycle)
         self.lifecycle = RunLifecycle()
+        # sacred's idiom: ex.observers.append(obs) attaches any sacred RunObserver to every run
+        # (sem_core.observers.attached); sem's own file record needs none
+        self.observers: list = []
 
     # -- folders ---------------------------------------------------------------------
     @property

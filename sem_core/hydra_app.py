@@ -78,6 +78,12 @@ def register_primary_config(experiment: Experiment, experiment_config: dict) -> 
 
         # jobs take the real URL from the settings layer; the config tree keeps it redacted
         sem_section["mongo"] = {**mongo, "url": redact_uri(mongo["url"])}
+    if "observers" in sem_section:
+        from sem_core.observers.attached import check_entries, redact_settings
+
+        # jobs take the secrets (webhook URLs, tokens) from the file; the config tree keeps them redacted
+        where = experiment.experiment_dir / settings.EXPERIMENT_CONFIG_NAME
+        sem_section["observers"] = [redact_settings(e) for e in check_entries(sem_section["observers"], str(where))]
     storage = sem_section.get("storage")
     if storage and not Path(storage).expanduser().is_absolute():
         # relative to the experiment folder when set in experiment_config.yaml

@@ -54,10 +54,14 @@ class RunLifecycle:
         self.slot: Any = None
         # the run holding the row's claim when this job lost it: the job returns it instead of running
         self.elsewhere: Any = None
+        # this process's MongoDB clients (sem_core.observers.mongo.MongoClients), made by the first
+        # job that syncs and reused by the next ones: one connection per worker, not per job
+        self.mongo_clients: Any = None
 
     def __getstate__(self) -> dict:
         # the experiment travels to workers by pickle; a run (threads, open files) never does
-        return {"run": None, "_start_error": None, "claim": None, "slot": None, "elsewhere": None}
+        return {"run": None, "_start_error": None, "claim": None, "slot": None, "elsewhere": None,
+                "mongo_clients": None}
 
     # -- the callback ------------------------------------------------------------------
     def begin(self, make_run: Callable[[], Run], claim: Any = None, slot: Any = None) -> None:

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass, field, fields
 from enum import Enum
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, List, Optional
 
 from sem_core.errors import ConfigError, warn
 
@@ -45,6 +45,9 @@ class SemConf:
     claim_stale_after: Optional[float] = None
     # MongoDB connection (optional; sem works without a database)
     mongo: MongoConf = field(default_factory=MongoConf)
+    # sacred observers made in each job: ``{_target_: sacred.observers.SqlObserver, url: ...}``
+    # entries (hydra.utils.instantiate); secret values stay out of Hydra's saved config
+    observers: List[Any] = field(default_factory=list)
 
 
 # sem's top-level sections of experiment_config.yaml and the keys each may hold. Every other

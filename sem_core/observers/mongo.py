@@ -24,25 +24,34 @@ from sem_core.observers.base import RunObserver
 log = logging.getLogger("sem.mongo")
 
 
-class _ProcessState:
-    """Per process: one client per database, and whether the database was found down."""
+class MongoClients:
+    """The MongoDB clients of one process, and whether the database was found down. Owned by
+    the experiment's ``RunLifecycle`` (one per process), so that every job a worker runs reuses
+    one connection (connecting costs more than a short job's sync) and a database found down
+    is not waited for again by each later job."""
 
     def __init__(self) -> None:
         self.databases: dict[str, Any] = {}
         self.down = False
         self.warned = False
 
+    def database(self, settings: MongoSettings):
+        db = self.databases.get(settings.url)
+        if db is None:
+            db = self.databases[settings.url] = connection.connect(settings)
+        return db
 
-_state = _ProcessState()
+    def close(self) -> None:
+        for db in self.databases.values():
+            try:
+                db.client.close()
+            except Exception:  # noqa: BLE001 - closing a client of a dead server
+                pass
+        self.databases.clear()
+
+
 # in the sweep folder: the database was found unreachable during this sweep, and warned about
 DOWN_MARKER = ".sem-mongo-unreachable"
-
-
-def _database(settings: MongoSettings):
-    db = _state.databases.get(settings.url)
-    if db is None:
-        db = _state.databases[settings.url] = connection.connect(settings)
-    return db
 
 
 def _job_sweep_dir() -> Optional[Path]:
@@ -59,13 +68,13 @@ def _down_in_sweep(sweep_dir: Optional[Path]) -> bool:
     return sweep_dir is not None and (sweep_dir / DOWN_MARKER).exists()
 
 
-def _warn_once(message: str, sweep_dir: Optional[Path]) -> None:
+def _warn_once(message: str, sweep_dir: Optional[Path], clients: MongoClients) -> None:
     """Once per sweep: the first process to create the sweep's marker warns; once per process
     outside a sweep."""
-    if _state.warned:
+    if clients.warned:
         log.debug(message)
         return
-    _state.warned = True
+    clients.warned = True
     if sweep_dir is not None:
         try:
             fd = os.open(sweep_dir / DOWN_MARKER, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -84,6 +93,7 @@ def sync_run_dirs(
     settings: MongoSettings,
     run_dirs: list[Path],
     when: str,
+    clients: MongoClients,
     mark: bool = True,
     known: Optional[dict] = None,
     sweep_dir: Optional[Path] = None,
@@ -94,14 +104,14 @@ def sync_run_dirs(
     import pymongo.errors
 
     sweep_dir = sweep_dir or _job_sweep_dir()
-    if (_state.down or _down_in_sweep(sweep_dir)) and when != "sweep end":
+    if (clients.down or _down_in_sweep(sweep_dir)) and when != "sweep end":
         for d in run_dirs:
             upload.mark_unsynced(d, f"not uploaded at {when}: {settings.display} was unreachable earlier")
         return None
     try:
-        summary = upload.sync_runs(_database(settings), run_dirs, secrets=settings.secrets, known=known)
+        summary = upload.sync_runs(clients.database(settings), run_dirs, secrets=settings.secrets, known=known)
     except (pymongo.errors.PyMongoError, upload.SyncError, OSError) as exc:
-        _state.down = True
+        clients.down = True
         reason = connection.describe_error(exc, settings)
         for d in run_dirs if mark else ():
             if d.exists():
@@ -110,9 +120,10 @@ def sync_run_dirs(
             f"sem: MongoDB {settings.display} (from {settings.source}) is unreachable ({reason}). "
             "Jobs go on and are recorded locally, marked unsynced; upload them later with `sem sync`.",
             sweep_dir,
+            clients,
         )
         return None
-    _state.down = False
+    clients.down = False
     for run_dir, reason in summary.failed:
         upload.mark_unsynced(Path(run_dir), reason)
         log.warning("sem: run %s was not uploaded to %s: %s", run_dir, settings.display, reason)
@@ -124,23 +135,24 @@ class MongoLiveObserver(RunObserver):
 
     priority = 10  # below FileStorageObserver (20): its files exist when this observer runs
 
-    def __init__(self, settings: MongoSettings, store: Path):
+    def __init__(self, settings: MongoSettings, store: Path, clients: MongoClients):
         self.settings = settings
         self.store = Path(store)
+        self.clients = clients
         self.run_dir: Optional[Path] = None
         self.mongo_id: Optional[int] = None  # the run's _id once its start was synced
 
     def started_event(self, ex_info, command, host_info, start_time, config, meta_info, _id):
         self.run_dir = self.store / str(_id)
         # a global_id is minted per job: normally not in the database yet (skip the lookup)
-        summary = sync_run_dirs(self.settings, [self.run_dir], "job start", known={})
+        summary = sync_run_dirs(self.settings, [self.run_dir], "job start", self.clients, known={})
         self.mongo_id = summary.run_ids.get(str(self.run_dir)) if summary else None
 
     def join(self):
         # after every observer's last event: run.json, metrics.json and artifacts are final
         if self.run_dir is not None:
             known = {self.run_dir.name: (self.mongo_id, None)} if self.mongo_id is not None else None
-            sync_run_dirs(self.settings, [self.run_dir], "job end", known=known)
+            sync_run_dirs(self.settings, [self.run_dir], "job end", self.clients, known=known)
 
 
 def sync_after_sweep(settings: MongoSettings, sweep_dir: Path, store: Path) -> Optional[upload.SyncSummary]:
@@ -149,7 +161,12 @@ def sync_after_sweep(settings: MongoSettings, sweep_dir: Path, store: Path) -> O
     from sem_core import records
 
     run_dirs = list(records.iter_run_dirs(store))
-    summary = sync_run_dirs(settings, run_dirs, "sweep end", mark=False, sweep_dir=sweep_dir)
+    # once per sweep, in the sweeper's process: a client of its own, closed when done
+    clients = MongoClients()
+    try:
+        summary = sync_run_dirs(settings, run_dirs, "sweep end", clients, mark=False, sweep_dir=sweep_dir)
+    finally:
+        clients.close()
     waiting = sum(1 for d in run_dirs if (d / upload.UNSYNCED_MARKER).exists())
     if waiting:
         log.warning(
