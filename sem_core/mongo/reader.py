@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional, Union
 
 from sem_core.errors import SemError
-from sem_core.mongo import connection, schema
+from sem_core.mongo import connection, documents
 from sem_core.mongo.connection import REDACTED
 from sem_core.records import RunRecord
 
@@ -64,12 +64,12 @@ def read_metrics(db, doc: dict) -> dict:
     for m in db.metrics.find({"run_id": doc["_id"]}):
         full = m.get("sem_full_data")
         if full and full.get("file_id") is not None:
-            series = schema.decode_full_series(_read_blob(db, full["file_id"]))
+            series = documents.decode_full_series(_read_blob(db, full["file_id"]))
         else:
             series = {
                 "steps": m.get("steps", []),
                 "values": m.get("values", []),
-                "timestamps": [schema.format_time(t) for t in m.get("timestamps", [])],
+                "timestamps": [documents.record_time(t) for t in m.get("timestamps", [])],
             }
         out[m["name"]] = series
     # the order the run logged them in (info.metrics), then any others
@@ -81,7 +81,7 @@ def read_metrics(db, doc: dict) -> dict:
 def record_of(db, doc: dict, display_url: str) -> MongoRunRecord:
     return MongoRunRecord(
         location=f"{display_url}#runs/{doc.get('_id')}",
-        run=schema.run_json_of(doc),
+        run=documents.run_json_of(doc),
         config=dict(doc.get("config") or {}),
         db=db,
         doc=doc,

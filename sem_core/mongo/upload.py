@@ -3,7 +3,7 @@
 ``sync_runs(db, run_dirs)`` is the one code path behind ``sem sync``, the live observer and the
 sync at the end of a sweep:
 
-1. one stat per file gives each run's fingerprint (``schema.fingerprint``); one range query on
+1. one stat per file gives each run's fingerprint (``documents.fingerprint``); one range query on
    ``config.global_id`` gives the fingerprints in the database: unchanged runs cost no file
    read and no further round trip (a no-op re-sync of 1,000 runs is one query);
 2. runs to upload go in batches: GridFS blobs (sources, artifacts, offloaded metrics and
@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence
 
 from sem_core import records
-from sem_core.mongo import schema
+from sem_core.mongo import documents
 
 UNSYNCED_MARKER = ".sem-unsynced"
 CHUNK_SIZE = 261120  # GridFS default (255 KiB), as pymongo writes
@@ -109,7 +109,7 @@ def local_fingerprint(run_dir: Path) -> str:
                 continue
             st = e.stat()
             entries.append((e.name, st.st_size, st.st_mtime_ns))
-    return schema.fingerprint(entries)
+    return documents.fingerprint(entries)
 
 
 def scan(run_dirs: Iterable[Path]) -> list[LocalRun]:
@@ -311,12 +311,12 @@ def _prepare(local: LocalRun, existing_id: Optional[int], origin: str, secrets: 
     metrics = _read_record(records.read_metrics, run_dir)
     cout_path = run_dir / records.COUT_FILE
     captured_out = cout_path.read_text(encoding="utf-8", errors="replace") if cout_path.exists() else ""
-    captured_out = schema.scrub(captured_out, secrets)
+    captured_out = documents.scrub(captured_out, secrets)
 
     p = _Prepared(local=local, existing_id=existing_id)
     sync: dict = {
         "fingerprint": local.fingerprint,
-        "version": schema.SYNC_VERSION,
+        "version": documents.SYNC_VERSION,
         "synced_at": dt.datetime.now(dt.timezone.utc),
         "origin": origin + ":" + str(run_dir),
     }
@@ -327,7 +327,7 @@ def _prepare(local: LocalRun, existing_id: Optional[int], origin: str, secrets: 
     source_ids: list = []
     for entry in experiment.get("sources") or []:
         name, stored = entry[0], entry[1]
-        md5 = schema.md5_of_stored_name(str(stored))
+        md5 = documents.md5_of_stored_name(str(stored))
         path = store / str(stored)
         if not path.exists():
             raise SyncError(f"{run_dir}: source {name!r} is missing from the store ({path})")
@@ -351,9 +351,9 @@ def _prepare(local: LocalRun, existing_id: Optional[int], origin: str, secrets: 
     metric_links: list = []
     for name, series in metrics.items():
         oid = _oid()
-        doc, thinned = schema.bounded_metric_document(0, name, series, oid)
+        doc, thinned = documents.bounded_metric_document(0, name, series, oid)
         if thinned:
-            data = schema.encode_full_series(series)
+            data = documents.encode_full_series(series)
             md5 = hashlib.md5(data).hexdigest()
             n = len(series.get("values", []))
             doc["sem_full_data"] = {
@@ -361,7 +361,7 @@ def _prepare(local: LocalRun, existing_id: Optional[int], origin: str, secrets: 
                 "md5": md5,
                 "points": n,
                 "points_in_document": len(doc["values"]),
-                "encoding": schema.FULL_METRIC_ENCODING,
+                "encoding": documents.FULL_METRIC_ENCODING,
                 "note": "this document holds evenly spaced points; every point is in the GridFS file file_id",
             }
             p.blobs.append(_Blob(md5=md5, filename="", data=data, content_type="application/gzip",
@@ -372,7 +372,7 @@ def _prepare(local: LocalRun, existing_id: Optional[int], origin: str, secrets: 
         metric_links.append({"id": str(oid), "name": name})
 
     total_bytes = len(captured_out.encode("utf-8", "surrogateescape"))
-    shown, cut = schema.bounded_text(captured_out)
+    shown, cut = documents.bounded_text(captured_out)
     if cut:
         data = captured_out.encode("utf-8", "surrogateescape")
         md5 = hashlib.md5(data).hexdigest()
@@ -384,9 +384,9 @@ def _prepare(local: LocalRun, existing_id: Optional[int], origin: str, secrets: 
     if offloaded:
         sync["offloaded"] = offloaded
 
-    run_json = schema.scrub(run_json, secrets)
-    p.doc = schema.run_document(
-        run_json, schema.scrub(config, secrets), schema.scrub(info, secrets), shown,
+    run_json = documents.scrub(run_json, secrets)
+    p.doc = documents.run_document(
+        run_json, documents.scrub(config, secrets), documents.scrub(info, secrets), shown,
         source_ids, artifact_ids, metric_links, sync,
     )
     return p
@@ -399,7 +399,7 @@ def _assign_id(p: _Prepared, run_id: int) -> None:
     for b, fill in zip(p.blobs, p.fills):
         kind, index, _ = fill
         if kind == "artifact":
-            b.filename = schema.artifact_filename(run_id, p.doc["artifacts"][index]["name"])
+            b.filename = documents.artifact_filename(run_id, p.doc["artifacts"][index]["name"])
         elif kind == "metric":
             b.filename = f"metrics://runs/{run_id}/{p.metric_docs[index]['name']}.json.gz"
         elif kind == "captured_out":
@@ -418,7 +418,7 @@ def _fill_ids(p: _Prepared, ids_by_md5: dict) -> None:
             p.metric_docs[index]["sem_full_data"]["file_id"] = file_id
         elif kind == "captured_out":
             doc["sem"]["captured_out_file_id"] = file_id
-            doc["captured_out"] += schema.truncation_note(index, file_id, blob.filename)
+            doc["captured_out"] += documents.truncation_note(index, file_id, blob.filename)
     for entry in doc["sem"].get("offloaded", []):
         entry["file_id"] = ids_by_md5[entry["md5"]]
 
@@ -474,7 +474,7 @@ class Uploader:
         for p in batch:
             _fill_ids(p, self._ids_by_md5)
             size = len(bson.encode(p.doc))
-            if size > schema.MAX_DOCUMENT_BYTES:
+            if size > documents.MAX_DOCUMENT_BYTES:
                 summary.failed.append((
                     str(p.local.run_dir),
                     f"its run document is {size / 2**20:.1f} MiB after moving captured_out and long metrics "

@@ -7,12 +7,12 @@ import datetime as dt
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sem_core.mongo import schema
+from sem_core.mongo import documents
 
 
 @given(n=st.integers(0, 5000), k=st.integers(1, 500))
 def test_bounded_indices_keep_first_and_last_evenly(n, k):
-    idx = schema.bounded_indices(n, k)
+    idx = documents.bounded_indices(n, k)
     assert len(idx) == min(n, k)
     assert idx == sorted(set(idx))
     assert all(0 <= i < n for i in idx)
@@ -26,7 +26,7 @@ def test_bounded_indices_keep_first_and_last_evenly(n, k):
 @given(n=st.integers(0, 3000), limit=st.integers(2, 1000))
 def test_bounded_series_is_a_subsequence_of_aligned_points(n, limit):
     series = {"steps": list(range(n)), "values": [i * 0.5 for i in range(n)], "timestamps": [str(i) for i in range(n)]}
-    out, thinned = schema.bounded_series(series, limit)
+    out, thinned = documents.bounded_series(series, limit)
     assert thinned == (n > limit)
     assert len(out["values"]) == min(n, limit)
     for step, value, stamp in zip(out["steps"], out["values"], out["timestamps"]):
@@ -36,13 +36,13 @@ def test_bounded_series_is_a_subsequence_of_aligned_points(n, limit):
 def test_full_series_round_trips_through_the_gridfs_encoding():
     t = dt.datetime(2026, 1, 1, 12, 0, 0, 123456)
     series = {"steps": [0, 1], "values": [0.1, float("1e300")], "timestamps": [t.isoformat(), t]}
-    back = schema.decode_full_series(schema.encode_full_series(series))
+    back = documents.decode_full_series(documents.encode_full_series(series))
     assert back == {"steps": [0, 1], "values": [0.1, 1e300], "timestamps": [t.isoformat(), t.isoformat()]}
 
 
 @given(text=st.text(min_size=0, max_size=3000), limit=st.integers(8, 400))
 def test_bounded_text_keeps_head_and_tail_within_the_limit(text, limit):
-    shown, cut = schema.bounded_text(text, limit)
+    shown, cut = documents.bounded_text(text, limit)
     size = len(text.encode("utf-8", "surrogateescape"))
     assert cut == (size > limit)
     if not cut:
@@ -56,28 +56,28 @@ def test_bounded_text_keeps_head_and_tail_within_the_limit(text, limit):
 @given(entries=st.lists(st.tuples(st.text(min_size=1, max_size=10), st.integers(0, 10**9), st.integers(0, 10**18)),
                         max_size=8, unique_by=lambda e: e[0]))
 def test_fingerprint_ignores_listing_order_and_sees_every_change(entries):
-    fp = schema.fingerprint(entries)
-    assert fp == schema.fingerprint(list(reversed(entries)))
+    fp = documents.fingerprint(entries)
+    assert fp == documents.fingerprint(list(reversed(entries)))
     for i, (name, size, mtime) in enumerate(entries):
         changed = list(entries)
         changed[i] = (name, size, mtime + 1)
-        assert schema.fingerprint(changed) != fp
+        assert documents.fingerprint(changed) != fp
         changed[i] = (name, size + 1, mtime)
-        assert schema.fingerprint(changed) != fp
+        assert documents.fingerprint(changed) != fp
 
 
 def test_times_become_datetimes_and_back():
-    assert schema.parse_time("2026-01-01T12:00:00.5") == dt.datetime(2026, 1, 1, 12, 0, 0, 500000)
-    assert schema.parse_time(None) is None and schema.parse_time("not a time") == "not a time"
-    assert schema.format_time(dt.datetime(2026, 1, 1)) == "2026-01-01T00:00:00"
+    assert documents.document_time("2026-01-01T12:00:00.5") == dt.datetime(2026, 1, 1, 12, 0, 0, 500000, dt.timezone.utc)
+    assert documents.document_time(None) is None and documents.document_time("not a time") == "not a time"
+    assert documents.record_time(dt.datetime(2026, 1, 1)) == "2026-01-01T00:00:00"
 
 
 def test_md5_is_read_from_content_addressed_names():
-    assert schema.md5_of_stored_name("_sources/m_x_0123456789abcdef0123456789abcdef.py") == "0123456789abcdef0123456789abcdef"
-    assert schema.md5_of_stored_name("_resources/data_0123456789abcdef0123456789abcdef") == "0123456789abcdef0123456789abcdef"
-    assert schema.md5_of_stored_name("weird.py") is None
+    assert documents.md5_of_stored_name("_sources/m_x_0123456789abcdef0123456789abcdef.py") == "0123456789abcdef0123456789abcdef"
+    assert documents.md5_of_stored_name("_resources/data_0123456789abcdef0123456789abcdef") == "0123456789abcdef0123456789abcdef"
+    assert documents.md5_of_stored_name("weird.py") is None
 
 
 def test_scrub_replaces_secrets_in_nested_strings():
     doc = {"a": ["x hunter2 y", {"b": "hunter2"}], "c": 3}
-    assert schema.scrub(doc, ("hunter2",)) == {"a": ["x *** y", {"b": "***"}], "c": 3}
+    assert documents.scrub(doc, ("hunter2",)) == {"a": ["x *** y", {"b": "***"}], "c": 3}

@@ -29,6 +29,8 @@ import json
 import re
 from typing import Any, Iterable, Optional
 
+from sem_core.records import SERIES_KEYS, parse_time
+
 FORMAT = "MongoObserver-0.7.0"
 # Bump when the documents built here change: every run is then re-uploaded once.
 SYNC_VERSION = 1
@@ -37,7 +39,6 @@ MAX_METRIC_POINTS = 50_000
 MAX_CAPTURED_OUT_BYTES = 1_000_000
 # MongoDB refuses documents over 16 MiB; keep a margin for the server's own overhead.
 MAX_DOCUMENT_BYTES = 15 * 1024 * 1024
-SERIES_KEYS = ("steps", "values", "timestamps")
 FULL_METRIC_ENCODING = "json+gzip"
 
 _STORED_MD5 = re.compile(r"_([0-9a-f]{32})(?:\.[^/]*)?$")
@@ -54,18 +55,15 @@ def fingerprint(entries: Iterable[tuple[str, int, int]]) -> str:
     return h.hexdigest()
 
 
-def parse_time(value: Any) -> Any:
-    """ISO-8601 strings (sem's files) -> datetime (sacred's documents); anything else unchanged."""
-    if isinstance(value, str):
-        try:
-            return dt.datetime.fromisoformat(value)
-        except ValueError:
-            return value
-    return value
+def document_time(value: Any) -> Any:
+    """A record's ISO-8601 time (sem's files) -> datetime (sacred's documents); anything else,
+    or a string that is no time, unchanged."""
+    parsed = parse_time(value) if isinstance(value, str) else None
+    return value if parsed is None else parsed
 
 
-def format_time(value: Any) -> Any:
-    """The inverse of ``parse_time`` for reading documents back into sem's file form."""
+def record_time(value: Any) -> Any:
+    """The inverse of ``document_time``, for reading documents back into sem's file form."""
     if isinstance(value, dt.datetime):
         return value.isoformat()
     return value
@@ -97,7 +95,7 @@ def bounded_series(series: dict, max_points: int = MAX_METRIC_POINTS) -> tuple[d
 
 def encode_full_series(series: dict) -> bytes:
     """Every point of a metric, for GridFS (timestamps as ISO strings, as in metrics.json)."""
-    plain = {key: [format_time(v) for v in series.get(key, [])] if key == "timestamps" else series.get(key, [])
+    plain = {key: [record_time(v) for v in series.get(key, [])] if key == "timestamps" else series.get(key, [])
              for key in SERIES_KEYS}
     return gzip.compress(json.dumps(plain, separators=(",", ":")).encode("utf-8"), compresslevel=1)
 
@@ -143,7 +141,7 @@ def bounded_metric_document(run_id: int, name: str, series: dict, oid: Any,
         "run_id": run_id,
         "name": name,
         "steps": stored["steps"],
-        "timestamps": [parse_time(t) for t in stored["timestamps"]],
+        "timestamps": [document_time(t) for t in stored["timestamps"]],
         "values": stored["values"],
     }
     return doc, thinned
@@ -176,8 +174,8 @@ def run_document(
         "format": FORMAT,
         "command": run_json.get("command"),
         "host": run_json.get("host") or {},
-        "start_time": parse_time(run_json.get("start_time")),
-        "heartbeat": parse_time(run_json.get("heartbeat")),
+        "start_time": document_time(run_json.get("start_time")),
+        "heartbeat": document_time(run_json.get("heartbeat")),
         "config": config,
         "meta": run_json.get("meta") or {},
         "status": run_json.get("status", "UNKNOWN"),
@@ -190,7 +188,7 @@ def run_document(
     }
     for key in ("stop_time", "queue_time"):
         if run_json.get(key) is not None:
-            doc[key] = parse_time(run_json[key])
+            doc[key] = document_time(run_json[key])
     if run_json.get("fail_trace") is not None:
         doc["fail_trace"] = run_json["fail_trace"]
     return doc
@@ -199,7 +197,7 @@ def run_document(
 def run_json_of(doc: dict) -> dict:
     """A run document read back into the form of sem's ``run.json``."""
     run = {
-        key: format_time(doc.get(key))
+        key: record_time(doc.get(key))
         for key in ("command", "host", "start_time", "heartbeat", "stop_time", "queue_time",
                     "meta", "status", "result", "fail_trace")
         if key in doc
