@@ -234,6 +234,9 @@ def write_result(args: argparse.Namespace, name: str, script: str, *, title: str
 # ---- realistic run records ------------------------------------------------------------------
 
 REAL_MODEL = '''
+import os
+from pathlib import Path
+
 from sem_core import Experiment
 
 ex = Experiment(__file__)
@@ -255,17 +258,24 @@ def main(config):
                "test_nlpd": 1.1 - config["lr"]}}
     for name, value in scores.items():
         ex.log_scalar(name, value)
+    if {artifact_bytes}:
+        path = Path(config["global_id"] + ".bin")
+        path.write_bytes(os.urandom({artifact_bytes}))
+        ex.add_artifact(path, name="model.bin")
+        path.unlink()
     return scores["test_rmse"]
 '''
 TEST_METRICS = ("test_rmse", "test_mae", "test_r2", "test_nlpd")
 
 
-def real_runs(work: Path, configs: int = 2, points: int = 100) -> tuple[Path, list[Path]]:
-    """Run a real sem sweep of ``configs`` x 5 folds (a training curve of ``points`` steps and
-    four test metrics each) and return its store and run folders: records as large as real ones."""
+def real_runs(work: Path, configs: int = 2, points: int = 100, artifact_bytes: int = 0) -> tuple[Path, list[Path]]:
+    """Run a real sem sweep of ``configs`` x 5 folds (a training curve of ``points`` steps, four
+    test metrics and optionally an artifact each) and return its store and run folders: records
+    as large as real ones."""
     models = work / "template" / "models"
     models.mkdir(parents=True, exist_ok=True)
-    (models / "m_bench.py").write_text(REAL_MODEL.format(configs=configs, points=points))
+    (models / "m_bench.py").write_text(REAL_MODEL.format(configs=configs, points=points,
+                                                          artifact_bytes=artifact_bytes))
     run([sys.executable, "m_bench.py", "-m"], models, check=False)  # the records are what counts
     store = models / "runs"
     dirs = sorted(d for d in store.iterdir() if (d / "run.json").exists() and (d / "config.json").exists())
@@ -323,8 +333,11 @@ def clone_runs(templates: Sequence[Path], store: Path, n: int, *, failed_every: 
             sem_meta["job_num"] = i
         target = store / gid
         target.mkdir()
+        artifacts = {a for a in run_doc.get("artifacts", []) if isinstance(a, str)}
         for name, data in files.items():
-            if name == "config.json":
+            if name in artifacts:  # each run its own content: a store would keep shared bytes once
+                data = os.urandom(len(data))
+            elif name == "config.json":
                 data = json.dumps(config, indent=2, sort_keys=True).encode()
             elif name == "run.json":
                 data = json.dumps(run_doc, indent=2, sort_keys=True).encode()
