@@ -8,6 +8,10 @@ The algorithm (also in the README, "IDs"):
    (``1 == 1.0 == numpy.int64(1)``), ``-0.0`` becomes ``0``, NaN/inf are spelled
    ``"nan"``/``"inf"``/``"-inf"`` floats. Booleans stay booleans (``True != 1``).
 2. The id fields themselves (``ID_KEYS``) are dropped from the top level.
+   The row is hashed as written (after command-line overrides): values a ``schema=`` fills in
+   from its defaults, and what a config tree composes, are not hashed. So adding a field with a
+   default to a schema, or changing a config file, keeps every existing id; a row that spells
+   out a default gets another id than one that leaves it out.
 3. ``experiment_id`` = first 16 hex digits of SHA-256 over the compact JSON
    (``sort_keys=True``, separators ``(",", ":")``, UTF-8, ``ensure_ascii=False``).
 4. ``config_id`` = the same hash after also dropping the replicate keys (``fold``
@@ -25,6 +29,11 @@ import unicodedata
 from typing import Any, Iterable, Mapping
 
 ID_KEYS = ("experiment_id", "config_id", "order_id", "global_id")
+# config.json's copy of the job's config when it differs from the row (a schema's defaults, a
+# config tree's composition): recorded, never hashed
+COMPOSED_KEY = "composed"
+# keys a row cannot have: sem writes them
+RESERVED_KEYS = (*ID_KEYS, COMPOSED_KEY, "sem", "hydra")
 DEFAULT_REPLICATE_KEYS = ("fold",)
 HASH_LENGTH = 16
 
@@ -184,8 +193,8 @@ def _digest(data: Any) -> str:
 
 
 def user_keys(row: Mapping[str, Any]) -> dict:
-    """The row without sem's id fields."""
-    return {k: v for k, v in row.items() if k not in ID_KEYS}
+    """The row without sem's id fields (and without the ``composed`` copy of a job's config)."""
+    return {k: v for k, v in row.items() if k not in ID_KEYS and k != COMPOSED_KEY}
 
 
 def experiment_id(row: Mapping[str, Any]) -> str:

@@ -157,9 +157,15 @@ def plan_jobs(
     overrides: Sequence[RowOverride] = (),
     replicate_keys: Iterable[str] = ids.DEFAULT_REPLICATE_KEYS,
     source: str = "the model file",
+    dotted_keys: bool = False,
 ) -> list[PlannedJob]:
-    """Apply the row overrides to ``rows`` and return one job per resulting row."""
+    """Apply the row overrides to ``rows`` and return one job per resulting row.
+
+    ``dotted_keys``: the rows' keys are Hydra override paths (``"optimizer.lr"``, a model file
+    with a config tree): an unquoted ``optimizer.lr=...`` addresses that key as written."""
     replicate_keys = tuple(replicate_keys)
+    if dotted_keys:
+        overrides = [_as_written(ov, rows) for ov in overrides]
     n = len(rows)
     selected = list(range(n))
 
@@ -233,6 +239,18 @@ def plan_jobs(
         experiment_id, config_id = ids.row_ids(row, replicate_keys)
         jobs.append(PlannedJob(order_id=order_id, row=row, experiment_id=experiment_id, config_id=config_id))
     return jobs
+
+
+def _as_written(ov: RowOverride, rows: Sequence[Mapping[str, Any]]) -> RowOverride:
+    """``ov`` addressing the row key spelled like its dotted path (``"optimizer.lr"``), when a row
+    has that key, or when it sets or adds a key no row has under the nested path."""
+    parts = split_key(ov.key)
+    if len(parts) < 2:
+        return ov
+    written = ".".join(parts)
+    if any(written in row for row in rows) or (ov.kind in ("set", "add") and not _has_key(rows, ov.key)):
+        return RowOverride(ov.kind, format_key([written]), ov.values, ov.text)
+    return ov
 
 
 def _check_override(ov: RowOverride) -> None:
