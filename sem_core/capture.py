@@ -31,6 +31,7 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 from sem_core.errors import ConfigError, SemError
+from sem_core.sources import file_md5
 
 CAPTURE_VERSION = 1
 DIFFS_DIR = "_diffs"
@@ -285,12 +286,6 @@ def user_name() -> str:
 
 
 # --------------------------------------------------------------------------------- DVC
-def _md5_file(path: Path) -> str:
-    from sem_core.sources import file_md5
-
-    return file_md5(path)
-
-
 def _workspace_state(base: Path, out: dict) -> dict:
     """One DVC output -> {path, md5, state}; state is match / modified / missing / not-checked."""
     rel = out.get("path", "")
@@ -314,14 +309,14 @@ def _workspace_state(base: Path, out: dict) -> dict:
             return {**info, "state": "modified"}
         if total > DVC_HASH_LIMIT_BYTES:
             return {**info, "state": "not-checked", "reason": f"{total} bytes; run `dvc status`"}
-        current = dvc_dir_hash((p.relative_to(target).as_posix(), _md5_file(p)) for p in files)
+        current = dvc_dir_hash((p.relative_to(target).as_posix(), file_md5(p)) for p in files)
     else:
         size = target.stat().st_size
         if out.get("size") is not None and size != out["size"]:
             return {**info, "state": "modified"}
         if size > DVC_HASH_LIMIT_BYTES:
             return {**info, "state": "not-checked", "reason": f"{size} bytes; run `dvc status`"}
-        current = _md5_file(target)
+        current = file_md5(target)
     return {**info, "state": "match" if current == recorded else "modified"}
 
 

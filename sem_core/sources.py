@@ -1,4 +1,4 @@
-"""Which source files belong to a run, and their content hashes (cached per process)."""
+"""Which source files belong to a run, and their content hashes."""
 
 from __future__ import annotations
 
@@ -7,33 +7,16 @@ import os
 import sys
 from pathlib import Path
 
-_md5_cache: dict[tuple[str, int, int], str] = {}
-
 
 def file_md5(path: os.PathLike | str) -> str:
-    """MD5 of a file's bytes, cached on (path, mtime, size): jobs of one sweep hash each file once."""
-    st = os.stat(path)
-    key = (os.fspath(path), st.st_mtime_ns, st.st_size)
-    digest = _md5_cache.get(key)
-    if digest is None:
-        digest = hashlib.md5(Path(path).read_bytes()).hexdigest()
-        _md5_cache[key] = digest
-    return digest
-
-
-_sources_cache: dict[tuple[str, int], list[list[str]]] = {}
+    """MD5 of a file's bytes."""
+    return hashlib.md5(Path(path).read_bytes()).hexdigest()
 
 
 def model_sources(model_file: os.PathLike | str) -> list[list[str]]:
     """``[[name relative to the model folder, md5], ...]``: the model file and every module
-    imported from its folder or below (its sibling sources), as sacred's ``ex_info["sources"]``.
-
-    Cached per process on the number of loaded modules: jobs of one sweep scan once."""
+    imported from its folder or below (its sibling sources), as sacred's ``ex_info["sources"]``."""
     model_file = os.path.abspath(model_file)
-    key = (model_file, len(sys.modules))
-    cached = _sources_cache.get(key)
-    if cached is not None:
-        return cached
     base = os.path.dirname(model_file)
     prefix = base + os.sep
     found = {model_file}
@@ -43,6 +26,4 @@ def model_sources(model_file: os.PathLike | str) -> list[list[str]]:
             path = os.path.abspath(path)
             if path.startswith(prefix):
                 found.add(path)
-    result = sorted([os.path.relpath(p, base), file_md5(p)] for p in found if os.path.exists(p))
-    _sources_cache[key] = result
-    return result
+    return sorted([os.path.relpath(p, base), file_md5(p)] for p in found if os.path.exists(p))

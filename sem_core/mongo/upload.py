@@ -33,6 +33,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 
 from sem_core import records
 from sem_core.mongo import documents
+from sem_core.sources import file_md5
 
 UNSYNCED_MARKER = ".sem-unsynced"
 CHUNK_SIZE = 261120  # GridFS default (255 KiB), as pymongo writes
@@ -128,14 +129,6 @@ def _clear_unsynced(run_dir: Path) -> None:
         os.unlink(Path(run_dir) / UNSYNCED_MARKER)
     except FileNotFoundError:
         pass
-
-
-def _file_md5(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # -- database side -----------------------------------------------------------------------
@@ -331,7 +324,7 @@ def _prepare(local: LocalRun, existing_id: Optional[int], origin: str, secrets: 
         path = store / str(stored)
         if not path.exists():
             raise SyncError(f"{run_dir}: source {name!r} is missing from the store ({path})")
-        md5 = md5 or _file_md5(path)
+        md5 = md5 or file_md5(path)
         source_ids.append([name, None])
         p.blobs.append(_Blob(md5=md5, filename=os.path.join(base_dir, name), path=path))
         p.fills.append(("source", len(source_ids) - 1, md5))
@@ -341,7 +334,7 @@ def _prepare(local: LocalRun, existing_id: Optional[int], origin: str, secrets: 
         path = run_dir / name
         if not path.exists():
             raise SyncError(f"{run_dir}: artifact {name!r} listed in run.json is missing ({path})")
-        md5 = _file_md5(path)
+        md5 = file_md5(path)
         content_type, _ = mimetypes.guess_type(name)
         artifact_ids.append({"name": name, "file_id": None})
         p.blobs.append(_Blob(md5=md5, filename="", path=path, content_type=content_type))

@@ -28,6 +28,7 @@ from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, Union
 from sem_core import records
 from sem_core.errors import SemError
 from sem_core.ids import ID_KEYS
+from sem_core.mongo.connection import redact_uri
 from sem_core.run_status import FINISHED_STATUSES
 from sem_core.settings import EXPERIMENT_CONFIG_NAME, load_experiment_config
 
@@ -127,14 +128,7 @@ def resolve_stores(source: Optional[SourceLike]) -> list[Union[Path, str]]:
 
 
 def describe_sources(stores: Sequence[Union[Path, str]]) -> str:
-    return ", ".join(redact_url(str(s)) if isinstance(s, str) else str(s) for s in stores)
-
-
-def redact_url(url: str) -> str:
-    """A MongoDB URL without its password (for messages and the ``path`` column)."""
-    from sem_core.mongo.connection import redact_uri
-
-    return redact_uri(url)
+    return ", ".join(redact_uri(str(s)) if isinstance(s, str) else str(s) for s in stores)
 
 
 # -- one run -> one summary dict --------------------------------------------------------------
@@ -476,7 +470,7 @@ def load_runs(source: Optional[SourceLike] = None, *, use_cache: bool = True,
         if not summaries:
             raise NoRunsFound(f"no runs found in {describe_sources(stores)}")
         frame = summaries_to_frame(summaries)
-    frame.attrs["sem"]["sources"] = [str(s) if not isinstance(s, str) else redact_url(s) for s in stores]
+    frame.attrs["sem"]["sources"] = [str(s) if not isinstance(s, str) else redact_uri(s) for s in stores]
     return frame
 
 
