@@ -9,8 +9,12 @@ from pathlib import Path
 
 
 def file_md5(path: os.PathLike | str) -> str:
-    """MD5 of a file's bytes."""
-    return hashlib.md5(Path(path).read_bytes()).hexdigest()
+    """MD5 of a file's bytes, read in blocks: artifacts and DVC outputs can be larger than memory."""
+    h = hashlib.md5()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def model_sources(model_file: os.PathLike | str) -> list[list[str]]:
