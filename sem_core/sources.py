@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-from pathlib import Path
 
 
 def file_md5(path: os.PathLike | str) -> str:
