@@ -4,8 +4,8 @@ Convention (also in docs/contributing.md):
 
 - A ```console block holds commands, each on a line starting with ``$ ``, each followed by the output it
   prints (stdout and stderr together). A line ``...`` in an output stands for any number of lines.
-- The blocks of one page run in order, in one fresh copy of an example experiment (``examples/regression``
-  unless the page says ``<!-- docs-example: NAME -->``), from the experiment folder, with a 100-column
+- The blocks of one page run in order, in one fresh copy of ``examples/`` (as ``/home/you``), from one
+  experiment folder (``regression`` unless the page says ``<!-- docs-example: NAME -->``), with a 100-column
   terminal and an empty user cache, so one page's commands may build on the ones above them.
 - Before comparing, both sides are normalised: global ids, dates, times, durations and multirun folder
   names become placeholders, runs of spaces become one, and the temporary folder reads ``/home/you``.
@@ -46,6 +46,7 @@ VOLATILE = [
     (re.compile(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:[+-]\d\d:?\d\d|Z)?"), "<time>"),
     (re.compile(r"(?<![\w.])(?:\d+m)?\d+(?:\.\d+)?s\b"), "<duration>"),
     (re.compile(r"\bpid \d+"), "pid <pid>"),
+    (re.compile(r"\b\d+(?:\.\d+)? (?:bytes|KiB|MiB)\b"), "<size>"),  # pickles and PNGs differ across versions
 ]
 
 
@@ -138,12 +139,14 @@ def run_page(page: Path, home: Path) -> list[tuple[Command, list[str]]]:
     """Run every console command of a page in a fresh example; return each command with its output."""
     text = page.read_text(encoding="utf-8")
     example = example_of(text)
-    experiment = home / example
+    # The whole examples/ folder, so a page can also run examples/load_results.py as ../load_results.py.
     shutil.copytree(
-        EXAMPLES / example,
-        experiment,
+        EXAMPLES,
+        home,
+        dirs_exist_ok=True,
         ignore=shutil.ignore_patterns("runs", "multirun", "outputs", "results", "__pycache__", "sem"),
     )
+    experiment = home / example
     env = page_env(home)
     out = []
     for block in parse_blocks(text):
