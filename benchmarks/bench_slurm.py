@@ -1,40 +1,34 @@
-"""Slurm launcher benchmark: sem's ``hydra/launcher=slurm`` vs hydra-submitit-launcher's
-``submitit_slurm`` on the project's test cluster, in one run.
+"""Slurm benchmark on the project's running test cluster (``bash tests/slurm/start.sh``; ``sinfo``).
 
-    bash tests/slurm/start.sh          # the bench restarts it with MaxArraySize=1001 and restores 30
-    python benchmarks/bench_slurm.py [--rows 200] [--submit-rows 1000] [--repeat 1]
+    python benchmarks/bench_slurm.py [--quick] [--repeat 1] [--rows N] [--submit-rows 10000]
+                                     [--packed-rows 1000] [--configs-per-task 100]
 
-For each launcher, a sweep of --rows trivial jobs (sem: a model file whose main returns its row
-index; submitit_slurm: a Hydra app returning ``x`` swept over ``+x=range(0,N)``), measured from
-the command's start:
+The cluster is used as it runs (its MaxArraySize is read from ``scontrol show config``, never
+changed: other users of the cluster keep it). Measured from each command's start:
 
-- submission: until the last ``sbatch`` call returned (a shim ``sbatch`` on PATH logs each call
-  and its end time, then runs the real one);
-- total: until the command exited, i.e. every job ended and (sem) every run record is final;
-- sbatch calls: counted by the shim.
-
-Then sem alone: a --submit-rows sweep with ``wait=false`` (submit, record QUEUED, exit), then
-``sem cancel``. submitit_slurm does not split arrays (submitit #1624), so the cluster runs with
-MaxArraySize=1001 (Slurm's default) during the bench; sem's split at 30 is shown as a third row.
-Prints a Markdown table (README, Performance, "Slurm launcher") and writes
-benchmarks/results/slurm.json.
+- sem ``hydra/launcher=slurm`` vs hydra-submitit-launcher's ``submitit_slurm``, --rows trivial
+  jobs (default: the cluster's MaxArraySize, the most submitit_slurm can submit: it does not split
+  arrays): submission = until the last ``sbatch`` returned (a shim on PATH logs each call), total
+  = until the command exited (every job ended; for sem every run record final);
+- sem alone, ``wait=false`` over --submit-rows rows: the whole command (plan, one sbatch per array
+  split by MaxArraySize, a QUEUED record per row, exit). The arrays are submitted held
+  (``--hold``) so that the benchmark does not occupy the cluster; ``sem cancel`` ends them;
+- sem alone, --packed-rows rows with ``configs_per_task=K`` (K jobs one after another in each array
+  task), waiting for the end: total wall time and per job.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
+import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
+import benchlib as bl
 
 SHIM = """#!/bin/bash
 "{real}" "$@"
@@ -49,9 +43,11 @@ from sem_core import Experiment
 
 ex = Experiment(__file__)
 
+
 @ex.configs
 def get_config():
     return [{"i": i} for i in range(int(os.environ["SEM_BENCH_ROWS"]))]
+
 
 @ex.automain
 def main(config):
@@ -61,9 +57,11 @@ def main(config):
 HYDRA_APP = """
 import hydra
 
+
 @hydra.main(version_base=None, config_path=None, config_name=None)
 def main(cfg):
     return cfg.x
+
 
 if __name__ == "__main__":
     main()
@@ -72,95 +70,119 @@ if __name__ == "__main__":
 COMMON = ["hydra.launcher.timeout_min=10"]
 
 
-def restart_cluster(max_array_size: int) -> None:
-    env = dict(os.environ, SEM_SLURM_MAX_ARRAY_SIZE=str(max_array_size))
-    subprocess.run(["bash", str(REPO / "tests" / "slurm" / "start.sh")], env=env, check=True,
-                   stdout=subprocess.DEVNULL)
+def max_array_size() -> int:
+    out = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, check=True).stdout
+    match = re.search(r"^MaxArraySize\s*=\s*(\d+)", out, re.M)
+    return int(match.group(1)) if match else 1001
 
 
-def timed(cmd: list[str], cwd: Path, env: dict, log: Path) -> dict:
-    log.write_text("")
-    t0 = time.time()
-    proc = subprocess.run(cmd, cwd=str(cwd), env=env, capture_output=True, text=True)
-    total = time.time() - t0
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd[:3])} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
-    ends = [float(x) for x in log.read_text().split()]
-    return {"submission_s": max(ends) - t0 if ends else float("nan"), "total_s": total, "sbatch_calls": len(ends)}
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--rows", type=int, default=200)
-    parser.add_argument("--submit-rows", type=int, default=1000)
-    parser.add_argument("--repeat", type=int, default=1)
+def main() -> int:
+    parser = bl.arg_parser(__doc__)
+    parser.add_argument("--rows", type=int, default=None, help="default: MaxArraySize; --quick 4")
+    parser.add_argument("--submit-rows", type=int, default=None, help="default 10000, --quick 100")
+    parser.add_argument("--packed-rows", type=int, default=None, help="default 1000, --quick 10")
+    parser.add_argument("--configs-per-task", type=int, default=None, help="default 100, --quick 5")
     args = parser.parse_args()
-
     real = shutil.which("sbatch")
-    if real is None:
-        raise SystemExit("sbatch not on PATH: start the test cluster with bash tests/slurm/start.sh")
+    if real is None or subprocess.run(["sinfo"], capture_output=True).returncode != 0:
+        raise SystemExit("no Slurm cluster answers: start the test cluster with bash tests/slurm/start.sh")
+    array_max = max_array_size()
+    rows = args.rows or (4 if args.quick else array_max)
+    submit_rows = args.submit_rows or (100 if args.quick else 10_000)
+    packed_rows = args.packed_rows or (10 if args.quick else 1000)
+    per_task = args.configs_per_task or (5 if args.quick else 100)
+    repeat = bl.repeats(args) if args.repeat is not None else 1  # a sweep on the cluster takes minutes
+    env = bl.environment()
+
     work = Path(tempfile.mkdtemp(prefix="sem-bench-slurm-"))
     shim_dir = work / "bin"
     shim_dir.mkdir()
     (shim_dir / "sbatch").write_text(SHIM.format(real=real))
     (shim_dir / "sbatch").chmod(0o755)
     log = work / "sbatch.log"
-    env = dict(os.environ, PATH=f"{shim_dir}:{os.environ['PATH']}", SEM_BENCH_SBATCH_LOG=str(log),
-               SEM_BENCH_ROWS=str(args.rows))
-    env.pop("HYDRA_FULL_ERROR", None)
+    run_env = {"PATH": f"{shim_dir}:{os.environ['PATH']}", "SEM_BENCH_SBATCH_LOG": str(log)}
+    count = [0]
 
-    def sem_sweep(tag: str, rows: int, *extra: str) -> dict:
-        models = work / tag / "exp" / "models"
+    def timed(cmd: list[str], cwd: Path, extra_env: dict) -> dict:
+        log.write_text("")
+        t0 = time.time()
+        sample = bl.run(cmd, cwd, {**run_env, **extra_env})
+        ends = [float(x) for x in log.read_text().split()]
+        return {"submission_s": max(ends) - t0 if ends else None, "total_s": sample.wall_s,
+                "sbatch_calls": len(ends)}
+
+    def sem_sweep(n: int, *extra: str) -> tuple[dict, Path]:
+        count[0] += 1
+        models = work / f"sem{count[0]}" / "exp" / "models"
         models.mkdir(parents=True)
         (models / "m_bench.py").write_text(MODEL)
         return timed([sys.executable, "m_bench.py", "hydra/launcher=slurm", *COMMON, *extra], models,
-                     dict(env, SEM_BENCH_ROWS=str(rows)), log)
+                     {"SEM_BENCH_ROWS": str(n)}), models.parent
 
-    def submitit_sweep(tag: str, rows: int) -> dict:
-        app = work / tag
+    def submitit_sweep(n: int) -> dict:
+        count[0] += 1
+        app = work / f"submitit{count[0]}"
         app.mkdir(parents=True)
         (app / "app.py").write_text(HYDRA_APP)
-        return timed([sys.executable, "app.py", "-m", f"+x=range(0,{rows})", "hydra/launcher=submitit_slurm",
-                      "hydra.launcher.partition=debug", "hydra.launcher.timeout_min=10"], app, env, log)
+        return timed([sys.executable, "app.py", "-m", f"+x=range(0,{n})", "hydra/launcher=submitit_slurm",
+                      "hydra.launcher.timeout_min=10"], app, {})
 
-    results: dict[str, list[dict]] = {"sem": [], "submitit_slurm": [], "sem_split30": [], "sem_submit_only": []}
     try:
-        restart_cluster(1001)
-        for r in range(args.repeat):  # alternate, so that both see the same cluster state
-            results["sem"].append(sem_sweep(f"sem{r}", args.rows))
-            results["submitit_slurm"].append(submitit_sweep(f"submitit{r}", args.rows))
-        sub = sem_sweep("submit", args.submit_rows, "hydra.launcher.wait=false")
-        cancel = subprocess.run([sys.executable, "-m", "sem_core.cli", "cancel", str(work / "submit" / "exp")],
-                                capture_output=True, text=True, env=env)
+        side = bl.round_robin({"sem": lambda: sem_sweep(rows)[0], "submitit": lambda: submitit_sweep(rows)}, repeat)
+        submit, exp = sem_sweep(submit_rows, "hydra.launcher.wait=false", "+hydra.launcher.additional_parameters.hold=true")
+        cancel = bl.run([sys.executable, "-m", "sem_core.cli", "cancel", str(exp)], exp, check=False)
         if cancel.returncode != 0:
             raise SystemExit(f"sem cancel failed: {cancel.stdout}{cancel.stderr}")
-        results["sem_submit_only"].append(sub)
-        restart_cluster(30)
-        results["sem_split30"].append(sem_sweep("split", args.rows))
+        queued = sum(1 for d in (exp / "models" / "runs").iterdir() if (d / "run.json").exists())
+        packed = sem_sweep(packed_rows, f"hydra.launcher.configs_per_task={per_task}")[0]
     finally:
-        restart_cluster(30)
+        shutil.rmtree(work, ignore_errors=True)
 
-    def med(name: str, key: str) -> float:
-        return statistics.median(x[key] for x in results[name])
+    def series(samples: list[dict], key: str) -> list[float]:
+        return [s[key] for s in samples if s[key] is not None]
 
-    rows_md = [
-        "| launcher | rows | submission (s) | total wall time (s) | sbatch calls |",
-        "|---|---:|---:|---:|---:|",
-        f"| sem `slurm` | {args.rows} | {med('sem', 'submission_s'):.2f} | {med('sem', 'total_s'):.1f} | {med('sem', 'sbatch_calls'):.0f} |",
-        f"| hydra-submitit-launcher `submitit_slurm` | {args.rows} | {med('submitit_slurm', 'submission_s'):.2f} | "
-        f"{med('submitit_slurm', 'total_s'):.1f} | {med('submitit_slurm', 'sbatch_calls'):.0f} |",
-        f"| sem `slurm`, MaxArraySize=30 | {args.rows} | {med('sem_split30', 'submission_s'):.2f} | "
-        f"{med('sem_split30', 'total_s'):.1f} | {med('sem_split30', 'sbatch_calls'):.0f} |",
-        f"| sem `slurm`, `wait=false` (submit, record QUEUED, exit) | {args.submit_rows} | "
-        f"{med('sem_submit_only', 'submission_s'):.2f} | {med('sem_submit_only', 'total_s'):.2f} (command) | "
-        f"{med('sem_submit_only', 'sbatch_calls'):.0f} |",
-    ]
-    print("\n".join(rows_md))
-    out = HERE / "results"
-    out.mkdir(exist_ok=True)
-    (out / "slurm.json").write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
-    shutil.rmtree(work, ignore_errors=True)
+    m = {
+        "sem_submission": bl.measurement(f"sem `slurm`, {rows} rows: submission", series(side["sem"], "submission_s"),
+                                         "from the command's start to the last sbatch's return: planning, "
+                                         "payload, one sbatch per array"),
+        "sem_total": bl.measurement(f"sem `slurm`, {rows} rows: total", series(side["sem"], "total_s"),
+                                    "the whole command: every job ran on the cluster and its record is final"),
+        "submitit_submission": bl.measurement(f"hydra-submitit-launcher `submitit_slurm`, {rows} rows: submission",
+                                              series(side["submitit"], "submission_s"),
+                                              "from the command's start to the last sbatch's return: "
+                                              "BasicSweeper composing every job, a pickle per job, sbatch"),
+        "submitit_total": bl.measurement(f"hydra-submitit-launcher `submitit_slurm`, {rows} rows: total",
+                                         series(side["submitit"], "total_s"), "the whole command: every job ran"),
+        "sem_submit_only": bl.measurement(f"sem `slurm`, `wait=false`, {submit_rows:,} rows: the whole command",
+                                          [submit["total_s"]], f"planning, {submit['sbatch_calls']} sbatch calls "
+                                          f"(arrays split at MaxArraySize={array_max}), a QUEUED record per row, exit"),
+        "sem_submit_only_sbatch": bl.measurement("of which until the last sbatch returned",
+                                                 series([submit], "submission_s"), "as above, up to the last sbatch"),
+        "sem_packed_total": bl.measurement(f"sem `slurm`, {packed_rows:,} rows, configs_per_task={per_task}: total",
+                                           [packed["total_s"]], f"{packed['sbatch_calls']} sbatch call(s), "
+                                           f"{-(-packed_rows // per_task)} array tasks each running {per_task} jobs "
+                                           "one after another, every record final"),
+    }
+    d = {
+        "sbatch_calls_sem": bl.derived(f"sbatch calls, sem, {rows} rows", side["sem"][0]["sbatch_calls"], "", "shim count"),
+        "sbatch_calls_submitit": bl.derived(f"sbatch calls, submitit_slurm, {rows} rows",
+                                            side["submitit"][0]["sbatch_calls"], "", "shim count"),
+        "submit_only_sbatch_calls": bl.derived(f"sbatch calls, sem wait=false, {submit_rows:,} rows",
+                                               submit["sbatch_calls"], "", "shim count"),
+        "submit_only_records": bl.derived(f"QUEUED records written, {submit_rows:,} rows", queued, "", "run folders"),
+        "packed_per_job": bl.derived(f"configs_per_task={per_task}: wall time per job",
+                                     packed["total_s"] / packed_rows * 1000, "ms", f"total / {packed_rows}"),
+    }
+    bl.write_result(
+        args, "slurm", "bench_slurm.py", title="Slurm launcher",
+        description=(f"The single-node test cluster ({env['cpu_count']} real cores; MaxArraySize={array_max}), "
+                     "trivial jobs (`main` returns its row index). Measured from each command's start."),
+        params={"rows": rows, "submit_rows": submit_rows, "packed_rows": packed_rows, "configs_per_task": per_task,
+                "max_array_size": array_max},
+        measurements=m, derived_=d, env=env, extra={"raw": {"side_by_side": side, "submit_only": submit,
+                                                            "packed": packed}})
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -20,7 +20,6 @@ training curve, 4 test metrics, a 16 KiB artifact each); then again with nothing
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 import tempfile
@@ -128,9 +127,6 @@ def main() -> int:
         return server.url(f"bench{counter[0]}")
 
     try:
-        models = root / "live" / "exp" / "models"
-        models.mkdir(parents=True)
-        (models / "m_bench.py").write_text(SEM_MODEL)
         (root / "sacred_loop.py").write_text(SACRED_LOOP)
         base_env = {"HOME": str(home), "SEM_BENCH_ROWS": str(rows)}
 
@@ -139,6 +135,10 @@ def main() -> int:
             url = fresh_url() if with_db else None
             if url:
                 env_["SEM_MONGO_URL"] = url
+            counter[0] += 1
+            models = root / f"live{counter[0]}" / "exp" / "models"  # each sweep its own store, as the sacred side
+            models.mkdir(parents=True)
+            (models / "m_bench.py").write_text(SEM_MODEL)
             sample = bl.run([sys.executable, "m_bench.py", "-m"], models, env_)
             if url:
                 final_in_database(url, n)
@@ -151,12 +151,13 @@ def main() -> int:
                 cmd += [server.url(""), f"sacred{counter[0]}"]
             return bl.run(cmd, root, {"HOME": str(home)}).wall_s
 
-        live = bl.round_robin({"sem_db": lambda: sem_live(True), "sem_file": lambda: sem_live(False),
-                               "sacred_db": lambda: sacred_live(True), "sacred_file": lambda: sacred_live(False),
-                               "sem_db_1": lambda: sem_live(True, 1), "sem_file_1": lambda: sem_live(False, 1),
+        contenders = {"sem_db": lambda: sem_live(True), "sem_file": lambda: sem_live(False),
+                      "sacred_db": lambda: sacred_live(True), "sacred_file": lambda: sacred_live(False)}
+        if not args.quick:  # one-row sweeps take the fixed costs (imports, connecting) out of the per-job figure
+            contenders.update({"sem_db_1": lambda: sem_live(True, 1), "sem_file_1": lambda: sem_live(False, 1),
                                "sacred_db_1": lambda: sacred_live(True, 1),
-                               "sacred_file_1": lambda: sacred_live(False, 1)},
-                              repeat)
+                               "sacred_file_1": lambda: sacred_live(False, 1)})
+        live = bl.round_robin(contenders, repeat)
 
         # sem sync over stores cloned from a real sweep
         _, templates = bl.real_runs(root, artifact_bytes=ARTIFACT_BYTES)
@@ -194,7 +195,7 @@ def main() -> int:
         "sacred_live_file": bl.measurement(f"sacred loop, {rows} runs, FileStorageObserver only",
                                            live["sacred_file"], f"`ex.run` per row; {work}"),
     }
-    for key, label in (("sem_db_1", "sem, 1 row, live MongoDB sync"), ("sem_file_1", "sem, 1 row, no database"),
+    for key, label in () if args.quick else (("sem_db_1", "sem, 1 row, live MongoDB sync"), ("sem_file_1", "sem, 1 row, no database"),
                        ("sacred_db_1", "sacred, 1 run, FileStorageObserver + MongoObserver"),
                        ("sacred_file_1", "sacred, 1 run, FileStorageObserver only")):
         m[key] = bl.measurement(label, live[key], f"as above with one row; {work}")
@@ -211,22 +212,25 @@ def main() -> int:
         "sacred_live_per_run": bl.derived("sacred: MongoObserver adds per run",
                                           (bl.median(m["sacred_live_db"]) - bl.median(m["sacred_live_file"])) / rows * 1000,
                                           "ms", f"(with - without) / {rows}"),
-        "sem_live_per_job_marginal": bl.derived(
-            "sem: live sync adds per job, connection and start-up taken out",
-            ((bl.median(m["sem_live_db"]) - bl.median(m["sem_db_1"]))
-             - (bl.median(m["sem_live_file"]) - bl.median(m["sem_file_1"]))) / (rows - 1) * 1000,
-            "ms", f"((with, {rows} - with, 1) - (without, {rows} - without, 1)) / {rows - 1}"),
-        "sacred_live_per_run_marginal": bl.derived(
-            "sacred: MongoObserver adds per run, connection and start-up taken out",
-            ((bl.median(m["sacred_live_db"]) - bl.median(m["sacred_db_1"]))
-             - (bl.median(m["sacred_live_file"]) - bl.median(m["sacred_file_1"]))) / (rows - 1) * 1000,
-            "ms", f"((with, {rows} - with, 1) - (without, {rows} - without, 1)) / {rows - 1}"),
         "record_bytes": bl.derived("size of a synced run folder", record_bytes, "bytes",
                                    "config.json, run.json, metrics.json, cout.txt, info.json, model.bin"),
     }
     for n in sizes:
         d[f"sync_rate_{n}"] = bl.derived(f"`sem sync`, {n:,} runs", n / bl.median(m[f"sync_{n}"]), "runs/s",
                                          "runs / median seconds")
+    if not args.quick:
+        d.update({
+            "sem_live_per_job_marginal": bl.derived(
+                "sem: live sync adds per job, connection and start-up taken out",
+                ((bl.median(m["sem_live_db"]) - bl.median(m["sem_db_1"]))
+                 - (bl.median(m["sem_live_file"]) - bl.median(m["sem_file_1"]))) / (rows - 1) * 1000,
+                "ms", f"((with, {rows} - with, 1) - (without, {rows} - without, 1)) / {rows - 1}"),
+            "sacred_live_per_run_marginal": bl.derived(
+                "sacred: MongoObserver adds per run, connection and start-up taken out",
+                ((bl.median(m["sacred_live_db"]) - bl.median(m["sacred_db_1"]))
+                 - (bl.median(m["sacred_live_file"]) - bl.median(m["sacred_file_1"]))) / (rows - 1) * 1000,
+                "ms", f"((with, {rows} - with, 1) - (without, {rows} - without, 1)) / {rows - 1}"),
+        })
     if len(sizes) > 1:
         lo, hi = sizes[0], sizes[-1]
         d["sync_rate_marginal"] = bl.derived(

@@ -144,6 +144,7 @@ class Sample:
     user_s: float
     sys_s: float
     peak_rss_mb: float
+    returncode: int = 0
     stdout: str = field(repr=False, default="")
     stderr: str = field(repr=False, default="")
 
@@ -177,7 +178,7 @@ def run(cmd: Sequence[str], cwd: Path, env: Optional[dict] = None, timeout: floa
         stderr = err.read().decode(errors="replace")
     if check and proc.returncode != 0:
         raise RuntimeError(f"{shlex.join(cmd)} (in {cwd}) exited {proc.returncode}:\n{stdout[-2000:]}\n{stderr[-3000:]}")
-    return Sample(wall, usage.ru_utime, usage.ru_stime, usage.ru_maxrss / 1024, stdout, stderr)
+    return Sample(wall, usage.ru_utime, usage.ru_stime, usage.ru_maxrss / 1024, proc.returncode, stdout, stderr)
 
 
 def round_robin(contenders: dict[str, Callable[[], Any]], repeat: int) -> dict[str, list[Any]]:
