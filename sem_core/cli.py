@@ -11,7 +11,7 @@ import importlib
 import sys
 from typing import Optional, Sequence
 
-from sem_core.errors import SemError
+from sem_core.errors import SemError, install_hooks
 
 # One line per subcommand module; add yours here.
 COMMAND_MODULES = [
@@ -87,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    install_hooks()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import warnings
+from typing import Any, Callable
 
 from hydra.errors import CompactHydraException
 
@@ -30,29 +31,37 @@ def warn(message: str) -> None:
     warnings.warn(SemWarning(message), stacklevel=2)
 
 
-_default_formatwarning = warnings.formatwarning
+def install_hooks() -> None:
+    """Give sem's warnings and errors their one-line form in this process.
+
+    Called by the entry points (the ``sem`` command, a model file run as a script, a Slurm
+    worker): importing sem_core changes no hook of the interpreter. Installing twice changes
+    nothing; each hook hands what is not sem's to the hook it replaced."""
+    if not getattr(warnings.formatwarning, "sem_hook", False):
+        warnings.formatwarning = _one_line_sem_warnings(warnings.formatwarning)
+    if not getattr(sys.excepthook, "sem_hook", False):
+        sys.excepthook = _sem_errors_without_traceback(sys.excepthook)
 
 
-def _formatwarning(message, category, filename, lineno, line=None):  # type: ignore[no-untyped-def]
-    if isinstance(category, type) and issubclass(category, SemWarning):
-        return f"sem: warning: {message}\n"
-    return _default_formatwarning(message, category, filename, lineno, line)
+def _one_line_sem_warnings(replaced: Callable[..., str]) -> Callable[..., str]:
+    def format_warning(message, category, filename, lineno, line=None):  # type: ignore[no-untyped-def]
+        if isinstance(category, type) and issubclass(category, SemWarning):
+            return f"sem: warning: {message}\n"
+        return replaced(message, category, filename, lineno, line)
+
+    format_warning.sem_hook = True  # type: ignore[attr-defined]
+    return format_warning
 
 
-warnings.formatwarning = _formatwarning
+def _sem_errors_without_traceback(replaced: Callable[..., Any]) -> Callable[..., Any]:
+    def excepthook(exc_type, exc, tb):  # type: ignore[no-untyped-def]
+        # A SemError escaping a model file's module-level code (the README's template calls
+        # read_yaml("../experiment_config.yaml") before @ex.automain) already says what to fix:
+        # print it as automain does, without the traceback (HYDRA_FULL_ERROR=1 keeps it). Exit code stays 1.
+        if isinstance(exc, SemError) and not os.environ.get("HYDRA_FULL_ERROR"):
+            print(f"{os.path.basename(sys.argv[0]) or 'sem'}: error: {exc}", file=sys.stderr)
+            return
+        replaced(exc_type, exc, tb)
 
-
-_default_excepthook = sys.excepthook
-
-
-def _excepthook(exc_type, exc, tb):  # type: ignore[no-untyped-def]
-    # A SemError escaping a model file's module-level code (the README's template calls
-    # read_yaml("../experiment_config.yaml") before @ex.automain) already says what to fix:
-    # print it as automain does, without the traceback (HYDRA_FULL_ERROR=1 keeps it). Exit code stays 1.
-    if isinstance(exc, SemError) and not os.environ.get("HYDRA_FULL_ERROR"):
-        print(f"{os.path.basename(sys.argv[0]) or 'sem'}: error: {exc}", file=sys.stderr)
-        return
-    _default_excepthook(exc_type, exc, tb)
-
-
-sys.excepthook = _excepthook
+    excepthook.sem_hook = True  # type: ignore[attr-defined]
+    return excepthook

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence
 
 from sem_core import ids, settings
-from sem_core.errors import ConfigError, SemError
+from sem_core.errors import ConfigError, SemError, install_hooks
 from sem_core.lifecycle import RunLifecycle
 
 
@@ -34,9 +34,19 @@ class Experiment:
         self._checkpoint_fn: Optional[Callable[..., Any]] = None
         # the run of the job going on in this process (sem_core.lifecycle)
         self.lifecycle = RunLifecycle()
+        # (len(sys.modules), model_sources) of the last scan in this process (``ex_info``)
+        self._sources: Optional[tuple[int, list[list[str]]]] = None
         # sacred's idiom: ex.observers.append(obs) attaches any sacred RunObserver to every run
         # (sem_core.observers.attached); sem's own file record needs none
         self.observers: list = []
+        if _is_main_script(self.path):
+            # `python m_model.py`: the model file is the entry point, and a SemError its own
+            # module-level code raises (read_yaml of a bad experiment_config.yaml) is one line
+            install_hooks()
+
+    def __getstate__(self) -> dict:
+        # the scan of another process's modules means nothing in the one unpickling this
+        return {**self.__dict__, "_sources": None}
 
     # -- folders ---------------------------------------------------------------------
     @property
@@ -63,10 +73,15 @@ class Experiment:
         """sacred's ``experiment`` entry of a run: name, base_dir, mainfile, sources."""
         from sem_core.sources import model_sources
 
+        # scanning every loaded module and hashing the model's sources takes milliseconds: it is
+        # redone only when modules were imported since, so the jobs of one worker scan once
+        loaded = len(sys.modules)
+        if self._sources is None or self._sources[0] != loaded:
+            self._sources = (loaded, model_sources(self.path))
         return {
             "name": self.name,
             "base_dir": str(self.models_dir),
-            "sources": model_sources(self.path),
+            "sources": self._sources[1],
             "dependencies": [],
             "repositories": [],
             "mainfile": self.path.name,
@@ -194,3 +209,9 @@ def _launch_dir() -> Path:
     if HydraConfig.initialized():
         return Path(HydraConfig.get().runtime.cwd)
     return Path.cwd()
+
+
+def _is_main_script(path: Path) -> bool:
+    """Whether ``path`` is the script this interpreter was started with (``python m_model.py``)."""
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+    return bool(main_file) and Path(main_file).resolve() == path

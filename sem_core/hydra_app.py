@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from sem_core import settings
-from sem_core.errors import ConfigError
+from sem_core.errors import ConfigError, install_hooks
 from sem_core.help_text import model_file_help
 from sem_core.pipes import guard_stdout
 from sem_core.signals import interrupt_exit_code, stop_signals_interrupt
@@ -28,6 +28,7 @@ def run_hydra_app(experiment: Experiment, argv: Sequence[str]) -> int:
     from sem_core.argv import split_argv
     from sem_core.task import SemTask
 
+    install_hooks()
     # Launchers that start a fresh interpreter (submitit_local, submitit_slurm) unpickle the
     # task before any sem code runs there: the model's sibling modules (`from data import
     # ...`) must already be importable, so the models folder goes on their PYTHONPATH.

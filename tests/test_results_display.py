@@ -215,7 +215,9 @@ def test_a_sweep_piped_into_head_runs_and_records_every_job_quietly(tmp_path):
 
 
 def test_mongo_settings_warnings_are_in_sems_own_one_line_format():
-    code = ("from sem_core.mongo.connection import resolve_settings; "
+    # with sem's hooks installed, as every entry point (sem, a model file, a worker) does
+    code = ("from sem_core.errors import install_hooks; install_hooks(); "
+            "from sem_core.mongo.connection import resolve_settings; "
             "resolve_settings('mongodb://user:pw@db.example.org/lab', env={})")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
