@@ -1,19 +1,204 @@
-"""The plugin package sits on top of the library: no module of sem_core imports hydra_plugins,
-not even inside a function (Hydra's plugin discovery is what loads sem's plugins)."""
+"""sem's layers point one way (docs/design.md, "Layers").
+
+Read from the source with ``ast``, so imports inside functions count as much as those at the
+top of a module: they run as soon as the function does. Only imports under
+``if TYPE_CHECKING:`` are left out: they never run (a type named in an annotation).
+
+- no import cycle among sem_core's modules;
+- the plugin package sits on top of the library: no module of sem_core imports
+  hydra_plugins (Hydra's plugin discovery is what loads sem's plugins);
+- the pure modules (ids, plan, schema) import no Hydra or OmegaConf;
+- the launchers' work (sem_core.launch) is below the plugins and above the run: nothing under
+  it imports the sweep, the CLI or the model-file entry;
+- importing sem_core changes no hook of the interpreter (the entry points install them).
+"""
+
+from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
-SEM_CORE = Path(__file__).resolve().parent.parent / "sem_core"
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SEM_CORE = ROOT / "sem_core"
+
+PURE_MODULES = ("sem_core.ids", "sem_core.plan", "sem_core.schema")
+# the layers above sem_core.launch: the launchers' work never reaches up into them
+ABOVE_LAUNCH = ("sem_core.cli", "sem_core.commands", "sem_core.multi", "sem_core.hydra_app", "sem_core.sweep")
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_module_name(p): p for p in sorted(SEM_CORE.rglob("*.py"))}
+
+
+def _is_type_checking(node: ast.AST) -> bool:
+    test = getattr(node, "test", None)
+    return isinstance(node, ast.If) and (
+        (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING")
+        or (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+    )
+
+
+def _runtime_imports(tree: ast.AST):
+    """Every Import/ImportFrom node that can run, at any depth (functions, classes, try)."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if _is_type_checking(node):
+            stack.extend(getattr(node, "orelse", []))
+            continue
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            yield node
+        stack.extend(ast.iter_child_nodes(node))
+
+
+def imported_names(module: str) -> list[tuple[int, str]]:
+    """(line, dotted name) of every module ``module`` imports at run time. ``from a import b``
+    names ``a.b`` when that is a module of sem_core, else ``a``."""
+    path = MODULES[module]
+    package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
+    out = []
+    for node in _runtime_imports(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            out += [(node.lineno, alias.name) for alias in node.names]
+            continue
+        base = node.module or ""
+        if node.level:
+            base = ".".join(package[: len(package) - node.level + 1] + ([base] if base else []))
+        for alias in node.names:
+            full = f"{base}.{alias.name}"
+            out.append((node.lineno, full if full in MODULES else base))
+    return out
+
+
+def _owning_module(name: str) -> str | None:
+    while name and name not in MODULES:
+        name = name.rpartition(".")[0]
+    return name or None
+
+
+def import_graph() -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {}
+    for module in MODULES:
+        targets = {_owning_module(name) for _line, name in imported_names(module) if name.split(".")[0] == "sem_core"}
+        graph[module] = {t for t in targets if t and t != module}
+    return graph
+
+
+def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def visit(start: str) -> None:
+        # iterative depth-first search: (node, iterator over its successors)
+        work = [(start, iter(sorted(graph.get(start, ()))))]
+        index[start] = low[start] = len(index)
+        stack.append(start)
+        on_stack.add(start)
+        while work:
+            node, successors = work[-1]
+            for nxt in successors:
+                if nxt not in index:
+                    index[nxt] = low[nxt] = len(index)
+                    stack.append(nxt)
+                    on_stack.add(nxt)
+                    work.append((nxt, iter(sorted(graph.get(nxt, ())))))
+                    break
+                if nxt in on_stack:
+                    low[node] = min(low[node], index[nxt])
+            else:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[node])
+                if low[node] == index[node]:
+                    component = []
+                    while True:
+                        member = stack.pop()
+                        on_stack.discard(member)
+                        component.append(member)
+                        if member == node:
+                            break
+                    if len(component) > 1:
+                        cycles.append(sorted(component))
+
+    for module in sorted(graph):
+        if module not in index:
+            visit(module)
+    return cycles
+
+
+def test_the_cycle_finder_finds_a_cycle_hidden_in_a_function():
+    # the contract below can fail: a cycle closed by an import inside a function is one
+    tree = ast.parse("import os\ndef f():\n    from sem_core import b\n")
+    assert sorted(n.lineno for n in _runtime_imports(tree)) == [1, 3]
+    guarded = ast.parse("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import a\nelse:\n    import b\n")
+    assert sorted(n.names[0].name for n in _runtime_imports(guarded)) == ["TYPE_CHECKING", "b"]
+    assert find_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert find_cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_cycles_among_sem_core_modules():
+    assert find_cycles(import_graph()) == []
 
 
 def test_no_module_of_sem_core_imports_the_plugin_package():
-    offenders = []
-    for path in sorted(SEM_CORE.rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
-            if isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-            offenders += [f"{path.relative_to(SEM_CORE.parent)}:{node.lineno} {n}" for n in names
-                          if n.split(".")[0] == "hydra_plugins"]
+    offenders = [f"{module}:{line} {name}" for module in MODULES for line, name in imported_names(module)
+                 if name.split(".")[0] == "hydra_plugins"]
     assert offenders == []
+
+
+@pytest.mark.parametrize("module", PURE_MODULES)
+def test_the_pure_modules_import_no_hydra_or_omegaconf(module):
+    offenders = [f"{module}:{line} {name}" for line, name in imported_names(module)
+                 if name.split(".")[0] in ("hydra", "omegaconf")]
+    assert offenders == []
+
+
+def test_the_launchers_work_sits_below_the_sweep_and_the_entry_points():
+    launch = [m for m in MODULES if m == "sem_core.launch" or m.startswith("sem_core.launch.")]
+    if not launch:
+        pytest.skip("no sem_core.launch package in this tree")
+    graph = import_graph()
+    offenders = [f"{m} -> {t}" for m in launch for t in sorted(graph[m])
+                 if any(t == above or t.startswith(above + ".") for above in ABOVE_LAUNCH)]
+    assert offenders == []
+
+
+def test_importing_sem_core_changes_no_interpreter_hook():
+    # every module of the library, imported in a fresh interpreter: sys.excepthook and
+    # warnings.formatwarning are what Python set (sem's entry points install sem's own)
+    names = sorted(MODULES)
+    code = (
+        "import sys, warnings, importlib\n"
+        "hooks = (sys.excepthook, warnings.formatwarning, warnings.showwarning)\n"
+        f"for name in {names!r}:\n"
+        "    importlib.import_module(name)\n"
+        "assert (sys.excepthook, warnings.formatwarning, warnings.showwarning) == hooks, 'changed'\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_installed_hooks_make_sem_warnings_one_line_and_leave_other_warnings_as_they_were():
+    code = (
+        "import sys, warnings\n"
+        "from sem_core.errors import SemWarning, install_hooks\n"
+        "install_hooks(); installed = (sys.excepthook, warnings.formatwarning)\n"
+        "install_hooks(); assert (sys.excepthook, warnings.formatwarning) == installed, 'wrapped twice'\n"
+        "print(warnings.formatwarning('careful', SemWarning, 'f.py', 1), end='')\n"
+        "print(warnings.formatwarning('plain', UserWarning, 'f.py', 1).splitlines()[0])\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["sem: warning: careful", "f.py:1: UserWarning: plain"]
