@@ -46,6 +46,8 @@ VOLATILE = [
     (re.compile(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:[+-]\d\d:?\d\d|Z)?"), "<time>"),
     (re.compile(r"(?<![\w.])(?:\d+m)?\d+(?:\.\d+)?s\b"), "<duration>"),
     (re.compile(r"\bpid \d+"), "pid <pid>"),
+    (re.compile(r"\b[0-9a-f]{40}\b"), "<commit>"),
+    (re.compile(r"\b[0-9a-f]{32}\b"), "<md5>"),
     (re.compile(r"\b\d+(?:\.\d+)? (?:bytes|KiB|MiB)\b"), "<size>"),  # pickles and PNGs differ across versions
 ]
 
@@ -123,6 +125,10 @@ def page_env(home: Path) -> dict[str, str]:
         NO_COLOR="1",
         TERM="dumb",
         TZ="UTC",
+        GIT_AUTHOR_NAME="you",
+        GIT_AUTHOR_EMAIL="you@example.org",
+        GIT_COMMITTER_NAME="you",
+        GIT_COMMITTER_EMAIL="you@example.org",
         # `python` and `sem` are those of the interpreter running the tests (a virtualenv's too).
         PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
         PYTHONPATH=os.pathsep.join(p for p in [env.get("PYTHONPATH", ""), str(REPO)] if p),
