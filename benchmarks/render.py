@@ -1,0 +1,178 @@
+"""Write docs/performance.md from the results files in benchmarks/results/ (no figure typed by hand).
+
+    python benchmarks/render.py [--results DIR] [--out docs/performance.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+ORDER = ("core", "plan", "logging", "capture", "results", "slurm", "sync")
+
+# The goals of the performance work: (benchmark, key of a derived figure or measurement, goal,
+# the params the goal is stated at, test, target). The page shows each against the measured value.
+Target = tuple[str, str, str, dict, Callable[[float], bool], str]
+TARGETS: list[Target] = [
+    ("core", "sem_vs_sacred", "per-job overhead: sweep of trivial rows, sem / plain sacred loop", {"rows": 50},
+     lambda v: v <= 1.5, "<= 1.5x"),
+    ("core", "startup_ratio", "start-up: one-row run / bare Hydra one job", {}, lambda v: v <= 1.3, "<= 1.3x"),
+    ("core", "sem_memory_growth", "peak memory of a sequential sweep: 10,000 rows / 50 rows",
+     {"memory_rows": [50, 10_000]}, lambda v: v <= 1.2, "<= 1.2x"),
+    ("plan", "sem_plan", "planning 100,000 rows", {"rows": 100_000}, lambda v: v < 2, "< 2 s"),
+    ("results", "sem_cached", "load_runs + results_table over 50,000 runs, cached", {"runs": 50_000},
+     lambda v: v < 2, "< 2 s"),
+    ("results", "sem_cold", "load_runs + results_table over 50,000 runs, cold", {"runs": 50_000},
+     lambda v: v < 10, "< 10 s"),
+    ("results", "cold_vs_plain", "... faster than the plain pandas-over-json loop (cold)", {"runs": 50_000},
+     lambda v: v > 1, "> 1x"),
+    ("slurm", "sem_submit_only", "Slurm: submitting 10,000 rows with wait=false", {"submit_rows": 10_000},
+     lambda v: v < 5, "< 5 s"),
+    ("sync", "sem_live_per_job_marginal", "MongoDB: live sync adds per job", {}, lambda v: v <= 15, "<= 15 ms"),
+    ("sync", "noop_10000", "MongoDB: no-op re-sync of 10,000 runs", {}, lambda v: v < 2, "< 2 s"),
+    ("logging", "sem_added", "100,000 log_scalar calls add to a run", {"calls": 100_000}, lambda v: v < 0.15,
+     "< 0.15 s"),
+]
+
+
+def fmt(value: Optional[float], unit: str) -> str:
+    if value is None:
+        return "n/a"
+    if unit == "s" and abs(value) < 1:
+        return f"{value * 1000:.0f} ms" if abs(value) >= 0.01 else f"{value * 1000:.1f} ms"
+    if unit in ("x",):
+        return f"{value:.2f}x"
+    if unit == "%":
+        return f"{value:.1f}%"
+    if unit == "":
+        return f"{value:,.0f}"
+    if abs(value) >= 100:
+        return f"{value:,.0f} {unit}".strip()
+    if abs(value) >= 10:
+        return f"{value:.1f} {unit}".strip()
+    return f"{value:.2f} {unit}".strip()
+
+
+def value_of(result: dict, key: str) -> tuple[Optional[float], str]:
+    if key in result.get("derived", {}):
+        d = result["derived"][key]
+        return d["value"], d["unit"]
+    if key in result.get("measurements", {}):
+        m = result["measurements"][key]
+        return m["median"], m["unit"]
+    return None, ""
+
+
+def cell(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def environment_line(result: dict) -> str:
+    env = result["environment"]
+    versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items() if v)
+    load = env.get("load_average_start", [None])[0]
+    load_end = env.get("load_average_end", [None])[0]
+    return (f"Measured {env['date']} on commit `{env['git_commit'][:12]}`; {env['cpu_count']} x {env['cpu_model']}, "
+            f"{env['memory_total_mb'] / 1024:.0f} GB; load average {load:.2f} at the start, {load_end:.2f} at the end "
+            f"(1 min); Python {env['python']}, {versions}. Repeats: {result['repeat']} (round-robin).")
+
+
+def section(result: dict) -> list[str]:
+    out = [f"## {result['title']}", "", f"`{result['command']}`", ""]
+    if result.get("quick"):
+        out += ["**Quick mode** (tiny sizes, one repeat): these figures only show that the script runs.", ""]
+    out += [result["description"], "", environment_line(result), ""]
+    out += ["| measurement | median | min - max | samples | what it includes |", "|---|---:|---:|---:|---|"]
+    for m in result["measurements"].values():
+        spread = f"{fmt(m['min'], m['unit'])} - {fmt(m['max'], m['unit'])}" if len(m["samples"]) > 1 else ""
+        out.append(f"| {cell(m['label'])} | {fmt(m['median'], m['unit'])} | {spread} | {len(m['samples'])} | "
+                   f"{cell(m['includes'])} |")
+    if result.get("derived"):
+        out += ["", "| figure | value | how |", "|---|---:|---|"]
+        for d in result["derived"].values():
+            out.append(f"| {cell(d['label'])} | {fmt(d['value'], d['unit'])} | {cell(d['how'])} |")
+    if result.get("importtime_top"):
+        out += ["", "Slowest imports of a one-row run (`python -X importtime m.py +order_id=0`, top-level "
+                "modules, cumulative):", "", "| module | cumulative | self |", "|---|---:|---:|"]
+        for e in result["importtime_top"]:
+            out.append(f"| `{e['module']}` | {e['cumulative_us'] / 1000:.1f} ms | {e['self_us'] / 1000:.1f} ms |")
+    for note in result.get("notes", []):
+        out += ["", note]
+    out.append("")
+    return out
+
+
+def targets(results: dict[str, dict]) -> list[str]:
+    out = ["## Targets", "", "The goals of the performance work against the latest results (sections below).", "",
+           "| goal | target | measured | as measured | met |", "|---|---:|---:|---|---|"]
+    for bench, key, goal, at, test, text in TARGETS:
+        result = results.get(bench)
+        value, unit = value_of(result, key) if result else (None, "")
+        if result is None or value is None:
+            out.append(f"| {goal} | {text} | not measured | | |")
+            continue
+        item = result["derived"].get(key) or result["measurements"].get(key)
+        params = result.get("params", {})
+        if result.get("quick"):
+            verdict = "quick mode, not judged"
+        elif any(params.get(k) != v for k, v in at.items()):
+            verdict = "measured at another size, not judged"
+        else:
+            verdict = "yes" if test(value) else "**no**"
+        out.append(f"| {goal} | {text} | {fmt(value, unit)} | {cell(item['label'])} | {verdict} |")
+    return out + [""]
+
+
+def render(results_dir: Path) -> str:
+    results = {}
+    for name in ORDER:
+        path = results_dir / f"{name}.json"
+        if path.exists():
+            results[name] = json.loads(path.read_text())
+    extra = sorted(p.stem for p in results_dir.glob("*.json") if p.stem not in ORDER)
+    for name in extra:
+        results[name] = json.loads((results_dir / f"{name}.json").read_text())
+    lines = [
+        "# Performance",
+        "",
+        "<!-- generated by benchmarks/render.py from benchmarks/results/*.json: edit those, not this page -->",
+        "",
+        "Every figure on this page is read from a results file in `benchmarks/results/`, written by the",
+        "benchmark script named in its section; each file keeps every raw sample, the machine, the load",
+        "average and the versions. Contenders run side by side in one run, round-robin; sem runs with",
+        "its defaults. To measure everything again on the current checkout and regenerate this page:",
+        "",
+        "```bash",
+        "python benchmarks/run_all.py            # about 25 minutes; needs the test Slurm cluster (sinfo)",
+        "python benchmarks/run_all.py --quick    # seconds: checks that every script runs, figures mean little",
+        "```",
+        "",
+        "One script alone: the command shown in its section, then `python benchmarks/render.py`.",
+        "The development machine is shared: compare figures within one section (measured together),",
+        "not across sections or runs.",
+        "",
+    ]
+    lines += targets(results)
+    for result in results.values():
+        lines += section(result)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=Path, default=HERE / "results")
+    parser.add_argument("--out", type=Path, default=REPO / "docs" / "performance.md")
+    args = parser.parse_args(argv)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(render(args.results))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
