@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine (as root): installs what the tests need (Debian and
-# PyPI packages, Omniboard from npm), starts the test Slurm cluster, runs pytest, stops the cluster.
-# Usage: bash tests/run.sh [pytest args...]
+# PyPI packages, Omniboard from npm), runs the static gates (ruff, mypy, the docs site), starts the
+# test Slurm cluster, runs pytest, stops the cluster; then runs the Hydra/omegaconf/sacred tests
+# again in a fresh virtualenv with every requirement at the lowest version setup.cfg allows.
+# Usage: bash tests/run.sh [pytest args...]   (with pytest args: only that pytest run, no lowest run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
@@ -19,6 +21,27 @@ fi
 PYTHON=${PYTHON:-python3}
 "$PYTHON" -m pip install -q --disable-pip-version-check -e '.[test]'
 
+# Static gates, before any service starts: each prints its command and its time, and the first
+# failure stops the run. The paths are the shipped packages (mypy's are in pyproject.toml).
+gate() {
+  local name=$1 start=$SECONDS
+  shift
+  echo "== $name: $*"
+  if ! "$@"; then
+    echo "== $name FAILED: $*" >&2
+    exit 1
+  fi
+  echo "== $name passed ($((SECONDS - start)) s)"
+}
+PACKAGES=(sem_core hydra_plugins experiment_manager)
+gate lint "$PYTHON" -m ruff check --output-format concise "${PACKAGES[@]}"
+gate format "$PYTHON" -m ruff format --check "${PACKAGES[@]}"
+gate types "$PYTHON" -m mypy
+site_dir=$(mktemp -d)
+# (NO_MKDOCS_2_WARNING: Material prints a banner about MkDocs 2 on every build)
+NO_MKDOCS_2_WARNING=1 gate docs "$PYTHON" -m mkdocs build --strict --quiet --site-dir "$site_dir"
+rm -rf "$site_dir"
+
 # @@ service start lines (keep each idempotent; stop them in cleanup) @@
 bash tests/omniboard/install.sh  # Omniboard from npm into ~/.cache/sem-test/omniboard (once)
 cleanup() { bash tests/slurm/stop.sh || true; }
@@ -28,4 +51,25 @@ bash tests/slurm/start.sh
 # tests that need a service (Slurm, Omniboard, Chromium) fail instead of skipping when it is missing
 export SEM_REQUIRE_SERVICES=1
 
-"$PYTHON" -m pytest "$@"
+if [ $# -gt 0 ]; then
+  "$PYTHON" -m pytest "$@"
+  exit 0
+fi
+"$PYTHON" -m pytest
+
+# The same tests against the oldest versions sem allows (tests/lowest-constraints.txt pins each
+# runtime requirement at its floor): only the tests that exercise Hydra, omegaconf, sacred, pymongo
+# and pandas, so it stays a few minutes. A fresh virtualenv each time, sem installed editable.
+LOWEST_TESTS=(
+  tests/test_hydra_suites.py
+)
+lowest_start=$SECONDS
+lowest_venv=$(mktemp -d)/venv
+"$PYTHON" -m venv "$lowest_venv"
+"$lowest_venv/bin/python" -m pip install -q --disable-pip-version-check \
+  -c tests/lowest-constraints.txt -e '.[test]'
+"$lowest_venv/bin/python" -m pip list --disable-pip-version-check 2>/dev/null \
+  | grep -iE '^(hydra-core|omegaconf|sacred|pymongo|submitit|numpy|pandas) '
+"$lowest_venv/bin/python" -m pytest -m "not slurm" "${LOWEST_TESTS[@]}"
+rm -rf "$(dirname "$lowest_venv")"
+echo "== lowest versions passed ($((SECONDS - lowest_start)) s)"
