@@ -76,6 +76,14 @@ def git_root(path: Path) -> Path:
     return Path(result.stdout.strip())
 
 
+def require_dvc_installed() -> None:
+    """DVC is an optional dependency (the ``dvc`` extra): say how to get it before anything changes."""
+    import importlib.util
+
+    if importlib.util.find_spec("dvc") is None or importlib.util.find_spec("configobj") is None:
+        raise DvcError(f"DVC is not installed for {sys.executable}: pip install 'sem[dvc]'")
+
+
 def require_dvc_repo(root: Path) -> None:
     if not (root / ".dvc").is_dir():
         raise DvcError(f"{root} has no DVC set-up: run `sem dvc init --remote URL` first")
@@ -84,6 +92,7 @@ def require_dvc_repo(root: Path) -> None:
 def repo_config(root: Path) -> dict:
     """The repository's DVC settings: ``.dvc/config`` overlaid with ``.dvc/config.local`` (read
     directly: each ``dvc config`` call costs a ~0.6 s interpreter start-up)."""
+    require_dvc_installed()
     import configobj
 
     merged: dict = {}
@@ -162,6 +171,7 @@ def init(
     gdrive_client_secret: Optional[str] = None,
 ) -> list[str]:
     """Set up DVC (where needed) and a default remote; return what was done, one line each."""
+    require_dvc_installed()
     root = git_root(start)
     if remote_url:
         check_remote_plugin(remote_url)  # before changing anything
@@ -247,6 +257,7 @@ def targets_of(experiment_dir: Path, store: Path) -> Targets:
 
 
 def push(targets: Targets) -> list[str]:
+    require_dvc_installed()
     root = targets.root
     require_dvc_repo(root)
     remote = default_remote(root)
@@ -390,6 +401,7 @@ def pull(targets: Targets) -> list[str]:
     """Fetch and merge the tracked run store and results. A git conflict in their .dvc files (two
     users pushed at the same time) is resolved here: both sides are fetched and merged into the
     folder, and the .dvc file is rewritten for the union."""
+    require_dvc_installed()
     root = targets.root
     require_dvc_repo(root)
     remote = default_remote(root)

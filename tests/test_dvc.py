@@ -111,6 +111,21 @@ def test_cloud_remote_without_its_plugin_names_the_package(tmp_path):
     assert not (tmp_path / ".dvc").exists()  # nothing was set up half-way
 
 
+# `sem` in a Python where DVC cannot be imported, as when the dvc extra is not installed
+WITHOUT_DVC = "import runpy, sys; sys.modules['dvc'] = None; runpy.run_module('sem_core.cli', run_name='__main__')"
+
+
+@pytest.mark.parametrize("action", ["init", "push", "pull"])
+def test_sem_dvc_without_dvc_says_how_to_install_it(tmp_path, action):
+    sh("git", "init", "-q", cwd=tmp_path)
+    shutil.copytree(EXAMPLE, tmp_path / "exp", ignore=shutil.ignore_patterns("runs", "multirun", "results", "__pycache__"))
+    args = ["--remote", str(tmp_path / "remote")] if action == "init" else [str(tmp_path / "exp")]
+    result = sh(sys.executable, "-c", WITHOUT_DVC, "dvc", action, *args, cwd=tmp_path, check=False)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [f"sem dvc: error: DVC is not installed for {sys.executable}: pip install 'sem[dvc]'"]
+    assert not (tmp_path / ".dvc").exists()  # nothing was set up half-way
+
+
 def test_two_users_split_share_and_resume_a_sweep(team):
     a, remote, tmp = team["a"], team["remote"], team["tmp"]
     a_exp = a / "regression"
