@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Any, Optional
 
@@ -47,7 +48,10 @@ def job_row_of(config: DictConfig) -> dict:
         if key in ("hydra", "sem"):
             continue
         value = config[key]
-        row[key] = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+        if OmegaConf.is_config(value):
+            row[key] = OmegaConf.to_container(value, resolve=True, enum_to_str=True)
+        else:  # a schema's Enum field: its name, as in YAML
+            row[key] = value.name if isinstance(value, Enum) else value
     return row
 
 
@@ -96,6 +100,12 @@ class SemCallback(Callback):
         sem_cfg = config.sem
         store = experiment.store_dir(sem_cfg.storage)
         hydra_cfg = HydraConfig.get()
+        if experiment.schema is not None or experiment.config_dir is not None:
+            from sem_core.compose import record_config
+            from sem_core.row_store import job_row
+
+            # config.json: the row as written (the ids hash it) and the job's config as composed
+            row = record_config(job_row(hydra_cfg.overrides.task), row)
         meta = {
             "command": "main",
             "options": {},

@@ -12,7 +12,8 @@ planning, without OmegaConf):
   the job's config from them, and its other keys are set after composition.
 
 A job's node is merged last (package ``_global_``) onto the primary config, by Hydra's composition
-or by copy-and-merge (``job_config``). ``config.json`` holds the row as written (the ids hash
+or by copy-and-merge (``sem_core.launch.job_config``; a node with a defaults list, a row choosing
+config-group options, is left to Hydra's composition). ``config.json`` holds the row as written (the ids hash
 it) and, when the job's config differs from it, that config under ``composed``.
 """
 
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import enum
 import typing
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
@@ -114,52 +114,10 @@ def row_node(record: Mapping[str, Any], groups: Optional[ConfigGroups] = None) -
     return OmegaConf.create(row_config(record, groups))
 
 
-def job_config(base: DictConfig, record: Mapping[str, Any], groups: Optional[ConfigGroups] = None) -> Optional[DictConfig]:
-    """The job's config derived from the sweep's composed primary config ``base``: a copy with
-    the row merged on (a schema's typed nodes fill in defaults and check types). None when the
-    row chooses config-group options: then only Hydra's full composition builds it."""
-    if groups is not None and any(k in groups.options for k in record):
-        return None
-    config = copy.deepcopy(base)
-    with _open_struct(config):
-        config.merge_with(row_node(record))
-    return config
-
-
-class _open_struct:
-    """Hydra's composed config is in struct mode; the row adds keys to it."""
-
-    def __init__(self, config: DictConfig) -> None:
-        self.config = config
-        self.was = OmegaConf.is_struct(config)
-
-    def __enter__(self) -> DictConfig:
-        OmegaConf.set_struct(self.config, False)
-        return self.config
-
-    def __exit__(self, *exc: Any) -> None:
-        OmegaConf.set_struct(self.config, self.was)
-
-
-def job_values(config: DictConfig) -> dict:
-    """The job's config as plain data, without ``hydra`` and ``sem``. (Converting only these
-    keys: resolving the whole ``hydra`` node costs more than a short job.)"""
-    row = {}
-    for key in config:
-        if key in ("hydra", "sem"):
-            continue
-        value = config[key]
-        if OmegaConf.is_config(value):
-            row[key] = OmegaConf.to_container(value, resolve=True, enum_to_str=True)
-        else:
-            row[key] = value.name if isinstance(value, enum.Enum) else value
-    return row
-
-
 def record_config(record: Optional[Mapping[str, Any]], values: dict) -> dict:
     """What ``config.json`` holds: the row as written with its ids (``record``, the planned
     row) and, when the job's config differs from that row, the job's config under ``composed``.
-    ``values``: the job's config as plain data (``job_values``)."""
+    ``values``: the job's config as plain data (``sem_core.callback.job_row_of``)."""
     if record is None:
         return values
     composed = ids.user_keys(values)
@@ -211,22 +169,3 @@ def first_parameter_type(fn: Callable[..., Any]) -> Any:
     except Exception:
         return None  # an annotation that does not resolve: main gets the dict, as without one
     return hints.get(params[0].name)
-
-
-def check_layout(schema: Optional[type], config_path: Optional[str], config_name: Optional[str],
-                 where: Path) -> Optional[Path]:
-    """The absolute config folder of a model file (None without a config tree); a ConfigError for
-    settings that cannot work together."""
-    if config_path is None and config_name is None:
-        return None
-    if schema is not None:
-        raise ConfigError(f"{where}: give schema= or config_path=/config_name=, not both (a config tree "
-                          "carries its own structured configs in its defaults lists)")
-    if config_path is None or config_name is None:
-        raise ConfigError(f"{where}: config_path= and config_name= go together "
-                          "(e.g. Experiment(__file__, config_path='conf', config_name='config'))")
-    folder = Path(config_path)
-    folder = folder if folder.is_absolute() else where.parent / folder
-    if not folder.is_dir():
-        raise ConfigError(f"{where}: config_path={config_path!r}: no folder {folder}")
-    return folder.resolve()

@@ -12,11 +12,14 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 
 from sem_core import ids, settings
 from sem_core.errors import ConfigError, SemError, install_hooks
+from sem_core.groups import ConfigGroups, config_folder
 from sem_core.lifecycle import RunLifecycle
 
 
 class Experiment:
-    """One model file. ``Experiment(__file__, schema=None, replicate_keys=("fold",))``."""
+    """One model file. ``Experiment(__file__, schema=None, replicate_keys=("fold",))``, or with a
+    Hydra config tree whose groups the rows choose: ``config_path="conf", config_name="config"``
+    (sem_core.groups)."""
 
     def __init__(
         self,
@@ -24,10 +27,16 @@ class Experiment:
         schema: Optional[type] = None,
         replicate_keys: Iterable[str] = ids.DEFAULT_REPLICATE_KEYS,
         name: Optional[str] = None,
+        config_path: Optional[str] = None,
+        config_name: Optional[str] = None,
     ):
         self.path = Path(main_file).resolve()
         self.name = name or self.path.stem
         self.schema = schema
+        # the config tree's folder (None: none) and primary config; its groups, read when planning
+        self.config_dir = config_folder(schema, config_path, config_name, self.path)
+        self.config_name = config_name
+        self._config_groups: Optional[ConfigGroups] = None
         self.replicate_keys = tuple(replicate_keys)
         self._configs_fn: Optional[Callable[[], Sequence[dict]]] = None
         self._main_fn: Optional[Callable[[dict], Any]] = None
@@ -43,6 +52,16 @@ class Experiment:
             # `python m_model.py`: the model file is the entry point, and a SemError its own
             # module-level code raises (read_yaml of a bad experiment_config.yaml) is one line
             install_hooks()
+
+    def config_groups(self) -> Optional[ConfigGroups]:
+        """The groups of the config tree with their options (None without a tree), read once."""
+        if self.config_dir is None or self.config_name is None:
+            return None
+        if self._config_groups is None:
+            from sem_core.compose import config_groups
+
+            self._config_groups = config_groups(self.config_dir, self.config_name)
+        return self._config_groups
 
     def __getstate__(self) -> dict:
         # the scan of another process's modules means nothing in the one unpickling this
@@ -138,7 +157,7 @@ class Experiment:
                 rows.append(ids.normalise_row(row))
             except ids.RowValueError as exc:
                 raise ConfigError(f"{self.path} row order_id={order_id}: {exc}") from None
-            clash = sorted(set(row) & (set(ids.ID_KEYS) | {"sem", "hydra"}))
+            clash = sorted(set(row) & set(ids.RESERVED_KEYS))
             if clash:
                 raise ConfigError(
                     f"{self.path} row order_id={order_id}: key(s) {clash} are reserved by sem; rename them"

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Protocol, Sequence
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Optional, Protocol
 
 from sem_core.errors import ConfigError
 
@@ -120,11 +121,20 @@ def choice_overrides(choices: Mapping[str, str], groups: ConfigGroups) -> list[s
     return out
 
 
-def group_keys(rows: Sequence[Mapping[str, Any]], groups: ConfigGroups) -> list[str]:
-    """The groups the rows choose, in first-seen order."""
-    seen: dict[str, None] = {}
-    for row in rows:
-        for key in row:
-            if key in groups.options:
-                seen.setdefault(key, None)
-    return list(seen)
+def config_folder(schema: Optional[type], config_path: Optional[str], config_name: Optional[str],
+                  where: Path) -> Optional[Path]:
+    """The absolute config folder of a model file (None without a config tree); a ConfigError for
+    settings that cannot work together."""
+    if config_path is None and config_name is None:
+        return None
+    if schema is not None:
+        raise ConfigError(f"{where}: give schema= or config_path=/config_name=, not both (a config tree "
+                          "carries its own structured configs in its defaults lists)")
+    if config_path is None or config_name is None:
+        raise ConfigError(f"{where}: config_path= and config_name= go together "
+                          "(e.g. Experiment(__file__, config_path='conf', config_name='config'))")
+    folder = Path(config_path)
+    folder = folder if folder.is_absolute() else where.parent / folder
+    if not folder.is_dir():
+        raise ConfigError(f"{where}: config_path={config_path!r}: no folder {folder}")
+    return folder.resolve()

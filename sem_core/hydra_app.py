@@ -50,7 +50,8 @@ def run_hydra_app(experiment: Experiment, argv: Sequence[str]) -> int:
     try:
         # kill/timeout/docker stop end the sweep as Ctrl-C does: runs INTERRUPTED, a summary
         with stop_signals_interrupt():
-            hydra.main(version_base="1.3", config_path=None, config_name=config_name)(task)()
+            config_dir = str(experiment.config_dir) if experiment.config_dir else None
+            hydra.main(version_base="1.3", config_path=config_dir, config_name=config_name)(task)()
     except KeyboardInterrupt as exc:
         experiment.lifecycle.abandon(exc)
         print(f"{experiment.path.name}: interrupted ({exc or 'SIGINT'})", file=sys.stderr, flush=True)
@@ -100,6 +101,8 @@ def register_primary_config(experiment: Experiment, experiment_config: dict) -> 
     name = PRIMARY_CONFIG_PREFIX + experiment.name
     node = {
         "defaults": [
+            # rows' base: the schema's typed fields, or the user's config tree (sem_core.compose)
+            *primary_defaults(experiment, name),
             "_self_",
             {"override hydra/sweeper": "sem"},
             {"override hydra/launcher": "sequential"},
@@ -116,6 +119,21 @@ def register_primary_config(experiment: Experiment, experiment_config: dict) -> 
     }
     ConfigStore.instance().store(name=name, node=node)
     return name
+
+
+def primary_defaults(experiment: Experiment, primary_name: str) -> list[str]:
+    """The defaults entries the rows build on: the schema (stored as ``<primary>_schema``), or
+    the config tree's primary config; none for plain rows."""
+    from hydra.core.config_store import ConfigStore
+
+    from sem_core.compose import schema_node
+
+    if experiment.schema is not None:
+        ConfigStore.instance().store(name=primary_name + "_schema", node=schema_node(experiment.schema))
+        return [primary_name + "_schema"]
+    if experiment.config_name is not None:
+        return [experiment.config_name]
+    return []
 
 
 def _prepend_pythonpath(folder: Path) -> None:

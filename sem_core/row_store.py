@@ -10,25 +10,15 @@ from __future__ import annotations
 
 import copy
 import json
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 from hydra.core.config_store import ConfigNode
-from omegaconf import OmegaConf
 
 from sem_core import ids
+from sem_core.compose import row_node
+from sem_core.groups import ConfigGroups
 
 ROW_GROUP = "sem_row"
-
-
-def _escape_interpolations(value: Any) -> Any:
-    """Row strings are data: ``${...}`` in them must not be resolved by OmegaConf."""
-    if isinstance(value, str):
-        return value.replace("${", "\\${")
-    if isinstance(value, dict):
-        return {k: _escape_interpolations(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_escape_interpolations(v) for v in value]
-    return value
 
 
 class _RowNode(ConfigNode):
@@ -42,18 +32,20 @@ class _RowNode(ConfigNode):
     stable across hydra-core 1.3.x (pinned in setup.cfg).
     """
 
-    def __init__(self, name: str, record: dict, group: str) -> None:  # dataclass fields set by hand
+    def __init__(self, name: str, record: dict, group: str,
+                 groups: Optional[ConfigGroups] = None) -> None:  # dataclass fields set by hand
         self.name = name
         self.group = group
         self.package = "_global_"
         self.provider = "sem"
-        self.record = record  # the planned row with its ids, as main receives it
+        self.record = record  # the planned row with its ids, as planned
+        self.groups = groups  # the config tree's groups, when the row chooses their options
         self._node = None
 
     @property  # type: ignore[override]
     def node(self):
         if self._node is None:
-            self._node = OmegaConf.create(_escape_interpolations(self.record))
+            self._node = row_node(self.record, self.groups)
         return self._node
 
     @node.setter
@@ -61,15 +53,16 @@ class _RowNode(ConfigNode):
         self._node = value
 
 
-def register_rows(records_: Sequence[dict], first_index: int = 0) -> list[str]:
-    """Store each row as ``sem_row/j<k>``; return the job override for each."""
+def register_rows(records_: Sequence[dict], first_index: int = 0, groups: Optional[ConfigGroups] = None) -> list[str]:
+    """Store each row as ``sem_row/j<k>``; return the job override for each. ``groups``: the
+    config tree's groups, whose options the rows choose (``sem_core.compose.row_config``)."""
     from hydra.core.config_store import ConfigStore
 
     group = ConfigStore.instance().repo.setdefault(ROW_GROUP, {})
     overrides = []
     for k, record in enumerate(records_, start=first_index):
         name = f"j{k}"
-        group[f"{name}.yaml"] = _RowNode(f"{name}.yaml", record, ROW_GROUP)
+        group[f"{name}.yaml"] = _RowNode(f"{name}.yaml", record, ROW_GROUP, groups)
         overrides.append(f"+{ROW_GROUP}={name}")
     return overrides
 

@@ -240,10 +240,3 @@ def check_rows(jobs: Iterable[RowLike], schema: type, source: str) -> None:
         found = compiled.problem(job.row)
         if found is not None:
             raise ConfigError(f"{source} row order_id={job.order_id}: {describe(found, compiled.name)}")
-
-
-def validate_row(row: Mapping[str, Any], schema: type, order_id: int, source: str) -> None:
-    """``check_rows`` for one row (compiles the schema each call: use ``check_rows`` for many)."""
-    found = compile_schema(schema).problem(row)
-    if found is not None:
-        raise ConfigError(f"{source} row order_id={order_id}: {describe(found, schema.__name__)}")

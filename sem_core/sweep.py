@@ -73,7 +73,8 @@ def _launch_in_batches(sweeper: Any, passthrough: Sequence[str], planned: Sequen
     earlier ones for the summary)."""
     batch_size = sweeper.max_batch_size or len(planned) or 1
     for start in range(0, len(planned), batch_size):
-        row_overrides = register_rows(planned[start : start + batch_size], first_index=start)
+        row_overrides = register_rows(planned[start : start + batch_size], first_index=start,
+                                      groups=sweeper.task_function.experiment.config_groups())
         batch = [list(passthrough) + [ov] for ov in row_overrides]
         results = sweeper.launcher.launch(batch, initial_job_idx=start)
         launched.batches.append(results)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import copy
 import functools
 from typing import TYPE_CHECKING, Any, Sequence
 
+from sem_core.compose import main_argument, main_config
 from sem_core.lifecycle import MainExited
 from sem_core.plan import RowOverride
 
@@ -54,8 +54,9 @@ class SemTask:
             # another run holds this row's claim (sem_core.claims): the job reports it, runs nothing
             return elsewhere
         run = lifecycle.enter()
-        # the row the callback already read from this job's config (a copy: main may change it)
-        row = copy.deepcopy(run.config)
+        # the job's config the callback already read (a copy: main may change it): the row, or
+        # the config a schema or config tree made of it (sem_core.compose)
+        row = main_config(run.config)
         # config["seed"] (the random seed) is derived from experiment_id unless the row sets one;
         # it is not in config.json, so experiment_id stays the hash of config.json's user keys
         from sem_core.capture import seed_everything, with_seed
@@ -63,7 +64,8 @@ class SemTask:
         row = with_seed(row, row["experiment_id"])
         seed_everything(row["seed"])
         try:
-            return self.experiment._main_fn(row)  # type: ignore[misc]
+            main_fn = self.experiment._main_fn
+            return main_fn(main_argument(main_fn, row, self.experiment.schema))  # type: ignore[misc]
         except KeyboardInterrupt:
             lifecycle.interrupt()
             raise
