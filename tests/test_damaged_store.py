@@ -22,7 +22,7 @@ from sem_core import records
 from sem_core.commands.clean import StoreEntry, plan_clean
 from sem_core.resume import ExistingRun, select_jobs
 from sem_core.results.load import summaries_to_frame, summarise
-from sem_core.results.table import select_runs
+from sem_core.results.table import counted_runs
 from tests.conftest import run_model
 
 MODEL = """
@@ -288,7 +288,7 @@ def test_clean_results_and_resume_agree_on_the_newest_run_of_a_row(runs):
     summaries = [summarise(f"/store/{gid}", {"status": status, "start_time": start, "experiment": {"mainfile": "m.py"}},
                            {"experiment_id": "e1", "config_id": "c1", "order_id": 0, "global_id": gid})
                  for start, gid, status in runs]
-    included, _ = select_runs(summaries_to_frame(summaries), statuses=None)
+    included, _ = counted_runs(summaries_to_frame(summaries), statuses=None)
     assert list(included["global_id"]) == [expected[1]]
 
     class Job:
@@ -300,7 +300,7 @@ def test_clean_results_and_resume_agree_on_the_newest_run_of_a_row(runs):
 
     if completed:
         newest_completed = max(completed, key=lambda r: records.recency(r[0], r[1]))
-        counted, _ = select_runs(summaries_to_frame(summaries))
+        counted, _ = counted_runs(summaries_to_frame(summaries))
         assert list(counted["global_id"]) == [newest_completed[1]]
         entries = [StoreEntry(gid, status, "e1", "m.py", 0.0, start) for start, gid, status in runs]
         plan = plan_clean(entries, shared=(), force=True)

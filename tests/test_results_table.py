@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from sem_core import ids
 from sem_core.results import render
 from sem_core.results.load import summaries_to_frame, summarise
-from sem_core.results.table import UnknownName, default_direction, filter_runs, results_table, select_runs
+from sem_core.results.table import UnknownName, counted_runs, default_direction, filter_runs, results_table
 
 
 def summary(row: dict, metrics: dict, *, status="COMPLETED", start="2026-01-01T00:00:00+00:00", model="m_a.py", n=0):
@@ -92,7 +92,7 @@ def test_all_statuses_counts_failed_runs_and_says_so():
 def test_newest_run_per_experiment_id_wins_even_when_it_is_worse():
     old = summary({"lr": 0.1, "fold": 0}, {"rmse": 0.5}, start="2026-01-01T00:00:00+00:00", n=1)
     new = summary({"lr": 0.1, "fold": 0}, {"rmse": 0.9}, start="2026-02-01T00:00:00+00:00", n=2)
-    included, excluded = select_runs(frame_of([new, old]))
+    included, excluded = counted_runs(frame_of([new, old]))
     assert list(included["rmse"]) == [0.9]
     assert list(excluded["reason"]) == [f"older duplicate of {new['ids']['global_id']}"]
 
@@ -230,7 +230,7 @@ def test_selection_keeps_exactly_the_newest_completed_run_of_each_experiment(spe
         for i, (model, lr, fold, status, t) in enumerate(specs)
     ]
     runs = frame_of(rows)
-    included, excluded = select_runs(runs)
+    included, excluded = counted_runs(runs)
     assert sorted([*included.index, *excluded.index]) == list(runs.index)  # nothing lost, nothing twice
     completed = runs[runs["status"] == "COMPLETED"]
     newest = completed.sort_values(["start_time", "global_id"]).groupby(["model", "experiment_id"]).tail(1)

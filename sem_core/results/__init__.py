@@ -19,7 +19,7 @@ _EXPORTS = {
     "UnknownName": "sem_core.results.table",
     "filter_runs": "sem_core.results.table",
     "results_table": "sem_core.results.table",
-    "select_runs": "sem_core.results.table",
+    "counted_runs": "sem_core.results.table",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -12,7 +12,7 @@ from typing import Any, Mapping, Optional, Sequence, Union
 
 from sem_core.errors import SemError
 from sem_core.results.load import SourceLike, flatten, load_runs, record_at, run_columns
-from sem_core.results.table import DEFAULT_STATUSES, filter_runs, select_runs
+from sem_core.results.table import DEFAULT_STATUSES, counted_runs, filter_runs
 
 PICKLE_SUFFIXES = (".pkl", ".pickle")
 
@@ -78,7 +78,7 @@ def get_runs(
     runs = source if isinstance(source, pd.DataFrame) else load_runs(source)
     if match:
         runs = filter_runs(runs, flatten(dict(match)))
-    runs, _ = select_runs(runs, statuses, newest_only)
+    runs, _ = counted_runs(runs, statuses, newest_only)
     metric_cols = run_columns(runs).metrics
     out = []
     for _, row in runs.iterrows():

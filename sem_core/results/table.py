@@ -123,11 +123,12 @@ def _column_for(runs: pd.DataFrame, key: str, what: str) -> str:
     raise UnknownName(f"unknown {what} {key!r}; available {what}s: {available(names)}")
 
 
-def select_runs(
+def counted_runs(
     runs: pd.DataFrame, statuses: Optional[Sequence[str]] = DEFAULT_STATUSES, newest_only: bool = True
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(included, excluded). ``excluded`` has a ``reason`` column: the status, or
-    ``"older duplicate of <global_id>"``. ``statuses=None`` keeps every status."""
+    """The runs a table counts, and the rest: (included, excluded). Included: a wanted status
+    (``statuses=None``: any) and, with ``newest_only``, the newest run of each experiment_id.
+    ``excluded`` has a ``reason`` column: the status, or ``"older duplicate of <global_id>"``."""
     reasons = pd.Series(pd.NA, index=runs.index, dtype="object")
     if statuses is not None:
         wanted = {s.upper() for s in statuses}
@@ -294,7 +295,7 @@ def results_table(
         m: "max" if m in maximize else "min" if m in minimize else default_direction(m) for m in metric_names
     }
 
-    included, excluded = select_runs(runs, statuses, newest_only)
+    included, excluded = counted_runs(runs, statuses, newest_only)
     footnote = exclusion_footnote(excluded)
     not_completed = included["status"][included["status"] != RunStatus.COMPLETED].value_counts()
     if len(not_completed):
