@@ -8,12 +8,13 @@ planning, without OmegaConf):
 - ``schema=MyConf``: the primary config holds the schema's typed fields, each job's row is merged
   onto them, so OmegaConf fills in defaults and enforces types;
 - ``config_path=``/``config_name=``: the primary config includes the user's config tree; a
-  row's group choices become ``override`` entries in its node's defaults list, so Hydra composes
-  the job's config from them, and its other keys are set after composition.
+  row's group choices become the job's overrides (``model=mlp``, as typed on Hydra's command
+  line), so Hydra composes the job's config from them, and its other keys are set after
+  composition by its node.
 
 A job's node is merged last (package ``_global_``) onto the primary config, by Hydra's composition
-or by copy-and-merge (``sem_core.launch.job_config``; a node with a defaults list, a row choosing
-config-group options, is left to Hydra's composition). ``config.json`` holds the row as written (the ids hash
+or by copy-and-merge (``sem_core.launch.job_config``: jobs with the same choices share one
+composition). ``config.json`` holds the row as written (the ids hash
 it) and, when the job's config differs from it, that config under ``composed``.
 """
 
@@ -23,13 +24,13 @@ import copy
 import dataclasses
 import typing
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
 from sem_core import ids
 from sem_core.errors import ConfigError
-from sem_core.groups import ConfigGroups, nest_keys, split_row
+from sem_core.groups import ConfigGroups, check_rows, choice_overrides, nest_keys, split_row
 
 # where config.json keeps the job's config when it differs from the row (defaults filled in by
 # a schema, or composed from config groups)
@@ -62,50 +63,107 @@ def schema_node(schema: type) -> DictConfig:
     return root
 
 
-def config_groups(config_dir: Path, config_name: str) -> ConfigGroups:
-    """The config groups reachable from ``config_dir`` (and Hydra's ConfigStore) with their
-    options, and the groups ``config_name``'s defaults list chooses."""
-    from hydra._internal.config_loader_impl import ConfigLoaderImpl
-    from hydra._internal.utils import create_config_search_path
-    from hydra.core.object_type import ObjectType
-    from hydra.errors import HydraException
-    from hydra.types import RunMode
+class GroupComposer:
+    """A model file's config tree: its groups with their options, and the Hydra overrides that
+    compose a row's choices (``model=mlp model/activation=tanh``, ``+data=x`` for a group the
+    defaults tree does not choose). Each distinct set of choices is composed once at planning
+    (a defaults list, about 50 ms), so a bad one stops the sweep before any job."""
 
-    loader = ConfigLoaderImpl(config_search_path=create_config_search_path(str(config_dir)))
-    options: dict[str, tuple[str, ...]] = {}
+    def __init__(self, config_dir: Path, config_name: str) -> None:
+        self.config_dir = config_dir
+        self.config_name = config_name
+        self._loader: Any = None
+        self.groups = ConfigGroups(options=self._read_options())
+        # the overrides of each distinct set of choices (in row order), once composed
+        self._overrides: dict[tuple, list[str]] = {}
 
-    def walk(parent: str) -> None:
-        for name in loader.list_groups(parent):
-            path = f"{parent}/{name}" if parent else name
-            if path in _OWN_GROUPS:
-                continue
-            found = loader.get_group_options(path, results_filter=ObjectType.CONFIG)
-            if found:
-                options[path] = tuple(sorted(found))
-            walk(path)
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_loader": None}  # rebuilt where needed; the rest is plain data
 
-    walk("")
-    try:
-        chosen = loader.compute_defaults_list(config_name, [], RunMode.RUN).overrides.known_choices
-    except HydraException as exc:
-        raise ConfigError(f"{config_dir}: cannot read config {config_name!r}: {exc}") from None
-    return ConfigGroups(options=options, in_defaults=frozenset(g for g in chosen if g in options))
+    @property
+    def loader(self) -> Any:
+        if self._loader is None:
+            from hydra._internal.config_loader_impl import ConfigLoaderImpl
+            from hydra._internal.utils import create_config_search_path
+
+            self._loader = ConfigLoaderImpl(config_search_path=create_config_search_path(str(self.config_dir)))
+        return self._loader
+
+    def _read_options(self) -> dict[str, tuple[str, ...]]:
+        from hydra.core.object_type import ObjectType
+
+        options: dict[str, tuple[str, ...]] = {}
+
+        def walk(parent: str) -> None:
+            for name in self.loader.list_groups(parent):
+                path = f"{parent}/{name}" if parent else name
+                if path in _OWN_GROUPS:
+                    continue
+                found = self.loader.get_group_options(path, results_filter=ObjectType.CONFIG)
+                if found:
+                    options[path] = tuple(sorted(found))
+                walk(path)
+
+        walk("")
+        return options
+
+    def overrides(self, row: Mapping[str, Any]) -> list[str]:
+        """The Hydra overrides composing ``row``'s group choices (a checked row)."""
+        choices, _ = split_row(row, self.groups)
+        key = tuple(choices.items())
+        found = self._overrides.get(key)
+        if found is None:
+            found = self._overrides[key] = self._compose(choices)
+        return found
+
+    def _compose(self, choices: dict) -> list[str]:
+        from hydra.errors import ConfigCompositionException, HydraException
+        from hydra.types import RunMode
+
+        appended: set[str] = set()
+        while True:
+            texts = choice_overrides(choices, appended)
+            try:
+                self.loader.compute_defaults_list(self.config_name, texts, RunMode.RUN)
+                return texts
+            except ConfigCompositionException as exc:
+                # Hydra: "Could not override 'G'. No match in the defaults list.": append G instead
+                group = next((g for g in choices if g not in appended and f"Could not override '{g}'" in str(exc)), None)
+                if group is None:
+                    raise ChoiceError(" ".join(texts), str(exc)) from None
+                appended.add(group)
+            except HydraException as exc:
+                raise ChoiceError(" ".join(texts), str(exc)) from None
+
+    def check(self, jobs: Iterable[Any], source: str) -> None:
+        """Every planned row's choices are options of their groups and compose: one
+        ``ConfigError`` naming the file, the row, and the options or Hydra's reason."""
+        jobs = list(jobs)
+        check_rows(jobs, self.groups, source)
+        for job in jobs:
+            try:
+                self.overrides(job.row)
+            except ChoiceError as exc:
+                raise ConfigError(f"{source} row order_id={job.order_id}: {exc}") from None
+
+
+class ChoiceError(ValueError):
+    """A row's choices do not compose (Hydra's reason, in one line)."""
+
+    def __init__(self, overrides: str, reason: str) -> None:
+        first = " ".join(line.strip() for line in reason.strip().splitlines() if line.strip())
+        super().__init__(f"Hydra cannot compose {overrides}: {first}")
 
 
 def row_config(record: Mapping[str, Any], groups: Optional[ConfigGroups] = None) -> dict:
     """The plain data of a job's row node: the row (and its ids) for plain and schema rows; for
-    a config tree, the other keys nested by their dots and the choices as defaults entries."""
+    a config tree, the keys that are not group choices, nested by their dots (the choices are
+    the job's overrides, ``GroupComposer.overrides``)."""
     if groups is None:
         return escape_interpolations(dict(record))
-    choices, values = split_row(ids.user_keys(record), groups)
+    _, values = split_row(ids.user_keys(record), groups)
     node = nest_keys(escape_interpolations(values))
     node.update({k: record[k] for k in ids.ID_KEYS if k in record})
-    added = [{f"/{g}": o} for g, o in choices.items() if g not in groups.in_defaults]
-    overridden = [{f"override /{g}": o} for g, o in choices.items() if g in groups.in_defaults]
-    if added or overridden:
-        # Hydra wants added entries, then _self_, then overrides; the row's keys still win:
-        # this node comes last in the primary config's defaults list
-        node["defaults"] = [*added, "_self_", *overridden]
     return node
 
 

@@ -8,12 +8,15 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Sequence
 
 from sem_core import ids, settings
 from sem_core.errors import ConfigError, SemError, install_hooks
-from sem_core.groups import ConfigGroups, config_folder
+from sem_core.groups import config_folder
 from sem_core.lifecycle import RunLifecycle
+
+if TYPE_CHECKING:  # built when planning: OmegaConf and Hydra stay out of importing a model file
+    from sem_core.compose import GroupComposer
 
 
 class Experiment:
@@ -36,7 +39,7 @@ class Experiment:
         # the config tree's folder (None: none) and primary config; its groups, read when planning
         self.config_dir = config_folder(schema, config_path, config_name, self.path)
         self.config_name = config_name
-        self._config_groups: Optional[ConfigGroups] = None
+        self._config_tree: Optional[GroupComposer] = None
         self.replicate_keys = tuple(replicate_keys)
         self._configs_fn: Optional[Callable[[], Sequence[dict]]] = None
         self._main_fn: Optional[Callable[[dict], Any]] = None
@@ -53,15 +56,16 @@ class Experiment:
             # module-level code raises (read_yaml of a bad experiment_config.yaml) is one line
             install_hooks()
 
-    def config_groups(self) -> Optional[ConfigGroups]:
-        """The groups of the config tree with their options (None without a tree), read once."""
+    def config_tree(self) -> Optional[GroupComposer]:
+        """The config tree: its groups with their options, the overrides of a row's choices
+        (None without a tree); read once."""
         if self.config_dir is None or self.config_name is None:
             return None
-        if self._config_groups is None:
-            from sem_core.compose import config_groups
+        if self._config_tree is None:
+            from sem_core.compose import GroupComposer
 
-            self._config_groups = config_groups(self.config_dir, self.config_name)
-        return self._config_groups
+            self._config_tree = GroupComposer(self.config_dir, self.config_name)
+        return self._config_tree
 
     def __getstate__(self) -> dict:
         # the scan of another process's modules means nothing in the one unpickling this

@@ -15,7 +15,7 @@ user types as overrides, written as a dict: ``{"model": "resnet", "optimizer": "
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Protocol
 
@@ -24,12 +24,9 @@ from sem_core.errors import ConfigError
 
 @dataclass(frozen=True)
 class ConfigGroups:
-    """The config groups of a Hydra config tree (``sem_core.compose.config_groups`` reads them)."""
+    """The config groups of a Hydra config tree (``sem_core.compose.GroupComposer`` reads them)."""
 
     options: Mapping[str, tuple[str, ...]]  # group path -> its options, sorted
-    # groups the primary config's defaults list already chooses: overridden as `g=o`; others
-    # are added to the defaults list as `+g=o`
-    in_defaults: frozenset[str] = field(default_factory=frozenset)
 
 
 class RowLike(Protocol):
@@ -110,14 +107,16 @@ _PLAIN_OPTION = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
 _GRAMMAR_WORDS = {"true", "false", "null", "nan", "inf"}
 
 
-def choice_overrides(choices: Mapping[str, str], groups: ConfigGroups) -> list[str]:
-    """The Hydra overrides composing a row's choices: ``model=resnet``, or ``+data=imagenet``
-    for a group the defaults list does not choose."""
+def choice_overrides(choices: Mapping[str, str], appended: Iterable[str] = ()) -> list[str]:
+    """The Hydra overrides composing a row's choices, as typed on Hydra's command line:
+    ``model=resnet``, or ``+data=imagenet`` for a group in ``appended`` (one the defaults tree
+    does not choose)."""
+    appended = set(appended)
     out = []
     for group, option in choices.items():
         plain = _PLAIN_OPTION.fullmatch(option) and option.lower() not in _GRAMMAR_WORDS
         value = option if plain else "'" + option.replace("\\", "\\\\").replace("'", "\\'") + "'"
-        out.append(f"{'' if group in groups.in_defaults else '+'}{group}={value}")
+        out.append(f"{'+' if group in appended else ''}{group}={value}")
     return out
 
 

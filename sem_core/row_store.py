@@ -100,6 +100,7 @@ def job_label(overrides: Sequence[str], width: int = 120) -> str:
         return " ".join(shown)
     words = [f"order_id={row['order_id']}"]
     words += [f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in ids.user_keys(row).items()]
-    words += [o for o in shown if not o.startswith(f"+{ROW_GROUP}=")]
+    # the row's group choices (model=mlp) are in the row already
+    words += [o for o in shown if not o.startswith(f"+{ROW_GROUP}=") and o.lstrip("+").split("=")[0] not in row]
     label = " ".join(words)
     return label if len(label) <= width else label[: width - 3] + "..."

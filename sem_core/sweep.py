@@ -73,9 +73,12 @@ def _launch_in_batches(sweeper: Any, passthrough: Sequence[str], planned: Sequen
     earlier ones for the summary)."""
     batch_size = sweeper.max_batch_size or len(planned) or 1
     for start in range(0, len(planned), batch_size):
-        row_overrides = register_rows(planned[start : start + batch_size], first_index=start,
-                                      groups=sweeper.task_function.experiment.config_groups())
-        batch = [list(passthrough) + [ov] for ov in row_overrides]
+        chunk = planned[start : start + batch_size]
+        tree = sweeper.task_function.experiment.config_tree()
+        row_overrides = register_rows(chunk, first_index=start, groups=tree and tree.groups)
+        # a config tree: the row's group choices as Hydra overrides (model=mlp), before its row
+        choices = [tree.overrides(ids.user_keys(r)) if tree else [] for r in chunk]
+        batch = [[*passthrough, *chosen, ov] for chosen, ov in zip(choices, row_overrides)]
         results = sweeper.launcher.launch(batch, initial_job_idx=start)
         launched.batches.append(results)
         # by the row override, not by position: a fail_fast launcher returns fewer results

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from sem_core.errors import ConfigError, warn
-from sem_core.groups import check_rows as check_choices
 from sem_core.plan import PlannedJob, RowOverride, find_duplicates, plan_jobs
 from sem_core.schema import check_rows as check_schema
 
@@ -15,13 +14,13 @@ def plan_experiment(experiment: Any, row_overrides: Sequence[RowOverride]) -> li
     """Rows -> validated jobs (no I/O beyond calling ``@ex.configs``); warns about duplicates."""
     rows = experiment.rows()
     source = experiment.path.name
-    groups = experiment.config_groups()
-    jobs = plan_jobs(rows, row_overrides, experiment.replicate_keys, source=source, dotted_keys=groups is not None)
+    tree = experiment.config_tree()
+    jobs = plan_jobs(rows, row_overrides, experiment.replicate_keys, source=source, dotted_keys=tree is not None)
     # types checked directly: OmegaConf's merge per row would take 40 s for 100,000 rows
     if experiment.schema is not None:
         check_schema(jobs, experiment.schema, source)
-    if groups is not None:
-        check_choices(jobs, groups, source)
+    if tree is not None:
+        tree.check(jobs, source)
     from sem_core.capture import with_seed
 
     for job in jobs:  # a row's own seed is checked here, so a bad one stops the sweep before any job
