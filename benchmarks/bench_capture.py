@@ -9,8 +9,8 @@ model file importing two sibling modules, and measures in one process, side by s
   ``gather_sources_and_dependencies(globals, save_git_info=True)`` (sources, packages, and git
   through GitPython: ``is_dirty`` per source file) plus ``get_host_info()``;
 - sem: ``capture_sweep`` ONCE for the sweep (git, python, packages, DVC, diff file) divided over
-  the runs, plus what sem does per job: the model's sources (``model_sources``, with its md5
-  cache emptied for every job, as in a fresh Slurm job), ``host_info`` (cache emptied too) and the seed.
+  the runs, plus what sem does per job: the model's sources (``model_sources``: hashing each
+  source file), ``host_info`` (cache emptied too) and the seed.
 
 Also counts the git processes each side starts. Writes every sample to
 benchmarks/results/capture.json.
@@ -110,9 +110,7 @@ def sem_per_job(model_file: Path, store: Path, runs: int) -> tuple[float, float,
         sweep_part = time.perf_counter() - start
         start = time.perf_counter()
         for fold in range(runs):
-            for cache in ("_md5_cache", "_sources_cache"):  # as in a fresh process per job
-                getattr(sources, cache, {}).clear()
-            host_info.cache_clear()
+            host_info.cache_clear()  # as in a fresh process per job
             sources.model_sources(model_file)
             host_info()
             with_seed({"fold": fold}, ids.experiment_id({"fold": fold}))

@@ -50,7 +50,7 @@ def sem_plan(rows: list[dict]) -> float:
 
     from sem_core import ids
     from sem_core.plan import job_record, plan_jobs
-    from sem_core.sweep import register_rows
+    from sem_core.row_store import register_rows
 
     ConfigStore.instance().repo.pop("sem_row", None)  # a fresh sweep
     t = time.perf_counter()
