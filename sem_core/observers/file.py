@@ -6,7 +6,11 @@ Differences from sacred's own FileStorageObserver, each for a reason:
 - every JSON file is written atomically (temp file + rename);
 - metrics are appended to ``metrics.jsonl`` while the run lives and ``metrics.json`` is
   written once at the end: sacred rewrites all of metrics.json at every heartbeat
-  (quadratic in the number of points).
+  (quadratic in the number of points);
+- sacred's file readers (incense's ``FileSystemExperimentLoader``, sacred's own observer
+  counting runs) expect folders named by integers: ``<store>/_sacred/<n>`` is a relative
+  symlink to each run's folder, ``n`` taken at the run's start by creating the link (atomic:
+  two jobs never get the same number), kept in run.json as ``sacred_id``.
 """
 
 from __future__ import annotations
@@ -22,6 +26,34 @@ from sem_core import records
 from sem_core.observers.base import RunObserver
 from sem_core.run_status import ACTIVE_STATUSES, RunStatus
 from sem_core.sources import file_md5
+
+
+# the integer-named view of a store for sacred's file readers
+SACRED_INDEX_DIR = "_sacred"
+# in SACRED_INDEX_DIR: where the next free number probably is (a hint; the links decide)
+SACRED_NEXT_FILE = ".next"
+
+
+def link_sacred_id(store: Path, run_name: str) -> Optional[int]:
+    """Give the run folder ``run_name`` the next free integer in ``<store>/_sacred``; None when
+    the file system has no symlinks (the index is a convenience: a run never fails for it)."""
+    index = store / SACRED_INDEX_DIR
+    try:
+        index.mkdir(exist_ok=True)
+        try:
+            n = int((index / SACRED_NEXT_FILE).read_text())
+        except (OSError, ValueError):
+            n = sum(1 for e in os.scandir(index) if not e.name.startswith(".")) + 1
+        while True:
+            try:
+                os.symlink(os.path.join(os.pardir, run_name), index / str(n), target_is_directory=True)
+                break
+            except FileExistsError:  # taken by another job (or the hint is behind): the next one
+                n += 1
+        records.atomic_write_text(index / SACRED_NEXT_FILE, str(n + 1))
+        return n
+    except OSError:
+        return None
 
 
 def _iso(t: dt.datetime) -> str:
@@ -55,6 +87,7 @@ class FileStorageObserver(RunObserver):
 
     def _begin_in(self, ex_info, command, host_info, config, meta_info, _id, status, time_key, time):
         existing = self.dir / records.RUN_FILE
+        previous: dict = {}
         if existing.exists():
             previous = records.read_json(existing)
             if previous.get("status") not in ACTIVE_STATUSES:
@@ -73,6 +106,8 @@ class FileStorageObserver(RunObserver):
             "resources": [],
             "artifacts": [],
             "heartbeat": None,
+            # a requeued run keeps its number
+            "sacred_id": previous.get("sacred_id") or link_sacred_id(self.basedir, self.dir.name),
         }
         records.atomic_write_json(self.dir / records.CONFIG_FILE, config)
         self._write_run()
