@@ -11,8 +11,9 @@ changed: other users of the cluster keep it). Measured from each command's start
   arrays): submission = until the last ``sbatch`` returned (a shim on PATH logs each call), total
   = until the command exited (every job ended; for sem every run record final);
 - sem alone, ``wait=false`` over --submit-rows rows: the whole command (plan, one sbatch per array
-  split by MaxArraySize, a QUEUED record per row, exit). The arrays are submitted held
-  (``--hold``) so that the benchmark does not occupy the cluster; ``sem cancel`` ends them;
+  split by MaxArraySize, a QUEUED record per row, exit). The arrays are submitted to begin in an
+  hour (``--begin=now+1hour``) so that the benchmark does not occupy the cluster; ``sem cancel``
+  ends them;
 - sem alone, --packed-rows rows with ``configs_per_task=K`` (K jobs one after another in each array
   task), waiting for the end: total wall time and per job.
 """
@@ -129,7 +130,7 @@ def main() -> int:
 
     try:
         side = bl.round_robin({"sem": lambda: sem_sweep(rows)[0], "submitit": lambda: submitit_sweep(rows)}, repeat)
-        submit, exp = sem_sweep(submit_rows, "hydra.launcher.wait=false", "+hydra.launcher.additional_parameters.hold=true")
+        submit, exp = sem_sweep(submit_rows, "hydra.launcher.wait=false", "+hydra.launcher.additional_parameters.begin=now+1hour")
         cancel = bl.run([sys.executable, "-m", "sem_core.cli", "cancel", str(exp)], exp, check=False)
         if cancel.returncode != 0:
             raise SystemExit(f"sem cancel failed: {cancel.stdout}{cancel.stderr}")
