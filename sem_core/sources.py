@@ -1,4 +1,8 @@
-"""Which source files belong to a run, and their content hashes."""
+"""Which source files belong to a run, and their content hashes.
+
+Not sacred's ``gather_sources_and_dependencies``: it needs sacred imported (1.0-1.9 s per process),
+takes 29-41 ms against 1.5-15 ms here for the example's m_linear.py (measured 2026-12-01, loaded
+2-core machine), and misses a sibling module whose names are imported (``from data import f``)."""
 
 from __future__ import annotations
 
