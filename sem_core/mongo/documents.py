@@ -29,6 +29,8 @@ import json
 import re
 from typing import Any, Iterable, Optional
 
+from sem_core.mongo.connection import redact_uri
+from sem_core.nested import map_strings
 from sem_core.records import SERIES_KEYS, parse_time
 
 FORMAT = "MongoObserver-0.7.0"
@@ -212,16 +214,6 @@ def run_json_of(doc: dict) -> dict:
 
 
 def scrub(value: Any, secrets: tuple[str, ...]) -> Any:
-    """``value`` with every occurrence of a secret in its strings replaced by ``***``."""
-    secrets = tuple(s for s in secrets if s)
-    if not secrets:
-        return value
-    if isinstance(value, str):
-        for s in secrets:
-            value = value.replace(s, "***")
-        return value
-    if isinstance(value, dict):
-        return {k: scrub(v, secrets) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [scrub(v, secrets) for v in value]
-    return value
+    """``value`` with every string passed through ``redact_uri``: URL passwords and every
+    spelling of each secret become ``***``."""
+    return map_strings(value, lambda text: redact_uri(text, secrets))
