@@ -10,7 +10,8 @@ without error in its job (a property test holds this). Where OmegaConf would con
 refuses, because in a row it is almost always a slip: ``"0.1"`` for a float, ``3`` for a
 string, ``1`` for a bool, ``1.0`` for an int (OmegaConf refuses that one too). Unknown keys are
 refused at every level; a field typed ``dict``, ``Dict[str, X]`` or ``Any`` takes any keys
-below it. A field without a default (or with ``MISSING``) must be given by every row.
+below it. A field without a default (or with ``MISSING``) must be given by every row, and no
+value may be ``"???"`` (OmegaConf's mark for a missing value: merged, it keeps the default).
 """
 
 from __future__ import annotations
@@ -124,16 +125,18 @@ def _is_optional(tp: Any) -> tuple[bool, Any]:
 
 def _type_check(tp: Any, seen: tuple) -> Check:
     optional, inner = _is_optional(tp)
-    if inner is Any or inner is object:
-        return lambda value, path: None
-    check = _inner_check(inner, seen)
+    anything = inner is Any or inner is object
+    check = None if anything else _inner_check(inner, seen)
     expected = type_name(tp)
 
     def checked(value: Any, path: str) -> Optional[Problem]:
+        if isinstance(value, str) and value == OMEGACONF_MISSING:
+            # merged onto a field, OmegaConf's mark for "missing" keeps the field's default
+            return Problem(path, value, f"{expected}, not '???' (OmegaConf's mark for a missing value)")
+        if check is None:
+            return None
         if value is None:
             return None if optional else Problem(path, value, expected)
-        if isinstance(value, str) and value == OMEGACONF_MISSING:
-            return None  # explicitly left for main to fill in, as OmegaConf allows
         return check(value, path, expected)
 
     return checked
