@@ -1,13 +1,23 @@
 """The observer interface: sacred's ``RunObserver`` events, all no-ops.
 
-Signatures match ``sacred.observers.base.RunObserver`` so that a sacred observer can be
-attached to a sem run unchanged (``sources_event`` is sem's one addition). Two differences,
-both to keep long runs linear:
+Methods, argument names and defaults are those of ``sacred.observers.base.RunObserver`` (a test
+compares the signatures), called in sacred's order (``sacred/run.py``): ``started_event`` (or
+``queued_event``), per heartbeat ``log_metrics`` then ``heartbeat_event``, ``resource_event`` and
+``artifact_event`` as they happen, a last heartbeat, one of ``completed_event``,
+``failed_event`` or ``interrupted_event``, then ``join``. sacred is not imported (~0.5-1.9 s).
 
-- ``heartbeat_event(captured_out=...)`` receives the output written *since the last
-  heartbeat*, not all of it again;
-- ``log_metrics(metrics_by_name, info)`` receives only the points logged since the last
-  flush (as sacred does).
+sem's own observers (file record, MongoDB) get three things in sem's form, to keep long runs
+linear and cheap; observers of sacred's attached to a run get sacred's form
+(``sem_core.observers.attached``):
+
+- ``heartbeat_event(captured_out=...)``: the output written *since the last heartbeat*, not all
+  of it again;
+- times are timezone-aware UTC ``datetime``s (sacred: naive UTC);
+- metric timestamps are ISO strings (sacred: ``datetime``s); ``log_metrics`` gets only the points
+  logged since the last flush, as in sacred.
+
+sem's additions, no-ops here: ``sources_event``, ``hand_over_output_file`` and
+``holds_the_record``.
 """
 
 from __future__ import annotations
