@@ -101,7 +101,8 @@ def sacred_per_run(model_module, runs: int) -> tuple[float, int]:
 def sem_per_job(model_file: Path, store: Path, runs: int) -> tuple[float, float, float, int]:
     """(per-job total, once-per-sweep capture, per-job part, git processes)."""
     from sem_core import ids, sources
-    from sem_core.capture import capture_sweep, with_seed
+    from sem_core.capture import capture_sweep
+    from sem_core.seeding import with_seed
     from sem_core.host import host_info
 
     with GitCounter() as counter:

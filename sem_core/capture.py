@@ -12,7 +12,8 @@ at most five git subprocesses in total and hands the same dict to every job:
   whether the workspace matches it;
 - ``user``: the login name (and git ``user.name``; never the e-mail).
 
-Per job, only the seed is derived (``derive_seed``, pure) and the globals seeded (``seed_everything``).
+Per job, only the random seed is derived (``sem_core.seeding``); ``sem_core.repro`` turns a
+capture back into commands.
 """
 
 from __future__ import annotations
@@ -27,10 +28,10 @@ import subprocess
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from typing import Any, Iterable, Optional
 from urllib.parse import urlsplit, urlunsplit
 
-from sem_core.errors import ConfigError, SemError
+from sem_core.errors import SemError
 from sem_core.sources import file_md5
 
 CAPTURE_VERSION = 1
@@ -126,30 +127,6 @@ def parse_git_config(text: str) -> dict:
 
 def bounded_list(items: list[str], limit: int = MAX_LISTED_FILES) -> list[str]:
     return items if len(items) <= limit else items[:limit] + [f"... and {len(items) - limit} more"]
-
-
-def derive_seed(experiment_id: str) -> int:
-    """The seed of a row: the first 31 bits of its experiment_id (stable across machines,
-    users and sweeps; in range for numpy, random, torch and TensorFlow)."""
-    try:
-        return int(experiment_id[:8], 16) & 0x7FFFFFFF
-    except (TypeError, ValueError):
-        raise ValueError(f"experiment_id must be a hex string, got {experiment_id!r}") from None
-
-
-def with_seed(config: Mapping[str, Any], experiment_id: str) -> dict:
-    """``config`` with ``seed`` derived from ``experiment_id``, unless the row sets its own."""
-    out = dict(config)
-    if "seed" not in out:
-        out["seed"] = derive_seed(experiment_id)
-        return out
-    seed = out["seed"]
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
-        raise ConfigError(
-            f"row order_id {out.get('order_id')}: seed must be an integer from 0 to 2**32-1 (numpy's range), "
-            f"got {seed!r}; fix the row, or drop its 'seed' key to get one derived from experiment_id"
-        )
-    return out
 
 
 def dvc_dir_hash(entries: Iterable[tuple[str, str]]) -> str:
@@ -408,127 +385,3 @@ def capture_sweep(model_file: os.PathLike | str, store: Optional[os.PathLike | s
 def _inside(path: Path, folder: Path) -> bool:
     path = Path(os.path.abspath(path))
     return path == folder or folder in path.parents
-
-
-def seed_everything(seed: int) -> None:
-    """Seed ``random``, numpy's global generator and, when already imported, torch."""
-    import random
-
-    random.seed(seed)
-    try:
-        import numpy
-    except ImportError:
-        pass
-    else:
-        numpy.random.seed(seed)
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        torch.manual_seed(seed)
-
-
-# --------------------------------------------------------------------------------- repro
-def _quote(arg: str) -> str:
-    import shlex
-
-    return shlex.quote(arg)
-
-
-def _override_value(value: Any) -> Optional[str]:
-    """A row value as Hydra override text, or None when it has no safe spelling."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-    if isinstance(value, list):
-        parts = [_override_value(v) for v in value]
-        return None if any(p is None for p in parts) else "[" + ",".join(parts) + "]"
-    return None
-
-
-def replay_overrides(argv: Sequence[str], config: Mapping[str, Any]) -> tuple[list[str], list[str]]:
-    """The row overrides of a sweep's command line that shaped this run's row (``++K=``, ``+K=``,
-    ``~K``), with sweeps replaced by the run's own value. Selections (``K=v``, ``order_id=``),
-    ``sem.*``, ``hydra.*`` and flags are dropped: ``order_id=N`` selects the row itself.
-    Returns (overrides, keys that could not be spelled)."""
-    from sem_core.plan import format_key, split_key, split_quoted_override
-
-    out, unspellable = [], []
-    for text in argv:
-        if text.startswith("-") or "=" not in text and not text.startswith("~"):
-            continue
-        if text.startswith("~"):
-            out.append(text)
-            continue
-        quoted = split_quoted_override(text)  # a quoted key part ("a.b") may hold dots and '='
-        key = text.split("=", 1)[0] if quoted is None else quoted[0] + format_key(quoted[1])
-        bare = key.lstrip("+")
-        if bare == key or bare.split(".")[0] in ("hydra", "sem") or "/" in bare or bare == "order_id":
-            continue  # +order_id=N selects, like order_id=N
-        node: Any = config
-        for part in split_key(bare):
-            node = node.get(part) if isinstance(node, Mapping) else None
-        spelled = _override_value(node)
-        if spelled is None:
-            unspellable.append(bare)
-        else:
-            out.append(f"++{bare}={spelled}")
-    return out, unspellable
-
-
-def repro_commands(record: Any) -> list[str]:
-    """Shell commands that check out the code and data of a run and rerun exactly its row.
-
-    ``record``: a ``records.RunRecord`` (read from a run store: the stored diff is found beside it).
-    Raises CaptureError when the run has no git capture."""
-    run, config = record.run, record.config
-    meta = run.get("meta") or {}
-    capture = (meta.get("sem") or {}).get("capture") or meta.get("capture") or {}
-    git = capture.get("git")
-    if not git or not git.get("commit"):
-        raise CaptureError(
-            f"run {record.global_id} has no git capture (it was not run inside a git repository with at "
-            "least one commit): its code version is unknown"
-        )
-    workdir = f"sem-repro-{record.global_id}"
-    source = git.get("remote") or git["root"]
-    commands = [f"git clone {_quote(source)} {workdir}", f"cd {workdir}", f"git checkout --detach {git['commit']}"]
-    if git.get("dirty"):
-        location = Path(str(record.location))
-        diff_path = location.parent / git["diff_file"] if git.get("diff_file") else None
-        if diff_path is not None and diff_path.exists():
-            commands.append(f"git apply {_quote(str(diff_path.resolve()))}")
-        else:
-            commands.append("# WARNING: the run had uncommitted changes and its diff file is not here: the code may differ")
-    data = [d for d in capture.get("dvc") or [] if d.get("source")]
-    if data:
-        commands.append("dvc pull " + " ".join(_quote(s) for s in sorted({d["source"] for d in data})))
-        for d in data:
-            if d.get("state") not in ("match", None):
-                commands.append(f"# WARNING: {d['path']} was {d['state']} in the workspace of the run: the data may differ")
-    model = Path(git["model_file"])
-    # sources that were not in git (untracked sibling modules) are missing after the checkout:
-    # the run store holds the exact bytes the run imported
-    store_dir = Path(str(record.location)).parent
-    for name, stored in (run.get("experiment") or {}).get("sources") or []:
-        target = (model.parent / name).as_posix()
-        if (store_dir / stored).exists():
-            commands.append(f"test -e {_quote(target)} || cp {_quote(str((store_dir / stored).resolve()))} {_quote(target)}")
-    # run from the experiment folder, as sem's relative settings (sem.storage) expect
-    experiment_rel = model.parent.parent if model.parent.name == "models" else model.parent
-    model_in_experiment = model.relative_to(experiment_rel)
-    if str(experiment_rel) not in ("", "."):
-        commands.append(f"cd {_quote(experiment_rel.as_posix())}")
-    sem_meta = meta.get("sem") or {}
-    typed = sem_meta.get("row_overrides")
-    if typed is None:
-        typed = (sem_meta.get("argv") or [])[1:]
-    overrides, unspellable = replay_overrides(typed, config)
-    for key in unspellable:
-        commands.append(f"# WARNING: the command line set {key} to a value sem cannot spell: set it by hand")
-    line = ["python", model_in_experiment.as_posix(), "-m", f"order_id={config.get('order_id')}", *overrides]
-    commands.append(" ".join(_quote(a) for a in line) + f"  # expect experiment_id {config.get('experiment_id')}")
-    return commands

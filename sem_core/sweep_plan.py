@@ -21,7 +21,7 @@ def plan_experiment(experiment: Any, row_overrides: Sequence[RowOverride]) -> li
         check_schema(jobs, experiment.schema, source)
     if tree is not None:
         tree.check(jobs, source)
-    from sem_core.capture import with_seed
+    from sem_core.seeding import with_seed
 
     for job in jobs:  # a row's own seed is checked here, so a bad one stops the sweep before any job
         if "seed" in job.row:

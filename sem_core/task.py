@@ -59,7 +59,7 @@ class SemTask:
         row = main_config(run.config)
         # config["seed"] (the random seed) is derived from experiment_id unless the row sets one;
         # it is not in config.json, so experiment_id stays the hash of config.json's user keys
-        from sem_core.capture import seed_everything, with_seed
+        from sem_core.seeding import seed_everything, with_seed
 
         row = with_seed(row, row["experiment_id"])
         seed_everything(row["seed"])

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sem_core import capture
+from sem_core import capture, repro, seeding
 from sem_core.errors import ConfigError
 
 
@@ -64,18 +64,18 @@ def test_strip_credentials_keeps_urls_without_secrets():
 @settings(deadline=None)  # no timing asserts: CI machines are shared
 @given(st.text(alphabet="0123456789abcdef", min_size=16, max_size=16))
 def test_seed_is_stable_and_in_range_for_every_library(experiment_id):
-    seed = capture.derive_seed(experiment_id)
-    assert seed == capture.derive_seed(experiment_id)
+    seed = seeding.derive_seed(experiment_id)
+    assert seed == seeding.derive_seed(experiment_id)
     assert 0 <= seed < 2**31
 
 
 def test_row_seed_wins_over_derived_seed():
-    assert capture.with_seed({"seed": 7, "fold": 0}, "ffffffffffffffff")["seed"] == 7
-    assert capture.with_seed({"fold": 0}, "00000000000000ff")["seed"] == 0
-    assert capture.with_seed({"fold": 0}, "0000000a00000000")["seed"] == 10
+    assert seeding.with_seed({"seed": 7, "fold": 0}, "ffffffffffffffff")["seed"] == 7
+    assert seeding.with_seed({"fold": 0}, "00000000000000ff")["seed"] == 0
+    assert seeding.with_seed({"fold": 0}, "0000000a00000000")["seed"] == 10
     for bad in ("42", -1, 2**32, 1.5, True):
         with pytest.raises(ConfigError, match=r"row order_id 3: seed must be an integer"):
-            capture.with_seed({"seed": bad, "order_id": 3}, "0000000a00000000")
+            seeding.with_seed({"seed": bad, "order_id": 3}, "0000000a00000000")
 
 
 def test_seed_everything_makes_numpy_and_random_repeat():
@@ -83,9 +83,9 @@ def test_seed_everything_makes_numpy_and_random_repeat():
 
     import numpy
 
-    capture.seed_everything(1234)
+    seeding.seed_everything(1234)
     first = (random.random(), numpy.random.rand(3).tolist())
-    capture.seed_everything(1234)
+    seeding.seed_everything(1234)
     assert (random.random(), numpy.random.rand(3).tolist()) == first
 
 
@@ -265,4 +265,4 @@ def test_a_non_utf8_change_is_recorded_as_valid_text_and_stored_byte_exact(repo,
 def test_replayed_overrides_keep_row_changes_and_drop_selections():
     config = {"lr": 0.1, "seed": 2, "fold": 3, "order_id": 3}
     argv = ["+order_id=3", "fold=3", "++lr=0.1", "+seed=1,2", "~noise", "sem.skip_completed=true", "-m"]
-    assert capture.replay_overrides(argv, config) == (["++lr=0.1", "++seed=2", "~noise"], [])
+    assert repro.replay_overrides(argv, config) == (["++lr=0.1", "++seed=2", "~noise"], [])

@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         return exit_code(args)
     record = record_at(matched.iloc[-1]["path"], problem_log(args))
     if getattr(args, "repro", False):
-        from sem_core.capture import repro_commands
+        from sem_core.repro import repro_commands
 
         print("\n".join(repro_commands(record)))
         return exit_code(args)
