@@ -51,7 +51,8 @@ def sweep_experiment(sweeper: Any, arguments: List[str]) -> Any:
     sweep_dir = Path(str(config.hydra.sweep.dir))
     # no sweep folder when no job runs (every row skipped), but for the one `sem run` reads
     if planned or multi.in_run():
-        start_sweep_folder(sweep_dir, config, task, store, planned, selection.skipped)
+        # the task is what every job receives: it carries the sweep's part of each run's record
+        task.sweep_meta = start_sweep_folder(sweep_dir, config, task, store, planned, selection.skipped)
     launched = Launched(outcomes=[None] * len(planned))
     try:
         _launch_in_batches(sweeper, passthrough, planned, launched)

@@ -16,14 +16,15 @@ SWEEP_MANIFEST = "sem_sweep.json"
 
 
 def start_sweep_folder(sweep_dir: Path, config: Any, task: Any, store: Path, planned: Sequence[dict],
-                       skipped: Sequence[Any]) -> None:
-    """The sweep folder with Hydra's ``multirun.yaml`` and sem's manifest; the sweep's capture
-    (git, packages, DVC state), taken once for every job."""
+                       skipped: Sequence[Any]) -> dict:
+    """The sweep folder with Hydra's ``multirun.yaml`` and sem's manifest. Returns the sweep's
+    part of every run's ``meta.sem``: the folder, the sweep's capture (git, packages, DVC state,
+    taken once for every job) and the row overrides as typed."""
     sweep_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(config, sweep_dir / "multirun.yaml")
     from sem_core.capture import capture_sweep
 
-    task.sweep_meta = {
+    sweep_meta = {
         "sweep_dir": str(sweep_dir.resolve()),
         # git/python/packages/DVC state, captured once for all jobs (sem_core.capture)
         "capture": capture_sweep(task.experiment.path, store),
@@ -40,3 +41,4 @@ def start_sweep_folder(sweep_dir: Path, config: Any, task: Any, store: Path, pla
             "skipped": [vars(s) for s in skipped],
         },
     )
+    return sweep_meta
