@@ -386,3 +386,24 @@ def test_secret_settings_are_redacted_and_interpolations_kept():
     assert shown == {"_target_": "sacred.observers.SlackObserver", "webhook_url": REDACTED, "bot_name": "sem",
                      "token": "${oc.env:TELEGRAM_TOKEN}", "nested": {"api_key": REDACTED}}
     assert {"https://hooks.slack.com/services/T/B/tok", "/services/T/B/tok", "abcdef"} <= secrets_in(entry)
+
+
+# -- the example of docs/observers.md ----------------------------------------------------------
+def test_the_observers_example_runs_and_its_observers_hold_sems_runs(tmp_path):
+    sqlalchemy = pytest.importorskip("sqlalchemy")
+    import shutil
+
+    example = tmp_path / "observers"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "examples" / "observers", example,
+                    ignore=shutil.ignore_patterns("runs", "multirun", "sacred_runs", "*.sqlite", "__pycache__"))
+    proc = run_model(example / "models" / "m_observed.py", cwd=example)
+    assert proc.returncode == 0, proc.stderr
+    runs = load_store(example / "models" / "runs")
+    assert len(runs) == 2
+    with sqlalchemy.create_engine(f"sqlite:///{example / 'runs.sqlite'}").connect() as conn:
+        sql = {r.run_id: r for r in conn.execute(sqlalchemy.text("select run_id, status, result from run"))}
+    for sem in runs:
+        gid = sem["config"]["global_id"]
+        assert (sql[gid].status, sql[gid].result) == ("COMPLETED", sem["run"]["result"])
+        theirs = json.loads((example / "sacred_runs" / gid / "run.json").read_text())
+        assert (theirs["status"], theirs["result"]) == ("COMPLETED", sem["run"]["result"])
