@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from sem_core.errors import ConfigError
 from sem_core.plan import RowOverride, format_key, split_quoted_override

@@ -13,7 +13,7 @@ import logging
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from hydra.core.utils import JobReturn
 from hydra.experimental.callback import Callback
@@ -24,7 +24,7 @@ from sem_core.lifecycle import RunLifecycle
 log = logging.getLogger(__name__)
 
 
-def build_observers(store: Path, database: Any = None, lifecycle: Optional[RunLifecycle] = None) -> list:
+def build_observers(store: Path, database: Any = None, lifecycle: RunLifecycle | None = None) -> list:
     """sem's observers of one run: the file store always; MongoDB live sync when the sweep has
     a database (``database``: its resolved settings), through the clients ``lifecycle`` keeps."""
     from sem_core.observers.file import FileStorageObserver
@@ -73,7 +73,7 @@ class SemCallback(Callback):
     def __init__(self) -> None:
         # the lifecycle of the job started last in this process: Hydra's on_job_end does not
         # name the task, so the callback remembers which run it began
-        self._lifecycle: Optional[RunLifecycle] = None
+        self._lifecycle: RunLifecycle | None = None
 
     def on_job_start(self, config: DictConfig, *, task_function: Any = None, **kwargs: Any) -> None:
         from sem_core.task import SemTask

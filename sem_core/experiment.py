@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Sequence
+from typing import TYPE_CHECKING, Any
 
 from sem_core import ids, settings
 from sem_core.errors import ConfigError, SemError, install_hooks
@@ -27,27 +28,23 @@ class Experiment:
     def __init__(
         self,
         main_file: str | os.PathLike,
-        schema: Optional[type] = None,
+        schema: type | None = None,
         replicate_keys: Iterable[str] = ids.DEFAULT_REPLICATE_KEYS,
-        name: Optional[str] = None,
-        config_path: Optional[str] = None,
-        config_name: Optional[str] = None,
+        name: str | None = None,
+        config_path: str | None = None,
+        config_name: str | None = None,
     ):
         self.path = Path(main_file).resolve()
         self.name = name or self.path.stem
         self.schema = schema
-        # the config tree's folder (None: none) and primary config; its groups, read when planning
-        self.config_dir = config_folder(schema, config_path, config_name, self.path)
-        self.config_name = config_name
-        self._config_tree: Optional[GroupComposer] = None
         self.replicate_keys = tuple(replicate_keys)
-        self._configs_fn: Optional[Callable[[], Sequence[dict]]] = None
-        self._main_fn: Optional[Callable[[dict], Any]] = None
-        self._checkpoint_fn: Optional[Callable[..., Any]] = None
+        self._configs_fn: Callable[[], Sequence[dict]] | None = None
+        self._main_fn: Callable[[dict], Any] | None = None
+        self._checkpoint_fn: Callable[..., Any] | None = None
         # the run of the job going on in this process (sem_core.lifecycle)
         self.lifecycle = RunLifecycle()
         # (len(sys.modules), model_sources) of the last scan in this process (``ex_info``)
-        self._sources: Optional[tuple[int, list[list[str]]]] = None
+        self._sources: tuple[int, list[list[str]]] | None = None
         # sacred's idiom: ex.observers.append(obs) attaches any sacred RunObserver to every run
         # (sem_core.observers.attached); sem's own file record needs none
         self.observers: list = []
@@ -55,8 +52,13 @@ class Experiment:
             # `python m_model.py`: the model file is the entry point, and a SemError its own
             # module-level code raises (read_yaml of a bad experiment_config.yaml) is one line
             install_hooks()
+        # the config tree's folder (None: none) and primary config (after the hooks: a bad
+        # setting is one line); its groups are read when planning
+        self.config_dir = config_folder(schema, config_path, config_name, self.path)
+        self.config_name = config_name
+        self._config_tree: GroupComposer | None = None
 
-    def config_tree(self) -> Optional[GroupComposer]:
+    def config_tree(self) -> GroupComposer | None:
         """The config tree: its groups with their options, the overrides of a row's choices
         (None without a tree); read once."""
         if self.config_dir is None or self.config_name is None:
@@ -80,7 +82,7 @@ class Experiment:
     def experiment_dir(self) -> Path:
         return settings.experiment_dir_of(self.path)
 
-    def store_dir(self, storage: Optional[str] = None) -> Path:
+    def store_dir(self, storage: str | None = None) -> Path:
         """The run store: ``storage``, else ``<models folder>/runs``.
 
         A relative ``storage`` is taken from the directory the command was started in, also
@@ -177,16 +179,16 @@ class Experiment:
     def info(self) -> dict:
         return self.current_run.info
 
-    def log_scalar(self, name: str, value: Any, step: Optional[int] = None) -> None:
+    def log_scalar(self, name: str, value: Any, step: int | None = None) -> None:
         self.current_run.log_scalar(name, value, step)
 
-    def add_artifact(self, path: str | os.PathLike, name: Optional[str] = None) -> None:
+    def add_artifact(self, path: str | os.PathLike, name: str | None = None) -> None:
         self.current_run.add_artifact(path, name)
 
     def add_resource(self, path: str | os.PathLike) -> None:
         self.current_run.add_resource(path)
 
-    def log_metrics(self, X, Y, prediction_fn, var_flag: bool = False, log: bool = True, prefix: Optional[str] = None):
+    def log_metrics(self, X, Y, prediction_fn, var_flag: bool = False, log: bool = True, prefix: str | None = None):
         """Regression metrics of ``prediction_fn(X)`` against ``Y`` (see ``sem_core.metrics``)."""
         from sem_core.metrics import regression_metrics
 
@@ -198,7 +200,7 @@ class Experiment:
         return metrics, predictions
 
     # -- command line ----------------------------------------------------------------
-    def run_commandline(self, argv: Optional[Sequence[str]] = None) -> int:
+    def run_commandline(self, argv: Sequence[str] | None = None) -> int:
         """Run ``python m_model.py [hydra flags] [overrides]``; return the exit code."""
         from sem_core.hydra_app import run_hydra_app
 

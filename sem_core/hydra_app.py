@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any
 
 from sem_core import settings
 from sem_core.errors import ConfigError, install_hooks
@@ -65,7 +66,6 @@ def register_primary_config(experiment: Experiment, experiment_config: dict) -> 
     """Store the primary config of this model file in Hydra's ConfigStore; return its name."""
     from hydra.core.config_store import ConfigStore
     from hydra.core.plugins import Plugins
-    from omegaconf import OmegaConf
 
     # Hydra's plugin discovery imports every hydra_plugins module: sem's registers its sweeper and
     # launchers in the ConfigStore (the library never names the plugin package above it)
@@ -73,27 +73,7 @@ def register_primary_config(experiment: Experiment, experiment_config: dict) -> 
     from sem_core import resolvers
 
     resolvers.register()
-    sem_section = dict(experiment_config.get("sem") or {})
-    mongo = sem_section.get("mongo")
-    if isinstance(mongo, dict) and isinstance(mongo.get("url"), str):
-        from sem_core.mongo.connection import redact_uri
-
-        # jobs take the real URL from the settings layer; the config tree keeps it redacted
-        sem_section["mongo"] = {**mongo, "url": redact_uri(mongo["url"])}
-    if "observers" in sem_section:
-        from sem_core.observers.attached import check_entries, redact_settings
-
-        # jobs take the secrets (webhook URLs, tokens) from the file; the config tree keeps them redacted
-        where = experiment.experiment_dir / settings.EXPERIMENT_CONFIG_NAME
-        sem_section["observers"] = [redact_settings(e) for e in check_entries(sem_section["observers"], str(where))]
-    storage = sem_section.get("storage")
-    if storage and not Path(storage).expanduser().is_absolute():
-        # relative to the experiment folder when set in experiment_config.yaml
-        sem_section["storage"] = str((experiment.experiment_dir / storage).resolve())
-    try:
-        sem_node = OmegaConf.merge(OmegaConf.structured(settings.SemConf), sem_section)
-    except Exception as exc:
-        raise ConfigError(f"{experiment.experiment_dir / settings.EXPERIMENT_CONFIG_NAME}: section 'sem': {exc}") from None
+    sem_node = _sem_node(experiment, experiment_config)
     # cluster sections (`mycluster: {type: slurm, ...}`) become hydra/launcher=mycluster
     from sem_core.slurm.sections import register_cluster_launchers
 
@@ -119,6 +99,35 @@ def register_primary_config(experiment: Experiment, experiment_config: dict) -> 
     }
     ConfigStore.instance().store(name=name, node=node)
     return name
+
+
+def _sem_node(experiment: Experiment, experiment_config: dict) -> Any:
+    """The ``sem`` node of the primary config: ``SemConf``'s defaults under the ``sem:`` section
+    of experiment_config.yaml, its secrets redacted and its storage made absolute."""
+    from omegaconf import OmegaConf
+
+    sem_section = dict(experiment_config.get("sem") or {})
+    mongo = sem_section.get("mongo")
+    if isinstance(mongo, dict) and isinstance(mongo.get("url"), str):
+        from sem_core.mongo.connection import redact_uri
+
+        # jobs take the real URL from the settings layer; the config tree keeps it redacted
+        sem_section["mongo"] = {**mongo, "url": redact_uri(mongo["url"])}
+    if "observers" in sem_section:
+        from sem_core.observers.attached import check_entries, redact_settings
+
+        # jobs take the secrets (webhook URLs, tokens) from the file; the config tree keeps them redacted
+        where = experiment.experiment_dir / settings.EXPERIMENT_CONFIG_NAME
+        sem_section["observers"] = [redact_settings(e) for e in check_entries(sem_section["observers"], str(where))]
+    storage = sem_section.get("storage")
+    if storage and not Path(storage).expanduser().is_absolute():
+        # relative to the experiment folder when set in experiment_config.yaml
+        sem_section["storage"] = str((experiment.experiment_dir / storage).resolve())
+    try:
+        sem_node = OmegaConf.merge(OmegaConf.structured(settings.SemConf), sem_section)
+    except Exception as exc:
+        raise ConfigError(f"{experiment.experiment_dir / settings.EXPERIMENT_CONFIG_NAME}: section 'sem': {exc}") from None
+    return sem_node
 
 
 def primary_defaults(experiment: Experiment, primary_name: str) -> list[str]:

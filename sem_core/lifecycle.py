@@ -15,7 +15,8 @@ import errno
 import logging
 import sys
 import time
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 from sem_core.errors import NoActiveRun, SemError
 from sem_core.run import RecordError, Run
@@ -46,8 +47,8 @@ class RunLifecycle:
     """The current job's run of one experiment in this process (at most one at a time)."""
 
     def __init__(self) -> None:
-        self.run: Optional[Run] = None
-        self._start_error: Optional[BaseException] = None
+        self.run: Run | None = None
+        self._start_error: BaseException | None = None
         # the job's claim of its row in MongoDB (sem_core.claims) and its place in the job
         # budget `sem run` shares between model files (sem_core.multi); both held until the run ends
         self.claim: Any = None
@@ -195,7 +196,7 @@ class RunLifecycle:
         finally:
             self._release(run)
 
-    def _release(self, run: Optional[Run] = None) -> None:
+    def _release(self, run: Run | None = None) -> None:
         """The run has ended (or never started): mark the row's claim with its final status
         (removed when no run started) and give the job's slot back."""
         claim, self.claim = self.claim, None

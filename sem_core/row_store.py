@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 from hydra.core.config_store import ConfigNode
 
@@ -33,7 +33,7 @@ class _RowNode(ConfigNode):
     """
 
     def __init__(self, name: str, record: dict, group: str,
-                 groups: Optional[ConfigGroups] = None) -> None:  # dataclass fields set by hand
+                 groups: ConfigGroups | None = None) -> None:  # dataclass fields set by hand
         self.name = name
         self.group = group
         self.package = "_global_"
@@ -53,7 +53,7 @@ class _RowNode(ConfigNode):
         self._node = value
 
 
-def register_rows(records_: Sequence[dict], first_index: int = 0, groups: Optional[ConfigGroups] = None) -> list[str]:
+def register_rows(records_: Sequence[dict], first_index: int = 0, groups: ConfigGroups | None = None) -> list[str]:
     """Store each row as ``sem_row/j<k>``; return the job override for each. ``groups``: the
     config tree's groups, whose options the rows choose (``sem_core.compose.row_config``)."""
     from hydra.core.config_store import ConfigStore
@@ -67,7 +67,7 @@ def register_rows(records_: Sequence[dict], first_index: int = 0, groups: Option
     return overrides
 
 
-def _registered_row(overrides: Sequence[str]) -> Optional[dict]:
+def _registered_row(overrides: Sequence[str]) -> dict | None:
     """The planned row behind a job's ``+sem_row=j<k>`` override (not a copy); None if none."""
     from hydra.core.config_store import ConfigStore
 
@@ -79,7 +79,7 @@ def _registered_row(overrides: Sequence[str]) -> Optional[dict]:
     return None
 
 
-def job_row(overrides: Sequence[str]) -> Optional[dict]:
+def job_row(overrides: Sequence[str]) -> dict | None:
     """The row (with ids) registered for a job, from its override list; None if not a sem job."""
     row = _registered_row(overrides)
     return copy.deepcopy(row) if row is not None else None

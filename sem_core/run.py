@@ -21,10 +21,11 @@ import json
 import sys
 import threading
 import time
-from time import time as _time
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from time import time as _time
+from typing import Any
 
 from sem_core.errors import SemError
 from sem_core.observers.base import RunObserver
@@ -95,8 +96,8 @@ class _Pending:
         self.metrics: dict[str, dict[str, list]] = {}
         self.out = ""
         self.points = 0
-        self.failing_since: Optional[dt.datetime] = None
-        self.error: Optional[str] = None
+        self.failing_since: dt.datetime | None = None
+        self.error: str | None = None
 
     def add(self, metrics: dict, out: str) -> None:
         self.points += merge_series(self.metrics, metrics)
@@ -138,16 +139,16 @@ class Run:
         self._info_problems: dict[str, str] = {}
         self._beat_lock = threading.Lock()  # one flush at a time (heartbeat thread or the end)
         self._stop = threading.Event()
-        self._beat: Optional[threading.Thread] = None
+        self._beat: threading.Thread | None = None
         self._capture_mode = capture_mode
         self._capture: Any = None
         self._take_output = True  # whether some observer reads captured_out (set by start)
-        self._main_thread: Optional[int] = None  # the thread running main(), set by start()
+        self._main_thread: int | None = None  # the thread running main(), set by start()
         self._stopped_for_memory = False
         self._artifact_names: set[str] = set()
 
     # -- user API --------------------------------------------------------------------
-    def log_scalar(self, name: str, value: Any, step: Optional[int] = None) -> None:
+    def log_scalar(self, name: str, value: Any, step: int | None = None) -> None:
         # Hot path (100k calls must cost well under 0.5 s): one tuple appended to one list.
         # No lock: list.append and the slice-delete in _drain are atomic, so a point logged
         # while a heartbeat drains lands in the next drain.
@@ -161,7 +162,7 @@ class Run:
             value = value.item() if hasattr(value, "item") else value
         self._points.append((name, step, value, _time()))
 
-    def add_artifact(self, path: str | Path, name: Optional[str] = None) -> None:
+    def add_artifact(self, path: str | Path, name: str | None = None) -> None:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"ex.add_artifact: {path} is not a file")

@@ -22,8 +22,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 from sem_core import _tee
 
@@ -86,17 +87,17 @@ class FdCapture:
     # after the record is final.
     JOIN_TIMEOUT_S = 5.0
 
-    def __init__(self, output_file: Optional[os.PathLike] = None):
+    def __init__(self, output_file: os.PathLike | None = None):
         self._own_file = output_file is None  # no observer keeps the output: a temporary spool
         self.output_file = Path(output_file) if output_file is not None else None
         self._saved: dict[int, int] = {}
-        self._python_level: Optional[int] = None
-        self._sys: Optional[SysCapture] = None
-        self._copier: Optional[subprocess.Popen] = None  # where fork is missing
-        self._copier_pid: Optional[int] = None
+        self._python_level: int | None = None
+        self._sys: SysCapture | None = None
+        self._copier: subprocess.Popen | None = None  # where fork is missing
+        self._copier_pid: int | None = None
         self._offset = 0
         self._decoder = _Utf8Decoder()
-        self.problem: Optional[str] = None  # set by stop() when output could not be kept
+        self.problem: str | None = None  # set by stop() when output could not be kept
 
     def start(self) -> None:
         if self.output_file is None:
@@ -199,7 +200,7 @@ class FdCapture:
         if code:
             self.problem = f"the job's output could not all be written to {self.output_file} (the disk was full)"
 
-    def _wait_for_copier(self) -> Optional[int]:
+    def _wait_for_copier(self) -> int | None:
         """The copier's exit status, or None when it is still copying after JOIN_TIMEOUT_S (a
         child process of the job holds the pipes: not an error of the record)."""
         if self._copier is not None:
@@ -318,7 +319,7 @@ class BufferedSysCapture(SysCapture):
     """``sys`` mode: Python-level writes kept in memory until the run takes them."""
 
     output_file = None
-    problem: Optional[str] = None
+    problem: str | None = None
 
     def __init__(self) -> None:
         self._buffer: list[str] = []
@@ -339,7 +340,7 @@ class BufferedSysCapture(SysCapture):
         pass
 
 
-def make_capture(mode: str, output_file: Optional[os.PathLike] = None):
+def make_capture(mode: str, output_file: os.PathLike | None = None):
     """The capture of ``mode``. ``output_file``: where ``fd`` mode appends the output itself
     (the run record's cout.txt); a temporary file when None. ``sys`` mode keeps it in memory."""
     if mode == "fd":

@@ -10,9 +10,10 @@ print the summary (``sem_core.sweep_summary``) and upload what live sync missed.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, List, Sequence
+from typing import Any
 
 from sem_core import ids, multi
 from sem_core.errors import ConfigError
@@ -34,7 +35,7 @@ class Launched:
     outcomes: list = field(default_factory=list)
 
 
-def sweep_experiment(sweeper: Any, arguments: List[str]) -> Any:
+def sweep_experiment(sweeper: Any, arguments: list[str]) -> Any:
     """The sweep of a sem experiment: ``SemSweeper.sweep`` hands over here."""
     task = sweeper.task_function
     experiment = task.experiment

@@ -5,8 +5,9 @@ skipped), which ``sem status``, ``sem cancel`` and ``sem run`` read."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from omegaconf import OmegaConf
 

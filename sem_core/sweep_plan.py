@@ -3,7 +3,8 @@ job starts (``sem plan``, ``sem run`` and the sweeper share it)."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from sem_core.errors import ConfigError, warn
 from sem_core.plan import PlannedJob, RowOverride, find_duplicates, plan_jobs

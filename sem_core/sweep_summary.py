@@ -3,8 +3,9 @@ record is the truth) and its launcher's return."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from sem_core import records
 from sem_core.run_status import ACTIVE_STATUSES, RunStatus
