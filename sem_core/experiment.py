@@ -19,6 +19,9 @@ from sem_core.lifecycle import RunLifecycle
 if TYPE_CHECKING:  # built when planning: OmegaConf and Hydra stay out of importing a model file
     from sem_core.compose import GroupComposer
 
+# the module name of a model file loaded by ``load_model_file``: sem_model_<stem>
+MODEL_MODULE_PREFIX = "sem_model_"
+
 
 class Experiment:
     """One model file. ``Experiment(__file__, schema=None, replicate_keys=("fold",))``, or with a
@@ -207,21 +210,35 @@ class Experiment:
         return run_hydra_app(self, list(sys.argv[1:] if argv is None else argv))
 
 
-def load_model_file(path: str | os.PathLike) -> Experiment:
-    """Import a model file without running it (``@ex.automain`` runs only under ``__main__``)
-    and return its ``Experiment``. Its folder goes on ``sys.path`` for sibling imports."""
+def load_model_file(path: str | os.PathLike, source: str | None = None) -> Experiment:
+    """Import a model file without running it and return its ``Experiment``.
+
+    The module is named ``sem_model_<stem>``, not ``__main__``, so ``@ex.automain`` does not
+    start a sweep; it is registered in ``sys.modules`` (objects of the model file pickle by
+    reference) and its folder goes on ``sys.path`` for sibling imports. ``source``: the model
+    file's text to execute instead of the file on disk (a Slurm array task runs the snapshot
+    taken when the sweep was submitted, not the file as edited since)."""
     import importlib.util
 
     path = Path(path).resolve()
-    if not path.is_file():
+    if source is None and not path.is_file():
         raise ConfigError(f"{path}: no such model file")
     folder = str(path.parent)
     if folder not in sys.path:
         sys.path.insert(0, folder)
-    spec = importlib.util.spec_from_file_location(f"sem_model_{path.stem}", path)
+    name = MODEL_MODULE_PREFIX + path.stem
+    spec = importlib.util.spec_from_loader(name, loader=None, origin=str(path))
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    found = [v for v in vars(module).values() if isinstance(v, Experiment)]
+    module.__file__ = str(path)
+    sys.modules[name] = module
+    if source is None:
+        source = path.read_text(encoding="utf-8")
+    try:
+        exec(compile(source, str(path), "exec"), module.__dict__)
+    except BaseException:
+        del sys.modules[name]  # as a failed import leaves no module behind
+        raise
+    found = [v for v in vars(module).values() if isinstance(v, Experiment) and v.path == path]
     if len(found) != 1:
         raise ConfigError(f"{path}: expected one `ex = Experiment(__file__)`, found {len(found)}")
     return found[0]

@@ -97,7 +97,7 @@ def _merge_into(target: dict, more: Mapping[str, Any], where: str) -> None:
         if k in target and isinstance(target[k], dict) and isinstance(v, dict):
             _merge_into(target[k], v, f"{where}.{k}")
         elif k in target:
-            raise ValueError(f"two keys of the row set {where}.{k!r}; keep one")
+            raise ValueError(f"two keys of the row set {where + '.' + k!r}; keep one")
         else:
             target[k] = v
 
@@ -105,6 +105,14 @@ def _merge_into(target: dict, more: Mapping[str, Any], where: str) -> None:
 # an option name Hydra's override grammar takes unquoted
 _PLAIN_OPTION = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
 _GRAMMAR_WORDS = {"true", "false", "null", "nan", "inf"}
+
+
+def _quoted(text: str) -> str:
+    """``text`` in single quotes as Hydra's override grammar reads it: a quote is escaped, and
+    backslashes only where they come before a quote or the closing quote."""
+    text = re.sub(r"(\\*)'", lambda m: m.group(1) * 2 + "\\'", text)
+    text = re.sub(r"(\\+)$", lambda m: m.group(1) * 2, text)
+    return f"'{text}'"
 
 
 def choice_overrides(choices: Mapping[str, str], appended: Iterable[str] = ()) -> list[str]:
@@ -115,7 +123,7 @@ def choice_overrides(choices: Mapping[str, str], appended: Iterable[str] = ()) -
     out = []
     for group, option in choices.items():
         plain = _PLAIN_OPTION.fullmatch(option) and option.lower() not in _GRAMMAR_WORDS
-        value = option if plain else "'" + option.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        value = option if plain else _quoted(option)
         out.append(f"{'+' if group in appended else ''}{group}={value}")
     return out
 
