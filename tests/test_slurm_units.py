@@ -323,7 +323,7 @@ def test_cluster_sections_register_as_launcher_options(tmp_path):
 
 
 # -- launcher parameters ---------------------------------------------------------------------
-from sem_core.slurm import submit  # noqa: E402
+from sem_core.launch import slurm as submit  # noqa: E402
 
 
 def test_signal_delay_not_below_the_time_limit_is_an_error_with_the_fix():
@@ -439,7 +439,7 @@ def test_status_never_turns_an_unknown_slurm_job_into_a_verdict(tmp_path):
 
 
 def test_slurm_meta_reads_the_array_task_from_slurms_variables():
-    from sem_core.slurm.worker import slurm_meta
+    from sem_core.launch.slurm_task import slurm_meta
 
     env = {"SLURM_ARRAY_JOB_ID": "12", "SLURM_ARRAY_TASK_ID": "3", "SLURM_JOB_ID": "15", "SLURMD_NODENAME": "n1",
            "SLURM_JOB_PARTITION": "gpu", "SLURM_CLUSTER_NAME": "c", "SLURM_RESTART_COUNT": "2"}
@@ -449,7 +449,7 @@ def test_slurm_meta_reads_the_array_task_from_slurms_variables():
 
 
 def test_the_worker_runs_the_submitted_source_without_starting_a_sweep(tmp_path):
-    from sem_core.slurm.worker import find_experiment, load_model_module
+    from sem_core.launch.slurm_task import find_experiment, load_model_module
 
     model = tmp_path / "models" / "m_w.py"
     model.parent.mkdir()
@@ -484,7 +484,7 @@ def test_the_last_timeout_signal_is_recognised_even_when_sem_wrapped_it():
     from submitit.core.utils import UncompletedJobError
 
     from sem_core.errors import SemError
-    from sem_core.slurm.worker import _is_final_timeout
+    from sem_core.launch.slurm_task import _is_final_timeout
 
     final = UncompletedJobError("Job not requeued because: timed-out too many times.")
     try:

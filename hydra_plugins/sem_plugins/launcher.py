@@ -1,6 +1,6 @@
 """sem's local launcher: jobs in this process one after another (n_jobs=1, the default of a
 model file), or N at a time in worker processes (``hydra/launcher=local hydra.launcher.n_jobs=N``;
-see ``_local_core`` for crashes, signals and GPUs)."""
+the work, with crashes, signals and GPUs, is ``sem_core.launch.local``)."""
 
 import sys
 from typing import Any, Optional, Sequence
@@ -54,11 +54,11 @@ class LocalLauncher(Launcher):
         if self.max_jobs_per_worker is not None and self.max_jobs_per_worker < 1:
             raise ConfigError(f"hydra.launcher.max_jobs_per_worker={self.max_jobs_per_worker}: give 1 or more, or null")
         if self.gpus_per_job is not None or self.gpus is not None:
-            from hydra_plugins.sem_plugins import _local_core
+            from sem_core.launch.gpus import gpu_sets
 
-            self.gpu_sets = _local_core.gpu_sets(self.gpus, self.gpus_per_job)
+            self.gpu_sets = gpu_sets(self.gpus, self.gpus_per_job)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from hydra_plugins.sem_plugins import _local_core
+        from sem_core.launch import local
 
-        return _local_core.launch(self, job_overrides, initial_job_idx)
+        return local.launch(self, job_overrides, initial_job_idx)

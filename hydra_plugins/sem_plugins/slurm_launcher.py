@@ -1,6 +1,6 @@
 """sem's Slurm launcher (``hydra/launcher=slurm``): one job array per sweep via submitit.
 
-The work lives in ``sem_core.slurm.submit`` (submitit is imported only when a sweep is
+The work lives in ``sem_core.launch.slurm`` (submitit is imported only when a sweep is
 launched, not when Hydra scans its plugins)."""
 
 from typing import Any, Optional, Sequence
@@ -25,6 +25,6 @@ class SlurmLauncher(Launcher):
         self.task_function = task_function
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from sem_core.slurm import submit
+        from sem_core.launch import slurm
 
-        return submit.launch(self, job_overrides, initial_job_idx)
+        return slurm.launch(self, job_overrides, initial_job_idx)

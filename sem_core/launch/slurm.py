@@ -25,7 +25,7 @@ from sem_core.errors import ConfigError, SemError, warn
 from sem_core.run_status import RunStatus
 from sem_core.slurm import arrays, container
 from sem_core.slurm import status as st
-from sem_core.slurm.worker import PAYLOAD_VERSION, ArrayTask
+from sem_core.launch.slurm_task import PAYLOAD_VERSION, ArrayTask
 
 log = logging.getLogger(__name__)
 
@@ -122,130 +122,228 @@ def _run_checked(cmd: list[str], what: str) -> str:
     return out.stdout
 
 
+@dataclass
+class SlurmSweep:
+    """One launch of the Slurm launcher: what its steps share."""
+
+    config: Any  # the sweep's config, as Hydra hands it to the launcher
+    params: dict  # hydra.launcher.*
+    tasks: "_Tasks"
+    job_overrides: Sequence[Sequence[str]]
+    initial_job_idx: int
+    sweep_dir: Path
+    folder: Path  # submitit's folder: job scripts, logs, results, the payload
+    rows: list  # each job's planned row (None for other Hydra apps)
+
+    @property
+    def where(self) -> Path:
+        """What `sem status` and `sem cancel` are pointed at."""
+        return self.tasks.store or self.sweep_dir
+
+
+class _Tasks:
+    """The jobs of any Hydra app: its task function travels pickled, nothing is recorded here."""
+
+    store: Optional[Path] = None
+    experiment_dir: Optional[Path] = None
+
+    def __init__(self, task: Any, config: Any) -> None:
+        self.task = task
+
+    def rows(self, job_overrides: Sequence[Sequence[str]]) -> list:
+        return [None] * len(job_overrides)
+
+    def payload(self) -> tuple[dict, list[str]]:
+        """(what the array tasks need to rebuild the task function, their sys.path entries)."""
+        import cloudpickle
+
+        sys_path = [str(Path(sys.path[0]).resolve())] if sys.path and sys.path[0] else []
+        return {"task_bytes": cloudpickle.dumps(self.task)}, sys_path
+
+    def database(self) -> Any:
+        return None
+
+    def record_queued(self, sweep: SlurmSweep, state: SweepState) -> None:
+        pass
+
+
+class _SemTasks(_Tasks):
+    """The rows of a sem experiment: the model file travels as source, each run is recorded
+    QUEUED before Slurm may start it."""
+
+    def __init__(self, task: Any, config: Any) -> None:
+        super().__init__(task, config)
+        self.experiment = task.experiment
+        self.experiment_dir = self.experiment.experiment_dir
+        self.store = self.experiment.store_dir(config.sem.storage)
+        self.heartbeat_interval = float(config.sem.heartbeat_interval)
+
+    def rows(self, job_overrides: Sequence[Sequence[str]]) -> list:
+        return _job_rows(job_overrides)
+
+    def payload(self) -> tuple[dict, list[str]]:
+        model = {"path": str(self.experiment.path), "source": self.experiment.path.read_text(encoding="utf-8")}
+        return {"model": model, "sweep_meta": dict(self.task.sweep_meta)}, [str(self.experiment.models_dir)]
+
+    def database(self) -> Any:
+        return self.task.database_settings()
+
+    def record_queued(self, sweep: SlurmSweep, state: SweepState) -> None:
+        _record_queued(self.experiment, self.task, self.store, sweep.job_overrides, sweep.rows, state,
+                       sweep.initial_job_idx, self.heartbeat_interval, sweep.params.get("partition"))
+
+
 def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> List[Any]:
-    import cloudpickle
-    import submitit
-    from hydra.core.singleton import Singleton
+    """Submit the jobs held, record them QUEUED, release them; with ``wait``, wait for them
+    and return one JobReturn per job."""
     from hydra.core.utils import configure_log, setup_globals
 
-    from sem_core.task import SemTask
-
     setup_globals()
-    config = launcher.config
-    configure_log(config.hydra.hydra_logging, config.hydra.verbose)
-    params = dict(launcher.params)
-    n_jobs = len(job_overrides)
-    task = launcher.task_function
-    is_sem = isinstance(task, SemTask)
-    experiment = task.experiment if is_sem else None
+    configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
+    sweep = _prepare(launcher, job_overrides, initial_job_idx)
+    executor_params = executor_parameters(sweep.params)
+    plan, max_array = _plan_arrays(sweep)
+    python = python_command(sweep.params, sweep.tasks.experiment_dir)
+    payload_path, sys_path = _write_payload(sweep, launcher.hydra_context)
+    t0 = time.perf_counter()
+    state = _submit_held(sweep, executor_params, python, plan, payload_path, sys_path)
+    ids = [s.slurm_job_id for s in state.submissions]
+    _run_checked(["scontrol", "release", ",".join(ids)], "releasing the submitted jobs")
+    n_tasks = sum(len(s.tasks) for s in state.submissions)
+    log.info(
+        f"Submitted {len(job_overrides)} jobs as {n_tasks} Slurm array tasks in {len(ids)} sbatch call(s) "
+        f"(job ids {', '.join(ids)}; MaxArraySize {max_array}) in {time.perf_counter() - t0:.2f}s; "
+        f"logs in {sweep.folder}"
+    )
+    if not sweep.params.get("wait", True):
+        _tell_submitted(sweep, ids)
+        return [_queued_return(overrides) for overrides in job_overrides]
+    outcomes = _wait_for(sweep, state, ids)
+    if sweep.tasks.store is not None:
+        _ask_slurm_about_failed_tasks(state, outcomes)
+    return _job_returns(state, outcomes, job_overrides, sweep.tasks.store, sweep.rows)
 
+
+def _prepare(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> SlurmSweep:
+    """The launch's settings checked and its folders made."""
+    from sem_core.launch.job import is_sem_task
+
+    config = launcher.config
+    params = dict(launcher.params)
+    task = launcher.task_function
+    tasks = (_SemTasks if is_sem_task(task) else _Tasks)(task, config)
     sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
     sweep_dir.mkdir(parents=True, exist_ok=True)
     folder = Path(str(params.get("submitit_folder") or sweep_dir / ".slurm")).resolve()
     folder.mkdir(parents=True, exist_ok=True)
+    return SlurmSweep(config=config, params=params, tasks=tasks, job_overrides=job_overrides,
+                      initial_job_idx=initial_job_idx, sweep_dir=sweep_dir, folder=folder,
+                      rows=tasks.rows(job_overrides))
+
+
+def _plan_arrays(sweep: SlurmSweep) -> tuple[list, int]:
+    """The jobs packed into array tasks, split into arrays of at most MaxArraySize tasks, with
+    each array's share of array_parallelism: ([(tasks, (limit, after))], MaxArraySize)."""
+    params = sweep.params
     per_task = int(params.get("configs_per_task") or 1)
     if per_task < 1:
         raise ConfigError(f"hydra.launcher.configs_per_task={per_task}: must be 1 or more")
-    executor_params = executor_parameters(params)
-    python = python_command(params, experiment.experiment_dir if experiment else None)
-    max_array = arrays.read_max_array_size()
-    plan = arrays.plan_submissions(n_jobs, per_task, max_array)
     parallelism = int(256 if params.get("array_parallelism") is None else params["array_parallelism"])
     if parallelism < 1:
         raise ConfigError(f"hydra.launcher.array_parallelism={parallelism}: must be 1 or more")
-    lanes = arrays.share_parallelism(len(plan), parallelism)
+    max_array = arrays.read_max_array_size()
+    plan = arrays.plan_submissions(len(sweep.job_overrides), per_task, max_array)
+    return list(zip(plan, arrays.share_parallelism(len(plan), parallelism))), max_array
 
-    # -- the sweep's shared payload, written once -------------------------------------
-    store = experiment.store_dir(config.sem.storage) if is_sem else None
-    rows = _job_rows(job_overrides) if is_sem else [None] * n_jobs
+
+def _write_payload(sweep: SlurmSweep, hydra_context: Any) -> tuple[Path, list[str]]:
+    """The sweep's shared payload, written once for every array task: (its path, the sys.path
+    entries the tasks need before loading it). The database travels in one file only the user
+    can read, never in the payload."""
+    import cloudpickle
+    from hydra.core.singleton import Singleton
+
+    part, sys_path = sweep.tasks.payload()
     payload: dict[str, Any] = {
         "version": PAYLOAD_VERSION,
-        "hydra_context": launcher.hydra_context,
-        "config": config,
+        "hydra_context": hydra_context,
+        "config": sweep.config,
         "singleton_state": Singleton.get_state(),
-        "store": str(store) if store else None,
+        "store": str(sweep.tasks.store) if sweep.tasks.store else None,
+        **part,
+        "mongo_url_file": _mongo_secret_file(sweep.folder, sweep.tasks.database()),
     }
-    if is_sem:
-        payload["model"] = {"path": str(experiment.path), "source": experiment.path.read_text(encoding="utf-8")}
-        payload["sweep_meta"] = dict(task.sweep_meta)
-        sys_path = [str(experiment.models_dir)]
-    else:
-        payload["task_bytes"] = cloudpickle.dumps(task)
-        sys_path = [str(Path(sys.path[0]).resolve())] if sys.path and sys.path[0] else []
-    # the database travels in one file only the user can read, never in the payload
-    payload["mongo_url_file"] = _mongo_secret_file(folder, task.database_settings() if is_sem else None)
-    payload_path = folder / f"payload_{initial_job_idx}_{uuid.uuid4().hex[:8]}.pkl"
-    with open(payload_path, "wb") as fh:
+    path = sweep.folder / f"payload_{sweep.initial_job_idx}_{uuid.uuid4().hex[:8]}.pkl"
+    with open(path, "wb") as fh:
         cloudpickle.dump(payload, fh)
+    return path, sys_path
 
-    # -- one sbatch per array ---------------------------------------------------------
-    executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=int(params.get("max_requeue", 3)), python=python)
+
+def _submit_held(sweep: SlurmSweep, executor_params: dict, python: str, plan: list, payload_path: Path,
+                 sys_path: list[str]) -> SweepState:
+    """One held sbatch per array, then the QUEUED records; on any failure the held jobs are
+    cancelled (none is ever left behind)."""
+    import submitit
+
+    executor = submitit.SlurmExecutor(folder=sweep.folder, max_num_timeout=int(sweep.params.get("max_requeue", 3)),
+                                      python=python)
     executor.update_parameters(**executor_params)
-    t0 = time.perf_counter()
     state = SweepState()
     try:
-        for tasks, (limit, after) in zip(plan, lanes):
+        for tasks, (limit, after) in plan:
             extra = dict(executor_params["additional_parameters"])
             if after is not None:  # the sweep's %K holds across the arrays it was split into
                 wait = f"afterany:{state.submissions[after].slurm_job_id}"
                 extra["dependency"] = f"{extra['dependency']},{wait}" if extra.get("dependency") else wait
             executor.update_parameters(array_parallelism=limit, additional_parameters=extra)
-            array_tasks = [
-                ArrayTask(
-                    str(payload_path),
-                    sys_path,
-                    [
-                        {
-                            "overrides": list(job_overrides[j]),
-                            "idx": initial_job_idx + j,
-                            "global_id": rows[j]["global_id"] if rows[j] else None,
-                        }
-                        for j in job_indices
-                    ],
-                )
-                for job_indices in tasks
-            ]
+            array_tasks = [ArrayTask(str(payload_path), sys_path, _packed_jobs(sweep, job_indices))
+                           for job_indices in tasks]
             with _without_secret_environment():
                 jobs = executor.submit_array(array_tasks)
             state.submissions.append(Submission(jobs=jobs, tasks=tasks, slurm_job_id=st.array_parent(jobs[0].job_id)))
-        if is_sem:
-            _record_queued(experiment, task, store, job_overrides, rows, state, initial_job_idx,
-                           float(config.sem.heartbeat_interval), params.get("partition"))
+        sweep.tasks.record_queued(sweep, state)
     except BaseException:
         held = [s.slurm_job_id for s in state.submissions]
-        if held:  # never leave held jobs behind
+        if held:
             subprocess.run(["scancel", *held], capture_output=True, check=False)
             log.error(f"submission failed: cancelled the held Slurm jobs {', '.join(held)}")
         raise
-    ids = [s.slurm_job_id for s in state.submissions]
-    _run_checked(["scontrol", "release", ",".join(ids)], "releasing the submitted jobs")
-    elapsed = time.perf_counter() - t0
-    n_tasks = sum(len(s.tasks) for s in state.submissions)
-    log.info(
-        f"Submitted {n_jobs} jobs as {n_tasks} Slurm array tasks in {len(ids)} sbatch call(s) "
-        f"(job ids {', '.join(ids)}; MaxArraySize {max_array}) in {elapsed:.2f}s; logs in {folder}"
+    return state
+
+
+def _packed_jobs(sweep: SlurmSweep, job_indices: Sequence[int]) -> list[dict]:
+    """What one array task is told about each of its jobs."""
+    return [
+        {
+            "overrides": list(sweep.job_overrides[j]),
+            "idx": sweep.initial_job_idx + j,
+            "global_id": sweep.rows[j]["global_id"] if sweep.rows[j] else None,
+        }
+        for j in job_indices
+    ]
+
+
+def _tell_submitted(sweep: SlurmSweep, ids: Sequence[str]) -> None:
+    where = shlex.quote(str(sweep.where))
+    print(
+        f"Submitted {len(sweep.job_overrides)} jobs to Slurm (job ids {', '.join(ids)}); this shell may now close.\n"
+        f"  follow them:  sem status {where}\n"
+        f"  cancel them:  sem cancel {where}",
+        flush=True,
     )
-    if not params.get("wait", True):
-        where = str(store) if store else str(sweep_dir)
-        print(
-            f"Submitted {n_jobs} jobs to Slurm (job ids {', '.join(ids)}); this shell may now close.\n"
-            f"  follow them:  sem status {shlex.quote(where)}\n"
-            f"  cancel them:  sem cancel {shlex.quote(where)}",
-            flush=True,
-        )
-        return [_queued_return(job_overrides[j]) for j in range(n_jobs)]
+
+
+def _wait_for(sweep: SlurmSweep, state: SweepState, ids: Sequence[str]) -> dict:
     try:
-        outcomes = _wait(state, float(params.get("poll_interval_s") or 1.0), n_jobs, store, rows)
+        return _wait(state, float(sweep.params.get("poll_interval_s") or 1.0), len(sweep.job_overrides),
+                     sweep.tasks.store, sweep.rows)
     except KeyboardInterrupt:
-        where = shlex.quote(str(store or sweep_dir))
+        where = shlex.quote(str(sweep.where))
         log.warning(
             f"Stopped waiting; the Slurm jobs ({', '.join(ids)}) keep running. "
             f"Follow them with: sem status {where}   cancel them with: sem cancel {where}"
         )
         raise
-    if store is not None:
-        _ask_slurm_about_failed_tasks(state, outcomes)
-    return _job_returns(state, outcomes, job_overrides, store, rows)
 
 
 def _mongo_secret_file(folder: Path, settings: Any) -> Optional[str]:

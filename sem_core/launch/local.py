@@ -1,4 +1,4 @@
-"""The work of ``LocalLauncher`` (kept out of the plugin module Hydra imports at start-up).
+"""The work of sem's local launcher (``hydra_plugins.sem_plugins.launcher.LocalLauncher``).
 
 With ``n_jobs`` > 1 the jobs run in up to ``n_jobs`` worker processes, forked once each (Linux;
 spawned elsewhere). A worker runs the jobs it is handed one after another, as the sequential
@@ -40,11 +40,12 @@ from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
 from hydra.core.singleton import Singleton
-from hydra.core.utils import JobReturn, JobStatus, configure_log, run_job, setup_globals
-from omegaconf import open_dict
+from hydra.core.utils import JobReturn, JobStatus, configure_log, setup_globals
 
 from sem_core import records
 from sem_core.job_return import portable
+from sem_core.launch.gpus import own_gpus
+from sem_core.launch.job import JobRunner, is_sem_task
 from sem_core.run_status import RunStatus
 from sem_core.signals import Interrupted, interrupt_exit_code
 from sem_core.row_store import job_label, job_row
@@ -66,119 +67,38 @@ class JobLost(Exception):
     or raised what Hydra does not catch (SystemExit)."""
 
 
-def _run_one(launcher, overrides: Sequence[str], idx: int) -> JobReturn:
-    sweep_config = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, list(overrides))
-    with open_dict(sweep_config):
-        sweep_config.hydra.job.id = idx
-        sweep_config.hydra.job.num = idx
-    return run_job(
-        hydra_context=launcher.hydra_context,
-        task_function=launcher.task_function,
-        config=sweep_config,
-        job_dir_key="hydra.sweep.dir",
-        job_subdir_key="hydra.sweep.subdir",
-    )
-
-
 def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> List[JobReturn]:
     setup_globals()
     configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
     Path(str(launcher.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+    runner = JobRunner(launcher.hydra_context, launcher.config, launcher.task_function,
+                       keep_configs=not is_sem_task(launcher.task_function))
     n_jobs = launcher.n_jobs or os.cpu_count() or 1
     gpu_sets = getattr(launcher, "gpu_sets", None)
     if n_jobs == 1:
         if gpu_sets:
-            _own_gpus(launcher, gpu_sets[0])
+            own_gpus(launcher.task_function, gpu_sets[0])
         log.info(f"Launching {_jobs(len(job_overrides))} in this process")
-        return _launch_in_process(launcher, job_overrides, initial_job_idx)
+        return _launch_in_process(launcher, runner, job_overrides, initial_job_idx)
     if gpu_sets and n_jobs > len(gpu_sets):
         if not getattr(launcher, "cap_logged", False):
             launcher.cap_logged = True
             log.info(f"n_jobs={n_jobs} capped to {len(gpu_sets)}: {len(gpu_sets)} sets of {len(gpu_sets[0])} GPUs")
         n_jobs = len(gpu_sets)
     log.info(f"Launching {_jobs(len(job_overrides))}, {n_jobs} at a time, in worker processes")
-    return _launch_in_processes(launcher, job_overrides, initial_job_idx, n_jobs, gpu_sets)
-
-
-# -- GPUs -------------------------------------------------------------------------------------
-def gpu_sets(gpus: Optional[Sequence[Any]], per_job: Optional[int]) -> Optional[list[tuple[str, ...]]]:
-    """The workers' device sets, ``per_job`` devices each, none shared; None when the jobs are
-    not given GPUs. A setting that cannot be met raises ConfigError (before any job)."""
-    from sem_core.errors import ConfigError
-
-    if per_job is None:
-        if gpus is not None:
-            raise ConfigError("hydra.launcher.gpus is used with hydra.launcher.gpus_per_job=K (devices per job)")
-        return None
-    if isinstance(per_job, bool) or not isinstance(per_job, int) or per_job < 1:
-        raise ConfigError(f"hydra.launcher.gpus_per_job={per_job}: give 1 or more devices per job, or null")
-    devices, source = _find_gpus(gpus)
-    if not devices:
-        raise ConfigError(
-            f"hydra.launcher.gpus_per_job={per_job}: no GPUs found ({source}); list them with hydra.launcher.gpus=[0,1]"
-        )
-    if per_job > len(devices):
-        raise ConfigError(
-            f"hydra.launcher.gpus_per_job={per_job}: only {len(devices)} GPUs ({','.join(devices)}, from {source})"
-        )
-    return [tuple(devices[i : i + per_job]) for i in range(0, len(devices) - per_job + 1, per_job)]
-
-
-def _find_gpus(explicit: Optional[Sequence[Any]]) -> tuple[list[str], str]:
-    """(device ids as CUDA_VISIBLE_DEVICES takes them, where they came from). A list given on
-    the command line wins over what this process can see."""
-    from sem_core.errors import ConfigError
-
-    if explicit is not None:
-        devices = [str(d).strip() for d in explicit]
-        repeated = sorted({d for d in devices if devices.count(d) > 1})
-        if repeated:
-            raise ConfigError(f"hydra.launcher.gpus lists {', '.join(repeated)} more than once")
-        return devices, "hydra.launcher.gpus"
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        return _parse_visible(visible), f"CUDA_VISIBLE_DEVICES={visible!r}"
-    devices = _nvidia_smi_gpus()
-    if devices:
-        # nvidia-smi numbers GPUs in PCI bus order, CUDA (by default) fastest first
-        os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
-    return devices, "CUDA_VISIBLE_DEVICES is not set; nvidia-smi -L"
-
-
-def _parse_visible(value: str) -> list[str]:
-    """CUDA_VISIBLE_DEVICES as CUDA reads it: ids up to the first invalid one ("-1" hides all)."""
-    devices = []
-    for part in value.split(","):
-        part = part.strip()
-        if not part or part.startswith("-"):
-            break
-        devices.append(part)
-    return devices
-
-
-def _nvidia_smi_gpus() -> list[str]:
-    import re
-    import subprocess
-
-    try:
-        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.SubprocessError):  # no driver installed
-        return []
-    if out.returncode != 0:
-        return []
-    return re.findall(r"^GPU (\d+):", out.stdout, flags=re.MULTILINE)
+    return _launch_in_processes(launcher, runner, job_overrides, initial_job_idx, n_jobs, gpu_sets)
 
 
 def _jobs(count: int) -> str:
     return f"{count} job" if count == 1 else f"{count} jobs"
 
 
-def _launch_in_process(launcher, job_overrides, initial_job_idx) -> List[JobReturn]:
+def _launch_in_process(launcher, runner: JobRunner, job_overrides, initial_job_idx) -> List[JobReturn]:
     runs: List[JobReturn] = []
     for offset, overrides in enumerate(job_overrides):
         idx = initial_job_idx + offset
         log.info(f"\t#{idx} : {job_label(overrides)}")
-        ret = _run_one(launcher, overrides, idx)
+        ret = runner.run(overrides, idx)
         runs.append(ret)
         configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
         if launcher.fail_fast and ret.status == JobStatus.FAILED:
@@ -197,7 +117,7 @@ def _signal_name(signum: int) -> str:
 
 # -- inside a worker process ----------------------------------------------------------------
 def _worker_main(
-    launcher,
+    runner: JobRunner,
     conn: Connection,
     stopped: Any,
     take: Sequence[int],
@@ -216,14 +136,14 @@ def _worker_main(
         _install_stop_handlers(take, stopped)
         _die_with_parent(parent_pid)
         if gpus is not None:
-            _own_gpus(launcher, gpus)
+            own_gpus(runner.task_function, gpus)
         if mask is not None:  # forked with the stop signals blocked: handlers are in place now
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         while True:
             assignment = _next_assignment(conn)
             if assignment is None:
                 return 0
-            message, code = _run_assigned(launcher, *assignment)
+            message, code = _run_assigned(runner, *assignment)
             noted = _report(conn, message, take)
             if message[0] != "done":
                 return code
@@ -241,18 +161,18 @@ def _next_assignment(conn: Connection) -> Optional[tuple[list, int]]:
         return None
 
 
-def _run_assigned(launcher, overrides: list, idx: int) -> tuple[tuple, int]:
+def _run_assigned(runner: JobRunner, overrides: list, idx: int) -> tuple[tuple, int]:
     """Run one job: (the message telling how it ended, the exit code it leaves the worker)."""
     try:
-        return ("done", portable(_run_one(launcher, overrides, idx))), 0
+        return ("done", portable(runner.run(overrides, idx))), 0
     except KeyboardInterrupt as exc:
         signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
         message: tuple = ("interrupted", signum)
-        _abandon(launcher, overrides, exc, message)
+        _abandon(runner, overrides, exc, message)
         return message, interrupt_exit_code(exc)
     except BaseException as exc:
         message = ("error", "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
-        _abandon(launcher, overrides, exc, message)
+        _abandon(runner, overrides, exc, message)
         return message, 1
 
 
@@ -275,14 +195,6 @@ def _report(conn: Connection, message: tuple, take: Sequence[int]) -> Optional[i
     return noted[0] if noted else None
 
 
-def _own_gpus(launcher, gpus: Sequence[str]) -> None:
-    """This worker's devices, for each of its jobs and in each of their records."""
-    os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
-    task = launcher.task_function
-    if isinstance(getattr(task, "sweep_meta", None), dict):
-        task.sweep_meta = {**task.sweep_meta, "gpus": list(gpus)}
-
-
 def _dumps(message: tuple) -> bytes:
     """Pickle what goes back to the sweep process. In a spawned process, classes of plugin
     modules Hydra imported a second time are not the objects pickle finds by name; cloudpickle
@@ -299,16 +211,16 @@ def _dumps(message: tuple) -> bytes:
             return pickle.dumps(("error", text))
 
 
-def _abandon(launcher, overrides: Sequence[str], exc: BaseException, message: tuple) -> None:
+def _abandon(runner: JobRunner, overrides: Sequence[str], exc: BaseException, message: tuple) -> None:
     """A signal or SystemExit unwound the job past Hydra: its run still ends, here in its own
     process (the sweep process may be gone: kill -9). The run's own ending comes first; if the
     signal came while the run was starting, there is none, and the record is ended as the
     sweep process would end it."""
-    lifecycle = getattr(getattr(launcher.task_function, "experiment", None), "lifecycle", None)
+    lifecycle = getattr(getattr(runner.task_function, "experiment", None), "lifecycle", None)
     try:
         if lifecycle is not None:
             lifecycle.abandon(exc)
-        run_dir = _run_dir(launcher, overrides)
+        run_dir = _run_dir(runner, overrides)
         if run_dir is not None and (run_dir / records.RUN_FILE).exists():
             status, reason, details = _message_verdict(message)
             _end_record(run_dir, status, reason, details)
@@ -353,10 +265,10 @@ def _spawned_worker(payload: bytes, conn: Connection, stopped: Any, parent_pid: 
     """A worker where fork is not used: nothing is inherited, everything is unpickled."""
     import cloudpickle  # noqa: F401  (the payload was pickled with it; installed with submitit)
 
-    launcher, state = pickle.loads(payload)
+    runner, state = pickle.loads(payload)
     Singleton.set_state(state)
     setup_globals()
-    sys.exit(_worker_main(launcher, conn, stopped, STOP_SIGNALS, parent_pid, None, gpus))
+    sys.exit(_worker_main(runner, conn, stopped, STOP_SIGNALS, parent_pid, None, gpus))
 
 
 # -- workers, seen from the sweep process ---------------------------------------------------
@@ -438,11 +350,11 @@ class _Spawned:
 
 
 class _ForkStarter:
-    """Forks a worker: it inherits the launcher, the ConfigStore rows and the imported model
+    """Forks a worker: it inherits the job runner, the ConfigStore rows and the imported model
     file, and starts in milliseconds (Linux)."""
 
-    def __init__(self, launcher) -> None:
-        self.launcher = launcher
+    def __init__(self, runner: JobRunner) -> None:
+        self.runner = runner
 
     def start(self, take: Sequence[int], inherited: Sequence[int], gpus: Optional[list]) -> _Forked:
         ours, theirs = multiprocessing.Pipe(duplex=True)
@@ -469,7 +381,7 @@ class _ForkStarter:
                         os.close(fd)
                     except OSError:
                         pass
-                code = _worker_main(self.launcher, theirs, stopped, take, parent_pid, mask, gpus)
+                code = _worker_main(self.runner, theirs, stopped, take, parent_pid, mask, gpus)
             except KeyboardInterrupt as exc:
                 code = interrupt_exit_code(exc)
             finally:
@@ -480,12 +392,12 @@ class _ForkStarter:
 
 
 class _SpawnStarter:
-    def __init__(self, launcher) -> None:
+    def __init__(self, runner: JobRunner) -> None:
         import cloudpickle
 
         self.context = multiprocessing.get_context("spawn")
         # Hydra's singletons hold OmegaConf resolvers, local functions plain pickle refuses
-        self.payload = cloudpickle.dumps((launcher, Singleton.get_state()))
+        self.payload = cloudpickle.dumps((runner, Singleton.get_state()))
 
     def start(self, take: Sequence[int], inherited: Sequence[int], gpus: Optional[list]) -> _Spawned:
         ours, theirs = self.context.Pipe(duplex=True)
@@ -575,8 +487,11 @@ class _Worker:
     reading: bool = True  # its pipe is still open
 
 
-def _launch_in_processes(launcher, job_overrides, initial_job_idx, n_jobs, gpu_sets) -> List[JobReturn]:
-    starter = _ForkStarter(launcher) if sys.platform.startswith("linux") else _SpawnStarter(launcher)
+def _launch_in_processes(launcher, runner: JobRunner, job_overrides, initial_job_idx, n_jobs,
+                         gpu_sets) -> List[JobReturn]:
+    if job_overrides:
+        runner.prepare(job_overrides[0])  # composed once here: forked workers inherit it
+    starter = _ForkStarter(runner) if sys.platform.startswith("linux") else _SpawnStarter(runner)
     queue = collections.deque(enumerate(job_overrides))
     results: List[Optional[JobReturn]] = [None] * len(job_overrides)
     workers: list[_Worker] = []
@@ -598,7 +513,7 @@ def _launch_in_processes(launcher, job_overrides, initial_job_idx, n_jobs, gpu_s
                     f"{sum(w.job is not None for w in workers)} running jobs (again to stop at once)"
                 )
             for worker in list(workers):
-                finished, ended = _collect(launcher, worker, ready, stopping=stop.signum is not None)
+                finished, ended = _collect(runner, worker, ready, stopping=stop.signum is not None)
                 if ended:
                     workers.remove(worker)
                 elif jobs_per_worker and worker.done >= jobs_per_worker:
@@ -702,7 +617,7 @@ def _forward_stop(stop: _StopSignals, workers: Sequence[_Worker]) -> None:
         worker.job.forwarded = True
 
 
-def _collect(launcher, worker: _Worker, ready: Sequence[Any], stopping: bool) -> tuple[Optional[tuple], bool]:
+def _collect(runner: JobRunner, worker: _Worker, ready: Sequence[Any], stopping: bool) -> tuple[Optional[tuple], bool]:
     """Read what the worker sent and see whether it has ended: (the job that ended and its
     JobReturn, or None; whether the worker is gone)."""
     if worker.reading and worker.process.conn in ready:
@@ -716,7 +631,7 @@ def _collect(launcher, worker: _Worker, ready: Sequence[Any], stopping: bool) ->
         worker.done += 1
         # after anything but a plain end the worker exits by itself (see _worker_main)
         worker.leaving = worker.leaving or job.message is None or job.message[0] != "done"
-        finished = (job, _job_return(launcher, job, exitcode, stopping))
+        finished = (job, _job_return(runner, job, exitcode, stopping))
     if ended:
         worker.process.close()
     return finished, ended
@@ -747,7 +662,7 @@ def _receive(worker: _Worker) -> None:
         worker.job.message = message
 
 
-def _job_return(launcher, job: _Job, exitcode: int, stopping: bool) -> JobReturn:
+def _job_return(runner: JobRunner, job: _Job, exitcode: int, stopping: bool) -> JobReturn:
     """The job's JobReturn: the one its process sent, or a FAILED one when there is none, with
     the job's record (if it has one) ended to match."""
     kind = job.message[0] if job.message else None
@@ -758,7 +673,7 @@ def _job_return(launcher, job: _Job, exitcode: int, stopping: bool) -> JobReturn
     else:
         status, reason = _death_verdict(exitcode, stopping)
         details = []
-    run_dir = _run_dir(launcher, job.overrides)
+    run_dir = _run_dir(runner, job.overrides)
     if run_dir is not None and (run_dir / records.RUN_FILE).exists():
         if not job.message:
             details.append(_output_tail(run_dir))
@@ -787,13 +702,13 @@ def _death_verdict(exitcode: int, stopping: bool) -> tuple[str, str]:
     return RunStatus.FAILED, f"the job's process exited with exit code {exitcode} before the job ended"
 
 
-def _run_dir(launcher, overrides: Sequence[str]) -> Optional[Path]:
+def _run_dir(runner: JobRunner, overrides: Sequence[str]) -> Optional[Path]:
     """The record folder of a sem job; None for any other Hydra app."""
-    experiment = getattr(launcher.task_function, "experiment", None)
+    experiment = getattr(runner.task_function, "experiment", None)
     row = job_row(overrides)
     if experiment is None or row is None:
         return None
-    return experiment.store_dir(launcher.config.sem.storage) / row["global_id"]
+    return experiment.store_dir(runner.config.sem.storage) / row["global_id"]
 
 
 def _output_tail(run_dir: Path, lines: int = OUTPUT_TAIL_LINES) -> str:

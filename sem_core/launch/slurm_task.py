@@ -15,8 +15,9 @@ import pickle
 import sys
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
+from sem_core.launch.job import JobRunner, is_sem_task
 from sem_core.run_status import ACTIVE_STATUSES, RunStatus
 
 PAYLOAD_VERSION = 1
@@ -65,19 +66,14 @@ def find_experiment(module, path: str):
     return found[0]
 
 
-_payload_cache: dict[str, dict] = {}
-
-
 def load_payload(path: str) -> dict:
-    if path not in _payload_cache:
-        import cloudpickle  # noqa: F401  (payloads are written with cloudpickle)
+    import cloudpickle  # noqa: F401  (payloads are written with cloudpickle)
 
-        with open(path, "rb") as fh:
-            payload = pickle.load(fh)
-        if payload.get("version") != PAYLOAD_VERSION:
-            raise RuntimeError(f"{path}: payload version {payload.get('version')} != {PAYLOAD_VERSION}")
-        _payload_cache[path] = payload
-    return _payload_cache[path]
+    with open(path, "rb") as fh:
+        payload = pickle.load(fh)
+    if payload.get("version") != PAYLOAD_VERSION:
+        raise RuntimeError(f"{path}: payload version {payload.get('version')} != {PAYLOAD_VERSION}")
+    return payload
 
 
 def mark_timeout(store: str, global_id: str, reason: str) -> None:
@@ -95,6 +91,10 @@ class ArrayTask:
         self.sys_path = list(sys_path)
         self.jobs = list(jobs)
         self._position = 0  # job being run (for checkpoint)
+        self._payload: Optional[dict] = None  # loaded when the task runs; never pickled
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_payload": None}
 
     # -- run ---------------------------------------------------------------------------
     def __call__(self) -> list:
@@ -107,17 +107,18 @@ class ArrayTask:
         from sem_core import resolvers
 
         resolvers.register()
-        payload = load_payload(self.payload_path)
+        payload = self._payload = load_payload(self.payload_path)
         Singleton.set_state(payload["singleton_state"])
         setup_globals()
         task = self._task_function(payload)
+        runner = JobRunner(payload["hydra_context"], payload["config"], task, keep_configs=not is_sem_task(task))
         returns = []
         failures = []
         for position, job in enumerate(self.jobs):
             self._position = position
             if self._already_finished(payload, job):
                 continue  # a requeued pack: this job ended in an earlier attempt
-            ret = self._run_job(payload, task, job)
+            ret = self._run_job(payload, runner, job)
             returns.append(ret)
             if ret.status == JobStatus.FAILED:
                 value = ret._return_value
@@ -161,26 +162,14 @@ class ArrayTask:
             print(f"sem: {exc}; running the job again", file=sys.stderr, flush=True)
             return False
 
-    def _run_job(self, payload: dict, task, job: dict):
-        from hydra.core.utils import JobStatus, run_job
-        from omegaconf import open_dict
+    def _run_job(self, payload: dict, runner: JobRunner, job: dict):
+        from hydra.core.utils import JobStatus
 
         from sem_core.job_return import portable
 
-        lifecycle = getattr(getattr(task, "experiment", None), "lifecycle", None)
-        hydra_context, config = payload["hydra_context"], payload["config"]
-        sweep_config = hydra_context.config_loader.load_sweep_config(config, list(job["overrides"]))
-        with open_dict(sweep_config.hydra.job):
-            sweep_config.hydra.job.id = slurm_meta()["job_id"]
-            sweep_config.hydra.job.num = job["idx"]
+        lifecycle = getattr(getattr(runner.task_function, "experiment", None), "lifecycle", None)
         try:
-            ret = run_job(
-                hydra_context=hydra_context,
-                task_function=task,
-                config=sweep_config,
-                job_dir_key="hydra.sweep.dir",
-                job_subdir_key="hydra.sweep.subdir",
-            )
+            ret = runner.run(job["overrides"], job["idx"], job_id=slurm_meta()["job_id"])
         except SystemExit:
             # submitit requeued this task (timeout or preemption) and is exiting: the run
             # goes back to QUEUED; the next attempt restarts it under the same global_id
@@ -205,7 +194,7 @@ class ArrayTask:
         ``@ex.checkpoint`` hook, then resubmit the jobs not finished yet."""
         import submitit
 
-        payload = _payload_cache.get(self.payload_path)
+        payload = self._payload
         experiment = _model_experiment() if payload is not None and payload.get("model") is not None else None
         current = experiment.lifecycle.run if experiment is not None else None
         if current is not None:
