@@ -43,6 +43,7 @@ EXAMPLE_MARK = re.compile(r"<!-- docs-example: (\w+) -->")
 VOLATILE = [
     (re.compile(r"\d{8}T\d{6}-[0-9a-f]{12}"), "<global_id>"),
     (re.compile(r"\d{4}-\d\d-\d\d/\d\d-\d\d-\d\d-[0-9a-z]+"), "<date>/<time>-<token>"),
+    (re.compile(r"\b\d{8}T\d{6,}\b"), "<time>"),
     (re.compile(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:[+-]\d\d:?\d\d|Z)?"), "<time>"),
     (re.compile(r"(?<![\w.])(?:\d+m)?\d+(?:\.\d+)?s\b"), "<duration>"),
     (re.compile(r"\bpid \d+"), "pid <pid>"),
