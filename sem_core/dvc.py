@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 
 from sem_core.errors import SemError
 from sem_core.run_status import ACTIVE_STATUSES
+from sem_core.sources import file_md5
 
 DEFAULT_REMOTE_NAME = "storage"
 # URL scheme -> (python module of the DVC plugin, pip package)
@@ -327,8 +328,6 @@ def merge_checkout(cache: Path, target: Path, dir_md5: str) -> MergeReport:
     listing = json.loads(listing_file.read_text(encoding="utf-8"))
     report = MergeReport()
     wanted = set()
-    from sem_core.sources import file_md5
-
     for entry in listing:
         rel = entry["relpath"]
         wanted.add(rel)
@@ -443,3 +442,28 @@ def pull(targets: Targets) -> list[str]:
             "sides; finish the merge with `git commit`, then `sem dvc push`"
         )
     return done
+
+
+def pushed_run_names(store: Path) -> set[str]:
+    """Run folders whose every file is in the DVC-tracked version of the store (``<store>.dvc``)
+    with the same content, and that version is in the local DVC cache (it was pushed or pulled)."""
+    dvc_file = store.with_name(store.name + ".dvc")
+    if not dvc_file.exists():
+        return set()
+    root = git_root(store)
+    listing_file = _cache_object(_cache_dir(root), _tracked_dir_md5(dvc_file))
+    if not listing_file.exists():
+        return set()
+    tracked: dict[str, dict[str, str]] = {}
+    for entry in json.loads(listing_file.read_text(encoding="utf-8")):
+        top, _, rest = entry["relpath"].partition("/")
+        tracked.setdefault(top, {})[rest] = entry["md5"]
+    pushed = set()
+    for name, files in tracked.items():
+        folder = store / name
+        if not folder.is_dir():
+            continue
+        local = {p.relative_to(folder).as_posix(): p for p in folder.rglob("*") if p.is_file()}
+        if set(local) == set(files) and all(file_md5(local[rel]) == md5 for rel, md5 in files.items()):
+            pushed.add(name)
+    return pushed

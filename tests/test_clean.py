@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sem_core.commands.clean import BIN_DIR, ORPHAN_MIN_AGE_S, StoreEntry, plan_clean
+from sem_core.clean import BIN_DIR, ORPHAN_MIN_AGE_S, StoreEntry, plan_clean
 from sem_core.records import iter_runs
 from sem_core.run_status import ACTIVE_STATUSES
 from tests.conftest import run_model

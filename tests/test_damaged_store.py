@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sem_core import records
-from sem_core.commands.clean import StoreEntry, plan_clean
+from sem_core.clean import StoreEntry, plan_clean
 from sem_core.resume import ExistingRun, select_jobs
 from sem_core.results.load import summaries_to_frame, summarise
 from sem_core.results.table import counted_runs
