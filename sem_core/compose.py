@@ -31,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 from sem_core import ids
 from sem_core.errors import ConfigError
 from sem_core.groups import ConfigGroups, check_rows, choice_overrides, nest_keys, split_row
+from sem_core.nested import map_strings
 
 # where config.json keeps the job's config when it differs from the row (defaults filled in by
 # a schema, or composed from config groups)
@@ -41,13 +42,7 @@ _OWN_GROUPS = ("hydra", "sem_row")
 
 def escape_interpolations(value: Any) -> Any:
     """Row strings are data: ``${...}`` in them must not be resolved by OmegaConf."""
-    if isinstance(value, str):
-        return value.replace("${", "\\${")
-    if isinstance(value, dict):
-        return {k: escape_interpolations(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [escape_interpolations(v) for v in value]
-    return value
+    return map_strings(value, lambda text: text.replace("${", "\\${"))
 
 
 def schema_node(schema: type) -> DictConfig:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import keyword
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import pytest
@@ -169,7 +171,7 @@ def test_adding_a_field_with_a_default_keeps_every_existing_id(rows_, name, defa
     """The ids hash the row as written: a schema's defaults are not part of them."""
     before = plan_jobs(rows_)
     check_rows(before, Conf, "m.py")
-    if name in {f.name for f in dataclasses.fields(Conf)}:
+    if name in {f.name for f in dataclasses.fields(Conf)} or keyword.iskeyword(name):
         return
     wider = with_extra_field(Conf, name, json.dumps(default))
     after = plan_jobs(rows_)
@@ -185,3 +187,112 @@ def test_spelling_out_a_default_is_another_row(fold):
     (bare,), (spelled,) = plan_jobs([{"fold": fold}]), plan_jobs([{"fold": fold, "rate": Conf.rate}])
     assert bare.experiment_id != spelled.experiment_id
     assert bare.experiment_id == ids.experiment_id({"fold": fold})
+
+
+# -- model files with a schema, run through Hydra ---------------------------------------------
+TYPED = '''
+import enum
+from dataclasses import dataclass, field
+from sem_core import Experiment
+
+class Kind(enum.Enum):
+    plain = 1
+    fancy = 2
+
+@dataclass
+class Optim:
+    lr: float = 0.1
+    name: str = "adam"
+
+@dataclass
+class Conf:
+    fold: int
+    optim: Optim = field(default_factory=Optim)
+    kind: Kind = Kind.plain
+    EXTRA
+
+ex = Experiment(__file__, schema=Conf)
+
+@ex.configs
+def configs():
+    return [{"fold": 0}, {"fold": 1, "optim": {"lr": 1}, "kind": "fancy"}]
+
+@ex.automain
+def main(config: ANNOTATION):
+    print("main got", type(config).__name__, repr(config))
+    return RESULT
+'''
+
+
+def typed_model(write_model, annotation: str = "Conf", result: str = "config.optim.lr", extra: str = "") -> Path:
+    source = TYPED.replace("ANNOTATION", annotation).replace("RESULT", result).replace("EXTRA", extra or "pass")
+    return write_model(source)
+
+
+def test_main_annotated_with_the_schema_receives_the_dataclass_with_defaults(write_model):
+    model = typed_model(write_model)
+    proc = run_model(model)
+    assert proc.returncode == 0, proc.stderr
+    assert "main got Conf Conf(fold=0, optim=Optim(lr=0.1, name='adam'), kind=<Kind.plain: 1>)" in proc.stdout
+    # 1 in the row, 1.0 for the float field: OmegaConf converted it in the job
+    assert "main got Conf Conf(fold=1, optim=Optim(lr=1.0, name='adam'), kind=<Kind.fancy: 2>)" in proc.stdout
+    runs = {r["config"]["order_id"]: r for r in load_store(model.parent / "runs")}
+    first, second = runs[0]["config"], runs[1]["config"]
+    # config.json: the row as written, hashed by the ids, and the job's config with the defaults
+    assert ids.user_keys(second) == {"fold": 1, "optim": {"lr": 1}, "kind": "fancy"}
+    assert second["experiment_id"] == ids.experiment_id({"fold": 1, "optim": {"lr": 1}, "kind": "fancy"})
+    assert first["composed"] == {"fold": 0, "optim": {"lr": 0.1, "name": "adam"}, "kind": "plain"}
+    assert second["composed"] == {"fold": 1, "optim": {"lr": 1.0, "name": "adam"}, "kind": "fancy"}
+    assert runs[1]["run"]["result"] == 1.0
+
+
+def test_main_without_annotation_receives_the_merged_dict_and_with_dictconfig_a_config(write_model):
+    model = typed_model(write_model, annotation="dict", result="config['optim']['name']")
+    proc = run_model(model, "+order_id=0")
+    assert proc.returncode == 0, proc.stderr
+    assert "main got dict {'fold': 0, 'optim': {'lr': 0.1, 'name': 'adam'}, 'kind': 'plain', 'experiment_id':" in proc.stdout
+    model = typed_model(write_model, annotation="DictConfig", result="config.optim.name")
+    model.write_text("from omegaconf import DictConfig\n" + model.read_text())
+    proc = run_model(model, "+order_id=1")
+    assert proc.returncode == 0, proc.stderr
+    assert "main got DictConfig {'fold': 1, 'optim': {'lr': 1.0, 'name': 'adam'}, 'kind': 'fancy'" in proc.stdout
+
+
+def test_cfg_job_shows_the_typed_config(write_model):
+    proc = run_model(typed_model(write_model), "--cfg", "job")
+    assert proc.returncode == 0, proc.stderr
+    assert "fold: ???\noptim:\n  lr: 0.1\n  name: adam\nkind: plain\n" in proc.stdout
+
+
+def test_bad_values_stop_the_sweep_before_any_job_with_one_line(write_model):
+    model = typed_model(write_model)
+    proc = run_model(model, "++optim.lr=fast")
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == (
+        "m_test.py: error: m_test.py row order_id=0: key 'optim.lr' has value 'fast' (str), but the schema Conf "
+        "expects float; change the row or the schema"
+    )
+    proc = run_model(model, "+optim.momentum=0.9")
+    assert proc.returncode == 1
+    assert "row order_id=0: key 'optim.momentum' is not a field of the schema Conf (fields under 'optim': lr, name)" \
+        in proc.stderr
+    proc = run_model(model, "++kind=odd")
+    assert "key 'kind' has value 'odd' (str), but the schema Conf expects Kind" in proc.stderr
+    assert not (model.parent / "runs").exists()
+    proc = run_model(model, "++optim.lr=0.5")  # a good value: checked, then merged by OmegaConf
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_a_field_added_with_a_default_keeps_the_ids_of_earlier_runs(write_model):
+    model = typed_model(write_model, annotation="Conf")
+    assert run_model(model).returncode == 0
+    model.write_text(model.read_text().replace("    pass\n", "    epochs: int = 5\n", 1))
+    proc = run_model(model)
+    assert proc.returncode == 0, proc.stderr
+    runs = load_store(model.parent / "runs")
+    by_order: dict = {}
+    for r in runs:
+        by_order.setdefault(r["config"]["order_id"], []).append(r["config"])
+    for configs in by_order.values():
+        assert len(configs) == 2 and configs[0]["experiment_id"] == configs[1]["experiment_id"]
+        assert sorted("epochs" in c["composed"] for c in configs) == [False, True]
