@@ -14,11 +14,13 @@ run round-robin so that load on the machine hits all alike:
 - start-up: a one-row run ``python m.py +order_id=0`` vs the bare Hydra app running one job
   ``python app.py +x=0``, plus the top entries of ``python -X importtime m.py +order_id=0``;
 - memory: peak RSS (``wait4``) of a sequential sweep of 50 and --memory-rows trivial rows, sem and
-  bare Hydra.
+  bare Hydra;
+- where the time goes: a cProfile of the sem sweep, the functions called at least once per job.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 import tempfile
@@ -132,6 +134,43 @@ def importtime_top(work: Work, top: int = 15) -> list[dict]:
     return sorted(top_level, key=lambda e: -e["cumulative_us"])[:top]
 
 
+PROFILE_READER = """
+import json, os, pstats, sys
+stats = pstats.Stats(sys.argv[1])
+total = stats.total_tt
+rows = []
+for (filename, line, name), (cc, nc, tt, ct, callers) in stats.stats.items():
+    rows.append({"function": f"{name} ({os.path.basename(filename)}:{line})", "path": filename,
+                 "calls": nc, "self_s": tt, "cumulative_s": ct})
+print(json.dumps({"total_s": total, "functions": rows}))
+"""
+
+
+def profile_sweep(work: Work, rows: int, top: int = 20) -> dict:
+    """Where a sem sweep's per-job time goes: cProfile of ``python m.py -m`` (the sweep process; the
+    output copier runs in a child of its own); the functions called at least once per job (imports
+    left out), by cumulative time."""
+    prof = work.root / "sweep.prof"
+    bl.run([sys.executable, "-m", "cProfile", "-o", str(prof), "m_bench.py", "-m"], work.models,
+           {"SEM_BENCH_ROWS": str(rows)})
+    data = json.loads(bl.run([sys.executable, "-c", PROFILE_READER, str(prof)], work.root).stdout)
+    per_job = [f for f in data["functions"] if f["calls"] >= rows and "<frozen" not in f["path"]
+               and "cProfile" not in f["path"] and f["cumulative_s"] < 0.9 * data["total_s"]]
+    per_job.sort(key=lambda f: -f["cumulative_s"])
+    for f in per_job:
+        f["path"] = _short_path(f["path"])
+    return {"rows": rows, "total_s": data["total_s"], "top": per_job[:top]}
+
+
+def _short_path(path: str) -> str:
+    if "site-packages/" in path:
+        return path.split("site-packages/", 1)[1]
+    for package in ("/sem_core/", "/hydra_plugins/", "/benchmarks/"):
+        if package in path:
+            return package[1:] + path.split(package, 1)[1]
+    return path.split("/lib/python3", 1)[-1]
+
+
 def main() -> int:
     parser = bl.arg_parser(__doc__)
     parser.add_argument("--rows", type=int, default=None, help="rows of the sweep (default 50, --quick 3)")
@@ -141,6 +180,8 @@ def main() -> int:
     rows = args.rows or (3 if args.quick else 50)
     small = rows
     big = args.memory_rows or (10 if args.quick else 10_000)
+    if big <= small:
+        parser.error(f"--memory-rows ({big}) must be more than --rows ({small})")
     repeat = bl.repeats(args)
     env = bl.environment()
     with tempfile.TemporaryDirectory(prefix="sem-bench-core-") as tmp:
@@ -157,6 +198,7 @@ def main() -> int:
             "hydra_one": work.hydra_one,
         }, repeat)
         imports = importtime_top(work)
+        profile = profile_sweep(work, rows)
         memory = bl.round_robin({
             "sem_big": lambda: work.sem(big),
             "hydra_big": lambda: work.hydra(big),
@@ -233,7 +275,7 @@ def main() -> int:
                      f"sequential sweep of {small} and {big} rows."),
         params={"rows": rows, "memory_rows": [small, big]},
         measurements=m, derived_=d, env=env,
-        extra={"importtime_top": imports},
+        extra={"importtime_top": imports, "profile": profile},
     )
     return 0
 

@@ -101,6 +101,17 @@ def section(result: dict) -> list[str]:
                 "modules, cumulative):", "", "| module | cumulative | self |", "|---|---:|---:|"]
         for e in result["importtime_top"]:
             out.append(f"| `{e['module']}` | {e['cumulative_us'] / 1000:.1f} ms | {e['self_us'] / 1000:.1f} ms |")
+    if result.get("profile"):
+        prof = result["profile"]
+        out += ["", f"Where a sem sweep's time goes, {prof['rows']} rows (`python -m cProfile m.py -m`, the sweep "
+                f"process, {prof['total_s']:.2f} s under the profiler): the functions called at least once per job, "
+                "by cumulative time (nested: a caller's time includes its callees').", "",
+                "| function | file | calls | cumulative | per job | share of the sweep |",
+                "|---|---|---:|---:|---:|---:|"]
+        for f in prof["top"]:
+            out.append(f"| `{cell(f['function'].split(' (')[0])}` | `{cell(f['path'])}` | {f['calls']:,} | "
+                       f"{f['cumulative_s']:.3f} s | {f['cumulative_s'] / prof['rows'] * 1000:.1f} ms | "
+                       f"{f['cumulative_s'] / prof['total_s'] * 100:.0f}% |")
     for note in result.get("notes", []):
         out += ["", note]
     out.append("")
