@@ -9,6 +9,8 @@ top of a module: they run as soon as the function does. Only imports under
 - the plugin package sits on top of the library: no module of sem_core imports
   hydra_plugins (Hydra's plugin discovery is what loads sem's plugins);
 - the pure modules import no Hydra or OmegaConf;
+- no module global carries state: no ``global`` statement, and a module-level container is a
+  constant (an UPPER_CASE name);
 - importing sem_core changes no hook of the interpreter (the entry points install them).
 """
 
@@ -212,6 +214,53 @@ def test_the_known_upward_imports_still_exist():
     # an exception whose import is gone is removed from the list, so that it cannot come back unseen
     graph = import_graph()
     assert [pair for pair in sorted(UPWARD_IMPORTS) if pair[1] not in graph.get(pair[0], ())] == []
+
+
+# module globals that still carry state, each being replaced by an object that owns it
+STATEFUL_GLOBALS_LEFT = {
+    "sem_core.settings:_said",
+    "sem_core.results.load:_cache_warned",
+    "sem_core.mongo.upload:_indexed",
+    "sem_core.mongo.upload:_blob_ids",
+    "sem_core.mongo.reader:_known_urls",
+    "sem_core.mongo.reader:_databases",
+}
+MUTABLE_CALLS = ("dict", "list", "set", "defaultdict", "OrderedDict", "deque", "Counter", "WeakValueDictionary",
+                 "WeakKeyDictionary")
+
+
+def _is_container(value: ast.AST | None) -> bool:
+    if isinstance(value, (ast.Dict, ast.List, ast.Set, ast.DictComp, ast.ListComp, ast.SetComp)):
+        return True
+    func = value.func if isinstance(value, ast.Call) else None
+    return getattr(func, "id", getattr(func, "attr", None)) in MUTABLE_CALLS
+
+
+def _assigned_names(node: ast.stmt) -> list[str]:
+    targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+    return [t.id for t in targets if isinstance(t, ast.Name)]
+
+
+def stateful_globals() -> set[str]:
+    """``module:name`` of every module-level container bound to a name that is not a constant
+    (UPPER_CASE), and of every ``global`` statement."""
+    found = set()
+    for module, path in MODULES.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        found |= {f"{module}:{name}" for node in ast.walk(tree) if isinstance(node, ast.Global) for name in node.names}
+        for node in tree.body:
+            if _is_container(getattr(node, "value", None)):
+                found |= {f"{module}:{name}" for name in _assigned_names(node) if name not in (name.upper(), "__all__")}
+    return found
+
+
+def test_no_module_global_carries_state():
+    assert sorted(stateful_globals() - STATEFUL_GLOBALS_LEFT) == []
+
+
+def test_the_stateful_globals_left_still_exist():
+    # one that is gone leaves the list, so that it cannot come back unseen
+    assert sorted(STATEFUL_GLOBALS_LEFT - stateful_globals()) == []
 
 
 def test_importing_sem_core_changes_no_interpreter_hook():
