@@ -222,6 +222,13 @@ def main() -> int:
         "hydra_startup": bl.measurement("bare Hydra app, one job `python app.py +x=0`", wall["hydra_one"],
                                         "interpreter start-up, imports, composing and running one job"),
     }
+    cpu = {k: [s.user_s + s.sys_s for s in v] for k, v in sweep.items()}
+    cpu_includes = "user + system CPU of the command and the children it waited for (less sensitive to a busy machine)"
+    for key, label in (("sem", f"sem, `python m.py -m`, {rows} rows"), ("sem_1", "sem, `python m.py -m`, 1 row"),
+                       ("hydra", f"bare Hydra app, {rows} rows"), ("hydra_1", "bare Hydra app, 1 row"),
+                       ("sacred", f"plain sacred loop, {rows} runs"), ("sacred_1", "plain sacred loop, 1 run"),
+                       ("sem_one", "sem, one-row run"), ("hydra_one", "bare Hydra app, one job")):
+        m[f"cpu_{key}"] = bl.measurement(f"{label}: CPU time", cpu[key], cpu_includes)
     mem = {k: [s.peak_rss_mb for s in v] for k, v in memory.items()}
     m.update({
         "sem_peak_small": bl.measurement(f"sem sequential sweep, {small} rows: peak RSS", mem["sem_small"],
@@ -242,7 +249,21 @@ def main() -> int:
         return (bl.median(m[key]) - bl.median(m[key + "_1"])) / (rows - 1)
 
     how = f"(median of {rows} rows - median of 1 row) / {rows - 1}"
+    def cpu_per_job(key: str) -> float:
+        return (bl.median(m[f"cpu_{key}"]) - bl.median(m[f"cpu_{key}_1"])) / (rows - 1)
+
+    how_cpu = f"(median CPU at {rows} rows - at 1 row) / {rows - 1}"
     d = {
+        "sem_vs_sacred_cpu": bl.derived(f"CPU time: sem / plain sacred, {rows} rows",
+                                        bl.median(m["cpu_sem"]) / bl.median(m["cpu_sacred"]), "x", "ratio of the medians"),
+        "sem_vs_hydra_cpu": bl.derived(f"CPU time: sem / bare Hydra, {rows} rows",
+                                       bl.median(m["cpu_sem"]) / bl.median(m["cpu_hydra"]), "x", "ratio of the medians"),
+        "sem_cpu_per_job": bl.derived("sem, CPU per job", cpu_per_job("sem") * 1000, "ms", how_cpu),
+        "hydra_cpu_per_job": bl.derived("bare Hydra, CPU per job", cpu_per_job("hydra") * 1000, "ms", how_cpu),
+        "sacred_cpu_per_job": bl.derived("plain sacred, CPU per run", cpu_per_job("sacred") * 1000, "ms", how_cpu),
+        "startup_ratio_cpu": bl.derived("start-up CPU time, sem one-row run / bare Hydra one job",
+                                        bl.median(m["cpu_sem_one"]) / bl.median(m["cpu_hydra_one"]), "x",
+                                        "ratio of the medians"),
         "sem_vs_sacred": bl.derived(f"sem / plain sacred, {rows} rows", bl.median(m["sem_sweep"]) / bl.median(m["sacred_loop"]),
                                     "x", "ratio of the medians"),
         "sem_vs_hydra": bl.derived(f"sem / bare Hydra, {rows} rows", bl.median(m["sem_sweep"]) / bl.median(m["hydra_sweep"]),
