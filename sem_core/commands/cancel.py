@@ -26,12 +26,11 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from sem_core.commands.shared_args import problem_log
     from sem_core.errors import SemError
     from sem_core.slurm import status as st
     from sem_core.slurm.reconcile import slurm_info, write_verdict
     from sem_core.slurm.selection import select_runs
-
-    from sem_core.results.cli_args import problem_log
 
     selected, where = select_runs(args.path, problem_log(args))
     active = [r for r in selected if r.status in st.ACTIVE]

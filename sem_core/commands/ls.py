@@ -6,7 +6,7 @@ import argparse
 import math
 import sys
 
-from sem_core.results.cli_args import add_path, add_strict, add_where, exit_code, filtered_runs
+from sem_core.commands.shared_args import add_path, add_strict, add_where, exit_code, filtered_runs
 
 DEFAULT_METRICS_SHOWN = 3
 

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from sem_core.results.cli_args import add_path, add_strict, add_where, exit_code, filtered_runs, problem_log
-from sem_core.run_status import RunStatus
+from sem_core.commands.shared_args import (
+    add_path,
+    add_strict,
+    add_where,
+    exit_code,
+    filtered_runs,
+    problem_log,
+    statuses_of,
+)
 
 
 def register(subparsers) -> None:
@@ -27,13 +35,11 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def output_folder(paths) -> "Path":
+def output_folder(paths: list[str]) -> Path:
     """Where sem writes what it draws unless told: ``<experiment>/sem/plots`` (the experiment
     of the first PATH, else the one around the current directory; else ``./sem/plots``). The
     ``sem`` folder holds a ``.gitignore`` of ``*``: git (and DVC, which reads .gitignore) leave
     it alone."""
-    from pathlib import Path
-
     from sem_core.errors import SemError
     from sem_core.results.load import find_experiment_dir, is_mongo_location
 
@@ -51,8 +57,6 @@ def output_folder(paths) -> "Path":
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from sem_core.results.plot import plot_metric
 
     runs = filtered_runs(args)
@@ -60,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         runs,
         args.metric,
         group_by=args.group_by or None,
-        statuses=None if args.all_status else (RunStatus.COMPLETED,),
+        statuses=statuses_of(args),
         on_problem=problem_log(args),
     )
     out = Path(args.output) if args.output else output_folder(args.path) / f"{args.metric.replace('/', '_')}.png"

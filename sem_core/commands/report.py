@@ -6,8 +6,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sem_core.results.cli_args import (add_path, add_strict, add_table_options, add_where, exit_code, filtered_runs,
-                                      problem_log, table_options)
+from sem_core.commands.shared_args import (
+    add_path,
+    add_strict,
+    add_table_options,
+    add_where,
+    exit_code,
+    filtered_runs,
+    problem_log,
+    table_options,
+)
 
 
 def register(subparsers) -> None:

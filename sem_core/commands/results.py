@@ -5,8 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sem_core.results.cli_args import (add_path, add_strict, add_table_options, add_where, exit_code, filtered_runs,
-                                      table_options)
+from sem_core.commands.shared_args import (
+    add_path,
+    add_strict,
+    add_table_options,
+    add_where,
+    exit_code,
+    filtered_runs,
+    table_options,
+)
 
 
 def register(subparsers) -> None:
@@ -37,10 +44,8 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from sem_core import records
     from sem_core.results import render
-    from sem_core.results.table import results_table
-
     from sem_core.results.load import run_columns
-    from sem_core.results.table import default_metrics
+    from sem_core.results.table import default_metrics, results_table
 
     runs = filtered_runs(args)
     logged = list(run_columns(runs).metrics)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sem_core.results.cli_args import add_path, add_strict, exit_code, problem_log, source_of
+from sem_core.commands.shared_args import add_path, add_strict, exit_code, problem_log, source_of
 
 OUTPUT_TAIL = 30
 

@@ -24,7 +24,7 @@ def add_selection(p: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers) -> None:
-    from sem_core.results.cli_args import add_strict
+    from sem_core.commands.shared_args import add_strict
 
     p = subparsers.add_parser(
         "status", help="run counts per model and status, reconciled with Slurm",
@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from sem_core.results.cli_args import exit_code, problem_log
+    from sem_core.commands.shared_args import exit_code, problem_log
     from sem_core.slurm.reconcile import reconcile_runs
     from sem_core.slurm.selection import select_runs
 

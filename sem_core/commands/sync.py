@@ -98,8 +98,8 @@ def _sync_with_progress(db, run_dirs, settings, args):
     show = not args.quiet and not args.dry_run and bool(run_dirs) and os.isatty(2)
     if not show:
         return upload.sync_runs(db, run_dirs, secrets=secrets, dry_run=args.dry_run)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     with Progress(TextColumn("sync"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=Console(stderr=True), transient=True) as progress:

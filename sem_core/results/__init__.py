@@ -1,7 +1,7 @@
 """Results: load runs into pandas, aggregate over folds, render tables, plots and reports.
 
 The names below are imported on first use, so that ``sem --help`` (whose subcommands import
-``sem_core.results.cli_args``) does not pay for importing pandas.
+``sem_core.commands.shared_args``) does not pay for importing pandas.
 """
 
 from __future__ import annotations

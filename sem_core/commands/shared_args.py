@@ -1,4 +1,4 @@
-"""Arguments shared by ``sem results|ls|plot|report`` (parsing only; no I/O)."""
+"""Arguments shared by ``sem results|ls|plot|report|show|status|cancel``, and what each means."""
 
 from __future__ import annotations
 
@@ -90,9 +90,14 @@ def filtered_runs(args: argparse.Namespace):
     return filter_runs(runs, where, strict=True) if where else runs
 
 
+def statuses_of(args: argparse.Namespace) -> Optional[tuple[RunStatus, ...]]:
+    """The statuses a table or plot counts: COMPLETED, or every status with ``--all-status``."""
+    return None if args.all_status else (RunStatus.COMPLETED,)
+
+
 def table_options(args: argparse.Namespace) -> dict:
     return {
-        "statuses": None if args.all_status else (RunStatus.COMPLETED,),
+        "statuses": statuses_of(args),
         "maximize": args.maximize,
         "minimize": args.minimize,
     }
