@@ -30,7 +30,6 @@ from pathlib import Path
 import benchlib as bl
 
 
-
 class GitCounter:
     """Counts ``git`` processes started through subprocess.Popen (sacred's GitPython and sem both)."""
 
@@ -102,8 +101,8 @@ def sem_per_job(model_file: Path, store: Path, runs: int) -> tuple[float, float,
     """(per-job total, once-per-sweep capture, per-job part, git processes)."""
     from sem_core import ids, sources
     from sem_core.capture import capture_sweep
-    from sem_core.seeding import with_seed
     from sem_core.host import host_info
+    from sem_core.seeding import with_seed
 
     with GitCounter() as counter:
         start = time.perf_counter()
@@ -149,29 +148,52 @@ def main() -> None:
 
     m = {
         "sacred_per_run": bl.measurement(
-            "sacred default capture, per run", sacred_times,
+            "sacred default capture, per run",
+            sacred_times,
             "gather_sources_and_dependencies(save_git_info=True) + get_host_info(), as every `python m.py with ...`",
-            "ms"),
+            "ms",
+        ),
         "sem_per_job": bl.measurement(
-            f"sem capture, per job (sweep capture / {runs} + per-job part)", sem_times,
+            f"sem capture, per job (sweep capture / {runs} + per-job part)",
+            sem_times,
             "capture_sweep once (git, python, packages, DVC, diff file) divided over the runs, plus per job: "
-            "model sources and host info with cold caches, the seed", "ms"),
-        "sem_sweep_capture": bl.measurement("sem capture_sweep, once per sweep", sweep_parts,
-                                            "git state, full diff, every installed package, DVC state", "ms"),
-        "sem_job_part": bl.measurement("sem, each job's own part", job_parts,
-                                       "model sources, host info (cold caches), seed", "ms"),
+            "model sources and host info with cold caches, the seed",
+            "ms",
+        ),
+        "sem_sweep_capture": bl.measurement(
+            "sem capture_sweep, once per sweep",
+            sweep_parts,
+            "git state, full diff, every installed package, DVC state",
+            "ms",
+        ),
+        "sem_job_part": bl.measurement(
+            "sem, each job's own part", job_parts, "model sources, host info (cold caches), seed", "ms"
+        ),
     }
     d = {
-        "ratio": bl.derived("sem / sacred, per run", bl.median(m["sem_per_job"]) / bl.median(m["sacred_per_run"]) * 100,
-                            "%", "ratio of the medians"),
+        "ratio": bl.derived(
+            "sem / sacred, per run",
+            bl.median(m["sem_per_job"]) / bl.median(m["sacred_per_run"]) * 100,
+            "%",
+            "ratio of the medians",
+        ),
         "sacred_git": bl.derived(f"git processes, sacred, {runs} runs", sacred_git, "", "counted at subprocess.Popen"),
         "sem_git": bl.derived(f"git processes, sem, {runs} runs", sem_git, "", "counted at subprocess.Popen"),
     }
     bl.write_result(
-        args, "capture", "bench_capture.py", title="Capture: recording the code version",
-        description=(f"A git repository of {files:,} files with a dirty tree (5 modified tracked files, 5 untracked), "
-                     f"a model file importing two sibling modules; {runs} runs per measurement, in one process."),
-        params={"files": files, "runs": runs}, measurements=m, derived_=d, env=env)
+        args,
+        "capture",
+        "bench_capture.py",
+        title="Capture: recording the code version",
+        description=(
+            f"A git repository of {files:,} files with a dirty tree (5 modified tracked files, 5 untracked), "
+            f"a model file importing two sibling modules; {runs} runs per measurement, in one process."
+        ),
+        params={"files": files, "runs": runs},
+        measurements=m,
+        derived_=d,
+        env=env,
+    )
 
 
 if __name__ == "__main__":

@@ -83,13 +83,13 @@ for i in range(int(sys.argv[2])):
 
 INCLUDES = {
     "sem": "interpreter start-up, imports, planning the rows, per job: Hydra composing the job's config, "
-           "its output folder and .hydra/ files, the run record (config.json, run.json, metrics.json, "
-           "cout.txt via the output copier), the sweep summary",
+    "its output folder and .hydra/ files, the run record (config.json, run.json, metrics.json, "
+    "cout.txt via the output copier), the sweep summary",
     "hydra": "interpreter start-up, imports, BasicSweeper composing every job to validate it, per job: "
-             "composing again, output folder, .hydra/ files, job logging",
+    "composing again, output folder, .hydra/ files, job logging",
     "sacred": "interpreter start-up, imports, per run: sacred's config scope, host info, sources, "
-              "FileStorageObserver's run folder (config.json, run.json, cout.txt); no config composition, "
-              "no git (save_git_info=False)",
+    "FileStorageObserver's run folder (config.json, run.json, cout.txt); no config composition, "
+    "no git (save_git_info=False)",
 }
 
 
@@ -122,14 +122,21 @@ class Work:
 
 def importtime_top(work: Work, top: int = 15) -> list[dict]:
     """The slowest imports (cumulative) of a one-row run, from ``python -X importtime``."""
-    sample = bl.run([sys.executable, "-X", "importtime", "m_bench.py", "+order_id=0"], work.models,
-                    {"SEM_BENCH_ROWS": "1"})
+    sample = bl.run(
+        [sys.executable, "-X", "importtime", "m_bench.py", "+order_id=0"], work.models, {"SEM_BENCH_ROWS": "1"}
+    )
     entries = []
     for line in sample.stderr.splitlines():
         m = re.match(r"import time:\s+(\d+)\s+\|\s+(\d+)\s+\|(\s*)(\S+)", line)
         if m:
-            entries.append({"module": m.group(4), "self_us": int(m.group(1)), "cumulative_us": int(m.group(2)),
-                            "depth": len(m.group(3)) // 2})
+            entries.append(
+                {
+                    "module": m.group(4),
+                    "self_us": int(m.group(1)),
+                    "cumulative_us": int(m.group(2)),
+                    "depth": len(m.group(3)) // 2,
+                }
+            )
     top_level = [e for e in entries if e["depth"] == 0]
     return sorted(top_level, key=lambda e: -e["cumulative_us"])[:top]
 
@@ -151,11 +158,20 @@ def profile_sweep(work: Work, rows: int, top: int = 20) -> dict:
     output copier runs in a child of its own); the functions called at least once per job (imports
     left out), by cumulative time."""
     prof = work.root / "sweep.prof"
-    bl.run([sys.executable, "-m", "cProfile", "-o", str(prof), "m_bench.py", "-m"], work.models,
-           {"SEM_BENCH_ROWS": str(rows)})
+    bl.run(
+        [sys.executable, "-m", "cProfile", "-o", str(prof), "m_bench.py", "-m"],
+        work.models,
+        {"SEM_BENCH_ROWS": str(rows)},
+    )
     data = json.loads(bl.run([sys.executable, "-c", PROFILE_READER, str(prof)], work.root).stdout)
-    per_job = [f for f in data["functions"] if f["calls"] >= rows and "<frozen" not in f["path"]
-               and "cProfile" not in f["path"] and f["cumulative_s"] < 0.9 * data["total_s"]]
+    per_job = [
+        f
+        for f in data["functions"]
+        if f["calls"] >= rows
+        and "<frozen" not in f["path"]
+        and "cProfile" not in f["path"]
+        and f["cumulative_s"] < 0.9 * data["total_s"]
+    ]
     per_job.sort(key=lambda f: -f["cumulative_s"])
     for f in per_job:
         f["path"] = _short_path(f["path"])
@@ -174,8 +190,9 @@ def _short_path(path: str) -> str:
 def main() -> int:
     parser = bl.arg_parser(__doc__)
     parser.add_argument("--rows", type=int, default=None, help="rows of the sweep (default 50, --quick 3)")
-    parser.add_argument("--memory-rows", type=int, default=None,
-                        help="rows of the large memory sweep (default 10000, --quick 10)")
+    parser.add_argument(
+        "--memory-rows", type=int, default=None, help="rows of the large memory sweep (default 10000, --quick 10)"
+    )
     args = parser.parse_args()
     rows = args.rows or (3 if args.quick else 50)
     small = rows
@@ -186,116 +203,194 @@ def main() -> int:
     env = bl.environment()
     with tempfile.TemporaryDirectory(prefix="sem-bench-core-") as tmp:
         work = Work(Path(tmp))
-        sweep = bl.round_robin({
-            "sem": lambda: work.sem(rows),
-            "sem_1": lambda: work.sem(1),
-            "hydra": lambda: work.hydra(rows),
-            "hydra_1": lambda: work.hydra(1),
-            "sacred": lambda: work.sacred(rows),
-            "sacred_1": lambda: work.sacred(1),
-            "sem_local": lambda: work.sem(rows, "hydra/launcher=local", "hydra.launcher.n_jobs=2"),
-            "sem_one": work.sem_one,
-            "hydra_one": work.hydra_one,
-        }, repeat)
+        sweep = bl.round_robin(
+            {
+                "sem": lambda: work.sem(rows),
+                "sem_1": lambda: work.sem(1),
+                "hydra": lambda: work.hydra(rows),
+                "hydra_1": lambda: work.hydra(1),
+                "sacred": lambda: work.sacred(rows),
+                "sacred_1": lambda: work.sacred(1),
+                "sem_local": lambda: work.sem(rows, "hydra/launcher=local", "hydra.launcher.n_jobs=2"),
+                "sem_one": work.sem_one,
+                "hydra_one": work.hydra_one,
+            },
+            repeat,
+        )
         imports = importtime_top(work)
         profile = profile_sweep(work, rows)
-        memory = bl.round_robin({
-            "sem_big": lambda: work.sem(big),
-            "hydra_big": lambda: work.hydra(big),
-        }, 1 if big > 2000 else repeat)  # the big sweep takes minutes: once
+        memory = bl.round_robin(
+            {
+                "sem_big": lambda: work.sem(big),
+                "hydra_big": lambda: work.hydra(big),
+            },
+            1 if big > 2000 else repeat,
+        )  # the big sweep takes minutes: once
         memory["sem_small"], memory["hydra_small"] = sweep["sem"], sweep["hydra"]  # the small sweep is the one above
 
     wall = {k: [s.wall_s for s in v] for k, v in sweep.items()}
     m = {
         "sem_sweep": bl.measurement(f"sem, `python m.py -m`, {rows} rows", wall["sem"], INCLUDES["sem"]),
-        "hydra_sweep": bl.measurement(f"bare Hydra app, `python app.py -m +x=range(0,{rows})`", wall["hydra"],
-                                      INCLUDES["hydra"]),
-        "sacred_loop": bl.measurement(f"plain sacred loop, {rows} `ex.run` + FileStorageObserver", wall["sacred"],
-                                      INCLUDES["sacred"]),
-        "sem_local_2": bl.measurement(f"sem, `hydra/launcher=local hydra.launcher.n_jobs=2`, {rows} rows",
-                                      wall["sem_local"], "as sem above, jobs run in 2 long-lived worker processes"),
+        "hydra_sweep": bl.measurement(
+            f"bare Hydra app, `python app.py -m +x=range(0,{rows})`", wall["hydra"], INCLUDES["hydra"]
+        ),
+        "sacred_loop": bl.measurement(
+            f"plain sacred loop, {rows} `ex.run` + FileStorageObserver", wall["sacred"], INCLUDES["sacred"]
+        ),
+        "sem_local_2": bl.measurement(
+            f"sem, `hydra/launcher=local hydra.launcher.n_jobs=2`, {rows} rows",
+            wall["sem_local"],
+            "as sem above, jobs run in 2 long-lived worker processes",
+        ),
         "sem_sweep_1": bl.measurement("sem, `python m.py -m`, 1 row", wall["sem_1"], INCLUDES["sem"]),
         "hydra_sweep_1": bl.measurement("bare Hydra app, `-m +x=range(0,1)`", wall["hydra_1"], INCLUDES["hydra"]),
         "sacred_loop_1": bl.measurement("plain sacred loop, 1 run", wall["sacred_1"], INCLUDES["sacred"]),
-        "sem_startup": bl.measurement("sem, one-row run `python m.py +order_id=0`", wall["sem_one"],
-                                      "interpreter start-up, imports, planning, one job and its record"),
-        "hydra_startup": bl.measurement("bare Hydra app, one job `python app.py +x=0`", wall["hydra_one"],
-                                        "interpreter start-up, imports, composing and running one job"),
+        "sem_startup": bl.measurement(
+            "sem, one-row run `python m.py +order_id=0`",
+            wall["sem_one"],
+            "interpreter start-up, imports, planning, one job and its record",
+        ),
+        "hydra_startup": bl.measurement(
+            "bare Hydra app, one job `python app.py +x=0`",
+            wall["hydra_one"],
+            "interpreter start-up, imports, composing and running one job",
+        ),
     }
     cpu = {k: [s.user_s + s.sys_s for s in v] for k, v in sweep.items()}
     cpu_includes = "user + system CPU of the command and the children it waited for (less sensitive to a busy machine)"
-    for key, label in (("sem", f"sem, `python m.py -m`, {rows} rows"), ("sem_1", "sem, `python m.py -m`, 1 row"),
-                       ("hydra", f"bare Hydra app, {rows} rows"), ("hydra_1", "bare Hydra app, 1 row"),
-                       ("sacred", f"plain sacred loop, {rows} runs"), ("sacred_1", "plain sacred loop, 1 run"),
-                       ("sem_one", "sem, one-row run"), ("hydra_one", "bare Hydra app, one job")):
+    for key, label in (
+        ("sem", f"sem, `python m.py -m`, {rows} rows"),
+        ("sem_1", "sem, `python m.py -m`, 1 row"),
+        ("hydra", f"bare Hydra app, {rows} rows"),
+        ("hydra_1", "bare Hydra app, 1 row"),
+        ("sacred", f"plain sacred loop, {rows} runs"),
+        ("sacred_1", "plain sacred loop, 1 run"),
+        ("sem_one", "sem, one-row run"),
+        ("hydra_one", "bare Hydra app, one job"),
+    ):
         m[f"cpu_{key}"] = bl.measurement(f"{label}: CPU time", cpu[key], cpu_includes)
     mem = {k: [s.peak_rss_mb for s in v] for k, v in memory.items()}
-    m.update({
-        "sem_peak_small": bl.measurement(f"sem sequential sweep, {small} rows: peak RSS", mem["sem_small"],
-                                         "the sweep process (or the largest child it waited for)", "MB"),
-        "sem_peak_big": bl.measurement(f"sem sequential sweep, {big} rows: peak RSS", mem["sem_big"],
-                                       "the sweep process (or the largest child it waited for)", "MB"),
-        "hydra_peak_small": bl.measurement(f"bare Hydra sweep, {small} rows: peak RSS", mem["hydra_small"],
-                                           "the sweep process", "MB"),
-        "hydra_peak_big": bl.measurement(f"bare Hydra sweep, {big} rows: peak RSS", mem["hydra_big"],
-                                         "the sweep process", "MB"),
-        "sem_big_wall": bl.measurement(f"sem sequential sweep, {big} rows: wall time",
-                                       [s.wall_s for s in memory["sem_big"]], INCLUDES["sem"]),
-        "hydra_big_wall": bl.measurement(f"bare Hydra sweep, {big} rows: wall time",
-                                         [s.wall_s for s in memory["hydra_big"]], INCLUDES["hydra"]),
-    })
+    m.update(
+        {
+            "sem_peak_small": bl.measurement(
+                f"sem sequential sweep, {small} rows: peak RSS",
+                mem["sem_small"],
+                "the sweep process (or the largest child it waited for)",
+                "MB",
+            ),
+            "sem_peak_big": bl.measurement(
+                f"sem sequential sweep, {big} rows: peak RSS",
+                mem["sem_big"],
+                "the sweep process (or the largest child it waited for)",
+                "MB",
+            ),
+            "hydra_peak_small": bl.measurement(
+                f"bare Hydra sweep, {small} rows: peak RSS", mem["hydra_small"], "the sweep process", "MB"
+            ),
+            "hydra_peak_big": bl.measurement(
+                f"bare Hydra sweep, {big} rows: peak RSS", mem["hydra_big"], "the sweep process", "MB"
+            ),
+            "sem_big_wall": bl.measurement(
+                f"sem sequential sweep, {big} rows: wall time", [s.wall_s for s in memory["sem_big"]], INCLUDES["sem"]
+            ),
+            "hydra_big_wall": bl.measurement(
+                f"bare Hydra sweep, {big} rows: wall time", [s.wall_s for s in memory["hydra_big"]], INCLUDES["hydra"]
+            ),
+        }
+    )
 
     def per_job(key: str) -> float:
         return (bl.median(m[key]) - bl.median(m[key + "_1"])) / (rows - 1)
 
     how = f"(median of {rows} rows - median of 1 row) / {rows - 1}"
+
     def cpu_per_job(key: str) -> float:
         return (bl.median(m[f"cpu_{key}"]) - bl.median(m[f"cpu_{key}_1"])) / (rows - 1)
 
     how_cpu = f"(median CPU at {rows} rows - at 1 row) / {rows - 1}"
     d = {
-        "sem_vs_sacred_cpu": bl.derived(f"CPU time: sem / plain sacred, {rows} rows",
-                                        bl.median(m["cpu_sem"]) / bl.median(m["cpu_sacred"]), "x", "ratio of the medians"),
-        "sem_vs_hydra_cpu": bl.derived(f"CPU time: sem / bare Hydra, {rows} rows",
-                                       bl.median(m["cpu_sem"]) / bl.median(m["cpu_hydra"]), "x", "ratio of the medians"),
+        "sem_vs_sacred_cpu": bl.derived(
+            f"CPU time: sem / plain sacred, {rows} rows",
+            bl.median(m["cpu_sem"]) / bl.median(m["cpu_sacred"]),
+            "x",
+            "ratio of the medians",
+        ),
+        "sem_vs_hydra_cpu": bl.derived(
+            f"CPU time: sem / bare Hydra, {rows} rows",
+            bl.median(m["cpu_sem"]) / bl.median(m["cpu_hydra"]),
+            "x",
+            "ratio of the medians",
+        ),
         "sem_cpu_per_job": bl.derived("sem, CPU per job", cpu_per_job("sem") * 1000, "ms", how_cpu),
         "hydra_cpu_per_job": bl.derived("bare Hydra, CPU per job", cpu_per_job("hydra") * 1000, "ms", how_cpu),
         "sacred_cpu_per_job": bl.derived("plain sacred, CPU per run", cpu_per_job("sacred") * 1000, "ms", how_cpu),
-        "startup_ratio_cpu": bl.derived("start-up CPU time, sem one-row run / bare Hydra one job",
-                                        bl.median(m["cpu_sem_one"]) / bl.median(m["cpu_hydra_one"]), "x",
-                                        "ratio of the medians"),
-        "sem_vs_sacred": bl.derived(f"sem / plain sacred, {rows} rows", bl.median(m["sem_sweep"]) / bl.median(m["sacred_loop"]),
-                                    "x", "ratio of the medians"),
-        "sem_vs_hydra": bl.derived(f"sem / bare Hydra, {rows} rows", bl.median(m["sem_sweep"]) / bl.median(m["hydra_sweep"]),
-                                   "x", "ratio of the medians"),
+        "startup_ratio_cpu": bl.derived(
+            "start-up CPU time, sem one-row run / bare Hydra one job",
+            bl.median(m["cpu_sem_one"]) / bl.median(m["cpu_hydra_one"]),
+            "x",
+            "ratio of the medians",
+        ),
+        "sem_vs_sacred": bl.derived(
+            f"sem / plain sacred, {rows} rows",
+            bl.median(m["sem_sweep"]) / bl.median(m["sacred_loop"]),
+            "x",
+            "ratio of the medians",
+        ),
+        "sem_vs_hydra": bl.derived(
+            f"sem / bare Hydra, {rows} rows",
+            bl.median(m["sem_sweep"]) / bl.median(m["hydra_sweep"]),
+            "x",
+            "ratio of the medians",
+        ),
         "sem_per_job": bl.derived("sem, per job", per_job("sem_sweep") * 1000, "ms", how),
         "hydra_per_job": bl.derived("bare Hydra, per job", per_job("hydra_sweep") * 1000, "ms", how),
         "sacred_per_job": bl.derived("plain sacred, per run", per_job("sacred_loop") * 1000, "ms", how),
-        "startup_ratio": bl.derived("start-up, sem one-row run / bare Hydra one job",
-                                    bl.median(m["sem_startup"]) / bl.median(m["hydra_startup"]), "x",
-                                    "ratio of the medians"),
-        "sem_memory_growth": bl.derived(f"sem peak RSS, {big} rows / {small} rows",
-                                        bl.median(m["sem_peak_big"]) / bl.median(m["sem_peak_small"]), "x",
-                                        "ratio of the medians"),
-        "hydra_memory_growth": bl.derived(f"bare Hydra peak RSS, {big} rows / {small} rows",
-                                          bl.median(m["hydra_peak_big"]) / bl.median(m["hydra_peak_small"]), "x",
-                                          "ratio of the medians"),
-        "sem_memory_per_row": bl.derived("sem peak RSS growth per row",
-                                         (bl.median(m["sem_peak_big"]) - bl.median(m["sem_peak_small"])) / (big - small) * 1024,
-                                         "KB", f"(peak at {big} - peak at {small}) / {big - small}"),
-        "hydra_memory_per_row": bl.derived("bare Hydra peak RSS growth per row",
-                                           (bl.median(m["hydra_peak_big"]) - bl.median(m["hydra_peak_small"])) / (big - small) * 1024,
-                                           "KB", f"(peak at {big} - peak at {small}) / {big - small}"),
+        "startup_ratio": bl.derived(
+            "start-up, sem one-row run / bare Hydra one job",
+            bl.median(m["sem_startup"]) / bl.median(m["hydra_startup"]),
+            "x",
+            "ratio of the medians",
+        ),
+        "sem_memory_growth": bl.derived(
+            f"sem peak RSS, {big} rows / {small} rows",
+            bl.median(m["sem_peak_big"]) / bl.median(m["sem_peak_small"]),
+            "x",
+            "ratio of the medians",
+        ),
+        "hydra_memory_growth": bl.derived(
+            f"bare Hydra peak RSS, {big} rows / {small} rows",
+            bl.median(m["hydra_peak_big"]) / bl.median(m["hydra_peak_small"]),
+            "x",
+            "ratio of the medians",
+        ),
+        "sem_memory_per_row": bl.derived(
+            "sem peak RSS growth per row",
+            (bl.median(m["sem_peak_big"]) - bl.median(m["sem_peak_small"])) / (big - small) * 1024,
+            "KB",
+            f"(peak at {big} - peak at {small}) / {big - small}",
+        ),
+        "hydra_memory_per_row": bl.derived(
+            "bare Hydra peak RSS growth per row",
+            (bl.median(m["hydra_peak_big"]) - bl.median(m["hydra_peak_small"])) / (big - small) * 1024,
+            "KB",
+            f"(peak at {big} - peak at {small}) / {big - small}",
+        ),
     }
     bl.write_result(
-        args, "core", "bench_core.py",
+        args,
+        "core",
+        "bench_core.py",
         title="Core: per-job overhead, start-up, peak memory",
-        description=(f"Trivial rows (`main` returns `2 * x`). Sweep figures: {rows} rows, the whole command "
-                     "as a user runs it, contenders round-robin. sem runs with its defaults (sequential "
-                     "launcher, file observer, output captured). Memory: peak RSS from `wait4` of a "
-                     f"sequential sweep of {small} and {big} rows."),
+        description=(
+            f"Trivial rows (`main` returns `2 * x`). Sweep figures: {rows} rows, the whole command "
+            "as a user runs it, contenders round-robin. sem runs with its defaults (sequential "
+            "launcher, file observer, output captured). Memory: peak RSS from `wait4` of a "
+            f"sequential sweep of {small} and {big} rows."
+        ),
         params={"rows": rows, "memory_rows": [small, big]},
-        measurements=m, derived_=d, env=env,
+        measurements=m,
+        derived_=d,
+        env=env,
         extra={"importtime_top": imports, "profile": profile},
     )
     return 0

@@ -102,38 +102,75 @@ def main() -> int:
                 points_logged(store, calls)
             return sample
 
-        samples = bl.round_robin({"sem_n": lambda: sem(n), "sem_0": lambda: sem(0),
-                                  "sacred_n": lambda: sacred(n), "sacred_0": lambda: sacred(0)}, bl.repeats(args))
+        samples = bl.round_robin(
+            {
+                "sem_n": lambda: sem(n),
+                "sem_0": lambda: sem(0),
+                "sacred_n": lambda: sacred(n),
+                "sacred_0": lambda: sacred(0),
+            },
+            bl.repeats(args),
+        )
     cpu = {k: [s.user_s + s.sys_s for s in v] for k, v in samples.items()}
     wall = {k: [s.wall_s for s in v] for k, v in samples.items()}
     m = {
-        "sem_with": bl.measurement(f"sem, one run logging {n:,} points", wall["sem_n"],
-                                   "`python m.py`: start-up, the run, its record with metrics.json"),
+        "sem_with": bl.measurement(
+            f"sem, one run logging {n:,} points",
+            wall["sem_n"],
+            "`python m.py`: start-up, the run, its record with metrics.json",
+        ),
         "sem_without": bl.measurement("sem, the same run logging none", wall["sem_0"], "as above"),
-        "sacred_with": bl.measurement(f"sacred, one run logging {n:,} points", wall["sacred_n"],
-                                      "`python script.py`: start-up, `ex.run()`, FileStorageObserver's record"),
+        "sacred_with": bl.measurement(
+            f"sacred, one run logging {n:,} points",
+            wall["sacred_n"],
+            "`python script.py`: start-up, `ex.run()`, FileStorageObserver's record",
+        ),
         "sacred_without": bl.measurement("sacred, the same run logging none", wall["sacred_0"], "as above"),
     }
-    for key, label in (("sem_n", f"sem, {n:,} points"), ("sem_0", "sem, none"), ("sacred_n", f"sacred, {n:,} points"),
-                       ("sacred_0", "sacred, none")):
+    for key, label in (
+        ("sem_n", f"sem, {n:,} points"),
+        ("sem_0", "sem, none"),
+        ("sacred_n", f"sacred, {n:,} points"),
+        ("sacred_0", "sacred, none"),
+    ):
         m[f"cpu_{key}"] = bl.measurement(f"{label}: CPU time", cpu[key], "user + system CPU of the command")
     d = {
-        "sem_added_cpu": bl.derived(f"sem: CPU time added by {n:,} log_scalar calls",
-                                    bl.median(m["cpu_sem_n"]) - bl.median(m["cpu_sem_0"]), "s",
-                                    "median CPU with - median CPU without"),
-        "sacred_added_cpu": bl.derived(f"sacred: CPU time added by {n:,} log_scalar calls",
-                                       bl.median(m["cpu_sacred_n"]) - bl.median(m["cpu_sacred_0"]), "s",
-                                       "median CPU with - median CPU without"),
-        "sem_added": bl.derived(f"sem: time added by {n:,} log_scalar calls",
-                                bl.median(m["sem_with"]) - bl.median(m["sem_without"]), "s",
-                                "median with - median without"),
-        "sacred_added": bl.derived(f"sacred: time added by {n:,} log_scalar calls",
-                                   bl.median(m["sacred_with"]) - bl.median(m["sacred_without"]), "s",
-                                   "median with - median without"),
+        "sem_added_cpu": bl.derived(
+            f"sem: CPU time added by {n:,} log_scalar calls",
+            bl.median(m["cpu_sem_n"]) - bl.median(m["cpu_sem_0"]),
+            "s",
+            "median CPU with - median CPU without",
+        ),
+        "sacred_added_cpu": bl.derived(
+            f"sacred: CPU time added by {n:,} log_scalar calls",
+            bl.median(m["cpu_sacred_n"]) - bl.median(m["cpu_sacred_0"]),
+            "s",
+            "median CPU with - median CPU without",
+        ),
+        "sem_added": bl.derived(
+            f"sem: time added by {n:,} log_scalar calls",
+            bl.median(m["sem_with"]) - bl.median(m["sem_without"]),
+            "s",
+            "median with - median without",
+        ),
+        "sacred_added": bl.derived(
+            f"sacred: time added by {n:,} log_scalar calls",
+            bl.median(m["sacred_with"]) - bl.median(m["sacred_without"]),
+            "s",
+            "median with - median without",
+        ),
     }
-    bl.write_result(args, "logging", "bench_logging.py", title="Metric logging",
-                    description=f"{n:,} `log_scalar` calls in one run, each side measured with and without them.",
-                    params={"calls": n}, measurements=m, derived_=d, env=env)
+    bl.write_result(
+        args,
+        "logging",
+        "bench_logging.py",
+        title="Metric logging",
+        description=f"{n:,} `log_scalar` calls in one run, each side measured with and without them.",
+        params={"calls": n},
+        measurements=m,
+        derived_=d,
+        env=env,
+    )
     return 0
 
 

@@ -41,8 +41,17 @@ with initialize(version_base="1.3", config_path=None):
 
 
 def rows_of(n: int) -> list[dict]:
-    return [{"model": "gp", "lr": 10 ** -(i % 5), "layers": [i % 3, 4], "opt": {"kind": "adam", "wd": i % 7},
-             "fold": i % 5, "i": i} for i in range(n)]
+    return [
+        {
+            "model": "gp",
+            "lr": 10 ** -(i % 5),
+            "layers": [i % 3, 4],
+            "opt": {"kind": "adam", "wd": i % 7},
+            "fold": i % 5,
+            "i": i,
+        }
+        for i in range(n)
+    ]
 
 
 def sem_plan(rows: list[dict]) -> float:
@@ -91,34 +100,63 @@ def main() -> int:
     n_hydra = args.hydra_rows or (50 if args.quick else 500)
     env = bl.environment()
     rows, eager_rows = rows_of(n), rows_of(n_eager)
-    samples = bl.round_robin({
-        "sem": lambda: sem_plan(rows),
-        "sem_eager_size": lambda: sem_plan(eager_rows),
-        "eager": lambda: eager_store(eager_rows),
-        "hydra": lambda: hydra_validate(n_hydra),
-    }, bl.repeats(args))
+    samples = bl.round_robin(
+        {
+            "sem": lambda: sem_plan(rows),
+            "sem_eager_size": lambda: sem_plan(eager_rows),
+            "eager": lambda: eager_store(eager_rows),
+            "hydra": lambda: hydra_validate(n_hydra),
+        },
+        bl.repeats(args),
+    )
     m = {
-        "sem_plan": bl.measurement(f"sem: plan + ids + register {n:,} rows", samples["sem"],
-                                   "plan_jobs, job_record with a new global_id each, register_rows (lazy ConfigStore entries)"),
-        "sem_plan_eager_size": bl.measurement(f"sem: plan + ids + register {n_eager:,} rows", samples["sem_eager_size"],
-                                              "as above, at the eager contender's size"),
-        "eager_configstore": bl.measurement(f"the same {n_eager:,} rows stored eagerly with ConfigStore.store",
-                                            samples["eager"], "plan_jobs, job_record, ConfigStore.store per row (a DictConfig each)"),
-        "hydra_basic_sweeper": bl.measurement(f"Hydra BasicSweeper: expand + compose {n_hydra:,} jobs",
-                                              samples["hydra"], "argument expansion and one load_configuration per job (its validation pass)"),
+        "sem_plan": bl.measurement(
+            f"sem: plan + ids + register {n:,} rows",
+            samples["sem"],
+            "plan_jobs, job_record with a new global_id each, register_rows (lazy ConfigStore entries)",
+        ),
+        "sem_plan_eager_size": bl.measurement(
+            f"sem: plan + ids + register {n_eager:,} rows",
+            samples["sem_eager_size"],
+            "as above, at the eager contender's size",
+        ),
+        "eager_configstore": bl.measurement(
+            f"the same {n_eager:,} rows stored eagerly with ConfigStore.store",
+            samples["eager"],
+            "plan_jobs, job_record, ConfigStore.store per row (a DictConfig each)",
+        ),
+        "hydra_basic_sweeper": bl.measurement(
+            f"Hydra BasicSweeper: expand + compose {n_hydra:,} jobs",
+            samples["hydra"],
+            "argument expansion and one load_configuration per job (its validation pass)",
+        ),
     }
     d = {
         "sem_per_row": bl.derived("sem, per row", bl.median(m["sem_plan"]) / n * 1e6, "us", f"median / {n}"),
-        "hydra_per_job": bl.derived("Hydra BasicSweeper, per job", bl.median(m["hydra_basic_sweeper"]) / n_hydra * 1000,
-                                    "ms", f"median / {n_hydra}"),
-        "eager_vs_lazy": bl.derived(f"eager / lazy ConfigStore rows, {n_eager:,} rows",
-                                    bl.median(m["eager_configstore"]) / bl.median(m["sem_plan_eager_size"]), "x",
-                                    "ratio of the medians"),
+        "hydra_per_job": bl.derived(
+            "Hydra BasicSweeper, per job",
+            bl.median(m["hydra_basic_sweeper"]) / n_hydra * 1000,
+            "ms",
+            f"median / {n_hydra}",
+        ),
+        "eager_vs_lazy": bl.derived(
+            f"eager / lazy ConfigStore rows, {n_eager:,} rows",
+            bl.median(m["eager_configstore"]) / bl.median(m["sem_plan_eager_size"]),
+            "x",
+            "ratio of the medians",
+        ),
     }
-    bl.write_result(args, "plan", "bench_plan.py", title="Planning: rows to job overrides",
-                    description="In one process, no job run. The rows are dicts with nested values and a fold key.",
-                    params={"rows": n, "eager_rows": n_eager, "hydra_rows": n_hydra}, measurements=m, derived_=d,
-                    env=env)
+    bl.write_result(
+        args,
+        "plan",
+        "bench_plan.py",
+        title="Planning: rows to job overrides",
+        description="In one process, no job run. The rows are dicts with nested values and a fold key.",
+        params={"rows": n, "eager_rows": n_eager, "hydra_rows": n_hydra},
+        measurements=m,
+        derived_=d,
+        env=env,
+    )
     return 0
 
 

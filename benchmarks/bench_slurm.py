@@ -109,28 +109,40 @@ def main() -> int:
         t0 = time.time()
         sample = bl.run(cmd, cwd, {**run_env, **extra_env})
         ends = [float(x) for x in log.read_text().split()]
-        return {"submission_s": max(ends) - t0 if ends else None, "total_s": sample.wall_s,
-                "sbatch_calls": len(ends)}
+        return {"submission_s": max(ends) - t0 if ends else None, "total_s": sample.wall_s, "sbatch_calls": len(ends)}
 
     def sem_sweep(n: int, *extra: str) -> tuple[dict, Path]:
         count[0] += 1
         models = work / f"sem{count[0]}" / "exp" / "models"
         models.mkdir(parents=True)
         (models / "m_bench.py").write_text(MODEL)
-        return timed([sys.executable, "m_bench.py", "hydra/launcher=slurm", *COMMON, *extra], models,
-                     {"SEM_BENCH_ROWS": str(n)}), models.parent
+        return timed(
+            [sys.executable, "m_bench.py", "hydra/launcher=slurm", *COMMON, *extra], models, {"SEM_BENCH_ROWS": str(n)}
+        ), models.parent
 
     def submitit_sweep(n: int) -> dict:
         count[0] += 1
         app = work / f"submitit{count[0]}"
         app.mkdir(parents=True)
         (app / "app.py").write_text(HYDRA_APP)
-        return timed([sys.executable, "app.py", "-m", f"+x=range(0,{n})", "hydra/launcher=submitit_slurm",
-                      "hydra.launcher.timeout_min=10"], app, {})
+        return timed(
+            [
+                sys.executable,
+                "app.py",
+                "-m",
+                f"+x=range(0,{n})",
+                "hydra/launcher=submitit_slurm",
+                "hydra.launcher.timeout_min=10",
+            ],
+            app,
+            {},
+        )
 
     try:
         side = bl.round_robin({"sem": lambda: sem_sweep(rows)[0], "submitit": lambda: submitit_sweep(rows)}, repeat)
-        submit, exp = sem_sweep(submit_rows, "hydra.launcher.wait=false", "+hydra.launcher.additional_parameters.begin=now+1hour")
+        submit, exp = sem_sweep(
+            submit_rows, "hydra.launcher.wait=false", "+hydra.launcher.additional_parameters.begin=now+1hour"
+        )
         cancel = bl.run([sys.executable, "-m", "sem_core.cli", "cancel", str(exp)], exp, check=False)
         if cancel.returncode != 0:
             raise SystemExit(f"sem cancel failed: {cancel.stdout}{cancel.stderr}")
@@ -143,45 +155,85 @@ def main() -> int:
         return [s[key] for s in samples if s[key] is not None]
 
     m = {
-        "sem_submission": bl.measurement(f"sem `slurm`, {rows} rows: submission", series(side["sem"], "submission_s"),
-                                         "from the command's start to the last sbatch's return: planning, "
-                                         "payload, one sbatch per array"),
-        "sem_total": bl.measurement(f"sem `slurm`, {rows} rows: total", series(side["sem"], "total_s"),
-                                    "the whole command: every job ran on the cluster and its record is final"),
-        "submitit_submission": bl.measurement(f"hydra-submitit-launcher `submitit_slurm`, {rows} rows: submission",
-                                              series(side["submitit"], "submission_s"),
-                                              "from the command's start to the last sbatch's return: "
-                                              "BasicSweeper composing every job, a pickle per job, sbatch"),
-        "submitit_total": bl.measurement(f"hydra-submitit-launcher `submitit_slurm`, {rows} rows: total",
-                                         series(side["submitit"], "total_s"), "the whole command: every job ran"),
-        "sem_submit_only": bl.measurement(f"sem `slurm`, `wait=false`, {submit_rows:,} rows: the whole command",
-                                          [submit["total_s"]], f"planning, {submit['sbatch_calls']} sbatch calls "
-                                          f"(arrays split at MaxArraySize={array_max}), a QUEUED record per row, exit"),
-        "sem_submit_only_sbatch": bl.measurement("of which until the last sbatch returned",
-                                                 series([submit], "submission_s"), "as above, up to the last sbatch"),
-        "sem_packed_total": bl.measurement(f"sem `slurm`, {packed_rows:,} rows, configs_per_task={per_task}: total",
-                                           [packed["total_s"]], f"{packed['sbatch_calls']} sbatch call(s), "
-                                           f"{-(-packed_rows // per_task)} array tasks each running {per_task} jobs "
-                                           "one after another, every record final"),
+        "sem_submission": bl.measurement(
+            f"sem `slurm`, {rows} rows: submission",
+            series(side["sem"], "submission_s"),
+            "from the command's start to the last sbatch's return: planning, payload, one sbatch per array",
+        ),
+        "sem_total": bl.measurement(
+            f"sem `slurm`, {rows} rows: total",
+            series(side["sem"], "total_s"),
+            "the whole command: every job ran on the cluster and its record is final",
+        ),
+        "submitit_submission": bl.measurement(
+            f"hydra-submitit-launcher `submitit_slurm`, {rows} rows: submission",
+            series(side["submitit"], "submission_s"),
+            "from the command's start to the last sbatch's return: "
+            "BasicSweeper composing every job, a pickle per job, sbatch",
+        ),
+        "submitit_total": bl.measurement(
+            f"hydra-submitit-launcher `submitit_slurm`, {rows} rows: total",
+            series(side["submitit"], "total_s"),
+            "the whole command: every job ran",
+        ),
+        "sem_submit_only": bl.measurement(
+            f"sem `slurm`, `wait=false`, {submit_rows:,} rows: the whole command",
+            [submit["total_s"]],
+            f"planning, {submit['sbatch_calls']} sbatch calls "
+            f"(arrays split at MaxArraySize={array_max}), a QUEUED record per row, exit",
+        ),
+        "sem_submit_only_sbatch": bl.measurement(
+            "of which until the last sbatch returned",
+            series([submit], "submission_s"),
+            "as above, up to the last sbatch",
+        ),
+        "sem_packed_total": bl.measurement(
+            f"sem `slurm`, {packed_rows:,} rows, configs_per_task={per_task}: total",
+            [packed["total_s"]],
+            f"{packed['sbatch_calls']} sbatch call(s), "
+            f"{-(-packed_rows // per_task)} array tasks each running {per_task} jobs "
+            "one after another, every record final",
+        ),
     }
     d = {
-        "sbatch_calls_sem": bl.derived(f"sbatch calls, sem, {rows} rows", side["sem"][0]["sbatch_calls"], "", "shim count"),
-        "sbatch_calls_submitit": bl.derived(f"sbatch calls, submitit_slurm, {rows} rows",
-                                            side["submitit"][0]["sbatch_calls"], "", "shim count"),
-        "submit_only_sbatch_calls": bl.derived(f"sbatch calls, sem wait=false, {submit_rows:,} rows",
-                                               submit["sbatch_calls"], "", "shim count"),
+        "sbatch_calls_sem": bl.derived(
+            f"sbatch calls, sem, {rows} rows", side["sem"][0]["sbatch_calls"], "", "shim count"
+        ),
+        "sbatch_calls_submitit": bl.derived(
+            f"sbatch calls, submitit_slurm, {rows} rows", side["submitit"][0]["sbatch_calls"], "", "shim count"
+        ),
+        "submit_only_sbatch_calls": bl.derived(
+            f"sbatch calls, sem wait=false, {submit_rows:,} rows", submit["sbatch_calls"], "", "shim count"
+        ),
         "submit_only_records": bl.derived(f"QUEUED records written, {submit_rows:,} rows", queued, "", "run folders"),
-        "packed_per_job": bl.derived(f"configs_per_task={per_task}: wall time per job",
-                                     packed["total_s"] / packed_rows * 1000, "ms", f"total / {packed_rows}"),
+        "packed_per_job": bl.derived(
+            f"configs_per_task={per_task}: wall time per job",
+            packed["total_s"] / packed_rows * 1000,
+            "ms",
+            f"total / {packed_rows}",
+        ),
     }
     bl.write_result(
-        args, "slurm", "bench_slurm.py", title="Slurm launcher",
-        description=(f"The single-node test cluster ({env['cpu_count']} real cores; MaxArraySize={array_max}), "
-                     "trivial jobs (`main` returns its row index). Measured from each command's start."),
-        params={"rows": rows, "submit_rows": submit_rows, "packed_rows": packed_rows, "configs_per_task": per_task,
-                "max_array_size": array_max},
-        measurements=m, derived_=d, env=env, extra={"raw": {"side_by_side": side, "submit_only": submit,
-                                                            "packed": packed}})
+        args,
+        "slurm",
+        "bench_slurm.py",
+        title="Slurm launcher",
+        description=(
+            f"The single-node test cluster ({env['cpu_count']} real cores; MaxArraySize={array_max}), "
+            "trivial jobs (`main` returns its row index). Measured from each command's start."
+        ),
+        params={
+            "rows": rows,
+            "submit_rows": submit_rows,
+            "packed_rows": packed_rows,
+            "configs_per_task": per_task,
+            "max_array_size": array_max,
+        },
+        measurements=m,
+        derived_=d,
+        env=env,
+        extra={"raw": {"side_by_side": side, "submit_only": submit, "packed": packed}},
+    )
     return 0
 
 

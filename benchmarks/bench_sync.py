@@ -151,12 +151,21 @@ def main() -> int:
                 cmd += [server.url(""), f"sacred{counter[0]}"]
             return bl.run(cmd, root, {"HOME": str(home)}).wall_s
 
-        contenders = {"sem_db": lambda: sem_live(True), "sem_file": lambda: sem_live(False),
-                      "sacred_db": lambda: sacred_live(True), "sacred_file": lambda: sacred_live(False)}
+        contenders = {
+            "sem_db": lambda: sem_live(True),
+            "sem_file": lambda: sem_live(False),
+            "sacred_db": lambda: sacred_live(True),
+            "sacred_file": lambda: sacred_live(False),
+        }
         if not args.quick:  # one-row sweeps take the fixed costs (imports, connecting) out of the per-job figure
-            contenders.update({"sem_db_1": lambda: sem_live(True, 1), "sem_file_1": lambda: sem_live(False, 1),
-                               "sacred_db_1": lambda: sacred_live(True, 1),
-                               "sacred_file_1": lambda: sacred_live(False, 1)})
+            contenders.update(
+                {
+                    "sem_db_1": lambda: sem_live(True, 1),
+                    "sem_file_1": lambda: sem_live(False, 1),
+                    "sacred_db_1": lambda: sacred_live(True, 1),
+                    "sacred_file_1": lambda: sacred_live(False, 1),
+                }
+            )
         live = bl.round_robin(contenders, repeat)
 
         # sem sync over stores cloned from a real sweep
@@ -174,10 +183,12 @@ def main() -> int:
             for _ in range(repeat if n < 5000 else 1):  # 10,000 runs take minutes: once
                 url = fresh_url()
                 env_ = {"HOME": str(home), "SEM_MONGO_URL": url}
-                sync[n]["full"].append(bl.run([sys.executable, "-m", "sem_core.cli", "sync", "-q", str(exp)],
-                                              exp, env_).wall_s)
-                sync[n]["noop"].append(bl.run([sys.executable, "-m", "sem_core.cli", "sync", "-q", str(exp)],
-                                              exp, env_).wall_s)
+                sync[n]["full"].append(
+                    bl.run([sys.executable, "-m", "sem_core.cli", "sync", "-q", str(exp)], exp, env_).wall_s
+                )
+                sync[n]["noop"].append(
+                    bl.run([sys.executable, "-m", "sem_core.cli", "sync", "-q", str(exp)], exp, env_).wall_s
+                )
                 final_in_database(url, n, ("COMPLETED", "FAILED"))  # the clones are 2% FAILED
         record_bytes = bl.folder_bytes(next(d for d in store.iterdir() if (d / "run.json").exists()))
     finally:
@@ -186,64 +197,119 @@ def main() -> int:
 
     work = f"3 metrics x {POINTS:,} points and a 16 KiB artifact per run"
     m = {
-        "sem_live_db": bl.measurement(f"sem, `python m.py -m`, {rows} rows, live MongoDB sync", live["sem_db"],
-                                      f"the sweep with its file observer and the live Mongo observer; {work}"),
-        "sem_live_file": bl.measurement(f"sem, the same {rows} rows, no database", live["sem_file"],
-                                        f"the sweep with its file observer; {work}"),
-        "sacred_live_db": bl.measurement(f"sacred loop, {rows} runs, FileStorageObserver + MongoObserver",
-                                         live["sacred_db"], f"`ex.run` per row; {work}"),
-        "sacred_live_file": bl.measurement(f"sacred loop, {rows} runs, FileStorageObserver only",
-                                           live["sacred_file"], f"`ex.run` per row; {work}"),
+        "sem_live_db": bl.measurement(
+            f"sem, `python m.py -m`, {rows} rows, live MongoDB sync",
+            live["sem_db"],
+            f"the sweep with its file observer and the live Mongo observer; {work}",
+        ),
+        "sem_live_file": bl.measurement(
+            f"sem, the same {rows} rows, no database", live["sem_file"], f"the sweep with its file observer; {work}"
+        ),
+        "sacred_live_db": bl.measurement(
+            f"sacred loop, {rows} runs, FileStorageObserver + MongoObserver",
+            live["sacred_db"],
+            f"`ex.run` per row; {work}",
+        ),
+        "sacred_live_file": bl.measurement(
+            f"sacred loop, {rows} runs, FileStorageObserver only", live["sacred_file"], f"`ex.run` per row; {work}"
+        ),
     }
-    for key, label in () if args.quick else (("sem_db_1", "sem, 1 row, live MongoDB sync"), ("sem_file_1", "sem, 1 row, no database"),
-                       ("sacred_db_1", "sacred, 1 run, FileStorageObserver + MongoObserver"),
-                       ("sacred_file_1", "sacred, 1 run, FileStorageObserver only")):
+    for key, label in (
+        ()
+        if args.quick
+        else (
+            ("sem_db_1", "sem, 1 row, live MongoDB sync"),
+            ("sem_file_1", "sem, 1 row, no database"),
+            ("sacred_db_1", "sacred, 1 run, FileStorageObserver + MongoObserver"),
+            ("sacred_file_1", "sacred, 1 run, FileStorageObserver only"),
+        )
+    ):
         m[key] = bl.measurement(label, live[key], f"as above with one row; {work}")
     for n in sizes:
-        m[f"sync_{n}"] = bl.measurement(f"`sem sync` of {n:,} runs into an empty database", sync[n]["full"],
-                                        "the whole command: start-up, reading every record, uploading runs, "
-                                        "metrics, sources and artifacts")
-        m[f"noop_{n}"] = bl.measurement(f"`sem sync` again, nothing changed, {n:,} runs", sync[n]["noop"],
-                                        "the whole command: start-up, a stat per file, one range query")
+        m[f"sync_{n}"] = bl.measurement(
+            f"`sem sync` of {n:,} runs into an empty database",
+            sync[n]["full"],
+            "the whole command: start-up, reading every record, uploading runs, metrics, sources and artifacts",
+        )
+        m[f"noop_{n}"] = bl.measurement(
+            f"`sem sync` again, nothing changed, {n:,} runs",
+            sync[n]["noop"],
+            "the whole command: start-up, a stat per file, one range query",
+        )
     d = {
-        "sem_live_per_job": bl.derived("sem: live sync adds per job",
-                                       (bl.median(m["sem_live_db"]) - bl.median(m["sem_live_file"])) / rows * 1000,
-                                       "ms", f"(with - without) / {rows}"),
-        "sacred_live_per_run": bl.derived("sacred: MongoObserver adds per run",
-                                          (bl.median(m["sacred_live_db"]) - bl.median(m["sacred_live_file"])) / rows * 1000,
-                                          "ms", f"(with - without) / {rows}"),
-        "record_bytes": bl.derived("size of a synced run folder", record_bytes, "bytes",
-                                   "config.json, run.json, metrics.json, cout.txt, info.json, model.bin"),
+        "sem_live_per_job": bl.derived(
+            "sem: live sync adds per job",
+            (bl.median(m["sem_live_db"]) - bl.median(m["sem_live_file"])) / rows * 1000,
+            "ms",
+            f"(with - without) / {rows}",
+        ),
+        "sacred_live_per_run": bl.derived(
+            "sacred: MongoObserver adds per run",
+            (bl.median(m["sacred_live_db"]) - bl.median(m["sacred_live_file"])) / rows * 1000,
+            "ms",
+            f"(with - without) / {rows}",
+        ),
+        "record_bytes": bl.derived(
+            "size of a synced run folder",
+            record_bytes,
+            "bytes",
+            "config.json, run.json, metrics.json, cout.txt, info.json, model.bin",
+        ),
     }
     for n in sizes:
-        d[f"sync_rate_{n}"] = bl.derived(f"`sem sync`, {n:,} runs", n / bl.median(m[f"sync_{n}"]), "runs/s",
-                                         "runs / median seconds")
+        d[f"sync_rate_{n}"] = bl.derived(
+            f"`sem sync`, {n:,} runs", n / bl.median(m[f"sync_{n}"]), "runs/s", "runs / median seconds"
+        )
     if not args.quick:
-        d.update({
-            "sem_live_per_job_marginal": bl.derived(
-                "sem: live sync adds per job, connection and start-up taken out",
-                ((bl.median(m["sem_live_db"]) - bl.median(m["sem_db_1"]))
-                 - (bl.median(m["sem_live_file"]) - bl.median(m["sem_file_1"]))) / (rows - 1) * 1000,
-                "ms", f"((with, {rows} - with, 1) - (without, {rows} - without, 1)) / {rows - 1}"),
-            "sacred_live_per_run_marginal": bl.derived(
-                "sacred: MongoObserver adds per run, connection and start-up taken out",
-                ((bl.median(m["sacred_live_db"]) - bl.median(m["sacred_db_1"]))
-                 - (bl.median(m["sacred_live_file"]) - bl.median(m["sacred_file_1"]))) / (rows - 1) * 1000,
-                "ms", f"((with, {rows} - with, 1) - (without, {rows} - without, 1)) / {rows - 1}"),
-        })
+        d.update(
+            {
+                "sem_live_per_job_marginal": bl.derived(
+                    "sem: live sync adds per job, connection and start-up taken out",
+                    (
+                        (bl.median(m["sem_live_db"]) - bl.median(m["sem_db_1"]))
+                        - (bl.median(m["sem_live_file"]) - bl.median(m["sem_file_1"]))
+                    )
+                    / (rows - 1)
+                    * 1000,
+                    "ms",
+                    f"((with, {rows} - with, 1) - (without, {rows} - without, 1)) / {rows - 1}",
+                ),
+                "sacred_live_per_run_marginal": bl.derived(
+                    "sacred: MongoObserver adds per run, connection and start-up taken out",
+                    (
+                        (bl.median(m["sacred_live_db"]) - bl.median(m["sacred_db_1"]))
+                        - (bl.median(m["sacred_live_file"]) - bl.median(m["sacred_file_1"]))
+                    )
+                    / (rows - 1)
+                    * 1000,
+                    "ms",
+                    f"((with, {rows} - with, 1) - (without, {rows} - without, 1)) / {rows - 1}",
+                ),
+            }
+        )
     if len(sizes) > 1:
         lo, hi = sizes[0], sizes[-1]
         d["sync_rate_marginal"] = bl.derived(
             f"`sem sync`, runs/s from {lo:,} to {hi:,} runs",
-            (hi - lo) / (bl.median(m[f"sync_{hi}"]) - bl.median(m[f"sync_{lo}"])), "runs/s",
-            f"({hi} - {lo}) / (median at {hi} - median at {lo}): start-up taken out")
+            (hi - lo) / (bl.median(m[f"sync_{hi}"]) - bl.median(m[f"sync_{lo}"])),
+            "runs/s",
+            f"({hi} - {lo}) / (median at {hi} - median at {lo}): start-up taken out",
+        )
     bl.write_result(
-        args, "sync", "bench_sync.py", title="MongoDB: live sync and sem sync",
-        description=("SecantusDB (a pure-Python MongoDB wire-protocol server, the tests' database) on this "
-                     "machine; a real mongod is faster for both sides. Live: the final document is in the "
-                     "database when the job returns, on both sides."),
+        args,
+        "sync",
+        "bench_sync.py",
+        title="MongoDB: live sync and sem sync",
+        description=(
+            "SecantusDB (a pure-Python MongoDB wire-protocol server, the tests' database) on this "
+            "machine; a real mongod is faster for both sides. Live: the final document is in the "
+            "database when the job returns, on both sides."
+        ),
         params={"live_rows": rows, "runs": sizes, "points_per_metric": POINTS, "artifact_bytes": ARTIFACT_BYTES},
-        measurements=m, derived_=d, env=env)
+        measurements=m,
+        derived_=d,
+        env=env,
+    )
     return 0
 
 

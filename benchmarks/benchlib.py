@@ -25,10 +25,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -38,8 +39,9 @@ VERSIONED = ("hydra-core", "omegaconf", "sacred", "pymongo", "sem", "pandas", "s
 
 def arg_parser(doc: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true",
-                        help="small sizes and one repeat: seconds, for CI (the figures mean little)")
+    parser.add_argument(
+        "--quick", action="store_true", help="small sizes and one repeat: seconds, for CI (the figures mean little)"
+    )
     parser.add_argument("--repeat", type=int, default=None, help="repeats of each measurement (default: 3, --quick: 1)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the results file (default: %(default)s)")
     return parser
@@ -49,7 +51,7 @@ def repeats(args: argparse.Namespace) -> int:
     return args.repeat if args.repeat is not None else (1 if args.quick else 3)
 
 
-def command_line(script: str, argv: Optional[Sequence[str]] = None) -> str:
+def command_line(script: str, argv: Sequence[str] | None = None) -> str:
     """The command that reproduces a results file (without --out)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     kept: list[str] = []
@@ -80,7 +82,7 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def _memory_total_mb() -> Optional[float]:
+def _memory_total_mb() -> float | None:
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemTotal:"):
@@ -90,7 +92,7 @@ def _memory_total_mb() -> Optional[float]:
     return None
 
 
-def _version(dist: str) -> Optional[str]:
+def _version(dist: str) -> str | None:
     try:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
@@ -104,8 +106,12 @@ def git_commit() -> str:
     if os.environ.get(SNAPSHOT_COMMIT):
         return os.environ[SNAPSHOT_COMMIT]
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "sem_core", "hydra_plugins"],
-                           cwd=REPO, capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no", "--", "sem_core", "hydra_plugins"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     # only the product's own files count: other benchmarks' results or docs being edited change no figure
     return head + ("+dirty" if dirty else "")
 
@@ -149,8 +155,7 @@ class Sample:
     stderr: str = field(repr=False, default="")
 
 
-def run(cmd: Sequence[str], cwd: Path, env: Optional[dict] = None, timeout: float = 3600,
-        check: bool = True) -> Sample:
+def run(cmd: Sequence[str], cwd: Path, env: dict | None = None, timeout: float = 3600, check: bool = True) -> Sample:
     """Run ``cmd`` as a user would; its peak RSS comes from ``wait4`` (the largest of the process
     and the children it waited for, e.g. sem's output copier)."""
     full_env = dict(os.environ)
@@ -158,8 +163,7 @@ def run(cmd: Sequence[str], cwd: Path, env: Optional[dict] = None, timeout: floa
     full_env.update(env or {})
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.perf_counter()
-        proc = subprocess.Popen(list(cmd), cwd=str(cwd), env=full_env, stdout=out, stderr=err,
-                                stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(list(cmd), cwd=str(cwd), env=full_env, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
         deadline = start + timeout
         while True:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
@@ -177,7 +181,9 @@ def run(cmd: Sequence[str], cwd: Path, env: Optional[dict] = None, timeout: floa
         stdout = out.read().decode(errors="replace")
         stderr = err.read().decode(errors="replace")
     if check and proc.returncode != 0:
-        raise RuntimeError(f"{shlex.join(cmd)} (in {cwd}) exited {proc.returncode}:\n{stdout[-2000:]}\n{stderr[-3000:]}")
+        raise RuntimeError(
+            f"{shlex.join(cmd)} (in {cwd}) exited {proc.returncode}:\n{stdout[-2000:]}\n{stderr[-3000:]}"
+        )
     return Sample(wall, usage.ru_utime, usage.ru_stime, usage.ru_maxrss / 1024, proc.returncode, stdout, stderr)
 
 
@@ -192,9 +198,15 @@ def round_robin(contenders: dict[str, Callable[[], Any]], repeat: int) -> dict[s
 
 def measurement(label: str, samples: Iterable[float], includes: str, unit: str = "s") -> dict:
     values = [float(x) for x in samples]
-    return {"label": label, "includes": includes, "unit": unit, "samples": values,
-            "median": statistics.median(values) if values else None,
-            "min": min(values) if values else None, "max": max(values) if values else None}
+    return {
+        "label": label,
+        "includes": includes,
+        "unit": unit,
+        "samples": values,
+        "median": statistics.median(values) if values else None,
+        "min": min(values) if values else None,
+        "max": max(values) if values else None,
+    }
 
 
 def derived(label: str, value: float, unit: str, how: str) -> dict:
@@ -205,10 +217,20 @@ def median(m: dict) -> float:
     return float(m["median"])
 
 
-def write_result(args: argparse.Namespace, name: str, script: str, *, title: str, description: str,
-                 params: dict, measurements: dict, derived_: Optional[dict] = None,
-                 notes: Sequence[str] = (), env: Optional[dict] = None,
-                 extra: Optional[dict] = None) -> Path:
+def write_result(
+    args: argparse.Namespace,
+    name: str,
+    script: str,
+    *,
+    title: str,
+    description: str,
+    params: dict,
+    measurements: dict,
+    derived_: dict | None = None,
+    notes: Sequence[str] = (),
+    env: dict | None = None,
+    extra: dict | None = None,
+) -> Path:
     env = env or environment()
     env["load_average_end"] = list(os.getloadavg())
     result = {
@@ -234,7 +256,7 @@ def write_result(args: argparse.Namespace, name: str, script: str, *, title: str
 
 # ---- realistic run records ------------------------------------------------------------------
 
-REAL_MODEL = '''
+REAL_MODEL = """
 import os
 from pathlib import Path
 
@@ -265,7 +287,7 @@ def main(config):
         ex.add_artifact(path, name="model.bin")
         path.unlink()
     return scores["test_rmse"]
-'''
+"""
 TEST_METRICS = ("test_rmse", "test_mae", "test_r2", "test_nlpd")
 
 
@@ -275,8 +297,7 @@ def real_runs(work: Path, configs: int = 2, points: int = 100, artifact_bytes: i
     as large as real ones."""
     models = work / "template" / "models"
     models.mkdir(parents=True, exist_ok=True)
-    (models / "m_bench.py").write_text(REAL_MODEL.format(configs=configs, points=points,
-                                                          artifact_bytes=artifact_bytes))
+    (models / "m_bench.py").write_text(REAL_MODEL.format(configs=configs, points=points, artifact_bytes=artifact_bytes))
     run([sys.executable, "m_bench.py", "-m"], models, check=False)  # the records are what counts
     store = models / "runs"
     dirs = sorted(d for d in store.iterdir() if (d / "run.json").exists() and (d / "config.json").exists())
@@ -285,8 +306,9 @@ def real_runs(work: Path, configs: int = 2, points: int = 100, artifact_bytes: i
     return store, dirs
 
 
-def clone_runs(templates: Sequence[Path], store: Path, n: int, *, failed_every: int = 50,
-               gid_prefix: str = "20260101T000000") -> list[Path]:
+def clone_runs(
+    templates: Sequence[Path], store: Path, n: int, *, failed_every: int = 50, gid_prefix: str = "20260101T000000"
+) -> list[Path]:
     """Write ``n`` run folders into ``store`` by copying real ones and varying them: each clone is
     its own configuration x fold (new row values and ids from sem's own id functions), its own
     global_id, start time, metric values, result and status (1 in ``failed_every`` FAILED)."""
@@ -309,8 +331,13 @@ def clone_runs(templates: Sequence[Path], store: Path, n: int, *, failed_every: 
         gid = f"{gid_prefix}-{i:012x}"
         config = json.loads(files["config.json"])
         row = {k: v for k, v in config.items() if k not in ("experiment_id", "config_id", "order_id", "global_id")}
-        row.update(lr=10.0 ** -(1 + config_index % 4), width=32 * (1 + config_index // 4 % 8),
-                   opt={"kind": "adam", "wd": config_index / 1000}, seed=config_index, fold=fold)
+        row.update(
+            lr=10.0 ** -(1 + config_index % 4),
+            width=32 * (1 + config_index // 4 % 8),
+            opt={"kind": "adam", "wd": config_index / 1000},
+            seed=config_index,
+            fold=fold,
+        )
         experiment_id, config_id = ids.row_ids(row)
         config = {**row, "experiment_id": experiment_id, "config_id": config_id, "order_id": i, "global_id": gid}
         metrics = json.loads(files["metrics.json"])

@@ -1,6 +1,6 @@
 """Write docs/performance.md from the results files in benchmarks/results/ (no figure typed by hand).
 
-    python benchmarks/render.py [--results DIR] [--out docs/performance.md]
+python benchmarks/render.py [--results DIR] [--out docs/performance.md]
 """
 
 from __future__ import annotations
@@ -8,8 +8,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -19,30 +20,78 @@ ORDER = ("core", "plan", "logging", "capture", "results", "slurm", "sync")
 # the params the goal is stated at, test, target). The page shows each against the measured value.
 Target = tuple[str, str, str, dict, Callable[[float], bool], str]
 TARGETS: list[Target] = [
-    ("core", "sem_vs_sacred", "per-job overhead: sweep of trivial rows, sem / plain sacred loop", {"rows": 50},
-     lambda v: v <= 1.5, "<= 1.5x"),
-    ("core", "sem_vs_sacred_cpu", "the same in CPU time (less disturbed by a busy machine)", {"rows": 50},
-     lambda v: v <= 1.5, "<= 1.5x"),
+    (
+        "core",
+        "sem_vs_sacred",
+        "per-job overhead: sweep of trivial rows, sem / plain sacred loop",
+        {"rows": 50},
+        lambda v: v <= 1.5,
+        "<= 1.5x",
+    ),
+    (
+        "core",
+        "sem_vs_sacred_cpu",
+        "the same in CPU time (less disturbed by a busy machine)",
+        {"rows": 50},
+        lambda v: v <= 1.5,
+        "<= 1.5x",
+    ),
     ("core", "startup_ratio", "start-up: one-row run / bare Hydra one job", {}, lambda v: v <= 1.3, "<= 1.3x"),
-    ("core", "sem_memory_growth", "peak memory of a sequential sweep: 10,000 rows / 50 rows",
-     {"memory_rows": [50, 10_000]}, lambda v: v <= 1.2, "<= 1.2x"),
+    (
+        "core",
+        "sem_memory_growth",
+        "peak memory of a sequential sweep: 10,000 rows / 50 rows",
+        {"memory_rows": [50, 10_000]},
+        lambda v: v <= 1.2,
+        "<= 1.2x",
+    ),
     ("plan", "sem_plan", "planning 100,000 rows", {"rows": 100_000}, lambda v: v < 2, "< 2 s"),
-    ("results", "sem_cached", "load_runs + results_table over 50,000 runs, cached", {"runs": 50_000},
-     lambda v: v < 2, "< 2 s"),
-    ("results", "sem_cold", "load_runs + results_table over 50,000 runs, cold", {"runs": 50_000},
-     lambda v: v < 10, "< 10 s"),
-    ("results", "cold_vs_plain", "... faster than the plain pandas-over-json loop (cold)", {"runs": 50_000},
-     lambda v: v > 1, "> 1x"),
-    ("slurm", "sem_submit_only", "Slurm: submitting 10,000 rows with wait=false", {"submit_rows": 10_000},
-     lambda v: v < 5, "< 5 s"),
+    (
+        "results",
+        "sem_cached",
+        "load_runs + results_table over 50,000 runs, cached",
+        {"runs": 50_000},
+        lambda v: v < 2,
+        "< 2 s",
+    ),
+    (
+        "results",
+        "sem_cold",
+        "load_runs + results_table over 50,000 runs, cold",
+        {"runs": 50_000},
+        lambda v: v < 10,
+        "< 10 s",
+    ),
+    (
+        "results",
+        "cold_vs_plain",
+        "... faster than the plain pandas-over-json loop (cold)",
+        {"runs": 50_000},
+        lambda v: v > 1,
+        "> 1x",
+    ),
+    (
+        "slurm",
+        "sem_submit_only",
+        "Slurm: submitting 10,000 rows with wait=false",
+        {"submit_rows": 10_000},
+        lambda v: v < 5,
+        "< 5 s",
+    ),
     ("sync", "sem_live_per_job_marginal", "MongoDB: live sync adds per job", {}, lambda v: v <= 15, "<= 15 ms"),
     ("sync", "noop_10000", "MongoDB: no-op re-sync of 10,000 runs", {}, lambda v: v < 2, "< 2 s"),
-    ("logging", "sem_added", "100,000 log_scalar calls add to a run", {"calls": 100_000}, lambda v: v < 0.15,
-     "< 0.15 s"),
+    (
+        "logging",
+        "sem_added",
+        "100,000 log_scalar calls add to a run",
+        {"calls": 100_000},
+        lambda v: v < 0.15,
+        "< 0.15 s",
+    ),
 ]
 
 
-def fmt(value: Optional[float], unit: str) -> str:
+def fmt(value: float | None, unit: str) -> str:
     if value is None:
         return "n/a"
     if unit == "s" and abs(value) < 1:
@@ -60,7 +109,7 @@ def fmt(value: Optional[float], unit: str) -> str:
     return f"{value:.2f} {unit}".strip()
 
 
-def value_of(result: dict, key: str) -> tuple[Optional[float], str]:
+def value_of(result: dict, key: str) -> tuple[float | None, str]:
     if key in result.get("derived", {}):
         d = result["derived"][key]
         return d["value"], d["unit"]
@@ -79,9 +128,11 @@ def environment_line(result: dict) -> str:
     versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items() if v)
     load = env.get("load_average_start", [None])[0]
     load_end = env.get("load_average_end", [None])[0]
-    return (f"Measured {env['date']} on commit `{env['git_commit'][:12]}`; {env['cpu_count']} x {env['cpu_model']}, "
-            f"{env['memory_total_mb'] / 1024:.0f} GB; load average {load:.2f} at the start, {load_end:.2f} at the end "
-            f"(1 min); Python {env['python']}, {versions}. Repeats: {result['repeat']} (round-robin).")
+    return (
+        f"Measured {env['date']} on commit `{env['git_commit'][:12]}`; {env['cpu_count']} x {env['cpu_model']}, "
+        f"{env['memory_total_mb'] / 1024:.0f} GB; load average {load:.2f} at the start, {load_end:.2f} at the end "
+        f"(1 min); Python {env['python']}, {versions}. Repeats: {result['repeat']} (round-robin)."
+    )
 
 
 def section(result: dict) -> list[str]:
@@ -92,28 +143,42 @@ def section(result: dict) -> list[str]:
     out += ["| measurement | median | min - max | samples | what it includes |", "|---|---:|---:|---:|---|"]
     for m in result["measurements"].values():
         spread = f"{fmt(m['min'], m['unit'])} - {fmt(m['max'], m['unit'])}" if len(m["samples"]) > 1 else ""
-        out.append(f"| {cell(m['label'])} | {fmt(m['median'], m['unit'])} | {spread} | {len(m['samples'])} | "
-                   f"{cell(m['includes'])} |")
+        out.append(
+            f"| {cell(m['label'])} | {fmt(m['median'], m['unit'])} | {spread} | {len(m['samples'])} | "
+            f"{cell(m['includes'])} |"
+        )
     if result.get("derived"):
         out += ["", "| figure | value | how |", "|---|---:|---|"]
         for d in result["derived"].values():
             out.append(f"| {cell(d['label'])} | {fmt(d['value'], d['unit'])} | {cell(d['how'])} |")
     if result.get("importtime_top"):
-        out += ["", "Slowest imports of a one-row run (`python -X importtime m.py +order_id=0`, top-level "
-                "modules, cumulative):", "", "| module | cumulative | self |", "|---|---:|---:|"]
+        out += [
+            "",
+            "Slowest imports of a one-row run (`python -X importtime m.py +order_id=0`, top-level "
+            "modules, cumulative):",
+            "",
+            "| module | cumulative | self |",
+            "|---|---:|---:|",
+        ]
         for e in result["importtime_top"]:
             out.append(f"| `{e['module']}` | {e['cumulative_us'] / 1000:.1f} ms | {e['self_us'] / 1000:.1f} ms |")
     if result.get("profile"):
         prof = result["profile"]
-        out += ["", f"Where a sem sweep's time goes, {prof['rows']} rows (`python -m cProfile m.py -m`, the sweep "
-                f"process, {prof['total_s']:.2f} s under the profiler): the functions called at least once per job, "
-                "by cumulative time (nested: a caller's time includes its callees').", "",
-                "| function | file | calls | cumulative | per job | share of the sweep |",
-                "|---|---|---:|---:|---:|---:|"]
+        out += [
+            "",
+            f"Where a sem sweep's time goes, {prof['rows']} rows (`python -m cProfile m.py -m`, the sweep "
+            f"process, {prof['total_s']:.2f} s under the profiler): the functions called at least once per job, "
+            "by cumulative time (nested: a caller's time includes its callees').",
+            "",
+            "| function | file | calls | cumulative | per job | share of the sweep |",
+            "|---|---|---:|---:|---:|---:|",
+        ]
         for f in prof["top"]:
-            out.append(f"| `{cell(f['function'].split(' (')[0])}` | `{cell(f['path'])}` | {f['calls']:,} | "
-                       f"{f['cumulative_s']:.3f} s | {f['cumulative_s'] / prof['rows'] * 1000:.1f} ms | "
-                       f"{f['cumulative_s'] / prof['total_s'] * 100:.0f}% |")
+            out.append(
+                f"| `{cell(f['function'].split(' (')[0])}` | `{cell(f['path'])}` | {f['calls']:,} | "
+                f"{f['cumulative_s']:.3f} s | {f['cumulative_s'] / prof['rows'] * 1000:.1f} ms | "
+                f"{f['cumulative_s'] / prof['total_s'] * 100:.0f}% |"
+            )
     for note in result.get("notes", []):
         out += ["", note]
     out.append("")
@@ -121,8 +186,14 @@ def section(result: dict) -> list[str]:
 
 
 def targets(results: dict[str, dict]) -> list[str]:
-    out = ["## Targets", "", "The goals of the performance work against the latest results (sections below).", "",
-           "| goal | target | measured | as measured | met |", "|---|---:|---:|---|---|"]
+    out = [
+        "## Targets",
+        "",
+        "The goals of the performance work against the latest results (sections below).",
+        "",
+        "| goal | target | measured | as measured | met |",
+        "|---|---:|---:|---|---|",
+    ]
     for bench, key, goal, at, test, text in TARGETS:
         result = results.get(bench)
         value, unit = value_of(result, key) if result else (None, "")
@@ -167,7 +238,7 @@ def render(results_dir: Path) -> str:
         "",
         "One script alone: the command shown in its section, then `python benchmarks/render.py`.",
         "`--snapshot` measures the last commit while the working tree has edits in progress;",
-        "`--extra core=\"--memory-rows 2000\"` passes arguments to one script. Each section records the commit,",
+        '`--extra core="--memory-rows 2000"` passes arguments to one script. Each section records the commit,',
         "the machine and its load average: compare figures within one section (measured together, round-robin),",
         "not across sections or runs. CPU times (user + system) are given beside wall times where a busy",
         "machine would distort the wall time.",
@@ -179,7 +250,7 @@ def render(results_dir: Path) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, default=HERE / "results")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "performance.md")

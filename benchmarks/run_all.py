@@ -46,10 +46,12 @@ def slurm_available() -> bool:
 
 def snapshot(into: Path) -> tuple[str, Path]:
     """The last commit's sem packages exported to ``into``; returns (commit, folder)."""
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=bl.REPO, capture_output=True, text=True,
-                            check=True).stdout.strip()
-    archive = subprocess.run(["git", "archive", commit, "sem_core", "hydra_plugins"], cwd=bl.REPO,
-                             capture_output=True, check=True).stdout
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=bl.REPO, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    archive = subprocess.run(
+        ["git", "archive", commit, "sem_core", "hydra_plugins"], cwd=bl.REPO, capture_output=True, check=True
+    ).stdout
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
     return commit, into
 
@@ -58,12 +60,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--only", nargs="+", choices=list(SCRIPTS), help="run only these benchmarks")
-    parser.add_argument("--extra", action="append", default=[], metavar='NAME="ARGS"',
-                        help='more arguments for one script, e.g. core="--memory-rows 2000"')
+    parser.add_argument(
+        "--extra",
+        action="append",
+        default=[],
+        metavar='NAME="ARGS"',
+        help='more arguments for one script, e.g. core="--memory-rows 2000"',
+    )
     parser.add_argument("--out", type=Path, default=bl.RESULTS, help="results folder (default: %(default)s)")
-    parser.add_argument("--docs", type=Path, default=None,
-                        help="page to write (default: docs/performance.md when --out is the default, else "
-                             "OUT/performance.md)")
+    parser.add_argument(
+        "--docs",
+        type=Path,
+        default=None,
+        help="page to write (default: docs/performance.md when --out is the default, else OUT/performance.md)",
+    )
     parser.add_argument("--jobs", type=int, default=1, help="scripts at once (only sensible with --quick)")
     parser.add_argument("--snapshot", action="store_true", help="measure the last commit (see above)")
     args = parser.parse_args(argv)
@@ -88,8 +98,14 @@ def main(argv: list[str] | None = None) -> int:
         names = [n for n in names if n != "slurm"]
 
     def run_one(name: str) -> tuple[str, int, float]:
-        cmd = [sys.executable, str(bl.HERE / SCRIPTS[name]), "--out", str(args.out),
-               *(["--quick"] if args.quick else []), *extra.get(name, [])]
+        cmd = [
+            sys.executable,
+            str(bl.HERE / SCRIPTS[name]),
+            "--out",
+            str(args.out),
+            *(["--quick"] if args.quick else []),
+            *extra.get(name, []),
+        ]
         print(f"{time.strftime('%H:%M:%S')} {name}: {shlex.join(cmd[1:])}", flush=True)
         start = time.perf_counter()
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True)

@@ -24,18 +24,43 @@ import render  # noqa: E402
 
 # the figures each benchmark must measure side by side (keys of its "measurements")
 EXPECTED = {
-    "core": ["sem_sweep", "hydra_sweep", "sacred_loop", "sem_local_2", "sem_startup", "hydra_startup",
-             "sem_peak_small", "sem_peak_big", "hydra_peak_small", "hydra_peak_big"],
+    "core": [
+        "sem_sweep",
+        "hydra_sweep",
+        "sacred_loop",
+        "sem_local_2",
+        "sem_startup",
+        "hydra_startup",
+        "sem_peak_small",
+        "sem_peak_big",
+        "hydra_peak_small",
+        "hydra_peak_big",
+    ],
     "plan": ["sem_plan", "eager_configstore", "hydra_basic_sweeper"],
     "logging": ["sem_with", "sem_without", "sacred_with", "sacred_without"],
     "capture": ["sacred_per_run", "sem_per_job"],
     "results": ["plain", "sem_cold", "sem_cached", "sem_changed"],
     "sync": ["sem_live_db", "sem_live_file", "sacred_live_db", "sacred_live_file"],
-    "slurm": ["sem_submission", "sem_total", "submitit_submission", "submitit_total", "sem_submit_only",
-              "sem_packed_total"],
+    "slurm": [
+        "sem_submission",
+        "sem_total",
+        "submitit_submission",
+        "submitit_total",
+        "sem_submit_only",
+        "sem_packed_total",
+    ],
 }
-ENVIRONMENT = ["date", "git_commit", "cpu_model", "cpu_count", "memory_total_mb", "load_average_start",
-               "load_average_end", "python", "versions"]
+ENVIRONMENT = [
+    "date",
+    "git_commit",
+    "cpu_model",
+    "cpu_count",
+    "memory_total_mb",
+    "load_average_start",
+    "load_average_end",
+    "python",
+    "versions",
+]
 
 
 def slurm_cluster_answers() -> bool:
@@ -46,8 +71,22 @@ def slurm_cluster_answers() -> bool:
 def quick_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     out = tmp_path_factory.mktemp("bench-results")
     only = list(EXPECTED) if slurm_cluster_answers() else [name for name in EXPECTED if name != "slurm"]
-    proc = subprocess.run([sys.executable, str(BENCH / "run_all.py"), "--quick", "--jobs", str(len(only)),
-                           "--out", str(out), "--only", *only], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "run_all.py"),
+            "--quick",
+            "--jobs",
+            str(len(only)),
+            "--out",
+            str(out),
+            "--only",
+            *only,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     return out, proc
 
 
@@ -92,8 +131,9 @@ def test_result_records_are_as_large_as_real_ones(quick_run):
     assert results["record_bytes"]["value"] >= 0.9 * results["template_bytes"]["value"] > 2000
     sync = json.loads((out / "sync.json").read_text())
     assert sync["derived"]["record_bytes"]["value"] > sync["params"]["artifact_bytes"]
-    assert all(f"sync_{n}" in sync["measurements"] and f"noop_{n}" in sync["measurements"]
-               for n in sync["params"]["runs"])
+    assert all(
+        f"sync_{n}" in sync["measurements"] and f"noop_{n}" in sync["measurements"] for n in sync["params"]["runs"]
+    )
 
 
 def test_core_reports_import_times(quick_run):
