@@ -15,6 +15,7 @@ from sem_core.errors import SemError, install_hooks
 
 # One line per subcommand module; add yours here.
 COMMAND_MODULES = [
+    "sem_core.commands.init",
     "sem_core.commands.plan",
     "sem_core.commands.run",
     "sem_core.commands.results",
@@ -34,6 +35,7 @@ COMMAND_MODULES = [
 # Shown under every command's --help: one command a user would type, run from the experiment
 # folder (examples/regression) unless it says otherwise.
 EXAMPLES = {
+    "init": ["sem init my_experiment", "sem init . --model ridge"],
     "plan": ["sem plan models/m_linear.py fold=0,1", "sem plan models/m_linear.py --json"],
     "run": ["sem run models/m_linear.py fold=0"],
     "results": ["sem results", "sem results --metric test_rmse --metric test_r2 --format latex -o table.tex",

@@ -13,13 +13,13 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def test_template_documents_exactly_the_sem_settings():
-    template = settings.read_yaml(REPO / "conf" / "experiment_config.yaml")
+    template = settings.read_yaml(REPO / "sem_core" / "conf" / "experiment_config.yaml")
     assert set(template["sem"]) == {f.name for f in fields(settings.SemConf)}
-    assert "experiment" not in template  # the seed's section: documented, commented out (it prints a note)
+    assert "experiment" not in template  # experiment_manager's section: documented, commented out (it prints a note)
 
 
 def test_template_loads_without_warnings(tmp_path, recwarn):
-    (tmp_path / "experiment_config.yaml").write_text((REPO / "conf" / "experiment_config.yaml").read_text())
+    (tmp_path / "experiment_config.yaml").write_text((REPO / "sem_core" / "conf" / "experiment_config.yaml").read_text())
     data = settings.load_experiment_config(tmp_path)
     assert not [w for w in recwarn if issubclass(w.category, SemWarning)]
     assert settings.cluster_sections(data) == {"local": {"type": "local"}}
@@ -40,7 +40,7 @@ def test_keys_of_a_local_cluster_section_warn_that_they_are_not_used(tmp_path):
 def test_read_yaml_is_relative_to_the_calling_file(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # not the folder of this file
     here = Path(__file__).resolve().parent
-    assert read_yaml("../conf/experiment_config.yaml")["local"] == {"type": "local"}
+    assert read_yaml("../sem_core/conf/experiment_config.yaml")["local"] == {"type": "local"}
     assert Path.cwd() != here
 
 
