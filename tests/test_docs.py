@@ -176,13 +176,17 @@ def console_pages() -> list[Path]:
     return sorted(p for p in DOCS.glob("*.md") if FENCE.search(p.read_text(encoding="utf-8")))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("page", console_pages(), ids=lambda p: p.name)
 def test_console_blocks_print_what_the_page_shows(page: Path, tmp_path: Path) -> None:
     failures = []
     for cmd, actual in run_page(page, tmp_path):
         if not matches(cmd.expected, actual):
             failures.append(
-                f"$ {cmd.line}\n--- the page shows:\n" + "\n".join(cmd.expected) + "\n--- it prints:\n" + "\n".join(actual)
+                f"$ {cmd.line}\n--- the page shows:\n"
+                + "\n".join(cmd.expected)
+                + "\n--- it prints:\n"
+                + "\n".join(actual)
             )
     assert not failures, (
         f"{page.relative_to(REPO)}: the output changed (`python tests/test_docs.py --update {page.relative_to(REPO)}` "
