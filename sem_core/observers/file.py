@@ -50,10 +50,20 @@ def link_sacred_id(store: Path, run_name: str) -> Optional[int]:
                 break
             except FileExistsError:  # taken by another job (or the hint is behind): the next one
                 n += 1
-        records.atomic_write_text(index / SACRED_NEXT_FILE, str(n + 1))
+        _write_hint(index / SACRED_NEXT_FILE, n + 1)
         return n
     except OSError:
         return None
+
+
+def _write_hint(path: Path, n: int) -> None:
+    """One fixed-width write in place (a third of the cost of a temp file + rename, per job): a
+    torn or stale hint costs a scan or a few more tries, never a shared number."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        os.pwrite(fd, f"{n:012d}".encode(), 0)
+    finally:
+        os.close(fd)
 
 
 def _iso(t: dt.datetime) -> str:
