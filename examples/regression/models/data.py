@@ -2,7 +2,10 @@
 
 import numpy as np
 
-N_FOLDS = 5
+from sem_core.util import read_yaml
+
+# the experiment's own setting, next to sem's (read_yaml resolves the path from this file's folder)
+N_FOLDS = read_yaml("../experiment_config.yaml")["NUM_FOLDS"]
 
 
 def make_data(n: int = 200, d: int = 3, noise: float = 0.3, seed: int = 0):

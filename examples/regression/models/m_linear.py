@@ -1,4 +1,4 @@
-"""Ordinary least squares on synthetic data, 5 folds."""
+"""Ordinary least squares on synthetic data, one run per noise level and fold (NUM_FOLDS in experiment_config.yaml)."""
 
 import pickle
 from pathlib import Path
@@ -6,12 +6,10 @@ from pathlib import Path
 import numpy as np
 
 from sem_core import Experiment, grid
-from sem_core.util import read_yaml
 
 from data import N_FOLDS, make_data, split
 
 ex = Experiment(__file__)
-ec = read_yaml("../experiment_config.yaml")
 
 
 @ex.configs
