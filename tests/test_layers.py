@@ -36,7 +36,7 @@ LAYERS = {
     "job": ("callback", "task", "row_store", "compose"),
     "run": ("lifecycle", "run", "observers", "stdio", "_tee", "signals", "pipes", "job_return", "seeding"),
     "I/O": ("records", "claims", "mongo", "results", "clean", "repro", "capture", "dvc", "settings", "sources",
-            "host", "metrics", "resolvers", "sweep_folder", "sweep_summary"),
+            "host", "metrics", "resolvers", "sweep_folder", "sweep_summary", "starter"),
     "pure": ("ids", "plan", "schema", "groups", "nested", "run_status", "errors"),
 }
 # Imports that reach up a layer, each with its reason (docs/design.md lists them too).
@@ -57,7 +57,12 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-MODULES = {_module_name(p): p for p in sorted(SEM_CORE.rglob("*.py"))}
+def _in_a_package(path: Path) -> bool:
+    # sem_core/conf/ holds a model-file template (package data), not a module of the library
+    return all((folder / "__init__.py").exists() for folder in path.parents if SEM_CORE in (folder, *folder.parents))
+
+
+MODULES = {_module_name(p): p for p in sorted(SEM_CORE.rglob("*.py")) if _in_a_package(p)}
 
 
 def _is_type_checking(node: ast.AST) -> bool:
