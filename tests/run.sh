@@ -61,15 +61,23 @@ fi
 # runtime requirement at its floor): only the tests that exercise Hydra, omegaconf, sacred, pymongo
 # and pandas, so it stays a few minutes. A fresh virtualenv each time, sem installed editable.
 LOWEST_TESTS=(
-  tests/test_hydra_suites.py
+  tests/test_hydra_suites.py         # Hydra's own sweeper/launcher suites against sem's plugins
+  tests/test_launch_job_config.py    # a job's config derived as Hydra composes it (Hydra internals)
+  tests/test_structured_rows.py      # rows merged into omegaconf structured configs
+  tests/test_model_files.py          # model files end to end, every launcher (submitit's too)
+  tests/test_seed_compat.py          # the seed's model files and commands
+  tests/test_file_observer.py        # records in sacred's file layout, read by sacred
+  tests/test_sacred_observers.py     # sacred's own observers attached to sem runs
+  tests/test_mongo_sync.py           # pymongo, next to sacred's MongoObserver
+  tests/test_results_load.py         # pandas, numpy and matplotlib
 )
 lowest_start=$SECONDS
 lowest_venv=$(mktemp -d)/venv
 "$PYTHON" -m venv "$lowest_venv"
 "$lowest_venv/bin/python" -m pip install -q --disable-pip-version-check \
   -c tests/lowest-constraints.txt -e '.[test]'
-"$lowest_venv/bin/python" -m pip list --disable-pip-version-check 2>/dev/null \
-  | grep -iE '^(hydra-core|omegaconf|sacred|pymongo|submitit|numpy|pandas) '
-"$lowest_venv/bin/python" -m pytest -m "not slurm" "${LOWEST_TESTS[@]}"
+echo "== lowest versions: $(tr -s ' \n' ' ' < <(grep -v '^#' tests/lowest-constraints.txt))"
+# the venv's bin first: tests that run `sem` get this environment's
+PATH="$lowest_venv/bin:$PATH" "$lowest_venv/bin/python" -m pytest -m "not slurm" "${LOWEST_TESTS[@]}"
 rm -rf "$(dirname "$lowest_venv")"
 echo "== lowest versions passed ($((SECONDS - lowest_start)) s)"
