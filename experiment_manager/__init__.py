@@ -1,7 +1,7 @@
-"""The seed's import name, kept so its model files run unchanged.
+"""The import name of experiment_manager, the predecessor tool, kept so its model files run unchanged.
 
 ``from experiment_manager import Experiment`` is ``from sem_core import Experiment``. New model
-files import ``sem_core`` (see the README, "Coming from the seed's experiment manager"). Importing
+files import ``sem_core`` (see docs/experiment-manager.md). Importing
 this package warns about nothing: a model file runs once per job, and a line per job would bury
 the output that matters.
 """

@@ -1,11 +1,11 @@
-"""The seed's ``run.py`` (``from experiment_manager import main; main.run()``) on sem's commands:
+"""experiment_manager's ``run.py`` (``from experiment_manager import main; main.run()``) on sem's commands:
 
     python run.py [ARGS]      sem run <experiment> [ARGS]   (every model file, ARGS as for sem run)
     python run.py --sync      sem sync <experiment>
     python run.py --omniboard sem board <experiment>
 
-The experiment is the folder holding ``run.py``, as in the seed's layout; the model files run from
-its ``models/`` folder, as the seed ran them."""
+The experiment is the folder holding ``run.py``, as in experiment_manager's layout; the model files run
+from its ``models/`` folder, as experiment_manager ran them."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from typing import Optional, Sequence
 
 
 def command_for(argv: Sequence[str], experiment: Path) -> list[str]:
-    """The ``sem`` command line a seed ``run.py`` invocation stands for."""
+    """The ``sem`` command line an experiment_manager ``run.py`` invocation stands for."""
     argv = list(argv)
     for flag, command in (("--sync", "sync"), ("--omniboard", "board")):
         if flag in argv:
@@ -37,7 +37,7 @@ def run(argv: Optional[Sequence[str]] = None) -> None:
     if command[-1:] == ["--help"]:
         print("python run.py [OVERRIDES] is `sem run`, --sync is `sem sync`, --omniboard is `sem board`\n")
     elif command[0] == "run" and (experiment / "models").is_dir():
-        # the seed ran its model files from models/: their own paths (open("../results/x.pickle"),
+        # experiment_manager ran its model files from models/: their own paths (open("../results/x.pickle"),
         # ex.add_artifact("../results/...")) are relative to it
         os.chdir(experiment / "models")
     sys.exit(cli.main(command))

@@ -320,7 +320,7 @@ def read_metrics(run_dir: str | os.PathLike, on_problem: OnProblem = warn_proble
 
 @dataclass
 class RunRecord:
-    """One run, as read from a file store (or, with the Mongo issue, from MongoDB)."""
+    """One run, as read from a file store (``sem_core.mongo.reader.MongoRunRecord``: from MongoDB)."""
 
     location: str  # folder path of the run, or a mongodb URI naming it
     run: dict  # run.json

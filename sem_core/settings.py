@@ -51,21 +51,22 @@ class SemConf:
 
 
 # sem's top-level sections of experiment_config.yaml and the keys each may hold. Every other
-# top-level key belongs to the user (the seed keeps global settings there: NUM_FOLDS, epochs...)
+# top-level key belongs to the user (experiment_manager, the predecessor tool, keeps global settings there: NUM_FOLDS, epochs...)
 # and is only read by their model files, except cluster sections (see ``cluster_type``).
 EXPERIMENT_SECTION_KEYS = {
-    # the seed's settings: accepted, and sem says once what it does instead (SEED_SETTINGS_NOTE,
-    # shown once per file for good: the seed's own template has both keys, so every seed user has them)
+    # experiment_manager's settings: accepted, and sem says once what it does instead
+    # (PREDECESSOR_SETTINGS_NOTE, shown once per file for good: experiment_manager's own template has
+    # both keys, so every file written for it has them)
     "experiment": {"use_config_id", "overwrite_id"},
     "sem": {f.name for f in fields(SemConf)},
 }
 # Sections owned by other parts of sem (each validates its own keys).
 OTHER_SECTIONS = {"mongo", "dvc"}
 CLUSTER_TYPES = {"local", "slurm"}
-# The seed's cluster keys: a section holding one is a Slurm launcher preset even without `type:`.
-SEED_CLUSTER_KEYS = {"sif", "partition"}
-SEED_SETTINGS_NOTE = (
-    "use_config_id and overwrite_id (section 'experiment') are the seed's settings and change nothing in sem: "
+# experiment_manager's cluster keys: a section holding one is a Slurm launcher preset even without `type:`.
+PREDECESSOR_CLUSTER_KEYS = {"sif", "partition"}
+PREDECESSOR_SETTINGS_NOTE = (
+    "use_config_id and overwrite_id (section 'experiment') are experiment_manager's settings and change nothing in sem: "
     "every run records both experiment_id and config_id, and no run overwrites another (each run has its own "
     "folder; results take the newest run of a row; sem.skip_completed=true skips rows already completed; "
     "sem clean bins the older runs). This note is shown once per experiment_config.yaml"
@@ -125,14 +126,14 @@ def did_you_mean(word: str, choices) -> str:
 def cluster_type(section: Any) -> Optional[str]:
     """``local`` or ``slurm`` for a cluster section of experiment_config.yaml, None for a
     section of the user's own. A section is a cluster section when its ``type`` is a cluster
-    type, or when it holds one of the seed's cluster keys (``sif``, ``partition``): then it is
+    type, or when it holds one of experiment_manager's cluster keys (``sif``, ``partition``): then it is
     a Slurm preset unless it says ``type: local``."""
     if not isinstance(section, dict):
         return None
     kind = section.get("type")
     if kind in CLUSTER_TYPES:
         return kind
-    if "type" not in section and SEED_CLUSTER_KEYS & set(section):
+    if "type" not in section and PREDECESSOR_CLUSTER_KEYS & set(section):
         return "slurm"
     return None
 
@@ -271,7 +272,7 @@ def load_experiment_config(experiment_dir: Path) -> dict:
                 hints = "".join(did_you_mean(k, EXPERIMENT_SECTION_KEYS[section]) for k in unknown)
                 say_once(f"{path}: unknown key(s) {unknown} in section {section!r}{hints} (known: {known})")
             if section == "experiment" and value:
-                say_once_for_good(f"{path.resolve()}: {SEED_SETTINGS_NOTE}")
+                say_once_for_good(f"{path.resolve()}: {PREDECESSOR_SETTINGS_NOTE}")
             if section == "sem":
                 for key, setting in value.items():
                     problem = sem_setting_problem(key, setting)
@@ -279,7 +280,7 @@ def load_experiment_config(experiment_dir: Path) -> dict:
                         raise ConfigError(f"{path}: section 'sem' key {key!r}: {setting!r:.80} {problem}")
         elif section in OTHER_SECTIONS:
             continue
-        elif isinstance(value, dict) and SEED_CLUSTER_KEYS & set(value) and value.get("type", "slurm") not in CLUSTER_TYPES:
+        elif isinstance(value, dict) and PREDECESSOR_CLUSTER_KEYS & set(value) and value.get("type", "slurm") not in CLUSTER_TYPES:
             raise ConfigError(
                 f"{path}: cluster section {section!r} has type {value['type']!r}; "
                 f"use one of {sorted(CLUSTER_TYPES)} (or leave type out: a section with sif or partition is a Slurm preset)"

@@ -1,4 +1,4 @@
-"""Helpers for model files (kept from the seed's ``experiment_manager.util``)."""
+"""Helpers for model files (kept from ``experiment_manager.util``, the predecessor tool's)."""
 
 from __future__ import annotations
 

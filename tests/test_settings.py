@@ -49,8 +49,8 @@ def test_experiment_dir_is_the_parent_of_models(tmp_path):
     assert settings.experiment_dir_of(tmp_path / "flat" / "m_a.py") == (tmp_path / "flat").resolve()
 
 
-# -- the seed's experiment_config.yaml: the user's own keys, typeless cluster sections ----------
-SEED_CONFIG = """\
+# -- experiment_manager's experiment_config.yaml: the user's own keys, typeless cluster sections ----------
+PREDECESSOR_CONFIG = """\
 experiment:
   use_config_id: True
   overwrite_id: True
@@ -80,12 +80,12 @@ def _sem_warnings(caught) -> list[str]:
     return [str(w.message) for w in caught if issubclass(w.category, SemWarning)]
 
 
-def test_the_users_own_keys_are_theirs_and_seed_cluster_sections_are_slurm_presets(tmp_path, recwarn, fresh_notes):
-    (tmp_path / "experiment_config.yaml").write_text(SEED_CONFIG)
+def test_the_users_own_keys_are_theirs_and_typeless_cluster_sections_are_slurm_presets(tmp_path, recwarn, fresh_notes):
+    (tmp_path / "experiment_config.yaml").write_text(PREDECESSOR_CONFIG)
     data = settings.load_experiment_config(tmp_path)
     # the model file reads its own settings back as written
     assert data["NUM_FOLDS"] == 5 and data["training"] == {"time": 30, "lr": 0.01}
-    # no section of the user's is warned about; the seed's two settings get one note
+    # no section of the user's is warned about; experiment_manager's two settings get one note
     (note,) = _sem_warnings(recwarn)
     assert "use_config_id and overwrite_id" in note and "no run overwrites another" in note
     # sif: or partition: makes a Slurm preset without type:; `training: {time: ...}` and
@@ -97,12 +97,12 @@ def test_the_users_own_keys_are_theirs_and_seed_cluster_sections_are_slurm_prese
     assert {settings.cluster_type(data[k]) for k in ("mycluster", "gpu")} == {"slurm"}
 
 
-def test_a_typeless_seed_section_is_selectable_as_a_launcher(tmp_path):
+def test_a_typeless_cluster_section_is_selectable_as_a_launcher(tmp_path):
     from hydra.core.config_store import ConfigStore
 
     from sem_core.slurm import sections
 
-    (tmp_path / "experiment_config.yaml").write_text(SEED_CONFIG.replace("experiment:", "unused:"))
+    (tmp_path / "experiment_config.yaml").write_text(PREDECESSOR_CONFIG.replace("experiment:", "unused:"))
     names = sections.register_cluster_launchers(settings.load_experiment_config(tmp_path), tmp_path)
     assert names == ["mycluster", "gpu"]
     node = ConfigStore.instance().load("hydra/launcher/mycluster.yaml").node
@@ -110,7 +110,7 @@ def test_a_typeless_seed_section_is_selectable_as_a_launcher(tmp_path):
     assert ConfigStore.instance().load("hydra/launcher/gpu.yaml").node.partition == "gpu"
 
 
-def test_the_seed_note_is_shown_once_for_good(tmp_path, recwarn, fresh_notes):
+def test_the_predecessor_settings_note_is_shown_once_for_good(tmp_path, recwarn, fresh_notes):
     import os
     import subprocess
     import sys

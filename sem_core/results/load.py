@@ -23,11 +23,12 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, Union
+from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
 from sem_core import records
 from sem_core.errors import SemError
 from sem_core.ids import ID_KEYS
+from sem_core.mongo import connection, reader
 from sem_core.mongo.connection import redact_uri
 from sem_core.run_status import FINISHED_STATUSES
 from sem_core.settings import EXPERIMENT_CONFIG_NAME, load_experiment_config
@@ -312,24 +313,13 @@ def read_store_summaries(store: Path, use_cache: bool = True,
     return out
 
 
-def _mongo_reader():
-    try:
-        from sem_core.mongo import reader
-    except ImportError as exc:  # pymongo missing, or a version of sem without Mongo support
-        raise SemError(f"reading runs from MongoDB needs sem's Mongo support and pymongo: {exc}") from None
-    return reader
-
-
 def read_mongo_summaries(url: str) -> list[dict]:
     """Summaries of every run of a MongoDB database (no cache: the database is the index).
 
     The last value of every metric comes from one query over the ``metrics`` collection
     (``$slice: -1``; a metric thinned out at the 16 MB limit keeps its last point), not one query
     per run."""
-    reader = _mongo_reader()
     import pymongo.errors
-
-    from sem_core.mongo import connection
 
     settings = connection.settings_from_url(url, "MongoDB URL")
     try:
@@ -478,21 +468,11 @@ def is_mongo_location(location: str) -> bool:
     return location.startswith(("mongodb://", "mongodb+srv://"))
 
 
-def iter_records(source: Optional[SourceLike] = None,
-                 on_problem: records.OnProblem = records.warn_problem) -> Iterator[records.RunRecord]:
-    """Full records (run.json, config, metrics on demand) of every readable run of ``source``."""
-    for store in resolve_stores(source):
-        if isinstance(store, str):
-            yield from _mongo_reader().iter_runs(store)
-        else:
-            yield from records.iter_runs(store, on_problem)
-
-
 def record_at(location: str, on_problem: records.OnProblem = records.warn_problem) -> records.RunRecord:
     """The full record of one run, by the ``path`` column of a runs DataFrame (a folder, or
     ``<mongodb URL>#runs/<_id>``). Its metrics, if unreadable, go to ``on_problem``."""
     if is_mongo_location(location):
-        record = _mongo_reader().read_run(location)
+        record = reader.read_run(location)
         if record is None:
             raise SemError(f"{location}: no such run in the database (deleted since it was listed?)")
         return record

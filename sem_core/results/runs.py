@@ -1,4 +1,4 @@
-"""``get_runs``: configs, results and artifacts of the runs matching some config values (the seed's
+"""``get_runs``: configs, results and artifacts of the runs matching some config values (experiment_manager's
 ``get_results_that_match_dict``)."""
 
 from __future__ import annotations
