@@ -47,8 +47,8 @@ VOLATILE = [
     (re.compile(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:[+-]\d\d:?\d\d|Z)?"), "<time>"),
     (re.compile(r"(?<![\w.])(?:\d+m)?\d+(?:\.\d+)?s\b"), "<duration>"),
     (re.compile(r"\bpid \d+"), "pid <pid>"),
-    (re.compile(r"\b[0-9a-f]{40}\b"), "<commit>"),
-    (re.compile(r"\b[0-9a-f]{32}\b"), "<md5>"),
+    (re.compile(r"(?<![0-9a-f])[0-9a-f]{40}(?![0-9a-f])"), "<commit>"),
+    (re.compile(r"(?<![0-9a-f])[0-9a-f]{32}(?![0-9a-f])"), "<md5>"),  # also inside names: m_x_<md5>.py
     (re.compile(r"\b\d+(?:\.\d+)? (?:bytes|KiB|MiB)\b"), "<size>"),  # pickles and PNGs differ across versions
 ]
 
@@ -213,6 +213,9 @@ def test_parser_reads_commands_outputs_and_ellipsis() -> None:
     assert matches(["a b", "..."], ["a  b", "x", "y"])
     assert not matches(["a b"], ["a b", "x"])
     assert matches(["run 20261201T184943-668b0f96d4c1 took 0.019s"], ["run 20990101T000000-000000000000 took 3m05s"])
+    assert matches(
+        ["cp _sources/m_x_77531ff3b3f19780ade963596592cb2d.py"], ["cp _sources/m_x_5c03a8e0a0a5d59783f5fd7444eae0da.py"]
+    )
 
 
 def update(pages: list[Path]) -> None:
