@@ -59,8 +59,43 @@ class RowValueError(TypeError):
 MAX_DEPTH = 32
 
 
+class _NotPlain(Exception):
+    """Raised by the fast paths below for anything but plain str-keyed JSON data: the careful
+    path then does the work, with the key path for its error messages."""
+
+
+def _canonical_plain(value: Any) -> Any:
+    t = type(value)
+    if t is str or t is bool or value is None or t is int:
+        return value
+    if t is float:
+        return _canonical_float(value)
+    if t is dict:
+        out = {}
+        for k, v in value.items():
+            if type(k) is not str:
+                raise _NotPlain
+            tv = type(v)  # scalars inline: a call per value is most of the time
+            out[k] = v if (tv is str or tv is int or tv is bool or v is None) else _canonical_plain(v)
+        return out
+    if t is list or t is tuple:
+        return [_canonical_plain(v) for v in value]
+    raise _NotPlain
+
+
 def canonical(value: Any, _path: str = "") -> Any:
     """Return the canonical JSON-like form of ``value`` (see module docstring)."""
+    if not _path:
+        # planning hashes every row: plain rows (all of them, after ``normalise_row``) skip the
+        # key paths, which only an error needs
+        try:
+            return _canonical_plain(value)
+        except (_NotPlain, RecursionError):
+            pass
+    return _canonical(value, _path)
+
+
+def _canonical(value: Any, _path: str) -> Any:
     if value is None or isinstance(value, (bool, str)):
         return value
     if isinstance(value, int):
@@ -70,16 +105,16 @@ def canonical(value: Any, _path: str = "") -> Any:
     if isinstance(value, Mapping):
         out = {}
         for k, v in value.items():
-            key = k if isinstance(k, str) else str(canonical(k, _path))
-            out[key] = canonical(v, f"{_path}.{key}" if _path else key)
+            key = k if isinstance(k, str) else str(_canonical(k, _path))
+            out[key] = _canonical(v, f"{_path}.{key}" if _path else key)
         return out
     if isinstance(value, (list, tuple)):
-        return [canonical(v, f"{_path}[{i}]") for i, v in enumerate(value)]
+        return [_canonical(v, f"{_path}[{i}]") for i, v in enumerate(value)]
     # numpy without importing numpy: scalars have .item(), arrays .tolist()
     type_module = type(value).__module__
     if type_module == "numpy":
         if hasattr(value, "tolist"):
-            return canonical(value.tolist(), _path)
+            return _canonical(value.tolist(), _path)
     raise RowValueError(_path or "<row>", value)
 
 
@@ -102,7 +137,38 @@ def normalise_row(row: Mapping[str, Any]) -> dict:
     alike in JSON (``1`` and ``"1"``), strings that are not valid Unicode (a lone surrogate),
     keys no command line can spell, and nesting deeper than ``MAX_DEPTH``.
     """
-    return _normalise(row, "", 0)
+    try:
+        return _normalise_plain(row, 0)
+    except _NotPlain:
+        return _normalise(row, "", 0)
+
+
+def _normalise_plain(value: Any, depth: int) -> Any:
+    """``_normalise`` for plain data whose strings are ASCII and whose keys are printable and
+    quotable (nearly every row): no key paths, no per-character checks."""
+    t = type(value)
+    if t is str:
+        if not value.isascii():
+            raise _NotPlain
+        return value
+    if t is bool or t is int or t is float or value is None:
+        return value
+    if depth >= MAX_DEPTH:
+        raise _NotPlain
+    if t is dict:
+        out = {}
+        for k, v in value.items():
+            if type(k) is not str or not (k.isascii() and k.isprintable()) or ('"' in k and "'" in k):
+                raise _NotPlain
+            tv = type(v)  # scalars inline: a call per value is most of the time
+            if tv is int or tv is float or tv is bool or v is None or (tv is str and v.isascii()):
+                out[k] = v
+            else:
+                out[k] = _normalise_plain(v, depth + 1)
+        return out
+    if t is list or t is tuple:
+        return [_normalise_plain(v, depth + 1) for v in value]
+    raise _NotPlain
 
 
 def _check_text(text: str, path: str, is_key: bool) -> None:
@@ -187,8 +253,12 @@ def _normalise(value: Any, path: str, depth: int) -> Any:
     raise RowValueError(path or "<row>", value)
 
 
+# json.dumps builds an encoder per call when given options: one, built once (it holds no state)
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def _digest(data: Any) -> str:
-    text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    text = _ENCODER.encode(data)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:HASH_LENGTH]
 
 

@@ -47,16 +47,33 @@ class Problem:
 class FieldCheck:
     name: str
     check: Check
+    fits: Callable[[Any], bool]  # the fast test: never True where ``check`` finds a problem
     required: bool
     nested: Optional["SchemaCheck"]  # the field's dataclass, checked when the row leaves it out
 
 
 @dataclass(frozen=True)
 class SchemaCheck:
-    """A dataclass compiled into per-field checks (``compile_schema``)."""
+    """A dataclass compiled into per-field checks (``compile_schema``).
+
+    Two paths: ``fits`` answers yes or no without building a message or a key path (100,000
+    rows in a fraction of a second); ``problem`` explains a row that does not fit."""
 
     name: str
     fields: Mapping[str, FieldCheck]
+
+    def fits(self, row: Mapping[str, Any]) -> bool:
+        fields = self.fields
+        for key in row:
+            if key not in fields:
+                return False
+        for name, field_check in fields.items():
+            if name in row:
+                if not field_check.fits(row[name]):
+                    return False
+            elif field_check.required or (field_check.nested is not None and not field_check.nested.fits({})):
+                return False
+        return True
 
     def problem(self, row: Mapping[str, Any], prefix: str = "") -> Optional[Problem]:
         """The first reason ``row`` does not fit, or None."""
@@ -110,7 +127,8 @@ def _compile(schema: type, seen: tuple) -> SchemaCheck:
         has_default = f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
         required = not has_default or f.default == OMEGACONF_MISSING
         nested = _compile(tp, seen + (schema,)) if dataclasses.is_dataclass(tp) else None
-        fields[f.name] = FieldCheck(f.name, _type_check(tp, seen + (schema,)), required, nested)
+        inside = seen + (schema,)
+        fields[f.name] = FieldCheck(f.name, _type_check(tp, inside), _type_fits(tp, inside), required, nested)
     return SchemaCheck(schema.__name__, fields)
 
 
@@ -140,6 +158,49 @@ def _type_check(tp: Any, seen: tuple) -> Check:
         return check(value, path, expected)
 
     return checked
+
+
+def _type_fits(tp: Any, seen: tuple) -> Callable[[Any], bool]:
+    """The fast test of a field type: as strict as ``_type_check`` or stricter (only exact
+    types: planned rows hold plain Python data)."""
+    optional, inner = _is_optional(tp)
+    if inner is Any or inner is object:
+        return lambda v: not (type(v) is str and v == OMEGACONF_MISSING)
+    fits = _inner_fits(inner, seen)
+    if optional:
+        return lambda v: v is None or fits(v)
+    return fits
+
+
+def _inner_fits(tp: Any, seen: tuple) -> Callable[[Any], bool]:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is int:
+        return lambda v: type(v) is int
+    if tp is float:
+        return lambda v: type(v) is float or type(v) is int
+    if tp is bool:
+        return lambda v: type(v) is bool
+    if tp is str or tp is pathlib.Path:
+        return lambda v: type(v) is str and v != OMEGACONF_MISSING
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        names = frozenset(tp.__members__)
+        return lambda v: type(v) is str and v in names
+    if tp in (list, tuple) or origin in (list, tuple, Sequence, typing.Sequence):
+        item_types = [a for a in args if a is not Ellipsis]
+        if len(set(item_types)) != 1:
+            return lambda v: type(v) is list and OMEGACONF_MISSING not in v
+        item = _type_fits(item_types[0], seen)
+        return lambda v: type(v) is list and all(item(x) for x in v)
+    if tp is dict or origin in (dict, Mapping, typing.Mapping):
+        if len(args) != 2:
+            return lambda v: type(v) is dict and OMEGACONF_MISSING not in v.values()
+        value_fits = _type_fits(args[1], seen)
+        return lambda v: type(v) is dict and all(value_fits(x) for x in v.values())
+    if dataclasses.is_dataclass(tp):
+        nested = _compile(tp, seen)
+        return lambda v: type(v) is dict and nested.fits(v)
+    return lambda v: False  # anything else: the careful path decides
 
 
 def _scalar(accept: Callable[[Any], bool]):
@@ -240,6 +301,8 @@ def check_rows(jobs: Iterable[RowLike], schema: type, source: str) -> None:
     naming the file, the row's order_id, the key, the value and the expected type."""
     compiled = compile_schema(schema)
     for job in jobs:
+        if compiled.fits(job.row):
+            continue
         found = compiled.problem(job.row)
         if found is not None:
             raise ConfigError(f"{source} row order_id={job.order_id}: {describe(found, compiled.name)}")
