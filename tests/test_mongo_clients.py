@@ -14,8 +14,16 @@ from sem_core.run import Run
 
 
 def run_job(store, observers, gid):
-    run = Run(global_id=gid, config={"order_id": 0, "global_id": gid}, ex_info={"name": "m", "sources": []},
-              host_info={"hostname": "h"}, command="main", meta_info={}, observers=observers, heartbeat_interval=60)
+    run = Run(
+        global_id=gid,
+        config={"order_id": 0, "global_id": gid},
+        ex_info={"name": "m", "sources": []},
+        host_info={"hostname": "h"},
+        command="main",
+        meta_info={},
+        observers=observers,
+        heartbeat_interval=60,
+    )
     run.start()
     run.log_scalar("loss", 1.0)
     run.complete(0.5)

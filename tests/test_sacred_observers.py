@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from sem_core.observers.attached import AttachedObserver, REDACTED, redact_settings, secrets_in
+from sem_core.observers.attached import REDACTED, AttachedObserver, redact_settings, secrets_in
 from sem_core.observers.base import RunObserver
 from sem_core.observers.file import FileStorageObserver
 from sem_core.observers.mongo import MongoLiveObserver
@@ -23,12 +23,20 @@ from tests.conftest import load_store, run_model
 sacred = pytest.importorskip("sacred")
 
 SACRED_EVENTS = [
-    "queued_event", "started_event", "heartbeat_event", "completed_event", "interrupted_event",
-    "failed_event", "resource_event", "artifact_event", "log_metrics", "join",
+    "queued_event",
+    "started_event",
+    "heartbeat_event",
+    "completed_event",
+    "interrupted_event",
+    "failed_event",
+    "resource_event",
+    "artifact_event",
+    "log_metrics",
+    "join",
 ]
 
 # row 0 completes, row 1 fails; each logs metrics, adds an artifact and a resource, prints
-MODEL = '''
+MODEL = """
 import sys
 from pathlib import Path
 from sem_core import Experiment
@@ -54,13 +62,19 @@ def main(config):
     if config["fail"]:
         raise RuntimeError("row 1 fails on purpose")
     return config["lr"] * 10  # a number: sacred's SqlObserver stores results in a float column
-'''
+"""
 
 
 def write(write_model, attach: str = "", experiment_config: str | None = None) -> Path:
     model = write_model(MODEL.format(attach=attach), experiment_config=experiment_config)
     (model.parent / "data.csv").write_text("x,y\n1,2\n")
     return model
+
+
+def observers_config(target: str, **settings: object) -> str:
+    """experiment_config.yaml attaching one observer."""
+    lines = "".join(f"      {key}: {value}\n" for key, value in settings.items())
+    return f"sem:\n  observers:\n    - _target_: {target}\n{lines}"
 
 
 def sem_runs(model: Path) -> dict[int, dict]:
@@ -109,15 +123,17 @@ for _event in SACRED_EVENTS:
 
 
 def event_sequence(path: Path) -> list:
-    """Events in order, a run of heartbeats (log_metrics + heartbeat_event) counted once."""
+    """Events in order; consecutive heartbeat events (log_metrics, heartbeat_event) become one
+    block of the distinct calls in it (how many beats fall in a run depends on its duration)."""
+    beat = ("log_metrics", "heartbeat_event")
     out: list = []
     for line in path.read_text().splitlines():
-        event, keys, types = json.loads(line)
-        entry = [event, keys, types]
-        if event in ("heartbeat_event", "log_metrics") and out and out[-1][0] in ("heartbeat_event", "log_metrics"):
-            if event == "heartbeat_event" and out[-1][0] == "log_metrics" or out[-1][0] == event:
-                continue
-        out.append(entry)
+        entry = json.loads(line)
+        if entry[0] in beat and out and out[-1][0] == "beats":
+            if entry not in out[-1][1]:
+                out[-1][1].append(entry)
+            continue
+        out.append(["beats", [entry]] if entry[0] in beat else entry)
     return out
 
 
@@ -127,9 +143,9 @@ def test_an_observer_gets_sacreds_events_arguments_and_order(write_model, tmp_pa
     sacred_log, sem_log = tmp_path / "sacred.jsonl", tmp_path / "sem.jsonl"
     script = tmp_path / "with_sacred.py"
     script.write_text(
-        "import sys\nsys.path.insert(0, %r)\n" % str(Path(__file__).parent.parent)
+        f"import sys\nsys.path.insert(0, {str(Path(__file__).parent.parent)!r})\n"
         + "from sacred import Experiment\nfrom tests.test_sacred_observers import EventLog\n"
-        + "ex = Experiment('s')\nex.observers.append(EventLog(%r))\n" % str(sacred_log)
+        + f"ex = Experiment('s')\nex.observers.append(EventLog({str(sacred_log)!r}))\n"
         + "@ex.main\ndef main(_run):\n"
         + "    for i in range(5): _run.log_scalar('loss', 1.0 / (i + 1))\n"
         + "    open('w.txt', 'w').write('w')\n    _run.add_artifact('w.txt', name='weights.txt')\n"
@@ -141,9 +157,9 @@ def test_an_observer_gets_sacreds_events_arguments_and_order(write_model, tmp_pa
     proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     model = write_model(
-        "import sys\nsys.path.insert(0, %r)\n" % str(Path(__file__).parent.parent)
+        f"import sys\nsys.path.insert(0, {str(Path(__file__).parent.parent)!r})\n"
         + "from sem_core import Experiment\nfrom tests.test_sacred_observers import EventLog\n"
-        + "ex = Experiment(__file__)\nex.observers.append(EventLog(%r))\n" % str(sem_log)
+        + f"ex = Experiment(__file__)\nex.observers.append(EventLog({str(sem_log)!r}))\n"
         + "@ex.configs\ndef configs():\n    return [{'a': 1}]\n"
         + "@ex.automain\ndef main(config):\n"
         + "    for i in range(5): ex.log_scalar('loss', 1.0 / (i + 1))\n"
@@ -159,12 +175,17 @@ def test_an_observer_gets_sacreds_events_arguments_and_order(write_model, tmp_pa
 def test_sql_observer_on_sqlite_holds_what_sems_record_holds(write_model, tmp_path):
     sqlalchemy = pytest.importorskip("sqlalchemy")
     db = tmp_path / "runs.sqlite"
-    model = write(write_model, attach=f"from sacred.observers import SqlObserver\nex.observers.append(SqlObserver({f'sqlite:///{db}'!r}))")
+    model = write(
+        write_model,
+        attach=f"from sacred.observers import SqlObserver\nex.observers.append(SqlObserver({f'sqlite:///{db}'!r}))",
+    )
     _, runs = run_both_rows(model)
     engine = sqlalchemy.create_engine(f"sqlite:///{db}")
     with engine.connect() as conn:
         rows = {r.run_id: r for r in conn.execute(sqlalchemy.text("select * from run")).fetchall()}
-        artifacts = [tuple(r) for r in conn.execute(sqlalchemy.text("select run_id, filename from artifact")).fetchall()]
+        artifacts = [
+            tuple(r) for r in conn.execute(sqlalchemy.text("select run_id, filename from artifact")).fetchall()
+        ]
     assert set(rows) == {runs[i]["config"]["global_id"] for i in (0, 1)}
     assert sorted(artifacts) == sorted((runs[i]["config"]["global_id"], "weights.txt") for i in (0, 1))
     for i, sem in runs.items():
@@ -172,7 +193,7 @@ def test_sql_observer_on_sqlite_holds_what_sems_record_holds(write_model, tmp_pa
         assert sql.status == sem["run"]["status"]
         assert json.loads(sql.config) == sem["config"]
         assert sql.command == sem["run"]["command"] == "main"
-        assert "training row %d" % i in sql.captured_out
+        assert f"training row {i}" in sql.captured_out
     assert rows[runs[0]["config"]["global_id"]].result == runs[0]["run"]["result"]
     assert "row 1 fails on purpose" in rows[runs[1]["config"]["global_id"]].fail_trace
     # a plain run of the same file without the observer imports no sacred (next test)
@@ -189,7 +210,10 @@ def test_tinydb_observer_from_experiment_config_holds_what_sems_record_holds(wri
     pytest.importorskip("tinydb")
     pytest.importorskip("hashfs")
     db = tmp_path / "tiny"
-    model = write(write_model, experiment_config=f"sem:\n  observers:\n    - _target_: sacred.observers.TinyDbObserver\n      path: {db}\n")
+    model = write(
+        write_model,
+        experiment_config=observers_config("sacred.observers.TinyDbObserver", path=db),
+    )
     _, runs = run_both_rows(model)
     from sacred.observers import TinyDbReader
 
@@ -202,7 +226,7 @@ def test_tinydb_observer_from_experiment_config_holds_what_sems_record_holds(wri
         assert tiny["config"] == sem["config"]
         assert [a[0] for a in tiny["artifacts"]] == sem["run"]["artifacts"] == ["weights.txt"]
         assert len(tiny["resources"]) == len(sem["run"]["resources"]) == 1
-        assert "training row %d" % i in tiny["captured_out"]
+        assert f"training row {i}" in tiny["captured_out"]
         # the artifact's bytes, from hashfs, are the ones sem stored
         files = reader.fetch_files(indices=[list(stored).index(sem["config"]["global_id"])])[0]
         assert files["artifacts"]["weights.txt"].read() == (sem["dir"] / "weights.txt").read_bytes()
@@ -212,9 +236,12 @@ def test_tinydb_observer_from_experiment_config_holds_what_sems_record_holds(wri
 
 def test_sacreds_file_storage_and_sems_store_agree_field_by_field(write_model, tmp_path):
     theirs = tmp_path / "sacred_runs"
-    model = write(write_model, experiment_config=f"sem:\n  observers:\n    - _target_: sacred.observers.FileStorageObserver\n      basedir: {theirs}\n")
+    model = write(
+        write_model,
+        experiment_config=observers_config("sacred.observers.FileStorageObserver", basedir=theirs),
+    )
     _, runs = run_both_rows(model)
-    for i, sem in runs.items():
+    for sem in runs.values():
         folder = theirs / sem["config"]["global_id"]  # sem hands its global_id as sacred's _id
         run = json.loads((folder / "run.json").read_text())
         assert json.loads((folder / "config.json").read_text()) == sem["config"]
@@ -223,12 +250,16 @@ def test_sacreds_file_storage_and_sems_store_agree_field_by_field(write_model, t
         assert run["host"] == sem["run"]["host"]
         assert run["experiment"]["name"] == sem["run"]["experiment"]["name"]
         assert [s[0] for s in run["experiment"]["sources"]] == [s[0] for s in sem["run"]["experiment"]["sources"]]
-        assert json.loads((folder / "metrics.json").read_text()) == json.loads((sem["dir"] / "metrics.json").read_text())
+        assert json.loads((folder / "metrics.json").read_text()) == json.loads(
+            (sem["dir"] / "metrics.json").read_text()
+        )
         assert (folder / "weights.txt").read_bytes() == (sem["dir"] / "weights.txt").read_bytes()
         assert (folder / "cout.txt").read_text() == (sem["dir"] / "cout.txt").read_text()
         for key in ("start_time", "stop_time"):  # sacred's naive UTC, sem's aware UTC: the same instant
             assert run[key] == sem["run"][key].replace("+00:00", "")
-    assert "row 1 fails on purpose" in "".join(json.loads((theirs / runs[1]["config"]["global_id"] / "run.json").read_text())["fail_trace"])
+    assert "row 1 fails on purpose" in "".join(
+        json.loads((theirs / runs[1]["config"]["global_id"] / "run.json").read_text())["fail_trace"]
+    )
 
 
 # -- Slack, through a local HTTP server -------------------------------------------------------
@@ -262,7 +293,10 @@ def files_holding(root: Path, text: str, skip: Path) -> list[Path]:
 
 def test_slack_observer_posts_on_completion_and_on_failure_and_its_url_stays_secret(write_model, tmp_path, webhook):
     url, received = webhook
-    model = write(write_model, experiment_config=f"sem:\n  observers:\n    - _target_: sacred.observers.SlackObserver\n      webhook_url: {url}\n")
+    model = write(
+        write_model,
+        experiment_config=observers_config("sacred.observers.SlackObserver", webhook_url=url),
+    )
     proc, runs = run_both_rows(model)
     texts = [body["attachments"][0]["text"] if "attachments" in body else body.get("text", "") for _, body in received]
     assert len(received) == 2, received
@@ -280,7 +314,10 @@ def test_slack_observer_posts_on_completion_and_on_failure_and_its_url_stays_sec
 def test_an_observer_that_raises_is_reported_without_its_secret_and_the_record_is_complete(write_model, tmp_path):
     # nothing listens on port 9: every post fails
     url = "http://127.0.0.1:9/services/T0SEM/B0SEM/xoxbSecretToken123"
-    model = write(write_model, experiment_config=f"sem:\n  observers:\n    - _target_: sacred.observers.SlackObserver\n      webhook_url: {url}\n")
+    model = write(
+        write_model,
+        experiment_config=observers_config("sacred.observers.SlackObserver", webhook_url=url),
+    )
     proc, runs = run_both_rows(model)
     assert re.search(r"observer SlackObserver: completed_event raised \w*ConnectionError", proc.stderr), proc.stderr
     assert "xoxbSecretToken123" not in proc.stdout + proc.stderr
@@ -288,7 +325,9 @@ def test_an_observer_that_raises_is_reported_without_its_secret_and_the_record_i
     assert files_holding(exp, "xoxbSecretToken123", skip=exp / "experiment_config.yaml") == []
     # sem's record of the completed row is whole
     assert runs[0]["run"]["result"] == 1.0
-    assert json.loads((runs[0]["dir"] / "metrics.json").read_text())["loss"]["values"] == pytest.approx([0.5, 0.4, 0.3, 0.2, 0.1])
+    assert json.loads((runs[0]["dir"] / "metrics.json").read_text())["loss"]["values"] == pytest.approx(
+        [0.5, 0.4, 0.3, 0.2, 0.1]
+    )
 
 
 def test_a_bad_observer_entry_is_one_line_before_any_job(write_model):
@@ -301,7 +340,9 @@ def test_a_bad_observer_entry_is_one_line_before_any_job(write_model):
 
 
 def test_an_observer_that_cannot_be_made_is_reported_and_the_run_goes_on(write_model):
-    model = write(write_model, experiment_config="sem:\n  observers:\n    - _target_: sacred.observers.NoSuchObserver\n")
+    model = write(
+        write_model, experiment_config="sem:\n  observers:\n    - _target_: sacred.observers.NoSuchObserver\n"
+    )
     proc, runs = run_both_rows(model)
     assert "observer NoSuchObserver: could not be made" in proc.stderr
     assert runs[0]["run"]["result"] == 1.0
@@ -324,10 +365,10 @@ def wandb_records(path: Path) -> list:
         if left < 7:  # a block's tail too short for a header is padding
             pos += left
             continue
-        _crc, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
         if kind == 0 and length == 0:
             break
-        chunk = data[pos + 7:pos + 7 + length]
+        chunk = data[pos + 7 : pos + 7 + length]
         pos += 7 + length
         pending = chunk if kind in (1, 2) else pending + chunk  # FULL, FIRST | MIDDLE, LAST
         if kind in (1, 4):
@@ -360,15 +401,18 @@ def test_wandb_sacred_observer_offline_writes_a_run_per_job_holding_sems_record(
     wandb_dir.mkdir()
     # reinit: finish_previous: each job's wandb.init (in the observer's __init__) finishes the
     # W&B run of the job before it in the same process (wandb's default hands the same run back)
-    model = write(write_model, experiment_config=(
-        "sem:\n  observers:\n    - _target_: wandb.integration.sacred.WandbObserver\n"
-        f"      mode: offline\n      project: sem-test\n      dir: {wandb_dir}\n      reinit: finish_previous\n"
-    ))
+    model = write(
+        write_model,
+        experiment_config=(
+            "sem:\n  observers:\n    - _target_: wandb.integration.sacred.WandbObserver\n"
+            f"      mode: offline\n      project: sem-test\n      dir: {wandb_dir}\n      reinit: finish_previous\n"
+        ),
+    )
     _, runs = run_both_rows(model)
     stored = [wandb_run(f) for f in sorted((wandb_dir / "wandb").glob("offline-run-*"))]
     assert len(stored) == 2  # one W&B run per job: the observer is made per job
     by_gid = {w["config"]["global_id"]: w for w in stored}
-    for i, sem in runs.items():
+    for sem in runs.values():
         wb = by_gid[sem["config"]["global_id"]]
         assert {k: wb["config"][k] for k in sem["config"]} == sem["config"]
         metrics = json.loads((sem["dir"] / "metrics.json").read_text())
@@ -380,11 +424,21 @@ def test_wandb_sacred_observer_offline_writes_a_run_per_job_holding_sems_record(
 
 # -- the redaction rules (pure) ---------------------------------------------------------------
 def test_secret_settings_are_redacted_and_interpolations_kept():
-    entry = {"_target_": "sacred.observers.SlackObserver", "webhook_url": "https://hooks.slack.com/services/T/B/tok",
-             "bot_name": "sem", "token": "${oc.env:TELEGRAM_TOKEN}", "nested": {"api_key": "abcdef"}}
+    entry = {
+        "_target_": "sacred.observers.SlackObserver",
+        "webhook_url": "https://hooks.slack.com/services/T/B/tok",
+        "bot_name": "sem",
+        "token": "${oc.env:TELEGRAM_TOKEN}",
+        "nested": {"api_key": "abcdef"},
+    }
     shown = redact_settings(entry)
-    assert shown == {"_target_": "sacred.observers.SlackObserver", "webhook_url": REDACTED, "bot_name": "sem",
-                     "token": "${oc.env:TELEGRAM_TOKEN}", "nested": {"api_key": REDACTED}}
+    assert shown == {
+        "_target_": "sacred.observers.SlackObserver",
+        "webhook_url": REDACTED,
+        "bot_name": "sem",
+        "token": "${oc.env:TELEGRAM_TOKEN}",
+        "nested": {"api_key": REDACTED},
+    }
     assert {"https://hooks.slack.com/services/T/B/tok", "/services/T/B/tok", "abcdef"} <= secrets_in(entry)
 
 
@@ -394,8 +448,11 @@ def test_the_observers_example_runs_and_its_observers_hold_sems_runs(tmp_path):
     import shutil
 
     example = tmp_path / "observers"
-    shutil.copytree(Path(__file__).resolve().parent.parent / "examples" / "observers", example,
-                    ignore=shutil.ignore_patterns("runs", "multirun", "sacred_runs", "*.sqlite", "__pycache__"))
+    shutil.copytree(
+        Path(__file__).resolve().parent.parent / "examples" / "observers",
+        example,
+        ignore=shutil.ignore_patterns("runs", "multirun", "sacred_runs", "*.sqlite", "__pycache__"),
+    )
     proc = run_model(example / "models" / "m_observed.py", cwd=example)
     assert proc.returncode == 0, proc.stderr
     runs = load_store(example / "models" / "runs")

@@ -16,7 +16,7 @@ from tests.conftest import load_store, run_model
 
 incense = pytest.importorskip("incense")
 
-MODEL = '''
+MODEL = """
 from pathlib import Path
 from sem_core import Experiment
 
@@ -36,7 +36,7 @@ def main(config):
     ex.add_artifact(out, name="weights.txt")
     print("training row", config["order_id"])
     return config["lr"] * 10
-'''
+"""
 
 
 def check_same_run(exp, sem: dict) -> None:
@@ -48,7 +48,7 @@ def check_same_run(exp, sem: dict) -> None:
     assert list(exp.metrics["loss"].values) == metrics["loss"]["values"]
     assert list(exp.metrics["loss"].index) == metrics["loss"]["steps"]
     assert exp.artifacts["weights.txt"].content == (sem["dir"] / "weights.txt").read_bytes()
-    assert "training row %d" % sem["config"]["order_id"] in exp.captured_out
+    assert f"training row {sem['config']['order_id']}" in exp.captured_out
 
 
 def test_incense_reads_sems_file_store_through_the_sacred_index(write_model):
@@ -66,18 +66,25 @@ def test_incense_reads_sems_file_store_through_the_sacred_index(write_model):
         exp = loader.find_by_id(sem["run"]["sacred_id"])
         assert exp.id == sem["run"]["sacred_id"]
         check_same_run(exp, sem)
-        assert exp.info["note"] == "row %d" % sem["config"]["order_id"]
+        assert exp.info["note"] == f"row {sem['config']['order_id']}"
 
 
 def test_a_requeued_run_keeps_its_number(tmp_path):
-    from sem_core.observers.file import FileStorageObserver
     import datetime as dt
+
+    from sem_core.observers.file import FileStorageObserver
 
     store = tmp_path / "runs"
     model = tmp_path / "m.py"
     model.write_text("# model\n")
-    ex_info = {"name": "m", "base_dir": str(tmp_path), "sources": [], "dependencies": [], "repositories": [],
-               "mainfile": "m.py"}
+    ex_info = {
+        "name": "m",
+        "base_dir": str(tmp_path),
+        "sources": [],
+        "dependencies": [],
+        "repositories": [],
+        "mainfile": "m.py",
+    }
     now = dt.datetime.now(dt.timezone.utc)
     first = FileStorageObserver(store)
     first.queued_event(ex_info, "main", {}, now, {"a": 1}, {}, "g1")
@@ -125,4 +132,4 @@ def test_incense_reads_sems_runs_in_mongodb(write_model, mongo_url, isolated_hom
     assert len(found) == 3
     for exp in found:
         check_same_run(exp, runs[exp.config["global_id"]])
-        assert exp.info["note"] == "row %d" % exp.config["order_id"]
+        assert exp.info["note"] == f"row {exp.config['order_id']}"

@@ -29,11 +29,12 @@ from __future__ import annotations
 import datetime as dt
 import re
 import sys
-from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 from sem_core.errors import ConfigError
-from sem_core.observers.base import RunObserver
+from sem_core.observers.base import Info, Metrics, RunObserver
 
 # attached observers run after sem's own (file record 20, MongoDB 10), in sacred's order among themselves
 PRIORITY_OFFSET = -1000
@@ -41,8 +42,16 @@ PRIORITY_OFFSET = -1000
 SECRET_KEY = re.compile(r"token|secret|passw|pwd|webhook|api_?key|auth|credential|private|url|uri|dsn", re.I)
 REDACTED = "<secret>"
 SACRED_EVENTS = (
-    "queued_event", "started_event", "heartbeat_event", "completed_event", "interrupted_event",
-    "failed_event", "resource_event", "artifact_event", "log_metrics", "join",
+    "queued_event",
+    "started_event",
+    "heartbeat_event",
+    "completed_event",
+    "interrupted_event",
+    "failed_event",
+    "resource_event",
+    "artifact_event",
+    "log_metrics",
+    "join",
 )
 
 
@@ -134,7 +143,9 @@ def check_entries(entries: Any, source: str) -> list[dict]:
     if entries is None:
         return []
     if not isinstance(entries, list):
-        raise ConfigError(f"{source}: sem.observers must be a list of entries with a _target_, got {type(entries).__name__}")
+        raise ConfigError(
+            f"{source}: sem.observers must be a list of entries with a _target_, got {type(entries).__name__}"
+        )
     for i, entry in enumerate(entries):
         target = entry.get("_target_") if isinstance(entry, Mapping) else None
         if not isinstance(target, str) or not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+", target):
@@ -155,7 +166,7 @@ class AttachedObserver(RunObserver):
     def __init__(
         self,
         observer: Any = None,
-        build: Optional[Callable[[], Any]] = None,
+        build: Callable[[], Any] | None = None,
         name: str = "",
         secrets: Iterable[str] = (),
     ):
@@ -181,8 +192,10 @@ class AttachedObserver(RunObserver):
             return method(**kwargs)
         except Exception as exc:  # noqa: BLE001 - an attached observer never stops the run or its record
             self.failed = True
-            self._report(f"{event} raised {type(exc).__name__}: {exc}; it is left out for the rest of this run "
-                         "(sem's own record is complete)")
+            self._report(
+                f"{event} raised {type(exc).__name__}: {exc}; it is left out for the rest of this run "
+                "(sem's own record is complete)"
+            )
             return None
 
     def _report(self, message: str) -> None:
@@ -195,7 +208,17 @@ class AttachedObserver(RunObserver):
             pass
 
     # -- sacred's events ---------------------------------------------------------------
-    def _begin(self, event: str, ex_info, command, host_info, time, config, meta_info, _id) -> None:
+    def _begin(
+        self,
+        event: str,
+        ex_info: Info,
+        command: str,
+        host_info: Info,
+        time: dt.datetime,
+        config: Info,
+        meta_info: Info,
+        _id: Any,
+    ) -> None:
         self.run_id = _id
         if self.observer is None and self._build is not None:
             try:
@@ -206,38 +229,70 @@ class AttachedObserver(RunObserver):
                 return
             self.secrets |= secrets_in(dict(getattr(self.observer, "__dict__", {})))
         time_key = "queue_time" if event == "queued_event" else "start_time"
-        self._call(event, ex_info=ex_info, command=command, host_info=host_info, config=config,
-                   meta_info=meta_info, _id=_id, **{time_key: _naive_utc(time)})
+        self._call(
+            event,
+            ex_info=ex_info,
+            command=command,
+            host_info=host_info,
+            config=config,
+            meta_info=meta_info,
+            _id=_id,
+            **{time_key: _naive_utc(time)},
+        )
 
-    def queued_event(self, ex_info, command, host_info, queue_time, config, meta_info, _id):
+    def queued_event(
+        self,
+        ex_info: Info,
+        command: str,
+        host_info: Info,
+        queue_time: dt.datetime,
+        config: Info,
+        meta_info: Info,
+        _id: Any,
+    ) -> Any:
         self._begin("queued_event", ex_info, command, host_info, queue_time, config, meta_info, _id)
 
-    def started_event(self, ex_info, command, host_info, start_time, config, meta_info, _id):
+    def started_event(
+        self,
+        ex_info: Info,
+        command: str,
+        host_info: Info,
+        start_time: dt.datetime,
+        config: Info,
+        meta_info: Info,
+        _id: Any,
+    ) -> Any:
         self._begin("started_event", ex_info, command, host_info, start_time, config, meta_info, _id)
 
-    def heartbeat_event(self, info, captured_out, beat_time, result):
+    def heartbeat_event(self, info: Info, captured_out: str, beat_time: dt.datetime, result: Any) -> None:
         self._out += captured_out or ""
         self._call("heartbeat_event", info=info, captured_out=self._out, beat_time=_naive_utc(beat_time), result=result)
 
-    def log_metrics(self, metrics_by_name, info):
+    def log_metrics(self, metrics_by_name: Metrics, info: Info) -> None:
         self._call("log_metrics", metrics_by_name=_sacred_metrics(metrics_by_name), info=info)
 
-    def completed_event(self, stop_time, result):
+    def completed_event(self, stop_time: dt.datetime, result: Any) -> None:
         self._call("completed_event", stop_time=_naive_utc(stop_time), result=result)
 
-    def interrupted_event(self, interrupt_time, status):
+    def interrupted_event(self, interrupt_time: dt.datetime, status: str) -> None:
         self._call("interrupted_event", interrupt_time=_naive_utc(interrupt_time), status=status)
 
-    def failed_event(self, fail_time, fail_trace):
+    def failed_event(self, fail_time: dt.datetime, fail_trace: list[str]) -> None:
         self._call("failed_event", fail_time=_naive_utc(fail_time), fail_trace=fail_trace)
 
-    def resource_event(self, filename):
+    def resource_event(self, filename: str) -> None:
         self._call("resource_event", filename=filename)
 
-    def artifact_event(self, name, filename, metadata=None, content_type=None):
+    def artifact_event(
+        self,
+        name: str,
+        filename: str,
+        metadata: dict | None = None,
+        content_type: str | None = None,
+    ) -> None:
         self._call("artifact_event", name=name, filename=filename, metadata=metadata, content_type=content_type)
 
-    def join(self):
+    def join(self) -> None:
         self._call("join")
         if self.failed and self.observer is not None:
             # sacred's Run._warn_about_failed_observers
@@ -280,7 +335,8 @@ def job_observers(experiment_dir: Any, observers: Sequence[Any], sem_config: Any
     if node:
         from omegaconf import OmegaConf
 
-        entries = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else list(node)
+        container = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+        entries = list(container) if isinstance(container, (list, tuple)) else []
     file_entries: list = []
     if any(REDACTED in repr(entry) for entry in entries):
         from sem_core.settings import load_experiment_config

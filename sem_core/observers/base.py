@@ -22,8 +22,14 @@ sem's additions, no-ops here: ``sources_event``, ``hand_over_output_file`` and
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
-from typing import Optional
+from typing import Any
+
+# sacred's dicts of a run: ex_info, host_info, config, meta_info, info
+Info = dict[str, Any]
+# {name: {"steps": [...], "values": [...], "timestamps": [...]}}
+Metrics = dict[str, dict[str, list]]
 
 
 class RunObserver:
@@ -33,47 +39,67 @@ class RunObserver:
     # the run's record of truth: its final event is written with signals held back
     holds_the_record = False
 
-    def queued_event(self, ex_info, command, host_info, queue_time, config, meta_info, _id):
+    def queued_event(
+        self,
+        ex_info: Info,
+        command: str,
+        host_info: Info,
+        queue_time: dt.datetime,
+        config: Info,
+        meta_info: Info,
+        _id: Any,
+    ) -> Any:
         pass
 
-    def started_event(self, ex_info, command, host_info, start_time, config, meta_info, _id):
+    def started_event(
+        self,
+        ex_info: Info,
+        command: str,
+        host_info: Info,
+        start_time: dt.datetime,
+        config: Info,
+        meta_info: Info,
+        _id: Any,
+    ) -> Any:
         pass
 
-    def heartbeat_event(self, info, captured_out, beat_time, result):
+    def heartbeat_event(self, info: Info, captured_out: str, beat_time: dt.datetime, result: Any) -> None:
         pass
 
-    def completed_event(self, stop_time, result):
+    def completed_event(self, stop_time: dt.datetime, result: Any) -> None:
         pass
 
-    def interrupted_event(self, interrupt_time, status):
+    def interrupted_event(self, interrupt_time: dt.datetime, status: str) -> None:
         pass
 
-    def failed_event(self, fail_time, fail_trace):
+    def failed_event(self, fail_time: dt.datetime, fail_trace: list[str]) -> None:
         pass
 
-    def resource_event(self, filename):
+    def resource_event(self, filename: str) -> None:
         pass
 
-    def artifact_event(self, name, filename, metadata: Optional[dict] = None, content_type: Optional[str] = None):
+    def artifact_event(
+        self,
+        name: str,
+        filename: str,
+        metadata: dict | None = None,
+        content_type: str | None = None,
+    ) -> None:
         pass
 
-    def log_metrics(self, metrics_by_name: dict, info: dict):
+    def log_metrics(self, metrics_by_name: Metrics, info: Info) -> None:
         pass
 
-    def sources_event(self, sources: list):
+    def sources_event(self, sources: list) -> None:
         """sem's addition: ``[[name, md5], ...]`` of model-folder modules first imported while
         the run was going (inside ``main``), reported before the run's last event."""
-        pass
 
-    def hand_over_output_file(self) -> Optional[Path]:
+    def hand_over_output_file(self) -> Path | None:
         """sem's addition: the file this observer keeps the job's output in, to be appended to
         by the capture itself (a separate process: output written right before a crash is kept).
         An observer that returns a path ignores ``captured_out`` from then on. None: it wants
         ``captured_out`` as sacred's observers do."""
         return None
 
-    def join(self):
+    def join(self) -> None:
         """Wait for pending writes (called once after the run's last event)."""
-        pass
-
-

@@ -20,13 +20,12 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Optional
+from typing import Any
 
 from sem_core import records
-from sem_core.observers.base import RunObserver
+from sem_core.observers.base import Info, Metrics, RunObserver
 from sem_core.run_status import ACTIVE_STATUSES, RunStatus
 from sem_core.sources import file_md5
-
 
 # the integer-named view of a store for sacred's file readers
 SACRED_INDEX_DIR = "_sacred"
@@ -34,7 +33,7 @@ SACRED_INDEX_DIR = "_sacred"
 SACRED_NEXT_FILE = ".next"
 
 
-def link_sacred_id(store: Path, run_name: str) -> Optional[int]:
+def link_sacred_id(store: Path, run_name: str) -> int | None:
     """Give the run folder ``run_name`` the next free integer in ``<store>/_sacred``; None when
     the file system has no symlinks (the index is a convenience: a run never fails for it)."""
     index = store / SACRED_INDEX_DIR
@@ -76,13 +75,31 @@ class FileStorageObserver(RunObserver):
 
     def __init__(self, basedir: os.PathLike | str):
         self.basedir = Path(basedir)
-        self.dir: Optional[Path] = None
+        self.dir: Path | None = None
         self.run_entry: dict = {}
         self._metrics: dict = {}
         self._output_by_capture = False  # the capture appends to cout.txt itself
 
+    @property
+    def run_dir(self) -> Path:
+        """The run's folder (set by its first event)."""
+        if self.dir is None:
+            raise RuntimeError("FileStorageObserver: no run was started (started_event or queued_event first)")
+        return self.dir
+
     # -- lifecycle -------------------------------------------------------------------
-    def _begin(self, ex_info, command, host_info, config, meta_info, _id, status, time_key, time):
+    def _begin(
+        self,
+        ex_info: Info,
+        command: str,
+        host_info: Info,
+        config: Info,
+        meta_info: Info,
+        _id: Any,
+        status: str,
+        time_key: str,
+        time: dt.datetime,
+    ) -> Any:
         self.dir = self.basedir / str(_id)
         # The folder may exist already: a QUEUED record (Slurm, submit-and-exit) or a requeued
         # job restarts under the same global_id. Anything already finished is never overwritten.
@@ -95,8 +112,19 @@ class FileStorageObserver(RunObserver):
                 shutil.rmtree(self.dir, ignore_errors=True)
             raise
 
-    def _begin_in(self, ex_info, command, host_info, config, meta_info, _id, status, time_key, time):
-        existing = self.dir / records.RUN_FILE
+    def _begin_in(
+        self,
+        ex_info: Info,
+        command: str,
+        host_info: Info,
+        config: Info,
+        meta_info: Info,
+        _id: Any,
+        status: str,
+        time_key: str,
+        time: dt.datetime,
+    ) -> Any:
+        existing = self.run_dir / records.RUN_FILE
         previous: dict = {}
         if existing.exists():
             previous = records.read_json(existing)
@@ -117,43 +145,65 @@ class FileStorageObserver(RunObserver):
             "artifacts": [],
             "heartbeat": None,
             # a requeued run keeps its number
-            "sacred_id": previous.get("sacred_id") or link_sacred_id(self.basedir, self.dir.name),
+            "sacred_id": previous.get("sacred_id") or link_sacred_id(self.basedir, self.run_dir.name),
         }
-        records.atomic_write_json(self.dir / records.CONFIG_FILE, config)
+        records.atomic_write_json(self.run_dir / records.CONFIG_FILE, config)
         self._write_run()
         return _id
 
-    def queued_event(self, ex_info, command, host_info, queue_time, config, meta_info, _id):
-        return self._begin(ex_info, command, host_info, config, meta_info, _id, RunStatus.QUEUED, "queue_time", queue_time)
+    def queued_event(
+        self,
+        ex_info: Info,
+        command: str,
+        host_info: Info,
+        queue_time: dt.datetime,
+        config: Info,
+        meta_info: Info,
+        _id: Any,
+    ) -> Any:
+        return self._begin(
+            ex_info, command, host_info, config, meta_info, _id, RunStatus.QUEUED, "queue_time", queue_time
+        )
 
-    def started_event(self, ex_info, command, host_info, start_time, config, meta_info, _id):
-        return self._begin(ex_info, command, host_info, config, meta_info, _id, RunStatus.RUNNING, "start_time", start_time)
+    def started_event(
+        self,
+        ex_info: Info,
+        command: str,
+        host_info: Info,
+        start_time: dt.datetime,
+        config: Info,
+        meta_info: Info,
+        _id: Any,
+    ) -> Any:
+        return self._begin(
+            ex_info, command, host_info, config, meta_info, _id, RunStatus.RUNNING, "start_time", start_time
+        )
 
-    def hand_over_output_file(self):
+    def hand_over_output_file(self) -> Path | None:
         self._output_by_capture = True
-        return self.dir / records.COUT_FILE
+        return self.run_dir / records.COUT_FILE
 
-    def heartbeat_event(self, info, captured_out, beat_time, result):
+    def heartbeat_event(self, info: Info, captured_out: str, beat_time: dt.datetime, result: Any) -> None:
         # Each part either lands whole or raises with nothing written, so the run can hand the
         # same data again at the next beat: the output is appended last and undone on failure.
         if info is not None:
-            records.atomic_write_json(self.dir / records.INFO_FILE, info)
+            records.atomic_write_json(self.run_dir / records.INFO_FILE, info)
         self.run_entry["heartbeat"] = _iso(beat_time)
         self.run_entry["result"] = result
         self._write_run()
         if captured_out and not self._output_by_capture:
-            records.append_whole(self.dir / records.COUT_FILE, captured_out.encode("utf-8", errors="replace"))
+            records.append_whole(self.run_dir / records.COUT_FILE, captured_out.encode("utf-8", errors="replace"))
 
-    def completed_event(self, stop_time, result):
+    def completed_event(self, stop_time: dt.datetime, result: Any) -> None:
         self._finish(RunStatus.COMPLETED, stop_time, result=result)
 
-    def interrupted_event(self, interrupt_time, status):
+    def interrupted_event(self, interrupt_time: dt.datetime, status: str) -> None:
         self._finish(status, interrupt_time)
 
-    def failed_event(self, fail_time, fail_trace):
+    def failed_event(self, fail_time: dt.datetime, fail_trace: list[str]) -> None:
         self._finish(RunStatus.FAILED, fail_time, fail_trace=fail_trace)
 
-    def _finish(self, status, stop_time, **fields):
+    def _finish(self, status: str, stop_time: dt.datetime, **fields: Any) -> None:
         self._write_final_metrics()
         # the last value of every metric, so that results tables need not parse metrics.json
         self.run_entry["last_metrics"] = {
@@ -164,52 +214,60 @@ class FileStorageObserver(RunObserver):
         self.run_entry["stop_time"] = _iso(stop_time)
         self._write_run()
 
-    def sources_event(self, sources):
+    def sources_event(self, sources: list) -> None:
         base = Path(self.run_entry["experiment"].get("base_dir", "."))
         known = {name for name, _ in self.run_entry["experiment"]["sources"]}
         for name, md5 in sources:
             if name not in known:
-                self.run_entry["experiment"]["sources"].append([name, self._store_once(base / name, records.SOURCES_DIR, md5)])
+                self.run_entry["experiment"]["sources"].append(
+                    [name, self._store_once(base / name, records.SOURCES_DIR, md5)]
+                )
         self._write_run()
 
     # -- files -----------------------------------------------------------------------
-    def resource_event(self, filename):
+    def resource_event(self, filename: str) -> None:
         stored = self._store_once(Path(filename), records.RESOURCES_DIR)
         self.run_entry["resources"].append([str(filename), stored])
         self._write_run()
 
-    def artifact_event(self, name, filename, metadata=None, content_type=None):
-        target = self.dir / name
+    def artifact_event(
+        self,
+        name: str,
+        filename: str,
+        metadata: dict | None = None,
+        content_type: str | None = None,
+    ) -> None:
+        target = self.run_dir / name
         if target.exists():
             raise FileExistsError(f"artifact {name!r} already exists in {self.dir}; give it another name=")
         shutil.copyfile(filename, target)
         self.run_entry["artifacts"].append(name)
         self._write_run()
 
-    def log_metrics(self, metrics_by_name, info):
+    def log_metrics(self, metrics_by_name: Metrics, info: Info) -> None:
         if not metrics_by_name:
             return
         line = json.dumps(metrics_by_name, default=records._json_default) + "\n"
-        records.append_whole(self.dir / records.METRICS_JOURNAL, line.encode("utf-8"))
+        records.append_whole(self.run_dir / records.METRICS_JOURNAL, line.encode("utf-8"))
         records.merge_series(self._metrics, metrics_by_name)
 
-    def _write_final_metrics(self):
-        journal = self.dir / records.METRICS_JOURNAL
+    def _write_final_metrics(self) -> None:
+        journal = self.run_dir / records.METRICS_JOURNAL
         if self._metrics or journal.exists():
-            records.atomic_write_json(self.dir / records.METRICS_FILE, self._metrics, indent=None)
+            records.atomic_write_json(self.run_dir / records.METRICS_FILE, self._metrics, indent=None)
             # the journal only covered the time before metrics.json existed; it is a subset of it
             journal.unlink(missing_ok=True)
 
-    def _write_run(self):
-        records.atomic_write_json(self.dir / records.RUN_FILE, self.run_entry)
+    def _write_run(self) -> None:
+        records.atomic_write_json(self.run_dir / records.RUN_FILE, self.run_entry)
 
-    def _save_sources(self, ex_info) -> list:
+    def _save_sources(self, ex_info: Info) -> list:
         base = Path(ex_info.get("base_dir", "."))
         return [
             [name, self._store_once(base / name, records.SOURCES_DIR, md5)] for name, md5 in ex_info.get("sources", [])
         ]
 
-    def _store_once(self, path: Path, folder: str, md5: Optional[str] = None) -> str:
+    def _store_once(self, path: Path, folder: str, md5: str | None = None) -> str:
         """Copy a file into ``folder`` once per content; return its path relative to the store."""
         md5 = md5 or file_md5(path)
         stored = Path(folder) / f"{path.stem}_{md5}{path.suffix}"

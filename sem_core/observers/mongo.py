@@ -12,14 +12,15 @@ says how many runs wait for ``sem sync``.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from sem_core.mongo import connection, upload
 from sem_core.mongo.connection import MongoSettings
-from sem_core.observers.base import RunObserver
+from sem_core.observers.base import Info, RunObserver
 
 log = logging.getLogger("sem.mongo")
 
@@ -35,7 +36,7 @@ class MongoClients:
         self.down = False
         self.warned = False
 
-    def database(self, settings: MongoSettings):
+    def database(self, settings: MongoSettings) -> Any:
         db = self.databases.get(settings.url)
         if db is None:
             db = self.databases[settings.url] = connection.connect(settings)
@@ -54,7 +55,7 @@ class MongoClients:
 DOWN_MARKER = ".sem-mongo-unreachable"
 
 
-def _job_sweep_dir() -> Optional[Path]:
+def _job_sweep_dir() -> Path | None:
     """The sweep folder of the Hydra job going on in this process, if any."""
     try:
         from hydra.core.hydra_config import HydraConfig
@@ -64,11 +65,11 @@ def _job_sweep_dir() -> Optional[Path]:
         return None
 
 
-def _down_in_sweep(sweep_dir: Optional[Path]) -> bool:
+def _down_in_sweep(sweep_dir: Path | None) -> bool:
     return sweep_dir is not None and (sweep_dir / DOWN_MARKER).exists()
 
 
-def _warn_once(message: str, sweep_dir: Optional[Path], clients: MongoClients) -> None:
+def _warn_once(message: str, sweep_dir: Path | None, clients: MongoClients) -> None:
     """Once per sweep: the first process to create the sweep's marker warns; once per process
     outside a sweep."""
     if clients.warned:
@@ -95,9 +96,9 @@ def sync_run_dirs(
     when: str,
     clients: MongoClients,
     mark: bool = True,
-    known: Optional[dict] = None,
-    sweep_dir: Optional[Path] = None,
-) -> Optional[upload.SyncSummary]:
+    known: dict | None = None,
+    sweep_dir: Path | None = None,
+) -> upload.SyncSummary | None:
     """Sync run folders; never raises for database trouble: marks the runs unsynced (unless
     ``mark`` is False: the sweep-end sync cannot tell which runs reached the database before)
     and warns once per process."""
@@ -139,23 +140,32 @@ class MongoLiveObserver(RunObserver):
         self.settings = settings
         self.store = Path(store)
         self.clients = clients
-        self.run_dir: Optional[Path] = None
-        self.mongo_id: Optional[int] = None  # the run's _id once its start was synced
+        self.run_dir: Path | None = None
+        self.mongo_id: int | None = None  # the run's _id once its start was synced
 
-    def started_event(self, ex_info, command, host_info, start_time, config, meta_info, _id):
+    def started_event(
+        self,
+        ex_info: Info,
+        command: str,
+        host_info: Info,
+        start_time: dt.datetime,
+        config: Info,
+        meta_info: Info,
+        _id: Any,
+    ) -> Any:
         self.run_dir = self.store / str(_id)
         # a global_id is minted per job: normally not in the database yet (skip the lookup)
         summary = sync_run_dirs(self.settings, [self.run_dir], "job start", self.clients, known={})
         self.mongo_id = summary.run_ids.get(str(self.run_dir)) if summary else None
 
-    def join(self):
+    def join(self) -> None:
         # after every observer's last event: run.json, metrics.json and artifacts are final
         if self.run_dir is not None:
             known = {self.run_dir.name: (self.mongo_id, None)} if self.mongo_id is not None else None
             sync_run_dirs(self.settings, [self.run_dir], "job end", self.clients, known=known)
 
 
-def sync_after_sweep(settings: MongoSettings, sweep_dir: Path, store: Path) -> Optional[upload.SyncSummary]:
+def sync_after_sweep(settings: MongoSettings, sweep_dir: Path, store: Path) -> upload.SyncSummary | None:
     """At the sweep's end: sync its run store (catches up runs a dead database missed, and
     submit-and-exit Slurm jobs) and say how many runs wait for ``sem sync``."""
     from sem_core import records
@@ -171,12 +181,21 @@ def sync_after_sweep(settings: MongoSettings, sweep_dir: Path, store: Path) -> O
     if waiting:
         log.warning(
             "sem: %d run%s in %s %s waiting for `sem sync` (not in MongoDB %s)",
-            waiting, "" if waiting == 1 else "s", store, "is" if waiting == 1 else "are", settings.display,
+            waiting,
+            "" if waiting == 1 else "s",
+            store,
+            "is" if waiting == 1 else "are",
+            settings.display,
         )
     if summary is not None:
         c = summary.counts()
         log.info(
             "sem: synced %s to %s: %d uploaded, %d updated, %d unchanged, %d failed",
-            store, settings.display, c["uploaded"], c["updated"], c["unchanged"], c["failed"],
+            store,
+            settings.display,
+            c["uploaded"],
+            c["updated"],
+            c["unchanged"],
+            c["failed"],
         )
     return summary
