@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from sem_core.errors import ConfigError
-from sem_core.plan import RowOverride, format_key, split_quoted_override
+from sem_core.plan import OverrideKind, RowOverride, format_key, split_quoted_override
 
 if TYPE_CHECKING:
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -68,12 +68,14 @@ def _row_override(parser: OverridesParser, text: str) -> RowOverride | None:
     key = ov.key_or_group if quoted is None else format_key(quoted[1])
     if quoted is None and ("/" in key or ov.package is not None) or key.split(".")[0] in ("hydra", "sem"):
         return None
+    values: tuple
     if ov.is_sweep_override():
         if not ov.is_discrete_sweep():
             raise ConfigError(f"{text}: only lists and range() sweeps are supported for row keys")
         values = tuple(ov.sweep_iterator())
     else:
         values = (ov.value(),)
+    kind: OverrideKind
     if key == "order_id":
         if ov.type == OverrideType.DEL:
             raise ConfigError(f"{text}: order_id cannot be removed")

@@ -13,13 +13,17 @@ import logging
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from hydra.core.utils import JobReturn
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from sem_core.lifecycle import RunLifecycle
+
+if TYPE_CHECKING:
+    from sem_core.claims import RowClaim
+    from sem_core.run import Run
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +59,7 @@ def job_row_of(config: DictConfig) -> dict:
     return row
 
 
-def _row_claim(config: DictConfig, task: Any):
+def _row_claim(config: DictConfig, task: Any) -> RowClaim | None:
     """The claim of the job's row in MongoDB when two sweeps may race for it: a database is
     configured and ``sem.skip_completed=true`` (sem_core.claims); else None."""
     if not config.sem.get("skip_completed"):
@@ -87,7 +91,7 @@ class SemCallback(Callback):
         lifecycle.begin(lambda: self._make_run(config, task_function),
                         claim=_row_claim(config, task_function), slot=job_slot(config))
 
-    def _make_run(self, config: DictConfig, task: Any):
+    def _make_run(self, config: DictConfig, task: Any) -> Run:
         from hydra.core.hydra_config import HydraConfig
 
         from sem_core.host import host_info, process_info
@@ -113,7 +117,7 @@ class SemCallback(Callback):
                 # a sem.mongo.url=... override must not put its password into the record
                 "argv": [redact_uri(a) for a in [str(experiment.path)] + list(sys.argv[1:])],
                 "overrides": [redact_uri(o) for o in hydra_cfg.overrides.task],
-                "job_num": hydra_cfg.job.get("num"),
+                "job_num": cast(DictConfig, hydra_cfg.job).get("num"),
                 "output_dir": hydra_cfg.runtime.output_dir,
                 "store": str(store),
                 # `sem status` judges a heartbeat stale against this interval

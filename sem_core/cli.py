@@ -81,8 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     summaries = {action.dest: action.help for action in sub._choices_actions}
     for name, command in sub.choices.items():
         command.formatter_class = HelpFormatter
-        if not command.description and summaries.get(name):
-            command.description = summaries[name][0].upper() + summaries[name][1:] + "."
+        summary = summaries.get(name)
+        if not command.description and summary:
+            command.description = summary[0].upper() + summary[1:] + "."
         if name in EXAMPLES and not command.epilog:
             command.epilog = "examples:\n" + "\n".join(f"  {e}" for e in EXAMPLES[name])
     return parser

@@ -18,6 +18,7 @@ from sem_core.lifecycle import RunLifecycle
 
 if TYPE_CHECKING:  # built when planning: OmegaConf and Hydra stay out of importing a model file
     from sem_core.compose import GroupComposer
+    from sem_core.run import Run
 
 # the module name of a model file loaded by ``load_model_file``: sem_model_<stem>
 MODEL_MODULE_PREFIX = "sem_model_"
@@ -175,7 +176,7 @@ class Experiment:
 
     # -- run-time API (valid inside main) ----------------------------------------------
     @property
-    def current_run(self):
+    def current_run(self) -> Run:
         return self.lifecycle.current()
 
     @property
@@ -191,7 +192,8 @@ class Experiment:
     def add_resource(self, path: str | os.PathLike) -> None:
         self.current_run.add_resource(path)
 
-    def log_metrics(self, X, Y, prediction_fn, var_flag: bool = False, log: bool = True, prefix: str | None = None):
+    def log_metrics(self, X: Any, Y: Any, prediction_fn: Callable[[Any], Any], var_flag: bool = False, log: bool = True,
+                    prefix: str | None = None) -> tuple[dict, Any]:
         """Regression metrics of ``prediction_fn(X)`` against ``Y`` (see ``sem_core.metrics``)."""
         from sem_core.metrics import regression_metrics
 
@@ -256,4 +258,4 @@ def _launch_dir() -> Path:
 def _is_main_script(path: Path) -> bool:
     """Whether ``path`` is the script this interpreter was started with (``python m_model.py``)."""
     main_file = getattr(sys.modules.get("__main__"), "__file__", None)
-    return bool(main_file) and Path(main_file).resolve() == path
+    return main_file is not None and Path(main_file).resolve() == path

@@ -13,6 +13,7 @@ import json
 from collections.abc import Sequence
 
 from hydra.core.config_store import ConfigNode
+from omegaconf import DictConfig
 
 from sem_core import ids
 from sem_core.compose import row_node
@@ -40,16 +41,16 @@ class _RowNode(ConfigNode):
         self.provider = "sem"
         self.record = record  # the planned row with its ids, as planned
         self.groups = groups  # the config tree's groups, when the row chooses their options
-        self._node = None
+        self._node: DictConfig | None = None
 
-    @property  # type: ignore[override]
-    def node(self):
+    @property
+    def node(self) -> DictConfig:
         if self._node is None:
             self._node = row_node(self.record, self.groups)
         return self._node
 
     @node.setter
-    def node(self, value) -> None:
+    def node(self, value: DictConfig) -> None:
         self._node = value
 
 

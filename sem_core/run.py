@@ -18,6 +18,7 @@ import ctypes
 import datetime as dt
 import faulthandler
 import json
+import os
 import sys
 import threading
 import time
@@ -162,7 +163,7 @@ class Run:
             value = value.item() if hasattr(value, "item") else value
         self._points.append((name, step, value, _time()))
 
-    def add_artifact(self, path: str | Path, name: str | None = None) -> None:
+    def add_artifact(self, path: str | os.PathLike, name: str | None = None) -> None:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"ex.add_artifact: {path} is not a file")
@@ -173,7 +174,7 @@ class Run:
         for obs in self.observers:
             obs.artifact_event(name=name, filename=str(path))
 
-    def add_resource(self, path: str | Path) -> None:
+    def add_resource(self, path: str | os.PathLike) -> None:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"ex.add_resource: {path} is not a file")

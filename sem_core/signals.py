@@ -13,6 +13,8 @@ import contextlib
 import signal
 import threading
 from collections.abc import Iterator
+from types import FrameType
+from typing import Any
 
 HELD = tuple(
     getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGUSR1", "SIGUSR2") if hasattr(signal, name)
@@ -28,14 +30,14 @@ def signals_held(signums: tuple = HELD) -> Iterator[None]:
         yield
         return
     arrived: list[int] = []
-    previous = {}
+    previous: dict[int, Any] = {}
 
     def restore() -> None:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         previous.clear()
 
-    def hold(received: int, frame) -> None:
+    def hold(received: int, frame: FrameType | None) -> None:
         if received == signal.SIGINT and signal.SIGINT in arrived:
             restore()  # Ctrl-C pressed twice while held: the user means it, stop now
             raise KeyboardInterrupt
@@ -88,9 +90,9 @@ def stop_signals_interrupt(signums: tuple = STOP_SIGNALS) -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {}
+    previous: dict[int, Any] = {}
 
-    def stop(received: int, frame) -> None:
+    def stop(received: int, frame: FrameType | None) -> None:
         raise Interrupted(received)
 
     for signum in signums:

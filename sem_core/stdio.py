@@ -22,7 +22,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ HELD_BY_COPIER = tuple(
 class _Tee:
     """Writes through to the real stream (output stays live) and keeps a copy for the run."""
 
-    def __init__(self, stream, sink: Callable[[str], None]):
+    def __init__(self, stream: Any, sink: Callable[[str], None]) -> None:
         self._stream = stream
         self._sink = sink
 
@@ -46,7 +46,7 @@ class _Tee:
         self._sink(text)
         return self._stream.write(text)
 
-    def writelines(self, lines) -> None:
+    def writelines(self, lines: Iterable[str]) -> None:
         for line in lines:
             self.write(line)
 
@@ -253,7 +253,7 @@ def _wait_for_exit(pid: int, timeout: float) -> None:
     """Sleep until ``pid`` exits or ``timeout`` passes (woken at once by a pidfd where Linux
     has one; the caller polls otherwise)."""
     try:
-        pidfd = os.pidfd_open(pid)  # type: ignore[attr-defined]
+        pidfd = os.pidfd_open(pid)
     except (AttributeError, OSError):
         return
     try:
@@ -340,7 +340,7 @@ class BufferedSysCapture(SysCapture):
         pass
 
 
-def make_capture(mode: str, output_file: os.PathLike | None = None):
+def make_capture(mode: str, output_file: os.PathLike | None = None) -> FdCapture | BufferedSysCapture:
     """The capture of ``mode``. ``output_file``: where ``fd`` mode appends the output itself
     (the run record's cout.txt); a temporary file when None. ``sys`` mode keeps it in memory."""
     if mode == "fd":

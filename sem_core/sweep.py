@@ -119,12 +119,10 @@ def _passthrough_overrides(sweeper: Any, arguments: Sequence[str]) -> list[str]:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     parser = OverridesParser.create(config_loader=sweeper.hydra_context.config_loader)
-    out = []
-    for ov in parser.parse_overrides(list(arguments)):
+    for text, ov in zip(arguments, parser.parse_overrides(list(arguments))):
         if ov.is_sweep_override():
             raise ConfigError(
-                f"{ov.input_line}: sweeping over {ov.get_key_element()} is not supported; sem sweeps over the rows "
+                f"{text}: sweeping over {ov.get_key_element()} is not supported; sem sweeps over the rows "
                 "of @ex.configs (use +KEY=v1,v2 to cross a new row key with the rows)"
             )
-        out.append(ov.input_line)
-    return out
+    return list(arguments)

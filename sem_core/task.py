@@ -66,7 +66,8 @@ class SemTask:
         seed_everything(row["seed"])
         try:
             main_fn = self.experiment._main_fn
-            return main_fn(main_argument(main_fn, row, self.experiment.schema))  # type: ignore[misc]
+            assert main_fn is not None  # a task is made only for a model file with a main (__init__)
+            return main_fn(main_argument(main_fn, row, self.experiment.schema))
         except KeyboardInterrupt:
             lifecycle.interrupt()
             raise
