@@ -27,11 +27,14 @@ class JobRunner:
     config: DictConfig
     task_function: TaskFunction
     keep_configs: bool = True
+    # derive job configs from one composition (one-job launches gain nothing: Hydra composes)
+    derive: bool = True
     configs: Optional[JobConfigs] = field(default=None, repr=False)
 
-    def prepare(self, overrides: Sequence[str]) -> None:
+    def prepare(self, job_overrides: Sequence[Sequence[str]]) -> None:
         """Compose what the jobs share now (before forking workers, so that each inherits it)."""
-        self._configs().for_job(overrides)
+        for overrides in job_overrides[:2]:  # the first job, then the template checked against it
+            self._configs().for_job(overrides)
 
     def run(self, overrides: Sequence[str], idx: int, job_id: Optional[Any] = None) -> JobReturn:
         """Run job number ``idx`` (``hydra.job.num``; ``hydra.job.id`` is ``job_id``, else ``idx``)."""
@@ -53,7 +56,7 @@ class JobRunner:
 
     def _configs(self) -> JobConfigs:
         if self.configs is None:
-            self.configs = JobConfigs(self.hydra_context.config_loader, self.config)
+            self.configs = JobConfigs(self.hydra_context.config_loader, self.config, derive=self.derive)
         return self.configs
 
     def __getstate__(self) -> dict:

@@ -11,9 +11,9 @@ have composed, in a fraction of the time.
 
 Anything else is composed by Hydra as before: overrides that choose config-group options per
 job, an option with a defaults list, an override of a key the row also sets, any other Hydra
-app. The first derived config of each sweep is checked against Hydra's own composition (its
-YAML, keys in order, interpolations unresolved); if they differ, every job of the sweep is
-composed by Hydra.
+app. The first job of a sweep is composed by Hydra; when a second comes, the template is
+checked once against that first composition (its YAML: keys in order, interpolations
+unresolved), and if they differ every job of the sweep is composed by Hydra.
 Relies on the ConfigStore's repository layout (``repo[group][name.yaml] = ConfigNode``), as
 ``sem_core.row_store`` does.
 """
@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import logging
 import re
+from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
 from hydra._internal.config_loader_impl import get_overrides_dirname
@@ -49,19 +50,33 @@ class _Base:
         self.usable = False  # the config it derives is the one Hydra composes (checked once)
 
 
+@dataclass
+class _FirstJob:
+    """What Hydra composed for the first job of some common overrides: the reference the
+    template is checked against when a second job comes (a one-job sweep composes once)."""
+
+    yaml: str
+    choices: list[str]  # the order in which Hydra lists the group choices
+    text: str  # the job's last override, ``+group=option``
+    group: str
+    option: str
+
+
 class JobConfigs:
     """The configs of the jobs of one sweep (``master``: the sweep's config, as Hydra hands it
     to a launcher). ``for_job`` returns a config no other job shares."""
 
-    def __init__(self, config_loader: Any, master: DictConfig) -> None:
+    def __init__(self, config_loader: Any, master: DictConfig, derive: bool = True) -> None:
         self.loader = config_loader
         self.master = master
+        self.derive = derive
         self.parser = OverridesParser.create()
         self._bases: dict[tuple[str, ...], _Base] = {}
+        self._first_jobs: dict[tuple[str, ...], _FirstJob] = {}
 
     def for_job(self, overrides: Sequence[str]) -> DictConfig:
         overrides = list(overrides)
-        derived = self._derive(overrides)
+        derived = self._derive(overrides) if self.derive else None
         return derived if derived is not None else self.compose(overrides)
 
     def compose(self, overrides: Sequence[str]) -> DictConfig:
@@ -82,30 +97,31 @@ class JobConfigs:
         common = tuple(overrides[:-1])
         base = self._bases.get(common)
         if base is None:
-            # the first job of these overrides: composed by Hydra, and the template checked against it
-            composed = self.compose(overrides)
-            self._bases[common] = self._checked_base(common, composed, node, overrides[-1], group, option)
-            return composed
+            first = self._first_jobs.pop(common, None)
+            if first is None:
+                composed = self.compose(overrides)
+                self._first_jobs[common] = _FirstJob(OmegaConf.to_yaml(composed), list(composed.hydra.runtime.choices),
+                                                     overrides[-1], group, option)
+                return composed
+            base = self._bases[common] = self._checked_base(common, first)
         if not base.usable or base.touched.intersection(node.keys()):
             return None
         return self._derived(base, node, overrides[-1], group, option)
 
-    def _checked_base(self, common: tuple[str, ...], composed: DictConfig, node: DictConfig, text: str,
-                      group: str, option: str) -> _Base:
+    def _checked_base(self, common: tuple[str, ...], first: _FirstJob) -> _Base:
         """The template of the jobs whose overrides start with ``common``, usable only if the
-        config it derives for this job is the one Hydra composed for it."""
+        config it derives for the first job is the one Hydra composed for it."""
         if len(self._bases) >= 8:  # a launcher sees one common list per sweep; stay bounded
             self._bases.clear()
         base = _Base(self.compose(common), self.parser.parse_overrides(list(common)))
-        choices = composed.hydra.runtime.choices
-        if set(choices) != set(base.config.hydra.runtime.choices) | {group}:
-            base.usable = False
+        node = _global_option(first.group, first.option)
+        if node is None or set(first.choices) != set(base.config.hydra.runtime.choices) | {first.group}:
             return base
-        # the option's choice where Hydra lists it (a new key would go last)
-        with open_dict(base.config.hydra):
-            base.config.hydra.runtime.choices = {key: choices[key] for key in choices}
-        base.usable = not base.touched.intersection(node.keys()) and OmegaConf.to_yaml(
-            self._derived(base, node, text, group, option)) == OmegaConf.to_yaml(composed)
+        choices = base.config.hydra.runtime.choices
+        with open_dict(base.config.hydra):  # the group's choice where Hydra lists it
+            base.config.hydra.runtime.choices = {key: choices.get(key, first.option) for key in first.choices}
+        derived = self._derived(base, node, first.text, first.group, first.option)
+        base.usable = not base.touched.intersection(node.keys()) and OmegaConf.to_yaml(derived) == first.yaml
         if not base.usable:
             log.debug("a derived job config differs from Hydra's composition: Hydra composes every job")
         return base

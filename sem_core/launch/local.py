@@ -72,7 +72,7 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
     configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
     Path(str(launcher.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
     runner = JobRunner(launcher.hydra_context, launcher.config, launcher.task_function,
-                       keep_configs=not is_sem_task(launcher.task_function))
+                       keep_configs=not is_sem_task(launcher.task_function), derive=len(job_overrides) > 1)
     n_jobs = launcher.n_jobs or os.cpu_count() or 1
     gpu_sets = getattr(launcher, "gpu_sets", None)
     if n_jobs == 1:
@@ -489,8 +489,7 @@ class _Worker:
 
 def _launch_in_processes(launcher, runner: JobRunner, job_overrides, initial_job_idx, n_jobs,
                          gpu_sets) -> List[JobReturn]:
-    if job_overrides:
-        runner.prepare(job_overrides[0])  # composed once here: forked workers inherit it
+    runner.prepare(job_overrides)  # composed once here: forked workers inherit it
     starter = _ForkStarter(runner) if sys.platform.startswith("linux") else _SpawnStarter(runner)
     queue = collections.deque(enumerate(job_overrides))
     results: List[Optional[JobReturn]] = [None] * len(job_overrides)

@@ -111,7 +111,8 @@ class ArrayTask:
         Singleton.set_state(payload["singleton_state"])
         setup_globals()
         task = self._task_function(payload)
-        runner = JobRunner(payload["hydra_context"], payload["config"], task, keep_configs=not is_sem_task(task))
+        runner = JobRunner(payload["hydra_context"], payload["config"], task, keep_configs=not is_sem_task(task),
+                           derive=len(self.jobs) > 1)
         returns = []
         failures = []
         for position, job in enumerate(self.jobs):

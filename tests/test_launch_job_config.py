@@ -1,0 +1,149 @@
+"""Each job's config is derived from one composition per sweep (sem_core.launch.job_config):
+it must be exactly what Hydra's ``load_sweep_config`` composes for that job, for any rows and
+any of the Hydra overrides a sweep passes to every job."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from hydra import initialize
+from hydra.core.config_store import ConfigStore
+from hydra.core.global_hydra import GlobalHydra
+from hydra.types import RunMode
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from omegaconf import OmegaConf, open_dict
+
+from sem_core.experiment import load_model_file
+from sem_core.hydra_app import register_primary_config
+from sem_core.launch.job_config import JobConfigs
+from sem_core.row_store import register_rows
+
+MODEL = """
+from sem_core import Experiment
+ex = Experiment(__file__)
+
+@ex.configs
+def configs():
+    return [{"x": 1}]
+
+@ex.main
+def main(config):
+    return None
+"""
+
+# a sweep's command line besides its rows (sem_core.argv keeps row keys for itself)
+COMMON_OVERRIDES = [
+    [],
+    ["hydra.job.chdir=true"],
+    ["sem.heartbeat_interval=7", "sem.storage=/tmp/elsewhere"],
+    ["hydra.sweep.subdir=${hydra.job.num}_${hydra.job.override_dirname}"],
+    ["hydra.job.config.override_dirname.exclude_keys=[sem_row]", "hydra.verbose=true"],
+    ["hydra/launcher=local", "hydra.launcher.n_jobs=2"],
+    ["+hydra.job.env_set.SEM_TEST_VAR=1", "hydra.output_subdir=null"],
+]
+
+keys = st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True).filter(lambda k: k not in ("hydra", "sem"))
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**40), 2**40),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=12),
+    st.sampled_from(["${x}", "a${b}c", "\\${y}", "1e-3", "", "null", "true"]),
+)
+values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                        st.dictionaries(keys, inner, max_size=3)), max_leaves=6)
+rows = st.lists(st.dictionaries(keys, values, min_size=1, max_size=4), min_size=2, max_size=4)
+
+
+@pytest.fixture(scope="module")
+def primary(tmp_path_factory) -> str:
+    folder = tmp_path_factory.mktemp("exp") / "models"
+    folder.mkdir()
+    (folder / "m_cfg.py").write_text(MODEL)
+    return register_primary_config(load_model_file(folder / "m_cfg.py"), {})
+
+
+def _sweep(primary: str, common: list[str]):
+    """(the config loader, the sweep's config) as Hydra hands them to a launcher."""
+    hydra = GlobalHydra.instance().hydra
+    master = hydra.compose_config(primary, list(common), run_mode=RunMode.MULTIRUN, with_log_configuration=False)
+    return hydra.config_loader, master
+
+
+def _as_job(config, idx: int):
+    config = copy.deepcopy(config)
+    with open_dict(config):
+        config.hydra.job.num = idx
+        config.hydra.job.id = idx
+    return config
+
+
+def _resolved_without_hydra(config) -> object:
+    """The job's config as main sees it, or the error resolving it raises."""
+    config = copy.deepcopy(config)
+    with open_dict(config):
+        del config["hydra"]
+    try:
+        return OmegaConf.to_container(config, resolve=True)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+def _same(derived, composed, idx: int) -> None:
+    # everything, keys in order, interpolations as written
+    assert OmegaConf.to_yaml(derived) == OmegaConf.to_yaml(composed)
+    assert OmegaConf.is_struct(derived) == OmegaConf.is_struct(composed)
+    assert OmegaConf.is_readonly(derived.hydra) == OmegaConf.is_readonly(composed.hydra)
+    # resolved as the job sees them: its config (main's row) and Hydra's per-job fields
+    derived, composed = _as_job(derived, idx), _as_job(composed, idx)
+    assert _resolved_without_hydra(derived) == _resolved_without_hydra(composed)
+    for path in ("hydra.sweep.subdir", "hydra.job.override_dirname", "hydra.overrides.task", "hydra.runtime.choices",
+                 "hydra.job.env_set"):
+        assert OmegaConf.select(derived, path) == OmegaConf.select(composed, path)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=rows, common=st.sampled_from(COMMON_OVERRIDES))
+def test_derived_job_config_is_hydras_composition(primary: str, rows: list[dict], common: list[str]) -> None:
+    with initialize(version_base="1.3", config_path=None):
+        loader, master = _sweep(primary, common)
+        row_overrides = register_rows(rows)
+        configs = JobConfigs(loader, master)
+        for idx, row_override in enumerate(row_overrides):
+            # as Hydra's multirun hands them to the sweeper: the command line's non-hydra overrides
+            job = list(master.hydra.overrides.task) + [row_override]
+            _same(configs.for_job(job), loader.load_sweep_config(master, job), idx)
+        # the configs compared were derived, not composed by Hydra
+        (base,) = configs._bases.values()
+        assert base.usable
+
+
+def test_each_job_gets_a_config_of_its_own(primary: str) -> None:
+    """main may change its config: no other job sees the change."""
+    with initialize(version_base="1.3", config_path=None):
+        loader, master = _sweep(primary, [])
+        overrides = register_rows([{"a": {"b": 1}}, {"a": {"b": 2}}, {"a": {"b": 3}}])
+        configs = JobConfigs(loader, master)
+        first, second = configs.for_job([overrides[1]]), configs.for_job([overrides[1]])
+        with open_dict(first):
+            first.a.b = 99
+            first.hydra.job.num = 5
+        assert second.a.b == 2
+        assert second.hydra.job.get("num") != 5
+
+
+def test_options_with_defaults_lists_are_composed_by_hydra(primary: str) -> None:
+    """An option that is more than a row (a defaults list of its own) is left to Hydra."""
+    ConfigStore.instance().store(group="sem_test_part", name="a", node={"width": 3})
+    ConfigStore.instance().store(group="sem_test_preset", name="p", package="_global_",
+                                 node={"defaults": [{"/sem_test_part": "a"}, "_self_"], "preset": 1})
+    with initialize(version_base="1.3", config_path=None):
+        loader, master = _sweep(primary, [])
+        configs = JobConfigs(loader, master)
+        for _ in range(2):
+            config = configs.for_job(["+sem_test_preset=p"])
+            assert config.preset == 1 and config.sem_test_part.width == 3
+        assert not configs._bases  # nothing derived
