@@ -274,51 +274,29 @@ def results_table(
     of mean/std/count. Unknown metrics or keys raise ``UnknownName`` listing the available ones.
     """
     cols = run_columns(runs)
-    bad_agg = [a for a in agg if a not in AGGREGATES]
-    if bad_agg:
-        raise UnknownName(f"unknown aggregate(s) {bad_agg}; use some of {list(AGGREGATES)}")
     if where:
         runs = filter_runs(runs, where)
-    metric_names = list(metrics) if metrics else list(cols.metrics)
-    for m in metric_names:
-        if m not in cols.metrics:
-            raise UnknownName(f"unknown metric {m!r}; available metrics: {available(cols.metrics)}")
     results_by = list(results_by or [])
     group_by = list(group_by) if group_by else None
-    for key in [*(group_by or []), *results_by, *([pivot] if pivot else [])]:
-        _column_for(runs, key, "key")
-    maximize, minimize = set(maximize), set(minimize)
-    for m in maximize | minimize:
-        if m not in cols.metrics:
-            raise UnknownName(f"unknown metric {m!r} in maximize/minimize; available metrics: {available(cols.metrics)}")
-    directions = {
-        m: "max" if m in maximize else "min" if m in minimize else default_direction(m) for m in metric_names
-    }
+    metric_names = _requested_metrics(runs, cols, metrics, agg, [*(group_by or []), *results_by, *([pivot] if pivot else [])])
+    directions = _directions(cols, metric_names, set(maximize), set(minimize))
 
     included, excluded = counted_runs(runs, statuses, newest_only)
-    footnote = exclusion_footnote(excluded)
-    not_completed = included["status"][included["status"] != RunStatus.COMPLETED].value_counts()
-    if len(not_completed):
-        counted = ", ".join(f"{n} {st.lower()}" for st, n in sorted(not_completed.items()))
-        footnote = (footnote + " " if footnote else "") + f"Included runs that did not complete: {counted}."
+    footnote = _with_note(exclusion_footnote(excluded), _not_completed_note(included))
     by_cols = [_column_for(runs, k, "key") for k in results_by]
     pivot_col = _column_for(runs, pivot, "key") if pivot else None
     data = included.copy()
     data.attrs = {}  # pandas deep-copies attrs into every intermediate frame: costly per group
     if pivot_col:
-        lacking = data[pivot_col].map(_missing).astype(bool)
-        if lacking.any():
-            data = data[~lacking]
-            n = int(lacking.sum())
-            note = f"{n} run{'s' if n != 1 else ''} without {pivot!r} not shown (nothing to pivot on)."
-            footnote = f"{footnote} {note}" if footnote else note
+        data, note = _without_pivot_value(data, pivot_col, pivot)
+        footnote = _with_note(footnote, note)
     group_cols, label_keys = _grouping(data, cols.config, group_by, by_cols, pivot_col)
-    row_cols = [*group_cols, *by_cols]
-    if not metric_names:  # nothing to average: say why the table is empty
-        note = "No run logged a metric."
-        footnote = f"{footnote} {note}" if footnote else note
-    stats = _aggregate(data, [cols.metrics[m] for m in metric_names], metric_names, row_cols, pivot_col, agg) \
-        if metric_names else None
+    stats = None
+    if metric_names:
+        stats = _aggregate(data, [cols.metrics[m] for m in metric_names], metric_names, [*group_cols, *by_cols],
+                           pivot_col, agg)
+    else:  # nothing to average: say why the table is empty
+        footnote = _with_note(footnote, "No run logged a metric.")
     if stats is None:
         frame = pd.DataFrame(index=pd.MultiIndex.from_tuples([], names=[GROUP, *results_by]),
                              columns=pd.MultiIndex.from_arrays([[], []], names=[None, None]))
@@ -327,24 +305,16 @@ def results_table(
 
     id_cols = (["model", "config_id"] if pivot_col is None else ["model"]) if group_by is None else []
     key_cols = list(dict.fromkeys([*id_cols, *label_keys, *by_cols]))
-    info, paths = _row_records(data, row_cols, key_cols)
-    # Row order: by the label keys' values (numbers numerically), then the results_by values.
-    rows = sorted(
-        ((r, _norm_key(r)) for r in stats.index),
-        key=lambda p: ([_sort_key(info[p[1]][k]) for k in label_keys], [_sort_key(v) for v in p[1]]),
-    )
-    labels = _labels([info[rt] for _, rt in rows], label_keys, explicit=group_by is not None)
+    info, paths = _row_records(data, [*group_cols, *by_cols], key_cols)
+    rows = _row_order(stats, info, label_keys)
+    labels = _row_labels(rows, info, label_keys, group_cols, explicit=group_by is not None)
     by_values = [(r if isinstance(r, tuple) else (r,))[len(group_cols):] for r, _ in rows]
-    if len(set(zip(labels, by_values))) < len(labels):
-        # Two groups read the same (they differ only in a key that also varies within a group).
-        labels = [f"{lab} [{str(info[rt]['config_id'])[:8]}]" for lab, (_, rt) in zip(labels, rows)]
     ordered = stats.loc[[r for r, _ in rows]]
     ordered.index = pd.MultiIndex.from_tuples(
         [(lab, *bv) for lab, bv in zip(labels, by_values)], names=[GROUP, *results_by]
     )
     if pivot_col:
-        prefixes = sorted({c[0] for c in ordered.columns}, key=_sort_key)
-        ordered = ordered[[(p, m, a) for p in prefixes for m in metric_names for a in agg if (p, m, a) in ordered.columns]]
+        ordered = _pivot_columns_in_order(ordered, metric_names, agg)
 
     table = ResultsTable(
         frame=ordered,
@@ -362,6 +332,78 @@ def results_table(
     )
     table.best = find_best(table) if "mean" in agg else set()
     return table
+
+
+def _requested_metrics(runs: pd.DataFrame, cols: Any, metrics: Optional[Sequence[str]], agg: Sequence[str],
+                       keys: Sequence[str]) -> list[str]:
+    """The metrics to show (default: every logged one), after checking the aggregates, the
+    metrics and the keys asked for: ``UnknownName`` lists the available ones."""
+    bad_agg = [a for a in agg if a not in AGGREGATES]
+    if bad_agg:
+        raise UnknownName(f"unknown aggregate(s) {bad_agg}; use some of {list(AGGREGATES)}")
+    metric_names = list(metrics) if metrics else list(cols.metrics)
+    for m in metric_names:
+        if m not in cols.metrics:
+            raise UnknownName(f"unknown metric {m!r}; available metrics: {available(cols.metrics)}")
+    for key in keys:
+        _column_for(runs, key, "key")
+    return metric_names
+
+
+def _directions(cols: Any, metric_names: Sequence[str], maximize: set, minimize: set) -> dict[str, str]:
+    """``max`` or ``min`` per metric: as asked, else by its name (``default_direction``)."""
+    for m in maximize | minimize:
+        if m not in cols.metrics:
+            raise UnknownName(f"unknown metric {m!r} in maximize/minimize; available metrics: {available(cols.metrics)}")
+    return {m: "max" if m in maximize else "min" if m in minimize else default_direction(m) for m in metric_names}
+
+
+def _with_note(footnote: str, note: str) -> str:
+    return f"{footnote} {note}" if footnote and note else footnote or note
+
+
+def _not_completed_note(included: pd.DataFrame) -> str:
+    """A sentence on the counted runs that did not complete (``statuses`` other than COMPLETED)."""
+    not_completed = included["status"][included["status"] != RunStatus.COMPLETED].value_counts()
+    if not len(not_completed):
+        return ""
+    counted = ", ".join(f"{n} {st.lower()}" for st, n in sorted(not_completed.items()))
+    return f"Included runs that did not complete: {counted}."
+
+
+def _without_pivot_value(data: pd.DataFrame, pivot_col: str, pivot: Optional[str]) -> tuple[pd.DataFrame, str]:
+    """The runs that have a value to pivot on, and a sentence on those left out."""
+    lacking = data[pivot_col].map(_missing).astype(bool)
+    if not lacking.any():
+        return data, ""
+    n = int(lacking.sum())
+    return data[~lacking], f"{n} run{'s' if n != 1 else ''} without {pivot!r} not shown (nothing to pivot on)."
+
+
+def _row_order(stats: pd.DataFrame, info: dict, label_keys: Sequence[str]) -> list[tuple[Any, tuple]]:
+    """(index entry, normalised key) per row, ordered by the label keys' values (numbers
+    numerically), then by the results_by values."""
+    return sorted(
+        ((r, _norm_key(r)) for r in stats.index),
+        key=lambda p: ([_sort_key(info[p[1]][k]) for k in label_keys], [_sort_key(v) for v in p[1]]),
+    )
+
+
+def _row_labels(rows: Sequence[tuple[Any, tuple]], info: dict, label_keys: Sequence[str], group_cols: Sequence[str],
+                explicit: bool) -> list[str]:
+    """The readable label of each row; rows that would read the same (they differ only in a key
+    that also varies within a group) get their config_id's start appended."""
+    labels = _labels([info[rt] for _, rt in rows], label_keys, explicit=explicit)
+    by_values = [(r if isinstance(r, tuple) else (r,))[len(group_cols):] for r, _ in rows]
+    if len(set(zip(labels, by_values))) < len(labels):
+        labels = [f"{lab} [{str(info[rt]['config_id'])[:8]}]" for lab, (_, rt) in zip(labels, rows)]
+    return labels
+
+
+def _pivot_columns_in_order(ordered: pd.DataFrame, metric_names: Sequence[str], agg: Sequence[str]) -> pd.DataFrame:
+    """Columns ``(pivot value, metric, stat)`` ordered by pivot value, then as the metrics and aggregates were asked."""
+    prefixes = sorted({c[0] for c in ordered.columns}, key=_sort_key)
+    return ordered[[(p, m, a) for p in prefixes for m in metric_names for a in agg if (p, m, a) in ordered.columns]]
 
 
 def _grouping(
