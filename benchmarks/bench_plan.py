@@ -32,11 +32,11 @@ from hydra.types import RunMode
 n = int(sys.argv[1])
 with initialize(version_base="1.3", config_path=None):
     loader = GlobalHydra.instance().hydra.config_loader
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     batches = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides([f"+i=range(0,{n})"]), None)
     for overrides in batches[0]:
         loader.load_configuration(config_name=None, overrides=list(overrides), run_mode=RunMode.RUN)
-    print(time.perf_counter() - t)
+    print(time.perf_counter() - t, time.process_time() - c)
 """
 
 
@@ -54,7 +54,7 @@ def rows_of(n: int) -> list[dict]:
     ]
 
 
-def sem_plan(rows: list[dict]) -> float:
+def sem_plan(rows: list[dict]) -> tuple[float, float]:
     from hydra.core.config_store import ConfigStore
 
     from sem_core import ids
@@ -62,15 +62,15 @@ def sem_plan(rows: list[dict]) -> float:
     from sem_core.row_store import register_rows
 
     ConfigStore.instance().repo.pop("sem_row", None)  # a fresh sweep
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     jobs = plan_jobs(rows)
     overrides = register_rows([job_record(job, ids.new_global_id()) for job in jobs])
-    elapsed = time.perf_counter() - t
+    elapsed = time.perf_counter() - t, time.process_time() - c
     assert len(overrides) == len(rows)
     return elapsed
 
 
-def eager_store(rows: list[dict]) -> float:
+def eager_store(rows: list[dict]) -> tuple[float, float]:
     from hydra.core.config_store import ConfigStore
 
     from sem_core import ids
@@ -78,26 +78,27 @@ def eager_store(rows: list[dict]) -> float:
 
     cs = ConfigStore.instance()
     cs.repo.pop("bench_eager", None)
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     for k, job in enumerate(plan_jobs(rows)):
         cs.store(group="bench_eager", name=f"j{k}", node=job_record(job, ids.new_global_id()))
-    return time.perf_counter() - t
+    return time.perf_counter() - t, time.process_time() - c
 
 
-def hydra_validate(n: int) -> float:
+def hydra_validate(n: int) -> tuple[float, float]:
     sample = bl.run([sys.executable, "-c", HYDRA_PER_JOB, str(n)], bl.REPO)
-    return float(sample.stdout.strip().splitlines()[-1])
+    wall, cpu = sample.stdout.strip().splitlines()[-1].split()
+    return float(wall), float(cpu)
 
 
 def main() -> int:
     parser = bl.arg_parser(__doc__)
     parser.add_argument("--rows", type=int, default=None, help="default 100000, --quick 2000")
     parser.add_argument("--eager-rows", type=int, default=None, help="default 10000, --quick 200")
-    parser.add_argument("--hydra-rows", type=int, default=None, help="default 500, --quick 50")
+    parser.add_argument("--hydra-rows", type=int, default=None, help="default 200, --quick 50")
     args = parser.parse_args()
     n = args.rows or (2000 if args.quick else 100_000)
     n_eager = args.eager_rows or (200 if args.quick else 10_000)
-    n_hydra = args.hydra_rows or (50 if args.quick else 500)
+    n_hydra = args.hydra_rows or (50 if args.quick else 200)
     env = bl.environment()
     rows, eager_rows = rows_of(n), rows_of(n_eager)
     samples = bl.round_robin(
@@ -109,29 +110,47 @@ def main() -> int:
         },
         bl.repeats(args),
     )
+    cpu = {k: [c for _, c in v] for k, v in samples.items()}
+    wall = {k: [w for w, _ in v] for k, v in samples.items()}
     m = {
         "sem_plan": bl.measurement(
             f"sem: plan + ids + register {n:,} rows",
-            samples["sem"],
+            wall["sem"],
             "plan_jobs, job_record with a new global_id each, register_rows (lazy ConfigStore entries)",
         ),
         "sem_plan_eager_size": bl.measurement(
             f"sem: plan + ids + register {n_eager:,} rows",
-            samples["sem_eager_size"],
+            wall["sem_eager_size"],
             "as above, at the eager contender's size",
         ),
         "eager_configstore": bl.measurement(
             f"the same {n_eager:,} rows stored eagerly with ConfigStore.store",
-            samples["eager"],
+            wall["eager"],
             "plan_jobs, job_record, ConfigStore.store per row (a DictConfig each)",
         ),
         "hydra_basic_sweeper": bl.measurement(
             f"Hydra BasicSweeper: expand + compose {n_hydra:,} jobs",
-            samples["hydra"],
+            wall["hydra"],
             "argument expansion and one load_configuration per job (its validation pass)",
         ),
     }
+    for key, label in (
+        ("sem", f"sem, {n:,} rows"),
+        ("sem_eager_size", f"sem, {n_eager:,} rows"),
+        ("eager", f"eager ConfigStore, {n_eager:,} rows"),
+        ("hydra", f"Hydra BasicSweeper, {n_hydra:,} jobs"),
+    ):
+        m[f"cpu_{key}"] = bl.measurement(f"{label}: CPU time", cpu[key], "CPU time of the process (time.process_time)")
     d = {
+        "sem_plan_cpu_per_row": bl.derived(
+            "sem, CPU per row", bl.median(m["cpu_sem"]) / n * 1e6, "us", f"median CPU / {n}"
+        ),
+        "hydra_cpu_per_job": bl.derived(
+            "Hydra BasicSweeper, CPU per job",
+            bl.median(m["cpu_hydra"]) / n_hydra * 1000,
+            "ms",
+            f"median CPU / {n_hydra}",
+        ),
         "sem_per_row": bl.derived("sem, per row", bl.median(m["sem_plan"]) / n * 1e6, "us", f"median / {n}"),
         "hydra_per_job": bl.derived(
             "Hydra BasicSweeper, per job",
