@@ -262,6 +262,52 @@ def test_sacreds_file_storage_and_sems_store_agree_field_by_field(write_model, t
     )
 
 
+def test_sacreds_file_storage_records_an_interrupted_run_as_sem_does(write_model, tmp_path):
+    """SIGTERM (kill, timeout, docker stop) mid-run: the attached observer gets sacred's
+    interrupted_event after sem's record is written; both say INTERRUPTED, with the output and
+    metrics of the run so far."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    theirs = tmp_path / "sacred_runs"
+    started = tmp_path / "started"
+    model = write_model(
+        "import time\nfrom pathlib import Path\nfrom sem_core import Experiment\nex = Experiment(__file__)\n"
+        "@ex.configs\ndef configs():\n    return [{'a': 1}]\n"
+        "@ex.automain\ndef main(config):\n    ex.log_scalar('progress', 1)\n    print('working', flush=True)\n"
+        f"    Path({str(started)!r}).touch()\n    time.sleep(600)\n",
+        experiment_config=observers_config("sacred.observers.FileStorageObserver", basedir=theirs),
+    )
+    proc = subprocess.Popen(
+        [sys.executable, str(model), "sem.heartbeat_interval=60"],
+        cwd=model.parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120  # only against a hang
+        while not started.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert started.exists(), proc.communicate(timeout=5)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 143, err
+    (sem,) = load_store(model.parent / "runs")
+    run = json.loads((theirs / sem["config"]["global_id"] / "run.json").read_text())
+    assert run["status"] == sem["run"]["status"] == "INTERRUPTED"
+    assert run["stop_time"] == sem["run"]["stop_time"].replace("+00:00", "")
+    assert "working" in (theirs / sem["config"]["global_id"] / "cout.txt").read_text()
+    sacred_metrics = json.loads((theirs / sem["config"]["global_id"] / "metrics.json").read_text())
+    assert sacred_metrics["progress"]["values"] == [1]
+
+
 # -- Slack, through a local HTTP server -------------------------------------------------------
 class _Hook(http.server.BaseHTTPRequestHandler):
     received: list = []

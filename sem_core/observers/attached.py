@@ -30,6 +30,7 @@ import datetime as dt
 import re
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from enum import Enum
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -275,7 +276,9 @@ class AttachedObserver(RunObserver):
         self._call("completed_event", stop_time=_naive_utc(stop_time), result=result)
 
     def interrupted_event(self, interrupt_time: dt.datetime, status: str) -> None:
-        self._call("interrupted_event", interrupt_time=_naive_utc(interrupt_time), status=status)
+        # a plain str, as sacred's: sem's RunStatus is a str Enum, which jsonpickle writes as an object
+        plain = status.value if isinstance(status, Enum) else str(status)
+        self._call("interrupted_event", interrupt_time=_naive_utc(interrupt_time), status=plain)
 
     def failed_event(self, fail_time: dt.datetime, fail_trace: list[str]) -> None:
         self._call("failed_event", fail_time=_naive_utc(fail_time), fail_trace=fail_trace)
