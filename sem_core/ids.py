@@ -83,6 +83,29 @@ def _canonical_plain(value: Any) -> Any:
     raise _NotPlain
 
 
+def _is_canonical(value: Any) -> bool:
+    """Whether ``value`` is its own canonical form (no float that is whole or not finite, no
+    tuple, string keys): then it is hashed as it is, without a copy."""
+    t = type(value)
+    if t is dict:
+        for k, v in value.items():
+            tv = type(v)
+            if type(k) is not str:
+                return False
+            if tv is float:
+                if v.is_integer() or v != v or v in (_INF, -_INF):
+                    return False
+            elif not (tv is str or tv is int or tv is bool or v is None or _is_canonical(v)):
+                return False
+        return True
+    if t is list:
+        return all(_is_canonical({"": v}) for v in value)
+    return False
+
+
+_INF = float("inf")
+
+
 def canonical(value: Any, _path: str = "") -> Any:
     """Return the canonical JSON-like form of ``value`` (see module docstring)."""
     if not _path:
@@ -138,9 +161,32 @@ def normalise_row(row: Mapping[str, Any]) -> dict:
     keys no command line can spell, and nesting deeper than ``MAX_DEPTH``.
     """
     try:
+        if _is_normal(row, 0):
+            return row if type(row) is dict else dict(row)
         return _normalise_plain(row, 0)
-    except _NotPlain:
+    except (_NotPlain, RecursionError):
         return _normalise(row, "", 0)
+
+
+def _is_normal(value: Any, depth: int) -> bool:
+    """Whether ``value`` (a dict or list) is already what ``_normalise_plain`` would make of it:
+    then the row is kept as it is, without a copy."""
+    if depth >= MAX_DEPTH:
+        return False
+    if type(value) is dict:
+        for k, v in value.items():
+            if type(k) is not str or not (k.isascii() and k.isprintable()) or ('"' in k and "'" in k):
+                return False
+            tv = type(v)
+            if tv is str:
+                if not v.isascii():
+                    return False
+            elif not (tv is int or tv is float or tv is bool or v is None or _is_normal(v, depth + 1)):
+                return False
+        return True
+    if type(value) is list:
+        return all(_is_normal({"": v}, depth) for v in value)
+    return False
 
 
 def _normalise_plain(value: Any, depth: int) -> Any:
@@ -262,9 +308,12 @@ def _digest(data: Any) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:HASH_LENGTH]
 
 
+_NOT_HASHED = frozenset((*ID_KEYS, COMPOSED_KEY))
+
+
 def user_keys(row: Mapping[str, Any]) -> dict:
     """The row without sem's id fields (and without the ``composed`` copy of a job's config)."""
-    return {k: v for k, v in row.items() if k not in ID_KEYS and k != COMPOSED_KEY}
+    return {k: v for k, v in row.items() if k not in _NOT_HASHED}
 
 
 def experiment_id(row: Mapping[str, Any]) -> str:
@@ -280,7 +329,8 @@ def config_id(row: Mapping[str, Any], replicate_keys: Iterable[str] = DEFAULT_RE
 
 def row_ids(row: Mapping[str, Any], replicate_keys: Iterable[str] = DEFAULT_REPLICATE_KEYS) -> tuple[str, str]:
     """``(experiment_id, config_id)`` of a row, canonicalising it once."""
-    canon = canonical(user_keys(row))
+    keys = row if _NOT_HASHED.isdisjoint(row) else user_keys(row)
+    canon = keys if _is_canonical(keys) else canonical(keys)
     drop = set(replicate_keys)
     return _digest(canon), _digest({k: v for k, v in canon.items() if k not in drop})
 

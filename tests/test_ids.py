@@ -181,3 +181,11 @@ def test_the_fast_paths_for_plain_rows_agree_with_the_careful_ones(row):
     (the same normal form, the same hash, the same error)."""
     assert outcome(ids.normalise_row, row) == outcome(ids._normalise, row, "", 0)
     assert outcome(ids.canonical, row) == outcome(ids._canonical, row, "")
+
+    def careful_ids(r):
+        keys = {k: v for k, v in r.items() if k not in ids.ID_KEYS}
+        return ids._digest(ids._canonical(keys, "")), ids._digest(ids._canonical({k: v for k, v in keys.items() if k != "fold"}, ""))
+
+    normal = ids.normalise_row(row) if outcome(ids.normalise_row, row)[0] == "ok" else None
+    if normal is not None:
+        assert outcome(ids.row_ids, normal) == outcome(careful_ids, normal)
