@@ -288,8 +288,33 @@ def _read_record(read, *args) -> Any:
 
 def _prepare(local: LocalRun, existing_id: Optional[int], origin: str, secrets: tuple) -> _Prepared:
     """Read a run folder and build its documents; GridFS ids and the run's _id are filled later."""
+    run_json, config, info, metrics, captured_out = _read_run_folder(local)
+    captured_out = documents.scrub(captured_out, secrets)
+    p = _Prepared(local=local, existing_id=existing_id)
+    sync: dict = {
+        "fingerprint": local.fingerprint,
+        "version": documents.SYNC_VERSION,
+        "synced_at": dt.datetime.now(dt.timezone.utc),
+        "origin": origin + ":" + str(local.run_dir),
+    }
+    source_ids = _add_sources(p, run_json)
+    artifact_ids = _add_artifacts(p, run_json)
+    offloaded: list = []
+    metric_links = _add_metrics(p, metrics, offloaded)
+    shown = _add_captured_out(p, captured_out, sync, offloaded)
+    if offloaded:
+        sync["offloaded"] = offloaded
+    p.doc = documents.run_document(
+        documents.scrub(run_json, secrets), documents.scrub(config, secrets), documents.scrub(info, secrets), shown,
+        source_ids, artifact_ids, metric_links, sync,
+    )
+    return p
+
+
+def _read_run_folder(local: LocalRun) -> tuple[dict, dict, dict, dict, str]:
+    """run.json, config.json (its global_id checked against the folder's name), info.json,
+    the metrics and cout.txt of a run folder."""
     run_dir = local.run_dir
-    store = run_dir.parent
     run_json = _read_record(records.read_object, run_dir / records.RUN_FILE)
     config = _read_record(records.read_object, run_dir / records.CONFIG_FILE, {})
     gid = config.get("global_id")
@@ -304,31 +329,32 @@ def _prepare(local: LocalRun, existing_id: Optional[int], origin: str, secrets: 
     metrics = _read_record(records.read_metrics, run_dir)
     cout_path = run_dir / records.COUT_FILE
     captured_out = cout_path.read_text(encoding="utf-8", errors="replace") if cout_path.exists() else ""
-    captured_out = documents.scrub(captured_out, secrets)
+    return run_json, config, info, metrics, captured_out
 
-    p = _Prepared(local=local, existing_id=existing_id)
-    sync: dict = {
-        "fingerprint": local.fingerprint,
-        "version": documents.SYNC_VERSION,
-        "synced_at": dt.datetime.now(dt.timezone.utc),
-        "origin": origin + ":" + str(run_dir),
-    }
 
-    # sources: content-addressed copies in <store>/_sources, stored in GridFS once per content
+def _add_sources(p: _Prepared, run_json: dict) -> list:
+    """``[name, GridFS id]`` per source file: the content-addressed copies in <store>/_sources,
+    each stored in GridFS once per content."""
+    run_dir = p.local.run_dir
+    store = run_dir.parent
     experiment = run_json.get("experiment") or {}
     base_dir = str(experiment.get("base_dir") or store)
     source_ids: list = []
     for entry in experiment.get("sources") or []:
         name, stored = entry[0], entry[1]
-        md5 = documents.md5_of_stored_name(str(stored))
         path = store / str(stored)
         if not path.exists():
             raise SyncError(f"{run_dir}: source {name!r} is missing from the store ({path})")
-        md5 = md5 or file_md5(path)
+        md5 = documents.md5_of_stored_name(str(stored)) or file_md5(path)
         source_ids.append([name, None])
         p.blobs.append(_Blob(md5=md5, filename=os.path.join(base_dir, name), path=path))
         p.fills.append(("source", len(source_ids) - 1, md5))
+    return source_ids
 
+
+def _add_artifacts(p: _Prepared, run_json: dict) -> list:
+    """``{name, file_id}`` per artifact listed in run.json; each file goes to GridFS."""
+    run_dir = p.local.run_dir
     artifact_ids: list = []
     for name in run_json.get("artifacts") or []:
         path = run_dir / name
@@ -339,8 +365,12 @@ def _prepare(local: LocalRun, existing_id: Optional[int], origin: str, secrets: 
         artifact_ids.append({"name": name, "file_id": None})
         p.blobs.append(_Blob(md5=md5, filename="", path=path, content_type=content_type))
         p.fills.append(("artifact", len(artifact_ids) - 1, md5))
+    return artifact_ids
 
-    offloaded: list = []
+
+def _add_metrics(p: _Prepared, metrics: dict, offloaded: list) -> list:
+    """One metric document per metric (``{id, name}`` links returned); a metric too long for a
+    document keeps evenly spaced points there and every point in a GridFS file."""
     metric_links: list = []
     for name, series in metrics.items():
         oid = _oid()
@@ -363,26 +393,23 @@ def _prepare(local: LocalRun, existing_id: Optional[int], origin: str, secrets: 
             offloaded.append({"what": f"metric {name}", "md5": md5})
         p.metric_docs.append(doc)
         metric_links.append({"id": str(oid), "name": name})
+    return metric_links
 
-    total_bytes = len(captured_out.encode("utf-8", "surrogateescape"))
+
+def _add_captured_out(p: _Prepared, captured_out: str, sync: dict, offloaded: list) -> str:
+    """The captured output the run document shows: all of it, or its head and tail when it is
+    too long for a document (the full text then goes to a GridFS file)."""
     shown, cut = documents.bounded_text(captured_out)
     if cut:
         data = captured_out.encode("utf-8", "surrogateescape")
+        total_bytes = len(data)
         md5 = hashlib.md5(data).hexdigest()
         p.blobs.append(_Blob(md5=md5, filename="", data=data, content_type="text/plain",
                              metadata={"sem": "full captured_out", "bytes": total_bytes}))
         p.fills.append(("captured_out", total_bytes, md5))
         sync["captured_out_bytes"] = total_bytes
         offloaded.append({"what": "captured_out", "md5": md5})
-    if offloaded:
-        sync["offloaded"] = offloaded
-
-    run_json = documents.scrub(run_json, secrets)
-    p.doc = documents.run_document(
-        run_json, documents.scrub(config, secrets), documents.scrub(info, secrets), shown,
-        source_ids, artifact_ids, metric_links, sync,
-    )
-    return p
+    return shown
 
 
 def _assign_id(p: _Prepared, run_id: int) -> None:
