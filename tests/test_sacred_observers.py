@@ -468,6 +468,54 @@ def test_wandb_sacred_observer_offline_writes_a_run_per_job_holding_sems_record(
     assert by_gid[runs[0]["config"]["global_id"]]["history"]["result_0"] == [runs[0]["run"]["result"]]
 
 
+# -- on Slurm: built in each array task's process ---------------------------------------------------
+PID_OBSERVER = """
+import json, os
+from pathlib import Path
+from sacred.observers import RunObserver
+
+
+class PidObserver(RunObserver):
+    \"\"\"Writes down the process it was made in, and the token it was given (hashed).\"\"\"
+
+    def __init__(self, folder, token):
+        self.folder, self.made_in = Path(folder), os.getpid()
+        self.token_ok = token == os.environ["EXPECTED_TOKEN"]
+
+    def started_event(self, ex_info, command, host_info, start_time, config, meta_info, _id):
+        (self.folder / _id).write_text(json.dumps({"made_in": self.made_in, "started_in": os.getpid(),
+                                                    "slurm_job": os.environ.get("SLURM_JOB_ID"),
+                                                    "token_ok": self.token_ok}))
+"""
+
+
+@pytest.mark.slurm
+def test_on_slurm_observers_are_made_in_each_task_with_their_secret_kept_out_of_every_file(write_model, tmp_path):
+    from tests.services import missing_service
+    from tests.test_slurm_cluster import LAUNCH, _cluster_problem
+
+    problem = _cluster_problem()
+    if problem:
+        missing_service(problem)
+    seen = tmp_path / "seen"
+    seen.mkdir()
+    token = "tok-SlurmSecret-4711"
+    model = write(write_model, experiment_config=observers_config("pid_observer.PidObserver", folder=seen, token=token))
+    (model.parent / "pid_observer.py").write_text(PID_OBSERVER)
+    proc = run_model(model, *LAUNCH, env={"EXPECTED_TOKEN": token}, timeout=240)
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # row 1 fails on purpose
+    runs = sem_runs(model)
+    for sem in runs.values():
+        made = json.loads((seen / sem["config"]["global_id"]).read_text())
+        assert (
+            made["slurm_job"] and made["made_in"] == made["started_in"] == sem["run"]["meta"]["sem"]["process"]["pid"]
+        )
+        assert made["token_ok"]  # the job built it with the real value, read from experiment_config.yaml
+    exp = model.parent.parent
+    assert files_holding(exp, token, skip=exp / "experiment_config.yaml") == []  # payloads, scripts, logs, records
+    assert token not in proc.stdout + proc.stderr
+
+
 # -- the redaction rules (pure) ---------------------------------------------------------------
 def test_secret_settings_are_redacted_and_interpolations_kept():
     entry = {
