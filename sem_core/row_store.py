@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Sequence
+from typing import Any
 
 from hydra.core.config_store import ConfigNode
 from omegaconf import DictConfig
@@ -66,6 +67,17 @@ def register_rows(records_: Sequence[dict], first_index: int = 0, groups: Config
         group[f"{name}.yaml"] = _RowNode(f"{name}.yaml", record, ROW_GROUP, groups)
         overrides.append(f"+{ROW_GROUP}={name}")
     return overrides
+
+
+def job_overrides(planned: Sequence[dict], experiment: Any, first_index: int = 0) -> list[list[str]]:
+    """Register the planned rows (``register_rows``) and return each job's row overrides: the
+    row's config-group choices (``model=mlp``, a model file with a config tree), then its
+    ``+sem_row=j<k>``, always last."""
+    tree = experiment.config_tree()
+    if tree is None:
+        return [[ov] for ov in register_rows(planned, first_index)]
+    rows = register_rows(planned, first_index, groups=tree.groups)
+    return [[*tree.overrides(ids.user_keys(record)), ov] for record, ov in zip(planned, rows)]
 
 
 def _registered_row(overrides: Sequence[str]) -> dict | None:

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sem_core import ids, multi
+from sem_core import ids, run_gate
 from sem_core.errors import ConfigError
 from sem_core.plan import job_record
 from sem_core.resume import Selection, format_skipped, resume_sweep
-from sem_core.row_store import register_rows
+from sem_core.row_store import job_overrides
 from sem_core.sweep_checks import check_settings
 from sem_core.sweep_folder import start_sweep_folder
 from sem_core.sweep_plan import plan_experiment
@@ -47,11 +47,11 @@ def sweep_experiment(sweeper: Any, arguments: list[str]) -> Any:
     # sem.skip_completed / sem.rerun: drop rows already done, list them in the summary
     selection = resume_sweep(jobs, store, config.sem, experiment.path.name, experiment.experiment_dir)
     planned = [job_record(job, ids.new_global_id()) for job in selection.to_run]
-    # under `sem run`: every model file's sweep is planned before any starts (sem_core.multi)
-    multi.wait_at_gate(experiment.path, len(planned))
+    # under `sem run`: every model file's sweep is planned before any starts (sem_core.run_gate)
+    run_gate.wait_at_gate(experiment.path, len(planned))
     sweep_dir = Path(str(config.hydra.sweep.dir))
     # no sweep folder when no job runs (every row skipped), but for the one `sem run` reads
-    if planned or multi.in_run():
+    if planned or run_gate.in_run():
         # the task is what every job receives: it carries the sweep's part of each run's record
         task.sweep_meta = start_sweep_folder(sweep_dir, config, task, store, planned, selection.skipped)
     launched = Launched(outcomes=[None] * len(planned))
@@ -75,16 +75,12 @@ def _launch_in_batches(sweeper: Any, passthrough: Sequence[str], planned: Sequen
     earlier ones for the summary)."""
     batch_size = sweeper.max_batch_size or len(planned) or 1
     for start in range(0, len(planned), batch_size):
-        chunk = planned[start : start + batch_size]
-        tree = sweeper.task_function.experiment.config_tree()
-        row_overrides = register_rows(chunk, first_index=start, groups=tree and tree.groups)
-        # a config tree: the row's group choices as Hydra overrides (model=mlp), before its row
-        choices = [tree.overrides(ids.user_keys(r)) if tree else [] for r in chunk]
-        batch = [[*passthrough, *chosen, ov] for chosen, ov in zip(choices, row_overrides)]
+        jobs = job_overrides(planned[start : start + batch_size], sweeper.task_function.experiment, start)
+        batch = [[*passthrough, *overrides] for overrides in jobs]
         results = sweeper.launcher.launch(batch, initial_job_idx=start)
         launched.batches.append(results)
         # by the row override, not by position: a fail_fast launcher returns fewer results
-        position = {ov: start + i for i, ov in enumerate(row_overrides)}
+        position = {overrides[-1]: start + i for i, overrides in enumerate(jobs)}
         for ret in results:
             key = next((o for o in (ret.overrides or []) if o in position), None)
             if key is not None:
@@ -96,8 +92,8 @@ def _launch_in_batches(sweeper: Any, passthrough: Sequence[str], planned: Sequen
 def _report(rows: Sequence[dict], sweep_dir: Path, store: Path, selection: Selection) -> None:
     """The summary table of the sweep, or under ``sem run`` its rows for the table of every
     model file that ``sem run`` prints."""
-    if multi.in_run():
-        multi.write_outcomes(sweep_dir, rows)
+    if run_gate.in_run():
+        run_gate.write_outcomes(sweep_dir, rows)
         return
     if selection.skipped:
         print(format_skipped(selection.skipped), file=sys.stdout, flush=True)
