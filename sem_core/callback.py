@@ -86,7 +86,7 @@ class SemCallback(Callback):
             self._lifecycle = None
             return
         lifecycle = self._lifecycle = task_function.experiment.lifecycle
-        from sem_core.multi import job_slot
+        from sem_core.run_gate import job_slot
 
         lifecycle.begin(lambda: self._make_run(config, task_function),
                         claim=_row_claim(config, task_function), slot=job_slot(config))
