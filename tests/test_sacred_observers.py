@@ -558,3 +558,22 @@ def test_the_observers_example_runs_and_its_observers_hold_sems_runs(tmp_path):
         assert (sql[gid].status, sql[gid].result) == ("COMPLETED", sem["run"]["result"])
         theirs = json.loads((example / "sacred_runs" / gid / "run.json").read_text())
         assert (theirs["status"], theirs["result"]) == ("COMPLETED", sem["run"]["result"])
+
+
+def test_an_object_attached_in_the_model_file_has_its_secrets_cut_out_of_the_report(capsys):
+    import datetime as dt
+
+    class Failing:
+        def __init__(self):
+            self.webhook_url = "https://hooks.example.org/services/T1/B2/ModelFileSecret99"
+
+        def started_event(self, **kwargs):
+            raise ConnectionError(f"cannot post to {self.webhook_url}")
+
+    obs = AttachedObserver(observer=Failing())
+    now = dt.datetime.now(dt.timezone.utc)
+    obs.started_event({}, "main", {}, now, {}, {}, "g1")
+    obs.completed_event(now, 1)  # left out after the failure: not called, not reported again
+    err = capsys.readouterr().err
+    assert "observer Failing: started_event raised ConnectionError: cannot post to <secret>" in err
+    assert "ModelFileSecret99" not in err and err.count("raised") == 1
