@@ -2,8 +2,8 @@
 
 sem records every run in its own store (models/runs) as always. On top of that, this file
 attaches sacred's SqlObserver in sacred's own way (ex.observers.append), and
-experiment_config.yaml attaches sacred's FileStorageObserver (sem: observers:). Both need only
-what sacred's observers need (here: pip install sqlalchemy).
+experiment_config.yaml attaches sacred's FileStorageObserver (sem: observers:). It needs sacred
+(sem's extra: pip install 'sem[sacred]') and what SqlObserver needs (pip install sqlalchemy).
 """
 
 from pathlib import Path
