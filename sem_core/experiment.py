@@ -167,8 +167,8 @@ class Experiment:
                 rows.append(ids.normalise_row(row))
             except ids.RowValueError as exc:
                 raise ConfigError(f"{self.path} row order_id={order_id}: {exc}") from None
-            clash = sorted(set(row) & set(ids.RESERVED_KEYS))
-            if clash:
+            if not ids.RESERVED_KEYS.isdisjoint(row):
+                clash = sorted(set(row) & ids.RESERVED_KEYS)
                 raise ConfigError(
                     f"{self.path} row order_id={order_id}: key(s) {clash} are reserved by sem; rename them"
                 )

@@ -33,7 +33,7 @@ ID_KEYS = ("experiment_id", "config_id", "order_id", "global_id")
 # config tree's composition): recorded, never hashed
 COMPOSED_KEY = "composed"
 # keys a row cannot have: sem writes them
-RESERVED_KEYS = (*ID_KEYS, COMPOSED_KEY, "sem", "hydra")
+RESERVED_KEYS = frozenset((*ID_KEYS, COMPOSED_KEY, "sem", "hydra"))
 DEFAULT_REPLICATE_KEYS = ("fold",)
 HASH_LENGTH = 16
 
@@ -331,8 +331,11 @@ def row_ids(row: Mapping[str, Any], replicate_keys: Iterable[str] = DEFAULT_REPL
     """``(experiment_id, config_id)`` of a row, canonicalising it once."""
     keys = row if _NOT_HASHED.isdisjoint(row) else user_keys(row)
     canon = keys if _is_canonical(keys) else canonical(keys)
-    drop = set(replicate_keys)
-    return _digest(canon), _digest({k: v for k, v in canon.items() if k not in drop})
+    drop = [k for k in replicate_keys if k in canon]
+    digest = _digest(canon)
+    if not drop:  # no replicate key in the row: both ids hash the same data
+        return digest, digest
+    return digest, _digest({k: v for k, v in canon.items() if k not in drop})
 
 
 def new_global_id() -> str:
