@@ -8,12 +8,14 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from hydra.errors import CompactHydraException
 
+class SemError(Exception):
+    """A user-fixable error, printed as one line without a traceback wherever it ends a
+    command: ``python m_model.py`` (``@ex.automain``, sem's sweeper and launchers, the hook of
+    ``install_hooks``) exits with code 1, the ``sem`` command with code 2.
 
-class SemError(CompactHydraException):
-    """A user-fixable error: Hydra prints only its message and exits with code 1;
-    the ``sem`` command prints it and exits with code 2."""
+    It does not derive from Hydra's ``CompactHydraException``: the pure modules that raise it
+    (ids, plan, schema) and every ``sem`` command that never starts Hydra import no Hydra."""
 
 
 class ConfigError(SemError):

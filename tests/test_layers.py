@@ -47,9 +47,8 @@ UPWARD_IMPORTS = {
     ("sem_core.sweep", "sem_core.multi"),
     ("sem_core.callback", "sem_core.multi"),
 }
-# plain functions and types: no Hydra, no OmegaConf (errors.py derives SemError from Hydra's
-# CompactHydraException, so that Hydra prints it as one line)
-PURE_MODULES = tuple(f"sem_core.{name}" for name in LAYERS["pure"] if name != "errors")
+# plain functions and types: no Hydra, no OmegaConf
+PURE_MODULES = tuple(f"sem_core.{name}" for name in LAYERS["pure"])
 
 
 def _module_name(path: Path) -> str:
@@ -224,7 +223,6 @@ def test_the_known_upward_imports_still_exist():
 # module globals that still carry state, each being replaced by an object that owns it
 STATEFUL_GLOBALS_LEFT = {
     "sem_core.settings:_said",
-    "sem_core.results.load:_cache_warned",
     "sem_core.mongo.upload:_indexed",
     "sem_core.mongo.upload:_blob_ids",
     "sem_core.mongo.reader:_known_urls",
@@ -266,6 +264,19 @@ def test_no_module_global_carries_state():
 def test_the_stateful_globals_left_still_exist():
     # one that is gone leaves the list, so that it cannot come back unseen
     assert sorted(STATEFUL_GLOBALS_LEFT - stateful_globals()) == []
+
+
+def test_the_pure_modules_and_the_package_run_without_hydra():
+    # a fresh interpreter: importing sem_core and its pure modules loads neither Hydra nor OmegaConf
+    code = (
+        "import sys, importlib\n"
+        f"for name in ['sem_core', *{list(PURE_MODULES)!r}]:\n"
+        "    importlib.import_module(name)\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'hydra', 'omegaconf'}))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
 
 
 def test_importing_sem_core_changes_no_interpreter_hook():
