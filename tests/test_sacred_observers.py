@@ -385,6 +385,17 @@ def test_a_bad_observer_entry_is_one_line_before_any_job(write_model):
     assert not (model.parent / "runs").exists()
 
 
+def test_an_observer_from_a_package_not_installed_is_one_line_before_any_job(write_model):
+    model = write(
+        write_model, experiment_config=observers_config("neptune_nowhere.NeptuneObserver", api_token="tkn12345")
+    )
+    proc = run_model(model)
+    assert proc.returncode == 1
+    assert "sem.observers[0] _target_ neptune_nowhere.NeptuneObserver: no module named 'neptune_nowhere'" in proc.stderr
+    assert "tkn12345" not in proc.stderr
+    assert not (model.parent / "runs").exists()
+
+
 def test_an_observer_that_cannot_be_made_is_reported_and_the_run_goes_on(write_model):
     model = write(
         write_model, experiment_config="sem:\n  observers:\n    - _target_: sacred.observers.NoSuchObserver\n"
