@@ -84,23 +84,25 @@ def _canonical_plain(value: Any) -> Any:
 
 
 def _is_canonical(value: Any) -> bool:
-    """Whether ``value`` is its own canonical form (no float that is whole or not finite, no
-    tuple, string keys): then it is hashed as it is, without a copy."""
-    t = type(value)
-    if t is dict:
-        for k, v in value.items():
-            tv = type(v)
+    """Whether ``value`` (a dict or list) is its own canonical form (string keys, no tuple, no
+    float that is whole or not finite): then it is hashed as it is, without a copy."""
+    if type(value) is dict:
+        for k in value:
             if type(k) is not str:
                 return False
-            if tv is float:
-                if v.is_integer() or v != v or v in (_INF, -_INF):
-                    return False
-            elif not (tv is str or tv is int or tv is bool or v is None or _is_canonical(v)):
+        return _all_canonical(value.values())
+    return type(value) is list and _all_canonical(value)
+
+
+def _all_canonical(values: Iterable[Any]) -> bool:
+    for v in values:
+        tv = type(v)
+        if tv is float:
+            if v.is_integer() or v != v or v in (_INF, -_INF):
                 return False
-        return True
-    if t is list:
-        return all(_is_canonical({"": v}) for v in value)
-    return False
+        elif not (tv is str or tv is int or tv is bool or v is None or _is_canonical(v)):
+            return False
+    return True
 
 
 _INF = float("inf")
@@ -174,19 +176,22 @@ def _is_normal(value: Any, depth: int) -> bool:
     if depth >= MAX_DEPTH:
         return False
     if type(value) is dict:
-        for k, v in value.items():
+        for k in value:
             if type(k) is not str or not (k.isascii() and k.isprintable()) or ('"' in k and "'" in k):
                 return False
-            tv = type(v)
-            if tv is str:
-                if not v.isascii():
-                    return False
-            elif not (tv is int or tv is float or tv is bool or v is None or _is_normal(v, depth + 1)):
+        return _all_normal(value.values(), depth)
+    return type(value) is list and _all_normal(value, depth)
+
+
+def _all_normal(values: Iterable[Any], depth: int) -> bool:
+    for v in values:
+        tv = type(v)
+        if tv is str:
+            if not v.isascii():
                 return False
-        return True
-    if type(value) is list:
-        return all(_is_normal({"": v}, depth) for v in value)
-    return False
+        elif not (tv is int or tv is float or tv is bool or v is None or _is_normal(v, depth + 1)):
+            return False
+    return True
 
 
 def _normalise_plain(value: Any, depth: int) -> Any:
