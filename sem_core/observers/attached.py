@@ -163,7 +163,11 @@ def check_entries(entries: Any, source: str) -> list[dict]:
                 f"(e.g. sacred.observers.SqlObserver), got {redact_settings(entry)!r}"
             )
         package = target.split(".")[0]
-        if importlib.util.find_spec(package) is None:
+        try:
+            missing = importlib.util.find_spec(package) is None
+        except (ImportError, ValueError):  # a module of that name without a spec: it is there
+            missing = False
+        if missing:
             hint = PACKAGE_HINTS.get(package, f"pip install the package that provides {package!r}")
             raise ConfigError(
                 f"{source}: sem.observers[{i}] _target_ {target}: no module named {package!r} is installed ({hint})"
