@@ -129,7 +129,8 @@ def copy(path: str, live: dict) -> int:
     unwritten = len(out.pending) + out.lost_total
     if unwritten:
         try:
-            os.write(2, f"sem: {unwritten} bytes of output could not be written to {out.path}: the disk stayed full\n".encode())
+            note = f"sem: {unwritten} bytes of output could not be written to {out.path}: the disk stayed full\n"
+            os.write(2, note.encode())
         except OSError:
             pass
         return LOST_EXIT

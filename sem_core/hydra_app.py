@@ -126,7 +126,8 @@ def _sem_node(experiment: Experiment, experiment_config: dict) -> Any:
     try:
         sem_node = OmegaConf.merge(OmegaConf.structured(settings.SemConf), sem_section)
     except Exception as exc:
-        raise ConfigError(f"{experiment.experiment_dir / settings.EXPERIMENT_CONFIG_NAME}: section 'sem': {exc}") from None
+        where = experiment.experiment_dir / settings.EXPERIMENT_CONFIG_NAME
+        raise ConfigError(f"{where}: section 'sem': {exc}") from None
     return sem_node
 
 

@@ -283,7 +283,8 @@ class Run:
                         if obs.holds_the_record:
                             self._stop_for_memory(pending)
                         else:  # not the record: it is dropped, loudly, rather than fill memory
-                            self._report(f"{type(obs).__name__} dropped {pending.points} metric points it could not take")
+                            name = type(obs).__name__
+                            self._report(f"{name} dropped {pending.points} metric points it could not take")
                             pending.metrics, pending.points, pending.out = {}, 0, ""
             return complete
 
@@ -317,7 +318,8 @@ class Run:
         if not self.ex_info.get("mainfile"):
             return
         known = {name for name, _ in self.ex_info.get("sources", [])}
-        late = [s for s in model_sources(Path(self.ex_info["base_dir"]) / self.ex_info["mainfile"]) if s[0] not in known]
+        model_file = Path(self.ex_info["base_dir"]) / self.ex_info["mainfile"]
+        late = [s for s in model_sources(model_file) if s[0] not in known]
         if late:
             for obs in self.observers:
                 obs.sources_event(late)

@@ -112,7 +112,8 @@ class FdCapture:
             pipes.append((read_end, write_end, fd))
         # A sys.stdout that does not write to fd 1 (pytest, notebooks, a user's wrapper) would
         # bypass the pipes: its Python-level writes are recorded through a third pipe.
-        bypassing = tuple(name for name, fd in (("stdout", 1), ("stderr", 2)) if not _writes_to_fd(getattr(sys, name), fd))
+        streams = (("stdout", 1), ("stderr", 2))
+        bypassing = tuple(name for name, fd in streams if not _writes_to_fd(getattr(sys, name), fd))
         if bypassing:
             read_end, write_end = os.pipe()
             pipes.append((read_end, write_end, -1))
