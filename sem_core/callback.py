@@ -28,19 +28,19 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def build_observers(store: Path, database: Any = None, lifecycle: RunLifecycle | None = None) -> list:
+def build_observers(store: Path, database: Any, lifecycle: RunLifecycle) -> list:
     """sem's observers of one run: the file store always; MongoDB live sync when the sweep has
-    a database (``database``: its resolved settings), through the clients ``lifecycle`` keeps."""
+    a database (``database``: its resolved settings), through the clients ``lifecycle`` keeps
+    for every job of this process."""
     from sem_core.observers.file import FileStorageObserver
 
     observers: list = [FileStorageObserver(store)]
     if database is not None:
         from sem_core.observers.mongo import MongoClients, MongoLiveObserver
 
-        owner = lifecycle if lifecycle is not None else RunLifecycle()
-        if owner.mongo_clients is None:
-            owner.mongo_clients = MongoClients()
-        observers.append(MongoLiveObserver(database, store, owner.mongo_clients))
+        if lifecycle.mongo_clients is None:
+            lifecycle.mongo_clients = MongoClients()
+        observers.append(MongoLiveObserver(database, store, lifecycle.mongo_clients))
     return observers
 
 
