@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from sem_core import ids
 from sem_core.groups import ConfigGroups, choice_overrides, nest_keys, split_row
 from tests.conftest import load_store, run_model
+from tests.test_slurm_cluster import LAUNCH, cluster  # noqa: F401 (the cluster fixture: skips without Slurm)
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "hydra_groups"
 GROUPS = ConfigGroups(options={"model": ("linear", "mlp"), "optimizer": ("adam", "sgd")})
@@ -206,3 +207,19 @@ def test_sem_plan_checks_the_choices_too(write_model, tmp_path: Path):
     assert proc.returncode == 0, proc.stderr
     (job,) = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     assert job["experiment_id"] == ids.experiment_id({"model": "small", "steps": 2})
+
+
+@pytest.mark.slurm
+@pytest.mark.usefixtures("cluster")
+def test_rows_choosing_groups_run_packed_on_the_slurm_cluster(example: Path):
+    """Array tasks running several rows each compose each row's choices on the compute node."""
+    proc = run_model(example, *LAUNCH, "hydra.launcher.configs_per_task=4", timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    runs = load_store(example.parent / "runs")
+    assert len(runs) == 9 and all(r["run"]["status"] == "COMPLETED" for r in runs)
+    for r in runs:
+        config = r["config"]
+        assert config["composed"]["model"]["name"] == config["model"]
+        assert config["composed"]["optimizer"]["name"] == config["optimizer"]
+    (custom,) = [r["config"] for r in runs if r["config"]["order_id"] == 8]
+    assert custom["composed"]["model"]["activation"] == {"name": "tanh"} and custom["composed"]["optimizer"]["lr"] == 0.05
