@@ -131,7 +131,7 @@ def _set_path(row: dict, dotted: str, value: Any) -> None:
 
 def _del_path(row: dict, dotted: str) -> None:
     parts = split_key(dotted)
-    node = row
+    node: Any = row
     for part in parts[:-1]:
         node = node.get(part)
         if not isinstance(node, dict):
@@ -207,7 +207,7 @@ def plan_jobs(
 
     changes = [ov for ov in overrides if ov.kind != "select"]
     # rows are copied only when an override will change them: the user's list stays intact
-    work: list[tuple[int, dict]] = [(i, copy.deepcopy(dict(rows[i])) if changes else rows[i]) for i in selected]
+    work: list[tuple[int, dict]] = [(i, copy.deepcopy(dict(rows[i])) if changes else rows[i]) for i in selected]  # type: ignore[misc]
     for ov in changes:
         if ov.key == "order_id" or split_key(ov.key)[0] in ids.ID_KEYS:
             raise ConfigError(f"{ov.text}: {ov.key} is computed by sem and cannot be set or removed")

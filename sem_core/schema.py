@@ -126,7 +126,7 @@ def _compile(schema: type, seen: tuple) -> SchemaCheck:
         tp = hints.get(f.name, Any)
         has_default = f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
         required = not has_default or f.default == OMEGACONF_MISSING
-        nested = _compile(tp, seen + (schema,)) if dataclasses.is_dataclass(tp) else None
+        nested = _compile(tp, seen + (schema,)) if _is_dataclass_type(tp) else None
         inside = seen + (schema,)
         fields[f.name] = FieldCheck(f.name, _type_check(tp, inside), _type_fits(tp, inside), required, nested)
     return SchemaCheck(schema.__name__, fields)
@@ -137,7 +137,7 @@ def _is_optional(tp: Any) -> tuple[bool, Any]:
         args = typing.get_args(tp)
         rest = tuple(a for a in args if a is not type(None))
         if len(rest) < len(args):
-            return True, rest[0] if len(rest) == 1 else Union[rest]  # type: ignore[return-value]
+            return True, rest[0] if len(rest) == 1 else Union[rest]
     return False, tp
 
 
@@ -197,20 +197,24 @@ def _inner_fits(tp: Any, seen: tuple) -> Callable[[Any], bool]:
             return lambda v: type(v) is dict and OMEGACONF_MISSING not in v.values()
         value_fits = _type_fits(args[1], seen)
         return lambda v: type(v) is dict and all(value_fits(x) for x in v.values())
-    if dataclasses.is_dataclass(tp):
+    if _is_dataclass_type(tp):
         nested = _compile(tp, seen)
         return lambda v: type(v) is dict and nested.fits(v)
     return lambda v: False  # anything else: the careful path decides
 
 
-def _scalar(accept: Callable[[Any], bool]):
+def _is_dataclass_type(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _scalar(accept: Callable[[Any], bool]) -> Callable[[Any, str, str], Optional[Problem]]:
     def check(value: Any, path: str, expected: str) -> Optional[Problem]:
         return None if accept(value) else Problem(path, value, expected)
 
     return check
 
 
-def _inner_check(tp: Any, seen: tuple):
+def _inner_check(tp: Any, seen: tuple) -> Callable[[Any, str, str], Optional[Problem]]:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if tp is int:
@@ -260,7 +264,7 @@ def _inner_check(tp: Any, seen: tuple):
             return None
 
         return check_dict
-    if dataclasses.is_dataclass(tp):
+    if _is_dataclass_type(tp):
         nested = _compile(tp, seen)
 
         def check_nested(value: Any, path: str, expected: str) -> Optional[Problem]:
