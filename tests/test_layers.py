@@ -17,6 +17,7 @@ top of a module: they run as soon as the function does. Only imports under
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -209,6 +210,18 @@ def test_every_import_points_down_the_layers():
             if here is not None and there is not None and there < here and (module, target) not in UPWARD_IMPORTS:
                 upward.append(f"{module} ({names[here]}) -> {target} ({names[there]})")
     assert upward == []
+
+
+def test_the_design_page_shows_each_module_in_its_layer():
+    # docs/design.md's table of layers is this contract, read by people: they must agree
+    page = (ROOT / "docs" / "design.md").read_text(encoding="utf-8")
+    table = page[page.index("| Layer |"):].split("\n\n")[0]
+    rows = [line.split("|")[1:3] for line in table.splitlines() if "sem_core/" in line]
+    shown = {}
+    for layer, cell in rows:
+        name = next((key for key in LAYERS if layer.strip().lower().startswith(key.lower())), layer.strip())
+        shown[name] = set(re.findall(r"`sem_core/([a-z_]+)(?:\.py|/)`", cell))
+    assert shown == {layer: set(names) for layer, names in LAYERS.items()}
 
 
 def test_the_known_upward_imports_still_exist():
