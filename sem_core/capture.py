@@ -149,10 +149,12 @@ def _git(args: list[str], cwd: Path, binary: bool = False) -> subprocess.Complet
         )
     except FileNotFoundError:
         raise CaptureError("git is not installed: sem records the code version of every run with git") from None
-    result.stderr = result.stderr.decode("utf-8", errors="replace")
-    if not binary:
-        result.stdout = result.stdout.decode("utf-8", errors="replace")
-    return result
+    return subprocess.CompletedProcess(
+        result.args,
+        result.returncode,
+        result.stdout if binary else result.stdout.decode("utf-8", errors="replace"),
+        result.stderr.decode("utf-8", errors="replace"),
+    )
 
 
 

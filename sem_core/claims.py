@@ -31,7 +31,7 @@ import os
 import socket
 import threading
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 
 from sem_core.run_status import ACTIVE_STATUSES, RunStatus
 
@@ -110,8 +110,8 @@ def judge(doc: dict, now: dt.datetime, stale_after: float) -> str:
 class RowClaim:
     """The claim of one job's row, held by the job's run lifecycle (``sem_core.lifecycle``)."""
 
-    def __init__(self, database, model: str, experiment_id: str, global_id: str,
-                 heartbeat_interval: float, stale_after: float, display: str = "MongoDB"):
+    def __init__(self, database: Any, model: str, experiment_id: str, global_id: str,
+                 heartbeat_interval: float, stale_after: float, display: str = "MongoDB") -> None:
         self._database_settings = database
         self.model = model
         self.experiment_id = experiment_id
@@ -125,7 +125,7 @@ class RowClaim:
         self._thread: Optional[threading.Thread] = None
         self._collection = None
 
-    def _claims(self):
+    def _claims(self) -> Any:
         if self._collection is None:
             from sem_core.mongo.connection import connect
 
@@ -228,7 +228,7 @@ class RowClaim:
             log.warning("sem: could not mark the claim of row %s %s in %s: %s", self.key, status, self.display, exc)
 
 
-def live_claims(settings: Any, model: str, experiment_ids, stale_after: float) -> dict[str, Elsewhere]:
+def live_claims(settings: Any, model: str, experiment_ids: Iterable[str], stale_after: float) -> dict[str, Elsewhere]:
     """experiment_id -> holder, for the rows of ``model`` whose claim a live run holds (for the
     sweep's plan: those rows are reported as running elsewhere before any job starts)."""
     from sem_core.mongo.connection import connect

@@ -31,12 +31,15 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from typing import Any, Iterable, Mapping, Optional, Sequence, TYPE_CHECKING
 
 from sem_core import records
 from sem_core.dvc import pushed_run_names
 from sem_core.errors import SemError
 from sem_core.run_status import ACTIVE_STATUSES, FAILED_STATUSES, RunStatus
+
+if TYPE_CHECKING:
+    from sem_core.mongo.bin import Database
 
 BIN_DIR = "_bin"
 MANIFEST = "manifest.json"
@@ -186,7 +189,7 @@ def store_of(path: Optional[str]) -> Path:
     return store_of_experiment(find_experiment_dir(Path(path) if path else None)).resolve()
 
 
-def database_of(store: Path):
+def database_of(store: Path) -> Optional[Database]:
     """The store's database (``sem_core.mongo.bin.Database``), or None when none is configured."""
     from sem_core.mongo import bin as mongo_bin
 

@@ -38,10 +38,11 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence, TextIO
 
 from sem_core.errors import ConfigError
 from sem_core.run_gate import GATE_ENV, GATE_POLL_S, NAME_ENV, OUTCOMES_FILE, SLOTS_ENV
+
 
 @dataclass
 class FilePlan:
@@ -102,7 +103,7 @@ def split_target(args: Sequence[str]) -> tuple[Optional[str], list[str]]:
     return None, args
 
 
-def sem_settings(experiment, hydra_argv: Sequence[str]):
+def sem_settings(experiment: Any, hydra_argv: Sequence[str]) -> Any:
     """The ``sem`` settings a sweep of ``experiment`` would have: the defaults, the file's
     ``sem:`` section, the ``sem.*`` overrides of the command line (for planning only)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -129,8 +130,8 @@ def plan_files(files: Sequence[Path], argv: Sequence[str], resume: bool = True) 
     """Plan every file's sweep as ``python m_x.py ARGV`` would, rows that
     ``sem.skip_completed``/``sem.rerun`` would skip included. Every file's error is collected
     and raised together (one ConfigError)."""
-    from sem_core.errors import SemError
     from sem_core.argv import split_argv
+    from sem_core.errors import SemError
     from sem_core.experiment import load_model_file
     from sem_core.resume import resume_sweep
     from sem_core.sweep_plan import plan_experiment
@@ -172,7 +173,7 @@ def new_run_root(argv: Sequence[str]) -> tuple[Path, list[str]]:
     return root, rest
 
 
-def run_files(plans: Sequence[FilePlan], argv: Sequence[str], stream=sys.stdout) -> int:
+def run_files(plans: Sequence[FilePlan], argv: Sequence[str], stream: TextIO = sys.stdout) -> int:
     """Start every planned file as its own ``python m_x.py`` (its own Hydra multirun) behind
     the gate, wait for all of them, print one summary; return the exit code."""
     root, argv = new_run_root(argv)
@@ -188,7 +189,7 @@ def run_files(plans: Sequence[FilePlan], argv: Sequence[str], stream=sys.stdout)
 
     stop_signal = [0]
 
-    def forward(signum, _frame):
+    def forward(signum: int, _frame: Any) -> None:
         # SIGTERM/SIGHUP reach this process only (kill, timeout): each file's sweep gets it and
         # ends its runs INTERRUPTED; a Ctrl-C reaches every process of the terminal already
         stop_signal[0] = stop_signal[0] or signum
@@ -221,7 +222,7 @@ def run_files(plans: Sequence[FilePlan], argv: Sequence[str], stream=sys.stdout)
     return 1 if failed or any(c != 0 for c in codes) else 0
 
 
-def _open_gate(plans, procs, gate: Path) -> bool:
+def _open_gate(plans: Sequence[FilePlan], procs: Sequence[subprocess.Popen], gate: Path) -> bool:
     while True:
         waiting = False
         for plan, proc in zip(plans, procs):
@@ -239,7 +240,7 @@ def _open_gate(plans, procs, gate: Path) -> bool:
         time.sleep(GATE_POLL_S)
 
 
-def _wait_all(procs, stop_signal) -> list[int]:
+def _wait_all(procs: Sequence[subprocess.Popen], stop_signal: list[int]) -> list[int]:
     codes = []
     for proc in procs:
         while True:
@@ -252,7 +253,7 @@ def _wait_all(procs, stop_signal) -> list[int]:
     return codes
 
 
-def print_run_summary(plans: Sequence[FilePlan], root: Path, stream=sys.stdout) -> bool:
+def print_run_summary(plans: Sequence[FilePlan], root: Path, stream: TextIO = sys.stdout) -> bool:
     """One table for every file's sweep: model, order_id, ... from the outcomes each wrote
     (from the records when a file's process ended without writing them); True if any job of
     any file did not complete."""

@@ -379,6 +379,7 @@ def recency(start_time: Any, global_id: Any) -> tuple:
     """Sort key that decides which of a row's runs is the newest, for every command: the later
     start time, then the greater global_id (two runs started in the same second). A run without
     a readable start time is older than any run with one. ``start_time``: ISO text or datetime."""
+    t: Optional[dt.datetime]
     if isinstance(start_time, dt.datetime):
         t = start_time if start_time.tzinfo else start_time.replace(tzinfo=dt.timezone.utc)
     else:

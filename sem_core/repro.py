@@ -23,7 +23,8 @@ def _override_value(value: Any) -> Optional[str]:
         return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
     if isinstance(value, list):
         parts = [_override_value(v) for v in value]
-        return None if any(p is None for p in parts) else "[" + ",".join(parts) + "]"
+        spelled = [p for p in parts if p is not None]
+        return "[" + ",".join(spelled) + "]" if len(spelled) == len(parts) else None
     return None
 
 

@@ -15,6 +15,7 @@ The settings combine as filters: a row runs only if every one of them lets it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
 from sem_core import records
@@ -117,7 +118,7 @@ def existing_from_records(records: Iterable[Any], where: str = "local") -> list[
 
 
 # ------------------------------------------------------------------------------ the I/O edge
-def load_existing(store, mongo_settings: Any = None, experiment_ids: Optional[Sequence[str]] = None,
+def load_existing(store: Path, mongo_settings: Any = None, experiment_ids: Optional[Sequence[str]] = None,
                   on_problem: Optional[records.OnProblem] = None) -> list[ExistingRun]:
     """The runs already recorded in the local store and, when a database is configured
     (``sem_core.mongo.connection.MongoSettings``), in MongoDB; there only those of ``experiment_ids``.
@@ -146,7 +147,7 @@ def _mongo_records(settings: Any, experiment_ids: Optional[Sequence[str]]) -> li
         ) from None
 
 
-def resume_sweep(jobs: Sequence[Any], store, sem_cfg: Any, model: str, experiment_dir: Any = None) -> Selection:
+def resume_sweep(jobs: Sequence[Any], store: Path, sem_cfg: Any, model: str, experiment_dir: Any = None) -> Selection:
     """``select_jobs`` with the sweep's settings and the runs on disk and in the configured MongoDB."""
     skip_completed = bool(sem_cfg.get("skip_completed", False))
     rerun = validate_rerun(sem_cfg.get("rerun"))

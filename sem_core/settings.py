@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass, field, fields
 from enum import Enum
 from pathlib import Path
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, Iterable, List, Optional
 
 from sem_core.errors import ConfigError, warn
 
@@ -114,7 +114,7 @@ def say_once_for_good(message: str) -> None:
     say_once(message)
 
 
-def did_you_mean(word: str, choices) -> str:
+def did_you_mean(word: str, choices: Iterable[Any]) -> str:
     """`` (did you mean 'x'?)`` for a close spelling among ``choices`` (case ignored), else ''."""
     import difflib
 
@@ -158,7 +158,7 @@ def _check_heartbeat(value: Any) -> Optional[str]:
     return None
 
 
-def _check_choice(*choices: Any):
+def _check_choice(*choices: Any) -> Callable[[Any], Optional[str]]:
     def check(value: Any) -> Optional[str]:
         value = value.value if isinstance(value, Enum) else value
         if value in choices and type(value) in {type(c) for c in choices}:  # True == 1: not a choice
@@ -219,7 +219,7 @@ def read_yaml(path: Path | str) -> Any:
         raise ConfigError(f"{path}: invalid YAML: {exc}") from None
 
 
-def _unique_key_loader():
+def _unique_key_loader() -> type:
     import yaml
 
     class UniqueKeyLoader(yaml.SafeLoader):

@@ -254,12 +254,13 @@ def test_report_escapes_tracebacks_and_output(tmp_path):
 
 
 def test_an_unwritable_cache_folder_warns_once_and_results_still_load(tmp_path, monkeypatch):
-    from sem_core.results import load as load_module
+    from sem_core import settings
 
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("")
     monkeypatch.setenv("SEM_CACHE_DIR", str(blocker / "cache"))
-    monkeypatch.setattr(load_module, "_cache_warned", [])
+    monkeypatch.setattr(settings, "_said", set())  # the note starts unsaid
+    monkeypatch.setenv(settings.SAID_ENV, "")
     store = tmp_path / "runs"
     write_run(store, {"fold": 0}, 0, {"loss": [1.0]})
     with pytest.warns(UserWarning, match="cannot write the summary cache"):

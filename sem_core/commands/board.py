@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Optional
+from typing import Any, Mapping, Optional
 
 OMNIBOARD_ENV = "SEM_OMNIBOARD"
 URL_PATH = "/sacred"
@@ -30,7 +30,7 @@ INSTALL_HINT = (
 _LISTENING = re.compile(r"listening on port (\d+)")
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "board",
         help="start Omniboard on the configured MongoDB and print its URL",
@@ -47,9 +47,8 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def find_omniboard(env: Optional[dict] = None) -> Optional[str]:
-    env = os.environ if env is None else env
-    explicit = env.get(OMNIBOARD_ENV)
+def find_omniboard(env: Optional[Mapping[str, str]] = None) -> Optional[str]:
+    explicit = (os.environ if env is None else env).get(OMNIBOARD_ENV)
     if explicit:
         return explicit if os.access(explicit, os.X_OK) else None
     return shutil.which("omniboard")
@@ -93,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
                             errors="replace", start_new_session=True)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
+        assert proc.stdout is not None  # stdout=PIPE
         for line in proc.stdout:
             sys.stdout.write(connection.redact_uri(line, secrets))
             m = _LISTENING.search(line)
@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         _stop(proc)
 
 
-def _raise_interrupt(signum, frame):
+def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 

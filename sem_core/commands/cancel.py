@@ -12,7 +12,7 @@ from sem_core.commands.status import add_selection
 from sem_core.run_status import RunStatus
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "cancel", help="cancel the pending and running Slurm jobs of a sweep or store",
         description="Cancel (scancel) the Slurm jobs of the runs still QUEUED or RUNNING under PATH, wait "
@@ -41,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
     if not on_slurm:
         print(f"no queued or running Slurm jobs in {where}")
         return 0
-    job_ids = sorted({str(slurm_info(r.run)["job_id"]) for r in on_slurm})
+    job_of = {r.global_id: str((slurm_info(r.run) or {})["job_id"]) for r in on_slurm}
+    job_ids = sorted(set(job_of.values()))
     out = subprocess.run(["scancel", *job_ids], capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise SemError(f"scancel {' '.join(job_ids[:10])}... failed (exit {out.returncode}): {out.stderr.strip()[:500]}")
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         time.sleep(0.5)
     marked = 0
     for rec in on_slurm:
-        job_id = str(slurm_info(rec.run)["job_id"])
+        job_id = job_of[rec.global_id]
         if job_id in remaining:
             continue
         if write_verdict(Path(rec.location), RunStatus.CANCELLED, f"Slurm job {job_id} cancelled by sem cancel"):

@@ -15,7 +15,7 @@ from sem_core import clean
 from sem_core.errors import SemError
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("clean", help="move failed runs, stale duplicates and orphans to a bin (dry run by default)")
     p.add_argument("path", nargs="?", default=None, help="experiment folder or run store (default: the experiment around .)")
     p.add_argument("--yes", action="store_true", help="move them (without it: only print what would move)")
@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     from sem_core.mongo.bin import BIN_RUNS
 
     db_part = (f", and {len(in_db)} run(s) of MongoDB {database.display} from runs to {BIN_RUNS} "
-               "(with their metrics; GridFS files kept)") if in_db else ""
+               "(with their metrics; GridFS files kept)") if in_db and database is not None else ""
     if not args.yes:
         print(f"dry run: {len(plan.move)} folder(s) would move to {store / clean.BIN_DIR}{db_part}; "
               "run again with --yes to move them")

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING, Iterable
+
+if TYPE_CHECKING:
+    from sem_core.dvc import Targets
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("dvc", help="share runs and results with DVC: init, push, pull")
     sub = p.add_subparsers(dest="dvc_command", metavar="ACTION", required=True)
 
@@ -28,7 +32,7 @@ def register(subparsers) -> None:
         sp.set_defaults(func=run_push if name == "push" else run_pull)
 
 
-def _targets(args: argparse.Namespace):
+def _targets(args: argparse.Namespace) -> Targets:
     from sem_core import dvc
     from sem_core.results.load import find_experiment_dir, store_of_experiment
 
@@ -36,7 +40,7 @@ def _targets(args: argparse.Namespace):
     return dvc.targets_of(experiment_dir, store_of_experiment(experiment_dir))
 
 
-def _report(lines) -> int:
+def _report(lines: Iterable[str]) -> int:
     for line in lines:
         print(line)
     return 0

@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from typing import Any
 
 from sem_core.commands.shared_args import add_path, add_strict, add_where, exit_code, filtered_runs
 
 DEFAULT_METRICS_SHOWN = 3
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "ls", help="list runs: ids, status, duration, key metrics",
         description="List runs of every status, one line each, newest last: global_id, ids, status, "
@@ -26,7 +27,7 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def format_metric(value) -> str:
+def format_metric(value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     return f"{value:.4g}"

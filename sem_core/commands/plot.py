@@ -17,7 +17,7 @@ from sem_core.commands.shared_args import (
 )
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "plot", help="plot a metric over steps: mean ± std across the folds of each configuration",
         description="Draw METRIC, mean ± std across the runs (folds) of each configuration: a metric logged "

@@ -18,7 +18,7 @@ from sem_core.commands.shared_args import (
 )
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("report", help="write a self-contained HTML report (table, plots, failures)")
     add_path(p)
     add_table_options(p)

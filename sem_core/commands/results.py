@@ -16,7 +16,7 @@ from sem_core.commands.shared_args import (
 )
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "results",
         help="results table: mean ± std of each metric over the folds of every configuration",

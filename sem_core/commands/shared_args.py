@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 from sem_core.errors import SemError
+from sem_core.records import ProblemLog
 from sem_core.run_status import RunStatus
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def add_path(parser: argparse.ArgumentParser) -> None:
@@ -28,13 +32,11 @@ def add_strict(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def problem_log(args: argparse.Namespace):
+def problem_log(args: argparse.Namespace) -> ProblemLog:
     """The ``on_problem`` of this command: one warning line per unreadable record, kept for
     ``exit_code``."""
     log = getattr(args, "problem_log", None)
     if log is None:
-        from sem_core.records import ProblemLog
-
         log = args.problem_log = ProblemLog(f"sem {getattr(args, 'command', None) or ''}".strip())
     return log
 
@@ -80,7 +82,7 @@ def source_of(paths: Sequence[str]) -> Optional[list[str]]:
     return list(paths) if paths else None
 
 
-def filtered_runs(args: argparse.Namespace):
+def filtered_runs(args: argparse.Namespace) -> pd.DataFrame:
     """The runs of ``args.path`` that pass every ``--where`` (a value no run has is an error)."""
     from sem_core.results.load import load_runs
     from sem_core.results.table import filter_runs

@@ -10,7 +10,7 @@ from sem_core.commands.shared_args import add_path, add_strict, exit_code, probl
 OUTPUT_TAIL = 30
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "show", help="show one run: config, status, timings, metrics, artifacts, errors",
         description="Show one run: its config, status, times, host, a summary of each metric and its "

@@ -23,7 +23,7 @@ def add_selection(p: argparse.ArgumentParser) -> None:
     )
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     from sem_core.commands.shared_args import add_strict
 
     p = subparsers.add_parser(

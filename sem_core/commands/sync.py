@@ -12,9 +12,10 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import Any, Sequence
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "sync",
         help="upload local runs to MongoDB (sacred's schema, read by Omniboard)",
@@ -91,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     return 1 if summary.failed else 0
 
 
-def _sync_with_progress(db, run_dirs, settings, args):
+def _sync_with_progress(db: Any, run_dirs: Sequence[Path], settings: Any, args: argparse.Namespace) -> Any:
     from sem_core.mongo import upload
 
     secrets = settings.secrets

@@ -55,7 +55,7 @@ def database_of_store(store: Path) -> Optional[Database]:
     return Database(connection.connect(settings), settings)
 
 
-def runs_in_database(db, global_ids: Iterable[str]) -> dict[str, Any]:
+def runs_in_database(db: Any, global_ids: Iterable[str]) -> dict[str, Any]:
     """``{global_id: _id}`` of the given runs in the ``runs`` collection."""
     wanted = sorted(set(global_ids))
     if not wanted:
@@ -66,7 +66,7 @@ def runs_in_database(db, global_ids: Iterable[str]) -> dict[str, Any]:
     }
 
 
-def runs_in_bin(db, global_ids: Iterable[str]) -> dict[str, Any]:
+def runs_in_bin(db: Any, global_ids: Iterable[str]) -> dict[str, Any]:
     """``{global_id: _id it had in runs}`` of the given runs in the bin."""
     wanted = sorted(set(global_ids))
     if not wanted:
@@ -74,7 +74,7 @@ def runs_in_bin(db, global_ids: Iterable[str]) -> dict[str, Any]:
     return {doc["_id"]: doc.get("run_id") for doc in db[BIN_RUNS].find({"_id": {"$in": wanted}}, {"run_id": 1})}
 
 
-def move_to_bin(db, reasons: dict[str, str], batch: str) -> dict[str, Any]:
+def move_to_bin(db: Any, reasons: dict[str, str], batch: str) -> dict[str, Any]:
     """Move the runs ``{global_id: reason}`` (those the database holds) and their metrics out of
     ``runs``/``metrics`` into the bin; return ``{global_id: _id}`` of the runs moved."""
     moved = {}
@@ -109,7 +109,7 @@ class Restored:
     already_there: dict[str, Any] = field(default_factory=dict)
 
 
-def restore_from_bin(db, global_ids: Sequence[str]) -> Restored:
+def restore_from_bin(db: Any, global_ids: Sequence[str]) -> Restored:
     """Move the given runs (those in the bin) back into ``runs``/``metrics``.
 
     A run keeps its ``_id`` unless another run took it meanwhile; then it gets the next free one

@@ -310,11 +310,11 @@ def require_settings(override_url: Optional[str] = None, experiment_dir: Optiona
     return settings
 
 
-def connect(settings: MongoSettings, timeout_ms: int = DEFAULT_TIMEOUT_MS):
+def connect(settings: MongoSettings, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> Any:
     """A pymongo Database for ``settings`` (lazy: pymongo connects on first use)."""
     import pymongo
 
-    client = pymongo.MongoClient(
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
         settings.url,
         serverSelectionTimeoutMS=timeout_ms,
         connectTimeoutMS=timeout_ms,

@@ -8,7 +8,6 @@ that sem moved to GridFS at the 16 MB limit comes back in full.
 from __future__ import annotations
 
 import atexit
-
 from pathlib import Path
 from typing import Any, Iterator, Optional, Union
 
@@ -50,13 +49,13 @@ class MongoRunRecord(RunRecord):
         raise KeyError(f"run {self.global_id} (_id {self.mongo_id}) has no artifact {name!r}")
 
 
-def _read_blob(db, file_id) -> bytes:
+def _read_blob(db: Any, file_id: Any) -> bytes:
     import gridfs
 
     return gridfs.GridFS(db).get(file_id).read()
 
 
-def read_metrics(db, doc: dict) -> dict:
+def read_metrics(db: Any, doc: dict) -> dict:
     """sacred-format ``{name: {steps, values, timestamps}}`` of a run document, in full."""
     links = (doc.get("info") or {}).get("metrics") or []
     order = [link.get("name") for link in links]
@@ -78,7 +77,7 @@ def read_metrics(db, doc: dict) -> dict:
     return ordered
 
 
-def record_of(db, doc: dict, display_url: str) -> MongoRunRecord:
+def record_of(db: Any, doc: dict, display_url: str) -> MongoRunRecord:
     return MongoRunRecord(
         location=f"{display_url}#runs/{doc.get('_id')}",
         run=documents.run_json_of(doc),

@@ -29,7 +29,7 @@ import os
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
 from sem_core import records
 from sem_core.mongo import documents
@@ -136,7 +136,7 @@ def _clear_unsynced(run_dir: Path) -> None:
 _indexed: dict = {}
 
 
-def ensure_indexes(db) -> None:
+def ensure_indexes(db: Any) -> None:
     """The unique index that makes sync idempotent, and the lookups sync and readers use.
     Once per database and process."""
     import pymongo
@@ -180,7 +180,7 @@ def ensure_indexes(db) -> None:
     _indexed[key] = db.client
 
 
-def remote_state(db, global_ids: Sequence[str]) -> dict[str, tuple[Any, Optional[str]]]:
+def remote_state(db: Any, global_ids: Sequence[str]) -> dict[str, tuple[Any, Optional[str]]]:
     """``{global_id: (_id, fingerprint)}`` of the given runs already in the database.
 
     One range query over the unique index (global ids sort by start time, so a store's runs
@@ -200,7 +200,7 @@ def remote_state(db, global_ids: Sequence[str]) -> dict[str, tuple[Any, Optional
     return found
 
 
-def _max_int_id(db) -> int:
+def _max_int_id(db: Any) -> int:
     doc = db.runs.find_one({"_id": {"$type": "number"}}, {"_id": 1}, sort=[("_id", -1)])
     # a run in sem clean's bin keeps its _id for its restore (sem_core.mongo.bin)
     binned = db["sem_bin.runs"].find_one({"run_id": {"$type": "number"}}, {"run_id": 1}, sort=[("run_id", -1)])
@@ -211,14 +211,14 @@ class _GridFSWriter:
     """Writes GridFS files in bulk (chunks first, then the files documents: the GridFS
     spec's order, so a files document never points at missing chunks)."""
 
-    def __init__(self, db):
+    def __init__(self, db: Any) -> None:
         self.files = db["fs.files"]
         self.chunks = db["fs.chunks"]
         self._chunks: list = []
         self._files: list = []
         self._pending = 0
 
-    def put(self, blob: _Blob, file_id) -> None:
+    def put(self, blob: _Blob, file_id: Any) -> None:
         from bson import Binary
 
         length = 0
@@ -257,11 +257,12 @@ class _GridFSWriter:
             self._files = []
 
 
-def _pieces(blob: _Blob):
+def _pieces(blob: _Blob) -> Iterator[bytes]:
     if blob.data is not None:
         for i in range(0, len(blob.data), CHUNK_SIZE):
             yield blob.data[i : i + CHUNK_SIZE]
         return
+    assert blob.path is not None  # a blob is its data or a file
     with open(blob.path, "rb") as fh:
         while True:
             piece = fh.read(CHUNK_SIZE)
@@ -270,14 +271,14 @@ def _pieces(blob: _Blob):
             yield piece
 
 
-def _oid():
+def _oid() -> Any:
     from bson import ObjectId
 
     return ObjectId()
 
 
 # -- preparing one run -------------------------------------------------------------------
-def _read_record(read, *args) -> Any:
+def _read_record(read: Callable[..., Any], *args: Any) -> Any:
     try:
         return read(*args)
     except FileNotFoundError as exc:
@@ -448,7 +449,7 @@ _blob_ids: dict = {}
 
 
 class Uploader:
-    def __init__(self, db, secrets: tuple = (), origin: Optional[str] = None):
+    def __init__(self, db: Any, secrets: tuple = (), origin: Optional[str] = None) -> None:
         self.db = db
         self.secrets = tuple(s for s in secrets if s)
         self.origin = origin or socket.gethostname()
@@ -475,7 +476,7 @@ class Uploader:
         if batch:
             self._write_batch(batch, summary, progress)
 
-    def _write_batch(self, batch: list[_Prepared], summary: SyncSummary, progress) -> None:
+    def _write_batch(self, batch: list[_Prepared], summary: SyncSummary, progress: Optional[Callable[[int], None]]) -> None:
         import bson
 
         # _ids first: artifact filenames name the run
@@ -645,7 +646,7 @@ class Uploader:
 
 
 def plan_sync(
-    db, run_dirs: Sequence[Path], known: Optional[dict] = None
+    db: Any, run_dirs: Sequence[Path], known: Optional[dict] = None
 ) -> tuple[list[tuple[LocalRun, Optional[int]]], SyncSummary]:
     """What a sync would do: ``[(run, existing _id or None)]`` to upload, and the unchanged runs.
 
@@ -654,7 +655,8 @@ def plan_sync(
     wrong guess is still safe: the unique index turns a duplicate insert into an update."""
     local = scan(run_dirs)
     remote = known if known is not None else remote_state(db, [r.global_id for r in local])
-    todo, summary = [], SyncSummary()
+    todo: list[tuple[LocalRun, Optional[int]]] = []
+    summary = SyncSummary()
     for r in local:
         found = remote.get(r.global_id)
         if found is None:
@@ -667,7 +669,7 @@ def plan_sync(
 
 
 def sync_runs(
-    db,
+    db: Any,
     run_dirs: Sequence[Path],
     secrets: tuple = (),
     progress: Optional[Callable[[int], None]] = None,

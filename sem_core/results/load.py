@@ -20,10 +20,9 @@ import hashlib
 import json
 import math
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
 from sem_core import records
 from sem_core.errors import SemError
@@ -31,7 +30,10 @@ from sem_core.ids import ID_KEYS
 from sem_core.mongo import connection, reader
 from sem_core.mongo.connection import redact_uri
 from sem_core.run_status import FINISHED_STATUSES
-from sem_core.settings import EXPERIMENT_CONFIG_NAME, load_experiment_config
+from sem_core.settings import EXPERIMENT_CONFIG_NAME, load_experiment_config, say_once
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SourceLike = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]]
 
@@ -50,7 +52,6 @@ RUN_COLUMNS = (
     "path",
 )
 CACHE_VERSION = 2
-_cache_warned: list = []  # a warning about an unwritable cache, once per process
 
 
 class NoRunsFound(SemError):
@@ -268,10 +269,8 @@ def _write_cache(path: Path, store: Path, runs: dict) -> None:
     except OSError as exc:
         # The cache only saves time: an unwritable cache folder must not stop anyone reading
         # results, but say once why every load reads every run.
-        if not _cache_warned:
-            _cache_warned.append(True)
-            warnings.warn(f"sem results: cannot write the summary cache {path} ({exc}); every load will read "
-                          "every run. Set SEM_CACHE_DIR to a writable folder.", stacklevel=3)
+        say_once(f"sem results: cannot write the summary cache {path} ({exc}); every load will read "
+                 "every run. Set SEM_CACHE_DIR to a writable folder.")
 
 
 def read_store_summaries(store: Path, use_cache: bool = True,
@@ -352,7 +351,7 @@ def _iso_to_seconds(text: Optional[str]) -> Optional[float]:
     return None if t is None else t.timestamp()
 
 
-def summaries_to_frame(summaries: Sequence[dict]):
+def summaries_to_frame(summaries: Sequence[dict]) -> pd.DataFrame:
     """One DataFrame row per summary; ``df.attrs['sem']`` names the config and metric columns."""
     import pandas as pd
 
@@ -400,7 +399,7 @@ def summaries_to_frame(summaries: Sequence[dict]):
     return frame
 
 
-def by_recency(frame):
+def by_recency(frame: pd.DataFrame) -> pd.DataFrame:
     """The runs of a DataFrame oldest first, newest last, by ``records.recency`` (the one rule
     for which run of a row is the newest)."""
     if frame.empty:
@@ -410,7 +409,7 @@ def by_recency(frame):
     return frame.iloc[order]
 
 
-def run_columns(frame) -> RunColumns:
+def run_columns(frame: pd.DataFrame) -> RunColumns:
     """The config and metric columns of a runs DataFrame (from ``attrs``, else inferred: numeric
     columns that aren't run columns count as metrics)."""
     meta = frame.attrs.get("sem")
@@ -426,7 +425,7 @@ def run_columns(frame) -> RunColumns:
 
 
 @contextlib.contextmanager
-def _gc_paused():
+def _gc_paused() -> Iterator[None]:
     """Pause the cyclic garbage collector while building many small objects (the summaries hold
     no cycles): its passes over the growing heap cost as much as the parsing itself."""
     enabled = gc.isenabled()
@@ -439,7 +438,7 @@ def _gc_paused():
 
 
 def load_runs(source: Optional[SourceLike] = None, *, use_cache: bool = True,
-              on_problem: records.OnProblem = records.warn_problem):
+              on_problem: records.OnProblem = records.warn_problem) -> pd.DataFrame:
     """Every run of ``source`` as a DataFrame (see the module docstring for sources and caching).
 
     Columns: ``global_id, experiment_id, config_id, order_id, model, status, start_time, stop_time,

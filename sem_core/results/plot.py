@@ -10,13 +10,17 @@ from __future__ import annotations
 import io
 import math
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import pandas as pd
 
 from sem_core import records
 from sem_core.results.load import is_mongo_location, record_at
 from sem_core.results.table import ResultsTable, UnknownName, results_table
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 
 def metric_series(path: str, metric: str, read: Optional[dict] = None,
@@ -72,8 +76,8 @@ def plot_metric(
     title: Optional[str] = None,
     read: Optional[dict] = None,
     on_problem: records.OnProblem = records.warn_problem,
-    **table_options,
-):
+    **table_options: Any,
+) -> Figure:
     """A matplotlib Figure of ``metric`` (see module docstring). ``runs`` is a load_runs frame."""
     import matplotlib
 
@@ -118,7 +122,7 @@ def _wrap(label: str, width: int = 44) -> str:
     return "\n".join(textwrap.wrap(label, width, break_long_words=False)) or label
 
 
-def _draw_curves(ax, data: dict, metric: str) -> None:
+def _draw_curves(ax: Axes, data: dict, metric: str) -> None:
     from matplotlib.ticker import MaxNLocator
 
     for label, b in data.items():
@@ -135,7 +139,7 @@ def _draw_curves(ax, data: dict, metric: str) -> None:
     ax.grid(True, alpha=0.3)
 
 
-def _draw_points(ax, data: dict, metric: str) -> None:
+def _draw_points(ax: Axes, data: dict, metric: str) -> None:
     """One row per configuration, labels readable on the y axis, ± std as an error bar."""
     from matplotlib.ticker import MaxNLocator
 
@@ -152,7 +156,7 @@ def _draw_points(ax, data: dict, metric: str) -> None:
     ax.grid(True, alpha=0.3)
 
 
-def figure_png(fig) -> bytes:
+def figure_png(fig: Figure) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()

@@ -11,9 +11,13 @@ import html
 import io
 import math
 import shutil
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from sem_core.results.table import ResultsTable, format_value
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from rich.table import Table
 
 ARROWS = {"min": "↓", "max": "↑"}
 LATEX_ARROWS = {"min": r"$\downarrow$", "max": r"$\uparrow$"}
@@ -62,7 +66,7 @@ def _head_names(table: ResultsTable) -> list[str]:
 
 
 def to_rich(table: ResultsTable, decimals: int = 4, title: Optional[str] = None,
-            columns: Optional[list[tuple[tuple, str]]] = None, stacked: bool = False):
+            columns: Optional[list[tuple[tuple, str]]] = None, stacked: bool = False) -> Table:
     """A rich Table without its footnote. ``columns``: the (prefix, metric) columns shown
     (default: all); ``stacked`` puts ``± std`` under the mean, which halves a column's width."""
     from rich import box
@@ -93,7 +97,7 @@ def to_rich(table: ResultsTable, decimals: int = 4, title: Optional[str] = None,
 LABEL_MIN_WIDTH = 16  # a label wraps at the spaces between its keys; narrower, the keys break
 
 
-def _needed_width(table: ResultsTable, decimals: int, columns, stacked: bool) -> int:
+def _needed_width(table: ResultsTable, decimals: int, columns: list[tuple[tuple, str]], stacked: bool) -> int:
     """Columns the table needs with its labels wrapped to their narrowest readable width."""
     from rich.cells import cell_len
 
@@ -105,7 +109,7 @@ def _needed_width(table: ResultsTable, decimals: int, columns, stacked: bool) ->
     return full - max(0, natural - narrow)
 
 
-def render_text(renderable, width: Optional[int] = None, color: bool = False) -> str:
+def render_text(renderable: Any, width: Optional[int] = None, color: bool = False) -> str:
     """A rich renderable as text ``width`` columns wide (None: as wide as it needs), without
     trailing spaces."""
     from rich.console import Console
@@ -117,7 +121,7 @@ def render_text(renderable, width: Optional[int] = None, color: bool = False) ->
     return "\n".join(line.rstrip() for line in buf.getvalue().splitlines()) + "\n"
 
 
-def terminal_width(stream) -> Optional[int]:
+def terminal_width(stream: Any) -> Optional[int]:
     """The width output to ``stream`` must fit: the terminal's, else ``$COLUMNS`` when set, else
     None (piped to a tool: print in full, never cut)."""
     import os
@@ -249,7 +253,7 @@ def to_latex(table: ResultsTable, decimals: int = 3, caption: Optional[str] = No
 # -- CSV -----------------------------------------------------------------------------------------
 
 
-def csv_frame(table: ResultsTable):
+def csv_frame(table: ResultsTable) -> pd.DataFrame:
     """The table as flat columns: configuration, the key columns, runs, then ``<metric>_<stat>``
     (``<pivot>=<value>/<metric>_<stat>`` with a pivot) at full precision."""
     import pandas as pd
@@ -259,7 +263,7 @@ def csv_frame(table: ResultsTable):
         flat[col] = table.keys[col].values
     flat["runs"] = table.runs_per_row
     for col in table.frame.columns:
-        *prefix, metric, stat = col
+        *prefix, metric, stat = tuple(col)
         name = f"{metric}_{stat}"
         if prefix:
             name = f"{_prefix_text(table, tuple(prefix))}/{name}"

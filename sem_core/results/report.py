@@ -8,7 +8,7 @@ import base64
 import datetime as dt
 import html
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import pandas as pd
 
@@ -110,7 +110,7 @@ def build_report(
     source: str = "",
     decimals: int = 4,
     on_problem: records.OnProblem = records.warn_problem,
-    **table_options,
+    **table_options: Any,
 ) -> str:
     """The report as one HTML string (see module docstring)."""
     e = html.escape

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
 from sem_core.errors import SemError
+from sem_core.mongo.reader import MongoRunRecord
 from sem_core.results.load import SourceLike, flatten, load_runs, record_at, run_columns
 from sem_core.results.table import DEFAULT_STATUSES, counted_runs, filter_runs
 
@@ -84,8 +85,8 @@ def get_runs(
     for _, row in runs.iterrows():
         record = record_at(row["path"])
         names = [str(n) for n in record.run.get("artifacts") or []]
-        in_database = hasattr(record, "artifact_bytes")  # a MongoDB run: artifacts live in GridFS
-        if in_database:
+        artifacts: dict[str, Any]
+        if isinstance(record, MongoRunRecord):  # artifacts live in GridFS
             artifacts = {name: f"{record.location}/artifacts/{name}" for name in names}
         else:
             artifacts = {name: Path(record.location) / name for name in names}
@@ -118,7 +119,8 @@ def get_runs(
                         f"its artifacts: {sorted(artifacts) or '(none)'}"
                     )
             result.loaded = {
-                n: load_artifact_bytes(n, record.artifact_bytes(n)) if in_database else load_artifact(artifacts[n])
+                n: load_artifact_bytes(n, record.artifact_bytes(n)) if isinstance(record, MongoRunRecord)
+                else load_artifact(artifacts[n])
                 for n in wanted
             }
         out.append(result)

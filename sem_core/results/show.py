@@ -7,6 +7,7 @@ import math
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -60,7 +61,7 @@ def _machinery_dirs() -> tuple[str, ...]:
 
     import sem_core
 
-    return tuple(str(Path(m.__file__).resolve().parent) + os.sep for m in (sem_core, hydra))
+    return tuple(str(Path(str(m.__file__)).resolve().parent) + os.sep for m in (sem_core, hydra))
 
 
 def user_trace(trace: str) -> str:
@@ -109,7 +110,7 @@ def output_without_trace(output: str, global_id: str) -> str:
     return output
 
 
-def _fmt_time(value) -> str:
+def _fmt_time(value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     return str(value)
@@ -184,6 +185,6 @@ def describe_run(record: records.RunRecord, tail: int = 30, full_trace: bool = F
         output = output_of(record)
         if status == RunStatus.FAILED:
             output = output_without_trace(output, str(record.global_id))
-        output = output.rstrip("\n").splitlines()
-        lines += ["", f"output (last {min(tail, len(output))} of {len(output)} lines):", *output[-tail:]]
+        output_lines = output.rstrip("\n").splitlines()
+        lines += ["", f"output (last {min(tail, len(output_lines))} of {len(output_lines)} lines):", *output_lines[-tail:]]
     return "\n".join(lines) + "\n"

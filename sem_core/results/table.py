@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from typing import Any, Iterable, Mapping, Optional, Sequence, cast
 
 import pandas as pd
 
@@ -154,7 +154,7 @@ def exclusion_footnote(excluded: pd.DataFrame) -> str:
     parts = []
     for kind, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
         noun = "run" if n == 1 else "runs"
-        parts.append(f"{n} {kind.lower()} {noun}" if kind != "older duplicate" else f"{n} older duplicate {noun}")
+        parts.append(f"{n} {str(kind).lower()} {noun}" if kind != "older duplicate" else f"{n} older duplicate {noun}")
     return "Excluded: " + ", ".join(parts) + " (not averaged; `sem ls` lists them)."
 
 
@@ -196,10 +196,8 @@ class ResultsTable:
         arrays = self._arrays.get((prefix, metric))
         if arrays is None:
             arrays = self._arrays[(prefix, metric)] = tuple(
-                self.frame[(*prefix, metric, stat)].to_numpy(dtype=float, na_value=math.nan)
-                if (*prefix, metric, stat) in self.frame.columns
-                else None
-                for stat in ("mean", "std", "count")
+                self.frame[key].to_numpy(dtype=float, na_value=math.nan) if key in self.frame.columns else None
+                for key in (prefix + (metric, stat) for stat in ("mean", "std", "count"))
             )
         mean, std, count = (a[row] if a is not None else math.nan for a in arrays)
         return float(mean), float(std), int(0 if math.isnan(count) else count)
@@ -367,7 +365,7 @@ def _not_completed_note(included: pd.DataFrame) -> str:
     not_completed = included["status"][included["status"] != RunStatus.COMPLETED].value_counts()
     if not len(not_completed):
         return ""
-    counted = ", ".join(f"{n} {st.lower()}" for st, n in sorted(not_completed.items()))
+    counted = ", ".join(f"{n} {str(st).lower()}" for st, n in sorted(not_completed.items()))
     return f"Included runs that did not complete: {counted}."
 
 
@@ -393,7 +391,7 @@ def _row_labels(rows: Sequence[tuple[Any, tuple]], info: dict, label_keys: Seque
                 explicit: bool) -> list[str]:
     """The readable label of each row; rows that would read the same (they differ only in a key
     that also varies within a group) get their config_id's start appended."""
-    labels = _labels([info[rt] for _, rt in rows], label_keys, explicit=explicit)
+    labels = _labels([info[rt] for _, rt in rows], list(label_keys), explicit=explicit)
     by_values = [(r if isinstance(r, tuple) else (r,))[len(group_cols):] for r, _ in rows]
     if len(set(zip(labels, by_values))) < len(labels):
         labels = [f"{lab} [{str(info[rt]['config_id'])[:8]}]" for lab, (_, rt) in zip(labels, rows)]
@@ -445,8 +443,8 @@ def _aggregate(
         stats = grouped[col].agg(list(agg))
         stats.columns = pd.MultiIndex.from_tuples([(name, a) for a in stats.columns])
         if pivot_col:
-            stats = stats.unstack(pivot_col)
-            stats.columns = stats.columns.reorder_levels([2, 0, 1])
+            stats = cast(pd.DataFrame, stats.unstack(pivot_col))
+            stats.columns = cast(pd.MultiIndex, stats.columns).reorder_levels([2, 0, 1])
         frames.append(stats)
     stats = pd.concat(frames, axis=1)
     if "count" in agg:
@@ -489,7 +487,7 @@ def _labels(records: list[dict], label_keys: list[str], explicit: bool) -> list[
 
 def find_best(table: ResultsTable) -> set:
     """{(row, prefix, metric)} of the best mean in each column, within each results_by partition."""
-    best = set()
+    best: set[tuple] = set()
     partitions: dict[tuple, list[int]] = {}
     for i, idx in enumerate(table.row_labels()):
         partitions.setdefault(tuple(idx[1:]), []).append(i)
