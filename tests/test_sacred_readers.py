@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sem_core.observers.file import SACRED_INDEX_DIR, link_sacred_id
+from sem_core.observers.file import SACRED_INDEX_DIR, index_for_sacred, link_sacred_id
 from tests.conftest import load_store, run_model
 
 incense = pytest.importorskip("incense")
@@ -67,6 +67,30 @@ def test_incense_reads_sems_file_store_through_the_sacred_index(write_model):
         assert exp.id == sem["run"]["sacred_id"]
         check_same_run(exp, sem)
         assert exp.info["note"] == f"row {sem['config']['order_id']}"
+
+
+def test_a_store_without_its_view_gets_it_back_with_the_recorded_numbers(write_model, tmp_path):
+    """A store copied without its links (sem dvc pull: DVC does not carry them, or runs recorded
+    before the view existed): index_for_sacred links every run again, under its sacred_id."""
+    import shutil
+
+    model = write_model(MODEL)
+    assert run_model(model, "hydra.job.chdir=true").returncode == 0
+    store = model.parent / "runs"
+    shutil.rmtree(store / SACRED_INDEX_DIR)
+    (store / SACRED_INDEX_DIR).mkdir()
+    # another run took number 2 on this machine meanwhile: the run recorded as 2 gets the next free one
+    os.symlink(os.path.join(os.pardir, "elsewhere"), store / SACRED_INDEX_DIR / "2")
+    index = index_for_sacred(store)
+    assert index_for_sacred(store) == index  # a second call links nothing twice
+    links = {os.path.basename(os.readlink(p)): int(p.name) for p in index.iterdir() if p.is_symlink()}
+    runs = {r["dir"].name: r for r in load_store(store)}
+    assert {name: links[name] for name in runs} == {
+        name: (r["run"]["sacred_id"] if r["run"]["sacred_id"] != 2 else 4) for name, r in runs.items()
+    }
+    loader = incense.FileSystemExperimentLoader(index)
+    for name, sem in runs.items():
+        check_same_run(loader.find_by_id(links[name]), sem)
 
 
 def test_a_requeued_run_keeps_its_number(tmp_path):

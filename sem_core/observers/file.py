@@ -10,7 +10,8 @@ Differences from sacred's own FileStorageObserver, each for a reason:
 - sacred's file readers (incense's ``FileSystemExperimentLoader``, sacred's own observer
   counting runs) expect folders named by integers: ``<store>/_sacred/<n>`` is a relative
   symlink to each run's folder, ``n`` taken at the run's start by creating the link (atomic:
-  two jobs never get the same number), kept in run.json as ``sacred_id``.
+  two jobs never get the same number), kept in run.json as ``sacred_id``; ``index_for_sacred``
+  links the runs a store holds without a link (pulled with DVC, recorded before the view).
 """
 
 from __future__ import annotations
@@ -33,26 +34,56 @@ SACRED_INDEX_DIR = "_sacred"
 SACRED_NEXT_FILE = ".next"
 
 
-def link_sacred_id(store: Path, run_name: str) -> int | None:
-    """Give the run folder ``run_name`` the next free integer in ``<store>/_sacred``; None when
-    the file system has no symlinks (the index is a convenience: a run never fails for it)."""
+def link_sacred_id(store: Path, run_name: str, wanted: int | None = None) -> int | None:
+    """Give the run folder ``run_name`` a free integer in ``<store>/_sacred``: ``wanted`` when it
+    is free, else the next free one; None when the file system has no symlinks (the view is a
+    convenience: a run never fails for it)."""
     index = store / SACRED_INDEX_DIR
     try:
         index.mkdir(exist_ok=True)
+        if wanted is not None and _link(index, wanted, run_name):
+            return wanted
         try:
             n = int((index / SACRED_NEXT_FILE).read_text())
         except (OSError, ValueError):
             n = sum(1 for e in os.scandir(index) if not e.name.startswith(".")) + 1
-        while True:
-            try:
-                os.symlink(os.path.join(os.pardir, run_name), index / str(n), target_is_directory=True)
-                break
-            except FileExistsError:  # taken by another job (or the hint is behind): the next one
-                n += 1
+        while not _link(index, n, run_name):
+            n += 1  # taken by another job (or the hint is behind): the next one
         _write_hint(index / SACRED_NEXT_FILE, n + 1)
         return n
     except OSError:
         return None
+
+
+def _link(index: Path, n: int, run_name: str) -> bool:
+    """Create ``index/<n>`` -> ``../<run_name>``; False when ``n`` is taken (the atomic step)."""
+    try:
+        os.symlink(os.path.join(os.pardir, run_name), index / str(n), target_is_directory=True)
+    except FileExistsError:
+        return False
+    return True
+
+
+def index_for_sacred(store: str | os.PathLike) -> Path:
+    """The integer-named view of ``store`` with every run folder in it, for sacred's file readers
+    (``FileSystemExperimentLoader(index_for_sacred(store))``). Runs recorded before sem made the
+    view, or brought by ``sem dvc pull`` (DVC does not carry links), are linked under the
+    ``sacred_id`` their run.json holds when it is free, else under the next free number."""
+    store = Path(store)
+    index = store / SACRED_INDEX_DIR
+    linked: set[str] = set()
+    if index.is_dir():
+        with os.scandir(index) as entries:
+            linked = {os.path.basename(os.readlink(e.path)) for e in entries if e.is_symlink()}
+    for run_dir in records.iter_run_dirs(store):
+        if run_dir.name in linked:
+            continue
+        try:
+            wanted = records.read_json(run_dir / records.RUN_FILE).get("sacred_id")
+        except (OSError, records.CorruptRecord, AttributeError):
+            wanted = None  # a damaged record still gets a number: incense reports what it can read
+        link_sacred_id(store, run_dir.name, wanted if isinstance(wanted, int) else None)
+    return index
 
 
 def _write_hint(path: Path, n: int) -> None:
