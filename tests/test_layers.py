@@ -233,8 +233,6 @@ def test_the_known_upward_imports_still_exist():
 # module globals that still carry state, each being replaced by an object that owns it
 STATEFUL_GLOBALS_LEFT = {
     "sem_core.settings:_said",
-    "sem_core.mongo.upload:_indexed",
-    "sem_core.mongo.upload:_blob_ids",
     "sem_core.mongo.reader:_known_urls",
     "sem_core.mongo.reader:_databases",
 }

@@ -132,19 +132,31 @@ def _clear_unsynced(run_dir: Path) -> None:
 
 
 # -- database side -----------------------------------------------------------------------
-# (id(client), database) -> client; the client is kept so that its id is not reused
-_indexed: dict = {}
+@dataclass
+class SyncTarget:
+    """A database the runs are synced to, and what syncing to it has learnt: that sem's indexes
+    exist (created once), and the GridFS id of each file content stored (by md5: the jobs of a
+    sweep share their sources). Owned by whoever keeps the connection: one ``sem sync``, or the
+    ``MongoClients`` of a job's process. ``sync_runs`` also takes a bare database (nothing learnt)."""
+
+    db: Any
+    indexed: bool = False
+    blob_ids: dict[str, Any] = field(default_factory=dict)
 
 
-def ensure_indexes(db: Any) -> None:
+def sync_target(db: Any) -> SyncTarget:
+    return db if isinstance(db, SyncTarget) else SyncTarget(db)
+
+
+def ensure_indexes(target: SyncTarget) -> None:
     """The unique index that makes sync idempotent, and the lookups sync and readers use.
-    Once per database and process."""
+    Once per target."""
     import pymongo
     import pymongo.errors
 
-    key = (id(db.client), db.name)
-    if key in _indexed:
+    if target.indexed:
         return
+    db = target.db
     try:
         db.runs.create_index(
             "config.global_id",
@@ -177,7 +189,7 @@ def ensure_indexes(db: Any) -> None:
     db["fs.files"].create_index("md5")
     db["fs.files"].create_index([("filename", pymongo.ASCENDING), ("uploadDate", pymongo.ASCENDING)])
     db["fs.chunks"].create_index([("files_id", pymongo.ASCENDING), ("n", pymongo.ASCENDING)], unique=True)
-    _indexed[key] = db.client
+    target.indexed = True
 
 
 def remote_state(db: Any, global_ids: Sequence[str]) -> dict[str, tuple[Any, Optional[str]]]:
@@ -445,16 +457,13 @@ def _fill_ids(p: _Prepared, ids_by_md5: dict) -> None:
 
 
 # -- the sync ----------------------------------------------------------------------------
-_blob_ids: dict = {}
-
-
 class Uploader:
-    def __init__(self, db: Any, secrets: tuple = (), origin: Optional[str] = None) -> None:
-        self.db = db
+    def __init__(self, target: SyncTarget, secrets: tuple = (), origin: Optional[str] = None) -> None:
+        self.db = target.db
         self.secrets = tuple(s for s in secrets if s)
         self.origin = origin or socket.gethostname()
-        # GridFS ids by md5, shared by the syncs of this process (a sweep's jobs share sources)
-        self._ids_by_md5: dict[str, Any] = _blob_ids.setdefault((id(db.client), db.name), {})
+        # GridFS ids by md5, shared by the syncs to this target (a sweep's jobs share sources)
+        self._ids_by_md5 = target.blob_ids
 
     def upload(self, todo: list[tuple[LocalRun, Optional[int]]], summary: SyncSummary,
                progress: Optional[Callable[[int], None]] = None) -> None:
@@ -669,7 +678,7 @@ def plan_sync(
 
 
 def sync_runs(
-    db: Any,
+    db: Any | SyncTarget,
     run_dirs: Sequence[Path],
     secrets: tuple = (),
     progress: Optional[Callable[[int], None]] = None,
@@ -677,9 +686,11 @@ def sync_runs(
     known: Optional[dict] = None,
 ) -> SyncSummary:
     """Upload the runs missing from the database or changed since their last sync.
-    ``SyncSummary.run_ids`` maps each uploaded or updated folder to its run ``_id``."""
-    ensure_indexes(db)
-    todo, summary = plan_sync(db, run_dirs, known)
+    ``SyncSummary.run_ids`` maps each uploaded or updated folder to its run ``_id``. ``db``: a
+    pymongo Database, or a ``SyncTarget`` kept across syncs (indexes and stored files known)."""
+    target = sync_target(db)
+    ensure_indexes(target)
+    todo, summary = plan_sync(target.db, run_dirs, known)
     if progress and summary.unchanged:
         progress(len(summary.unchanged))
     if dry_run:
@@ -694,5 +705,5 @@ def sync_runs(
                 continue
             (summary.updated if existing is not None else summary.uploaded).append(str(local.run_dir))
         return summary
-    Uploader(db, secrets=secrets).upload(todo, summary, progress)
+    Uploader(target, secrets=secrets).upload(todo, summary, progress)
     return summary

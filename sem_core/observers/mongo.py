@@ -32,20 +32,20 @@ class MongoClients:
     is not waited for again by each later job."""
 
     def __init__(self) -> None:
-        self.databases: dict[str, Any] = {}
+        self.databases: dict[str, upload.SyncTarget] = {}  # by URL: the database, and what syncs learnt of it
         self.down = False
         self.warned = False
 
-    def database(self, settings: MongoSettings) -> Any:
-        db = self.databases.get(settings.url)
-        if db is None:
-            db = self.databases[settings.url] = connection.connect(settings)
-        return db
+    def database(self, settings: MongoSettings) -> upload.SyncTarget:
+        target = self.databases.get(settings.url)
+        if target is None:
+            target = self.databases[settings.url] = upload.SyncTarget(connection.connect(settings))
+        return target
 
     def close(self) -> None:
-        for db in self.databases.values():
+        for target in self.databases.values():
             try:
-                db.client.close()
+                target.db.client.close()
             except Exception:  # noqa: BLE001 - closing a client of a dead server
                 pass
         self.databases.clear()
