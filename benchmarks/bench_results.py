@@ -18,8 +18,8 @@ Contenders, round-robin in one process on that store:
 - sem, cached, 100 runs changed: as after a new sweep, only those are read again;
 - of which ``load_runs`` / ``results_table`` alone (cached).
 
-sacred itself has no reader for its file layout; incense 0.0.15 ships a
-``FileSystemExperimentLoader`` (not measured here: it loads runs one by one as objects, no table).
+sacred itself has no reader for its file layout; incense 0.0.15's ``FileSystemExperimentLoader``
+finds one run at a time by an integer folder name (not sem's global_id folders): no contender.
 """
 
 from __future__ import annotations
@@ -125,70 +125,74 @@ def main() -> None:
             {k: (lambda fn=fn, setup=setup: timed(fn, setup)) for k, (fn, setup) in contenders.items()},
             bl.repeats(args),
         )
+
+        labels = {
+            "plain": (
+                "plain loop: json.load x3 per run, pandas, groupby",
+                "run.json, config.json and metrics.json parsed in full per run; no de-duplication",
+            ),
+            "sem_cold": (
+                "sem, cold: load_runs + results_table, empty summary cache",
+                "reads run.json and config.json per run, writes the summary cache; newest run per "
+                "experiment_id, exclusion footnote, labels, best mark",
+            ),
+            "sem_cached": ("sem, cached: the same, no run changed", "a stat per run folder, no record read"),
+            "sem_changed": ("sem, cached, 100 runs changed since the last load", "re-reads only those 100 runs"),
+            "load_runs": ("of which load_runs (cached)", "the runs DataFrame"),
+            "results_table": ("of which results_table", "the aggregation alone"),
+        }
+        m = {}
+        for key, (label, includes) in labels.items():
+            m[key] = bl.measurement(label + " (wall)", [w for w, _ in samples[key]], includes)
+            m[key + "_cpu"] = bl.measurement(label + " (CPU of the process)", [c for _, c in samples[key]], includes)
+        d = {
+            "cold_vs_plain": bl.derived(
+                "plain loop / sem cold",
+                bl.median(m["plain"]) / bl.median(m["sem_cold"]),
+                "x",
+                "ratio of the wall medians",
+            ),
+            "cached_vs_plain": bl.derived(
+                "plain loop / sem cached",
+                bl.median(m["plain"]) / bl.median(m["sem_cached"]),
+                "x",
+                "ratio of the wall medians",
+            ),
+            "record_bytes": bl.derived(
+                "median size of a run folder in the store",
+                sorted(sizes)[len(sizes) // 2],
+                "bytes",
+                "config.json + run.json + metrics.json + cout.txt + info.json",
+            ),
+            "template_bytes": bl.derived(
+                "median size of a real run folder it was cloned from",
+                sorted(template_bytes)[len(template_bytes) // 2],
+                "bytes",
+                "the same files, written by a real sem sweep",
+            ),
+        }
+        bl.write_result(
+            args,
+            "results",
+            "bench_results.py",
+            title="Results: load_runs + results_table",
+            description=(
+                f"{n:,} runs in sacred's file layout ({n // 5:,} configurations x 5 folds, a 100-step training "
+                "curve and 4 test metrics each, 2% FAILED), cloned from a real sem sweep so that every "
+                "record is as large as a real one. In one process, round-robin."
+            ),
+            params={"runs": n},
+            measurements=m,
+            derived_=d,
+            env=env,
+            notes=[
+                "No sacred-side contender: sacred writes this layout but has no reader for it, and incense "
+                "0.0.15's FileSystemExperimentLoader only finds one run by id (`find_by_id`) and takes the "
+                "folder name as an integer (sacred's numbering), so it cannot open sem's global_id folders."
+            ],
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
-
-    labels = {
-        "plain": (
-            "plain loop: json.load x3 per run, pandas, groupby",
-            "run.json, config.json and metrics.json parsed in full per run; no de-duplication",
-        ),
-        "sem_cold": (
-            "sem, cold: load_runs + results_table, empty summary cache",
-            "reads run.json and config.json per run, writes the summary cache; newest run per "
-            "experiment_id, exclusion footnote, labels, best mark",
-        ),
-        "sem_cached": ("sem, cached: the same, no run changed", "a stat per run folder, no record read"),
-        "sem_changed": ("sem, cached, 100 runs changed since the last load", "re-reads only those 100 runs"),
-        "load_runs": ("of which load_runs (cached)", "the runs DataFrame"),
-        "results_table": ("of which results_table", "the aggregation alone"),
-    }
-    m = {}
-    for key, (label, includes) in labels.items():
-        m[key] = bl.measurement(label + " (wall)", [w for w, _ in samples[key]], includes)
-        m[key + "_cpu"] = bl.measurement(label + " (CPU of the process)", [c for _, c in samples[key]], includes)
-    d = {
-        "cold_vs_plain": bl.derived(
-            "plain loop / sem cold", bl.median(m["plain"]) / bl.median(m["sem_cold"]), "x", "ratio of the wall medians"
-        ),
-        "cached_vs_plain": bl.derived(
-            "plain loop / sem cached",
-            bl.median(m["plain"]) / bl.median(m["sem_cached"]),
-            "x",
-            "ratio of the wall medians",
-        ),
-        "record_bytes": bl.derived(
-            "median size of a run folder in the store",
-            sorted(sizes)[len(sizes) // 2],
-            "bytes",
-            "config.json + run.json + metrics.json + cout.txt + info.json",
-        ),
-        "template_bytes": bl.derived(
-            "median size of a real run folder it was cloned from",
-            sorted(template_bytes)[len(template_bytes) // 2],
-            "bytes",
-            "the same files, written by a real sem sweep",
-        ),
-    }
-    bl.write_result(
-        args,
-        "results",
-        "bench_results.py",
-        title="Results: load_runs + results_table",
-        description=(
-            f"{n:,} runs in sacred's file layout ({n // 5:,} configurations x 5 folds, a 100-step training "
-            "curve and 4 test metrics each, 2% FAILED), cloned from a real sem sweep so that every "
-            "record is as large as a real one. In one process, round-robin."
-        ),
-        params={"runs": n},
-        measurements=m,
-        derived_=d,
-        env=env,
-        notes=[
-            "sacred writes this layout but has no reader for it; incense 0.0.15 has a "
-            "FileSystemExperimentLoader that loads runs one by one (no table), not measured here."
-        ],
-    )
 
 
 if __name__ == "__main__":
