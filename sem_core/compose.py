@@ -14,8 +14,8 @@ planning, without OmegaConf):
 
 A job's node is merged last (package ``_global_``) onto the primary config, by Hydra's composition
 or by copy-and-merge (``sem_core.launch.job_config``: jobs with the same choices share one
-composition). ``config.json`` holds the row as written (the ids hash
-it) and, when the job's config differs from it, that config under ``composed``.
+composition). ``config.json`` holds the row as written (the ids hash it) and the job's config
+under ``composed``.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from sem_core.errors import ConfigError
 from sem_core.groups import ConfigGroups, check_rows, choice_overrides, nest_keys, split_row
 from sem_core.nested import map_strings
 
-# where config.json keeps the job's config when it differs from the row (defaults filled in by
-# a schema, or composed from config groups)
+# where config.json keeps the job's config (defaults filled in by a schema, or composed from
+# config groups)
 COMPOSED_KEY = ids.COMPOSED_KEY
 # config groups that belong to Hydra or sem, never chosen by a row
 _OWN_GROUPS = ("hydra", "sem_row")
@@ -168,15 +168,13 @@ def row_node(record: Mapping[str, Any], groups: Optional[ConfigGroups] = None) -
 
 
 def record_config(record: Optional[Mapping[str, Any]], values: dict) -> dict:
-    """What ``config.json`` holds: the row as written with its ids (``record``, the planned
-    row) and, when the job's config differs from that row, the job's config under ``composed``.
-    ``values``: the job's config as plain data (``sem_core.callback.job_row_of``)."""
+    """What ``config.json`` holds for a model file with a schema or a config tree: the row as
+    written with its ids (``record``, the planned row) and the job's config under ``composed``
+    (in every run, so results tables have the same columns for all). ``values``: the job's
+    config as plain data (``sem_core.callback.job_row_of``); alone when the row is unknown."""
     if record is None:
         return values
-    composed = ids.user_keys(values)
-    if composed == ids.user_keys(record):
-        return values
-    return {**record, COMPOSED_KEY: composed}
+    return {**record, COMPOSED_KEY: ids.user_keys(values)}
 
 
 def main_config(config: Mapping[str, Any]) -> dict:

@@ -29,8 +29,8 @@ import unicodedata
 from typing import Any, Iterable, Mapping
 
 ID_KEYS = ("experiment_id", "config_id", "order_id", "global_id")
-# config.json's copy of the job's config when it differs from the row (a schema's defaults, a
-# config tree's composition): recorded, never hashed
+# config.json's copy of the job's config (with a schema's defaults, or composed from a config
+# tree): recorded, never hashed
 COMPOSED_KEY = "composed"
 # keys a row cannot have: sem writes them
 RESERVED_KEYS = frozenset((*ID_KEYS, COMPOSED_KEY, "sem", "hydra"))
