@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import re
 import typing
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional
@@ -40,9 +41,14 @@ COMPOSED_KEY = ids.COMPOSED_KEY
 _OWN_GROUPS = ("hydra", "sem_row")
 
 
+# `${` and the backslashes right before it: OmegaConf reads `\\` there as one backslash
+_INTERPOLATION_START = re.compile(r"(\\*)\$\{")
+
+
 def escape_interpolations(value: Any) -> Any:
-    """Row strings are data: ``${...}`` in them must not be resolved by OmegaConf."""
-    return map_strings(value, lambda text: text.replace("${", "\\${"))
+    """Row strings are data: ``${...}`` in them must not be resolved by OmegaConf (the
+    backslashes before it are doubled, so they stay as written)."""
+    return map_strings(value, lambda text: _INTERPOLATION_START.sub(lambda m: m.group(1) * 2 + "\\${", text))
 
 
 def schema_node(schema: type) -> DictConfig:

@@ -299,3 +299,11 @@ def test_a_field_added_with_a_default_keeps_the_ids_of_earlier_runs(write_model)
     for configs in by_order.values():
         assert len(configs) == 2 and configs[0]["experiment_id"] == configs[1]["experiment_id"]
         assert sorted("epochs" in c["composed"] for c in configs) == [False, True]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(st.sampled_from(["$", "{", "}", "\\", "a", "y", ":"]), max_size=12))
+def test_a_row_string_reaches_main_as_written(text):
+    """Row strings are data: ``${...}`` and the backslashes around it are not OmegaConf's to read."""
+    config = OmegaConf.create({"s": escape_interpolations(text), "y": "resolved"})
+    assert OmegaConf.to_container(config, resolve=True)["s"] == text
