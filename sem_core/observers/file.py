@@ -75,14 +75,19 @@ def index_for_sacred(store: str | os.PathLike) -> Path:
     if index.is_dir():
         with os.scandir(index) as entries:
             linked = {os.path.basename(os.readlink(e.path)) for e in entries if e.is_symlink()}
+    missing: list[tuple[str, int | None]] = []
     for run_dir in records.iter_run_dirs(store):
-        if run_dir.name in linked:
-            continue
-        try:
-            wanted = records.read_json(run_dir / records.RUN_FILE).get("sacred_id")
-        except (OSError, records.CorruptRecord, AttributeError):
-            wanted = None  # a damaged record still gets a number: incense reports what it can read
-        link_sacred_id(store, run_dir.name, wanted if isinstance(wanted, int) else None)
+        if run_dir.name not in linked:
+            try:
+                wanted = records.read_json(run_dir / records.RUN_FILE).get("sacred_id")
+            except (OSError, records.CorruptRecord, AttributeError):
+                wanted = None  # a damaged record still gets a number: incense reports what it can read
+            missing.append((run_dir.name, wanted if isinstance(wanted, int) else None))
+    index.mkdir(exist_ok=True)
+    # every recorded number first, so that a run given a new number never takes another run's own
+    unplaced = [name for name, wanted in missing if wanted is None or not _link(index, wanted, name)]
+    for name in unplaced:
+        link_sacred_id(store, name)
     return index
 
 
