@@ -71,12 +71,18 @@ class GroupComposer:
     (a defaults list, about 50 ms), so a bad one stops the sweep before any job."""
 
     def __init__(self, config_dir: Path, config_name: str) -> None:
+        if not config_dir.is_dir():
+            raise ConfigError(f"config_path: no folder {config_dir} (it is taken relative to the model file)")
         self.config_dir = config_dir
         self.config_name = config_name
         self._loader: Any = None
         self.groups = ConfigGroups(options=self._read_options())
         # the overrides of each distinct set of choices (in row order), once composed
         self._overrides: dict[tuple, list[str]] = {}
+        try:
+            self.overrides({})  # the primary config itself composes
+        except ChoiceError as exc:
+            raise ConfigError(f"{config_dir}: config_name={config_name!r}: {exc}") from None
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_loader": None}  # rebuilt where needed; the rest is plain data
@@ -153,7 +159,7 @@ class ChoiceError(ValueError):
 
     def __init__(self, overrides: str, reason: str) -> None:
         first = " ".join(line.strip() for line in reason.strip().splitlines() if line.strip())
-        super().__init__(f"Hydra cannot compose {overrides}: {first}")
+        super().__init__(f"Hydra cannot compose {overrides or 'it'}: {first}")
 
 
 def row_config(record: Mapping[str, Any], groups: Optional[ConfigGroups] = None) -> dict:

@@ -17,9 +17,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional, Protocol
+from typing import Any, Iterable, Mapping, Optional
 
 from sem_core.errors import ConfigError
+from sem_core.plan import PlannedJob
 
 
 @dataclass(frozen=True)
@@ -27,11 +28,6 @@ class ConfigGroups:
     """The config groups of a Hydra config tree (``sem_core.compose.GroupComposer`` reads them)."""
 
     options: Mapping[str, tuple[str, ...]]  # group path -> its options, sorted
-
-
-class RowLike(Protocol):
-    order_id: int
-    row: dict
 
 
 def split_row(row: Mapping[str, Any], groups: ConfigGroups) -> tuple[dict, dict]:
@@ -55,7 +51,7 @@ def choice_problem(group: str, option: Any, groups: ConfigGroups) -> str | None:
     return None
 
 
-def check_rows(jobs: Iterable[RowLike], groups: ConfigGroups, source: str) -> None:
+def check_rows(jobs: Iterable[PlannedJob], groups: ConfigGroups, source: str) -> None:
     """One ``ConfigError`` for the first row choosing an option its group does not have (or
     two values for one key path), naming the file, the row, the group and its options."""
     for job in jobs:
@@ -130,8 +126,9 @@ def choice_overrides(choices: Mapping[str, str], appended: Iterable[str] = ()) -
 
 def config_folder(schema: Optional[type], config_path: Optional[str], config_name: Optional[str],
                   where: Path) -> Optional[Path]:
-    """The absolute config folder of a model file (None without a config tree); a ConfigError for
-    settings that cannot work together."""
+    """The absolute config folder of a model file (``where``), from ``config_path`` relative to
+    it, as Hydra takes it (None without a config tree); a ConfigError for settings that cannot
+    work together."""
     if config_path is None and config_name is None:
         return None
     if schema is not None:
@@ -141,7 +138,4 @@ def config_folder(schema: Optional[type], config_path: Optional[str], config_nam
         raise ConfigError(f"{where}: config_path= and config_name= go together "
                           "(e.g. Experiment(__file__, config_path='conf', config_name='config'))")
     folder = Path(config_path)
-    folder = folder if folder.is_absolute() else where.parent / folder
-    if not folder.is_dir():
-        raise ConfigError(f"{where}: config_path={config_path!r}: no folder {folder}")
-    return folder.resolve()
+    return folder if folder.is_absolute() else where.parent / folder

@@ -141,7 +141,7 @@ def primary_defaults(experiment: Experiment, primary_name: str) -> list[str]:
     if experiment.schema is not None:
         ConfigStore.instance().store(name=primary_name + "_schema", node=schema_node(experiment.schema))
         return [primary_name + "_schema"]
-    if experiment.config_name is not None:
+    if experiment.config_tree() is not None:  # read here: a missing folder or config is one line
         return [experiment.config_name]
     return []
 

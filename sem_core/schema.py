@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
 from sem_core.errors import ConfigError
+from sem_core.plan import PlannedJob
 
 # omegaconf.MISSING, spelled out: this module must not import OmegaConf
 OMEGACONF_MISSING = "???"
@@ -295,12 +296,7 @@ def describe(problem: Problem, schema_name: str) -> str:
     )
 
 
-class RowLike(typing.Protocol):
-    order_id: int
-    row: dict
-
-
-def check_rows(jobs: Iterable[RowLike], schema: type, source: str) -> None:
+def check_rows(jobs: Iterable[PlannedJob], schema: type, source: str) -> None:
     """Raise one ``ConfigError`` for the first planned row that does not fit ``schema``,
     naming the file, the row's order_id, the key, the value and the expected type."""
     compiled = compile_schema(schema)

@@ -192,6 +192,23 @@ def test_schema_and_config_tree_together_are_refused(write_model):
     assert "Traceback" not in proc.stderr
 
 
+def test_a_missing_config_folder_or_primary_config_is_one_line(write_model):
+    model = write_model(MODEL.replace("ROWS", "[{}]"))
+    proc = run_model(model)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == (
+        f"m_test.py: error: config_path: no folder {model.parent / 'conf'} (it is taken relative to the model file)"
+    )
+    (model.parent / "conf").mkdir()
+    proc = run_model(model)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().startswith(
+        f"m_test.py: error: {model.parent / 'conf'}: config_name='config': Hydra cannot compose it: "
+        "Cannot find primary config 'config'"
+    )
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
 def test_sem_plan_checks_the_choices_too(write_model, tmp_path: Path):
     import subprocess
     import sys
