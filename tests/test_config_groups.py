@@ -240,3 +240,34 @@ def test_rows_choosing_groups_run_packed_on_the_slurm_cluster(example: Path):
         assert config["composed"]["optimizer"]["name"] == config["optimizer"]
     (custom,) = [r["config"] for r in runs if r["config"]["order_id"] == 8]
     assert custom["composed"]["model"]["activation"] == {"name": "tanh"} and custom["composed"]["optimizer"]["lr"] == 0.05
+
+
+@pytest.mark.parametrize("name", ["m_typed.py", "m_classify.py"])
+def test_each_jobs_derived_config_is_hydras_composition(tmp_path: Path, name: str):
+    """Launchers derive a job's config from one composition per set of choices (copy, merge the
+    row's node): for a schema's typed fields and for a config tree's choices it is exactly the
+    config Hydra composes for that job, and the derivation is used."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf
+
+    from sem_core.experiment import load_model_file
+    from sem_core.hydra_app import register_primary_config
+    from sem_core.launch.job_config import JobConfigs
+    from sem_core.plan import job_record
+    from sem_core.row_store import job_overrides
+    from sem_core.sweep_plan import plan_experiment
+
+    shutil.copytree(EXAMPLE, tmp_path / "ex", ignore=shutil.ignore_patterns("runs", "multirun", "__pycache__"))
+    experiment = load_model_file(tmp_path / "ex" / "models" / name)
+    primary = register_primary_config(experiment, {})
+    with initialize_config_dir(version_base="1.3", config_dir=str(experiment.config_dir or tmp_path)):
+        hydra = GlobalHydra.instance().hydra
+        master = hydra.compose_config(primary, [], run_mode=RunMode.MULTIRUN, with_log_configuration=False)
+        planned = [job_record(job, ids.new_global_id()) for job in plan_experiment(experiment, [])]
+        configs = JobConfigs(hydra.config_loader, master)
+        for overrides in job_overrides(planned, experiment):
+            derived = configs.for_job(overrides)
+            assert OmegaConf.to_yaml(derived) == OmegaConf.to_yaml(hydra.config_loader.load_sweep_config(master, overrides))
+        assert any(base.usable for base in configs._bases.values())
