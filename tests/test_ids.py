@@ -189,3 +189,20 @@ def test_the_fast_paths_for_plain_rows_agree_with_the_careful_ones(row):
     normal = ids.normalise_row(row) if outcome(ids.normalise_row, row)[0] == "ok" else None
     if normal is not None:
         assert outcome(ids.row_ids, normal) == outcome(careful_ids, normal)
+
+
+json_data = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False),
+              st.text(st.characters(codec="utf-8"))),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(st.characters(codec="utf-8"), max_size=4), inner, max_size=3),
+    max_leaves=10,
+)
+
+
+@given(json_data)
+def test_the_hash_is_sha256_of_json_dumps_as_documented(data):
+    """The encoder built once for speed writes exactly what json.dumps writes (ids must not move)."""
+    import hashlib
+
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert ids._digest(data) == hashlib.sha256(text.encode("utf-8")).hexdigest()[: ids.HASH_LENGTH]
