@@ -141,8 +141,9 @@ def primary_defaults(experiment: Experiment, primary_name: str) -> list[str]:
     if experiment.schema is not None:
         ConfigStore.instance().store(name=primary_name + "_schema", node=schema_node(experiment.schema))
         return [primary_name + "_schema"]
-    if experiment.config_tree() is not None:  # read here: a missing folder or config is one line
-        return [experiment.config_name]
+    tree = experiment.config_tree()  # read here: a missing folder or config is one line
+    if tree is not None:
+        return [tree.config_name]
     return []
 
 
