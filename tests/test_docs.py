@@ -218,6 +218,27 @@ def test_parser_reads_commands_outputs_and_ellipsis() -> None:
     )
 
 
+# A measured figure in prose: milliseconds, a throughput, a speed-up. Settings and defaults ("10 s") are not.
+FIGURE = re.compile(r"\b\d+(?:[.,]\d+)?\s?(?:ms|µs|MB/s|×)(?!\w)|\b\d+(?:\.\d+)?\s?(?:x|times) (?:faster|slower)")
+
+
+def test_figures_only_on_the_generated_performance_page() -> None:
+    """Measured figures live in docs/performance.md, generated from benchmarks/results/; a page that
+    quotes one by hand goes stale the day the code changes."""
+    found = []
+    for page in sorted([*DOCS.glob("*.md"), REPO / "README.md"]):
+        if page.name == "performance.md":
+            continue
+        prose = re.sub(r"(?ms)^\s*```.*?^\s*```", "", page.read_text(encoding="utf-8"))
+        prose = re.sub(r"`[^`\n]*`", "", prose)
+        found += [
+            f"{page.relative_to(REPO)}: {m.group(0)!r} in {line.strip()[:100]!r}"
+            for line in prose.splitlines()
+            for m in FIGURE.finditer(line)
+        ]
+    assert not found, "a figure typed by hand (link to performance.md instead):\n" + "\n".join(found)
+
+
 def update(pages: list[Path]) -> None:
     """Write each command's fresh output into its page where it changed, keeping the lines around each ``...``."""
     import tempfile
