@@ -29,6 +29,7 @@ from sem_core.plan import PlannedJob
 
 # omegaconf.MISSING, spelled out: this module must not import OmegaConf
 OMEGACONF_MISSING = "???"
+_ABSENT = object()
 
 # (value) -> None if it fits, else the reason (what the field expects)
 Check = Callable[[Any, str], Optional["Problem"]]
@@ -51,6 +52,7 @@ class FieldCheck:
     fits: Callable[[Any], bool]  # the fast test: never True where ``check`` finds a problem
     required: bool
     nested: Optional["SchemaCheck"]  # the field's dataclass, checked when the row leaves it out
+    may_be_left_out: bool  # not required, and its dataclass (if any) needs nothing from the row
 
 
 @dataclass(frozen=True)
@@ -64,15 +66,14 @@ class SchemaCheck:
     fields: Mapping[str, FieldCheck]
 
     def fits(self, row: Mapping[str, Any]) -> bool:
-        fields = self.fields
-        for key in row:
-            if key not in fields:
-                return False
-        for name, field_check in fields.items():
-            if name in row:
-                if not field_check.fits(row[name]):
+        if not row.keys() <= self.fields.keys():  # an unknown key
+            return False
+        for name, field_check in self.fields.items():
+            value = row.get(name, _ABSENT)
+            if value is not _ABSENT:
+                if not field_check.fits(value):
                     return False
-            elif field_check.required or (field_check.nested is not None and not field_check.nested.fits({})):
+            elif not field_check.may_be_left_out:
                 return False
         return True
 
@@ -129,7 +130,9 @@ def _compile(schema: type, seen: tuple) -> SchemaCheck:
         required = not has_default or f.default == OMEGACONF_MISSING
         nested = _compile(tp, seen + (schema,)) if _is_dataclass_type(tp) else None
         inside = seen + (schema,)
-        fields[f.name] = FieldCheck(f.name, _type_check(tp, inside), _type_fits(tp, inside), required, nested)
+        left_out_ok = not required and (nested is None or nested.problem({}) is None)
+        fields[f.name] = FieldCheck(f.name, _type_check(tp, inside), _type_fits(tp, inside), required, nested,
+                                    left_out_ok)
     return SchemaCheck(schema.__name__, fields)
 
 

@@ -141,6 +141,24 @@ def test_a_field_without_default_is_required_in_every_row():
         check_rows(plan_jobs([{"fold": 1}, {"lr": 0.2}]), Required, "m_x.py")
 
 
+@dataclass
+class NeedsSeed:
+    seed: int
+
+
+@dataclass
+class Outer:
+    inner: NeedsSeed = field(default_factory=lambda: NeedsSeed(seed=dataclasses.MISSING))  # type: ignore[arg-type]
+    lr: float = 0.1
+
+
+def test_a_nested_required_field_is_required_even_when_the_row_leaves_its_parent_out():
+    compiled = compile_schema(Outer)
+    assert not compiled.fits({"lr": 0.2}) and compiled.fits({"inner": {"seed": 1}})
+    with pytest.raises(ConfigError, match=r"order_id=0: required key 'inner.seed' \(schema Outer\) is missing"):
+        check_rows(plan_jobs([{"lr": 0.2}]), Outer, "m_x.py")
+
+
 def test_schema_node_fills_defaults_and_enforces_types_under_an_open_root():
     node = schema_node(Conf)
     merged = OmegaConf.merge(node, {"inner": {"lr": 2}, "experiment_id": "e"})
