@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import itertools
-from typing import Any, Iterable
+from typing import Any
 
 
-def grid(*grids: Any, **axes: Iterable[Any]) -> list[dict]:
+def grid(*grids: Any, **axes: Any) -> list[dict]:
     """``grid(name=["a", "b"], fold=range(5))`` -> 10 rows, the last axis varying fastest.
 
     Positional arguments are grids (lists of rows, or dicts of axes) concatenated in order:
