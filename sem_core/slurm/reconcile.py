@@ -70,8 +70,8 @@ def reconcile_runs(
     be over are rewritten when ``write``. Returns the states and the Slurm query errors."""
     runs = list(runs)
     now = now or dt.datetime.now(dt.timezone.utc)
-    active_slurm = [r for r in runs if r.status in st.ACTIVE and slurm_info(r.run)]
-    query = st.query_jobs(slurm_info(r.run)["job_id"] for r in active_slurm) if active_slurm else st.QueryResult()
+    active_slurm = [info for r in runs if r.status in st.ACTIVE and (info := slurm_info(r.run))]
+    query = st.query_jobs(info["job_id"] for info in active_slurm) if active_slurm else st.QueryResult()
     out = []
     for rec in runs:
         info = slurm_info(rec.run)

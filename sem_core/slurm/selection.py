@@ -34,9 +34,9 @@ def select_runs(
         else:
             store_paths.append(text)
     if store_paths or not paths:
-        for store in resolve_stores(store_paths or None):
-            if isinstance(store, str):
-                raise SemError(f"{store.split('@')[-1]}: status and cancel work on run stores (folders), not MongoDB")
-            selected.extend(records.iter_runs(store, on_problem))
-            where.append(str(store))
+        for source in resolve_stores(store_paths or None):
+            if isinstance(source, str):
+                raise SemError(f"{source.split('@')[-1]}: status and cancel work on run stores (folders), not MongoDB")
+            selected.extend(records.iter_runs(source, on_problem))
+            where.append(str(source))
     return selected, ", ".join(where)
