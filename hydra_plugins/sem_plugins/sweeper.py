@@ -21,7 +21,8 @@ class SemSweeper(BasicSweeper):
         self.task_function = task_function
 
     def sweep(self, arguments: List[str]) -> Any:
-        if getattr(self.task_function, "experiment", None) is None:
+        experiment = getattr(self.task_function, "experiment", None)
+        if experiment is None:
             return super().sweep(arguments)
         from sem_core.errors import SemError
         from sem_core.sweep import sweep_experiment
@@ -32,5 +33,5 @@ class SemSweeper(BasicSweeper):
             # A user-fixable error: one line and exit code 1. Raised as an Exception, Hydra
             # would add "Set HYDRA_FULL_ERROR=1 for a complete stack trace", although there
             # is no trace worth reading.
-            print(f"{self.task_function.experiment.path.name}: error: {exc}", file=sys.stderr)
+            print(f"{experiment.path.name}: error: {exc}", file=sys.stderr)
             raise SystemExit(1) from None
