@@ -71,10 +71,15 @@ if __name__ == "__main__":
 COMMON = ["hydra.launcher.timeout_min=10"]
 
 
-def max_array_size() -> int:
+def cluster_limits() -> dict[str, int]:
+    """MaxArraySize (sem splits arrays at it) and MaxJobCount (every array task counts against it)."""
     out = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, check=True).stdout
-    match = re.search(r"^MaxArraySize\s*=\s*(\d+)", out, re.M)
-    return int(match.group(1)) if match else 1001
+    limits = {"MaxArraySize": 1001, "MaxJobCount": 10000}  # Slurm's defaults
+    for key in limits:
+        match = re.search(rf"^{key}\s*=\s*(\d+)", out, re.M)
+        if match:
+            limits[key] = int(match.group(1))
+    return limits
 
 
 def main() -> int:
@@ -87,7 +92,8 @@ def main() -> int:
     real = shutil.which("sbatch")
     if real is None or subprocess.run(["sinfo"], capture_output=True).returncode != 0:
         raise SystemExit("no Slurm cluster answers: start the test cluster with bash tests/slurm/start.sh")
-    array_max = max_array_size()
+    limits = cluster_limits()
+    array_max = limits["MaxArraySize"]
     rows = args.rows or (4 if args.quick else array_max)
     submit_rows = args.submit_rows or (100 if args.quick else 10_000)
     packed_rows = args.packed_rows or (10 if args.quick else 1000)
@@ -219,7 +225,9 @@ def main() -> int:
         "bench_slurm.py",
         title="Slurm launcher",
         description=(
-            f"The single-node test cluster ({env['cpu_count']} real cores; MaxArraySize={array_max}), "
+            f"The single-node test cluster ({env['cpu_count']} real cores; MaxArraySize={array_max}, "
+            f"MaxJobCount={limits['MaxJobCount']}: every array task counts, so a submission near that size fails "
+            "while other jobs are queued), shared with the other users of the machine, "
             "trivial jobs (`main` returns its row index). Measured from each command's start."
         ),
         params={
@@ -228,6 +236,7 @@ def main() -> int:
             "packed_rows": packed_rows,
             "configs_per_task": per_task,
             "max_array_size": array_max,
+            "max_job_count": limits["MaxJobCount"],
         },
         measurements=m,
         derived_=d,
