@@ -23,7 +23,8 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from operator import itemgetter
 from pathlib import Path
 from time import time as _time
 from typing import Any
@@ -37,6 +38,8 @@ from sem_core.stdio import make_capture
 
 # Metric points waiting for an observer that refuses them (disk full) before the run is stopped.
 MAX_PENDING_POINTS = 2_000_000
+_FIRST, _SECOND, _THIRD = itemgetter(0), itemgetter(1), itemgetter(2)
+
 # How long the run's end waits for a full disk to take the last flush and the final record.
 FINAL_WRITE_RETRY_S = 30.0
 
@@ -45,19 +48,20 @@ class RecordError(SemError):
     """The run record could not be written in full."""
 
 
-def _utc_isoformat_many(stamps: list) -> list:
+def _utc_isoformat_many(stamps: Iterable[float]) -> list[str]:
     """Naive-UTC ISO strings (sacred's metric timestamps) for epoch floats.
 
     ``datetime.isoformat`` per point costs ~4 us: most of the price of 100k log_scalar calls.
-    Points of one second share the date-time prefix, so it is formatted once per second."""
-    prefixes: dict = {}
-    out = []
+    Consecutive points mostly fall in the same second, whose date-time prefix is formatted once."""
+    out: list[str] = []
+    append = out.append
+    last, prefix = None, ""
     for t in stamps:
         sec = int(t)
-        prefix = prefixes.get(sec)
-        if prefix is None:
-            prefix = prefixes[sec] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
-        out.append(f"{prefix}.{min(int((t - sec) * 1e6), 999999):06d}")
+        if sec != last:
+            last, prefix = sec, time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(sec))
+        # %d truncates the float: 0 <= t - sec < 1, so six digits at most
+        append(prefix + "%06d" % ((t - sec) * 1e6))
     return out
 
 
@@ -134,7 +138,8 @@ class Run:
         # what could not be recorded; a run with any of these never ends COMPLETED
         self.record_errors: list[str] = []
         self._end: dict = {}
-        self._points: list[tuple] = []
+        # not drained yet: (step, value, time) per metric name
+        self._points: dict[str, list[tuple]] = {}
         self._next_step: dict[str, int] = {}
         self._pending = {id(obs): _Pending() for obs in self.observers}
         self._info_problems: dict[str, str] = {}
@@ -150,18 +155,21 @@ class Run:
 
     # -- user API --------------------------------------------------------------------
     def log_scalar(self, name: str, value: Any, step: int | None = None) -> None:
-        # Hot path (100k calls must cost well under 0.5 s): one tuple appended to one list.
+        # Hot path (100k calls must cost well under 0.15 s): one tuple appended to one list.
         # No lock: list.append and the slice-delete in _drain are atomic, so a point logged
         # while a heartbeat drains lands in the next drain.
-        if type(name) is not str:
-            # metrics.json is keyed by name: 5 and "5" would collide when the record is written
-            raise TypeError(f"ex.log_scalar: a metric name must be a str, got {type(name).__name__} {name!r}")
+        points = self._points.get(name)
+        if points is None:
+            if type(name) is not str:
+                # metrics.json is keyed by name: 5 and "5" would collide when the record is written
+                raise TypeError(f"ex.log_scalar: a metric name must be a str, got {type(name).__name__} {name!r}")
+            points = self._points[name] = []
         if step is None:
             step = self._next_step.get(name, 0)
         self._next_step[name] = step + 1
         if type(value) is not float and type(value) is not int:
             value = value.item() if hasattr(value, "item") else value
-        self._points.append((name, step, value, _time()))
+        points.append((step, value, _time()))
 
     def add_artifact(self, path: str | os.PathLike, name: str | None = None) -> None:
         path = Path(path)
@@ -225,20 +233,21 @@ class Run:
 
     def _drain(self) -> dict:
         """Take the points logged since the last drain (sacred's metric format)."""
-        n = len(self._points)
-        points = self._points[:n]
-        del self._points[:n]
         fresh: dict[str, dict[str, list]] = {}
-        for name, step, value, t in points:
-            series = fresh.get(name)
-            if series is None:
-                series = fresh[name] = {"steps": [], "values": [], "timestamps": []}
-            series["steps"].append(step)
-            series["values"].append(value)
-            series["timestamps"].append(t)
-        # sacred writes naive UTC ISO timestamps; converting here keeps log_scalar an append
-        for series in fresh.values():
-            series["timestamps"] = _utc_isoformat_many(series["timestamps"])
+        # a name first logged during the drain is inserted into the dict: iterate over a copy
+        for name, points in list(self._points.items()):
+            n = len(points)
+            if not n:
+                continue
+            taken = points[:n]
+            del points[:n]
+            # one pass per column (zip(*taken) is 3x slower on 100k points)
+            fresh[name] = {
+                "steps": list(map(_FIRST, taken)),
+                "values": list(map(_SECOND, taken)),
+                # sacred writes naive UTC ISO timestamps; converting here keeps log_scalar an append
+                "timestamps": _utc_isoformat_many(map(_THIRD, taken)),
+            }
         return fresh
 
     def _info(self) -> dict:

@@ -114,6 +114,9 @@ class FileStorageObserver(RunObserver):
         self.dir: Path | None = None
         self.run_entry: dict = {}
         self._metrics: dict = {}
+        # the journal's text while it holds one batch, the whole of metrics.json then: a run
+        # shorter than a heartbeat serialises its points once, not twice
+        self._lone_batch: str | None = None
         self._output_by_capture = False  # the capture appends to cout.txt itself
 
     @property
@@ -283,14 +286,19 @@ class FileStorageObserver(RunObserver):
     def log_metrics(self, metrics_by_name: Metrics, info: Info) -> None:
         if not metrics_by_name:
             return
-        line = json.dumps(metrics_by_name, default=records._json_default) + "\n"
-        records.append_whole(self.run_dir / records.METRICS_JOURNAL, line.encode("utf-8"))
+        # sorted as records.atomic_write_json sorts: the same bytes as metrics.json
+        batch = json.dumps(metrics_by_name, sort_keys=True, default=records._json_default)
+        records.append_whole(self.run_dir / records.METRICS_JOURNAL, (batch + "\n").encode("utf-8"))
+        self._lone_batch = None if self._metrics else batch
         records.merge_series(self._metrics, metrics_by_name)
 
     def _write_final_metrics(self) -> None:
         journal = self.run_dir / records.METRICS_JOURNAL
         if self._metrics or journal.exists():
-            records.atomic_write_json(self.run_dir / records.METRICS_FILE, self._metrics, indent=None)
+            if self._lone_batch is not None:
+                records.atomic_write_text(self.run_dir / records.METRICS_FILE, self._lone_batch)
+            else:
+                records.atomic_write_json(self.run_dir / records.METRICS_FILE, self._metrics, indent=None)
             # the journal only covered the time before metrics.json existed; it is a subset of it
             journal.unlink(missing_ok=True)
 
