@@ -219,13 +219,8 @@ def main() -> int:
         )
         imports = importtime_top(work)
         profile = profile_sweep(work, rows)
-        memory = bl.round_robin(
-            {
-                "sem_big": lambda: work.sem(big),
-                "hydra_big": lambda: work.hydra(big),
-            },
-            1 if big > 2000 else repeat,
-        )  # the big sweep takes minutes: once
+        # the large sweeps take minutes and their peak memory hardly varies between runs: once each
+        memory = {"sem_big": [work.sem(big)], "hydra_big": [work.hydra(big)]}
         memory["sem_small"], memory["hydra_small"] = sweep["sem"], sweep["hydra"]  # the small sweep is the one above
 
     wall = {k: [s.wall_s for s in v] for k, v in sweep.items()}
