@@ -158,6 +158,18 @@ def main() -> None:
                 "x",
                 "ratio of the wall medians",
             ),
+            "cold_vs_plain_cpu": bl.derived(
+                "plain loop / sem cold, CPU time",
+                bl.median(m["plain_cpu"]) / bl.median(m["sem_cold_cpu"]),
+                "x",
+                "ratio of the CPU medians",
+            ),
+            "cached_vs_plain_cpu": bl.derived(
+                "plain loop / sem cached, CPU time",
+                bl.median(m["plain_cpu"]) / bl.median(m["sem_cached_cpu"]),
+                "x",
+                "ratio of the CPU medians",
+            ),
             "record_bytes": bl.derived(
                 "median size of a run folder in the store",
                 sorted(sizes)[len(sizes) // 2],
