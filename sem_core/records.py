@@ -296,7 +296,7 @@ def read_metrics(run_dir: str | os.PathLike, on_problem: OnProblem = warn_proble
     metrics: dict = {}
     journal = run_dir / METRICS_JOURNAL
     try:
-        fh = open(journal, "rb")
+        fh = open(journal, "rb")  # noqa: SIM115 - closed by the with below; opened here to tell "no journal" apart
     except FileNotFoundError:
         return metrics
     except OSError as exc:

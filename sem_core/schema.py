@@ -141,7 +141,7 @@ def _is_optional(tp: Any) -> tuple[bool, Any]:
         args = typing.get_args(tp)
         rest = tuple(a for a in args if a is not type(None))
         if len(rest) < len(args):
-            return True, rest[0] if len(rest) == 1 else Union[rest]
+            return True, rest[0] if len(rest) == 1 else Union[rest]  # noqa: UP007 - a Union of a tuple built at run time
     return False, tp
 
 

@@ -22,7 +22,7 @@ _EXPORTS = {
     "counted_runs": "sem_core.results.table",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = sorted(_EXPORTS)  # noqa: PLE0605 - the names above, imported on first use by __getattr__
 
 
 def __getattr__(name: str) -> Any:
