@@ -35,7 +35,7 @@ from sem_core.settings import EXPERIMENT_CONFIG_NAME, load_experiment_config, sa
 if TYPE_CHECKING:
     import pandas as pd
 
-SourceLike = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]]
+SourceLike = str | os.PathLike | Sequence[str | os.PathLike]
 
 # Columns every row has, in this order; config and metric columns follow.
 RUN_COLUMNS = (
