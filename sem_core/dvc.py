@@ -202,7 +202,7 @@ def init(
             done.append(f"{name}: ignores {GENERATED_PATTERN} (Hydra's per-sweep output folders)")
             committed.append(name)
     if committed:
-        paths = sorted(set(p for p in committed if (root / p).exists()))
+        paths = sorted({p for p in committed if (root / p).exists()})
         if commit_paths(root, paths, "sem dvc init: DVC set-up and default remote"):
             done.append(f"committed {', '.join(paths)}")
     return done
@@ -404,7 +404,7 @@ def pull(targets: Targets) -> list[str]:
     root = targets.root
     require_dvc_repo(root)
     remote = default_remote(root)
-    all_files = [f for f in targets.dvc_files()]
+    all_files = list(targets.dvc_files())
     all_rel = [str(f.relative_to(root)) for f in all_files]
     require_no_conflicts(root, resolvable=all_rel)
     conflicted = set(unmerged_paths(root)) & set(all_rel)
