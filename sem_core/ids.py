@@ -136,10 +136,8 @@ def _canonical(value: Any, _path: str) -> Any:
     if isinstance(value, (list, tuple)):
         return [_canonical(v, f"{_path}[{i}]") for i, v in enumerate(value)]
     # numpy without importing numpy: scalars have .item(), arrays .tolist()
-    type_module = type(value).__module__
-    if type_module == "numpy":
-        if hasattr(value, "tolist"):
-            return _canonical(value.tolist(), _path)
+    if type(value).__module__ == "numpy" and hasattr(value, "tolist"):
+        return _canonical(value.tolist(), _path)
     raise RowValueError(_path or "<row>", value)
 
 
