@@ -411,7 +411,8 @@ def pull(targets: Targets) -> list[str]:
     files = [f for f in all_files if f.exists()]
     if not files:
         raise DvcError(
-            f"nothing to pull: {', '.join(all_rel)} not found; `git pull` the project first (or `sem dvc push` to start sharing)"
+            f"nothing to pull: {', '.join(all_rel)} not found; "
+            "`git pull` the project first (or `sem dvc push` to start sharing)"
         )
     cache = _cache_dir(root)
     done = []

@@ -93,7 +93,8 @@ def repro_commands(record: Any) -> list[str]:
     for name, stored in (run.get("experiment") or {}).get("sources") or []:
         target = (model.parent / name).as_posix()
         if (store_dir / stored).exists():
-            commands.append(f"test -e {shlex.quote(target)} || cp {shlex.quote(str((store_dir / stored).resolve()))} {shlex.quote(target)}")
+            source = shlex.quote(str((store_dir / stored).resolve()))
+            commands.append(f"test -e {shlex.quote(target)} || cp {source} {shlex.quote(target)}")
     # run from the experiment folder, as sem's relative settings (sem.storage) expect
     experiment_rel = model.parent.parent if model.parent.name == "models" else model.parent
     model_in_experiment = model.relative_to(experiment_rel)

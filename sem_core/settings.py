@@ -51,8 +51,9 @@ class SemConf:
 
 
 # sem's top-level sections of experiment_config.yaml and the keys each may hold. Every other
-# top-level key belongs to the user (experiment_manager, the predecessor tool, keeps global settings there: NUM_FOLDS, epochs...)
-# and is only read by their model files, except cluster sections (see ``cluster_type``).
+# top-level key belongs to the user (experiment_manager, the predecessor tool, keeps global
+# settings there: NUM_FOLDS, epochs...) and is only read by their model files, except cluster
+# sections (see ``cluster_type``).
 EXPERIMENT_SECTION_KEYS = {
     # experiment_manager's settings: accepted, and sem says once what it does instead
     # (PREDECESSOR_SETTINGS_NOTE, shown once per file for good: experiment_manager's own template has
@@ -66,8 +67,8 @@ CLUSTER_TYPES = {"local", "slurm"}
 # experiment_manager's cluster keys: a section holding one is a Slurm launcher preset even without `type:`.
 PREDECESSOR_CLUSTER_KEYS = {"sif", "partition"}
 PREDECESSOR_SETTINGS_NOTE = (
-    "use_config_id and overwrite_id (section 'experiment') are experiment_manager's settings and change nothing in sem: "
-    "every run records both experiment_id and config_id, and no run overwrites another (each run has its own "
+    "use_config_id and overwrite_id (section 'experiment') are experiment_manager's settings "
+    "and change nothing in sem: every run records both experiment_id and config_id, and no run overwrites another (each run has its own "
     "folder; results take the newest run of a row; sem.skip_completed=true skips rows already completed; "
     "sem clean bins the older runs). This note is shown once per experiment_config.yaml"
 )
@@ -207,7 +208,8 @@ def read_yaml(path: Path | str) -> Any:
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise ConfigError(
-            f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); save the file as UTF-8"
+            f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+            "save the file as UTF-8"
         ) from None
     try:
         return yaml.load(text, Loader=_UniqueKeyLoader)
@@ -283,7 +285,8 @@ def load_experiment_config(experiment_dir: Path) -> dict:
         elif isinstance(value, dict) and PREDECESSOR_CLUSTER_KEYS & set(value) and value.get("type", "slurm") not in CLUSTER_TYPES:
             raise ConfigError(
                 f"{path}: cluster section {section!r} has type {value['type']!r}; "
-                f"use one of {sorted(CLUSTER_TYPES)} (or leave type out: a section with sif or partition is a Slurm preset)"
+                f"use one of {sorted(CLUSTER_TYPES)} "
+                "(or leave type out: a section with sif or partition is a Slurm preset)"
             )
         elif cluster_type(value) == "local":
             unused = sorted(set(value) - {"type"}, key=str)

@@ -52,7 +52,10 @@ def restore(store: Path, dry_run: bool) -> int:
     for gid, (old, new) in sorted(back.renumbered.items()):
         print(f"  run {gid}: _id {old} was taken meanwhile; it is _id {new} now")
     for gid, run_id in sorted(back.already_there.items()):
-        print(f"  run {gid}: the database holds it again (_id {run_id}, synced since); its binned copy stays in {BIN_RUNS}")
+        print(
+            f"  run {gid}: the database holds it again (_id {run_id}, synced since); "
+            f"its binned copy stays in {BIN_RUNS}"
+        )
     return 0
 
 

@@ -80,7 +80,8 @@ def executor_parameters(params: dict) -> dict:
             f"hydra.launcher.signal_delay_s={delay} with timeout_min={timeout_min}: slurmctld may send the requeue "
             f"signal up to {SIGNAL_EARLY_S} s early, before the job can take it (the signal is then lost, or kills "
             f"Python before submitit handles it); keep timeout_min*60 - signal_delay_s at "
-            f"{SIGNAL_EARLY_S + STARTUP_S} s or more, e.g. signal_delay_s={max(timeout_min * 60 - SIGNAL_EARLY_S - STARTUP_S, 0)}"
+            f"{SIGNAL_EARLY_S + STARTUP_S} s or more, "
+            f"e.g. signal_delay_s={max(timeout_min * 60 - SIGNAL_EARLY_S - STARTUP_S, 0)}"
         )
     out: dict[str, Any] = {"time": timeout_min}
     for key in SBATCH_PARAMS:

@@ -89,7 +89,8 @@ def failed_runs_html(runs: pd.DataFrame, on_problem: records.OnProblem = records
         output = _tail(output_without_trace(output_of(record), str(row["global_id"])), OUTPUT_LINES)
         last_line = _tail(trace, 1)
         out.append(
-            f'<details class="failed-run"{" open" if i < OPEN_FAILED else ""}><summary>{e(str(row["global_id"]))} · order_id {e(str(row["order_id"]))}'
+            f'<details class="failed-run"{" open" if i < OPEN_FAILED else ""}>'
+            f'<summary>{e(str(row["global_id"]))} · order_id {e(str(row["order_id"]))}'
             f" · {e(str(row['model']))} — {e(last_line)}</summary>"
             f"<p class=\"meta\">{e(str(row['path']))}</p>"
             f"<pre>{e(_tail(trace, TRACE_LINES))}</pre>"

@@ -87,7 +87,8 @@ def user_trace(trace: str) -> str:
         out.append(line)
     if not dropped or not kept:
         return trace
-    note = f"  ({dropped} frame{'s' if dropped != 1 else ''} of sem and Hydra left out; `sem show --full-trace` shows them)"
+    frames = f"{dropped} frame{'s' if dropped != 1 else ''}"
+    note = f"  ({frames} of sem and Hydra left out; `sem show --full-trace` shows them)"
     return "\n".join([out[0], note, *out[1:]]) + ("\n" if trace.endswith("\n") else "")
 
 
