@@ -60,8 +60,8 @@ def _utc_isoformat_many(stamps: Iterable[float]) -> list[str]:
         sec = int(t)
         if sec != last:
             last, prefix = sec, time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(sec))
-        # %d truncates the float: 0 <= t - sec < 1, so six digits at most
-        append(prefix + "%06d" % ((t - sec) * 1e6))
+        # int() truncates: 0 <= t - sec < 1, so six digits at most
+        append(f"{prefix}{int((t - sec) * 1e6):06d}")
     return out
 
 
