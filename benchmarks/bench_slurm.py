@@ -241,6 +241,7 @@ def main() -> int:
         measurements=m,
         derived_=d,
         env=env,
+        repeat=repeat,
         extra={"raw": {"side_by_side": side, "submit_only": submit, "packed": packed}},
     )
     return 0

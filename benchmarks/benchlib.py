@@ -230,6 +230,7 @@ def write_result(
     notes: Sequence[str] = (),
     env: dict | None = None,
     extra: dict | None = None,
+    repeat: int | None = None,
 ) -> Path:
     env = env or environment()
     env["load_average_end"] = list(os.getloadavg())
@@ -239,7 +240,7 @@ def write_result(
         "description": description,
         "command": command_line(script),
         "quick": bool(args.quick),
-        "repeat": repeats(args),
+        "repeat": repeat if repeat is not None else repeats(args),
         "params": params,
         "environment": env,
         "measurements": measurements,
