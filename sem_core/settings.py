@@ -68,9 +68,10 @@ CLUSTER_TYPES = {"local", "slurm"}
 PREDECESSOR_CLUSTER_KEYS = {"sif", "partition"}
 PREDECESSOR_SETTINGS_NOTE = (
     "use_config_id and overwrite_id (section 'experiment') are experiment_manager's settings "
-    "and change nothing in sem: every run records both experiment_id and config_id, and no run overwrites another (each run has its own "
-    "folder; results take the newest run of a row; sem.skip_completed=true skips rows already completed; "
-    "sem clean bins the older runs). This note is shown once per experiment_config.yaml"
+    "and change nothing in sem: every run records both experiment_id and config_id, and no run "
+    "overwrites another (each run has its own folder; results take the newest run of a row; "
+    "sem.skip_completed=true skips rows already completed; sem clean bins the older runs). "
+    "This note is shown once per experiment_config.yaml"
 )
 # where sem remembers the notes it has shown for good (one hash a line)
 NOTES_SHOWN_FILE = "sem/notes-shown"
