@@ -221,3 +221,30 @@ def test_a_password_typed_in_the_override_stays_out_of_every_file_sem_and_hydra_
         if path.is_file():
             data = path.read_bytes()
             assert not any(s.encode() in data for s in spellings), f"password written to {path}"
+
+
+def test_a_job_end_sync_with_stale_metric_knowledge_still_leaves_one_full_document_per_metric(mongo_db, tmp_path):
+    """The job's end trusts what its start uploaded (no query first); another sync that replaced
+    the run's metric documents in between is caught and nothing is duplicated or lost."""
+    from sem_core.mongo import upload
+    from tests.mongo_fixtures import write_synthetic_run
+
+    store = tmp_path / "runs"
+    run_dir = write_synthetic_run(store, "20260101-120000-aaaaaaaa", metrics={"loss": 5, "acc": 3})
+    target = upload.SyncTarget(mongo_db)
+    first = upload.sync_runs(target, [run_dir])
+    run_id = first.run_ids[str(run_dir)]
+    # a concurrent `sem sync` of the same run gave its metric documents other _ids
+    mongo_db.metrics.delete_many({"run_id": run_id})
+    mongo_db.metrics.insert_many([{"run_id": run_id, "name": name, "steps": [], "values": [], "timestamps": []}
+                                  for name in ("loss", "acc")])
+    os.utime(run_dir / "run.json", ns=(0, 10**18))  # the run changed since: its fingerprint differs
+    second = upload.sync_runs(target, [run_dir], known={run_dir.name: (run_id, None)},
+                              known_metrics={run_dir.name: first.metric_ids[str(run_dir)]})
+    assert second.run_ids[str(run_dir)] == run_id and not second.failed
+    docs = list(mongo_db.metrics.find({"run_id": run_id}))
+    assert sorted(d["name"] for d in docs) == ["acc", "loss"]
+    assert {d["name"]: len(d["values"]) for d in docs} == {"loss": 5, "acc": 3}
+    doc = mongo_db.runs.find_one({"_id": run_id})
+    assert sorted((m["name"], m["id"]) for m in doc["info"]["metrics"]) == sorted((d["name"], str(d["_id"])) for d in docs)
+    assert mongo_db.runs.count_documents({}) == 1

@@ -54,6 +54,8 @@ class SyncSummary:
     unchanged: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (run folder, reason)
     run_ids: dict[str, Any] = field(default_factory=dict)  # run folder -> _id (uploaded or updated)
+    # run folder -> {metric name: metric document _id} as the database now holds them
+    metric_ids: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         return {
@@ -69,6 +71,7 @@ class SyncSummary:
         self.unchanged += other.unchanged
         self.failed += other.failed
         self.run_ids.update(other.run_ids)
+        self.metric_ids.update(other.metric_ids)
 
 
 @dataclass
@@ -98,6 +101,8 @@ class _Prepared:
     blobs: list = field(default_factory=list)
     # callbacks filling GridFS ids into the documents once blobs are stored
     fills: list = field(default_factory=list)
+    # {name: _id} of the run's metric documents in the database, when the caller knows them
+    known_metrics: Optional[dict[str, Any]] = None
 
 
 # -- local side --------------------------------------------------------------------------
@@ -142,6 +147,9 @@ class SyncTarget:
     db: Any
     indexed: bool = False
     blob_ids: dict[str, Any] = field(default_factory=dict)
+    # the _id after the last run this target inserted: the next new run tries it without asking
+    # the database for the largest _id (another writer having taken it is a duplicate-key retry)
+    next_id: Optional[int] = None
 
 
 def sync_target(db: Any) -> SyncTarget:
@@ -234,10 +242,8 @@ class _GridFSWriter:
         from bson import Binary
 
         length = 0
-        n = 0
-        for piece in _pieces(blob):
+        for n, piece in enumerate(_pieces(blob)):
             self._chunks.append({"_id": _oid(), "files_id": file_id, "n": n, "data": Binary(piece)})
-            n += 1
             length += len(piece)
             self._pending += len(piece)
             if self._pending >= FLUSH_BYTES:
@@ -459,6 +465,7 @@ def _fill_ids(p: _Prepared, ids_by_md5: dict) -> None:
 # -- the sync ----------------------------------------------------------------------------
 class Uploader:
     def __init__(self, target: SyncTarget, secrets: tuple = (), origin: Optional[str] = None) -> None:
+        self.target = target
         self.db = target.db
         self.secrets = tuple(s for s in secrets if s)
         self.origin = origin or socket.gethostname()
@@ -466,7 +473,8 @@ class Uploader:
         self._ids_by_md5 = target.blob_ids
 
     def upload(self, todo: list[tuple[LocalRun, Optional[int]]], summary: SyncSummary,
-               progress: Optional[Callable[[int], None]] = None) -> None:
+               progress: Optional[Callable[[int], None]] = None,
+               known_metrics: Optional[dict[str, dict[str, Any]]] = None) -> None:
         batch: list[_Prepared] = []
         size = 0
         for local, existing_id in todo:
@@ -477,6 +485,8 @@ class Uploader:
                 if progress:
                     progress(1)
                 continue
+            if known_metrics is not None and existing_id is not None:
+                p.known_metrics = known_metrics.get(local.global_id)
             batch.append(p)
             size += sum(len(m["values"]) for m in p.metric_docs) * 40 + len(p.doc["captured_out"])
             if len(batch) >= BATCH_RUNS or size >= BATCH_BYTES:
@@ -495,7 +505,7 @@ class Uploader:
                 _assign_id(p, p.existing_id)
             else:
                 if next_id is None:
-                    next_id = _max_int_id(self.db) + 1
+                    next_id = self.target.next_id or _max_int_id(self.db) + 1
                 _assign_id(p, next_id)
                 next_id += 1
 
@@ -552,7 +562,10 @@ class Uploader:
         for _ in range(ID_RETRIES):
             if not pending:
                 break
-            docs = [dict(p.doc, _id=p.run_id, sem=dict(p.doc["sem"], fingerprint=None)) for p in pending]
+            # a run with metric documents is complete only once they are in: its fingerprint
+            # is set after them; a run without is complete with its run document
+            docs = [dict(p.doc, _id=p.run_id, sem=dict(p.doc["sem"], fingerprint=p.local.fingerprint if not
+                                                     p.metric_docs else None)) for p in pending]
             try:
                 self.db.runs.insert_many(docs, ordered=False)
                 errors = {}
@@ -569,6 +582,8 @@ class Uploader:
                     retry.append(p)  # another writer took this _id
                 else:
                     summary.failed.append((str(p.local.run_dir), f"database refused the run: {err.get('errmsg')}"))
+            if inserted:
+                self.target.next_id = max(p.run_id for p in inserted) + 1
             if retry:
                 next_id = _max_int_id(self.db) + 1
                 for p in retry:
@@ -591,13 +606,15 @@ class Uploader:
                         raise
                     clashed.add(metric_docs[e["index"]]["run_id"])
         done = [p for p in inserted if p.run_id not in clashed]
-        if done:
+        if any(p.metric_docs for p in done):
             self.db.runs.bulk_write(
-                [UpdateOne({"_id": p.run_id}, {"$set": {"sem.fingerprint": p.local.fingerprint}}) for p in done],
+                [UpdateOne({"_id": p.run_id}, {"$set": {"sem.fingerprint": p.local.fingerprint}})
+                 for p in done if p.metric_docs],
                 ordered=False,
             )
         summary.uploaded += [str(p.local.run_dir) for p in done]
         summary.run_ids.update({str(p.local.run_dir): p.run_id for p in done})
+        summary.metric_ids.update({str(p.local.run_dir): {m["name"]: m["_id"] for m in p.metric_docs} for p in done})
 
         again = [p for p in inserted if p.run_id in clashed]
         for p in again:
@@ -619,8 +636,14 @@ class Uploader:
             return
         ids = [p.existing_id for p in existing]
         previous: dict = {}
-        for m in self.db.metrics.find({"run_id": {"$in": ids}}, {"_id": 1, "run_id": 1, "name": 1}):
-            previous[(m["run_id"], m["name"])] = m["_id"]
+        if all(p.known_metrics is not None for p in existing):
+            # the caller holds them (the live observer: from the run's upload at job start); if a
+            # concurrent sync changed them, the replace below fails on _id and is redone after a read
+            for p in existing:
+                previous.update({(p.existing_id, name): oid for name, oid in (p.known_metrics or {}).items()})
+        else:
+            for m in self.db.metrics.find({"run_id": {"$in": ids}}, {"_id": 1, "run_id": 1, "name": 1}):
+                previous[(m["run_id"], m["name"])] = m["_id"]
         ops, stale = [], []
         for p in existing:
             names = []
@@ -652,6 +675,7 @@ class Uploader:
         )
         summary.updated += [str(p.local.run_dir) for p in existing]
         summary.run_ids.update({str(p.local.run_dir): p.existing_id for p in existing})
+        summary.metric_ids.update({str(p.local.run_dir): {m["name"]: m["_id"] for m in p.metric_docs} for p in existing})
 
 
 def plan_sync(
@@ -684,10 +708,14 @@ def sync_runs(
     progress: Optional[Callable[[int], None]] = None,
     dry_run: bool = False,
     known: Optional[dict] = None,
+    known_metrics: Optional[dict[str, dict[str, Any]]] = None,
 ) -> SyncSummary:
     """Upload the runs missing from the database or changed since their last sync.
     ``SyncSummary.run_ids`` maps each uploaded or updated folder to its run ``_id``. ``db``: a
-    pymongo Database, or a ``SyncTarget`` kept across syncs (indexes and stored files known)."""
+    pymongo Database, or a ``SyncTarget`` kept across syncs (indexes and stored files known).
+    ``known_metrics``: ``{global_id: {name: _id}}`` of the metric documents of runs in the
+    database, when the caller knows them (``SyncSummary.metric_ids`` of its last sync of them):
+    saves the query for them; a wrong guess is caught by the database and read again."""
     target = sync_target(db)
     ensure_indexes(target)
     todo, summary = plan_sync(target.db, run_dirs, known)
@@ -705,5 +733,5 @@ def sync_runs(
                 continue
             (summary.updated if existing is not None else summary.uploaded).append(str(local.run_dir))
         return summary
-    Uploader(target, secrets=secrets).upload(todo, summary, progress)
+    Uploader(target, secrets=secrets).upload(todo, summary, progress, known_metrics)
     return summary

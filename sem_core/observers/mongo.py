@@ -98,6 +98,7 @@ def sync_run_dirs(
     mark: bool = True,
     known: dict | None = None,
     sweep_dir: Path | None = None,
+    known_metrics: dict | None = None,
 ) -> upload.SyncSummary | None:
     """Sync run folders; never raises for database trouble: marks the runs unsynced (unless
     ``mark`` is False: the sweep-end sync cannot tell which runs reached the database before)
@@ -110,7 +111,8 @@ def sync_run_dirs(
             upload.mark_unsynced(d, f"not uploaded at {when}: {settings.display} was unreachable earlier")
         return None
     try:
-        summary = upload.sync_runs(clients.database(settings), run_dirs, secrets=settings.secrets, known=known)
+        summary = upload.sync_runs(clients.database(settings), run_dirs, secrets=settings.secrets, known=known,
+                                   known_metrics=known_metrics)
     except (pymongo.errors.PyMongoError, upload.SyncError, OSError) as exc:
         clients.down = True
         reason = connection.describe_error(exc, settings)
@@ -142,6 +144,7 @@ class MongoLiveObserver(RunObserver):
         self.clients = clients
         self.run_dir: Path | None = None
         self.mongo_id: int | None = None  # the run's _id once its start was synced
+        self.metric_ids: dict[str, Any] = {}  # its metric documents then: {name: _id}
 
     def started_event(
         self,
@@ -157,12 +160,18 @@ class MongoLiveObserver(RunObserver):
         # a global_id is minted per job: normally not in the database yet (skip the lookup)
         summary = sync_run_dirs(self.settings, [self.run_dir], "job start", self.clients, known={})
         self.mongo_id = summary.run_ids.get(str(self.run_dir)) if summary else None
+        self.metric_ids = summary.metric_ids.get(str(self.run_dir), {}) if summary else {}
 
     def join(self) -> None:
         # after every observer's last event: run.json, metrics.json and artifacts are final
         if self.run_dir is not None:
-            known = {self.run_dir.name: (self.mongo_id, None)} if self.mongo_id is not None else None
-            sync_run_dirs(self.settings, [self.run_dir], "job end", self.clients, known=known)
+            known, known_metrics = None, None
+            if self.mongo_id is not None:
+                # what the job-start upload left in the database: the job's end asks nothing first
+                known = {self.run_dir.name: (self.mongo_id, None)}
+                known_metrics = {self.run_dir.name: self.metric_ids}
+            sync_run_dirs(self.settings, [self.run_dir], "job end", self.clients, known=known,
+                          known_metrics=known_metrics)
 
 
 def sync_after_sweep(settings: MongoSettings, sweep_dir: Path, store: Path) -> upload.SyncSummary | None:
