@@ -18,6 +18,7 @@ README's example is checked against its file here.
 
 from __future__ import annotations
 
+import html
 import os
 import re
 import shutil
@@ -237,6 +238,24 @@ def test_figures_only_on_the_generated_performance_page() -> None:
             for m in FIGURE.finditer(line)
         ]
     assert not found, "a figure typed by hand (link to performance.md instead):\n" + "\n".join(found)
+
+
+def test_built_pages_show_no_markdown_source(tmp_path: Path) -> None:
+    """What `mkdocs build --strict` lets through: a list item or fence that Python-Markdown read as text
+    (a missing blank line, a 2-space indent) shows its raw `- ` or backticks on the page."""
+    pytest.importorskip("mkdocs")
+    site = tmp_path / "site"
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    build = [sys.executable, "-m", "mkdocs", "build", "--quiet", "--site-dir", str(site)]
+    subprocess.run(build, cwd=REPO, env=env, check=True, capture_output=True, text=True)
+    raw = re.compile(r"(?:^|\n)\s*(?:- |\* |\d+\. )|```|--8<--")
+    found = []
+    for page in sorted(site.rglob("*.html")):
+        for m in re.finditer(r"<p>(.*?)</p>", page.read_text(encoding="utf-8"), re.S):
+            text = html.unescape(re.sub(r"<[^>]+>", "", m.group(1)))
+            if raw.search(text):
+                found.append(f"{page.relative_to(site)}: {text[:120]!r}")
+    assert not found, "Markdown shown as text (add a blank line before the list, indent by 4):\n" + "\n".join(found)
 
 
 def update(pages: list[Path]) -> None:
