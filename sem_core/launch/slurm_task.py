@@ -9,16 +9,25 @@ attached to the experiment (locks, clients, open files) ever has to be pickled.
 
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.util
 import os
 import pickle
 import sys
 import traceback
 from pathlib import Path
-from typing import Any, Optional
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
 
 from sem_core.launch.job import JobRunner, is_sem_task
 from sem_core.run_status import ACTIVE_STATUSES, RunStatus
+
+if TYPE_CHECKING:
+    from hydra.core.utils import JobReturn
+    from hydra.types import TaskFunction
+    from submitit.helpers import DelayedSubmission
+
+    from sem_core.experiment import Experiment
 
 PAYLOAD_VERSION = 1
 
@@ -28,7 +37,7 @@ class JobsFailed(Exception):
     non-zero, so Slurm (sacct) shows FAILED and not COMPLETED (hydra #1928)."""
 
 
-def slurm_meta(environ=os.environ) -> dict:
+def slurm_meta(environ: Mapping[str, str] = os.environ) -> dict:
     """Where this task runs, from the variables Slurm sets (recorded with every run)."""
     array_job = environ.get("SLURM_ARRAY_JOB_ID")
     array_task = environ.get("SLURM_ARRAY_TASK_ID")
@@ -45,19 +54,18 @@ def slurm_meta(environ=os.environ) -> dict:
     }
 
 
-def load_model_module(path: str, source: str):
+def load_model_module(path: str, source: str) -> ModuleType:
     """Execute the model file's submitted source as a module named after it (not ``__main__``,
     so ``@ex.automain`` does not start a sweep) with ``__file__`` = the model file."""
     name = "_sem_model_" + Path(path).stem
-    spec = importlib.util.spec_from_loader(name, loader=None, origin=path)
-    module = importlib.util.module_from_spec(spec)
+    module = importlib.util.module_from_spec(importlib.machinery.ModuleSpec(name, None, origin=path))
     module.__file__ = path
     sys.modules[name] = module
     exec(compile(source, path, "exec"), module.__dict__)
     return module
 
 
-def find_experiment(module, path: str):
+def find_experiment(module: ModuleType, path: str) -> Experiment:
     from sem_core.experiment import Experiment
 
     found = [v for v in vars(module).values() if isinstance(v, Experiment) and v.path == Path(path).resolve()]
@@ -130,7 +138,7 @@ class ArrayTask:
             raise JobsFailed(f"{len(failures)} of {len(self.jobs)} jobs in this array task failed: " + "; ".join(failures))
         return returns
 
-    def _task_function(self, payload: dict):
+    def _task_function(self, payload: dict) -> TaskFunction:
         model = payload.get("model")
         if model is None:  # any Hydra app: its task function travels pickled
             return pickle.loads(payload["task_bytes"])
@@ -163,7 +171,7 @@ class ArrayTask:
             print(f"sem: {exc}; running the job again", file=sys.stderr, flush=True)
             return False
 
-    def _run_job(self, payload: dict, runner: JobRunner, job: dict):
+    def _run_job(self, payload: dict, runner: JobRunner, job: dict) -> JobReturn:
         from hydra.core.utils import JobStatus
 
         from sem_core.job_return import portable
@@ -190,7 +198,7 @@ class ArrayTask:
         return portable(ret)
 
     # -- requeue -----------------------------------------------------------------------
-    def checkpoint(self, *args: Any, **kwargs: Any):
+    def checkpoint(self, *args: Any, **kwargs: Any) -> DelayedSubmission:
         """Called by submitit on timeout/preemption before requeueing: run the model's
         ``@ex.checkpoint`` hook, then resubmit the jobs not finished yet."""
         import submitit
@@ -198,7 +206,7 @@ class ArrayTask:
         payload = self._payload
         experiment = _model_experiment() if payload is not None and payload.get("model") is not None else None
         current = experiment.lifecycle.run if experiment is not None else None
-        if current is not None:
+        if experiment is not None and current is not None:
             hook = experiment._checkpoint_fn
             if hook is not None:
                 try:
@@ -209,7 +217,7 @@ class ArrayTask:
         return submitit.helpers.DelayedSubmission(remaining)
 
 
-def _model_experiment():
+def _model_experiment() -> Optional[Experiment]:
     """The experiment of the model file this task executed (``load_model_module``)."""
     from sem_core.experiment import Experiment
 
@@ -221,7 +229,7 @@ def _model_experiment():
     return None
 
 
-def _call_hook(hook, config: dict) -> None:
+def _call_hook(hook: Callable[..., Any], config: dict) -> None:
     import inspect
 
     try:
