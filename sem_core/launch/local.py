@@ -62,12 +62,17 @@ OUTPUT_TAIL_LINES = 20
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
+# The plugin's LocalLauncher (hydra_plugins.sem_plugins.launcher), which calls launch() with
+# itself: typed Any because the library never imports the plugin package.
+PluginLauncher = Any
+
+
 class JobLost(Exception):
     """A job whose process ended without handing back its result: it died, was interrupted,
     or raised what Hydra does not catch (SystemExit)."""
 
 
-def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> List[JobReturn]:
+def launch(launcher: PluginLauncher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> List[JobReturn]:
     setup_globals()
     configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
     Path(str(launcher.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
@@ -93,7 +98,9 @@ def _jobs(count: int) -> str:
     return f"{count} job" if count == 1 else f"{count} jobs"
 
 
-def _launch_in_process(launcher, runner: JobRunner, job_overrides, initial_job_idx) -> List[JobReturn]:
+def _launch_in_process(
+    launcher: PluginLauncher, runner: JobRunner, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+) -> List[JobReturn]:
     runs: List[JobReturn] = []
     for offset, overrides in enumerate(job_overrides):
         idx = initial_job_idx + offset
@@ -487,8 +494,14 @@ class _Worker:
     reading: bool = True  # its pipe is still open
 
 
-def _launch_in_processes(launcher, runner: JobRunner, job_overrides, initial_job_idx, n_jobs,
-                         gpu_sets) -> List[JobReturn]:
+def _launch_in_processes(
+    launcher: PluginLauncher,
+    runner: JobRunner,
+    job_overrides: Sequence[Sequence[str]],
+    initial_job_idx: int,
+    n_jobs: int,
+    gpu_sets: Optional[Sequence[Sequence[str]]],
+) -> List[JobReturn]:
     runner.prepare(job_overrides)  # composed once here: forked workers inherit it
     starter = _ForkStarter(runner) if sys.platform.startswith("linux") else _SpawnStarter(runner)
     queue = collections.deque(enumerate(job_overrides))
@@ -505,7 +518,7 @@ def _launch_in_processes(launcher, runner: JobRunner, job_overrides, initial_job
                 break
             _forward_stop(stop, workers)
             ready = wait(_waitables(stop, workers), timeout=_forward_timeout(stop, workers))
-            if stop.wake_r in ready:
+            if stop.wake_r in ready and stop.signum is not None:  # signum is set before the pipe is written
                 stop.drain()
                 log.warning(
                     f"{_signal_name(stop.signum)}: no new jobs ({len(queue)} not started); interrupting "
@@ -535,8 +548,15 @@ def _launch_in_processes(launcher, runner: JobRunner, job_overrides, initial_job
     return [r for r in results if r is not None]
 
 
-def _hand_out(starter, stop: _StopSignals, workers: list[_Worker], queue: collections.deque, n_jobs: int,
-              initial_job_idx: int, gpu_sets: Optional[Sequence[Sequence[str]]]) -> None:
+def _hand_out(
+    starter: _ForkStarter | _SpawnStarter,
+    stop: _StopSignals,
+    workers: list[_Worker],
+    queue: collections.deque,
+    n_jobs: int,
+    initial_job_idx: int,
+    gpu_sets: Optional[Sequence[Sequence[str]]],
+) -> None:
     """Give queued rows to idle workers, forking new ones while there are fewer than n_jobs."""
     while queue:
         worker = next((w for w in workers if w.job is None and not w.leaving), None)
@@ -555,7 +575,7 @@ def _hand_out(starter, stop: _StopSignals, workers: list[_Worker], queue: collec
         worker.job = _Job(offset, idx, list(overrides))
 
 
-def _start_worker(starter, stop: _StopSignals, workers: Sequence[_Worker],
+def _start_worker(starter: _ForkStarter | _SpawnStarter, stop: _StopSignals, workers: Sequence[_Worker],
                   gpu_sets: Optional[Sequence[Sequence[str]]]) -> _Worker:
     taken = {w.place for w in workers}
     place = next(p for p in range(len(workers) + 1) if p not in taken)
@@ -664,9 +684,10 @@ def _receive(worker: _Worker) -> None:
 def _job_return(runner: JobRunner, job: _Job, exitcode: int, stopping: bool) -> JobReturn:
     """The job's JobReturn: the one its process sent, or a FAILED one when there is none, with
     the job's record (if it has one) ended to match."""
-    kind = job.message[0] if job.message else None
-    if kind == "done":
-        return job.message[1]
+    message = job.message
+    kind = message[0] if message else None
+    if message and kind == "done":
+        return message[1]
     if job.message:
         status, reason, details = _message_verdict(job.message)
     else:
