@@ -19,13 +19,20 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, List, Optional, Sequence
 
 from sem_core.errors import ConfigError, SemError, warn
 from sem_core.run_status import RunStatus
 from sem_core.slurm import arrays, container
 from sem_core.slurm import status as st
 from sem_core.launch.slurm_task import PAYLOAD_VERSION, ArrayTask
+
+if TYPE_CHECKING:
+    from hydra.core.utils import JobReturn
+    from submitit import Job
+
+    from sem_core.experiment import Experiment
+    from sem_core.task import SemTask
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +179,8 @@ class _SemTasks(_Tasks):
     """The rows of a sem experiment: the model file travels as source, each run is recorded
     QUEUED before Slurm may start it."""
 
+    store: Path
+
     def __init__(self, task: Any, config: Any) -> None:
         super().__init__(task, config)
         self.experiment = task.experiment
@@ -194,7 +203,7 @@ class _SemTasks(_Tasks):
                        sweep.initial_job_idx, self.heartbeat_interval, sweep.params.get("partition"))
 
 
-def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> List[Any]:
+def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> List[Any]:
     """Submit the jobs held, record them QUEUED, release them; with ``wait``, wait for them
     and return one JobReturn per job."""
     from hydra.core.utils import configure_log, setup_globals
@@ -225,7 +234,7 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
     return _job_returns(state, outcomes, job_overrides, sweep.tasks.store, sweep.rows)
 
 
-def _prepare(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> SlurmSweep:
+def _prepare(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> SlurmSweep:
     """The launch's settings checked and its folders made."""
     from sem_core.launch.job import is_sem_task
 
@@ -354,7 +363,7 @@ def _mongo_secret_file(folder: Path, settings: Any) -> Optional[str]:
 
 
 @contextlib.contextmanager
-def _without_secret_environment():
+def _without_secret_environment() -> Iterator[None]:
     """sbatch copies the submitting environment into the job, and slurmctld keeps that copy:
     the database URL stays out of it (jobs read the sweep's private file instead)."""
     import os
@@ -376,7 +385,8 @@ def _job_rows(job_overrides: Sequence[Sequence[str]]) -> list[Optional[dict]]:
 
 
 def _record_queued(
-    experiment, task, store: Path, job_overrides, rows, state: SweepState, initial_job_idx: int,
+    experiment: Experiment, task: SemTask, store: Path, job_overrides: Sequence[Sequence[str]], rows: list,
+    state: SweepState, initial_job_idx: int,
     heartbeat_interval: float, partition: Optional[str],
 ) -> None:
     """A QUEUED record per run, carrying its Slurm job id and array index."""
@@ -422,7 +432,7 @@ def _record_queued(
                 )
 
 
-def _queued_return(overrides: Sequence[str]):
+def _queued_return(overrides: Sequence[str]) -> JobReturn:
     from hydra.core.utils import JobReturn, JobStatus
 
     ret = JobReturn()
@@ -436,7 +446,7 @@ def _queued_return(overrides: Sequence[str]):
 DEAD_AFTER_SIGHTINGS = 2  # consecutive Slurm queries (>= 5 s apart) before a task with no result is dead
 
 
-def _wait(state: SweepState, poll_s: float, n_jobs: int, store: Optional[Path], rows) -> dict:
+def _wait(state: SweepState, poll_s: float, n_jobs: int, store: Optional[Path], rows: list) -> dict:
     """Poll result files (cheap) every ``poll_s`` and Slurm every few seconds until every
     array task ended; log progress whenever it changes. Returns {(sub, task): TaskOutcome}."""
     outcomes = {(s, a): TaskOutcome() for s, sub in enumerate(state.submissions) for a in range(len(sub.tasks))}
@@ -483,7 +493,7 @@ def _wait(state: SweepState, poll_s: float, n_jobs: int, store: Optional[Path], 
         time.sleep(poll_s)
 
 
-def _read_result(job, out: TaskOutcome) -> None:
+def _read_result(job: Job[Any], out: TaskOutcome) -> None:
     try:
         outcome, value = job._get_outcome_and_result()
     except Exception as exc:  # a truncated or unreadable result file: reported, not guessed
@@ -496,7 +506,7 @@ def _read_result(job, out: TaskOutcome) -> None:
         out.error = str(value)
 
 
-def _dead_task(job, info: st.SlurmJobState, out: TaskOutcome) -> None:
+def _dead_task(job: Job[Any], info: st.SlurmJobState, out: TaskOutcome) -> None:
     out.done = True
     out.slurm_state = info.state
     out.error = (
@@ -540,7 +550,7 @@ def _ask_slurm_about_failed_tasks(state: SweepState, outcomes: dict, patience_s:
 STOPPED_BY_SLURM = (RunStatus.TIMEOUT, RunStatus.CANCELLED, RunStatus.KILLED)  # verdicts that overrule a FAILED record
 
 
-def _job_running_when_stopped(indices: Sequence[int], rows, store: Optional[Path]) -> Optional[int]:
+def _job_running_when_stopped(indices: Sequence[int], rows: list, store: Optional[Path]) -> Optional[int]:
     """The job a stopped array task was running: the last of its pack whose record left QUEUED
     (the jobs of a pack run one after another)."""
     from sem_core import records
@@ -554,7 +564,9 @@ def _job_running_when_stopped(indices: Sequence[int], rows, store: Optional[Path
     return None
 
 
-def _job_returns(state: SweepState, outcomes: dict, job_overrides, store: Optional[Path], rows) -> list:
+def _job_returns(
+    state: SweepState, outcomes: dict, job_overrides: Sequence[Sequence[str]], store: Optional[Path], rows: list
+) -> list:
     """One JobReturn per job. For sem runs the record is the truth (the worker wrote it);
     records of tasks Slurm stopped are reconciled here with Slurm's verdict."""
     from hydra.core.utils import JobReturn, JobStatus
