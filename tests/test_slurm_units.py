@@ -258,7 +258,7 @@ def test_a_cluster_section_maps_onto_launcher_fields(tmp_path):
     import warnings
 
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # the launcher's own names and the seed's sif: no warning
+        warnings.simplefilter("error")  # the launcher's own names and experiment_manager's sif: no warning
         mapped = sections.map_section("hpc", section, tmp_path / "exp", "experiment_config.yaml")
     assert mapped == {
         "partition": "gpu", "timeout_min": 120, "cpus_per_task": 4, "gpus_per_task": 1, "mem_gb": 8.0,
@@ -268,36 +268,28 @@ def test_a_cluster_section_maps_onto_launcher_fields(tmp_path):
     }
 
 
-def test_old_spellings_still_map_with_one_warning_naming_the_key_to_write(tmp_path, monkeypatch):
-    from sem_core import settings
-    from sem_core.errors import SemWarning
-
-    monkeypatch.setattr(settings, "_said", set())
-    monkeypatch.setenv(settings.SAID_ENV, "")
-
-    section = {"time": "02:00:00", "cpus": 4, "mem": "8G", "modules": ["cuda/12", "gcc"], "parallelism": 10}
-    with pytest.warns(SemWarning) as caught:
-        mapped = sections.map_section("old", section, tmp_path, "old/experiment_config.yaml")
-    assert mapped == {"timeout_min": 120, "cpus_per_task": 4, "mem_gb": 8.0,
-                      "setup": ["module load cuda/12", "module load gcc"], "array_parallelism": 10}
-    messages = [str(w.message) for w in caught if issubclass(w.category, SemWarning)]
-    assert len(messages) == 5
-    assert any("key 'time'" in m and "write 'timeout_min' (it takes minutes or [D-]HH:MM:SS)" in m for m in messages)
-    assert any("key 'modules'" in m and "setup: ['module load cuda/12', 'module load gcc']" in m for m in messages)
-    # once per command: a sweep over several model files reads the section once per file
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        sections.map_section("old", section, tmp_path, "old/experiment_config.yaml")
+@pytest.mark.parametrize(("key", "value", "write"), [
+    ("time", "02:00:00", "write 'timeout_min' (it takes minutes or [D-]HH:MM:SS)"),
+    ("cpus", 4, "write 'cpus_per_task'"),
+    ("mem", "8G", "write 'mem_gb' (it takes GB or text like 16G)"),
+    ("modules", ["cuda/12", "gcc"], "write setup: ['module load cuda/12', 'module load gcc']"),
+    ("parallelism", 10, "write 'array_parallelism'"),
+])
+def test_an_old_spelling_is_an_error_naming_the_key_to_write(tmp_path, key, value, write):
+    with pytest.raises(ConfigError) as caught:
+        sections.map_section("old", {"partition": "gpu", key: value}, tmp_path, "old/experiment_config.yaml")
+    message = str(caught.value)
+    assert message.startswith(f"old/experiment_config.yaml: section 'old' key {key!r}: an old spelling; ")
+    assert write in message and "\n" not in message
 
 
-def test_every_launcher_setting_has_one_spelling_besides_the_seeds():
+def test_every_launcher_setting_has_one_spelling_besides_the_predecessors():
     from hydra_plugins.sem_plugins.config import SlurmLauncherConf
 
     fields = {f.name for f in dataclasses.fields(SlurmLauncherConf) if not f.name.startswith("_")}
     assert set(sections.launcher_keys()) == fields | {"sif"}
-    assert set(sections.DEPRECATED_KEYS.values()) <= fields
+    assert set(sections.OLD_SPELLINGS.values()) <= fields
+    assert not set(sections.OLD_SPELLINGS) & set(sections.launcher_keys())
 
 
 def test_unknown_cluster_key_names_file_section_and_known_keys(tmp_path):

@@ -6,8 +6,9 @@
       sif: ../images/env.sif
 
 is selectable as ``hydra/launcher=mycluster``: its keys are ``SlurmLauncherConf``'s field names
-(plus the seed's ``sif``); command-line ``hydra.launcher.*`` overrides still win. A section is a
-cluster section by its ``type`` or by the seed's ``sif``/``partition`` keys (``settings.cluster_type``).
+(plus experiment_manager's ``sif``); command-line ``hydra.launcher.*`` overrides still win. A section
+is a cluster section by its ``type`` or by experiment_manager's ``sif``/``partition`` keys
+(``settings.cluster_type``). An earlier spelling of a key is an error naming the key to write.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from typing import Any, Mapping
 from sem_core.errors import ConfigError
 
 # The keys of a cluster section are the launcher's option names, as in hydra.launcher.<name>=...
-# (one spelling, which works in both places), plus the seed's `sif` for the container image.
-SEED_KEYS = {"sif": "container"}
-# Older spellings: still read, each with one warning naming the key to write instead.
-DEPRECATED_KEYS = {
+# (one spelling, which works in both places), plus experiment_manager's `sif` for the container image.
+PREDECESSOR_KEYS = {"sif": "container"}
+# Spellings of earlier versions: not read; each is an error naming the key to write instead.
+OLD_SPELLINGS = {
     "queue": "partition",
     "time": "timeout_min", "time_limit": "timeout_min", "walltime": "timeout_min",
     "cpus": "cpus_per_task", "n_cpus": "cpus_per_task",
@@ -38,7 +39,7 @@ DEPRECATED_KEYS = {
     "singularity_flags": "container_flags",
     "binds": "container_binds", "bind": "container_binds",
 }
-# value forms a key takes besides the launcher option's own, named in the old-spelling warning
+# value forms a key takes besides the launcher option's own, named in the old-spelling error
 _VALUE_FORMS = {"timeout_min": "minutes or [D-]HH:MM:SS", "mem_gb": "GB or text like 16G"}
 
 
@@ -48,7 +49,7 @@ def launcher_keys() -> dict[str, str]:
     from sem_core.slurm.config import SlurmLauncherConf
 
     names = {f.name: f.name for f in dataclasses.fields(SlurmLauncherConf) if not f.name.startswith("_")}
-    return {**names, **SEED_KEYS}
+    return {**names, **PREDECESSOR_KEYS}
 
 
 _MEM_RE = re.compile(r"^\s*(?P<n>\d+(?:\.\d+)?)\s*(?P<u>[KMGT]?)B?\s*$", re.IGNORECASE)
@@ -127,20 +128,19 @@ def _replacement(key: str, field: str, value: Any) -> str:
 def map_section(name: str, section: Mapping[str, Any], experiment_dir: Path, source: str) -> dict:
     """A slurm cluster section -> SlurmLauncherConf overrides. Unknown keys are errors that
     list the known ones."""
-    from sem_core.settings import did_you_mean, say_once
+    from sem_core.settings import did_you_mean
 
     known = launcher_keys()
     out: dict[str, Any] = {}
     for key, value in section.items():
         if key == "type":
             continue
-        field = known.get(key) or DEPRECATED_KEYS.get(key)
         where = f"{source}: section {name!r} key {key!r}"
+        if key in OLD_SPELLINGS:
+            raise ConfigError(f"{where}: an old spelling; write {_replacement(key, OLD_SPELLINGS[key], value)}")
+        field = known.get(key)
         if field is None:
             raise ConfigError(f"{where}: unknown key{did_you_mean(key, known)}; known keys: {', '.join(sorted(known))}")
-        if key in DEPRECATED_KEYS:
-            # once per command: every model file of a sweep maps the section again
-            say_once(f"{where}: an old spelling, still read; write {_replacement(key, field, value)}")
         try:
             if field == "timeout_min":
                 value = parse_time_limit(value)
