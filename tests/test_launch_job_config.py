@@ -5,6 +5,8 @@ any of the Hydra overrides a sweep passes to every job."""
 from __future__ import annotations
 
 import copy
+import json
+from pathlib import Path
 
 import pytest
 from hydra import initialize
@@ -19,6 +21,7 @@ from sem_core.experiment import load_model_file
 from sem_core.hydra_app import register_primary_config
 from sem_core.launch.job_config import JobConfigs
 from sem_core.row_store import register_rows
+from tests.conftest import run_model
 
 MODEL = """
 from sem_core import Experiment
@@ -53,8 +56,11 @@ scalars = st.one_of(
     st.text(max_size=12),
     st.sampled_from(["${x}", "a${b}c", "\\${y}", "1e-3", "", "null", "true"]),
 )
-values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
-                                                        st.dictionaries(keys, inner, max_size=3)), max_leaves=6)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(keys, inner, max_size=3)),
+    max_leaves=6,
+)
 rows = st.lists(st.dictionaries(keys, values, min_size=1, max_size=4), min_size=2, max_size=4)
 
 
@@ -100,8 +106,13 @@ def _same(derived, composed, idx: int) -> None:
     # resolved as the job sees them: its config (main's row) and Hydra's per-job fields
     derived, composed = _as_job(derived, idx), _as_job(composed, idx)
     assert _resolved_without_hydra(derived) == _resolved_without_hydra(composed)
-    for path in ("hydra.sweep.subdir", "hydra.job.override_dirname", "hydra.overrides.task", "hydra.runtime.choices",
-                 "hydra.job.env_set"):
+    for path in (
+        "hydra.sweep.subdir",
+        "hydra.job.override_dirname",
+        "hydra.overrides.task",
+        "hydra.runtime.choices",
+        "hydra.job.env_set",
+    ):
         assert OmegaConf.select(derived, path) == OmegaConf.select(composed, path)
 
 
@@ -138,8 +149,12 @@ def test_each_job_gets_a_config_of_its_own(primary: str) -> None:
 def test_options_with_defaults_lists_are_composed_by_hydra(primary: str) -> None:
     """An option that is more than a row (a defaults list of its own) is left to Hydra."""
     ConfigStore.instance().store(group="sem_test_part", name="a", node={"width": 3})
-    ConfigStore.instance().store(group="sem_test_preset", name="p", package="_global_",
-                                 node={"defaults": [{"/sem_test_part": "a"}, "_self_"], "preset": 1})
+    ConfigStore.instance().store(
+        group="sem_test_preset",
+        name="p",
+        package="_global_",
+        node={"defaults": [{"/sem_test_part": "a"}, "_self_"], "preset": 1},
+    )
     with initialize(version_base="1.3", config_path=None):
         loader, master = _sweep(primary, [])
         configs = JobConfigs(loader, master)
@@ -147,3 +162,57 @@ def test_options_with_defaults_lists_are_composed_by_hydra(primary: str) -> None
             config = configs.for_job(["+sem_test_preset=p"])
             assert config.preset == 1 and config.sem_test_part.width == 3
         assert not configs._bases  # nothing derived
+
+
+HYDRA_INSIDE_MAIN = """
+import json, os
+from pathlib import Path
+from hydra.core.hydra_config import HydraConfig
+from sem_core import Experiment
+ex = Experiment(__file__)
+
+@ex.configs
+def configs():
+    return [{"x": 1, "nested": {"a": [1, 2]}}, {"x": 2, "name": "b"}, {"x": 3}]
+
+@ex.automain
+def main(config):
+    hc = HydraConfig.get()
+    seen = {"num": hc.job.num, "id": hc.job.id, "dirname": hc.job.override_dirname,
+            "row": hc.runtime.choices.sem_row, "output_dir": hc.runtime.output_dir, "cwd": os.getcwd(),
+            "saved": sorted(p.name for p in (Path(hc.runtime.output_dir) / ".hydra").iterdir()),
+            "overrides": (Path(hc.runtime.output_dir) / ".hydra" / "overrides.yaml").read_text(),
+            "config": config}
+    out = Path(hc.runtime.cwd) / "seen"
+    out.mkdir(exist_ok=True)
+    (out / f"{config['x']}.json").write_text(json.dumps(seen))
+"""
+
+
+@pytest.mark.parametrize("launcher", [[], ["hydra/launcher=local", "hydra.launcher.n_jobs=2"]])
+def test_each_job_sees_its_own_hydra_config(write_model, tmp_path, launcher: list[str]) -> None:
+    """Inside main, through derived configs: HydraConfig, hydra.job.num/id/override_dirname, the
+    sweep subdir's interpolations, hydra.job.chdir and the .hydra files, per job."""
+    model = write_model(HYDRA_INSIDE_MAIN, "m_hc.py")
+    proc = run_model(
+        model,
+        "hydra.sweep.subdir=job${hydra.job.num}_${x}",
+        "hydra.job.chdir=true",
+        "sem.heartbeat_interval=9",
+        *launcher,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    seen = {int(p.stem): json.loads(p.read_text()) for p in (model.parent / "seen").iterdir()}
+    assert sorted(seen) == [1, 2, 3]
+    for x, job in seen.items():
+        num = x - 1
+        assert job["num"] == num and job["id"] == str(num)
+        assert job["row"] == f"j{num}"
+        assert job["dirname"] == f"+sem_row=j{num},sem.heartbeat_interval=9"
+        assert Path(job["output_dir"]).name == f"job{num}_{x}"
+        assert job["cwd"] == job["output_dir"]  # hydra.job.chdir
+        assert job["saved"] == ["config.yaml", "hydra.yaml", "overrides.yaml"]
+        assert f"+sem_row=j{num}" in job["overrides"] and "sem.heartbeat_interval=9" in job["overrides"]
+        assert job["config"]["x"] == x
+    assert seen[1]["config"]["nested"] == {"a": [1, 2]} and seen[2]["config"]["name"] == "b"
+    assert "name" not in seen[3]["config"] and "nested" not in seen[3]["config"]

@@ -5,8 +5,9 @@ files, logging, callbacks, ``hydra.job.chdir``), as in Hydra's own launchers."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any
 
 from hydra.core.utils import JobReturn, run_job
 from hydra.types import HydraContext, TaskFunction
@@ -29,14 +30,14 @@ class JobRunner:
     keep_configs: bool = True
     # derive job configs from one composition (one-job launches gain nothing: Hydra composes)
     derive: bool = True
-    configs: Optional[JobConfigs] = field(default=None, repr=False)
+    configs: JobConfigs | None = field(default=None, repr=False)
 
     def prepare(self, job_overrides: Sequence[Sequence[str]]) -> None:
         """Compose what the jobs share now (before forking workers, so that each inherits it)."""
         for overrides in job_overrides[:2]:  # the first job, then the template checked against it
             self._configs().for_job(overrides)
 
-    def run(self, overrides: Sequence[str], idx: int, job_id: Optional[Any] = None) -> JobReturn:
+    def run(self, overrides: Sequence[str], idx: int, job_id: Any | None = None) -> JobReturn:
         """Run job number ``idx`` (``hydra.job.num``; ``hydra.job.id`` is ``job_id``, else ``idx``)."""
         config = self._configs().for_job(overrides)
         with open_dict(config):

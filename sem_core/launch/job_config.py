@@ -23,8 +23,9 @@ from __future__ import annotations
 import copy
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any
 
 from hydra._internal.config_loader_impl import get_overrides_dirname
 from hydra.core.config_store import ConfigNode, ConfigStore
@@ -84,7 +85,7 @@ class JobConfigs:
         return self.loader.load_sweep_config(self.master, list(overrides))
 
     # -- derivation ----------------------------------------------------------------------
-    def _derive(self, overrides: list[str]) -> Optional[DictConfig]:
+    def _derive(self, overrides: list[str]) -> DictConfig | None:
         if not overrides:
             return None
         match = _APPENDED_OPTION.match(overrides[-1])
@@ -100,8 +101,9 @@ class JobConfigs:
             first = self._first_jobs.pop(common, None)
             if first is None:
                 composed = self.compose(overrides)
-                self._first_jobs[common] = _FirstJob(OmegaConf.to_yaml(composed), list(composed.hydra.runtime.choices),
-                                                     overrides[-1], group, option)
+                self._first_jobs[common] = _FirstJob(
+                    OmegaConf.to_yaml(composed), list(composed.hydra.runtime.choices), overrides[-1], group, option
+                )
                 return composed
             base = self._bases[common] = self._checked_base(common, first)
         if not base.usable or base.touched.intersection(node.keys()):
@@ -145,7 +147,7 @@ class JobConfigs:
         return config
 
 
-def _global_option(group: str, option: str) -> Optional[DictConfig]:
+def _global_option(group: str, option: str) -> DictConfig | None:
     """A copy of ConfigStore option ``group/option`` if it merges at the root as it is: package
     ``_global_`` and no defaults list of its own; None otherwise."""
     folder: Any = ConfigStore.instance().repo
