@@ -13,7 +13,7 @@ import pytest
 from sem_core import cli, records
 from sem_core.errors import SemError
 from sem_core.results import NoRunsFound, get_runs, load_runs
-from sem_core.results.load import CACHE_VERSION, cache_path
+from sem_core.results.load import _read_cache, cache_path
 from tests.results_store import T0, write_run
 
 
@@ -83,9 +83,13 @@ def test_a_corrupt_cache_is_rebuilt_from_the_records(tmp_path):
     store = tmp_path / "runs"
     write_run(store, {"fold": 0}, 0, {"loss": [1.0]})
     load_runs(store)
-    cache_path(store).write_text("{not json")
+    cache = cache_path(store)
+    header, _, payload = cache.read_bytes().partition(b"\n")
+    cache.write_bytes(header + b"\n" + payload[:-1] + bytes([payload[-1] ^ 1]))  # one bit flipped on disk
     assert list(load_runs(store)["loss"]) == [1.0]
-    assert json.loads(cache_path(store).read_text())["version"] == CACHE_VERSION
+    cache.write_text("{not json")
+    assert list(load_runs(store)["loss"]) == [1.0]
+    assert len(_read_cache(cache, store)) == 1  # rebuilt, readable again
 
 
 def test_a_corrupt_run_json_is_skipped_and_named(tmp_path, capsys):
