@@ -246,5 +246,6 @@ def test_a_job_end_sync_with_stale_metric_knowledge_still_leaves_one_full_docume
     assert sorted(d["name"] for d in docs) == ["acc", "loss"]
     assert {d["name"]: len(d["values"]) for d in docs} == {"loss": 5, "acc": 3}
     doc = mongo_db.runs.find_one({"_id": run_id})
-    assert sorted((m["name"], m["id"]) for m in doc["info"]["metrics"]) == sorted((d["name"], str(d["_id"])) for d in docs)
+    linked = sorted((m["name"], m["id"]) for m in doc["info"]["metrics"])
+    assert linked == sorted((d["name"], str(d["_id"])) for d in docs)
     assert mongo_db.runs.count_documents({}) == 1

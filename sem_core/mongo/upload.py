@@ -583,7 +583,7 @@ class Uploader:
                 else:
                     summary.failed.append((str(p.local.run_dir), f"database refused the run: {err.get('errmsg')}"))
             if inserted:
-                self.target.next_id = max(p.run_id for p in inserted) + 1
+                self.target.next_id = max(p.run_id for p in inserted if p.run_id is not None) + 1
             if retry:
                 next_id = _max_int_id(self.db) + 1
                 for p in retry:
