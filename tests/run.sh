@@ -44,7 +44,8 @@ rm -rf "$site_dir"
 
 # @@ service start lines (keep each idempotent; stop them in cleanup) @@
 bash tests/omniboard/install.sh  # Omniboard from npm into ~/.cache/sem-test/omniboard (once)
-cleanup() { bash tests/slurm/stop.sh || true; }
+lowest_dir=""  # the lowest-versions virtualenv (below), removed on any exit
+cleanup() { bash tests/slurm/stop.sh || true; rm -rf "$lowest_dir"; }
 trap cleanup EXIT
 # a real single-node Slurm (munge, MariaDB + slurmdbd, slurmctld, slurmd; apt on first use)
 bash tests/slurm/start.sh
@@ -72,12 +73,12 @@ LOWEST_TESTS=(
   tests/test_results_load.py         # pandas, numpy and matplotlib
 )
 lowest_start=$SECONDS
-lowest_venv=$(mktemp -d)/venv
+lowest_dir=$(mktemp -d)
+lowest_venv=$lowest_dir/venv
 "$PYTHON" -m venv "$lowest_venv"
 "$lowest_venv/bin/python" -m pip install -q --disable-pip-version-check \
   -c tests/lowest-constraints.txt -e '.[test]'
 echo "== lowest versions: $(tr -s ' \n' ' ' < <(grep -v '^#' tests/lowest-constraints.txt))"
 # the venv's bin first: tests that run `sem` get this environment's
 PATH="$lowest_venv/bin:$PATH" "$lowest_venv/bin/python" -m pytest -m "not slurm" "${LOWEST_TESTS[@]}"
-rm -rf "$(dirname "$lowest_venv")"
 echo "== lowest versions passed ($((SECONDS - lowest_start)) s)"
