@@ -441,7 +441,7 @@ def test_slurm_meta_reads_the_array_task_from_slurms_variables():
 
 
 def test_the_worker_runs_the_submitted_source_without_starting_a_sweep(tmp_path):
-    from sem_core.launch.slurm_task import find_experiment, load_model_module
+    from sem_core.experiment import load_model_file
 
     model = tmp_path / "models" / "m_w.py"
     model.parent.mkdir()
@@ -453,7 +453,7 @@ def test_the_worker_runs_the_submitted_source_without_starting_a_sweep(tmp_path)
         "@ex.automain\ndef main(config):\n    return config['a']\n"
     )
     model.write_text("# edited after submission\n")  # the worker uses the submitted source
-    ex = find_experiment(load_model_module(str(model), source), str(model))
+    ex = load_model_file(str(model), source)
     assert ex.rows() == [{"a": 42}] and ex.path == model.resolve()
 
 

@@ -9,14 +9,11 @@ attached to the experiment (locks, clients, open files) ever has to be pickled.
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import os
 import pickle
 import sys
 import traceback
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
 
 from sem_core.launch.job import JobRunner, is_sem_task
@@ -54,26 +51,6 @@ def slurm_meta(environ: Mapping[str, str] = os.environ) -> dict:
     }
 
 
-def load_model_module(path: str, source: str) -> ModuleType:
-    """Execute the model file's submitted source as a module named after it (not ``__main__``,
-    so ``@ex.automain`` does not start a sweep) with ``__file__`` = the model file."""
-    name = "_sem_model_" + Path(path).stem
-    module = importlib.util.module_from_spec(importlib.machinery.ModuleSpec(name, None, origin=path))
-    module.__file__ = path
-    sys.modules[name] = module
-    exec(compile(source, path, "exec"), module.__dict__)
-    return module
-
-
-def find_experiment(module: ModuleType, path: str) -> Experiment:
-    from sem_core.experiment import Experiment
-
-    found = [v for v in vars(module).values() if isinstance(v, Experiment) and v.path == Path(path).resolve()]
-    if len(found) != 1:
-        raise RuntimeError(f"{path}: expected one Experiment(__file__) at module level, found {len(found)}")
-    return found[0]
-
-
 def load_payload(path: str) -> dict:
     import cloudpickle  # noqa: F401  (payloads are written with cloudpickle)
 
@@ -106,6 +83,9 @@ class ArrayTask:
 
     # -- run ---------------------------------------------------------------------------
     def __call__(self) -> list:
+        from sem_core.errors import install_hooks
+
+        install_hooks()  # the array task is the entry point of its process: sem's warnings are one line
         for entry in reversed(self.sys_path):
             if entry not in sys.path:
                 sys.path.insert(0, entry)
@@ -142,9 +122,11 @@ class ArrayTask:
         model = payload.get("model")
         if model is None:  # any Hydra app: its task function travels pickled
             return pickle.loads(payload["task_bytes"])
+        from sem_core.experiment import load_model_file
         from sem_core.task import SemTask
 
-        experiment = find_experiment(load_model_module(model["path"], model["source"]), model["path"])
+        # the model file as it was submitted, not as edited since
+        experiment = load_model_file(model["path"], model["source"])
         task = SemTask(experiment)
         task.sweep_meta = dict(payload.get("sweep_meta") or {}, slurm=slurm_meta())
         if "mongo_url_file" in payload:
@@ -218,11 +200,11 @@ class ArrayTask:
 
 
 def _model_experiment() -> Optional[Experiment]:
-    """The experiment of the model file this task executed (``load_model_module``)."""
-    from sem_core.experiment import Experiment
+    """The experiment of the model file this task executed (``load_model_file``)."""
+    from sem_core.experiment import MODEL_MODULE_PREFIX, Experiment
 
     for module in list(sys.modules.values()):
-        if getattr(module, "__name__", "").startswith("_sem_model_"):
+        if getattr(module, "__name__", "").startswith(MODEL_MODULE_PREFIX):
             for value in vars(module).values():
                 if isinstance(value, Experiment):
                     return value
