@@ -249,3 +249,23 @@ def test_a_job_end_sync_with_stale_metric_knowledge_still_leaves_one_full_docume
     linked = sorted((m["name"], m["id"]) for m in doc["info"]["metrics"])
     assert linked == sorted((d["name"], str(d["_id"])) for d in docs)
     assert mongo_db.runs.count_documents({}) == 1
+
+
+def test_a_job_end_sync_finding_metrics_a_concurrent_sync_inserted_replaces_them_in_place(mongo_db, tmp_path):
+    """The job's start uploaded no metric, so its end inserts them; a `sem sync` that uploaded
+    them in between (a duplicate key) makes it replace those documents instead: one per name."""
+    from sem_core.mongo import upload
+    from tests.mongo_fixtures import write_synthetic_run
+
+    store = tmp_path / "runs"
+    run_dir = write_synthetic_run(store, "20260101-120000-bbbbbbbb", metrics={"loss": 4})
+    target = upload.SyncTarget(mongo_db)
+    run_id = upload.sync_runs(target, [run_dir]).run_ids[str(run_dir)]
+    theirs = mongo_db.metrics.find_one({"run_id": run_id, "name": "loss"})["_id"]
+    os.utime(run_dir / "run.json", ns=(0, 10**18))  # the run changed since: its fingerprint differs
+    summary = upload.sync_runs(target, [run_dir], known={run_dir.name: (run_id, None)},
+                               known_metrics={run_dir.name: {}})
+    assert not summary.failed and summary.metric_ids[str(run_dir)] == {"loss": theirs}
+    [doc] = mongo_db.metrics.find({"run_id": run_id})
+    assert doc["_id"] == theirs and len(doc["values"]) == 4
+    assert mongo_db.runs.find_one({"_id": run_id})["info"]["metrics"] == [{"id": str(theirs), "name": "loss"}]

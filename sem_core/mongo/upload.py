@@ -657,7 +657,13 @@ class Uploader:
                 stale.append(DeleteMany({"run_id": p.existing_id, "name": {"$nin": names}}))
         if ops or stale:
             try:
-                self.db.metrics.bulk_write(ops + stale, ordered=True)
+                if previous:
+                    self.db.metrics.bulk_write(ops + stale, ordered=True)
+                else:
+                    # no metric document of these runs exists (a live run's end): inserting costs
+                    # the database half what upserting does; one inserted meanwhile by a concurrent
+                    # sync is a duplicate key, handled as below
+                    self.db.metrics.insert_many([m for p in existing for m in p.metric_docs], ordered=False)
             except pymongo.errors.BulkWriteError as exc:
                 # a concurrent sync created one of these metric documents first (its _id differs):
                 # take its _ids and replace again
