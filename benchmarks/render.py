@@ -163,6 +163,8 @@ def targets(results: dict[str, dict]) -> list[str]:
             verdict = "quick mode, not judged"
         elif any(params.get(k) != v for k, v in at.items()):
             verdict = "measured at another size, not judged"
+        elif value < 0:  # a difference of two medians below zero: the run-to-run spread exceeds the effect
+            verdict = "negative: the spread between runs exceeds the effect, not judged"
         else:
             verdict = "yes" if CHECKS[op](value, limit) else "**no**"
         out.append(f"| {goal} | {target} | {fmt(value, unit)} | {cell(item['label'])} | {verdict} |")
