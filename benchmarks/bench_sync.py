@@ -130,7 +130,7 @@ def main() -> int:
         (root / "sacred_loop.py").write_text(SACRED_LOOP)
         base_env = {"HOME": str(home), "SEM_BENCH_ROWS": str(rows)}
 
-        def sem_live(with_db: bool, n: int = rows) -> float:
+        def sem_live(with_db: bool, n: int = rows) -> bl.Sample:
             env_ = dict(base_env, SEM_BENCH_ROWS=str(n))
             url = fresh_url() if with_db else None
             if url:
@@ -142,14 +142,14 @@ def main() -> int:
             sample = bl.run([sys.executable, "m_bench.py", "-m"], models, env_)
             if url:
                 final_in_database(url, n)
-            return sample.wall_s
+            return sample
 
-        def sacred_live(with_db: bool, n: int = rows) -> float:
+        def sacred_live(with_db: bool, n: int = rows) -> bl.Sample:
             counter[0] += 1
             cmd = [sys.executable, "sacred_loop.py", str(root / f"sacred{counter[0]}"), str(n)]
             if with_db:
                 cmd += [server.url(""), f"sacred{counter[0]}"]
-            return bl.run(cmd, root, {"HOME": str(home)}).wall_s
+            return bl.run(cmd, root, {"HOME": str(home)})
 
         contenders = {
             "sem_db": lambda: sem_live(True),
@@ -166,7 +166,9 @@ def main() -> int:
                     "sacred_file_1": lambda: sacred_live(False, 1),
                 }
             )
-        live = bl.round_robin(contenders, repeat)
+        samples = bl.round_robin(contenders, repeat)
+        live = {k: [x.wall_s for x in v] for k, v in samples.items()}
+        live_cpu = {k: [x.user_s + x.sys_s for x in v] for k, v in samples.items()}
 
         # sem sync over stores cloned from a real sweep
         _, templates = bl.real_runs(root, artifact_bytes=ARTIFACT_BYTES)
@@ -225,6 +227,12 @@ def main() -> int:
         )
     ):
         m[key] = bl.measurement(label, live[key], f"as above with one row; {work}")
+    for key in live_cpu:
+        m[f"cpu_{key}"] = bl.measurement(
+            f"{m[key]['label'] if key in m else key}: CPU time",
+            live_cpu[key],
+            "user + system CPU of the command (the job side; the database server's CPU is not included)",
+        )
     for n in sizes:
         m[f"sync_{n}"] = bl.measurement(
             f"`sem sync` of {n:,} runs into an empty database",
@@ -248,6 +256,18 @@ def main() -> int:
             (bl.median(m["sacred_live_db"]) - bl.median(m["sacred_live_file"])) / rows * 1000,
             "ms",
             f"(with - without) / {rows}",
+        ),
+        "sem_live_cpu_per_job": bl.derived(
+            "sem: live sync adds per job, CPU time of the job side",
+            (bl.median(m["cpu_sem_db"]) - bl.median(m["cpu_sem_file"])) / rows * 1000,
+            "ms",
+            f"(median CPU with - without) / {rows}",
+        ),
+        "sacred_live_cpu_per_run": bl.derived(
+            "sacred: MongoObserver adds per run, CPU time of the job side",
+            (bl.median(m["cpu_sacred_db"]) - bl.median(m["cpu_sacred_file"])) / rows * 1000,
+            "ms",
+            f"(median CPU with - without) / {rows}",
         ),
         "record_bytes": bl.derived(
             "size of a synced run folder",

@@ -39,6 +39,7 @@ TARGETS: list[tuple[str, str, str, dict, str, float, str]] = [
     ("slurm", "sem_submit_only", "Slurm: submitting 10,000 rows with wait=false", {"submit_rows": 10_000}, "<", 5,
      "s"),
     ("sync", "sem_live_per_job_marginal", "MongoDB: live sync adds per job", {}, "<=", 15, "ms"),
+    ("sync", "sem_live_cpu_per_job", "the same in CPU time of the job side", {}, "<=", 15, "ms"),
     ("sync", "noop_10000", "MongoDB: no-op re-sync of 10,000 runs", {}, "<", 2, "s"),
     ("logging", "sem_added", "100,000 log_scalar calls add to a run", {"calls": 100_000}, "<", 0.15, "s"),
     ("logging", "sem_added_cpu", "the same in CPU time", {"calls": 100_000}, "<", 0.15, "s"),
