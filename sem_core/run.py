@@ -155,7 +155,7 @@ class Run:
 
     # -- user API --------------------------------------------------------------------
     def log_scalar(self, name: str, value: Any, step: int | None = None) -> None:
-        # Hot path (100k calls must cost well under 0.15 s): one tuple appended to one list.
+        # Hot path (100k calls must cost well under 0.15 s): one tuple appended to its name's list.
         # No lock: list.append and the slice-delete in _drain are atomic, so a point logged
         # while a heartbeat drains lands in the next drain.
         points = self._points.get(name)
