@@ -130,8 +130,9 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path):
     class Boom:
         pass
 
+    # the write itself fails (not the encoding before it): the temporary file must go too
     with pytest.raises(TypeError):
-        records.atomic_write_text(target, Boom())  # type: ignore[arg-type]
+        records.atomic_write_bytes(target, Boom())  # type: ignore[arg-type]
     assert json.loads(target.read_text()) == {"ok": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
 
