@@ -184,7 +184,7 @@ def _short_path(path: str) -> str:
     for package in ("/sem_core/", "/hydra_plugins/", "/benchmarks/"):
         if package in path:
             return package[1:] + path.split(package, 1)[1]
-    return path.split("/lib/python3", 1)[-1]
+    return re.sub(r"^.*/lib/python3\.\d+/", "", path)  # the standard library: copy.py, json/decoder.py
 
 
 def main() -> int:
