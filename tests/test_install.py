@@ -21,7 +21,7 @@ from hydra.core.plugins import Plugins
 from hydra.plugins.launcher import Launcher
 from hydra.plugins.sweeper import Sweeper
 import hydra_plugins.sem_plugins as p
-import experiment_manager.util  # the seed's import name is installed with sem
+import experiment_manager.util  # the predecessor tool's import name is installed with sem
 print(json.dumps({
     "sweepers": [c.__name__ for c in Plugins.instance().discover(Sweeper)],
     "launchers": [c.__module__ + "." + c.__name__ for c in Plugins.instance().discover(Launcher)],

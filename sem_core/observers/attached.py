@@ -81,7 +81,7 @@ def _sacred_metrics(metrics_by_name: Mapping[str, Mapping[str, list]]) -> dict:
     }
 
 
-def secret_spellings(value: str) -> set[str]:
+def secret_parts(value: str) -> set[str]:
     """The parts of a secret setting that may show up in an error message: the whole value and,
     for a URL, its password, path (a webhook's token) and query."""
     out = {value}
@@ -107,7 +107,7 @@ def secrets_in(settings: Any, key: str = "") -> set[str]:
         for v in settings:
             found |= secrets_in(v, key)
     elif isinstance(settings, str) and key and SECRET_KEY.search(key) and len(settings) >= 4:
-        found |= secret_spellings(settings)
+        found |= secret_parts(settings)
     return found
 
 
