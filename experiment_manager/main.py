@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 
 def command_for(argv: Sequence[str], experiment: Path) -> list[str]:
@@ -27,7 +27,7 @@ def command_for(argv: Sequence[str], experiment: Path) -> list[str]:
     return ["run", str(experiment), *argv]
 
 
-def run(argv: Optional[Sequence[str]] = None) -> None:
+def run(argv: Sequence[str] | None = None) -> None:
     from sem_core import cli
 
     argv = sys.argv[1:] if argv is None else argv

@@ -69,8 +69,15 @@ def _row_claim(config: DictConfig, task: Any) -> RowClaim | None:
         return None
     from sem_core.claims import RowClaim, stale_after_s
 
-    return RowClaim(database, task.experiment.path.name, str(config.experiment_id), str(config.global_id),
-                    float(config.sem.heartbeat_interval), stale_after_s(config.sem), database.display)
+    return RowClaim(
+        database,
+        task.experiment.path.name,
+        str(config.experiment_id),
+        str(config.global_id),
+        float(config.sem.heartbeat_interval),
+        stale_after_s(config.sem),
+        database.display,
+    )
 
 
 class SemCallback(Callback):
@@ -88,8 +95,11 @@ class SemCallback(Callback):
         lifecycle = self._lifecycle = task_function.experiment.lifecycle
         from sem_core.run_gate import job_slot
 
-        lifecycle.begin(lambda: self._make_run(config, task_function),
-                        claim=_row_claim(config, task_function), slot=job_slot(config))
+        lifecycle.begin(
+            lambda: self._make_run(config, task_function),
+            claim=_row_claim(config, task_function),
+            slot=job_slot(config),
+        )
 
     def _make_run(self, config: DictConfig, task: Any) -> Run:
         from hydra.core.hydra_config import HydraConfig

@@ -27,8 +27,9 @@ import shutil
 import subprocess
 import sys
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from sem_core.errors import SemError
@@ -76,9 +77,9 @@ def parse_status_v2(text: str) -> dict:
     Returns ``{"commit", "branch", "upstream", "changed": [...], "untracked": [...]}``;
     ``commit`` is None before the first commit, ``branch`` None on a detached HEAD.
     """
-    commit: Optional[str] = None
-    branch: Optional[str] = None
-    upstream: Optional[str] = None
+    commit: str | None = None
+    branch: str | None = None
+    upstream: str | None = None
     changed: list[str] = []
     untracked: list[str] = []
     fields = text.split("\0")
@@ -112,7 +113,7 @@ def parse_git_config(text: str) -> dict:
     """``git config -z --get-regexp`` output -> ``{"remotes": {name: url}, "user_name": str|None}``.
     Remote URLs come back with credentials stripped."""
     remotes: dict[str, str] = {}
-    user_name: Optional[str] = None
+    user_name: str | None = None
     for item in text.split("\0"):
         if not item:
             continue
@@ -157,9 +158,7 @@ def _git(args: list[str], cwd: Path, binary: bool = False) -> subprocess.Complet
     )
 
 
-
-
-def git_state(start_dir: Path) -> Optional[dict]:
+def git_state(start_dir: Path) -> dict | None:
     """The repository holding ``start_dir``, or None when it is not inside a git work tree.
 
     Four git calls at most: rev-parse, status, config, diff (only when dirty)."""
@@ -339,7 +338,7 @@ def dvc_files(git_root: Path) -> list[str]:
 
 
 # --------------------------------------------------------------------------------- capture
-def capture_sweep(model_file: os.PathLike | str, store: Optional[os.PathLike | str]) -> dict:
+def capture_sweep(model_file: os.PathLike | str, store: os.PathLike | str | None) -> dict:
     """Everything ``meta["capture"]`` of a run holds; call once per sweep in the launching process.
 
     ``store``: the run store; the full diff goes to ``<store>/_diffs/`` (skipped when None)."""

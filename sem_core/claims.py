@@ -30,8 +30,9 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional
+from typing import Any
 
 from sem_core.run_status import ACTIVE_STATUSES, RunStatus
 
@@ -101,7 +102,11 @@ def judge(doc: dict, now: dt.datetime, stale_after: float) -> str:
     if status in ACTIVE_STATUSES:
         beat = doc.get("heartbeat")
         if isinstance(beat, dt.datetime):
-            beat = beat.replace(tzinfo=None) if beat.tzinfo is None else beat.astimezone(dt.timezone.utc).replace(tzinfo=None)
+            beat = (
+                beat.replace(tzinfo=None)
+                if beat.tzinfo is None
+                else beat.astimezone(dt.timezone.utc).replace(tzinfo=None)
+            )
             if (now - beat).total_seconds() <= stale_after:
                 return "live"
     return "free"
@@ -110,8 +115,16 @@ def judge(doc: dict, now: dt.datetime, stale_after: float) -> str:
 class RowClaim:
     """The claim of one job's row, held by the job's run lifecycle (``sem_core.lifecycle``)."""
 
-    def __init__(self, database: Any, model: str, experiment_id: str, global_id: str,
-                 heartbeat_interval: float, stale_after: float, display: str = "MongoDB") -> None:
+    def __init__(
+        self,
+        database: Any,
+        model: str,
+        experiment_id: str,
+        global_id: str,
+        heartbeat_interval: float,
+        stale_after: float,
+        display: str = "MongoDB",
+    ) -> None:
         self._database_settings = database
         self.model = model
         self.experiment_id = experiment_id
@@ -122,7 +135,7 @@ class RowClaim:
         self.key = claim_key(model, experiment_id)
         self.held = False
         self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
         self._collection = None
 
     def _claims(self) -> Any:
@@ -146,7 +159,7 @@ class RowClaim:
             "heartbeat_interval": self.heartbeat_interval,
         }
 
-    def take(self) -> Optional[Elsewhere]:
+    def take(self) -> Elsewhere | None:
         """Claim the row: None when this job holds it now (run the row), else who holds it."""
         import pymongo.errors
 
@@ -155,11 +168,15 @@ class RowClaim:
         except pymongo.errors.PyMongoError as exc:
             from sem_core.mongo.connection import describe_error
 
-            log.warning("sem: could not claim row %s in %s (%s); running it unclaimed",
-                        self.key, self.display, describe_error(exc, self._database_settings))
+            log.warning(
+                "sem: could not claim row %s in %s (%s); running it unclaimed",
+                self.key,
+                self.display,
+                describe_error(exc, self._database_settings),
+            )
             return None
 
-    def _take(self) -> Optional[Elsewhere]:
+    def _take(self) -> Elsewhere | None:
         import pymongo.errors
 
         claims = self._claims()
@@ -184,10 +201,18 @@ class RowClaim:
                 return holder_of(old)
             # taken over only if nobody changed the claim since it was read
             taken = claims.find_one_and_update(
-                {"_id": self.key, "global_id": old.get("global_id"), "heartbeat": old.get("heartbeat"),
-                 "status": old.get("status")},
-                {"$set": {**self._document(now), "took_over": {k: old.get(k) for k in
-                                                               ("global_id", "host", "user", "status", "heartbeat")}}},
+                {
+                    "_id": self.key,
+                    "global_id": old.get("global_id"),
+                    "heartbeat": old.get("heartbeat"),
+                    "status": old.get("status"),
+                },
+                {
+                    "$set": {
+                        **self._document(now),
+                        "took_over": {k: old.get(k) for k in ("global_id", "host", "user", "status", "heartbeat")},
+                    }
+                },
             )
             if taken is not None:
                 self._hold()
@@ -204,12 +229,13 @@ class RowClaim:
     def _beat(self) -> None:
         while not self._stop.wait(self.heartbeat_interval):
             try:
-                self._claims().update_one({"_id": self.key, "global_id": self.global_id},
-                                          {"$set": {"heartbeat": _now()}})
+                self._claims().update_one(
+                    {"_id": self.key, "global_id": self.global_id}, {"$set": {"heartbeat": _now()}}
+                )
             except Exception as exc:  # noqa: BLE001 - the next beat retries; the run goes on
                 log.debug("sem: claim heartbeat of %s failed: %s", self.key, exc)
 
-    def release(self, status: Optional[str]) -> None:
+    def release(self, status: str | None) -> None:
         """Mark the claim with the run's final ``status`` (None: the run never started: the
         claim is removed, so that the row is free at once)."""
         if not self.held:
@@ -222,8 +248,10 @@ class RowClaim:
             if status is None:
                 self._claims().delete_one({"_id": self.key, "global_id": self.global_id})
             else:
-                self._claims().update_one({"_id": self.key, "global_id": self.global_id},
-                                          {"$set": {"status": status, "heartbeat": _now(), "ended": _now()}})
+                self._claims().update_one(
+                    {"_id": self.key, "global_id": self.global_id},
+                    {"$set": {"status": status, "heartbeat": _now(), "ended": _now()}},
+                )
         except Exception as exc:  # noqa: BLE001 - a stale claim is taken over later anyway
             log.warning("sem: could not mark the claim of row %s %s in %s: %s", self.key, status, self.display, exc)
 

@@ -29,9 +29,10 @@ from __future__ import annotations
 import datetime as dt
 import os
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional, Sequence, TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sem_core import records
 from sem_core.dvc import pushed_run_names
@@ -51,12 +52,12 @@ UNREADABLE = "unreadable record"
 @dataclass(frozen=True)
 class StoreEntry:
     name: str  # folder name in the store (= global_id for runs)
-    status: Optional[str]  # None: no run.json (an orphan candidate) or an unreadable record
-    experiment_id: Optional[str] = None
-    model: Optional[str] = None
+    status: str | None  # None: no run.json (an orphan candidate) or an unreadable record
+    experiment_id: str | None = None
+    model: str | None = None
     age_s: float = 0.0  # seconds since the folder last changed
-    start_time: Optional[str] = None  # with the name (global_id): which run of a row is the newest
-    problem: Optional[str] = None  # why the record cannot be read ("<file>: <reason>")
+    start_time: str | None = None  # with the name (global_id): which run of a row is the newest
+    problem: str | None = None  # why the record cannot be read ("<file>: <reason>")
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,7 @@ def plan_clean(entries: Sequence[StoreEntry], shared: Iterable[str], force: bool
 
 
 # ------------------------------------------------------------------------------ store I/O
-def scan_store(store: Path, now: Optional[float] = None) -> list[StoreEntry]:
+def scan_store(store: Path, now: float | None = None) -> list[StoreEntry]:
     now = time.time() if now is None else now
     children = [c for c in sorted(store.iterdir()) if c.is_dir() and not c.name.startswith(("_", "."))]
     problems: dict[str, str] = {}
@@ -114,8 +115,9 @@ def scan_store(store: Path, now: Optional[float] = None) -> list[StoreEntry]:
 
     found = {
         Path(rec.location).name: rec
-        for rec in records.load_each([c for c in children if (c / records.RUN_FILE).exists()],
-                                     records.read_run, unreadable)
+        for rec in records.load_each(
+            [c for c in children if (c / records.RUN_FILE).exists()], records.read_run, unreadable
+        )
     }
     entries = []
     for child in children:
@@ -140,7 +142,7 @@ def bin_stamp() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%f")
 
 
-def move_to_bin(store: Path, items: Sequence[CleanItem], stamp: Optional[str] = None) -> Path:
+def move_to_bin(store: Path, items: Sequence[CleanItem], stamp: str | None = None) -> Path:
     batch = store / BIN_DIR / (stamp or bin_stamp())
     batch.mkdir(parents=True)
     manifest = {"cleaned": dt.datetime.now(dt.timezone.utc).isoformat(), "items": [vars(i) for i in items]}
@@ -155,8 +157,11 @@ def binned_folders(store: Path) -> list[Path]:
     bin_dir = store / BIN_DIR
     if not bin_dir.is_dir():
         return []
-    return [item for batch in sorted(p for p in bin_dir.iterdir() if p.is_dir())
-            for item in sorted(p for p in batch.iterdir() if p.is_dir())]
+    return [
+        item
+        for batch in sorted(p for p in bin_dir.iterdir() if p.is_dir())
+        for item in sorted(p for p in batch.iterdir() if p.is_dir())
+    ]
 
 
 def restore_from_bin(store: Path) -> list[str]:
@@ -181,7 +186,7 @@ def restore_from_bin(store: Path) -> list[str]:
     return restored
 
 
-def store_of(path: Optional[str]) -> Path:
+def store_of(path: str | None) -> Path:
     from sem_core.results.load import find_experiment_dir, is_run_store, store_of_experiment
 
     if path is not None and is_run_store(Path(path)):
@@ -189,7 +194,7 @@ def store_of(path: Optional[str]) -> Path:
     return store_of_experiment(find_experiment_dir(Path(path) if path else None)).resolve()
 
 
-def database_of(store: Path) -> Optional[Database]:
+def database_of(store: Path) -> Database | None:
     """The store's database (``sem_core.mongo.bin.Database``), or None when none is configured."""
     from sem_core.mongo import bin as mongo_bin
 
@@ -243,7 +248,9 @@ def binned_in_database(database: Any, store: Path, folders: Sequence[Path]) -> d
 
     from sem_core.mongo import bin as mongo_bin
 
-    names = {f.name for f in folders} | {p.name for p in store.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))}
+    names = {f.name for f in folders} | {
+        p.name for p in store.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))
+    }
     try:
         return mongo_bin.runs_in_bin(database.db, names)
     except pymongo.errors.PyMongoError as exc:

@@ -38,8 +38,12 @@ EXAMPLES = {
     "init": ["sem init my_experiment", "sem init . --model ridge"],
     "plan": ["sem plan models/m_linear.py fold=0,1", "sem plan models/m_linear.py --json"],
     "run": ["sem run models/m_linear.py fold=0"],
-    "results": ["sem results", "sem results --metric test_rmse --metric test_r2 --format latex -o table.tex",
-                "sem results --by fold --where noise=0.5", "sem results --all-metrics --format csv > results.csv"],
+    "results": [
+        "sem results",
+        "sem results --metric test_rmse --metric test_r2 --format latex -o table.tex",
+        "sem results --by fold --where noise=0.5",
+        "sem results --all-metrics --format csv > results.csv",
+    ],
     "ls": ["sem ls", "sem ls --status FAILED", "sem ls --where noise=0.5 --metric test_rmse"],
     "show": ["sem show 20261130T101500-3f9a", "sem show 3f9a --tail 100", "sem show 3f9a --repro"],
     "plot": ["sem plot train_mse", "sem plot test_rmse --group-by noise -o rmse.pdf"],
@@ -70,9 +74,11 @@ def _version() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="sem", formatter_class=HelpFormatter,
+        prog="sem",
+        formatter_class=HelpFormatter,
         description="Sacred Experiment Manager: look at, share and tidy the runs of Hydra sweeps over "
-        "model files. `sem COMMAND --help` explains a command.")
+        "model files. `sem COMMAND --help` explains a command.",
+    )
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:

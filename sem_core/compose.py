@@ -24,8 +24,9 @@ import copy
 import dataclasses
 import re
 import typing
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Optional
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -135,7 +136,9 @@ class GroupComposer:
                 return texts
             except ConfigCompositionException as exc:
                 # Hydra: "Could not override 'G'. No match in the defaults list.": append G instead
-                group = next((g for g in choices if g not in appended and f"Could not override '{g}'" in str(exc)), None)
+                group = next(
+                    (g for g in choices if g not in appended and f"Could not override '{g}'" in str(exc)), None
+                )
                 if group is None:
                     raise ChoiceError(" ".join(texts), str(exc)) from None
                 appended.add(group)
@@ -162,7 +165,7 @@ class ChoiceError(ValueError):
         super().__init__(f"Hydra cannot compose {overrides or 'it'}: {first}")
 
 
-def row_config(record: Mapping[str, Any], groups: Optional[ConfigGroups] = None) -> dict:
+def row_config(record: Mapping[str, Any], groups: ConfigGroups | None = None) -> dict:
     """The plain data of a job's row node: the row (and its ids) for plain and schema rows; for
     a config tree, the keys that are not group choices, nested by their dots (the choices are
     the job's overrides, ``GroupComposer.overrides``)."""
@@ -174,12 +177,12 @@ def row_config(record: Mapping[str, Any], groups: Optional[ConfigGroups] = None)
     return node
 
 
-def row_node(record: Mapping[str, Any], groups: Optional[ConfigGroups] = None) -> DictConfig:
+def row_node(record: Mapping[str, Any], groups: ConfigGroups | None = None) -> DictConfig:
     """``row_config`` as the DictConfig Hydra merges (package ``_global_``) for the job."""
     return OmegaConf.create(row_config(record, groups))
 
 
-def record_config(record: Optional[Mapping[str, Any]], values: dict) -> dict:
+def record_config(record: Mapping[str, Any] | None, values: dict) -> dict:
     """What ``config.json`` holds for a model file with a schema or a config tree: the row as
     written with its ids (``record``, the planned row) and the job's config under ``composed``
     (in every run, so results tables have the same columns for all). ``values``: the job's
@@ -199,7 +202,7 @@ def main_config(config: Mapping[str, Any]) -> dict:
     return out
 
 
-def main_argument(main_fn: Callable[..., Any], config: dict, schema: Optional[type]) -> Any:
+def main_argument(main_fn: Callable[..., Any], config: dict, schema: type | None) -> Any:
     """``main``'s argument, chosen by the annotation of its first parameter: the schema
     dataclass (or any dataclass) -> an instance built by OmegaConf (``OmegaConf.to_object``;
     the ids stay on ``ex.current_run.config``); ``DictConfig`` -> an OmegaConf config of the

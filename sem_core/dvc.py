@@ -22,9 +22,9 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
 from urllib.parse import urlsplit
 
 from sem_core.errors import SemError
@@ -106,13 +106,15 @@ def repo_config(root: Path) -> dict:
     return merged
 
 
-def default_remote_name(root: Path) -> Optional[str]:
+def default_remote_name(root: Path) -> str | None:
     """The default remote's name, None when there is none."""
     name = repo_config(root).get("core", {}).get("remote")
     if name:
         return name
     # set in the user's or the system's DVC config, which only dvc itself knows where to find
-    result = subprocess.run([sys.executable, "-m", "dvc", "remote", "default"], cwd=root, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "dvc", "remote", "default"], cwd=root, capture_output=True, text=True
+    )
     return (result.stdout.strip() or None) if result.returncode == 0 else None
 
 
@@ -120,7 +122,11 @@ def default_remote(root: Path) -> str:
     name = default_remote_name(root)
     if not name:
         listed = dvc(root, "remote", "list").strip()
-        hint = f" (remotes: {listed.splitlines()[0].split()[0]} ...; make one the default with `dvc remote default NAME`)" if listed else ""
+        hint = (
+            f" (remotes: {listed.splitlines()[0].split()[0]} ...; make one the default with `dvc remote default NAME`)"
+            if listed
+            else ""
+        )
         raise DvcError(f"{root}: no default DVC remote{hint}; run `sem dvc init --remote URL`")
     return name
 
@@ -145,7 +151,9 @@ def require_no_conflicts(root: Path, resolvable: Sequence[str] = ()) -> None:
 
 
 def require_no_merge_in_progress(root: Path) -> None:
-    probe = subprocess.run(["git", "rev-parse", "-q", "--verify", "MERGE_HEAD"], cwd=root, capture_output=True, text=True)
+    probe = subprocess.run(
+        ["git", "rev-parse", "-q", "--verify", "MERGE_HEAD"], cwd=root, capture_output=True, text=True
+    )
     if probe.returncode == 0:
         raise DvcError(f"{root}: a git merge is in progress: finish it with `git commit` first, then run this again")
 
@@ -166,10 +174,10 @@ def check_remote_plugin(url: str) -> None:
 
 def init(
     start: Path,
-    remote_url: Optional[str] = None,
+    remote_url: str | None = None,
     remote_name: str = DEFAULT_REMOTE_NAME,
-    gdrive_client_id: Optional[str] = None,
-    gdrive_client_secret: Optional[str] = None,
+    gdrive_client_id: str | None = None,
+    gdrive_client_secret: str | None = None,
 ) -> list[str]:
     """Set up DVC (where needed) and a default remote; return what was done, one line each."""
     require_dvc_installed()
@@ -355,11 +363,13 @@ def _tracked_dir_md5(dvc_file: Path) -> str:
     data = read_yaml(dvc_file) or {}
     outs = data.get("outs") or []
     if len(outs) != 1 or not str(outs[0].get("md5", "")).endswith(".dir"):
-        raise DvcError(f"{dvc_file}: expected one tracked folder (outs with a .dir md5); was it written by sem dvc push?")
+        raise DvcError(
+            f"{dvc_file}: expected one tracked folder (outs with a .dir md5); was it written by sem dvc push?"
+        )
     return outs[0]["md5"]
 
 
-def _stage_md5(root: Path, rel: str, stage: int) -> Optional[str]:
+def _stage_md5(root: Path, rel: str, stage: int) -> str | None:
     """The tracked folder hash in one side of a conflicted .dvc file (2 = ours, 3 = theirs)."""
     import yaml
 

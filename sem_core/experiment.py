@@ -192,8 +192,15 @@ class Experiment:
     def add_resource(self, path: str | os.PathLike) -> None:
         self.current_run.add_resource(path)
 
-    def log_metrics(self, X: Any, Y: Any, prediction_fn: Callable[[Any], Any], var_flag: bool = False, log: bool = True,
-                    prefix: str | None = None) -> tuple[dict, Any]:
+    def log_metrics(
+        self,
+        X: Any,
+        Y: Any,
+        prediction_fn: Callable[[Any], Any],
+        var_flag: bool = False,
+        log: bool = True,
+        prefix: str | None = None,
+    ) -> tuple[dict, Any]:
         """Regression metrics of ``prediction_fn(X)`` against ``Y`` (see ``sem_core.metrics``)."""
         from sem_core.metrics import regression_metrics
 

@@ -15,9 +15,10 @@ user types as overrides, written as a dict: ``{"model": "resnet", "optimizer": "
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any
 
 from sem_core.errors import ConfigError
 from sem_core.plan import PlannedJob
@@ -124,18 +125,21 @@ def choice_overrides(choices: Mapping[str, str], appended: Iterable[str] = ()) -
     return out
 
 
-def config_folder(schema: Optional[type], config_path: Optional[str], config_name: Optional[str],
-                  where: Path) -> Optional[Path]:
+def config_folder(schema: type | None, config_path: str | None, config_name: str | None, where: Path) -> Path | None:
     """The absolute config folder of a model file (``where``), from ``config_path`` relative to
     it, as Hydra takes it (None without a config tree); a ConfigError for settings that cannot
     work together."""
     if config_path is None and config_name is None:
         return None
     if schema is not None:
-        raise ConfigError(f"{where}: give schema= or config_path=/config_name=, not both (a config tree "
-                          "carries its own structured configs in its defaults lists)")
+        raise ConfigError(
+            f"{where}: give schema= or config_path=/config_name=, not both (a config tree "
+            "carries its own structured configs in its defaults lists)"
+        )
     if config_path is None or config_name is None:
-        raise ConfigError(f"{where}: config_path= and config_name= go together "
-                          "(e.g. Experiment(__file__, config_path='conf', config_name='config'))")
+        raise ConfigError(
+            f"{where}: config_path= and config_name= go together "
+            "(e.g. Experiment(__file__, config_path='conf', config_name='config'))"
+        )
     folder = Path(config_path)
     return folder if folder.is_absolute() else where.parent / folder

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import platform
-from typing import Any, Optional
+from typing import Any
 
 
 @functools.lru_cache(maxsize=1)
@@ -40,7 +40,7 @@ def _cpu_name() -> str:
 BOOT_ID_FILE = "/proc/sys/kernel/random/boot_id"
 
 
-def _read(path: str) -> Optional[str]:
+def _read(path: str) -> str | None:
     try:
         with open(path, encoding="ascii") as fh:
             return fh.read().strip()
@@ -48,7 +48,7 @@ def _read(path: str) -> Optional[str]:
         return None
 
 
-def _process_start_ticks(pid: int) -> Optional[int]:
+def _process_start_ticks(pid: int) -> int | None:
     """When the process started, in clock ticks since boot (``/proc/<pid>/stat`` field 22):
     with the boot id it tells a process from a later one that reuses its pid."""
     stat = _read(f"/proc/{pid}/stat")
@@ -73,7 +73,7 @@ def process_info() -> dict:
     }
 
 
-def process_alive(info: Any) -> Optional[bool]:
+def process_alive(info: Any) -> bool | None:
     """Whether the process a run record names is still alive: None when this host cannot
     tell (another machine, another boot, a record without process information)."""
     if not isinstance(info, dict) or not info.get("pid") or info.get("start_ticks") is None:

@@ -26,7 +26,8 @@ import math
 import secrets
 import time
 import unicodedata
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 ID_KEYS = ("experiment_id", "config_id", "order_id", "global_id")
 # config.json's copy of the job's config (with a schema's defaults, or composed from a config
@@ -227,8 +228,10 @@ def _check_text(text: str, path: str, is_key: bool) -> None:
         except UnicodeEncodeError as exc:
             what = f"key {path!r}" if is_key else f"key {path!r} has a string {text!r:.80} that"
             raise RowValueError(
-                path, text, f"{what} holds {text[exc.start]!r}, a lone surrogate that is not valid Unicode "
-                "and cannot be written to config.json (decode bytes with errors='replace')"
+                path,
+                text,
+                f"{what} holds {text[exc.start]!r}, a lone surrogate that is not valid Unicode "
+                "and cannot be written to config.json (decode bytes with errors='replace')",
             ) from None
 
 
@@ -239,8 +242,10 @@ def _key_text(key: Any, path: str) -> str:
         text = key if isinstance(key, str) else str(key)
     else:
         raise RowValueError(
-            path, key, f"key {key!r:.80} {_under(path)} is a {type(key).__name__}; "
-            "row keys must be strings (numbers are written as strings)"
+            path,
+            key,
+            f"key {key!r:.80} {_under(path)} is a {type(key).__name__}; "
+            "row keys must be strings (numbers are written as strings)",
         )
     where = f"{path}.{text}" if path else text
     _check_text(text, where, is_key=True)
@@ -279,8 +284,10 @@ def _normalise(value: Any, path: str, depth: int) -> Any:
         return value
     if depth >= MAX_DEPTH and isinstance(value, (Mapping, list, tuple)):
         raise RowValueError(
-            path, value, f"key {_short(path)!r} nests dicts and lists more than {MAX_DEPTH} levels deep (a cycle?); "
-            "Hydra cannot compose rows that deep: flatten it, or store it in a file and put the file's path in the row"
+            path,
+            value,
+            f"key {_short(path)!r} nests dicts and lists more than {MAX_DEPTH} levels deep (a cycle?); "
+            "Hydra cannot compose rows that deep: flatten it, or store it in a file and put the file's path in the row",
         )
     if isinstance(value, Mapping):
         out: dict = {}
@@ -289,8 +296,10 @@ def _normalise(value: Any, path: str, depth: int) -> Any:
             text = _key_text(k, path)
             if text in out:
                 raise RowValueError(
-                    path, k, f"keys {originals[text]!r} and {k!r} {_under(path)} are both written "
-                    f"as {text!r} in config.json: one value would be lost; rename one"
+                    path,
+                    k,
+                    f"keys {originals[text]!r} and {k!r} {_under(path)} are both written "
+                    f"as {text!r} in config.json: one value would be lost; rename one",
                 )
             originals[text] = k
             out[text] = _normalise(v, f"{path}.{text}" if path else text, depth + 1)

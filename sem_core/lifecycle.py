@@ -61,8 +61,14 @@ class RunLifecycle:
 
     def __getstate__(self) -> dict:
         # the experiment travels to workers by pickle; a run (threads, open files) never does
-        return {"run": None, "_start_error": None, "claim": None, "slot": None, "elsewhere": None,
-                "mongo_clients": None}
+        return {
+            "run": None,
+            "_start_error": None,
+            "claim": None,
+            "slot": None,
+            "elsewhere": None,
+            "mongo_clients": None,
+        }
 
     # -- the callback ------------------------------------------------------------------
     def begin(self, make_run: Callable[[], Run], claim: Any = None, slot: Any = None) -> None:
@@ -115,8 +121,11 @@ class RunLifecycle:
                 if exc.errno not in DISK_FULL or self.run.status != "NOT_STARTED" or time.monotonic() > deadline:
                     raise
                 if delay == 0.05:
-                    print(f"sem: run {self.run.global_id}: {exc}; waiting for space to start its record",
-                          file=sys.stderr, flush=True)
+                    print(
+                        f"sem: run {self.run.global_id}: {exc}; waiting for space to start its record",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                 time.sleep(delay)
                 delay = min(2 * delay, 2.0)
 

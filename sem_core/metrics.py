@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -13,7 +14,7 @@ def regression_metrics(
     Y: Any,
     prediction_fn: Callable[[Any], Any],
     var_flag: bool = False,
-    prefix: Optional[str] = None,
+    prefix: str | None = None,
 ) -> tuple[dict, Any]:
     """Return ``(metrics, predictions)``.
 

@@ -36,9 +36,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence, TextIO
+from typing import Any, TextIO
 
 from sem_core.errors import ConfigError
 from sem_core.run_gate import GATE_ENV, GATE_POLL_S, NAME_ENV, OUTCOMES_FILE, SLOTS_ENV
@@ -52,7 +53,7 @@ class FilePlan:
     hydra_argv: list = field(default_factory=list)
 
 
-def experiment_of(target: Optional[str]) -> Path:
+def experiment_of(target: str | None) -> Path:
     """The experiment folder named by ``target`` (the experiment folder, its ``models``
     folder, or None: the one around the working directory)."""
     from sem_core.settings import experiment_dir_of
@@ -70,7 +71,7 @@ def experiment_of(target: Optional[str]) -> Path:
     raise ConfigError(f"{start}: no models/m_*.py here; give the experiment folder (the one holding models/)")
 
 
-def model_files(experiment_dir: Path, names: Optional[Sequence[str]] = None) -> list[Path]:
+def model_files(experiment_dir: Path, names: Sequence[str] | None = None) -> list[Path]:
     """The experiment's model files (``models/m_*.py``), or those named (``m_gd``, ``m_gd.py``)."""
     models = experiment_dir / "models"
     found = sorted(models.glob("m_*.py"))
@@ -89,12 +90,14 @@ def model_files(experiment_dir: Path, names: Optional[Sequence[str]] = None) -> 
         else:
             unknown.append(name)
     if unknown:
-        raise ConfigError(f"--models: no model file {', '.join(unknown)} in {models} "
-                          f"(there: {', '.join(p.stem for p in found) or 'none'})")
+        raise ConfigError(
+            f"--models: no model file {', '.join(unknown)} in {models} "
+            f"(there: {', '.join(p.stem for p in found) or 'none'})"
+        )
     return out
 
 
-def split_target(args: Sequence[str]) -> tuple[Optional[str], list[str]]:
+def split_target(args: Sequence[str]) -> tuple[str | None, list[str]]:
     """``[EXPERIMENT] [OVERRIDES...]``: the first argument is the experiment when it is an
     existing folder (or a model file, for ``sem plan m_x.py``) and not an override."""
     args = list(args)
@@ -121,7 +124,7 @@ def sem_settings(experiment: Any, hydra_argv: Sequence[str]) -> Any:
         if not text.lstrip("+~").startswith("sem."):
             continue
         (ov,) = parser.parse_overrides([text])
-        key = ov.key_or_group[len("sem."):]
+        key = ov.key_or_group[len("sem.") :]
         OmegaConf.update(cfg, key, None if ov.type.name == "DEL" else ov.value(), merge=True)
     return cfg
 
@@ -145,8 +148,9 @@ def plan_files(files: Sequence[Path], argv: Sequence[str], resume: bool = True) 
             skipped: list = []
             if resume:
                 cfg = sem_settings(experiment, hydra_argv)
-                selection = resume_sweep(jobs, experiment.store_dir(cfg.storage), cfg, experiment.path.name,
-                                         experiment.experiment_dir)
+                selection = resume_sweep(
+                    jobs, experiment.store_dir(cfg.storage), cfg, experiment.path.name, experiment.experiment_dir
+                )
                 jobs, skipped = selection.to_run, selection.skipped
             plans.append(FilePlan(Path(path), jobs, skipped, hydra_argv))
         except SemError as exc:

@@ -3,8 +3,8 @@ and row escaping share. Pure: no I/O."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 
 def map_leaves(value: Any, fn: Callable[[Any, str], Any], key: str = "") -> Any:

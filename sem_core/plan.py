@@ -16,8 +16,9 @@ from __future__ import annotations
 import copy
 import itertools
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 from sem_core import ids
 from sem_core.errors import ConfigError
@@ -88,7 +89,7 @@ def split_quoted_override(text: str) -> tuple[str, tuple[str, ...], str] | None:
     """``++"a.b"=1`` -> ("++", ("a.b",), "=1"): an override whose key has a quoted part, which
     Hydra's override grammar does not accept; None for any other text."""
     prefix = next((p for p in ("~", "++", "+") if text.startswith(p)), "")
-    body = text[len(prefix):]
+    body = text[len(prefix) :]
     if not body.startswith(("'", '"')) and not re.match(r"[^=]*\.[\"']", body):
         return None
     pos = 0
@@ -102,8 +103,9 @@ def split_quoted_override(text: str) -> tuple[str, tuple[str, ...], str] | None:
         if pos == len(body) or body[pos] == "=":
             break
         if body[pos] != ".":
-            raise ConfigError(f"{text}: a quoted key part must be followed by '.' or '=' (at character "
-                              f"{len(prefix) + pos + 1})")
+            raise ConfigError(
+                f"{text}: a quoted key part must be followed by '.' or '=' (at character {len(prefix) + pos + 1})"
+            )
         pos += 1
     key_text = body[:pos]
     return prefix, split_key(key_text), body[pos:]

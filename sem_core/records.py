@@ -25,9 +25,10 @@ import os
 import sys
 import tempfile
 import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, TextIO, TypeVar
+from typing import Any, TextIO, TypeVar
 
 from sem_core.errors import SemError
 from sem_core.host import process_alive
@@ -88,7 +89,7 @@ def append_whole(path: Path, data: bytes) -> None:
         view = memoryview(data)
         try:
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
         except BaseException:
             os.ftruncate(fd, size)
             raise
@@ -96,7 +97,7 @@ def append_whole(path: Path, data: bytes) -> None:
         os.close(fd)
 
 
-def atomic_write_json(path: Path, data: Any, indent: Optional[int] = 2) -> None:
+def atomic_write_json(path: Path, data: Any, indent: int | None = 2) -> None:
     """Atomic JSON write; ``indent=None`` for large data (json's C encoder is used only then)."""
     atomic_write_text(path, json.dumps(data, indent=indent, sort_keys=True, default=_json_default))
 
@@ -109,7 +110,7 @@ def _json_default(obj: Any) -> Any:
     return repr(obj)
 
 
-def parse_time(text: Optional[str]) -> Optional[dt.datetime]:
+def parse_time(text: str | None) -> dt.datetime | None:
     """A record's ISO time as an aware datetime (naive times are UTC, as sacred writes them);
     None for a missing or unreadable value."""
     if not text:
@@ -121,7 +122,7 @@ def parse_time(text: Optional[str]) -> Optional[dt.datetime]:
     return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
 
 
-def run_duration(run: dict, live: bool = False) -> Optional[float]:
+def run_duration(run: dict, live: bool = False) -> float | None:
     """Seconds from a record's start to its stop (``live``: to its last heartbeat while it has
     no stop time); None when a time is missing or unreadable."""
     start = parse_time(run.get("start_time"))
@@ -129,7 +130,7 @@ def run_duration(run: dict, live: bool = False) -> Optional[float]:
     return None if start is None or stop is None else (stop - start).total_seconds()
 
 
-def format_duration(seconds: Optional[float]) -> str:
+def format_duration(seconds: float | None) -> str:
     """A duration as every sem command shows it: ``0.013s``, ``4.21s``, ``12.3s``, ``3m05s``,
     ``2h07m``; ``-`` when unknown."""
     if seconds is None or seconds != seconds:  # None or NaN
@@ -148,7 +149,7 @@ def format_duration(seconds: Optional[float]) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
-def plural(n: int, noun: str, nouns: Optional[str] = None) -> str:
+def plural(n: int, noun: str, nouns: str | None = None) -> str:
     """``1 run``, ``2 runs`` (``nouns``: the plural when it is not noun + s)."""
     return f"{n} {noun if n == 1 else (nouns or noun + 's')}"
 
@@ -206,7 +207,7 @@ class ProblemLog:
     """``on_problem`` of the commands: one warning line on stderr per damaged run folder (the
     first problem found in it), kept in ``problems`` for the exit code."""
 
-    def __init__(self, command: str = "sem", stream: Optional[TextIO] = None):
+    def __init__(self, command: str = "sem", stream: TextIO | None = None):
         self.command = command
         self.stream = stream
         self.problems: dict[str, Problem] = {}  # run folder -> its first problem
@@ -330,7 +331,7 @@ class RunRecord:
     location: str  # folder path of the run, or a mongodb URI naming it
     run: dict  # run.json
     config: dict  # config.json: the row plus the four ids
-    _metrics: Optional[dict] = field(default=None, repr=False)
+    _metrics: dict | None = field(default=None, repr=False)
     # where an unreadable metrics file is reported (the run is then shown without metrics)
     on_problem: OnProblem = field(default=raise_problem, repr=False, compare=False)
 
@@ -339,15 +340,15 @@ class RunRecord:
         return str(self.config.get("global_id") or Path(self.location).name)
 
     @property
-    def experiment_id(self) -> Optional[str]:
+    def experiment_id(self) -> str | None:
         return self.config.get("experiment_id")
 
     @property
-    def config_id(self) -> Optional[str]:
+    def config_id(self) -> str | None:
         return self.config.get("config_id")
 
     @property
-    def order_id(self) -> Optional[int]:
+    def order_id(self) -> int | None:
         return self.config.get("order_id")
 
     @property
@@ -360,12 +361,12 @@ class RunRecord:
         return observed_status(self.run)
 
     @property
-    def model(self) -> Optional[str]:
+    def model(self) -> str | None:
         """The model file's name, e.g. ``m_linear.py``."""
         return (self.run.get("experiment") or {}).get("mainfile")
 
     @property
-    def start_time(self) -> Optional[str]:
+    def start_time(self) -> str | None:
         """When the run started (when it was queued, for a run not started yet)."""
         return self.run.get("start_time") or self.run.get("queue_time")
 
@@ -384,7 +385,7 @@ def recency(start_time: Any, global_id: Any) -> tuple:
     """Sort key that decides which of a row's runs is the newest, for every command: the later
     start time, then the greater global_id (two runs started in the same second). A run without
     a readable start time is older than any run with one. ``start_time``: ISO text or datetime."""
-    t: Optional[dt.datetime]
+    t: dt.datetime | None
     if isinstance(start_time, dt.datetime):
         t = start_time if start_time.tzinfo else start_time.replace(tzinfo=dt.timezone.utc)
     else:

@@ -4,14 +4,15 @@ exactly its row, from what ``sem_core.capture`` recorded."""
 from __future__ import annotations
 
 import shlex
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any
 
 from sem_core.capture import CaptureError
 from sem_core.plan import format_key, split_key, split_quoted_override
 
 
-def _override_value(value: Any) -> Optional[str]:
+def _override_value(value: Any) -> str | None:
     """A row value as Hydra override text, or None when it has no safe spelling."""
     if value is None:
         return "null"
@@ -79,13 +80,17 @@ def repro_commands(record: Any) -> list[str]:
         if diff_path is not None and diff_path.exists():
             commands.append(f"git apply {shlex.quote(str(diff_path.resolve()))}")
         else:
-            commands.append("# WARNING: the run had uncommitted changes and its diff file is not here: the code may differ")
+            commands.append(
+                "# WARNING: the run had uncommitted changes and its diff file is not here: the code may differ"
+            )
     data = [d for d in capture.get("dvc") or [] if d.get("source")]
     if data:
         commands.append("dvc pull " + " ".join(shlex.quote(s) for s in sorted({d["source"] for d in data})))
         for d in data:
             if d.get("state") not in ("match", None):
-                commands.append(f"# WARNING: {d['path']} was {d['state']} in the workspace of the run: the data may differ")
+                commands.append(
+                    f"# WARNING: {d['path']} was {d['state']} in the workspace of the run: the data may differ"
+                )
     model = Path(git["model_file"])
     # sources that were not in git (untracked sibling modules) are missing after the checkout:
     # the run store holds the exact bytes the run imported

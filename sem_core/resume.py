@@ -14,9 +14,10 @@ The settings combine as filters: a row runs only if every one of them lets it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any
 
 from sem_core import records
 from sem_core.errors import ConfigError
@@ -28,7 +29,7 @@ RERUN_CHOICES = ("failed", "missing")
 @dataclass(frozen=True)
 class ExistingRun:
     experiment_id: str
-    model: Optional[str]  # model file name, e.g. "m_linear.py"
+    model: str | None  # model file name, e.g. "m_linear.py"
     status: str
     global_id: str
     where: str = "local"  # "local" or "mongo"
@@ -48,7 +49,7 @@ class Selection:
     skipped: list[Skipped]
 
 
-def validate_rerun(value: Optional[str]) -> Optional[str]:
+def validate_rerun(value: str | None) -> str | None:
     if value is None or value == "" or str(value).lower() in ("none", "null", "all"):
         return None
     if value not in RERUN_CHOICES:
@@ -62,9 +63,9 @@ def validate_rerun(value: Optional[str]) -> Optional[str]:
 def select_jobs(
     jobs: Sequence[Any],
     existing: Iterable[ExistingRun],
-    model: Optional[str],
+    model: str | None,
     skip_completed: bool = False,
-    rerun: Optional[str] = None,
+    rerun: str | None = None,
 ) -> Selection:
     """Split ``jobs`` (objects with ``order_id`` and ``experiment_id``) into those to run and
     those skipped. Only runs of ``model`` count (runs of other model files never match)."""
@@ -90,7 +91,7 @@ def select_jobs(
     return Selection(to_run=to_run, skipped=skipped)
 
 
-def _skip_reason(runs: list[ExistingRun], skip_completed: bool, rerun: Optional[str]) -> Optional[str]:
+def _skip_reason(runs: list[ExistingRun], skip_completed: bool, rerun: str | None) -> str | None:
     if skip_completed:
         done = [r for r in runs if r.status == RunStatus.COMPLETED]
         if done:
@@ -118,8 +119,12 @@ def existing_from_records(records: Iterable[Any], where: str = "local") -> list[
 
 
 # ------------------------------------------------------------------------------ the I/O edge
-def load_existing(store: Path, mongo_settings: Any = None, experiment_ids: Optional[Sequence[str]] = None,
-                  on_problem: Optional[records.OnProblem] = None) -> list[ExistingRun]:
+def load_existing(
+    store: Path,
+    mongo_settings: Any = None,
+    experiment_ids: Sequence[str] | None = None,
+    on_problem: records.OnProblem | None = None,
+) -> list[ExistingRun]:
     """The runs already recorded in the local store and, when a database is configured
     (``sem_core.mongo.connection.MongoSettings``), in MongoDB; there only those of ``experiment_ids``.
     A local record that cannot be read counts as no run (its row runs again) and goes to
@@ -131,7 +136,7 @@ def load_existing(store: Path, mongo_settings: Any = None, experiment_ids: Optio
     return existing
 
 
-def _mongo_records(settings: Any, experiment_ids: Optional[Sequence[str]]) -> list[Any]:
+def _mongo_records(settings: Any, experiment_ids: Sequence[str] | None) -> list[Any]:
     import pymongo.errors
 
     from sem_core.mongo import connection, reader
@@ -172,8 +177,9 @@ def _skip_claimed(selection: Selection, settings: Any, model: str, sem_cfg: Any)
     from sem_core import claims
 
     try:
-        held = claims.live_claims(settings, model, [j.experiment_id for j in selection.to_run],
-                                  claims.stale_after_s(sem_cfg))
+        held = claims.live_claims(
+            settings, model, [j.experiment_id for j in selection.to_run], claims.stale_after_s(sem_cfg)
+        )
     except pymongo.errors.PyMongoError:
         return selection  # each job claims its row again (and warns) when it starts
     if not held:
@@ -181,7 +187,8 @@ def _skip_claimed(selection: Selection, settings: Any, model: str, sem_cfg: Any)
     to_run = [j for j in selection.to_run if j.experiment_id not in held]
     skipped = list(selection.skipped) + [
         Skipped(order_id=j.order_id, experiment_id=j.experiment_id, reason=held[j.experiment_id].note)
-        for j in selection.to_run if j.experiment_id in held
+        for j in selection.to_run
+        if j.experiment_id in held
     ]
     skipped.sort(key=lambda s: s.order_id)
     return Selection(to_run=to_run, skipped=skipped)

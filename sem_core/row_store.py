@@ -34,8 +34,9 @@ class _RowNode(ConfigNode):
     stable across hydra-core 1.3.x (pinned in setup.cfg).
     """
 
-    def __init__(self, name: str, record: dict, group: str,
-                 groups: ConfigGroups | None = None) -> None:  # dataclass fields set by hand
+    def __init__(
+        self, name: str, record: dict, group: str, groups: ConfigGroups | None = None
+    ) -> None:  # dataclass fields set by hand
         self.name = name
         self.group = group
         self.package = "_global_"
@@ -87,7 +88,7 @@ def _registered_row(overrides: Sequence[str]) -> dict | None:
     prefix = f"+{ROW_GROUP}="
     for text in overrides:
         if text.startswith(prefix):
-            entry = ConfigStore.instance().repo.get(ROW_GROUP, {}).get(f"{text[len(prefix):]}.yaml")
+            entry = ConfigStore.instance().repo.get(ROW_GROUP, {}).get(f"{text[len(prefix) :]}.yaml")
             return entry.record if entry is not None else None
     return None
 

@@ -432,10 +432,17 @@ class Run:
                 if event == "failed_event":
                     raise RecordError(f"the final record could not be written: {type(exc).__name__}: {exc}") from exc
                 self.record_errors.append(f"writing the {self.status} record failed: {type(exc).__name__}: {exc}")
-                event, kwargs = "failed_event", {"fail_time": _now(), "fail_trace": [
-                    f"sem: the run ended {self.status}, but that could not be recorded: "
-                    + "; ".join(self.record_errors) + "\n"
-                ]}
+                event, kwargs = (
+                    "failed_event",
+                    {
+                        "fail_time": _now(),
+                        "fail_trace": [
+                            f"sem: the run ended {self.status}, but that could not be recorded: "
+                            + "; ".join(self.record_errors)
+                            + "\n"
+                        ],
+                    },
+                )
                 self.status = RunStatus.FAILED
                 self._end = kwargs
                 deadline = time.monotonic() + FINAL_WRITE_RETRY_S

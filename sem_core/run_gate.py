@@ -9,8 +9,9 @@ import fcntl
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 from sem_core import records
 
@@ -39,8 +40,11 @@ def wait_at_gate(model_path: Path, n_jobs: int) -> None:
     parent = os.getppid()
     while not (gate_dir / "go").exists():
         if (gate_dir / "abort").exists() or os.getppid() != parent:
-            print(f"{Path(model_path).name}: not started: another model file of this `sem run` could not be planned",
-                  file=sys.stderr, flush=True)
+            print(
+                f"{Path(model_path).name}: not started: another model file of this `sem run` could not be planned",
+                file=sys.stderr,
+                flush=True,
+            )
             raise SystemExit(NOT_STARTED_CODE)
         time.sleep(GATE_POLL_S)
 
@@ -55,7 +59,7 @@ class JobSlot:
     def __init__(self, folder: Path, n: int):
         self.folder = Path(folder)
         self.n = max(1, int(n))
-        self.fd: Optional[int] = None
+        self.fd: int | None = None
 
     def acquire(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -77,7 +81,7 @@ class JobSlot:
             os.close(fd)  # closing the file drops the lock
 
 
-def job_slot(config: Any) -> Optional[JobSlot]:
+def job_slot(config: Any) -> JobSlot | None:
     """The job's slot under ``sem run`` on sem's local launchers (sequential, local); None
     otherwise (alone, or on Slurm, whose scheduler keeps its own budget)."""
     folder = os.environ.get(SLOTS_ENV)

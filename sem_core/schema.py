@@ -21,8 +21,9 @@ import enum
 import pathlib
 import types
 import typing
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
+from typing import Any, Optional, Union
 
 from sem_core.errors import ConfigError
 from sem_core.plan import PlannedJob
@@ -51,7 +52,7 @@ class FieldCheck:
     check: Check
     fits: Callable[[Any], bool]  # the fast test: never True where ``check`` finds a problem
     required: bool
-    nested: Optional["SchemaCheck"]  # the field's dataclass, checked when the row leaves it out
+    nested: SchemaCheck | None  # the field's dataclass, checked when the row leaves it out
     may_be_left_out: bool  # not required, and its dataclass (if any) needs nothing from the row
 
 
@@ -77,7 +78,7 @@ class SchemaCheck:
                 return False
         return True
 
-    def problem(self, row: Mapping[str, Any], prefix: str = "") -> Optional[Problem]:
+    def problem(self, row: Mapping[str, Any], prefix: str = "") -> Problem | None:
         """The first reason ``row`` does not fit, or None."""
         for key in row:
             if key not in self.fields:
@@ -131,8 +132,9 @@ def _compile(schema: type, seen: tuple) -> SchemaCheck:
         nested = _compile(tp, seen + (schema,)) if _is_dataclass_type(tp) else None
         inside = seen + (schema,)
         left_out_ok = not required and (nested is None or nested.problem({}) is None)
-        fields[f.name] = FieldCheck(f.name, _type_check(tp, inside), _type_fits(tp, inside), required, nested,
-                                    left_out_ok)
+        fields[f.name] = FieldCheck(
+            f.name, _type_check(tp, inside), _type_fits(tp, inside), required, nested, left_out_ok
+        )
     return SchemaCheck(schema.__name__, fields)
 
 
@@ -151,7 +153,7 @@ def _type_check(tp: Any, seen: tuple) -> Check:
     check = None if anything else _inner_check(inner, seen)
     expected = type_name(tp)
 
-    def checked(value: Any, path: str) -> Optional[Problem]:
+    def checked(value: Any, path: str) -> Problem | None:
         if isinstance(value, str) and value == OMEGACONF_MISSING:
             # merged onto a field, OmegaConf's mark for "missing" keeps the field's default
             return Problem(path, value, f"{expected}, not '???' (OmegaConf's mark for a missing value)")
@@ -211,14 +213,14 @@ def _is_dataclass_type(tp: Any) -> bool:
     return isinstance(tp, type) and dataclasses.is_dataclass(tp)
 
 
-def _scalar(accept: Callable[[Any], bool]) -> Callable[[Any, str, str], Optional[Problem]]:
-    def check(value: Any, path: str, expected: str) -> Optional[Problem]:
+def _scalar(accept: Callable[[Any], bool]) -> Callable[[Any, str, str], Problem | None]:
+    def check(value: Any, path: str, expected: str) -> Problem | None:
         return None if accept(value) else Problem(path, value, expected)
 
     return check
 
 
-def _inner_check(tp: Any, seen: tuple) -> Callable[[Any, str, str], Optional[Problem]]:
+def _inner_check(tp: Any, seen: tuple) -> Callable[[Any, str, str], Problem | None]:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if tp is int:
@@ -243,7 +245,7 @@ def _inner_check(tp: Any, seen: tuple) -> Callable[[Any, str, str], Optional[Pro
         item_types = [a for a in args if a is not Ellipsis]
         item = _type_check(item_types[0], seen) if len(set(item_types)) == 1 else None
 
-        def check_list(value: Any, path: str, expected: str) -> Optional[Problem]:
+        def check_list(value: Any, path: str, expected: str) -> Problem | None:
             if not isinstance(value, list):
                 return Problem(path, value, expected)
             if item is not None:
@@ -257,7 +259,7 @@ def _inner_check(tp: Any, seen: tuple) -> Callable[[Any, str, str], Optional[Pro
     if tp is dict or origin in (dict, Mapping, typing.Mapping):
         value_check = _type_check(args[1], seen) if len(args) == 2 else None
 
-        def check_dict(value: Any, path: str, expected: str) -> Optional[Problem]:
+        def check_dict(value: Any, path: str, expected: str) -> Problem | None:
             if not isinstance(value, dict):
                 return Problem(path, value, expected)
             if value_check is not None:
@@ -271,7 +273,7 @@ def _inner_check(tp: Any, seen: tuple) -> Callable[[Any, str, str], Optional[Pro
     if _is_dataclass_type(tp):
         nested = _compile(tp, seen)
 
-        def check_nested(value: Any, path: str, expected: str) -> Optional[Problem]:
+        def check_nested(value: Any, path: str, expected: str) -> Problem | None:
             if not isinstance(value, dict):
                 return Problem(path, value, expected)
             return nested.problem(value, path)

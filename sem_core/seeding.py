@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import random
 import sys
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from sem_core.errors import ConfigError
 

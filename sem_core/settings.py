@@ -7,10 +7,11 @@ of ``<experiment>/experiment_config.yaml`` > the defaults below.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
 from enum import Enum
 from pathlib import Path
-from typing import Any, Callable, Iterable, List, Optional
+from typing import Any
 
 from sem_core.errors import ConfigError, warn
 
@@ -20,7 +21,7 @@ EXPERIMENT_CONFIG_NAME = "experiment_config.yaml"
 @dataclass
 class MongoConf:
     # mongodb:// URI naming the database; None = look in SEM_MONGO_URL and the config files
-    url: Optional[str] = None
+    url: str | None = None
 
 
 class CaptureMode(Enum):
@@ -31,7 +32,7 @@ class CaptureMode(Enum):
 @dataclass
 class SemConf:
     # run store; None = <models folder>/runs beside the model file
-    storage: Optional[str] = None
+    storage: str | None = None
     # seconds between heartbeats (run.json heartbeat time, metric and stdout flushes)
     heartbeat_interval: float = 10.0
     # how cout.txt captures the job's output: fd (everything written to stdout/stderr) or sys
@@ -39,15 +40,15 @@ class SemConf:
     # skip rows whose experiment_id already has a COMPLETED run of the same model file
     skip_completed: bool = False
     # "failed": only rows whose latest run failed; "missing": only rows never run; None: all
-    rerun: Optional[str] = None
+    rerun: str | None = None
     # seconds without a heartbeat after which another sweep takes over a row's claim in
     # MongoDB (with skip_completed); None = 10 heartbeat intervals, at least 120 s
-    claim_stale_after: Optional[float] = None
+    claim_stale_after: float | None = None
     # MongoDB connection (optional; sem works without a database)
     mongo: MongoConf = field(default_factory=MongoConf)
     # sacred observers made in each job: ``{_target_: sacred.observers.SqlObserver, url: ...}``
     # entries (hydra.utils.instantiate); secret values stay out of Hydra's saved config
-    observers: List[Any] = field(default_factory=list)
+    observers: list[Any] = field(default_factory=list)
 
 
 # sem's top-level sections of experiment_config.yaml and the keys each may hold. Every other
@@ -125,7 +126,7 @@ def did_you_mean(word: str, choices: Iterable[Any]) -> str:
     return f" (did you mean {by_lower[close[0]]!r}?)" if close else ""
 
 
-def cluster_type(section: Any) -> Optional[str]:
+def cluster_type(section: Any) -> str | None:
     """``local`` or ``slurm`` for a cluster section of experiment_config.yaml, None for a
     section of the user's own. A section is a cluster section when its ``type`` is a cluster
     type, or when it holds one of experiment_manager's cluster keys (``sif``, ``partition``): then it is
@@ -144,13 +145,13 @@ def cluster_type(section: Any) -> Optional[str]:
 MAX_HEARTBEAT_S = 86400.0
 
 
-def _check_storage(value: Any) -> Optional[str]:
+def _check_storage(value: Any) -> str | None:
     if value is not None and (not isinstance(value, str) or not value.strip()):
         return "is not a folder path: give one path as text (or null for <models>/runs)"
     return None
 
 
-def _check_heartbeat(value: Any) -> Optional[str]:
+def _check_heartbeat(value: Any) -> str | None:
     try:
         number = float(value) if not isinstance(value, bool) else math.nan
     except (TypeError, ValueError):
@@ -160,8 +161,8 @@ def _check_heartbeat(value: Any) -> Optional[str]:
     return None
 
 
-def _check_choice(*choices: Any) -> Callable[[Any], Optional[str]]:
-    def check(value: Any) -> Optional[str]:
+def _check_choice(*choices: Any) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
         value = value.value if isinstance(value, Enum) else value
         if value in choices and type(value) in {type(c) for c in choices}:  # True == 1: not a choice
             return None
@@ -173,7 +174,7 @@ def _check_choice(*choices: Any) -> Callable[[Any], Optional[str]]:
 # sem.<key> -> why a value cannot be used (None: it can). Used for experiment_config.yaml (the
 # message names the file) and again for the merged settings before a sweep (command line).
 # A setting without an entry here is checked by OmegaConf's typing alone.
-SEM_SETTING_CHECKS: dict[str, Callable[[Any], Optional[str]]] = {
+SEM_SETTING_CHECKS: dict[str, Callable[[Any], str | None]] = {
     "storage": _check_storage,
     "heartbeat_interval": _check_heartbeat,
     "capture": _check_choice(*(m.value for m in CaptureMode)),
@@ -182,7 +183,7 @@ SEM_SETTING_CHECKS: dict[str, Callable[[Any], Optional[str]]] = {
 }
 
 
-def sem_setting_problem(key: str, value: Any) -> Optional[str]:
+def sem_setting_problem(key: str, value: Any) -> str | None:
     """Why ``value`` cannot be ``sem.<key>`` (to follow the value in a message), or None."""
     check = SEM_SETTING_CHECKS.get(key)
     return check(value) if check is not None else None
@@ -241,8 +242,10 @@ def _unique_key_loader() -> type:
                         continue  # an unhashable key: SafeLoader's own error names it
                     if seen is not key_node.start_mark:
                         raise yaml.constructor.ConstructorError(
-                            None, None, f"key {key!r} is given twice (first on line {seen.line + 1}); "
-                            "keep one", key_node.start_mark,
+                            None,
+                            None,
+                            f"key {key!r} is given twice (first on line {seen.line + 1}); keep one",
+                            key_node.start_mark,
                         )
             return super().construct_mapping(node, deep=deep)
 
@@ -283,7 +286,11 @@ def load_experiment_config(experiment_dir: Path) -> dict:
                         raise ConfigError(f"{path}: section 'sem' key {key!r}: {setting!r:.80} {problem}")
         elif section in OTHER_SECTIONS:
             continue
-        elif isinstance(value, dict) and PREDECESSOR_CLUSTER_KEYS & set(value) and value.get("type", "slurm") not in CLUSTER_TYPES:
+        elif (
+            isinstance(value, dict)
+            and PREDECESSOR_CLUSTER_KEYS & set(value)
+            and value.get("type", "slurm") not in CLUSTER_TYPES
+        ):
             raise ConfigError(
                 f"{path}: cluster section {section!r} has type {value['type']!r}; "
                 f"use one of {sorted(CLUSTER_TYPES)} "
@@ -302,11 +309,19 @@ def load_experiment_config(experiment_dir: Path) -> dict:
             # near miss of one of sem's names
             hint = did_you_mean(section, set(EXPERIMENT_SECTION_KEYS) | OTHER_SECTIONS)
             if hint:
-                say_once(f"{path}: section {section!r} is not read by sem{hint}; a setting of your own may "
-                          "keep this name (sem ignores it)")
-            elif isinstance(value, dict) and isinstance(value.get("type"), str) and did_you_mean(value["type"], CLUSTER_TYPES):
-                say_once(f"{path}: section {section!r} has type {value['type']!r}, not a cluster type"
-                          f"{did_you_mean(value['type'], CLUSTER_TYPES)}; as it is, the section is yours and sem ignores it")
+                say_once(
+                    f"{path}: section {section!r} is not read by sem{hint}; a setting of your own may "
+                    "keep this name (sem ignores it)"
+                )
+            elif (
+                isinstance(value, dict)
+                and isinstance(value.get("type"), str)
+                and did_you_mean(value["type"], CLUSTER_TYPES)
+            ):
+                say_once(
+                    f"{path}: section {section!r} has type {value['type']!r}, not a cluster type"
+                    f"{did_you_mean(value['type'], CLUSTER_TYPES)}; as it is, the section is yours and sem ignores it"
+                )
     return data
 
 

@@ -25,9 +25,7 @@ def model_stem(name: str) -> str:
     bare = name.removesuffix(".py")
     bare = bare[2:] if bare.startswith("m_") else bare
     if not _NAME.fullmatch(bare):
-        raise SemError(
-            f"model name {name!r}: use letters, digits and _ (not first a digit), e.g. --model ridge"
-        )
+        raise SemError(f"model name {name!r}: use letters, digits and _ (not first a digit), e.g. --model ridge")
     return f"m_{bare}"
 
 

@@ -157,8 +157,9 @@ class FdCapture:
                 args = [sys.executable, "-I", "-S", str(Path(__file__).with_name("_tee.py")), str(self.output_file)]
                 for read_end, _, live in pipes:
                     args += [str(read_end), str(live)]
-                self._copier = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                                pass_fds=[r for r, _, _ in pipes])
+                self._copier = subprocess.Popen(
+                    args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, pass_fds=[r for r, _, _ in pipes]
+                )
         finally:
             if previous is not None:
                 signal.pthread_sigmask(signal.SIG_SETMASK, previous)

@@ -16,8 +16,9 @@ from sem_core import ids, records
 SWEEP_MANIFEST = "sem_sweep.json"
 
 
-def start_sweep_folder(sweep_dir: Path, config: Any, task: Any, store: Path, planned: Sequence[dict],
-                       skipped: Sequence[Any]) -> dict:
+def start_sweep_folder(
+    sweep_dir: Path, config: Any, task: Any, store: Path, planned: Sequence[dict], skipped: Sequence[Any]
+) -> dict:
     """The sweep folder with Hydra's ``multirun.yaml`` and sem's manifest. Returns the sweep's
     part of every run's ``meta.sem``: the folder, the sweep's capture (git, packages, DVC state,
     taken once for every job) and the row overrides as typed."""

@@ -44,9 +44,17 @@ def summary_rows(planned: Sequence[dict], outcomes: Sequence[Any], store: Path) 
             run = {"status": "UNREADABLE", "fail_trace": [f"{exc}\n"]}
         value = getattr(ret, "_return_value", None)
         if not run and isinstance(value, Elsewhere):
-            out.append({"order_id": record["order_id"], "experiment_id": record["experiment_id"],
-                        "global_id": record["global_id"], "status": "SKIPPED", "duration": None,
-                        "error": value.note, "state": "elsewhere"})
+            out.append(
+                {
+                    "order_id": record["order_id"],
+                    "experiment_id": record["experiment_id"],
+                    "global_id": record["global_id"],
+                    "status": "SKIPPED",
+                    "duration": None,
+                    "error": value.note,
+                    "state": "elsewhere",
+                }
+            )
             continue
         if run:
             status = records.observed_status(run)  # KILLED: its worker died before recording its end
@@ -61,10 +69,18 @@ def summary_rows(planned: Sequence[dict], outcomes: Sequence[Any], store: Path) 
             state = "failed"
         else:
             state = "done"
-        out.append({"order_id": record["order_id"], "experiment_id": record["experiment_id"],
-                    "global_id": record["global_id"], "status": status, "duration": records.run_duration(run),
-                    "error": _error_of(run, ret) if state == "failed" else "", "state": state,
-                    "no_record": not run})
+        out.append(
+            {
+                "order_id": record["order_id"],
+                "experiment_id": record["experiment_id"],
+                "global_id": record["global_id"],
+                "status": status,
+                "duration": records.run_duration(run),
+                "error": _error_of(run, ret) if state == "failed" else "",
+                "state": state,
+                "no_record": not run,
+            }
+        )
     return out
 
 
@@ -80,8 +96,10 @@ def format_summary(rows: Sequence[dict], where: str, model_column: bool = False,
             long_reasons.append(f"{r['model'] + ' ' if model_column else ''}order_id {r['order_id']}: {error}")
         shown = error if len(error) <= ERROR_COLUMN_CHARS else error[: ERROR_COLUMN_CHARS - 3] + "..."
         duration = records.format_duration(r.get("duration"))
-        table.append(((r["model"],) if model_column else ()) + (str(r["order_id"]), r["experiment_id"],
-                                                               r["status"], duration, shown))
+        table.append(
+            ((r["model"],) if model_column else ())
+            + (str(r["order_id"]), r["experiment_id"], r["status"], duration, shown)
+        )
     widths = [max(len(h), *(len(t[i]) for t in table)) if table else len(h) for i, h in enumerate(header)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()] if table else []
     lines += ["  ".join(c.ljust(w) for c, w in zip(t, widths)).rstrip() for t in table]

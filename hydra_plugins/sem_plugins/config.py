@@ -1,7 +1,6 @@
 """Configs of sem's Hydra plugins, one dataclass per option (Hydra's own plugin pattern)."""
 
 from dataclasses import dataclass
-from typing import List, Optional
 
 from hydra.core.config_store import ConfigStore
 
@@ -16,7 +15,7 @@ resolvers.register()
 class SemSweeperConf:
     _target_: str = "hydra_plugins.sem_plugins.sweeper.SemSweeper"
     # jobs handed to the launcher at a time; None = the whole sweep in one batch
-    max_batch_size: Optional[int] = None
+    max_batch_size: int | None = None
 
 
 @dataclass
@@ -25,22 +24,22 @@ class LocalLauncherConf:
     # jobs running at once, in worker processes that each run jobs one after another (a job
     # that crashes its process fails alone); 1 = run the jobs one after another inside this
     # process (debuggable: breakpoints work); None = one per CPU
-    n_jobs: Optional[int] = None
+    n_jobs: int | None = None
     # stop starting new jobs after the first failure (running ones finish)
     fail_fast: bool = False
     # K: each running job gets its own K GPUs through CUDA_VISIBLE_DEVICES (n_jobs is capped
     # at the devices / K); None = every job sees what the sweep process sees
-    gpus_per_job: Optional[int] = None
+    gpus_per_job: int | None = None
     # the devices to share out; None = CUDA_VISIBLE_DEVICES, else those nvidia-smi -L lists
-    gpus: Optional[List[str]] = None
+    gpus: list[str] | None = None
     # jobs a worker runs before it is replaced by a fresh process; 1 = a process per job
-    max_jobs_per_worker: Optional[int] = None
+    max_jobs_per_worker: int | None = None
 
 
 @dataclass
 class SequentialLauncherConf(LocalLauncherConf):
     # the default launcher of a model file: one job after another in this process
-    n_jobs: Optional[int] = 1
+    n_jobs: int | None = 1
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="sem", node=SemSweeperConf, provider="sem")

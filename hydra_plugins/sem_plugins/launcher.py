@@ -3,7 +3,8 @@ model file), or N at a time in worker processes (``hydra/launcher=local hydra.la
 the work, with crashes, signals and GPUs, is ``sem_core.launch.local``)."""
 
 import sys
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from hydra.core.utils import JobReturn
 from hydra.plugins.launcher import Launcher
@@ -14,11 +15,11 @@ from omegaconf import DictConfig
 class LocalLauncher(Launcher):
     def __init__(
         self,
-        n_jobs: Optional[int] = None,
+        n_jobs: int | None = None,
         fail_fast: bool = False,
-        gpus_per_job: Optional[int] = None,
-        gpus: Optional[Sequence[Any]] = None,
-        max_jobs_per_worker: Optional[int] = None,
+        gpus_per_job: int | None = None,
+        gpus: Sequence[Any] | None = None,
+        max_jobs_per_worker: int | None = None,
     ) -> None:
         self.n_jobs = n_jobs
         self.fail_fast = fail_fast
@@ -26,10 +27,10 @@ class LocalLauncher(Launcher):
         self.gpus = list(gpus) if gpus is not None else None
         self.max_jobs_per_worker = max_jobs_per_worker
         # each worker's devices (None: jobs see what this process sees), set by setup
-        self.gpu_sets: Optional[list] = None
-        self.config: Optional[DictConfig] = None
-        self.task_function: Optional[TaskFunction] = None
-        self.hydra_context: Optional[HydraContext] = None
+        self.gpu_sets: list | None = None
+        self.config: DictConfig | None = None
+        self.task_function: TaskFunction | None = None
+        self.hydra_context: HydraContext | None = None
         # set when fail_fast stopped the sweep: the sweeper launches no further batch
         self.stopped_early = False
 

@@ -4,7 +4,7 @@ Without a sem experiment (any other Hydra app) it behaves exactly like Hydra's B
 """
 
 import sys
-from typing import Any, List, Optional
+from typing import Any
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.types import HydraContext, TaskFunction
@@ -12,15 +12,15 @@ from omegaconf import DictConfig
 
 
 class SemSweeper(BasicSweeper):
-    def __init__(self, max_batch_size: Optional[int] = None, params: Optional[dict] = None) -> None:
+    def __init__(self, max_batch_size: int | None = None, params: dict | None = None) -> None:
         super().__init__(max_batch_size=max_batch_size, params=params)
-        self.task_function: Optional[TaskFunction] = None
+        self.task_function: TaskFunction | None = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
         self.task_function = task_function
 
-    def sweep(self, arguments: List[str]) -> Any:
+    def sweep(self, arguments: list[str]) -> Any:
         experiment = getattr(self.task_function, "experiment", None)
         if experiment is None:
             return super().sweep(arguments)

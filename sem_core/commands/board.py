@@ -18,8 +18,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any
 
 OMNIBOARD_ENV = "SEM_OMNIBOARD"
 URL_PATH = "/sacred"
@@ -39,15 +40,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "never on a command line.\n\nOmniboard comes from npm: `npm install -g omniboard` (or set "
         "SEM_OMNIBOARD to its executable).",
     )
-    p.add_argument("path", nargs="?", default=None, metavar="PATH",
-                   help="experiment folder whose experiment_config.yaml names the database (default: current)")
+    p.add_argument(
+        "path",
+        nargs="?",
+        default=None,
+        metavar="PATH",
+        help="experiment folder whose experiment_config.yaml names the database (default: current)",
+    )
     p.add_argument("--port", type=int, default=9000, help="port to serve on (Omniboard takes the next free one)")
-    p.add_argument("--url", default=None, metavar="MONGODB_URL",
-                   help="database to show instead of the configured one (no passwords here: use SEM_MONGO_URL)")
+    p.add_argument(
+        "--url",
+        default=None,
+        metavar="MONGODB_URL",
+        help="database to show instead of the configured one (no passwords here: use SEM_MONGO_URL)",
+    )
     p.set_defaults(func=run)
 
 
-def find_omniboard(env: Optional[Mapping[str, str]] = None) -> Optional[str]:
+def find_omniboard(env: Mapping[str, str] | None = None) -> str | None:
     explicit = (os.environ if env is None else env).get(OMNIBOARD_ENV)
     if explicit:
         return explicit if os.access(explicit, os.X_OK) else None
@@ -88,8 +98,15 @@ def run(args: argparse.Namespace) -> int:
     config_path = write_private_config(settings.url)
     env = dict(os.environ, OMNIBOARD_CONFIG=str(config_path), PORT=str(args.port))
     secrets = settings.secrets
-    proc = subprocess.Popen([exe], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            errors="replace", start_new_session=True)
+    proc = subprocess.Popen(
+        [exe],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        start_new_session=True,
+    )
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         assert proc.stdout is not None  # stdout=PIPE
@@ -98,8 +115,11 @@ def run(args: argparse.Namespace) -> int:
             m = _LISTENING.search(line)
             if m:
                 config_path.unlink(missing_ok=True)  # read at Omniboard's start-up; no longer needed
-                print(f"Omniboard: http://127.0.0.1:{m.group(1)}{URL_PATH}  (database {settings.display}; "
-                      "Ctrl-C stops it)", flush=True)
+                print(
+                    f"Omniboard: http://127.0.0.1:{m.group(1)}{URL_PATH}  (database {settings.display}; "
+                    "Ctrl-C stops it)",
+                    flush=True,
+                )
             sys.stdout.flush()
         code = proc.wait()
         if code != 0:

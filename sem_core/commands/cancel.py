@@ -14,12 +14,19 @@ from sem_core.run_status import RunStatus
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "cancel", help="cancel the pending and running Slurm jobs of a sweep or store",
+        "cancel",
+        help="cancel the pending and running Slurm jobs of a sweep or store",
         description="Cancel (scancel) the Slurm jobs of the runs still QUEUED or RUNNING under PATH, wait "
-        "until they have left the queue, and mark their records CANCELLED. Local runs are left alone.")
+        "until they have left the queue, and mark their records CANCELLED. Local runs are left alone.",
+    )
     add_selection(p)
-    p.add_argument("--wait", type=float, default=60.0, metavar="SECONDS",
-                   help="how long to wait for cancelled jobs to leave the queue before marking them (default 60)")
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long to wait for cancelled jobs to leave the queue before marking them (default 60)",
+    )
     p.set_defaults(func=run)
 
 
@@ -45,7 +52,9 @@ def run(args: argparse.Namespace) -> int:
     job_ids = sorted(set(job_of.values()))
     out = subprocess.run(["scancel", *job_ids], capture_output=True, text=True, check=False)
     if out.returncode != 0:
-        raise SemError(f"scancel {' '.join(job_ids[:10])}... failed (exit {out.returncode}): {out.stderr.strip()[:500]}")
+        raise SemError(
+            f"scancel {' '.join(job_ids[:10])}... failed (exit {out.returncode}): {out.stderr.strip()[:500]}"
+        )
     # wait until the jobs have left the queue (completing ones included): a running job's
     # heartbeat could otherwise rewrite its record after it was marked
     deadline = time.monotonic() + args.wait
@@ -67,10 +76,15 @@ def run(args: argparse.Namespace) -> int:
             continue
         if write_verdict(Path(rec.location), RunStatus.CANCELLED, f"Slurm job {job_id} cancelled by sem cancel"):
             marked += 1
-    print(f"cancelled {len(job_ids)} Slurm job(s) ({', '.join(job_ids[:8])}{' ...' if len(job_ids) > 8 else ''}); "
-          f"{marked} run(s) marked CANCELLED in {where}")
+    print(
+        f"cancelled {len(job_ids)} Slurm job(s) ({', '.join(job_ids[:8])}{' ...' if len(job_ids) > 8 else ''}); "
+        f"{marked} run(s) marked CANCELLED in {where}"
+    )
     if remaining:
-        print(f"sem cancel: {len(remaining)} job(s) still stopping after {args.wait:.0f} s; "
-              "`sem status` will record them when Slurm reports them ended", file=sys.stderr)
+        print(
+            f"sem cancel: {len(remaining)} job(s) still stopping after {args.wait:.0f} s; "
+            "`sem status` will record them when Slurm reports them ended",
+            file=sys.stderr,
+        )
         return 1
     return 0

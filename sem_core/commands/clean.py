@@ -16,15 +16,28 @@ from sem_core.errors import SemError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("clean", help="move failed runs, stale duplicates and orphans to a bin (dry run by default)")
-    p.add_argument("path", nargs="?", default=None, help="experiment folder or run store (default: the experiment around .)")
+    p = subparsers.add_parser(
+        "clean", help="move failed runs, stale duplicates and orphans to a bin (dry run by default)"
+    )
+    p.add_argument(
+        "path", nargs="?", default=None, help="experiment folder or run store (default: the experiment around .)"
+    )
     p.add_argument("--yes", action="store_true", help="move them (without it: only print what would move)")
-    p.add_argument("--dry-run", action="store_true",
-                   help="only print what would move, in the store and in MongoDB (the default without --yes)")
-    p.add_argument("--restore", action="store_true",
-                   help="move everything in the bin back into the store (and the database; dry run with --dry-run)")
-    p.add_argument("--force", action="store_true",
-                   help="also bin runs that are neither pushed to DVC nor synced to MongoDB (the bin is then their only copy)")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="only print what would move, in the store and in MongoDB (the default without --yes)",
+    )
+    p.add_argument(
+        "--restore",
+        action="store_true",
+        help="move everything in the bin back into the store (and the database; dry run with --dry-run)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="also bin runs that are neither pushed to DVC nor synced to MongoDB (the bin is then their only copy)",
+    )
     p.set_defaults(func=run)
 
 
@@ -40,8 +53,10 @@ def restore(store: Path, dry_run: bool) -> int:
             print(f"would restore  {folder.name}{extra}")
         for gid in sorted(set(in_bin) - {f.name for f in folders}):
             print(f"would restore  database run {in_bin[gid]} ({gid}; its folder is in the store already)")
-        print(f"dry run: {len(folders)} folder(s) would move back into {store}"
-              + (f", {len(in_bin)} run(s) from {BIN_RUNS} into runs of MongoDB {database.display}" if database else ""))
+        print(
+            f"dry run: {len(folders)} folder(s) would move back into {store}"
+            + (f", {len(in_bin)} run(s) from {BIN_RUNS} into runs of MongoDB {database.display}" if database else "")
+        )
         return 0
     restored = clean.restore_from_bin(store)
     print(f"restored {len(restored)} folder(s) into {store}" + (f": {', '.join(restored)}" if restored else ""))
@@ -82,18 +97,29 @@ def run(args: argparse.Namespace) -> int:
         left += [i for i in plan.move if i.reason.startswith(clean.UNREADABLE)]
     code = 1 if left else 0
     if left:
-        print(f"sem clean: {len(left)} unreadable record(s) remain in {store}: repair them, or bin them "
-              f"(--yes{', --force' if any(i in plan.protected for i in left) else ''})", file=sys.stderr)
+        print(
+            f"sem clean: {len(left)} unreadable record(s) remain in {store}: repair them, or bin them "
+            f"(--yes{', --force' if any(i in plan.protected for i in left) else ''})",
+            file=sys.stderr,
+        )
     if not plan.move:
         print(f"nothing to clean in {store}")
         return code
     from sem_core.mongo.bin import BIN_RUNS
 
-    db_part = (f", and {len(in_db)} run(s) of MongoDB {database.display} from runs to {BIN_RUNS} "
-               "(with their metrics; GridFS files kept)") if in_db and database is not None else ""
+    db_part = (
+        (
+            f", and {len(in_db)} run(s) of MongoDB {database.display} from runs to {BIN_RUNS} "
+            "(with their metrics; GridFS files kept)"
+        )
+        if in_db and database is not None
+        else ""
+    )
     if not args.yes:
-        print(f"dry run: {len(plan.move)} folder(s) would move to {store / clean.BIN_DIR}{db_part}; "
-              "run again with --yes to move them")
+        print(
+            f"dry run: {len(plan.move)} folder(s) would move to {store / clean.BIN_DIR}{db_part}; "
+            "run again with --yes to move them"
+        )
         return code
     batch = clean.bin_runs(store, plan.move, in_db, database)
     print(f"moved {len(plan.move)} folder(s) to {batch}{db_part}; `sem clean --restore` brings them back")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from sem_core.dvc import Targets
@@ -15,11 +16,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = p.add_subparsers(dest="dvc_command", metavar="ACTION", required=True)
 
     init = sub.add_parser("init", help="dvc init (where needed) and a default remote, committed to git")
-    init.add_argument("--remote", metavar="URL", help="default remote: a folder, s3://bucket/path, gdrive://<folder id>, ...")
+    init.add_argument(
+        "--remote", metavar="URL", help="default remote: a folder, s3://bucket/path, gdrive://<folder id>, ..."
+    )
     init.add_argument("--remote-name", default="storage", metavar="NAME", help="name of the remote (default: storage)")
-    init.add_argument("--gdrive-client-id", metavar="ID", help="Google Drive OAuth client id (committed to .dvc/config)")
-    init.add_argument("--gdrive-client-secret", metavar="SECRET",
-                      help="Google Drive OAuth client secret (kept in the git-ignored .dvc/config.local)")
+    init.add_argument(
+        "--gdrive-client-id", metavar="ID", help="Google Drive OAuth client id (committed to .dvc/config)"
+    )
+    init.add_argument(
+        "--gdrive-client-secret",
+        metavar="SECRET",
+        help="Google Drive OAuth client secret (kept in the git-ignored .dvc/config.local)",
+    )
     init.add_argument("path", nargs="?", default=".", help="a folder inside the git repository (default: .)")
     init.set_defaults(func=run_init)
 

@@ -16,10 +16,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "commented, with its default) and models/m_<name>.py, a model file that runs as it is. "
         "Existing files are never overwritten.",
     )
-    p.add_argument("experiment", nargs="?", default=".", metavar="EXPERIMENT",
-                   help="the folder to create or fill (default: the current directory)")
-    p.add_argument("--model", default="example", metavar="NAME",
-                   help="name of the starter model file: models/m_NAME.py (default: example)")
+    p.add_argument(
+        "experiment",
+        nargs="?",
+        default=".",
+        metavar="EXPERIMENT",
+        help="the folder to create or fill (default: the current directory)",
+    )
+    p.add_argument(
+        "--model",
+        default="example",
+        metavar="NAME",
+        help="name of the starter model file: models/m_NAME.py (default: example)",
+    )
     p.set_defaults(func=run)
 
 

@@ -14,16 +14,23 @@ DEFAULT_METRICS_SHOWN = 3
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "ls", help="list runs: ids, status, duration, key metrics",
+        "ls",
+        help="list runs: ids, status, duration, key metrics",
         description="List runs of every status, one line each, newest last: global_id, ids, status, "
-        "duration and a few metrics, fitted to the terminal (piped: to $COLUMNS when set, else in full).")
+        "duration and a few metrics, fitted to the terminal (piped: to $COLUMNS when set, else in full).",
+    )
     add_path(p)
     add_where(p)
     add_strict(p)
     p.add_argument("--status", action="append", default=[], metavar="S", help="only runs with status S (repeatable)")
-    p.add_argument("--metric", action="append", default=[], metavar="M",
-                   help=f"metric column to show (repeatable; default: the first {DEFAULT_METRICS_SHOWN} test_* metrics, "
-                   "else the first of all)")
+    p.add_argument(
+        "--metric",
+        action="append",
+        default=[],
+        metavar="M",
+        help=f"metric column to show (repeatable; default: the first {DEFAULT_METRICS_SHOWN} test_* metrics, "
+        "else the first of all)",
+    )
     p.set_defaults(func=run)
 
 
@@ -91,7 +98,13 @@ def run(args: argparse.Namespace) -> int:
     counts = runs["status"].value_counts()
     text += f"{plural(len(runs), 'run')}: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + "\n"
     if left_out:
-        text += render_text(Text(f"Not shown, to fit {width} columns: {', '.join(n for n in cells if n in left_out)} "
-                                 "(choose metrics with --metric M, or widen the terminal)."), width, color)
+        text += render_text(
+            Text(
+                f"Not shown, to fit {width} columns: {', '.join(n for n in cells if n in left_out)} "
+                "(choose metrics with --metric M, or widen the terminal)."
+            ),
+            width,
+            color,
+        )
     sys.stdout.write(text)
     return exit_code(args)

@@ -52,15 +52,17 @@ def run(args: argparse.Namespace) -> int:
         skipped = {s.order_id: s for s in plan.skipped}
         jobs = [(j.order_id, j, None) for j in plan.jobs] + [(s.order_id, None, s) for s in plan.skipped]
         for order_id, job, skip in sorted(jobs, key=lambda t: t[0]):
-            entries.append({
-                "model": plan.path.stem,
-                "order_id": order_id,
-                "experiment_id": job.experiment_id if job else skip.experiment_id,
-                "config_id": job.config_id if job else None,
-                "action": "run" if job else "skip",
-                "reason": skip.reason if skip else None,
-                "row": job.row if job else None,
-            })
+            entries.append(
+                {
+                    "model": plan.path.stem,
+                    "order_id": order_id,
+                    "experiment_id": job.experiment_id if job else skip.experiment_id,
+                    "config_id": job.config_id if job else None,
+                    "action": "run" if job else "skip",
+                    "reason": skip.reason if skip else None,
+                    "row": job.row if job else None,
+                }
+            )
         del skipped
     unused = [a for a in plans[0].hydra_argv if not a.lstrip("+~").startswith("sem.")] if plans else []
     if args.json:
@@ -71,8 +73,10 @@ def run(args: argparse.Namespace) -> int:
     table = []
     for e in entries:
         detail = json.dumps(e["row"], sort_keys=True) if e["action"] == "run" else e["reason"]
-        table.append(((e["model"],) if several else ()) + (
-            str(e["order_id"]), e["experiment_id"], e["config_id"] or "-", e["action"], detail))
+        table.append(
+            ((e["model"],) if several else ())
+            + (str(e["order_id"]), e["experiment_id"], e["config_id"] or "-", e["action"], detail)
+        )
     widths = [max(len(h), *(len(t[i]) for t in table)) if table else len(h) for i, h in enumerate(header)]
     print("  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip())
     for t in table:
@@ -80,8 +84,11 @@ def run(args: argparse.Namespace) -> int:
     n_run = sum(1 for e in entries if e["action"] == "run")
     n_skip = len(entries) - n_run
     where = plans[0].path if len(plans) == 1 else f"{len(plans)} model files"
-    print(f"{n_run} job{'s' if n_run != 1 else ''} to run" + (f", {n_skip} row(s) skipped" if n_skip else "")
-          + f" from {where}")
+    print(
+        f"{n_run} job{'s' if n_run != 1 else ''} to run"
+        + (f", {n_skip} row(s) skipped" if n_skip else "")
+        + f" from {where}"
+    )
     if unused:
         print(f"(Hydra options not used for planning: {' '.join(unused)})")
     return 0

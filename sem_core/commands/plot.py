@@ -19,19 +19,34 @@ from sem_core.commands.shared_args import (
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "plot", help="plot a metric over steps: mean ± std across the folds of each configuration",
+        "plot",
+        help="plot a metric over steps: mean ± std across the folds of each configuration",
         description="Draw METRIC, mean ± std across the runs (folds) of each configuration: a metric logged "
         "at every step as curves over the steps, a metric logged once per run as one point per "
-        "configuration (both, side by side, when models differ).")
-    p.add_argument("metric", metavar="METRIC", help="a metric name as logged, e.g. train_mse (a name not logged "
-                   "lists the logged ones)")
+        "configuration (both, side by side, when models differ).",
+    )
+    p.add_argument(
+        "metric",
+        metavar="METRIC",
+        help="a metric name as logged, e.g. train_mse (a name not logged lists the logged ones)",
+    )
     add_path(p)
-    p.add_argument("--group-by", action="append", default=[], metavar="K",
-                   help="one line per value of config key K instead of per config_id (repeatable)")
+    p.add_argument(
+        "--group-by",
+        action="append",
+        default=[],
+        metavar="K",
+        help="one line per value of config key K instead of per config_id (repeatable)",
+    )
     add_where(p)
     add_strict(p)
     p.add_argument("--all-status", action="store_true", help="include runs of every status, not only COMPLETED")
-    p.add_argument("-o", "--output", metavar="FILE", help="image file (.png, .pdf, .svg; default: <experiment>/sem/plots/METRIC.png)")
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="image file (.png, .pdf, .svg; default: <experiment>/sem/plots/METRIC.png)",
+    )
     p.set_defaults(func=run)
 
 

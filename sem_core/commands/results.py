@@ -30,12 +30,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_strict(p)
     p.add_argument("--by", action="append", default=[], metavar="K", help="break rows down by key K, e.g. --by fold")
     p.add_argument("--pivot", metavar="K", help="put the values of key K into columns")
-    p.add_argument("--all-metrics", action="store_true",
-                   help="show every metric in the terminal table (default there: the test_* metrics, when "
-                   "any were logged; the other formats always hold every metric)")
-    p.add_argument("--format", choices=("table", "md", "latex", "csv"), default="table",
-                   help="table: for the terminal, fitted to its width (piped: to $COLUMNS when set, else "
-                   "full width); md: Markdown; latex: booktabs tabular; csv: every statistic, full precision")
+    p.add_argument(
+        "--all-metrics",
+        action="store_true",
+        help="show every metric in the terminal table (default there: the test_* metrics, when "
+        "any were logged; the other formats always hold every metric)",
+    )
+    p.add_argument(
+        "--format",
+        choices=("table", "md", "latex", "csv"),
+        default="table",
+        help="table: for the terminal, fitted to its width (piped: to $COLUMNS when set, else "
+        "full width); md: Markdown; latex: booktabs tabular; csv: every statistic, full precision",
+    )
     p.add_argument("--decimals", type=int, default=None, help="digits after the point (default 4; 3 for latex)")
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
     p.set_defaults(func=run)
@@ -55,8 +62,9 @@ def run(args: argparse.Namespace) -> int:
         metrics = default_metrics(logged)
         others = [m for m in logged if m not in metrics]
         if others:
-            hidden_note = (f"Also logged: {', '.join(others)} (--all-metrics shows every metric, "
-                           "--metric M one of them).")
+            hidden_note = (
+                f"Also logged: {', '.join(others)} (--all-metrics shows every metric, --metric M one of them)."
+            )
     table = results_table(
         runs,
         metrics=metrics or None,
@@ -68,14 +76,21 @@ def run(args: argparse.Namespace) -> int:
     if not len(table.frame):
         where = ", ".join(runs.attrs.get("sem", {}).get("sources", []))
         hint = "" if args.all_status else " Use --all-status to count runs of every status."
-        print(f"no runs to aggregate in {where}." + (f" {table.footnote}" if table.footnote else "") + hint,
-              file=sys.stderr)
+        print(
+            f"no runs to aggregate in {where}." + (f" {table.footnote}" if table.footnote else "") + hint,
+            file=sys.stderr,
+        )
         return 1
     decimals = args.decimals if args.decimals is not None else (3 if args.format == "latex" else 4)
     if args.format == "table":
         to_terminal = args.output is None
-        text = render.to_terminal(table, decimals, width=render.terminal_width(sys.stdout) if to_terminal else None,
-                                  color=to_terminal and sys.stdout.isatty(), hidden_note=hidden_note)
+        text = render.to_terminal(
+            table,
+            decimals,
+            width=render.terminal_width(sys.stdout) if to_terminal else None,
+            color=to_terminal and sys.stdout.isatty(),
+            hidden_note=hidden_note,
+        )
     elif args.format == "md":
         text = render.to_markdown(table, decimals)
     elif args.format == "latex":

@@ -15,12 +15,21 @@ EPILOG = """examples:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("args", nargs="*", metavar="[EXPERIMENT] OVERRIDES",
-                   help="the experiment folder (default: the one around the working directory), then row "
-                        "selections and overrides (fold=1, +order_id=0,3, ++lr=0.1), sem.* settings and Hydra "
-                        "overrides (hydra/launcher=slurm), applied to every model file")
-    p.add_argument("--models", nargs="+", metavar="MODEL", default=None,
-                   help="only these model files (m_gd or m_gd.py); default: every models/m_*.py")
+    p.add_argument(
+        "args",
+        nargs="*",
+        metavar="[EXPERIMENT] OVERRIDES",
+        help="the experiment folder (default: the one around the working directory), then row "
+        "selections and overrides (fold=1, +order_id=0,3, ++lr=0.1), sem.* settings and Hydra "
+        "overrides (hydra/launcher=slurm), applied to every model file",
+    )
+    p.add_argument(
+        "--models",
+        nargs="+",
+        metavar="MODEL",
+        default=None,
+        help="only these model files (m_gd or m_gd.py); default: every models/m_*.py",
+    )
 
 
 def split_models(args: argparse.Namespace) -> tuple[list[str] | None, list[str]]:
@@ -58,7 +67,9 @@ def run(args: argparse.Namespace) -> int:
     plans = multi.plan_files(files, overrides)
     n_jobs = sum(len(p.jobs) for p in plans)
     n_skipped = sum(len(p.skipped) for p in plans)
-    print(f"sem run: {len(plans)} model file{'s' if len(plans) != 1 else ''} of {experiment_dir}: "
-          f"{n_jobs} job{'s' if n_jobs != 1 else ''} to run" + (f", {n_skipped} row(s) skipped" if n_skipped else ""),
-          flush=True)
+    print(
+        f"sem run: {len(plans)} model file{'s' if len(plans) != 1 else ''} of {experiment_dir}: "
+        f"{n_jobs} job{'s' if n_jobs != 1 else ''} to run" + (f", {n_skipped} row(s) skipped" if n_skipped else ""),
+        flush=True,
+    )
     return multi.run_files(plans, overrides)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, Optional, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from sem_core.errors import SemError
 from sem_core.records import ProblemLog
@@ -59,11 +60,21 @@ def add_where(parser: argparse.ArgumentParser) -> None:
 
 
 def add_table_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--metric", action="append", default=[], metavar="M", help="metric to show (repeatable; default: all)")
-    parser.add_argument("--group-by", action="append", default=[], metavar="K",
-                        help="group runs by config key K instead of by config_id (repeatable)")
-    parser.add_argument("--all-status", action="store_true",
-                        help="count runs of every status, not only COMPLETED (still newest per experiment_id)")
+    parser.add_argument(
+        "--metric", action="append", default=[], metavar="M", help="metric to show (repeatable; default: all)"
+    )
+    parser.add_argument(
+        "--group-by",
+        action="append",
+        default=[],
+        metavar="K",
+        help="group runs by config key K instead of by config_id (repeatable)",
+    )
+    parser.add_argument(
+        "--all-status",
+        action="store_true",
+        help="count runs of every status, not only COMPLETED (still newest per experiment_id)",
+    )
     parser.add_argument("--maximize", action="append", default=[], metavar="M", help="higher M is better")
     parser.add_argument("--minimize", action="append", default=[], metavar="M", help="lower M is better")
 
@@ -78,7 +89,7 @@ def parse_where(items: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def source_of(paths: Sequence[str]) -> Optional[list[str]]:
+def source_of(paths: Sequence[str]) -> list[str] | None:
     return list(paths) if paths else None
 
 
@@ -92,7 +103,7 @@ def filtered_runs(args: argparse.Namespace) -> pd.DataFrame:
     return filter_runs(runs, where, strict=True) if where else runs
 
 
-def statuses_of(args: argparse.Namespace) -> Optional[tuple[RunStatus, ...]]:
+def statuses_of(args: argparse.Namespace) -> tuple[RunStatus, ...] | None:
     """The statuses a table or plot counts: COMPLETED, or every status with ``--all-status``."""
     return None if args.all_status else (RunStatus.COMPLETED,)
 

@@ -12,18 +12,26 @@ OUTPUT_TAIL = 30
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "show", help="show one run: config, status, timings, metrics, artifacts, errors",
+        "show",
+        help="show one run: config, status, timings, metrics, artifacts, errors",
         description="Show one run: its config, status, times, host, a summary of each metric and its "
         "artifacts; a failed run also its traceback (your code's frames) and the end of its output. An "
-        "experiment_id shows its newest run; a config_id lists its runs.")
+        "experiment_id shows its newest run; a config_id lists its runs.",
+    )
     p.add_argument("id", metavar="ID", help="global_id, experiment_id or config_id, or a unique prefix of one")
     add_path(p)
     add_strict(p)
-    p.add_argument("--tail", type=int, default=OUTPUT_TAIL, help=f"lines of output shown for a failed run (default {OUTPUT_TAIL})")
-    p.add_argument("--full-trace", action="store_true",
-                   help="a failed run's whole traceback, with the frames of sem and Hydra")
-    p.add_argument("--repro", action="store_true",
-                   help="print the commands that check out this run's code and data and rerun exactly its row")
+    p.add_argument(
+        "--tail", type=int, default=OUTPUT_TAIL, help=f"lines of output shown for a failed run (default {OUTPUT_TAIL})"
+    )
+    p.add_argument(
+        "--full-trace", action="store_true", help="a failed run's whole traceback, with the frames of sem and Hydra"
+    )
+    p.add_argument(
+        "--repro",
+        action="store_true",
+        help="print the commands that check out this run's code and data and rerun exactly its row",
+    )
     p.set_defaults(func=run)
 
 
@@ -48,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
     sys.stdout.write(describe_run(record, tail=args.tail, full_trace=args.full_trace))
     if len(matched) > 1:
         others = ", ".join(f"{r['global_id']} ({r['status']})" for _, r in matched.iloc[:-1].iterrows())
-        print(f"\nshown: the newest of {len(matched)} runs of experiment_id {matched.iloc[0]['experiment_id']}; "
-              f"older: {others}")
+        print(
+            f"\nshown: the newest of {len(matched)} runs of experiment_id {matched.iloc[0]['experiment_id']}; "
+            f"older: {others}"
+        )
     return exit_code(args)

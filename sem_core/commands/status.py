@@ -17,7 +17,9 @@ STATUS_ORDER = tuple(RunStatus)
 
 def add_selection(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "path", nargs="*", metavar="PATH",
+        "path",
+        nargs="*",
+        metavar="PATH",
         help="experiment folder, run store or sweep folder (multirun/..., holding sem_sweep.json); "
         "default: the experiment folder around the current directory",
     )
@@ -27,17 +29,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from sem_core.commands.shared_args import add_strict
 
     p = subparsers.add_parser(
-        "status", help="run counts per model and status, reconciled with Slurm",
+        "status",
+        help="run counts per model and status, reconciled with Slurm",
         description="Count the runs per model file and status. Records that still say QUEUED or RUNNING "
         "are checked against Slurm (sacct, squeue) and their heartbeat: a job Slurm cancelled, timed out or "
         "killed, or a local run whose heartbeat stopped, is shown as such and its record updated. Exit code "
-        "1 when a Slurm query failed.")
+        "1 when a Slurm query failed.",
+    )
     add_selection(p)
     add_strict(p)
     p.add_argument("--no-update", action="store_true", help="show the reconciled status without rewriting records")
-    p.add_argument("--stale-after", type=float, default=None, metavar="SECONDS",
-                   help="a local RUNNING run without a heartbeat for this long is dead "
-                   "(default: 10 heartbeat intervals, at least 120 s)")
+    p.add_argument(
+        "--stale-after",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="a local RUNNING run without a heartbeat for this long is dead "
+        "(default: 10 heartbeat intervals, at least 120 s)",
+    )
     p.set_defaults(func=run)
 
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,12 +25,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "twice adds nothing.\n\nExit code: 0 when every run is in the database; 1 when some could not be "
         "uploaded (each is listed with the reason); 2 for a setting to fix.",
     )
-    p.add_argument("path", nargs="*", metavar="PATH",
-                   help="experiment folder, models folder or run store (default: the current experiment)")
+    p.add_argument(
+        "path",
+        nargs="*",
+        metavar="PATH",
+        help="experiment folder, models folder or run store (default: the current experiment)",
+    )
     p.add_argument("--dry-run", action="store_true", help="say what would be uploaded or updated, change nothing")
-    p.add_argument("--url", default=None, metavar="MONGODB_URL",
-                   help="database to use instead of the configured one (like sem.mongo.url; keep passwords "
-                        "out of the command line: use SEM_MONGO_URL or ~/.config/sem/mongo.yaml)")
+    p.add_argument(
+        "--url",
+        default=None,
+        metavar="MONGODB_URL",
+        help="database to use instead of the configured one (like sem.mongo.url; keep passwords "
+        "out of the command line: use SEM_MONGO_URL or ~/.config/sem/mongo.yaml)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -83,8 +92,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"would update  {Path(d).name}")
         for d, reason in summary.failed:
             print(f"would fail  {d}: {reason}")
-        print(f"dry run: {c['uploaded']} to upload, {c['updated']} to update, {c['unchanged']} unchanged, "
-              f"{c['failed']} would fail")
+        print(
+            f"dry run: {c['uploaded']} to upload, {c['updated']} to update, {c['unchanged']} unchanged, "
+            f"{c['failed']} would fail"
+        )
         return 1 if summary.failed else 0
     for d, reason in summary.failed:
         print(f"failed  {d}: {reason}")
@@ -102,7 +113,13 @@ def _sync_with_progress(db: Any, run_dirs: Sequence[Path], settings: Any, args: 
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    with Progress(TextColumn("sync"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=Console(stderr=True), transient=True) as progress:
+    with Progress(
+        TextColumn("sync"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as progress:
         task = progress.add_task("sync", total=len(run_dirs))
         return upload.sync_runs(db, run_dirs, secrets=secrets, progress=lambda n: progress.advance(task, n))

@@ -7,12 +7,13 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from sem_core.errors import ConfigError
 
 
-def gpu_sets(gpus: Optional[Sequence[Any]], per_job: Optional[int]) -> Optional[list[tuple[str, ...]]]:
+def gpu_sets(gpus: Sequence[Any] | None, per_job: int | None) -> list[tuple[str, ...]] | None:
     """The workers' device sets, ``per_job`` devices each, none shared; None when the jobs are
     not given GPUs. A setting that cannot be met raises ConfigError (before any job)."""
     if per_job is None:
@@ -33,7 +34,7 @@ def gpu_sets(gpus: Optional[Sequence[Any]], per_job: Optional[int]) -> Optional[
     return [tuple(devices[i : i + per_job]) for i in range(0, len(devices) - per_job + 1, per_job)]
 
 
-def _find_gpus(explicit: Optional[Sequence[Any]]) -> tuple[list[str], str]:
+def _find_gpus(explicit: Sequence[Any] | None) -> tuple[list[str], str]:
     """(device ids as CUDA_VISIBLE_DEVICES takes them, where they came from). A list given on
     the command line wins over what this process can see."""
     if explicit is not None:

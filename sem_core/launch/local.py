@@ -34,10 +34,11 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Any, List, Optional, Sequence
+from typing import Any
 
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, configure_log, setup_globals
@@ -46,9 +47,9 @@ from sem_core import records
 from sem_core.job_return import portable
 from sem_core.launch.gpus import own_gpus
 from sem_core.launch.job import JobRunner, is_sem_task
+from sem_core.row_store import job_label, job_row
 from sem_core.run_status import RunStatus
 from sem_core.signals import Interrupted, interrupt_exit_code
-from sem_core.row_store import job_label, job_row
 
 log = logging.getLogger(__name__)
 
@@ -72,12 +73,17 @@ class JobLost(Exception):
     or raised what Hydra does not catch (SystemExit)."""
 
 
-def launch(launcher: PluginLauncher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> List[JobReturn]:
+def launch(launcher: PluginLauncher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
     setup_globals()
     configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
     Path(str(launcher.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
-    runner = JobRunner(launcher.hydra_context, launcher.config, launcher.task_function,
-                       keep_configs=not is_sem_task(launcher.task_function), derive=len(job_overrides) > 1)
+    runner = JobRunner(
+        launcher.hydra_context,
+        launcher.config,
+        launcher.task_function,
+        keep_configs=not is_sem_task(launcher.task_function),
+        derive=len(job_overrides) > 1,
+    )
     n_jobs = launcher.n_jobs or os.cpu_count() or 1
     gpu_sets = getattr(launcher, "gpu_sets", None)
     if n_jobs == 1:
@@ -100,8 +106,8 @@ def _jobs(count: int) -> str:
 
 def _launch_in_process(
     launcher: PluginLauncher, runner: JobRunner, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
-) -> List[JobReturn]:
-    runs: List[JobReturn] = []
+) -> list[JobReturn]:
+    runs: list[JobReturn] = []
     for offset, overrides in enumerate(job_overrides):
         idx = initial_job_idx + offset
         log.info(f"\t#{idx} : {job_label(overrides)}")
@@ -129,8 +135,8 @@ def _worker_main(
     stopped: Any,
     take: Sequence[int],
     parent_pid: int,
-    mask: Optional[set],
-    gpus: Optional[Sequence[str]],
+    mask: set | None,
+    gpus: Sequence[str] | None,
 ) -> int:
     """Run the jobs the sweep process sends, one after another; return the exit code.
 
@@ -161,7 +167,7 @@ def _worker_main(
         return interrupt_exit_code(exc)
 
 
-def _next_assignment(conn: Connection) -> Optional[tuple[list, int]]:
+def _next_assignment(conn: Connection) -> tuple[list, int] | None:
     try:
         return pickle.loads(conn.recv_bytes())
     except (EOFError, OSError):  # the sweep process is gone
@@ -183,7 +189,7 @@ def _run_assigned(runner: JobRunner, overrides: list, idx: int) -> tuple[tuple, 
         return message, 1
 
 
-def _report(conn: Connection, message: tuple, take: Sequence[int]) -> Optional[int]:
+def _report(conn: Connection, message: tuple, take: Sequence[int]) -> int | None:
     """Send how the job ended; return the first stop signal that arrived meanwhile. The job
     has ended (its record too): a late signal (the sweep process dying) must not cut the
     report short, yet it must not be lost either, or the worker would wait for a next job."""
@@ -268,7 +274,7 @@ def _watch_parent(parent_pid: int) -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _spawned_worker(payload: bytes, conn: Connection, stopped: Any, parent_pid: int, gpus: Optional[list]) -> None:
+def _spawned_worker(payload: bytes, conn: Connection, stopped: Any, parent_pid: int, gpus: list | None) -> None:
     """A worker where fork is not used: nothing is inherited, everything is unpickled."""
     import cloudpickle  # noqa: F401  (the payload was pickled with it; installed with submitit)
 
@@ -287,14 +293,14 @@ class _Forked:
         self.pid = pid
         self.conn = conn
         self.stopped = stopped
-        self._pidfd: Optional[int] = None
+        self._pidfd: int | None = None
         try:  # readable when the process ends, whoever else holds its pipe open (grandchildren)
             self._pidfd = os.pidfd_open(pid)
         except (AttributeError, OSError):
             pass
 
     @property
-    def sentinel(self) -> Optional[int]:
+    def sentinel(self) -> int | None:
         return self._pidfd
 
     def fds(self) -> list[int]:
@@ -338,7 +344,7 @@ class _Spawned:
         self.stopped = stopped
 
     @property
-    def sentinel(self) -> Optional[int]:
+    def sentinel(self) -> int | None:
         return self.process.sentinel
 
     def fds(self) -> list[int]:
@@ -363,7 +369,7 @@ class _ForkStarter:
     def __init__(self, runner: JobRunner) -> None:
         self.runner = runner
 
-    def start(self, take: Sequence[int], inherited: Sequence[int], gpus: Optional[list]) -> _Forked:
+    def start(self, take: Sequence[int], inherited: Sequence[int], gpus: list | None) -> _Forked:
         ours, theirs = multiprocessing.Pipe(duplex=True)
         stopped = multiprocessing.RawValue(ctypes.c_byte, 0)
         parent_pid = os.getpid()
@@ -406,7 +412,7 @@ class _SpawnStarter:
         # Hydra's singletons hold OmegaConf resolvers, local functions plain pickle refuses
         self.payload = cloudpickle.dumps((runner, Singleton.get_state()))
 
-    def start(self, take: Sequence[int], inherited: Sequence[int], gpus: Optional[list]) -> _Spawned:
+    def start(self, take: Sequence[int], inherited: Sequence[int], gpus: list | None) -> _Spawned:
         ours, theirs = self.context.Pipe(duplex=True)
         stopped = self.context.RawValue(ctypes.c_byte, 0)
         process = self.context.Process(
@@ -427,7 +433,7 @@ class _StopSignals:
     alone. Job processes convert the same signals."""
 
     def __init__(self) -> None:
-        self.signum: Optional[int] = None
+        self.signum: int | None = None
         self.since = 0.0
         self.defaults: tuple[int, ...] = ()
         self._previous: dict[int, Any] = {}
@@ -435,7 +441,7 @@ class _StopSignals:
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self._wake_w, False)
 
-    def __enter__(self) -> "_StopSignals":
+    def __enter__(self) -> _StopSignals:
         self.defaults = tuple(s for s in STOP_SIGNALS if _is_default_handler(s, signal.getsignal(s)))
         if threading.current_thread() is threading.main_thread():
             for signum in self.defaults:
@@ -480,7 +486,7 @@ class _Job:
     offset: int
     idx: int
     overrides: list
-    message: Optional[tuple] = None
+    message: tuple | None = None
     forwarded: bool = False
 
 
@@ -488,7 +494,7 @@ class _Job:
 class _Worker:
     process: Any  # _Forked | _Spawned
     place: int  # which of the n_jobs places it holds (and the GPUs that go with it)
-    job: Optional[_Job] = None
+    job: _Job | None = None
     done: int = 0  # jobs it has run
     leaving: bool = False  # told to exit, or exiting by itself after its last job
     reading: bool = True  # its pipe is still open
@@ -500,12 +506,12 @@ def _launch_in_processes(
     job_overrides: Sequence[Sequence[str]],
     initial_job_idx: int,
     n_jobs: int,
-    gpu_sets: Optional[Sequence[Sequence[str]]],
-) -> List[JobReturn]:
+    gpu_sets: Sequence[Sequence[str]] | None,
+) -> list[JobReturn]:
     runner.prepare(job_overrides)  # composed once here: forked workers inherit it
     starter = _ForkStarter(runner) if sys.platform.startswith("linux") else _SpawnStarter(runner)
     queue = collections.deque(enumerate(job_overrides))
-    results: List[Optional[JobReturn]] = [None] * len(job_overrides)
+    results: list[JobReturn | None] = [None] * len(job_overrides)
     workers: list[_Worker] = []
     jobs_per_worker = getattr(launcher, "max_jobs_per_worker", None)
     with _StopSignals() as stop:
@@ -555,7 +561,7 @@ def _hand_out(
     queue: collections.deque,
     n_jobs: int,
     initial_job_idx: int,
-    gpu_sets: Optional[Sequence[Sequence[str]]],
+    gpu_sets: Sequence[Sequence[str]] | None,
 ) -> None:
     """Give queued rows to idle workers, forking new ones while there are fewer than n_jobs."""
     while queue:
@@ -575,8 +581,12 @@ def _hand_out(
         worker.job = _Job(offset, idx, list(overrides))
 
 
-def _start_worker(starter: _ForkStarter | _SpawnStarter, stop: _StopSignals, workers: Sequence[_Worker],
-                  gpu_sets: Optional[Sequence[Sequence[str]]]) -> _Worker:
+def _start_worker(
+    starter: _ForkStarter | _SpawnStarter,
+    stop: _StopSignals,
+    workers: Sequence[_Worker],
+    gpu_sets: Sequence[Sequence[str]] | None,
+) -> _Worker:
     taken = {w.place for w in workers}
     place = next(p for p in range(len(workers) + 1) if p not in taken)
     gpus = list(gpu_sets[place]) if gpu_sets else None
@@ -616,7 +626,7 @@ def _waitables(stop: _StopSignals, workers: Sequence[_Worker]) -> list:
     return out
 
 
-def _forward_timeout(stop: _StopSignals, workers: Sequence[_Worker]) -> Optional[float]:
+def _forward_timeout(stop: _StopSignals, workers: Sequence[_Worker]) -> float | None:
     if stop.signum is None or all(w.job is None or w.job.forwarded for w in workers):
         return None
     return max(0.0, stop.since + FORWARD_AFTER_S - time.monotonic())
@@ -636,7 +646,7 @@ def _forward_stop(stop: _StopSignals, workers: Sequence[_Worker]) -> None:
         worker.job.forwarded = True
 
 
-def _collect(runner: JobRunner, worker: _Worker, ready: Sequence[Any], stopping: bool) -> tuple[Optional[tuple], bool]:
+def _collect(runner: JobRunner, worker: _Worker, ready: Sequence[Any], stopping: bool) -> tuple[tuple | None, bool]:
     """Read what the worker sent and see whether it has ended: (the job that ended and its
     JobReturn, or None; whether the worker is gone)."""
     if worker.reading and worker.process.conn in ready:
@@ -722,7 +732,7 @@ def _death_verdict(exitcode: int, stopping: bool) -> tuple[str, str]:
     return RunStatus.FAILED, f"the job's process exited with exit code {exitcode} before the job ended"
 
 
-def _run_dir(runner: JobRunner, overrides: Sequence[str]) -> Optional[Path]:
+def _run_dir(runner: JobRunner, overrides: Sequence[str]) -> Path | None:
     """The record folder of a sem job; None for any other Hydra app."""
     experiment = getattr(runner.task_function, "experiment", None)
     row = job_row(overrides)

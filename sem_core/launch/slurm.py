@@ -17,15 +17,16 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any
 
 from sem_core.errors import ConfigError, SemError, warn
+from sem_core.launch.slurm_task import PAYLOAD_VERSION, ArrayTask
 from sem_core.run_status import RunStatus
 from sem_core.slurm import arrays, container
 from sem_core.slurm import status as st
-from sem_core.launch.slurm_task import PAYLOAD_VERSION, ArrayTask
 
 if TYPE_CHECKING:
     from hydra.core.utils import JobReturn
@@ -37,8 +38,20 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # Parameters of SlurmLauncherConf that go to submitit's sbatch file as they are.
-SBATCH_PARAMS = ("partition", "cpus_per_task", "gpus_per_task", "gpus_per_node", "account", "qos",
-                 "constraint", "gres", "job_name", "setup", "array_parallelism", "signal_delay_s")
+SBATCH_PARAMS = (
+    "partition",
+    "cpus_per_task",
+    "gpus_per_task",
+    "gpus_per_node",
+    "account",
+    "qos",
+    "constraint",
+    "gres",
+    "job_name",
+    "setup",
+    "array_parallelism",
+    "signal_delay_s",
+)
 
 
 class SlurmJobError(Exception):
@@ -57,8 +70,8 @@ class Submission:
 @dataclass
 class TaskOutcome:
     done: bool = False
-    returns: Optional[list] = None  # the worker's JobReturns (success)
-    error: Optional[str] = None  # the worker's traceback, or Slurm's verdict
+    returns: list | None = None  # the worker's JobReturns (success)
+    error: str | None = None  # the worker's traceback, or Slurm's verdict
     slurm_state: str = ""
     ended_sightings: int = 0  # Slurm queries in a row that saw the task ended without a result
 
@@ -103,7 +116,7 @@ def executor_parameters(params: dict) -> dict:
     return out
 
 
-def python_command(params: dict, experiment_dir: Optional[Path]) -> str:
+def python_command(params: dict, experiment_dir: Path | None) -> str:
     """How the job script starts Python: this interpreter, or ``python`` inside the container."""
     image = params.get("container")
     if not image:
@@ -126,7 +139,9 @@ def _run_checked(cmd: list[str], what: str) -> str:
     except FileNotFoundError:
         raise SemError(f"{what}: {cmd[0]} is not on PATH") from None
     if out.returncode != 0:
-        raise SemError(f"{what}: '{' '.join(cmd)}' failed (exit {out.returncode}): {(out.stderr or out.stdout).strip()[:500]}")
+        raise SemError(
+            f"{what}: '{' '.join(cmd)}' failed (exit {out.returncode}): {(out.stderr or out.stdout).strip()[:500]}"
+        )
     return out.stdout
 
 
@@ -136,7 +151,7 @@ class SlurmSweep:
 
     config: Any  # the sweep's config, as Hydra hands it to the launcher
     params: dict  # hydra.launcher.*
-    tasks: "_Tasks"
+    tasks: _Tasks
     job_overrides: Sequence[Sequence[str]]
     initial_job_idx: int
     sweep_dir: Path
@@ -152,8 +167,8 @@ class SlurmSweep:
 class _Tasks:
     """The jobs of any Hydra app: its task function travels pickled, nothing is recorded here."""
 
-    store: Optional[Path] = None
-    experiment_dir: Optional[Path] = None
+    store: Path | None = None
+    experiment_dir: Path | None = None
 
     def __init__(self, task: Any, config: Any) -> None:
         self.task = task
@@ -199,11 +214,20 @@ class _SemTasks(_Tasks):
         return self.task.database_settings()
 
     def record_queued(self, sweep: SlurmSweep, state: SweepState) -> None:
-        _record_queued(self.experiment, self.task, self.store, sweep.job_overrides, sweep.rows, state,
-                       sweep.initial_job_idx, self.heartbeat_interval, sweep.params.get("partition"))
+        _record_queued(
+            self.experiment,
+            self.task,
+            self.store,
+            sweep.job_overrides,
+            sweep.rows,
+            state,
+            sweep.initial_job_idx,
+            self.heartbeat_interval,
+            sweep.params.get("partition"),
+        )
 
 
-def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> List[Any]:
+def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[Any]:
     """Submit the jobs held, record them QUEUED, release them; with ``wait``, wait for them
     and return one JobReturn per job."""
     from hydra.core.utils import configure_log, setup_globals
@@ -246,9 +270,16 @@ def _prepare(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_
     sweep_dir.mkdir(parents=True, exist_ok=True)
     folder = Path(str(params.get("submitit_folder") or sweep_dir / ".slurm")).resolve()
     folder.mkdir(parents=True, exist_ok=True)
-    return SlurmSweep(config=config, params=params, tasks=tasks, job_overrides=job_overrides,
-                      initial_job_idx=initial_job_idx, sweep_dir=sweep_dir, folder=folder,
-                      rows=tasks.rows(job_overrides))
+    return SlurmSweep(
+        config=config,
+        params=params,
+        tasks=tasks,
+        job_overrides=job_overrides,
+        initial_job_idx=initial_job_idx,
+        sweep_dir=sweep_dir,
+        folder=folder,
+        rows=tasks.rows(job_overrides),
+    )
 
 
 def _plan_arrays(sweep: SlurmSweep) -> tuple[list, int]:
@@ -289,14 +320,16 @@ def _write_payload(sweep: SlurmSweep, hydra_context: Any) -> tuple[Path, list[st
     return path, sys_path
 
 
-def _submit_held(sweep: SlurmSweep, executor_params: dict, python: str, plan: list, payload_path: Path,
-                 sys_path: list[str]) -> SweepState:
+def _submit_held(
+    sweep: SlurmSweep, executor_params: dict, python: str, plan: list, payload_path: Path, sys_path: list[str]
+) -> SweepState:
     """One held sbatch per array, then the QUEUED records; on any failure the held jobs are
     cancelled (none is ever left behind)."""
     import submitit
 
-    executor = submitit.SlurmExecutor(folder=sweep.folder, max_num_timeout=int(sweep.params.get("max_requeue", 3)),
-                                      python=python)
+    executor = submitit.SlurmExecutor(
+        folder=sweep.folder, max_num_timeout=int(sweep.params.get("max_requeue", 3)), python=python
+    )
     executor.update_parameters(**executor_params)
     state = SweepState()
     try:
@@ -306,8 +339,9 @@ def _submit_held(sweep: SlurmSweep, executor_params: dict, python: str, plan: li
                 wait = f"afterany:{state.submissions[after].slurm_job_id}"
                 extra["dependency"] = f"{extra['dependency']},{wait}" if extra.get("dependency") else wait
             executor.update_parameters(array_parallelism=limit, additional_parameters=extra)
-            array_tasks = [ArrayTask(str(payload_path), sys_path, _packed_jobs(sweep, job_indices))
-                           for job_indices in tasks]
+            array_tasks = [
+                ArrayTask(str(payload_path), sys_path, _packed_jobs(sweep, job_indices)) for job_indices in tasks
+            ]
             with _without_secret_environment():
                 jobs = executor.submit_array(array_tasks)
             state.submissions.append(Submission(jobs=jobs, tasks=tasks, slurm_job_id=st.array_parent(jobs[0].job_id)))
@@ -345,8 +379,13 @@ def _tell_submitted(sweep: SlurmSweep, ids: Sequence[str]) -> None:
 
 def _wait_for(sweep: SlurmSweep, state: SweepState, ids: Sequence[str]) -> dict:
     try:
-        return _wait(state, float(sweep.params.get("poll_interval_s") or 1.0), len(sweep.job_overrides),
-                     sweep.tasks.store, sweep.rows)
+        return _wait(
+            state,
+            float(sweep.params.get("poll_interval_s") or 1.0),
+            len(sweep.job_overrides),
+            sweep.tasks.store,
+            sweep.rows,
+        )
     except KeyboardInterrupt:
         where = shlex.quote(str(sweep.where))
         log.warning(
@@ -356,7 +395,7 @@ def _wait_for(sweep: SlurmSweep, state: SweepState, ids: Sequence[str]) -> dict:
         raise
 
 
-def _mongo_secret_file(folder: Path, settings: Any) -> Optional[str]:
+def _mongo_secret_file(folder: Path, settings: Any) -> str | None:
     from sem_core.mongo import connection
 
     return str(connection.write_secret_file(folder, settings)) if settings is not None else None
@@ -378,16 +417,22 @@ def _without_secret_environment() -> Iterator[None]:
             os.environ[ENV_VAR] = saved
 
 
-def _job_rows(job_overrides: Sequence[Sequence[str]]) -> list[Optional[dict]]:
+def _job_rows(job_overrides: Sequence[Sequence[str]]) -> list[dict | None]:
     from sem_core.row_store import job_row
 
     return [job_row(list(ov)) for ov in job_overrides]
 
 
 def _record_queued(
-    experiment: Experiment, task: SemTask, store: Path, job_overrides: Sequence[Sequence[str]], rows: list,
-    state: SweepState, initial_job_idx: int,
-    heartbeat_interval: float, partition: Optional[str],
+    experiment: Experiment,
+    task: SemTask,
+    store: Path,
+    job_overrides: Sequence[Sequence[str]],
+    rows: list,
+    state: SweepState,
+    initial_job_idx: int,
+    heartbeat_interval: float,
+    partition: str | None,
 ) -> None:
     """A QUEUED record per run, carrying its Slurm job id and array index."""
     from sem_core.host import host_info
@@ -427,8 +472,13 @@ def _record_queued(
                     },
                 }
                 observer.queued_event(
-                    ex_info=ex_info, command="main", host_info=info, queue_time=now,
-                    config=row, meta_info=meta, _id=row["global_id"],
+                    ex_info=ex_info,
+                    command="main",
+                    host_info=info,
+                    queue_time=now,
+                    config=row,
+                    meta_info=meta,
+                    _id=row["global_id"],
                 )
 
 
@@ -446,7 +496,7 @@ def _queued_return(overrides: Sequence[str]) -> JobReturn:
 DEAD_AFTER_SIGHTINGS = 2  # consecutive Slurm queries (>= 5 s apart) before a task with no result is dead
 
 
-def _wait(state: SweepState, poll_s: float, n_jobs: int, store: Optional[Path], rows: list) -> dict:
+def _wait(state: SweepState, poll_s: float, n_jobs: int, store: Path | None, rows: list) -> dict:
     """Poll result files (cheap) every ``poll_s`` and Slurm every few seconds until every
     array task ended; log progress whenever it changes. Returns {(sub, task): TaskOutcome}."""
     outcomes = {(s, a): TaskOutcome() for s, sub in enumerate(state.submissions) for a in range(len(sub.tasks))}
@@ -466,7 +516,7 @@ def _wait(state: SweepState, poll_s: float, n_jobs: int, store: Optional[Path], 
             last_query = time.monotonic()
             ids = [state.submissions[s].jobs[a].job_id for s, a in pending]
             query = st.query_jobs(ids)
-            for (s, a) in pending:
+            for s, a in pending:
                 job = state.submissions[s].jobs[a]
                 info = query.states.get(job.job_id)
                 slurm_states[job.job_id] = info.status if info else st.UNKNOWN
@@ -534,8 +584,11 @@ def _ask_slurm_about_failed_tasks(state: SweepState, outcomes: dict, patience_s:
     at its time limit can fail in the worker too (the last requeue attempt is killed halfway):
     its run must say TIMEOUT, which only Slurm knows. Accounting lags a few seconds behind the
     process's exit, so ask until every such task has an ended state or ``patience_s`` passes."""
-    asking = {state.submissions[s].jobs[a].job_id: out for (s, a), out in outcomes.items()
-              if out.error and not out.slurm_state}
+    asking = {
+        state.submissions[s].jobs[a].job_id: out
+        for (s, a), out in outcomes.items()
+        if out.error and not out.slurm_state
+    }
     deadline = time.monotonic() + patience_s
     while asking:
         query = st.query_jobs(asking)
@@ -550,7 +603,7 @@ def _ask_slurm_about_failed_tasks(state: SweepState, outcomes: dict, patience_s:
 STOPPED_BY_SLURM = (RunStatus.TIMEOUT, RunStatus.CANCELLED, RunStatus.KILLED)  # verdicts that overrule a FAILED record
 
 
-def _job_running_when_stopped(indices: Sequence[int], rows: list, store: Optional[Path]) -> Optional[int]:
+def _job_running_when_stopped(indices: Sequence[int], rows: list, store: Path | None) -> int | None:
     """The job a stopped array task was running: the last of its pack whose record left QUEUED
     (the jobs of a pack run one after another)."""
     from sem_core import records
@@ -565,7 +618,7 @@ def _job_running_when_stopped(indices: Sequence[int], rows: list, store: Optiona
 
 
 def _job_returns(
-    state: SweepState, outcomes: dict, job_overrides: Sequence[Sequence[str]], store: Optional[Path], rows: list
+    state: SweepState, outcomes: dict, job_overrides: Sequence[Sequence[str]], store: Path | None, rows: list
 ) -> list:
     """One JobReturn per job. For sem runs the record is the truth (the worker wrote it);
     records of tasks Slurm stopped are reconciled here with Slurm's verdict."""
@@ -589,11 +642,17 @@ def _job_returns(
                 if out.slurm_state and (run_dir / records.RUN_FILE).exists():
                     verdict = st.sem_status(out.slurm_state)
                     if verdict not in st.ACTIVE and verdict != st.UNKNOWN:
-                        write_verdict(run_dir, RunStatus.FAILED if verdict == RunStatus.COMPLETED else verdict, out.error or "")
+                        write_verdict(
+                            run_dir, RunStatus.FAILED if verdict == RunStatus.COMPLETED else verdict, out.error or ""
+                        )
                     if verdict in STOPPED_BY_SLURM and j == stopped_job:
                         # it failed because Slurm stopped it (e.g. killed mid-requeue at the limit)
-                        write_verdict(run_dir, verdict, f"Slurm job {state.submissions[s].jobs[a].job_id} ended {out.slurm_state}",
-                                      only_if={RunStatus.FAILED})
+                        write_verdict(
+                            run_dir,
+                            verdict,
+                            f"Slurm job {state.submissions[s].jobs[a].job_id} ended {out.slurm_state}",
+                            only_if={RunStatus.FAILED},
+                        )
                 run = records.read_json(run_dir / records.RUN_FILE) if (run_dir / records.RUN_FILE).exists() else {}
                 if ret is None:
                     ret = JobReturn()

@@ -13,8 +13,9 @@ import os
 import pickle
 import sys
 import traceback
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
+from typing import TYPE_CHECKING, Any
 
 from sem_core.launch.job import JobRunner, is_sem_task
 from sem_core.run_status import ACTIVE_STATUSES, RunStatus
@@ -65,7 +66,12 @@ def mark_timeout(store: str, global_id: str, reason: str) -> None:
     """The job was stopped at its time limit with no requeue left: say TIMEOUT, not FAILED."""
     from sem_core.slurm.reconcile import write_verdict
 
-    write_verdict(Path(store) / global_id, RunStatus.TIMEOUT, reason, only_if={RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.FAILED})
+    write_verdict(
+        Path(store) / global_id,
+        RunStatus.TIMEOUT,
+        reason,
+        only_if={RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.FAILED},
+    )
 
 
 class ArrayTask:
@@ -76,7 +82,7 @@ class ArrayTask:
         self.sys_path = list(sys_path)
         self.jobs = list(jobs)
         self._position = 0  # job being run (for checkpoint)
-        self._payload: Optional[dict] = None  # loaded when the task runs; never pickled
+        self._payload: dict | None = None  # loaded when the task runs; never pickled
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_payload": None}
@@ -99,8 +105,13 @@ class ArrayTask:
         Singleton.set_state(payload["singleton_state"])
         setup_globals()
         task = self._task_function(payload)
-        runner = JobRunner(payload["hydra_context"], payload["config"], task, keep_configs=not is_sem_task(task),
-                           derive=len(self.jobs) > 1)
+        runner = JobRunner(
+            payload["hydra_context"],
+            payload["config"],
+            task,
+            keep_configs=not is_sem_task(task),
+            derive=len(self.jobs) > 1,
+        )
         returns = []
         failures = []
         for position, job in enumerate(self.jobs):
@@ -115,7 +126,9 @@ class ArrayTask:
         sys.stdout.flush()
         sys.stderr.flush()
         if failures:
-            raise JobsFailed(f"{len(failures)} of {len(self.jobs)} jobs in this array task failed: " + "; ".join(failures))
+            raise JobsFailed(
+                f"{len(failures)} of {len(self.jobs)} jobs in this array task failed: " + "; ".join(failures)
+            )
         return returns
 
     def _task_function(self, payload: dict) -> TaskFunction:
@@ -199,7 +212,7 @@ class ArrayTask:
         return submitit.helpers.DelayedSubmission(remaining)
 
 
-def _model_experiment() -> Optional[Experiment]:
+def _model_experiment() -> Experiment | None:
     """The experiment of the model file this task executed (``load_model_file``)."""
     from sem_core.experiment import MODEL_MODULE_PREFIX, Experiment
 

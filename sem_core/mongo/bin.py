@@ -15,9 +15,10 @@ document is written before the run leaves ``runs``, the run document before the 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any
 
 from sem_core.claims import COLLECTION as CLAIMS_COLLECTION
 from sem_core.errors import SemError
@@ -45,7 +46,7 @@ class Database:
         )
 
 
-def database_of_store(store: Path) -> Optional[Database]:
+def database_of_store(store: Path) -> Database | None:
     """The database configured for the experiment around ``store`` (None: no database)."""
     from sem_core.mongo.reader import experiment_dir_of_store
 

@@ -23,9 +23,10 @@ from __future__ import annotations
 import os
 import re
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any
 from urllib.parse import quote, quote_plus, unquote_plus
 
 from sem_core.errors import ConfigError, SemError, warn
@@ -58,7 +59,7 @@ class MongoSettings:
         return redact_uri(self.url)
 
     @property
-    def password(self) -> Optional[str]:
+    def password(self) -> str | None:
         return uri_password(self.url)
 
     @property
@@ -71,7 +72,7 @@ class MongoSettings:
 
 
 # -- pure helpers ------------------------------------------------------------------------
-def redact_uri(text: str, secrets: tuple[Optional[str], ...] = ()) -> str:
+def redact_uri(text: str, secrets: tuple[str | None, ...] = ()) -> str:
     """``text`` safe to show: in every ``scheme://user:password@host`` the password becomes ``***``;
     credentials that are not a clean ``user:password`` (an unescaped ``@`` in the password, any
     scheme, even a mistyped one) are hidden whole, from ``://`` to the last ``@`` of the URL.
@@ -98,21 +99,21 @@ def redact_uri(text: str, secrets: tuple[Optional[str], ...] = ()) -> str:
     return text
 
 
-def secret_spellings(secret: Optional[str]) -> set[str]:
+def secret_spellings(secret: str | None) -> set[str]:
     """The ways a password can be written: raw and URL-escaped (both escapers)."""
     if not secret or secret == REDACTED:
         return set()
     return {s for s in (secret, quote_plus(secret), quote(secret, safe="")) if s}
 
 
-def _userinfo(uri: str) -> Optional[str]:
+def _userinfo(uri: str) -> str | None:
     m = _URL_IN_TEXT.match(str(uri).strip())
     if not m or "@" not in m.group(2):
         return None
     return m.group(2).rsplit("@", 1)[0]
 
 
-def uri_password(uri: str) -> Optional[str]:
+def uri_password(uri: str) -> str | None:
     """The decoded password of a URI (credentials up to the last ``@``), or None."""
     userinfo = _userinfo(uri)
     if not userinfo or ":" not in userinfo:
@@ -135,7 +136,7 @@ def uri_secrets(uri: str) -> tuple[str, ...]:
     return tuple(s for s in {password, unquote_plus(password)} if s and s != REDACTED)
 
 
-def uri_database(uri: str) -> Optional[str]:
+def uri_database(uri: str) -> str | None:
     """The database named in the path of a mongodb:// URI, or None."""
     m = re.match(r"^mongodb(?:\+srv)?://(?:.*@)?[^/@]*/([^?]*)", uri)
     if not m:
@@ -169,8 +170,9 @@ def uri_from_parts(parts: Mapping[str, Any], source: str) -> str:
 
 def settings_from_url(url: str, source: str) -> MongoSettings:
     if not isinstance(url, str):
-        raise ConfigError(f"{source}: the MongoDB url must be a string like mongodb://HOST:PORT/DATABASE, "
-                          f"got {type(url).__name__}")
+        raise ConfigError(
+            f"{source}: the MongoDB url must be a string like mongodb://HOST:PORT/DATABASE, got {type(url).__name__}"
+        )
     url = url.strip()
     if not url.startswith(("mongodb://", "mongodb+srv://")):
         raise ConfigError(
@@ -235,17 +237,19 @@ def warn_if_readable_by_others(path: Path) -> None:
     except FileNotFoundError:
         return
     if mode & (stat.S_IRGRP | stat.S_IROTH):
-        warn(f"{path} holds a MongoDB password and is readable by other users "
-             f"(mode {stat.S_IMODE(mode):o}); run: chmod 600 {path}")
+        warn(
+            f"{path} holds a MongoDB password and is readable by other users "
+            f"(mode {stat.S_IMODE(mode):o}); run: chmod 600 {path}"
+        )
 
 
 def resolve_settings(
-    override_url: Optional[str] = None,
-    experiment_dir: Optional[Path] = None,
-    env: Optional[Mapping[str, str]] = None,
-    home: Optional[Path] = None,
-    override_file: Optional[Path] = None,
-) -> Optional[MongoSettings]:
+    override_url: str | None = None,
+    experiment_dir: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    home: Path | None = None,
+    override_file: Path | None = None,
+) -> MongoSettings | None:
     """The first configured database (see module docstring), or None when there is none.
     ``override_file``: the ``experiment_config.yaml`` whose ``sem: mongo: url:`` gave
     ``override_url`` (None: it was typed on the command line)."""
@@ -262,9 +266,11 @@ def resolve_settings(
             return settings
         settings = settings_from_url(override_url, "sem.mongo.url on the command line")
         if settings.password:
-            warn(f"sem.mongo.url={settings.display} carries a password on the command line, where shell history "
-                 "keeps it (sem keeps it out of its own and Hydra's files and logs); put the URL in "
-                 "SEM_MONGO_URL or ~/.config/sem/mongo.yaml (mode 600) instead")
+            warn(
+                f"sem.mongo.url={settings.display} carries a password on the command line, where shell history "
+                "keeps it (sem keeps it out of its own and Hydra's files and logs); put the URL in "
+                "SEM_MONGO_URL or ~/.config/sem/mongo.yaml (mode 600) instead"
+            )
         return settings
     if experiment_dir is not None and override_file is None:
         path = Path(experiment_dir) / EXPERIMENT_CONFIG_NAME
@@ -297,8 +303,7 @@ def resolve_settings(
     return None
 
 
-
-def require_settings(override_url: Optional[str] = None, experiment_dir: Optional[Path] = None) -> MongoSettings:
+def require_settings(override_url: str | None = None, experiment_dir: Path | None = None) -> MongoSettings:
     """``resolve_settings`` for the commands that need a database: none configured is an error
     that lists where sem looks."""
     settings = resolve_settings(override_url=override_url, experiment_dir=experiment_dir)
@@ -362,8 +367,10 @@ def _override_entries(hydra_argv: list[str]) -> list[tuple[int, Any]]:
             (ov,) = parser.parse_overrides([text])
         except OverrideParseException:
             # Hydra reports the syntax error itself; the text must not reach its message whole
-            raise ConfigError(f"cannot parse the override {redact_uri(text)!r}: quote the URL, "
-                              "e.g. sem.mongo.url='mongodb://HOST:PORT/DATABASE'") from None
+            raise ConfigError(
+                f"cannot parse the override {redact_uri(text)!r}: quote the URL, "
+                "e.g. sem.mongo.url='mongodb://HOST:PORT/DATABASE'"
+            ) from None
         if ov.key_or_group == "sem.mongo" or ov.key_or_group.startswith("sem.mongo."):
             found.append((i, ov))
     return found
@@ -375,7 +382,7 @@ def _quoted(value: str) -> str:
 
 def resolve_for_sweep(
     hydra_argv: list[str], experiment_config: Mapping[str, Any], experiment_dir: Path
-) -> tuple[list[str], Optional[MongoSettings]]:
+) -> tuple[list[str], MongoSettings | None]:
     """Resolve the sweep's database before Hydra starts (a bad setting fails here, before any
     job, naming where it was set). Returns ``hydra_argv`` with any ``sem.mongo.url=`` URL
     replaced by its redacted form (Hydra saves, logs and prints its overrides and config, so
@@ -392,7 +399,9 @@ def resolve_for_sweep(
             raise ConfigError("sem.mongo.url: one database per sweep (got a sweep of URLs)")
         value = None if ov.type.name == "DEL" else ov.value()
         if value is not None and not isinstance(value, str):
-            raise ConfigError(f"sem.mongo.url on the command line must be a mongodb:// URL, got {redact_uri(str(value))}")
+            raise ConfigError(
+                f"sem.mongo.url on the command line must be a mongodb:// URL, got {redact_uri(str(value))}"
+            )
         override = value
         if value is not None:
             prefix = ov.input_line[: ov.input_line.index("sem.mongo.url")]
@@ -400,15 +409,17 @@ def resolve_for_sweep(
     return argv, resolve_settings(override, experiment_dir)
 
 
-def sem_section_url(experiment_config: Any, path: Path) -> Optional[str]:
+def sem_section_url(experiment_config: Any, path: Path) -> str | None:
     """The ``sem: mongo: url:`` of an experiment config (checked: a bad one names the file and key)."""
     sem_section = experiment_config.get("sem") if isinstance(experiment_config, Mapping) else None
     if not isinstance(sem_section, Mapping) or sem_section.get("mongo") is None:
         return None
     mongo = sem_section["mongo"]
     if not isinstance(mongo, Mapping):
-        raise ConfigError(f"{path}: sem.mongo must be a mapping such as 'mongo: {{url: mongodb://HOST:PORT/DATABASE}}'"
-                          f", got {redact_uri(repr(mongo))}")
+        raise ConfigError(
+            f"{path}: sem.mongo must be a mapping such as 'mongo: {{url: mongodb://HOST:PORT/DATABASE}}'"
+            f", got {redact_uri(repr(mongo))}"
+        )
     unknown = sorted(str(k) for k in mongo if k != "url")
     if unknown:
         raise ConfigError(f"{path}: sem.mongo: unknown key(s) {unknown}; the only key is 'url'")

@@ -27,7 +27,8 @@ import gzip
 import hashlib
 import json
 import re
-from typing import Any, Iterable, Optional
+from collections.abc import Iterable
+from typing import Any
 
 from sem_core.mongo.connection import redact_uri
 from sem_core.nested import map_strings
@@ -97,8 +98,10 @@ def bounded_series(series: dict, max_points: int = MAX_METRIC_POINTS) -> tuple[d
 
 def encode_full_series(series: dict) -> bytes:
     """Every point of a metric, for GridFS (timestamps as ISO strings, as in metrics.json)."""
-    plain = {key: [record_time(v) for v in series.get(key, [])] if key == "timestamps" else series.get(key, [])
-             for key in SERIES_KEYS}
+    plain = {
+        key: [record_time(v) for v in series.get(key, [])] if key == "timestamps" else series.get(key, [])
+        for key in SERIES_KEYS
+    }
     return gzip.compress(json.dumps(plain, separators=(",", ":")).encode("utf-8"), compresslevel=1)
 
 
@@ -113,7 +116,7 @@ def bounded_text(text: str, max_bytes: int = MAX_CAPTURED_OUT_BYTES) -> tuple[st
     if len(data) <= max_bytes:
         return text, False
     head = data[: max_bytes // 4].decode("utf-8", "ignore")
-    tail = data[len(data) - (max_bytes - max_bytes // 4):].decode("utf-8", "ignore")
+    tail = data[len(data) - (max_bytes - max_bytes // 4) :].decode("utf-8", "ignore")
     return head + "\n" + tail, True
 
 
@@ -124,7 +127,7 @@ def truncation_note(total_bytes: int, file_id: Any, filename: str) -> str:
     )
 
 
-def md5_of_stored_name(stored: str) -> Optional[str]:
+def md5_of_stored_name(stored: str) -> str | None:
     """The md5 inside a content-addressed name ``_sources/<stem>_<md5>.<ext>``."""
     m = _STORED_MD5.search(stored)
     return m.group(1) if m else None
@@ -134,8 +137,9 @@ def artifact_filename(run_id: int, name: str, collection: str = "runs") -> str:
     return f"artifact://{collection}/{run_id}/{name}"
 
 
-def bounded_metric_document(run_id: int, name: str, series: dict, oid: Any,
-                            max_points: int = MAX_METRIC_POINTS) -> tuple[dict, bool]:
+def bounded_metric_document(
+    run_id: int, name: str, series: dict, oid: Any, max_points: int = MAX_METRIC_POINTS
+) -> tuple[dict, bool]:
     """sacred's metric document, thinned to ``max_points`` if needed (caller adds the pointer)."""
     stored, thinned = bounded_series(series, max_points)
     doc = {
@@ -200,8 +204,18 @@ def run_json_of(doc: dict) -> dict:
     """A run document read back into the form of sem's ``run.json``."""
     run = {
         key: record_time(doc.get(key))
-        for key in ("command", "host", "start_time", "heartbeat", "stop_time", "queue_time",
-                    "meta", "status", "result", "fail_trace")
+        for key in (
+            "command",
+            "host",
+            "start_time",
+            "heartbeat",
+            "stop_time",
+            "queue_time",
+            "meta",
+            "status",
+            "result",
+            "fail_trace",
+        )
         if key in doc
     }
     experiment = dict(doc.get("experiment") or {})

@@ -8,8 +8,9 @@ that sem moved to GridFS at the 16 MB limit comes back in full.
 from __future__ import annotations
 
 import atexit
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, Optional, Union
+from typing import Any
 
 from sem_core.errors import SemError
 from sem_core.mongo import connection, documents
@@ -101,7 +102,7 @@ def _close_clients() -> None:
         db.client.close()
 
 
-def _database(source: Union[str, Any]) -> tuple[Any, str]:
+def _database(source: str | Any) -> tuple[Any, str]:
     """(pymongo Database, display URL) of a mongodb:// URL or a Database."""
     if not isinstance(source, str):
         return source, f"mongodb:///{source.name}"
@@ -124,7 +125,7 @@ def _database(source: Union[str, Any]) -> tuple[Any, str]:
     return _databases[settings.url], settings.display
 
 
-def iter_runs(source: Union[str, Any], query: Optional[dict] = None) -> Iterator[MongoRunRecord]:
+def iter_runs(source: str | Any, query: dict | None = None) -> Iterator[MongoRunRecord]:
     """Every run in the database ``source`` (mongodb:// URL or pymongo Database) matching
     ``query`` (a filter on the runs collection), by ``_id``."""
     db, display = _database(source)
@@ -132,7 +133,7 @@ def iter_runs(source: Union[str, Any], query: Optional[dict] = None) -> Iterator
         yield record_of(db, doc, display)
 
 
-def read_run(location: Union[str, Any], global_id: Optional[str] = None) -> Optional[MongoRunRecord]:
+def read_run(location: str | Any, global_id: str | None = None) -> MongoRunRecord | None:
     """One run: by ``RunRecord.location`` (``<url>#runs/<_id>``), or by ``global_id`` in ``location``'s
     database. None if there is no such run."""
     fragment = None
@@ -142,14 +143,14 @@ def read_run(location: Union[str, Any], global_id: Optional[str] = None) -> Opti
     if global_id is not None:
         doc = db.runs.find_one({"config.global_id": global_id})
     elif fragment and fragment.startswith("runs/"):
-        key = fragment[len("runs/"):]
+        key = fragment[len("runs/") :]
         doc = db.runs.find_one({"_id": int(key) if key.isdigit() else key})
     else:
         raise ValueError(f"read_run: give a location ending in #runs/<_id> or a global_id (got {location!r})")
     return record_of(db, doc, display) if doc is not None else None
 
 
-def experiment_dir_of_store(store: Path) -> Optional[Path]:
+def experiment_dir_of_store(store: Path) -> Path | None:
     """The experiment folder around a run store (for its experiment_config.yaml), or None."""
     from sem_core.settings import EXPERIMENT_CONFIG_NAME
 

@@ -27,9 +27,10 @@ import hashlib
 import mimetypes
 import os
 import socket
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
+from typing import Any
 
 from sem_core import records
 from sem_core.mongo import documents
@@ -65,7 +66,7 @@ class SyncSummary:
             "failed": len(self.failed),
         }
 
-    def merge(self, other: "SyncSummary") -> None:
+    def merge(self, other: SyncSummary) -> None:
         self.uploaded += other.uploaded
         self.updated += other.updated
         self.unchanged += other.unchanged
@@ -85,24 +86,24 @@ class LocalRun:
 class _Blob:
     md5: str
     filename: str
-    path: Optional[Path] = None
-    data: Optional[bytes] = None
-    content_type: Optional[str] = None
-    metadata: Optional[dict] = None
+    path: Path | None = None
+    data: bytes | None = None
+    content_type: str | None = None
+    metadata: dict | None = None
 
 
 @dataclass
 class _Prepared:
     local: LocalRun
-    existing_id: Optional[int]
-    run_id: Optional[int] = None
+    existing_id: int | None
+    run_id: int | None = None
     doc: dict = field(default_factory=dict)
     metric_docs: list = field(default_factory=list)
     blobs: list = field(default_factory=list)
     # callbacks filling GridFS ids into the documents once blobs are stored
     fills: list = field(default_factory=list)
     # {name: _id} of the run's metric documents in the database, when the caller knows them
-    known_metrics: Optional[dict[str, Any]] = None
+    known_metrics: dict[str, Any] | None = None
 
 
 # -- local side --------------------------------------------------------------------------
@@ -149,7 +150,7 @@ class SyncTarget:
     blob_ids: dict[str, Any] = field(default_factory=dict)
     # the _id after the last run this target inserted: the next new run tries it without asking
     # the database for the largest _id (another writer having taken it is a duplicate-key retry)
-    next_id: Optional[int] = None
+    next_id: int | None = None
 
 
 def sync_target(db: Any) -> SyncTarget:
@@ -184,8 +185,9 @@ def ensure_indexes(target: SyncTarget) -> None:
     try:
         # one metric document per run and name, as sacred's upserts keep it: concurrent syncs
         # replace documents in place and can never duplicate them
-        db.metrics.create_index([("run_id", pymongo.ASCENDING), ("name", pymongo.ASCENDING)],
-                                unique=True, name="sem_run_metric_unique")
+        db.metrics.create_index(
+            [("run_id", pymongo.ASCENDING), ("name", pymongo.ASCENDING)], unique=True, name="sem_run_metric_unique"
+        )
     except pymongo.errors.OperationFailure as exc:
         if exc.code in (11000, 11001):
             raise SyncError(
@@ -200,7 +202,7 @@ def ensure_indexes(target: SyncTarget) -> None:
     target.indexed = True
 
 
-def remote_state(db: Any, global_ids: Sequence[str]) -> dict[str, tuple[Any, Optional[str]]]:
+def remote_state(db: Any, global_ids: Sequence[str]) -> dict[str, tuple[Any, str | None]]:
     """``{global_id: (_id, fingerprint)}`` of the given runs already in the database.
 
     One range query over the unique index (global ids sort by start time, so a store's runs
@@ -305,7 +307,7 @@ def _read_record(read: Callable[..., Any], *args: Any) -> Any:
         raise SyncError(f"{exc}; fix or remove the file, then sync again") from None
 
 
-def _prepare(local: LocalRun, existing_id: Optional[int], origin: str, secrets: tuple) -> _Prepared:
+def _prepare(local: LocalRun, existing_id: int | None, origin: str, secrets: tuple) -> _Prepared:
     """Read a run folder and build its documents; GridFS ids and the run's _id are filled later."""
     run_json, config, info, metrics, captured_out = _read_run_folder(local)
     captured_out = documents.scrub(captured_out, secrets)
@@ -324,8 +326,14 @@ def _prepare(local: LocalRun, existing_id: Optional[int], origin: str, secrets: 
     if offloaded:
         sync["offloaded"] = offloaded
     p.doc = documents.run_document(
-        documents.scrub(run_json, secrets), documents.scrub(config, secrets), documents.scrub(info, secrets), shown,
-        source_ids, artifact_ids, metric_links, sync,
+        documents.scrub(run_json, secrets),
+        documents.scrub(config, secrets),
+        documents.scrub(info, secrets),
+        shown,
+        source_ids,
+        artifact_ids,
+        metric_links,
+        sync,
     )
     return p
 
@@ -406,8 +414,15 @@ def _add_metrics(p: _Prepared, metrics: dict, offloaded: list) -> list:
                 "encoding": documents.FULL_METRIC_ENCODING,
                 "note": "this document holds evenly spaced points; every point is in the GridFS file file_id",
             }
-            p.blobs.append(_Blob(md5=md5, filename="", data=data, content_type="application/gzip",
-                                 metadata={"sem": "full metric", "name": name, "points": n}))
+            p.blobs.append(
+                _Blob(
+                    md5=md5,
+                    filename="",
+                    data=data,
+                    content_type="application/gzip",
+                    metadata={"sem": "full metric", "name": name, "points": n},
+                )
+            )
             p.fills.append(("metric", len(p.metric_docs), md5))
             offloaded.append({"what": f"metric {name}", "md5": md5})
         p.metric_docs.append(doc)
@@ -423,8 +438,15 @@ def _add_captured_out(p: _Prepared, captured_out: str, sync: dict, offloaded: li
         data = captured_out.encode("utf-8", "surrogateescape")
         total_bytes = len(data)
         md5 = hashlib.md5(data).hexdigest()
-        p.blobs.append(_Blob(md5=md5, filename="", data=data, content_type="text/plain",
-                             metadata={"sem": "full captured_out", "bytes": total_bytes}))
+        p.blobs.append(
+            _Blob(
+                md5=md5,
+                filename="",
+                data=data,
+                content_type="text/plain",
+                metadata={"sem": "full captured_out", "bytes": total_bytes},
+            )
+        )
         p.fills.append(("captured_out", total_bytes, md5))
         sync["captured_out_bytes"] = total_bytes
         offloaded.append({"what": "captured_out", "md5": md5})
@@ -464,7 +486,7 @@ def _fill_ids(p: _Prepared, ids_by_md5: dict) -> None:
 
 # -- the sync ----------------------------------------------------------------------------
 class Uploader:
-    def __init__(self, target: SyncTarget, secrets: tuple = (), origin: Optional[str] = None) -> None:
+    def __init__(self, target: SyncTarget, secrets: tuple = (), origin: str | None = None) -> None:
         self.target = target
         self.db = target.db
         self.secrets = tuple(s for s in secrets if s)
@@ -472,9 +494,13 @@ class Uploader:
         # GridFS ids by md5, shared by the syncs to this target (a sweep's jobs share sources)
         self._ids_by_md5 = target.blob_ids
 
-    def upload(self, todo: list[tuple[LocalRun, Optional[int]]], summary: SyncSummary,
-               progress: Optional[Callable[[int], None]] = None,
-               known_metrics: Optional[dict[str, dict[str, Any]]] = None) -> None:
+    def upload(
+        self,
+        todo: list[tuple[LocalRun, int | None]],
+        summary: SyncSummary,
+        progress: Callable[[int], None] | None = None,
+        known_metrics: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
         batch: list[_Prepared] = []
         size = 0
         for local, existing_id in todo:
@@ -495,7 +521,9 @@ class Uploader:
         if batch:
             self._write_batch(batch, summary, progress)
 
-    def _write_batch(self, batch: list[_Prepared], summary: SyncSummary, progress: Optional[Callable[[int], None]]) -> None:
+    def _write_batch(
+        self, batch: list[_Prepared], summary: SyncSummary, progress: Callable[[int], None] | None
+    ) -> None:
         import bson
 
         # _ids first: artifact filenames name the run
@@ -515,12 +543,14 @@ class Uploader:
             _fill_ids(p, self._ids_by_md5)
             size = len(bson.encode(p.doc))
             if size > documents.MAX_DOCUMENT_BYTES:
-                summary.failed.append((
-                    str(p.local.run_dir),
-                    f"its run document is {size / 2**20:.1f} MiB after moving captured_out and long metrics "
-                    "to GridFS (MongoDB's limit is 16 MiB): info.json, config.json or the result is too big; "
-                    "store large data with ex.add_artifact instead",
-                ))
+                summary.failed.append(
+                    (
+                        str(p.local.run_dir),
+                        f"its run document is {size / 2**20:.1f} MiB after moving captured_out and long metrics "
+                        "to GridFS (MongoDB's limit is 16 MiB): info.json, config.json or the result is too big; "
+                        "store large data with ex.add_artifact instead",
+                    )
+                )
                 continue
             ready.append(p)
         if not ready:
@@ -564,8 +594,14 @@ class Uploader:
                 break
             # a run with metric documents is complete only once they are in: its fingerprint
             # is set after them; a run without is complete with its run document
-            docs = [dict(p.doc, _id=p.run_id, sem=dict(p.doc["sem"], fingerprint=p.local.fingerprint if not
-                                                     p.metric_docs else None)) for p in pending]
+            docs = [
+                dict(
+                    p.doc,
+                    _id=p.run_id,
+                    sem=dict(p.doc["sem"], fingerprint=p.local.fingerprint if not p.metric_docs else None),
+                )
+                for p in pending
+            ]
             try:
                 self.db.runs.insert_many(docs, ordered=False)
                 errors = {}
@@ -608,8 +644,11 @@ class Uploader:
         done = [p for p in inserted if p.run_id not in clashed]
         if any(p.metric_docs for p in done):
             self.db.runs.bulk_write(
-                [UpdateOne({"_id": p.run_id}, {"$set": {"sem.fingerprint": p.local.fingerprint}})
-                 for p in done if p.metric_docs],
+                [
+                    UpdateOne({"_id": p.run_id}, {"$set": {"sem.fingerprint": p.local.fingerprint}})
+                    for p in done
+                    if p.metric_docs
+                ],
                 ordered=False,
             )
         summary.uploaded += [str(p.local.run_dir) for p in done]
@@ -669,24 +708,26 @@ class Uploader:
                 # take its _ids and replace again
                 if any(e.get("code") not in (66, 11000) for e in exc.details.get("writeErrors", [])):
                     raise
-                current = {(m["run_id"], m["name"]): m["_id"]
-                           for m in self.db.metrics.find({"run_id": {"$in": ids}}, {"_id": 1, "run_id": 1, "name": 1})}
+                current = {
+                    (m["run_id"], m["name"]): m["_id"]
+                    for m in self.db.metrics.find({"run_id": {"$in": ids}}, {"_id": 1, "run_id": 1, "name": 1})
+                }
                 for p in existing:  # the ReplaceOne operations hold these same dicts
                     for m in p.metric_docs:
                         m["_id"] = current.get((m["run_id"], m["name"]), m["_id"])
                     p.doc["info"]["metrics"] = [{"id": str(m["_id"]), "name": m["name"]} for m in p.metric_docs]
                 self.db.metrics.bulk_write(ops + stale, ordered=True)
-        self.db.runs.bulk_write(
-            [UpdateOne({"_id": p.existing_id}, {"$set": p.doc}) for p in existing], ordered=False
-        )
+        self.db.runs.bulk_write([UpdateOne({"_id": p.existing_id}, {"$set": p.doc}) for p in existing], ordered=False)
         summary.updated += [str(p.local.run_dir) for p in existing]
         summary.run_ids.update({str(p.local.run_dir): p.existing_id for p in existing})
-        summary.metric_ids.update({str(p.local.run_dir): {m["name"]: m["_id"] for m in p.metric_docs} for p in existing})
+        summary.metric_ids.update(
+            {str(p.local.run_dir): {m["name"]: m["_id"] for m in p.metric_docs} for p in existing}
+        )
 
 
 def plan_sync(
-    db: Any, run_dirs: Sequence[Path], known: Optional[dict] = None
-) -> tuple[list[tuple[LocalRun, Optional[int]]], SyncSummary]:
+    db: Any, run_dirs: Sequence[Path], known: dict | None = None
+) -> tuple[list[tuple[LocalRun, int | None]], SyncSummary]:
     """What a sync would do: ``[(run, existing _id or None)]`` to upload, and the unchanged runs.
 
     ``known``: ``{global_id: (_id, fingerprint)}`` of the database state when the caller knows it
@@ -694,7 +735,7 @@ def plan_sync(
     wrong guess is still safe: the unique index turns a duplicate insert into an update."""
     local = scan(run_dirs)
     remote = known if known is not None else remote_state(db, [r.global_id for r in local])
-    todo: list[tuple[LocalRun, Optional[int]]] = []
+    todo: list[tuple[LocalRun, int | None]] = []
     summary = SyncSummary()
     for r in local:
         found = remote.get(r.global_id)
@@ -711,10 +752,10 @@ def sync_runs(
     db: Any | SyncTarget,
     run_dirs: Sequence[Path],
     secrets: tuple = (),
-    progress: Optional[Callable[[int], None]] = None,
+    progress: Callable[[int], None] | None = None,
     dry_run: bool = False,
-    known: Optional[dict] = None,
-    known_metrics: Optional[dict[str, dict[str, Any]]] = None,
+    known: dict | None = None,
+    known_metrics: dict[str, dict[str, Any]] | None = None,
 ) -> SyncSummary:
     """Upload the runs missing from the database or changed since their last sync.
     ``SyncSummary.run_ids`` maps each uploaded or updated folder to its run ``_id``. ``db``: a

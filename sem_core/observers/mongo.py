@@ -111,8 +111,9 @@ def sync_run_dirs(
             upload.mark_unsynced(d, f"not uploaded at {when}: {settings.display} was unreachable earlier")
         return None
     try:
-        summary = upload.sync_runs(clients.database(settings), run_dirs, secrets=settings.secrets, known=known,
-                                   known_metrics=known_metrics)
+        summary = upload.sync_runs(
+            clients.database(settings), run_dirs, secrets=settings.secrets, known=known, known_metrics=known_metrics
+        )
     except (pymongo.errors.PyMongoError, upload.SyncError, OSError) as exc:
         clients.down = True
         reason = connection.describe_error(exc, settings)
@@ -170,8 +171,9 @@ class MongoLiveObserver(RunObserver):
                 # what the job-start upload left in the database: the job's end asks nothing first
                 known = {self.run_dir.name: (self.mongo_id, None)}
                 known_metrics = {self.run_dir.name: self.metric_ids}
-            sync_run_dirs(self.settings, [self.run_dir], "job end", self.clients, known=known,
-                          known_metrics=known_metrics)
+            sync_run_dirs(
+                self.settings, [self.run_dir], "job end", self.clients, known=known, known_metrics=known_metrics
+            )
 
 
 def sync_after_sweep(settings: MongoSettings, sweep_dir: Path, store: Path) -> upload.SyncSummary | None:

@@ -23,9 +23,10 @@ import math
 import os
 import sys
 import zlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any
 
 from sem_core import records
 from sem_core.errors import SemError
@@ -64,7 +65,7 @@ class NoRunsFound(SemError):
 # -- where the runs are -------------------------------------------------------------------------
 
 
-def find_experiment_dir(start: Optional[Path] = None) -> Path:
+def find_experiment_dir(start: Path | None = None) -> Path:
     """The experiment folder around ``start`` (default: the current directory): the nearest folder,
     ``start`` or a parent, that holds ``models/`` or ``experiment_config.yaml``."""
     start = Path(start or Path.cwd()).resolve()
@@ -101,7 +102,7 @@ def is_run_store(path: Path) -> bool:
     return next(records.iter_run_dirs(path), None) is not None
 
 
-def resolve_stores(source: Optional[SourceLike]) -> list[Union[Path, str]]:
+def resolve_stores(source: SourceLike | None) -> list[Path | str]:
     """The run stores (paths) and MongoDB URLs named by ``source`` (see module docstring)."""
     if source is None:
         return [store_of_experiment(find_experiment_dir())]
@@ -109,7 +110,7 @@ def resolve_stores(source: Optional[SourceLike]) -> list[Union[Path, str]]:
         items: list = [source]
     else:
         items = list(source)
-    out: list[Union[Path, str]] = []
+    out: list[Path | str] = []
     for item in items:
         text = os.fspath(item)
         if is_mongo_location(text):
@@ -132,7 +133,7 @@ def resolve_stores(source: Optional[SourceLike]) -> list[Union[Path, str]]:
     return out
 
 
-def describe_sources(stores: Sequence[Union[Path, str]]) -> str:
+def describe_sources(stores: Sequence[Path | str]) -> str:
     return ", ".join(redact_uri(str(s)) if isinstance(s, str) else str(s) for s in stores)
 
 
@@ -179,8 +180,8 @@ def summarise(
     location: str,
     run: Mapping[str, Any],
     config: Mapping[str, Any],
-    metrics: Optional[Mapping[str, Any]] = None,
-    last: Optional[Mapping[str, Any]] = None,
+    metrics: Mapping[str, Any] | None = None,
+    last: Mapping[str, Any] | None = None,
 ) -> dict:
     """The part of a run that load_runs needs (what the cache stores): run fields, the four ids,
     the flattened config, start/end as epoch seconds and the last value of every metric (given
@@ -268,7 +269,11 @@ def _read_cache(path: Path, store: Path) -> dict:
         return {}
     except (OSError, ValueError, EOFError, TypeError):
         return {}  # a corrupt cache is rebuilt from the records, which are the truth
-    if not isinstance(data, dict) or data.get("version") != CACHE_VERSION or data.get("store") != str(Path(store).resolve()):
+    if (
+        not isinstance(data, dict)
+        or data.get("version") != CACHE_VERSION
+        or data.get("store") != str(Path(store).resolve())
+    ):
         return {}
     return data.get("runs") or {}
 
@@ -286,12 +291,15 @@ def _write_cache(path: Path, store: Path, runs: dict) -> None:
     except OSError as exc:
         # The cache only saves time: an unwritable cache folder must not stop anyone reading
         # results, but say once why every load reads every run.
-        say_once(f"sem results: cannot write the summary cache {path} ({exc}); every load will read "
-                 "every run. Set SEM_CACHE_DIR to a writable folder.")
+        say_once(
+            f"sem results: cannot write the summary cache {path} ({exc}); every load will read "
+            "every run. Set SEM_CACHE_DIR to a writable folder."
+        )
 
 
-def read_store_summaries(store: Path, use_cache: bool = True,
-                         on_problem: records.OnProblem = records.warn_problem) -> list[dict]:
+def read_store_summaries(
+    store: Path, use_cache: bool = True, on_problem: records.OnProblem = records.warn_problem
+) -> list[dict]:
     """Summaries of every readable run folder of a store (unreadable ones go to ``on_problem``).
     With the cache, a finished run whose folder and run.json are unchanged is not read again;
     live runs (QUEUED/RUNNING) are always re-read, and so are runs with a problem (it is
@@ -348,8 +356,9 @@ def read_mongo_summaries(url: str) -> list[dict]:
                 last.setdefault(doc.get("run_id"), {})[doc.get("name")] = {"values": doc["values"]}
         return [summarise(r.location, r.run, r.config, last.get(r.mongo_id, {})) for r in reader.iter_runs(url)]
     except pymongo.errors.PyMongoError as exc:
-        raise SemError(f"cannot read the runs in MongoDB {settings.display}: "
-                       f"{connection.describe_error(exc, settings)}") from None
+        raise SemError(
+            f"cannot read the runs in MongoDB {settings.display}: {connection.describe_error(exc, settings)}"
+        ) from None
 
 
 # -- the DataFrame ------------------------------------------------------------------------------
@@ -363,7 +372,7 @@ class RunColumns:
     metrics: dict[str, str]  # metric name -> column
 
 
-def _iso_to_seconds(text: Optional[str]) -> Optional[float]:
+def _iso_to_seconds(text: str | None) -> float | None:
     t = records.parse_time(text)
     return None if t is None else t.timestamp()
 
@@ -392,7 +401,9 @@ def summaries_to_frame(summaries: Sequence[dict]) -> pd.DataFrame:
     ids = [s["ids"] for s in summaries]
     nan = math.nan
     columns: dict[str, Any] = {
-        "global_id": [str(i.get("global_id") or os.path.basename(s["location"].rstrip("/"))) for i, s in zip(ids, summaries)],
+        "global_id": [
+            str(i.get("global_id") or os.path.basename(s["location"].rstrip("/"))) for i, s in zip(ids, summaries)
+        ],
         "experiment_id": [i.get("experiment_id") for i in ids],
         "config_id": [i.get("config_id") for i in ids],
         "order_id": pd.array([i.get("order_id") for i in ids], dtype="Int64"),
@@ -407,8 +418,9 @@ def summaries_to_frame(summaries: Sequence[dict]) -> pd.DataFrame:
     for key, col in config_cols.items():
         columns[col] = [s["flat"].get(key) for s in summaries]
     for name, col in metric_cols.items():
-        columns[col] = pd.to_numeric(pd.Series([s["metrics"].get(name, nan) for s in summaries], dtype=object),
-                                     errors="coerce")
+        columns[col] = pd.to_numeric(
+            pd.Series([s["metrics"].get(name, nan) for s in summaries], dtype=object), errors="coerce"
+        )
     frame = pd.DataFrame(columns)
     for col in ("start_time", "stop_time"):
         frame[col] = pd.to_datetime(frame[col], utc=True, format="ISO8601", errors="coerce")
@@ -454,8 +466,9 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def load_runs(source: Optional[SourceLike] = None, *, use_cache: bool = True,
-              on_problem: records.OnProblem = records.warn_problem) -> pd.DataFrame:
+def load_runs(
+    source: SourceLike | None = None, *, use_cache: bool = True, on_problem: records.OnProblem = records.warn_problem
+) -> pd.DataFrame:
     """Every run of ``source`` as a DataFrame (see the module docstring for sources and caching).
 
     Columns: ``global_id, experiment_id, config_id, order_id, model, status, start_time, stop_time,

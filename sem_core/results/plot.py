@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -23,8 +24,9 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 
-def metric_series(path: str, metric: str, read: Optional[dict] = None,
-                  on_problem: records.OnProblem = records.warn_problem) -> Optional[pd.Series]:
+def metric_series(
+    path: str, metric: str, read: dict | None = None, on_problem: records.OnProblem = records.warn_problem
+) -> pd.Series | None:
     """The values of ``metric`` of one run, indexed by step (None if the run didn't log it, or
     its metrics cannot be read: that goes to ``on_problem``).
     ``read``: path -> metrics already read (filled here), so several plots read each run once."""
@@ -53,11 +55,14 @@ def metric_series(path: str, metric: str, read: Optional[dict] = None,
 def band(series: Sequence[pd.Series]) -> pd.DataFrame:
     """Per step: mean, std (ddof=1) and count over the runs that logged that step. Pure."""
     frame = pd.concat(list(series), axis=1)
-    return pd.DataFrame({"mean": frame.mean(axis=1), "std": frame.std(axis=1), "count": frame.count(axis=1)}).sort_index()
+    return pd.DataFrame(
+        {"mean": frame.mean(axis=1), "std": frame.std(axis=1), "count": frame.count(axis=1)}
+    ).sort_index()
 
 
-def curves(table: ResultsTable, metric: str, read: Optional[dict] = None,
-           on_problem: records.OnProblem = records.warn_problem) -> dict[str, pd.DataFrame]:
+def curves(
+    table: ResultsTable, metric: str, read: dict | None = None, on_problem: records.OnProblem = records.warn_problem
+) -> dict[str, pd.DataFrame]:
     """label -> band of ``metric`` over the runs of each row of ``table``."""
     out = {}
     for (label, *_), paths in zip(table.row_labels(), table.row_paths):
@@ -70,11 +75,11 @@ def curves(table: ResultsTable, metric: str, read: Optional[dict] = None,
 def plot_metric(
     runs: pd.DataFrame,
     metric: str,
-    group_by: Optional[Sequence[str]] = None,
+    group_by: Sequence[str] | None = None,
     *,
-    table: Optional[ResultsTable] = None,
-    title: Optional[str] = None,
-    read: Optional[dict] = None,
+    table: ResultsTable | None = None,
+    title: str | None = None,
+    read: dict | None = None,
     on_problem: records.OnProblem = records.warn_problem,
     **table_options: Any,
 ) -> Figure:
@@ -148,8 +153,7 @@ def _draw_points(ax: Axes, data: dict, metric: str) -> None:
     stds = [0.0 if math.isnan(b["std"].iloc[-1]) else b["std"].iloc[-1] for b in data.values()]
     rows = list(range(len(labels)))[::-1]
     ax.errorbar(means, rows, xerr=stds, fmt="o", capsize=4)
-    ax.set_yticks(rows, [_wrap(f"{lab} (n={int(b['count'].iloc[-1])})") for lab, b in data.items()],
-                  fontsize="small")
+    ax.set_yticks(rows, [_wrap(f"{lab} (n={int(b['count'].iloc[-1])})") for lab, b in data.items()], fontsize="small")
     ax.set_ylim(-0.6, len(labels) - 0.4)
     ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
     ax.set_xlabel(f"{metric} (mean ± std)")

@@ -11,7 +11,7 @@ import html
 import io
 import math
 import shutil
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 from sem_core.results.table import ResultsTable, format_value
 
@@ -65,8 +65,13 @@ def _head_names(table: ResultsTable) -> list[str]:
 # -- terminal ------------------------------------------------------------------------------------
 
 
-def to_rich(table: ResultsTable, decimals: int = 4, title: Optional[str] = None,
-            columns: Optional[list[tuple[tuple, str]]] = None, stacked: bool = False) -> Table:
+def to_rich(
+    table: ResultsTable,
+    decimals: int = 4,
+    title: str | None = None,
+    columns: list[tuple[tuple, str]] | None = None,
+    stacked: bool = False,
+) -> Table:
     """A rich Table without its footnote. ``columns``: the (prefix, metric) columns shown
     (default: all); ``stacked`` puts ``± std`` under the mean, which halves a column's width."""
     from rich import box
@@ -109,19 +114,24 @@ def _needed_width(table: ResultsTable, decimals: int, columns: list[tuple[tuple,
     return full - max(0, natural - narrow)
 
 
-def render_text(renderable: Any, width: Optional[int] = None, color: bool = False) -> str:
+def render_text(renderable: Any, width: int | None = None, color: bool = False) -> str:
     """A rich renderable as text ``width`` columns wide (None: as wide as it needs), without
     trailing spaces."""
     from rich.console import Console
 
     buf = io.StringIO()
-    console = Console(file=buf, width=width or 100_000, force_terminal=color,
-                      color_system="standard" if color else None, no_color=not color)
+    console = Console(
+        file=buf,
+        width=width or 100_000,
+        force_terminal=color,
+        color_system="standard" if color else None,
+        no_color=not color,
+    )
     console.print(renderable)
     return "\n".join(line.rstrip() for line in buf.getvalue().splitlines()) + "\n"
 
 
-def terminal_width(stream: Any) -> Optional[int]:
+def terminal_width(stream: Any) -> int | None:
     """The width output to ``stream`` must fit: the terminal's, else ``$COLUMNS`` when set, else
     None (piped to a tool: print in full, never cut)."""
     import os
@@ -132,8 +142,9 @@ def terminal_width(stream: Any) -> Optional[int]:
     return int(columns) if columns.isdigit() and int(columns) > 0 else None
 
 
-def to_terminal(table: ResultsTable, decimals: int = 4, width: Optional[int] = None, color: bool = True,
-                hidden_note: str = "") -> str:
+def to_terminal(
+    table: ResultsTable, decimals: int = 4, width: int | None = None, color: bool = True, hidden_note: str = ""
+) -> str:
     """The table and its footnote as text no wider than ``width`` (None: as wide as it needs).
     When the cells do not fit on one line each, ``± std`` goes under the mean; when that is still
     too wide, the last metric columns are left out and the footnote names them."""
@@ -145,11 +156,12 @@ def to_terminal(table: ResultsTable, decimals: int = 4, width: Optional[int] = N
         stacked = True
         while len(columns) > 1 and _needed_width(table, decimals, columns, True) > width:
             columns = columns[:-1]
-    left_out = [_header(table, p, m) for p, m in _metric_columns(table)[len(columns):]]
+    left_out = [_header(table, p, m) for p, m in _metric_columns(table)[len(columns) :]]
     notes = [n for n in (table.footnote, hidden_note) if n]
     if left_out:
-        notes.append(f"Not shown, to fit {width} columns: {', '.join(left_out)} (choose with --metric M, "
-                     "or widen the terminal).")
+        notes.append(
+            f"Not shown, to fit {width} columns: {', '.join(left_out)} (choose with --metric M, or widen the terminal)."
+        )
     text = render_text(to_rich(table, decimals, columns=columns, stacked=stacked), width, color)
     if notes:
         text += render_text(Text(" ".join(notes)), width, color)
@@ -216,7 +228,7 @@ def _latex_cell(table: ResultsTable, row: int, prefix: tuple, metric: str, decim
     return text
 
 
-def to_latex(table: ResultsTable, decimals: int = 3, caption: Optional[str] = None) -> str:
+def to_latex(table: ResultsTable, decimals: int = 3, caption: str | None = None) -> str:
     """A booktabs ``tabular`` (needs ``\\usepackage{booktabs}``); the footnote as a comment."""
     columns = _metric_columns(table)
     n_heads = len(_head_names(table))
@@ -285,8 +297,9 @@ def inline_code(text: str) -> str:
     return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
 
 
-def to_html(table: ResultsTable, decimals: int = 4, columns: Optional[list[tuple[tuple, str]]] = None,
-            footnote: bool = True) -> str:
+def to_html(
+    table: ResultsTable, decimals: int = 4, columns: list[tuple[tuple, str]] | None = None, footnote: bool = True
+) -> str:
     """A plain ``<table class="results">`` of ``columns`` (default: every metric); every metric
     cell carries ``data-metric``, ``data-mean``, ``data-std`` and ``data-count`` (full precision)
     for machines."""
@@ -322,4 +335,4 @@ def metric_column_groups(table: ResultsTable, per_group: int) -> list[list[tuple
     """The metric columns in groups of at most ``per_group``: one table each, so that every
     column is readable on a screen and on paper however many metrics there are."""
     columns = _metric_columns(table)
-    return [columns[i:i + per_group] for i in range(0, len(columns), per_group)]
+    return [columns[i : i + per_group] for i in range(0, len(columns), per_group)]

@@ -7,8 +7,9 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import html
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -90,9 +91,9 @@ def failed_runs_html(runs: pd.DataFrame, on_problem: records.OnProblem = records
         last_line = _tail(trace, 1)
         out.append(
             f'<details class="failed-run"{" open" if i < OPEN_FAILED else ""}>'
-            f'<summary>{e(str(row["global_id"]))} · order_id {e(str(row["order_id"]))}'
+            f"<summary>{e(str(row['global_id']))} · order_id {e(str(row['order_id']))}"
             f" · {e(str(row['model']))} — {e(last_line)}</summary>"
-            f"<p class=\"meta\">{e(str(row['path']))}</p>"
+            f'<p class="meta">{e(str(row["path"]))}</p>'
             f"<pre>{e(_tail(trace, TRACE_LINES))}</pre>"
             + (f"<p>Last {OUTPUT_LINES} lines of output:</p><pre>{e(output)}</pre>" if output else "")
             + "</details>"
@@ -105,8 +106,8 @@ def failed_runs_html(runs: pd.DataFrame, on_problem: records.OnProblem = records
 def build_report(
     runs: pd.DataFrame,
     *,
-    metrics: Optional[Sequence[str]] = None,
-    group_by: Optional[Sequence[str]] = None,
+    metrics: Sequence[str] | None = None,
+    group_by: Sequence[str] | None = None,
     title: str = "sem results",
     source: str = "",
     decimals: int = 4,
@@ -147,20 +148,18 @@ def build_report(
             parts.append(f'<p class="footnote">{inline_code(table.footnote)}</p>')
     if len(table.frame):
         parts.append("<h2>Metrics</h2>")
-        parts.append('<p class="meta">Each plot: mean ± std over the runs of each configuration. A metric logged '
-                     "at every step is drawn over the steps; a metric logged once per run is one point per "
-                     "configuration.</p>")
+        parts.append(
+            '<p class="meta">Each plot: mean ± std over the runs of each configuration. A metric logged '
+            "at every step is drawn over the steps; a metric logged once per run is one point per "
+            "configuration.</p>"
+        )
         parts.append('<div class="plots">')
         read: dict = {}  # each run's metrics, read once for all the plots
         for metric in table.metrics:
             fig = plot_metric(runs, metric, table=table, read=read, on_problem=on_problem)
             data = base64.b64encode(figure_png(fig)).decode("ascii")
             wide = ' class="wide"' if fig.get_figwidth() > 8 else ""  # a curve beside single values: a whole row
-            parts.append(
-                f'<figure{wide}>'
-                f'<img alt="{e(metric)}" src="data:image/png;base64,{data}">'
-                "</figure>"
-            )
+            parts.append(f'<figure{wide}><img alt="{e(metric)}" src="data:image/png;base64,{data}"></figure>')
         parts.append("</div>")
     parts.append("<h2>Failed runs</h2>")
     parts.append(failed_runs_html(runs, on_problem))

@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 import math
 import pickle
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any
 
 from sem_core.errors import SemError
 from sem_core.mongo.reader import MongoRunRecord
@@ -24,10 +25,10 @@ class RunResult:
     artifact paths; ``loaded`` holds the artifacts loaded on request (name -> object)."""
 
     global_id: str
-    experiment_id: Optional[str]
-    config_id: Optional[str]
-    order_id: Optional[int]
-    model: Optional[str]
+    experiment_id: str | None
+    config_id: str | None
+    order_id: int | None
+    model: str | None
     status: str
     path: str
     config: dict
@@ -56,17 +57,19 @@ def load_artifact_bytes(name: str, data: bytes) -> Any:
         import numpy as np
 
         return np.load(io.BytesIO(data), allow_pickle=False)
-    raise SemError(f"{name}: don't know how to load a {suffix or 'suffix-less'} artifact "
-                   "(.pkl/.pickle, .json, .npy/.npz); open the path yourself")
+    raise SemError(
+        f"{name}: don't know how to load a {suffix or 'suffix-less'} artifact "
+        "(.pkl/.pickle, .json, .npy/.npz); open the path yourself"
+    )
 
 
 def get_runs(
-    source: Union[SourceLike, Any, None] = None,
-    match: Optional[Mapping[str, Any]] = None,
+    source: SourceLike | Any | None = None,
+    match: Mapping[str, Any] | None = None,
     *,
-    statuses: Optional[Sequence[str]] = DEFAULT_STATUSES,
+    statuses: Sequence[str] | None = DEFAULT_STATUSES,
     newest_only: bool = True,
-    load_artifacts: Union[bool, Sequence[str]] = False,
+    load_artifacts: bool | Sequence[str] = False,
 ) -> list[RunResult]:
     """Runs whose config matches every item of ``match`` (nested dicts or dotted keys; ``{"fold": 0,
     "model": {"lr": 0.1}}`` == ``{"fold": 0, "model.lr": 0.1}``), in start order. ``source`` is
@@ -119,7 +122,8 @@ def get_runs(
                         f"its artifacts: {sorted(artifacts) or '(none)'}"
                     )
             result.loaded = {
-                n: load_artifact_bytes(n, record.artifact_bytes(n)) if isinstance(record, MongoRunRecord)
+                n: load_artifact_bytes(n, record.artifact_bytes(n))
+                if isinstance(record, MongoRunRecord)
                 else load_artifact(artifacts[n])
                 for n in wanted
             }

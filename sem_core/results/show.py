@@ -102,9 +102,11 @@ def output_without_trace(output: str, global_id: str) -> str:
             end = i + 1
             if end < len(lines) and lines[end].startswith("Traceback"):
                 end += 1
-                while end < len(lines) and (lines[end].startswith((" ", "\t")) or not lines[end].strip()
-                                            or lines[end].startswith(("During handling", "The above exception",
-                                                                      "Traceback"))):
+                while end < len(lines) and (
+                    lines[end].startswith((" ", "\t"))
+                    or not lines[end].strip()
+                    or lines[end].startswith(("During handling", "The above exception", "Traceback"))
+                ):
                     end += 1
                 end += 1  # the exception line
             return "\n".join([*lines[:i], f"{marker} (traceback above)", *lines[end:]])
@@ -187,5 +189,9 @@ def describe_run(record: records.RunRecord, tail: int = 30, full_trace: bool = F
         if status == RunStatus.FAILED:
             output = output_without_trace(output, str(record.global_id))
         output_lines = output.rstrip("\n").splitlines()
-        lines += ["", f"output (last {min(tail, len(output_lines))} of {len(output_lines)} lines):", *output_lines[-tail:]]
+        lines += [
+            "",
+            f"output (last {min(tail, len(output_lines))} of {len(output_lines)} lines):",
+            *output_lines[-tail:],
+        ]
     return "\n".join(lines) + "\n"

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Optional, Sequence, cast
+from typing import Any, cast
 
 import pandas as pd
 
@@ -104,8 +105,11 @@ def filter_runs(runs: pd.DataFrame, where: Mapping[str, Any], strict: bool = Fal
         if strict and not (mask & hits).any():
             values = sorted({format_value(v) for v in runs.loc[mask, column]}, key=_sort_key)
             shown = ", ".join(values[:MAX_VALUES_LISTED]) + (" ..." if len(values) > MAX_VALUES_LISTED else "")
-            raise UnknownName(f"no run has {key}={wanted}" + (" (with the other --where filters)" if len(where) > 1 else "")
-                              + f"; {key} takes: {shown or '(no values)'}")
+            raise UnknownName(
+                f"no run has {key}={wanted}"
+                + (" (with the other --where filters)" if len(where) > 1 else "")
+                + f"; {key} takes: {shown or '(no values)'}"
+            )
         mask &= hits
     return runs[mask]
 
@@ -124,7 +128,7 @@ def _column_for(runs: pd.DataFrame, key: str, what: str) -> str:
 
 
 def counted_runs(
-    runs: pd.DataFrame, statuses: Optional[Sequence[str]] = DEFAULT_STATUSES, newest_only: bool = True
+    runs: pd.DataFrame, statuses: Sequence[str] | None = DEFAULT_STATUSES, newest_only: bool = True
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The runs a table counts, and the rest: (included, excluded). Included: a wanted status
     (``statuses=None``: any) and, with ``newest_only``, the newest run of each experiment_id.
@@ -174,9 +178,9 @@ class ResultsTable:
     runs_per_row: list[int] = field(default_factory=list)
     label_keys: list[str] = field(default_factory=list)
     results_by: list[str] = field(default_factory=list)
-    pivot: Optional[str] = None
-    included: Optional[pd.DataFrame] = None
-    excluded: Optional[pd.DataFrame] = None
+    pivot: str | None = None
+    included: pd.DataFrame | None = None
+    excluded: pd.DataFrame | None = None
     footnote: str = ""
     row_paths: list[list[str]] = field(default_factory=list)  # the runs (``path`` column) of each row
     _arrays: dict = field(default_factory=dict, repr=False, compare=False)
@@ -254,14 +258,14 @@ def _varying_keys(runs: pd.DataFrame, group_cols: list[str], candidates: list[st
 
 def results_table(
     runs: pd.DataFrame,
-    metrics: Optional[Sequence[str]] = None,
-    group_by: Optional[Sequence[str]] = None,
-    results_by: Optional[Sequence[str]] = None,
+    metrics: Sequence[str] | None = None,
+    group_by: Sequence[str] | None = None,
+    results_by: Sequence[str] | None = None,
     agg: Sequence[str] = AGGREGATES,
     *,
-    pivot: Optional[str] = None,
-    where: Optional[Mapping[str, Any]] = None,
-    statuses: Optional[Sequence[str]] = DEFAULT_STATUSES,
+    pivot: str | None = None,
+    where: Mapping[str, Any] | None = None,
+    statuses: Sequence[str] | None = DEFAULT_STATUSES,
     newest_only: bool = True,
     maximize: Iterable[str] = (),
     minimize: Iterable[str] = (),
@@ -276,7 +280,9 @@ def results_table(
         runs = filter_runs(runs, where)
     results_by = list(results_by or [])
     group_by = list(group_by) if group_by else None
-    metric_names = _requested_metrics(runs, cols, metrics, agg, [*(group_by or []), *results_by, *([pivot] if pivot else [])])
+    metric_names = _requested_metrics(
+        runs, cols, metrics, agg, [*(group_by or []), *results_by, *([pivot] if pivot else [])]
+    )
     directions = _directions(cols, metric_names, set(maximize), set(minimize))
 
     included, excluded = counted_runs(runs, statuses, newest_only)
@@ -291,22 +297,37 @@ def results_table(
     group_cols, label_keys = _grouping(data, cols.config, group_by, by_cols, pivot_col)
     stats = None
     if metric_names:
-        stats = _aggregate(data, [cols.metrics[m] for m in metric_names], metric_names, [*group_cols, *by_cols],
-                           pivot_col, agg)
+        stats = _aggregate(
+            data, [cols.metrics[m] for m in metric_names], metric_names, [*group_cols, *by_cols], pivot_col, agg
+        )
     else:  # nothing to average: say why the table is empty
         footnote = _with_note(footnote, "No run logged a metric.")
     if stats is None:
-        frame = pd.DataFrame(index=pd.MultiIndex.from_tuples([], names=[GROUP, *results_by]),
-                             columns=pd.MultiIndex.from_arrays([[], []], names=[None, None]))
-        return ResultsTable(frame, pd.DataFrame(), metric_names, directions, set(), [], label_keys, results_by,
-                            pivot, included, excluded, footnote)
+        frame = pd.DataFrame(
+            index=pd.MultiIndex.from_tuples([], names=[GROUP, *results_by]),
+            columns=pd.MultiIndex.from_arrays([[], []], names=[None, None]),
+        )
+        return ResultsTable(
+            frame,
+            pd.DataFrame(),
+            metric_names,
+            directions,
+            set(),
+            [],
+            label_keys,
+            results_by,
+            pivot,
+            included,
+            excluded,
+            footnote,
+        )
 
     id_cols = (["model", "config_id"] if pivot_col is None else ["model"]) if group_by is None else []
     key_cols = list(dict.fromkeys([*id_cols, *label_keys, *by_cols]))
     info, paths = _row_records(data, [*group_cols, *by_cols], key_cols)
     rows = _row_order(stats, info, label_keys)
     labels = _row_labels(rows, info, label_keys, group_cols, explicit=group_by is not None)
-    by_values = [(r if isinstance(r, tuple) else (r,))[len(group_cols):] for r, _ in rows]
+    by_values = [(r if isinstance(r, tuple) else (r,))[len(group_cols) :] for r, _ in rows]
     ordered = stats.loc[[r for r, _ in rows]]
     ordered.index = pd.MultiIndex.from_tuples(
         [(lab, *bv) for lab, bv in zip(labels, by_values)], names=[GROUP, *results_by]
@@ -332,8 +353,9 @@ def results_table(
     return table
 
 
-def _requested_metrics(runs: pd.DataFrame, cols: Any, metrics: Optional[Sequence[str]], agg: Sequence[str],
-                       keys: Sequence[str]) -> list[str]:
+def _requested_metrics(
+    runs: pd.DataFrame, cols: Any, metrics: Sequence[str] | None, agg: Sequence[str], keys: Sequence[str]
+) -> list[str]:
     """The metrics to show (default: every logged one), after checking the aggregates, the
     metrics and the keys asked for: ``UnknownName`` lists the available ones."""
     bad_agg = [a for a in agg if a not in AGGREGATES]
@@ -352,7 +374,9 @@ def _directions(cols: Any, metric_names: Sequence[str], maximize: set, minimize:
     """``max`` or ``min`` per metric: as asked, else by its name (``default_direction``)."""
     for m in maximize | minimize:
         if m not in cols.metrics:
-            raise UnknownName(f"unknown metric {m!r} in maximize/minimize; available metrics: {available(cols.metrics)}")
+            raise UnknownName(
+                f"unknown metric {m!r} in maximize/minimize; available metrics: {available(cols.metrics)}"
+            )
     return {m: "max" if m in maximize else "min" if m in minimize else default_direction(m) for m in metric_names}
 
 
@@ -369,7 +393,7 @@ def _not_completed_note(included: pd.DataFrame) -> str:
     return f"Included runs that did not complete: {counted}."
 
 
-def _without_pivot_value(data: pd.DataFrame, pivot_col: str, pivot: Optional[str]) -> tuple[pd.DataFrame, str]:
+def _without_pivot_value(data: pd.DataFrame, pivot_col: str, pivot: str | None) -> tuple[pd.DataFrame, str]:
     """The runs that have a value to pivot on, and a sentence on those left out."""
     lacking = data[pivot_col].map(_missing).astype(bool)
     if not lacking.any():
@@ -387,12 +411,13 @@ def _row_order(stats: pd.DataFrame, info: dict, label_keys: Sequence[str]) -> li
     )
 
 
-def _row_labels(rows: Sequence[tuple[Any, tuple]], info: dict, label_keys: Sequence[str], group_cols: Sequence[str],
-                explicit: bool) -> list[str]:
+def _row_labels(
+    rows: Sequence[tuple[Any, tuple]], info: dict, label_keys: Sequence[str], group_cols: Sequence[str], explicit: bool
+) -> list[str]:
     """The readable label of each row; rows that would read the same (they differ only in a key
     that also varies within a group) get their config_id's start appended."""
     labels = _labels([info[rt] for _, rt in rows], list(label_keys), explicit=explicit)
-    by_values = [(r if isinstance(r, tuple) else (r,))[len(group_cols):] for r, _ in rows]
+    by_values = [(r if isinstance(r, tuple) else (r,))[len(group_cols) :] for r, _ in rows]
     if len(set(zip(labels, by_values))) < len(labels):
         labels = [f"{lab} [{str(info[rt]['config_id'])[:8]}]" for lab, (_, rt) in zip(labels, rows)]
     return labels
@@ -405,7 +430,7 @@ def _pivot_columns_in_order(ordered: pd.DataFrame, metric_names: Sequence[str], 
 
 
 def _grouping(
-    data: pd.DataFrame, config_cols: list[str], group_by: Optional[list[str]], by_cols: list[str], pivot_col: Optional[str]
+    data: pd.DataFrame, config_cols: list[str], group_by: list[str] | None, by_cols: list[str], pivot_col: str | None
 ) -> tuple[list[str], list[str]]:
     """(columns that form the groups, config keys that label them). Adds ``_model``/``_config``
     columns to ``data`` for the default grouping by (model, config_id)."""
@@ -429,9 +454,13 @@ def _grouping(
 
 
 def _aggregate(
-    data: pd.DataFrame, metric_cols: list[str], metric_names: list[str], row_cols: list[str],
-    pivot_col: Optional[str], agg: Sequence[str],
-) -> Optional[pd.DataFrame]:
+    data: pd.DataFrame,
+    metric_cols: list[str],
+    metric_names: list[str],
+    row_cols: list[str],
+    pivot_col: str | None,
+    agg: Sequence[str],
+) -> pd.DataFrame | None:
     """Columns (metric, stat) - or (pivot value, metric, stat) - per row; groups without a value
     for any of the metrics (another model's metrics) are dropped. None if there is nothing."""
     if data.empty:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import subprocess
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 from sem_core.errors import SemError
 
@@ -33,9 +33,7 @@ def parse_max_array_size(scontrol_config: str) -> int:
 def read_max_array_size() -> int:
     """Ask the cluster (``scontrol show config``); a failing scontrol is an error, not a guess."""
     try:
-        out = subprocess.run(
-            ["scontrol", "show", "config"], capture_output=True, text=True, timeout=60, check=False
-        )
+        out = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, timeout=60, check=False)
     except FileNotFoundError:
         raise SemError("hydra/launcher=slurm: 'scontrol' is not on PATH; run the sweep on a Slurm login node") from None
     except subprocess.TimeoutExpired:
@@ -68,7 +66,7 @@ def array_spec(n_tasks: int, parallelism: int) -> str:
     return f"0-{n_tasks - 1}%{min(n_tasks, parallelism)}"
 
 
-def share_parallelism(n_arrays: int, parallelism: int) -> list[tuple[int, Optional[int]]]:
+def share_parallelism(n_arrays: int, parallelism: int) -> list[tuple[int, int | None]]:
     """Keep ``%parallelism`` a limit on the whole sweep when it is split into several arrays.
 
     Returns, per array, its own ``%`` limit and the index of the array it must wait for

@@ -3,7 +3,7 @@ them (cluster sections of experiment_config.yaml map onto these fields); the plu
 registers the dataclass in Hydra's ConfigStore."""
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 
 @dataclass
@@ -17,23 +17,23 @@ class SlurmLauncherConf:
     wait: bool = True
     # seconds between progress checks while waiting
     poll_interval_s: float = 1.0
-    partition: Optional[str] = None
+    partition: str | None = None
     # time limit per array task, in minutes
     timeout_min: int = 60
-    cpus_per_task: Optional[int] = None
-    gpus_per_task: Optional[int] = None
-    gpus_per_node: Optional[int] = None
+    cpus_per_task: int | None = None
+    gpus_per_task: int | None = None
+    gpus_per_node: int | None = None
     # memory per task (GB); None = the cluster's default
-    mem_gb: Optional[float] = None
-    account: Optional[str] = None
-    qos: Optional[str] = None
-    constraint: Optional[str] = None
-    gres: Optional[str] = None
+    mem_gb: float | None = None
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    gres: str | None = None
     job_name: str = "${hydra.job.name}"
     # any other sbatch option, e.g. {mail-type: END, exclusive: true}
-    additional_parameters: Dict[str, Any] = field(default_factory=dict)
+    additional_parameters: dict[str, Any] = field(default_factory=dict)
     # shell lines run before the job (module load ..., export ...)
-    setup: List[str] = field(default_factory=list)
+    setup: list[str] = field(default_factory=list)
     # array tasks running at once per array (%K)
     array_parallelism: int = 256
     # configs run one after another inside one array task (for many short configs)
@@ -43,12 +43,12 @@ class SlurmLauncherConf:
     # seconds before the time limit at which the job is told to checkpoint and requeue
     signal_delay_s: int = 90
     # container image (.sif path or URI); None = run the cluster's python directly
-    container: Optional[str] = None
+    container: str | None = None
     # singularity | apptainer | auto (the first found on PATH)
     container_binary: str = "auto"
     # extra flags after `exec`, e.g. [--cleanenv]
-    container_flags: List[str] = field(default_factory=list)
+    container_flags: list[str] = field(default_factory=list)
     # SRC[:DST[:OPTS]] bind mounts
-    container_binds: List[str] = field(default_factory=list)
+    container_binds: list[str] = field(default_factory=list)
     # python inside the container (or on the node); None = this interpreter's path (no container)
-    python: Optional[str] = None
+    python: str | None = None

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import shlex
 import shutil
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence
 
 from sem_core.errors import ConfigError
 
@@ -27,14 +27,14 @@ class ContainerSpec:
     python: str = "python"  # the interpreter inside the image
 
 
-def wants_gpus(gpus_per_task: Optional[int], gpus_per_node: Optional[int], gres: Optional[str]) -> bool:
+def wants_gpus(gpus_per_task: int | None, gpus_per_node: int | None, gres: str | None) -> bool:
     """Did the job ask for GPUs (the only case where ``--nv`` is passed)?"""
     if (gpus_per_task or 0) > 0 or (gpus_per_node or 0) > 0:
         return True
     return bool(gres) and "gpu" in str(gres).split(":")[0].lower()
 
 
-def resolve_binary(binary: str, which: Callable[[str], Optional[str]] = shutil.which) -> str:
+def resolve_binary(binary: str, which: Callable[[str], str | None] = shutil.which) -> str:
     """``auto`` -> the first of apptainer/singularity on PATH (apptainer if neither is: the
     error then comes from the compute node, which may have it while this host has not)."""
     if binary != "auto":

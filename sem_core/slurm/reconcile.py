@@ -7,9 +7,9 @@ the pure ``sem_core.slurm.status``; this module reads and writes the records.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
 
 from sem_core import records
 from sem_core.host import process_alive
@@ -17,7 +17,7 @@ from sem_core.run_status import RunStatus
 from sem_core.slurm import status as st
 
 
-def slurm_info(run: dict) -> Optional[dict]:
+def slurm_info(run: dict) -> dict | None:
     """The Slurm ids a run record carries (``meta.sem.slurm``), or None for a local run."""
     info = ((run.get("meta") or {}).get("sem") or {}).get("slurm")
     return info if isinstance(info, dict) and info.get("job_id") else None
@@ -30,7 +30,7 @@ def write_verdict(
     only_if: Iterable[str] = st.ACTIVE,
     *,
     details: Sequence[str] = (),
-    stop_time: Optional[str] = None,
+    stop_time: str | None = None,
 ) -> bool:
     """Set a record's final status with the reason in ``fail_trace`` - only if it still has one
     of the ``only_if`` statuses when re-read (the job may have finished meanwhile).
@@ -62,9 +62,9 @@ class RunState:
 
 def reconcile_runs(
     runs: Iterable[records.RunRecord],
-    stale_after_s: Optional[float] = None,
+    stale_after_s: float | None = None,
     write: bool = True,
-    now: Optional[dt.datetime] = None,
+    now: dt.datetime | None = None,
 ) -> tuple[list[RunState], list[str]]:
     """Every run with the status to show; active records Slurm (or a stale heartbeat) shows to
     be over are rewritten when ``write``. Returns the states and the Slurm query errors."""
@@ -75,7 +75,7 @@ def reconcile_runs(
     out = []
     for rec in runs:
         info = slurm_info(rec.run)
-        stop_time: Optional[str] = None
+        stop_time: str | None = None
         if rec.status not in st.ACTIVE:
             out.append(RunState(rec, rec.status))
             continue

@@ -16,8 +16,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from sem_core.errors import ConfigError
 
@@ -27,17 +28,27 @@ PREDECESSOR_KEYS = {"sif": "container"}
 # Spellings of earlier versions: not read; each is an error naming the key to write instead.
 OLD_SPELLINGS = {
     "queue": "partition",
-    "time": "timeout_min", "time_limit": "timeout_min", "walltime": "timeout_min",
-    "cpus": "cpus_per_task", "n_cpus": "cpus_per_task",
-    "gpus": "gpus_per_task", "n_gpus": "gpus_per_task",
-    "mem": "mem_gb", "memory": "mem_gb",
-    "sbatch": "additional_parameters", "sbatch_options": "additional_parameters",
-    "modules": "setup", "env": "setup",
-    "parallelism": "array_parallelism", "max_parallel": "array_parallelism",
+    "time": "timeout_min",
+    "time_limit": "timeout_min",
+    "walltime": "timeout_min",
+    "cpus": "cpus_per_task",
+    "n_cpus": "cpus_per_task",
+    "gpus": "gpus_per_task",
+    "n_gpus": "gpus_per_task",
+    "mem": "mem_gb",
+    "memory": "mem_gb",
+    "sbatch": "additional_parameters",
+    "sbatch_options": "additional_parameters",
+    "modules": "setup",
+    "env": "setup",
+    "parallelism": "array_parallelism",
+    "max_parallel": "array_parallelism",
     "image": "container",
-    "singularity": "container_binary", "binary": "container_binary",
+    "singularity": "container_binary",
+    "binary": "container_binary",
     "singularity_flags": "container_flags",
-    "binds": "container_binds", "bind": "container_binds",
+    "binds": "container_binds",
+    "bind": "container_binds",
 }
 # value forms a key takes besides the launcher option's own, named in the old-spelling error
 _VALUE_FORMS = {"timeout_min": "minutes or [D-]HH:MM:SS", "mem_gb": "GB or text like 16G"}
@@ -169,8 +180,8 @@ def register_cluster_launchers(experiment_config: Mapping[str, Any], experiment_
     from hydra.core.config_store import ConfigStore
     from omegaconf import OmegaConf
 
-    from sem_core.slurm.config import SlurmLauncherConf
     from sem_core.settings import EXPERIMENT_CONFIG_NAME, cluster_sections, cluster_type
+    from sem_core.slurm.config import SlurmLauncherConf
 
     source = str(Path(experiment_dir) / EXPERIMENT_CONFIG_NAME)
     names = []

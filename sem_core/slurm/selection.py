@@ -4,8 +4,8 @@ of a run store), or only the runs of one sweep (a multirun folder holding sem_sw
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 from sem_core import records
 from sem_core.errors import SemError
@@ -13,7 +13,7 @@ from sem_core.sweep_folder import SWEEP_MANIFEST
 
 
 def select_runs(
-    paths: Optional[Sequence[str]], on_problem: records.OnProblem = records.warn_problem
+    paths: Sequence[str] | None, on_problem: records.OnProblem = records.warn_problem
 ) -> tuple[list[records.RunRecord], str]:
     """The readable runs of ``paths`` and a description of where they are; unreadable records
     go to ``on_problem``."""

@@ -11,8 +11,8 @@ from __future__ import annotations
 import datetime as dt
 import re
 import subprocess
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Optional, Sequence
 
 from sem_core.run_status import ACTIVE_STATUSES, RunStatus
 
@@ -51,7 +51,7 @@ SLURM_TO_SEM = {
 ACTIVE = ACTIVE_STATUSES
 
 
-def sem_status(slurm_state: Optional[str]) -> str:
+def sem_status(slurm_state: str | None) -> str:
     """``'CANCELLED by 0'`` -> ``'CANCELLED'``; an unreported or unheard-of state -> UNKNOWN."""
     if not slurm_state:
         return UNKNOWN
@@ -148,7 +148,7 @@ class QueryResult:
         return state.status if state is not None else UNKNOWN
 
 
-def _run(cmd: Sequence[str], timeout: float) -> tuple[Optional[str], Optional[str]]:
+def _run(cmd: Sequence[str], timeout: float) -> tuple[str | None, str | None]:
     try:
         out = subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout, check=False)
     except FileNotFoundError:
@@ -191,7 +191,7 @@ def query_jobs(job_ids: Iterable[str], timeout: float = 60.0) -> QueryResult:
 
 
 def live_states(
-    wanted: Iterable[str], accounting: Mapping[str, SlurmJobState], queue: Optional[Mapping[str, SlurmJobState]]
+    wanted: Iterable[str], accounting: Mapping[str, SlurmJobState], queue: Mapping[str, SlurmJobState] | None
 ) -> dict[str, SlurmJobState]:
     """sacct's states of ``wanted`` jobs corrected by squeue's: a job squeue lists is in the
     queue whatever sacct says (it may still report the attempt a requeue just stopped).
@@ -206,7 +206,7 @@ def live_states(
     return out
 
 
-def still_in_queue(job_ids: Iterable[str], timeout: float = 60.0) -> tuple[Optional[set[str]], Optional[str]]:
+def still_in_queue(job_ids: Iterable[str], timeout: float = 60.0) -> tuple[set[str] | None, str | None]:
     """The ids squeue still lists (pending, running or completing); None and the error if
     squeue failed."""
     wanted = set(job_ids)
@@ -223,11 +223,11 @@ def still_in_queue(job_ids: Iterable[str], timeout: float = 60.0) -> tuple[Optio
 @dataclass(frozen=True)
 class Verdict:
     status: str  # what `sem status` shows
-    write: Optional[str] = None  # new record status to write, None = leave the record alone
+    write: str | None = None  # new record status to write, None = leave the record alone
     reason: str = ""  # why (shown, and written into the record's fail_trace)
 
 
-def reconcile_slurm(record_status: str, slurm: Optional[SlurmJobState]) -> Verdict:
+def reconcile_slurm(record_status: str, slurm: SlurmJobState | None) -> Verdict:
     """A record's status against what Slurm says about its job.
 
     Only records still QUEUED/RUNNING are reconciled. An active record whose job Slurm
@@ -248,18 +248,18 @@ def reconcile_slurm(record_status: str, slurm: Optional[SlurmJobState]) -> Verdi
     if status == RunStatus.COMPLETED:
         # the job script ended cleanly but the run never recorded its end (e.g. the worker
         # could not import the model file, or the process was killed between jobs of a pack)
-        return Verdict(RunStatus.FAILED, RunStatus.FAILED, f"{where} ended COMPLETED but the run never recorded its end")
+        return Verdict(
+            RunStatus.FAILED, RunStatus.FAILED, f"{where} ended COMPLETED but the run never recorded its end"
+        )
     return Verdict(status, status, f"{where} ended {slurm.state}{exit_part}")
-
-
 
 
 def reconcile_local(
     record_status: str,
-    last_beat: Optional[dt.datetime],
+    last_beat: dt.datetime | None,
     now: dt.datetime,
     stale_after_s: float,
-    process_alive: Optional[bool],
+    process_alive: bool | None,
 ) -> Verdict:
     """A local (non-Slurm) run against its heartbeat and, when it ran on this host, its process.
 
@@ -269,12 +269,16 @@ def reconcile_local(
     if process_alive is True:
         return Verdict(RunStatus.RUNNING)
     if process_alive is False:
-        return Verdict(RunStatus.KILLED, RunStatus.KILLED, "the process of this run is gone and it never recorded its end")
+        return Verdict(
+            RunStatus.KILLED, RunStatus.KILLED, "the process of this run is gone and it never recorded its end"
+        )
     if last_beat is None:
         return Verdict(RunStatus.RUNNING, None, "no heartbeat recorded yet")
     age = (now - last_beat).total_seconds()
     if age > stale_after_s:
         return Verdict(
-            RunStatus.KILLED, RunStatus.KILLED, f"no heartbeat for {age:.0f} s (more than {stale_after_s:.0f} s): the run is dead"
+            RunStatus.KILLED,
+            RunStatus.KILLED,
+            f"no heartbeat for {age:.0f} s (more than {stale_after_s:.0f} s): the run is dead",
         )
     return Verdict(RunStatus.RUNNING)
