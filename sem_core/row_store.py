@@ -26,8 +26,9 @@ ROW_GROUP = "sem_row"
 class _RowNode(ConfigNode):
     """A ConfigStore entry whose DictConfig is built when Hydra first loads it.
 
-    ``ConfigStore.store`` converts every node to a DictConfig up front (~1 ms per row): 13 s
-    for 10,000 rows, before the first job could start. Rows are built lazily instead, so a
+    ``ConfigStore.store`` converts every node to a DictConfig up front, which for a large sweep
+    delays the first job by seconds (benchmarks/bench_plan.py measures eager against lazy rows;
+    docs/performance.md shows it). Rows are built lazily instead, so a
     job composes only its own row; pickling the store (submitit, spawn) sends plain dicts,
     and ``job_row`` reads ``record`` without composing anything.
     Relies on ConfigStore's repository layout (``repo[group][name.yaml] = ConfigNode``),
