@@ -18,6 +18,10 @@ from sem_core.groups import ConfigGroups, choice_overrides, nest_keys, split_row
 from tests.conftest import load_store, run_model
 from tests.test_slurm_cluster import LAUNCH, cluster  # noqa: F401 (the cluster fixture: skips without Slurm)
 
+# initialize(version_base=...) sets Hydra's process-wide version base (it decides hydra.job.chdir):
+# put Hydra's singletons back after each test, or later tests run with another default
+pytestmark = pytest.mark.usefixtures("hydra_restore_singletons")
+
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "hydra_groups"
 GROUPS = ConfigGroups(options={"model": ("linear", "mlp"), "optimizer": ("adam", "sgd")})
 

@@ -23,6 +23,10 @@ from sem_core.launch.job_config import JobConfigs
 from sem_core.row_store import register_rows
 from tests.conftest import run_model
 
+# initialize(version_base=...) sets Hydra's process-wide version base (it decides hydra.job.chdir):
+# put Hydra's singletons back after each test, or later tests run with another default
+pytestmark = pytest.mark.usefixtures("hydra_restore_singletons")
+
 MODEL = """
 from sem_core import Experiment
 ex = Experiment(__file__)
