@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 from hydra import initialize
 from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
+from hydra.core.utils import JobStatus
+from hydra._internal.callbacks import Callbacks
 from hydra.types import RunMode
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -220,3 +225,73 @@ def test_each_job_sees_its_own_hydra_config(write_model, tmp_path, launcher: lis
         assert job["config"]["x"] == x
     assert seen[1]["config"]["nested"] == {"a": [1, 2]} and seen[2]["config"]["name"] == "b"
     assert "name" not in seen[3]["config"] and "nested" not in seen[3]["config"]
+
+
+def _seen_by_task(config) -> dict:
+    """What a task sees of its job: its config, HydraConfig, the working folder, env_set."""
+    from hydra.core.hydra_config import HydraConfig
+
+    hydra = HydraConfig.get()
+    if config.get("fail"):
+        raise RuntimeError("the task failed")
+    return {
+        "config": OmegaConf.to_container(config, resolve=True),
+        "struct": OmegaConf.is_struct(config),
+        "hydra_yaml": OmegaConf.to_yaml(hydra),
+        "resolved": {
+            path: str(OmegaConf.select(hydra, path))
+            for path in ("sweep.subdir", "runtime.output_dir", "job.num", "job.id", "job.override_dirname")
+        },
+        "cwd": os.getcwd(),
+        "env": os.environ.get("SEM_TEST_VAR"),
+    }
+
+
+@pytest.mark.parametrize("common", COMMON_OVERRIDES)
+@pytest.mark.parametrize("fail", [False, True])
+def test_recorded_job_runs_as_hydras_run_job(primary: str, tmp_path, common: list[str], fail: bool) -> None:
+    """run_recorded_job, sem's run_job without its copies, against Hydra's own on the same job:
+    what the task sees, the JobReturn, the .hydra files (as data) and Hydra's state after."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.utils import run_job
+    from hydra.types import HydraContext
+
+    from sem_core.launch.job import run_recorded_job
+
+    rows = [{"x": 1, "nested": {"a": [1, "${x}"]}, "fail": fail}]
+    with initialize(version_base="1.3", config_path=None):
+        loader, master = _sweep(primary, [*common, f"hydra.sweep.dir={tmp_path}"])
+        job = [*master.hydra.overrides.task, *register_rows(rows)]
+        context = HydraContext(config_loader=loader, callbacks=Callbacks(master))
+        outcomes = []
+        for run in (
+            lambda config: run_job(
+                hydra_context=context,
+                task_function=_seen_by_task,
+                config=config,
+                job_dir_key="hydra.sweep.dir",
+                job_subdir_key="hydra.sweep.subdir",
+            ),
+            lambda config: run_recorded_job(context, _seen_by_task, config),
+        ):
+            cwd, before = os.getcwd(), HydraConfig.instance().cfg
+            ret = run(_as_job(loader.load_sweep_config(master, job), 3))
+            assert os.getcwd() == cwd and HydraConfig.instance().cfg is before
+            saved = Path(ret.hydra_cfg.hydra.runtime.output_dir) / ".hydra"
+            outcomes.append(
+                {
+                    "status": ret.status,
+                    "value": repr(ret._return_value),
+                    "overrides": ret.overrides,
+                    "working_dir": ret.working_dir,
+                    "task_name": ret.task_name,
+                    "cfg": OmegaConf.to_yaml(ret.cfg),
+                    "hydra_cfg": OmegaConf.to_yaml(ret.hydra_cfg),
+                    "files": sorted(p.name for p in saved.iterdir()) if saved.is_dir() else None,
+                    "data": {p.name: yaml.safe_load(p.read_text()) for p in saved.glob("*.yaml")},
+                }
+            )
+            shutil.rmtree(tmp_path)
+        hydras, ours = outcomes
+        assert ours == hydras
+        assert ours["status"] == (JobStatus.FAILED if fail else JobStatus.COMPLETED)

@@ -1,17 +1,36 @@
 """Running one job: the one function every sem launcher calls for each job it runs (the
 local launcher in the sweep process and in its workers, a Slurm array task for each job of
-its pack). Hydra's ``run_job`` does the running (HydraConfig, output folder, ``.hydra/``
-files, logging, callbacks, ``hydra.job.chdir``), as in Hydra's own launchers."""
+its pack).
+
+Any Hydra app runs through Hydra's own ``run_job``, as in Hydra's launchers. A sem job runs
+through ``run_recorded_job``: Hydra's ``run_job`` step for step (HydraConfig, output folder,
+``.hydra/`` files, logging, callbacks, ``hydra.job.chdir``, ``env_set``) without the four
+copies of the whole config it makes per job, which were a third of a short job's time."""
 
 from __future__ import annotations
 
+import copy
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
-from hydra.core.utils import JobReturn, run_job
+import yaml
+from hydra import version
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import (
+    JobReturn,
+    JobRuntime,
+    JobStatus,
+    _flush_loggers,
+    configure_log,
+    env_override,
+    run_job,
+)
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, flag_override, open_dict, read_write
+from omegaconf._utils import OmegaConfDumper
 
 from sem_core.launch.job_config import JobConfigs
 
@@ -21,8 +40,9 @@ class JobRunner:
     """What the jobs of one launch share: Hydra's context, the sweep's config, the task.
 
     ``keep_configs``: a JobReturn keeps the job's config and Hydra config (Hydra's launchers
-    do; its test suites read them). A sem sweep reads neither, and a sweep of many rows would
-    hold every job's config until its end."""
+    do; its test suites read them), and the job runs through Hydra's ``run_job``. A sem sweep
+    reads neither, and a sweep of many rows would hold every job's config until its end; its
+    jobs run through ``run_recorded_job``."""
 
     hydra_context: HydraContext
     config: DictConfig
@@ -43,17 +63,18 @@ class JobRunner:
         with open_dict(config):
             config.hydra.job.id = idx if job_id is None else job_id
             config.hydra.job.num = idx
-        ret = run_job(
+        if not self.keep_configs:
+            ret = run_recorded_job(self.hydra_context, self.task_function, config)
+            ret.cfg = None
+            ret.hydra_cfg = None
+            return ret
+        return run_job(
             hydra_context=self.hydra_context,
             task_function=self.task_function,
             config=config,
             job_dir_key="hydra.sweep.dir",
             job_subdir_key="hydra.sweep.subdir",
         )
-        if not self.keep_configs:
-            ret.cfg = None
-            ret.hydra_cfg = None
-        return ret
 
     def _configs(self) -> JobConfigs:
         if self.configs is None:
@@ -68,3 +89,110 @@ class JobRunner:
 def is_sem_task(task_function: Any) -> bool:
     """Whether the task runs a sem experiment's rows (else: any Hydra app, run as Hydra would)."""
     return getattr(task_function, "experiment", None) is not None
+
+
+def run_recorded_job(hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> JobReturn:
+    """Hydra's ``run_job`` (hydra.core.utils, 1.3) for a job of a multirun, in the same steps and
+    order, given a ``config`` no one else holds. The differences, none visible to the task or the
+    callbacks while the job runs:
+
+    - ``HydraConfig`` holds the job's own ``hydra`` node, not a copy of it (Hydra copies it twice);
+    - the task's config is a copy of everything but ``hydra`` (Hydra copies all, then deletes it);
+    - the JobReturn's ``hydra_cfg`` is that same HydraConfig, not a third copy;
+    - ``.hydra/*.yaml`` are written by libyaml when PyYAML has it: the same data, long strings
+      folded at other places."""
+    callbacks = hydra_context.callbacks
+    old_cwd = os.getcwd()
+    orig_hydra_cfg = HydraConfig.instance().cfg
+    _set_hydra_config(config)
+    output_dir = os.path.join(
+        str(OmegaConf.select(config, "hydra.sweep.dir")), str(OmegaConf.select(config, "hydra.sweep.subdir"))
+    )
+    with read_write(config.hydra.runtime), open_dict(config.hydra.runtime):
+        config.hydra.runtime.output_dir = os.path.abspath(output_dir)
+    chdir = False
+    try:
+        ret = JobReturn()
+        task_cfg = _without_hydra(config)
+        ret.cfg = task_cfg
+        hydra_cfg = HydraConfig.instance().cfg
+        assert isinstance(hydra_cfg, DictConfig)
+        ret.hydra_cfg = hydra_cfg
+        overrides = OmegaConf.to_container(config.hydra.overrides.task)
+        assert isinstance(overrides, list)
+        ret.overrides = overrides
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        chdir = config.hydra.job.chdir
+        if chdir is None:  # as Hydra decides it (sem apps use version_base 1.3: False)
+            chdir = not version.base_at_least("1.2")
+        if chdir:
+            os.chdir(output_dir)
+            ret.working_dir = output_dir
+        else:
+            ret.working_dir = os.getcwd()
+        configure_log(config.hydra.job_logging, config.hydra.verbose)
+        if config.hydra.output_subdir is not None:
+            hydra_output = Path(config.hydra.runtime.output_dir) / str(config.hydra.output_subdir)
+            hydra_output.mkdir(parents=True, exist_ok=True)
+            write_yaml(task_cfg, hydra_output / "config.yaml")
+            write_yaml(hydra_cfg, hydra_output / "hydra.yaml")
+            write_yaml(config.hydra.overrides.task, hydra_output / "overrides.yaml")
+        with env_override(cast(dict, config.hydra.job.env_set)):
+            callbacks.on_job_start(config=config, task_function=task_function)
+            try:
+                ret.return_value = task_function(task_cfg)
+                ret.status = JobStatus.COMPLETED
+            except Exception as e:
+                ret.return_value = e
+                ret.status = JobStatus.FAILED
+        ret.task_name = JobRuntime.instance().get("name")
+        _flush_loggers()
+        callbacks.on_job_end(config=config, job_return=ret)
+        return ret
+    finally:
+        HydraConfig.instance().cfg = orig_hydra_cfg
+        if chdir:
+            os.chdir(old_cwd)
+
+
+def _set_hydra_config(config: DictConfig) -> None:
+    """``HydraConfig.set_config`` without its copy: a config holding the job's ``hydra`` node
+    itself, whose parent stays the job's config (interpolations from ``hydra`` into the job's
+    keys resolve, as in Hydra)."""
+    hydra = config._get_node("hydra")
+    assert isinstance(hydra, DictConfig)
+    OmegaConf.set_readonly(hydra, True)
+    view = OmegaConf.create({})
+    with flag_override(view, "no_deepcopy_set_nodes", True):
+        view["hydra"] = hydra
+    hydra._set_parent(config)
+    HydraConfig.instance().cfg = view  # type: ignore[assignment]
+
+
+def _without_hydra(config: DictConfig) -> DictConfig:
+    """A copy of ``config`` without its ``hydra`` key: what Hydra's ``deepcopy`` then ``del``
+    gives, without copying the largest part only to drop it."""
+    content = config.__dict__["_content"]
+    keys = dict(content)
+    del content["hydra"]
+    try:
+        return copy.deepcopy(config)
+    finally:
+        content.clear()
+        content.update(keys)
+
+
+class _LibYamlDumper(getattr(yaml, "CDumper", yaml.Dumper)):  # type: ignore[misc]
+    """OmegaConf's YAML dumper (its quoting of strings that read as numbers or booleans) on
+    libyaml's emitter when PyYAML was built with it."""
+
+
+_LibYamlDumper.add_representer(str, OmegaConfDumper.str_representer)
+
+
+def write_yaml(cfg: Any, path: Path) -> None:
+    """``OmegaConf.to_yaml(cfg)`` written to ``path``, as Hydra saves a job's ``.hydra`` files."""
+    container = OmegaConf.to_container(cfg, resolve=False, enum_to_str=True)
+    text = yaml.dump(container, Dumper=_LibYamlDumper, default_flow_style=False, allow_unicode=True, sort_keys=False)
+    with open(path, "w", encoding="utf-8") as file:
+        file.write(text)
