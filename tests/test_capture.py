@@ -12,8 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sem_core import capture, repro, seeding
-from sem_core.errors import ConfigError
+from sem_core import capture, repro
 
 
 def sh(*args: str, cwd: Path) -> str:
@@ -59,34 +58,6 @@ def test_strip_credentials_keeps_urls_without_secrets():
     assert capture.strip_credentials("https://ghp_TOKEN@github.com/a/b") == "https://github.com/a/b"
     # an unescaped '@' inside the password must not leak its first half
     assert capture.strip_credentials("https://u:p@ss@github.com/a") == "https://github.com/a"
-
-
-@settings(deadline=None)  # no timing asserts: CI machines are shared
-@given(st.text(alphabet="0123456789abcdef", min_size=16, max_size=16))
-def test_seed_is_stable_and_in_range_for_every_library(experiment_id):
-    seed = seeding.derive_seed(experiment_id)
-    assert seed == seeding.derive_seed(experiment_id)
-    assert 0 <= seed < 2**31
-
-
-def test_row_seed_wins_over_derived_seed():
-    assert seeding.with_seed({"seed": 7, "fold": 0}, "ffffffffffffffff")["seed"] == 7
-    assert seeding.with_seed({"fold": 0}, "00000000000000ff")["seed"] == 0
-    assert seeding.with_seed({"fold": 0}, "0000000a00000000")["seed"] == 10
-    for bad in ("42", -1, 2**32, 1.5, True):
-        with pytest.raises(ConfigError, match=r"row order_id 3: seed must be an integer"):
-            seeding.with_seed({"seed": bad, "order_id": 3}, "0000000a00000000")
-
-
-def test_seed_everything_makes_numpy_and_random_repeat():
-    import random
-
-    import numpy
-
-    seeding.seed_everything(1234)
-    first = (random.random(), numpy.random.rand(3).tolist())
-    seeding.seed_everything(1234)
-    assert (random.random(), numpy.random.rand(3).tolist()) == first
 
 
 def test_parse_status_handles_renames_untracked_and_initial():
