@@ -269,3 +269,29 @@ def test_a_record_location_reads_the_run_again_without_showing_the_password(mong
     assert "secret" not in first.location and first.location.startswith(f"mongodb://reader:***@{mongo_server.address}/")
     again = reader.read_run(second.location)
     assert again.global_id == second.global_id and again.config == second.config
+
+
+@pytest.mark.parametrize("one_command", [True, False], ids=["one bulkWrite", "per collection"])
+def test_ordered_writes_run_in_order_and_stop_at_the_first_failure(mongo_db, one_command):
+    """The run end's writes (files, metrics, run document) go in one round trip on MongoDB 8
+    (else one per collection): a write runs only after every write before it succeeded, and a
+    failure names its place in the queue (the metric a concurrent sync created first)."""
+    import pymongo.errors
+    from pymongo import InsertOne, UpdateOne
+
+    mongo_db.metrics.create_index([("run_id", 1), ("name", 1)], unique=True)
+    mongo_db.metrics.insert_one({"run_id": 1, "name": "taken"})
+    writes = upload.OrderedWrites(mongo_db, one_command=one_command)
+    writes.add("runs", InsertOne, document={"_id": 1, "status": "RUNNING"})
+    writes.add("metrics", InsertOne, document={"run_id": 1, "name": "loss"})
+    writes.add("runs", UpdateOne, filter={"_id": 1}, update={"$set": {"status": "COMPLETED"}})
+    writes.add("metrics", InsertOne, document={"run_id": 1, "name": "taken"})
+    writes.add("runs", UpdateOne, filter={"_id": 1}, update={"$set": {"result": 0.5}})
+
+    with pytest.raises(pymongo.errors.BulkWriteError) as failed:
+        writes.execute()
+
+    assert [(e["index"], e["code"]) for e in failed.value.details["writeErrors"]] == [(3, 11000)]
+    assert mongo_db.runs.find_one({"_id": 1}) == {"_id": 1, "status": "COMPLETED"}  # the last write never ran
+    assert sorted(m["name"] for m in mongo_db.metrics.find()) == ["loss", "taken"]
+    assert len(writes) == 0, "the queue is emptied by execute"

@@ -65,6 +65,17 @@ def document_time(value: Any) -> Any:
     return value if parsed is None else parsed
 
 
+def document_times(values: list) -> list:
+    """``document_time`` of each value, as BSON stores it. A metric's timestamps are thousands
+    of ISO strings: parsed in one pass at C speed (a naive time stays naive: BSON takes naive
+    times as UTC, as sem's records and sacred's documents mean them), value by value only when
+    one is no time."""
+    try:
+        return list(map(dt.datetime.fromisoformat, values))
+    except (TypeError, ValueError):
+        return [document_time(v) for v in values]
+
+
 def record_time(value: Any) -> Any:
     """The inverse of ``document_time``, for reading documents back into sem's file form."""
     if isinstance(value, dt.datetime):
@@ -147,7 +158,7 @@ def bounded_metric_document(
         "run_id": run_id,
         "name": name,
         "steps": stored["steps"],
-        "timestamps": [document_time(t) for t in stored["timestamps"]],
+        "timestamps": document_times(stored["timestamps"]),
         "values": stored["values"],
     }
     return doc, thinned

@@ -30,7 +30,7 @@ import socket
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sem_core import records
 from sem_core.mongo import documents
@@ -90,6 +90,13 @@ class _Blob:
     data: bytes | None = None
     content_type: str | None = None
     metadata: dict | None = None
+    shared: bool = False  # a source file: the same content serves many runs
+
+    def size(self) -> int:
+        if self.data is not None:
+            return len(self.data)
+        assert self.path is not None  # a blob is its data or a file
+        return os.stat(self.path).st_size
 
 
 @dataclass
@@ -229,27 +236,93 @@ def _max_int_id(db: Any) -> int:
     return max(int(doc["_id"]) if doc else 0, int(binned["run_id"]) if binned else 0)
 
 
-class _GridFSWriter:
-    """Writes GridFS files in bulk (chunks first, then the files documents: the GridFS
-    spec's order, so a files document never points at missing chunks)."""
+# client-level bulkWrite (one round trip across collections): MongoDB 8.0 (wire version 25)
+CLIENT_BULK_WRITE_WIRE_VERSION = 25
 
-    def __init__(self, db: Any) -> None:
-        self.files = db["fs.files"]
-        self.chunks = db["fs.chunks"]
-        self._chunks: list = []
-        self._files: list = []
+
+def _client_bulk_write_available(client: Any) -> bool:
+    """Whether ``client`` can send writes to several collections in one ``bulkWrite`` command:
+    pymongo 4.9+ and every server it knows of MongoDB 8.0+ (unknown before it first connected)."""
+    if not hasattr(client, "bulk_write"):
+        return False
+    versions = [sd.max_wire_version for sd in client.topology_description.server_descriptions().values()]
+    return bool(versions) and all(v is not None and v >= CLIENT_BULK_WRITE_WIRE_VERSION for v in versions)
+
+
+class OrderedWrites:
+    """Writes to several collections of one database, queued then executed in order in as few
+    round trips as the server allows: one client-level ``bulkWrite`` (MongoDB 8.0+), else one
+    bulk write per run of consecutive writes to one collection. Either way a write runs only
+    once every write before it succeeded; a failure raises ``BulkWriteError`` whose
+    ``writeErrors`` ``index`` counts from the first write queued since the last ``execute``."""
+
+    def __init__(self, db: Any, one_command: bool | None = None) -> None:
+        self.db = db
+        # None: one bulkWrite command when the client and server can (False: per collection)
+        self.one_command = one_command
+        self._queued: list[tuple[str, type, dict]] = []  # (collection, pymongo operation class, its arguments)
+
+    def add(self, collection: str, operation: type, **arguments: Any) -> None:
+        self._queued.append((collection, operation, arguments))
+
+    def __len__(self) -> int:
+        return len(self._queued)
+
+    def execute(self) -> None:
+        import pymongo.errors
+
+        queued, self._queued = self._queued, []
+        if not queued:
+            return
+        client = self.db.client
+        if self.one_command if self.one_command is not None else _client_bulk_write_available(client):
+            ops = [op(**args, namespace=f"{self.db.name}.{coll}") for coll, op, args in queued]
+            try:
+                client.bulk_write(ops, ordered=True)
+            except pymongo.errors.ClientBulkWriteException as exc:
+                if exc.error is not None or not exc.write_errors:
+                    raise
+                errors = [dict(cast(dict, e), index=cast(dict, e)["idx"]) for e in exc.write_errors]
+                raise pymongo.errors.BulkWriteError({"writeErrors": errors}) from None
+            return
+        start = 0
+        while start < len(queued):
+            coll = queued[start][0]
+            end = start
+            while end < len(queued) and queued[end][0] == coll:
+                end += 1
+            try:
+                self.db[coll].bulk_write([op(**args) for _, op, args in queued[start:end]], ordered=True)
+            except pymongo.errors.BulkWriteError as exc:
+                errors = [dict(e, index=e["index"] + start) for e in exc.details.get("writeErrors", [])]
+                raise pymongo.errors.BulkWriteError(dict(exc.details, writeErrors=errors)) from None
+            start = end
+
+
+class _GridFSWriter:
+    """Queues GridFS files as writes: every chunk first, then the files documents (``flush``;
+    the GridFS spec's order, so a files document never points at missing chunks, and the
+    writes of many files are two bulk writes). Executes the queue whenever ``FLUSH_BYTES`` of
+    chunks wait, so a large file is never held in memory whole."""
+
+    def __init__(self, writes: OrderedWrites) -> None:
+        self.writes = writes
+        self._files: list[dict] = []
         self._pending = 0
 
     def put(self, blob: _Blob, file_id: Any) -> None:
         from bson import Binary
+        from pymongo import InsertOne
 
         length = 0
         for n, piece in enumerate(_pieces(blob)):
-            self._chunks.append({"_id": _oid(), "files_id": file_id, "n": n, "data": Binary(piece)})
+            chunk = {"_id": _oid(), "files_id": file_id, "n": n, "data": Binary(piece)}
+            self.writes.add("fs.chunks", InsertOne, document=chunk)
             length += len(piece)
             self._pending += len(piece)
             if self._pending >= FLUSH_BYTES:
-                self._flush_chunks()
+                self.writes.execute()
+                self._pending = 0
         doc = {
             "_id": file_id,
             "length": length,
@@ -264,17 +337,13 @@ class _GridFSWriter:
             doc["metadata"] = blob.metadata
         self._files.append(doc)
 
-    def _flush_chunks(self) -> None:
-        if self._chunks:
-            self.chunks.insert_many(self._chunks, ordered=False)
-            self._chunks = []
-            self._pending = 0
-
     def flush(self) -> None:
-        self._flush_chunks()
-        if self._files:
-            self.files.insert_many(self._files, ordered=False)
-            self._files = []
+        """Queue the files documents of the files put so far (after all their chunks)."""
+        from pymongo import InsertOne
+
+        for doc in self._files:
+            self.writes.add("fs.files", InsertOne, document=doc)
+        self._files = []
 
 
 def _pieces(blob: _Blob) -> Iterator[bytes]:
@@ -374,7 +443,7 @@ def _add_sources(p: _Prepared, run_json: dict) -> list:
             raise SyncError(f"{run_dir}: source {name!r} is missing from the store ({path})")
         md5 = documents.md5_of_stored_name(str(stored)) or file_md5(path)
         source_ids.append([name, None])
-        p.blobs.append(_Blob(md5=md5, filename=os.path.join(base_dir, name), path=path))
+        p.blobs.append(_Blob(md5=md5, filename=os.path.join(base_dir, name), path=path, shared=True))
         p.fills.append(("source", len(source_ids) - 1, md5))
     return source_ids
 
@@ -537,49 +606,63 @@ class Uploader:
                 _assign_id(p, next_id)
                 next_id += 1
 
-        self._store_blobs([b for p in batch for b in p.blobs])
-        ready: list[_Prepared] = []
-        for p in batch:
-            _fill_ids(p, self._ids_by_md5)
-            size = len(bson.encode(p.doc))
-            if size > documents.MAX_DOCUMENT_BYTES:
-                summary.failed.append(
-                    (
-                        str(p.local.run_dir),
-                        f"its run document is {size / 2**20:.1f} MiB after moving captured_out and long metrics "
-                        "to GridFS (MongoDB's limit is 16 MiB): info.json, config.json or the result is too big; "
-                        "store large data with ex.add_artifact instead",
+        writes = OrderedWrites(self.db)
+        queued = self._store_blobs([b for p in batch for b in p.blobs], writes)
+        try:
+            ready: list[_Prepared] = []
+            for p in batch:
+                _fill_ids(p, self._ids_by_md5)
+                size = len(bson.encode(p.doc))
+                if size > documents.MAX_DOCUMENT_BYTES:
+                    summary.failed.append(
+                        (
+                            str(p.local.run_dir),
+                            f"its run document is {size / 2**20:.1f} MiB after moving captured_out and long "
+                            "metrics to GridFS (MongoDB's limit is 16 MiB): info.json, config.json or the result "
+                            "is too big; store large data with ex.add_artifact instead",
+                        )
                     )
-                )
-                continue
-            ready.append(p)
-        if not ready:
-            if progress:
-                progress(len(batch))
-            return
-
-        new = [p for p in ready if p.existing_id is None]
-        updates = [p for p in ready if p.existing_id is not None]
-        updates += self._insert_new(new, summary)
-        self._update_existing(updates, summary)
+                    continue
+                ready.append(p)
+            new = [p for p in ready if p.existing_id is None]
+            updates = [p for p in ready if p.existing_id is not None]
+            if new:
+                writes.execute()  # the files before the run documents naming them
+                updates += self._insert_new(new, summary)
+            # a run's end (the live observer): its files, metrics and run document in one round trip
+            self._update_existing(updates, summary, writes)
+            writes.execute()
+        except BaseException:
+            # files queued may not be stored: forget their ids (looked up or stored again next time)
+            for md5 in queued:
+                self._ids_by_md5.pop(md5, None)
+            raise
         for p in ready:
             if str(p.local.run_dir) in summary.run_ids:
                 _clear_unsynced(p.local.run_dir)
         if progress:
             progress(len(batch))
 
-    def _store_blobs(self, blobs: list[_Blob]) -> None:
-        wanted = {b.md5 for b in blobs} - set(self._ids_by_md5)
+    def _store_blobs(self, blobs: list[_Blob], writes: OrderedWrites) -> list[str]:
+        """Queue the files the database lacks onto ``writes``; returns the md5s of those queued.
+
+        The database is asked which it holds for sources (shared by runs) and for files of at
+        least one GridFS chunk; a run's own small file (a plot, a small model) is new content
+        almost always: storing it costs the database less than the question would."""
+        wanted = {b.md5 for b in blobs if b.shared or b.size() >= CHUNK_SIZE} - set(self._ids_by_md5)
         if wanted:
             for doc in self.db["fs.files"].find({"md5": {"$in": sorted(wanted)}}, {"md5": 1}):
                 self._ids_by_md5.setdefault(doc["md5"], doc["_id"])
-        writer = _GridFSWriter(self.db)
+        writer = _GridFSWriter(writes)
+        queued = []
         for b in blobs:
             if b.md5 not in self._ids_by_md5:
                 file_id = _oid()
                 writer.put(b, file_id)
                 self._ids_by_md5[b.md5] = file_id
+                queued.append(b.md5)
         writer.flush()
+        return queued
 
     def _insert_new(self, new: list[_Prepared], summary: SyncSummary) -> list[_Prepared]:
         """Claim ``_id`` and ``global_id`` with the run documents (fingerprint unset, so a crash
@@ -665,11 +748,12 @@ class Uploader:
                 _assign_id(p, p.existing_id)
         return again + taken
 
-    def _update_existing(self, existing: list[_Prepared], summary: SyncSummary) -> None:
+    def _update_existing(self, existing: list[_Prepared], summary: SyncSummary, writes: OrderedWrites) -> None:
         """Replace each run's metric documents in place (unique per run and name: a concurrent
-        sync of the same run can never leave duplicates or delete the other's), then the run."""
+        sync of the same run can never leave duplicates or delete the other's), then ``$set``
+        the run document; queued after what ``writes`` holds and executed with it."""
         import pymongo.errors
-        from pymongo import DeleteMany, ReplaceOne, UpdateOne
+        from pymongo import UpdateOne
 
         if not existing:
             return
@@ -683,46 +767,61 @@ class Uploader:
         else:
             for m in self.db.metrics.find({"run_id": {"$in": ids}}, {"_id": 1, "run_id": 1, "name": 1}):
                 previous[(m["run_id"], m["name"])] = m["_id"]
-        ops, stale = [], []
+        first_metric_write = len(writes)
+        # no metric document of these runs exists (a live run's end): inserting costs the database
+        # half what upserting does; one inserted meanwhile by a concurrent sync is a duplicate key
+        _queue_metric_writes(existing, previous, writes, insert=not previous)
         for p in existing:
-            names = []
-            for m in p.metric_docs:
-                m["run_id"] = p.existing_id
-                m["_id"] = previous.get((p.existing_id, m["name"]), m["_id"])
-                names.append(m["name"])
-                ops.append(ReplaceOne({"run_id": p.existing_id, "name": m["name"]}, m, upsert=True))
-            p.doc["info"]["metrics"] = [{"id": str(m["_id"]), "name": m["name"]} for m in p.metric_docs]
-            if any(run_id == p.existing_id and name not in names for run_id, name in previous):
-                stale.append(DeleteMany({"run_id": p.existing_id, "name": {"$nin": names}}))
-        if ops or stale:
-            try:
-                if previous:
-                    self.db.metrics.bulk_write(ops + stale, ordered=True)
-                else:
-                    # no metric document of these runs exists (a live run's end): inserting costs
-                    # the database half what upserting does; one inserted meanwhile by a concurrent
-                    # sync is a duplicate key, handled as below
-                    self.db.metrics.insert_many([m for p in existing for m in p.metric_docs], ordered=False)
-            except pymongo.errors.BulkWriteError as exc:
-                # a concurrent sync created one of these metric documents first (its _id differs):
-                # take its _ids and replace again
-                if any(e.get("code") not in (66, 11000) for e in exc.details.get("writeErrors", [])):
-                    raise
-                current = {
-                    (m["run_id"], m["name"]): m["_id"]
-                    for m in self.db.metrics.find({"run_id": {"$in": ids}}, {"_id": 1, "run_id": 1, "name": 1})
-                }
-                for p in existing:  # the ReplaceOne operations hold these same dicts
-                    for m in p.metric_docs:
-                        m["_id"] = current.get((m["run_id"], m["name"]), m["_id"])
-                    p.doc["info"]["metrics"] = [{"id": str(m["_id"]), "name": m["name"]} for m in p.metric_docs]
-                self.db.metrics.bulk_write(ops + stale, ordered=True)
-        self.db.runs.bulk_write([UpdateOne({"_id": p.existing_id}, {"$set": p.doc}) for p in existing], ordered=False)
+            writes.add("runs", UpdateOne, filter={"_id": p.existing_id}, update={"$set": p.doc})
+        try:
+            writes.execute()
+        except pymongo.errors.BulkWriteError as exc:
+            # a concurrent sync created one of these metric documents first (its _id differs):
+            # take its _ids and write the metrics and runs again (every write before it is done)
+            errors = exc.details.get("writeErrors", [])
+            if any(e.get("code") not in (66, 11000) or e.get("index", 0) < first_metric_write for e in errors):
+                raise
+            current = {
+                (m["run_id"], m["name"]): m["_id"]
+                for m in self.db.metrics.find({"run_id": {"$in": ids}}, {"_id": 1, "run_id": 1, "name": 1})
+            }
+            _queue_metric_writes(existing, current, writes, insert=False)
+            for p in existing:
+                writes.add("runs", UpdateOne, filter={"_id": p.existing_id}, update={"$set": p.doc})
+            writes.execute()
         summary.updated += [str(p.local.run_dir) for p in existing]
         summary.run_ids.update({str(p.local.run_dir): p.existing_id for p in existing})
         summary.metric_ids.update(
             {str(p.local.run_dir): {m["name"]: m["_id"] for m in p.metric_docs} for p in existing}
         )
+
+
+def _queue_metric_writes(existing: list[_Prepared], previous: dict, writes: OrderedWrites, insert: bool) -> None:
+    """Queue the metric documents of runs already in the database: each takes the ``_id`` of
+    ``previous`` ({(run _id, name): metric _id}) for its name and replaces it (upsert), or is
+    inserted (``insert``: none exists); names a run no longer has are deleted. Sets each run
+    document's ``info.metrics`` links."""
+    from pymongo import DeleteMany, InsertOne, ReplaceOne
+
+    for p in existing:
+        names = []
+        for m in p.metric_docs:
+            m["run_id"] = p.existing_id
+            m["_id"] = previous.get((p.existing_id, m["name"]), m["_id"])
+            names.append(m["name"])
+            if insert:
+                writes.add("metrics", InsertOne, document=m)
+            else:
+                writes.add(
+                    "metrics",
+                    ReplaceOne,
+                    filter={"run_id": p.existing_id, "name": m["name"]},
+                    replacement=m,
+                    upsert=True,
+                )
+        p.doc["info"]["metrics"] = [{"id": str(m["_id"]), "name": m["name"]} for m in p.metric_docs]
+        if any(run_id == p.existing_id and name not in names for run_id, name in previous):
+            writes.add("metrics", DeleteMany, filter={"run_id": p.existing_id, "name": {"$nin": names}})
 
 
 def plan_sync(

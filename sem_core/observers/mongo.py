@@ -146,6 +146,7 @@ class MongoLiveObserver(RunObserver):
         self.run_dir: Path | None = None
         self.mongo_id: int | None = None  # the run's _id once its start was synced
         self.metric_ids: dict[str, Any] = {}  # its metric documents then: {name: _id}
+        self.sweep_dir: Path | None = None  # found once per job: resolving it from Hydra's config is slow
 
     def started_event(
         self,
@@ -158,8 +159,11 @@ class MongoLiveObserver(RunObserver):
         _id: Any,
     ) -> Any:
         self.run_dir = self.store / str(_id)
+        self.sweep_dir = _job_sweep_dir()
         # a global_id is minted per job: normally not in the database yet (skip the lookup)
-        summary = sync_run_dirs(self.settings, [self.run_dir], "job start", self.clients, known={})
+        summary = sync_run_dirs(
+            self.settings, [self.run_dir], "job start", self.clients, known={}, sweep_dir=self.sweep_dir
+        )
         self.mongo_id = summary.run_ids.get(str(self.run_dir)) if summary else None
         self.metric_ids = summary.metric_ids.get(str(self.run_dir), {}) if summary else {}
 
@@ -172,7 +176,13 @@ class MongoLiveObserver(RunObserver):
                 known = {self.run_dir.name: (self.mongo_id, None)}
                 known_metrics = {self.run_dir.name: self.metric_ids}
             sync_run_dirs(
-                self.settings, [self.run_dir], "job end", self.clients, known=known, known_metrics=known_metrics
+                self.settings,
+                [self.run_dir],
+                "job end",
+                self.clients,
+                known=known,
+                sweep_dir=self.sweep_dir,
+                known_metrics=known_metrics,
             )
 
 
