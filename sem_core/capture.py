@@ -218,8 +218,6 @@ def installed_packages() -> dict[str, str]:
     Read from the ``<name>-<version>.dist-info`` folder names (the standard wheel layout) and
     only otherwise from the metadata file: parsing 200 METADATA files costs ~200 ms, the folder
     names ~1 ms, and this runs once per sweep in the launching process."""
-    from importlib import metadata
-
     found: dict[str, str] = {}
     for entry in sys.path:
         try:
@@ -241,10 +239,29 @@ def installed_packages() -> dict[str, str]:
                 found[key] = version.split("-")[0]
             else:
                 try:
-                    found[key] = metadata.Distribution.at(Path(entry or ".") / name).version
+                    found[key] = metadata_version(Path(entry or ".") / name)
                 except Exception as exc:  # a broken install must not stop the sweep, but is recorded
                     found[key] = f"unknown ({type(exc).__name__})"
     return dict(sorted(found.items()))
+
+
+def metadata_version(path: Path) -> str:
+    """The ``Version:`` of a distribution from its metadata headers: ``path`` is a ``.dist-info``
+    or ``.egg-info`` folder (METADATA / PKG-INFO) or an ``.egg-info`` file. The headers are read
+    directly: importlib.metadata and the email package it parses them with take longer to import
+    than the whole scan of ``installed_packages``."""
+    files = [path] if path.is_file() else [path / "METADATA", path / "PKG-INFO"]
+    for file in files:
+        try:
+            with open(file, encoding="utf-8", errors="replace") as fh:
+                for line in fh:
+                    if not line.strip():
+                        break  # the headers end at the first empty line
+                    if line[:8].lower() == "version:":
+                        return line[8:].strip()
+        except FileNotFoundError:
+            continue
+    raise ValueError(f"{path}: no Version in its metadata")
 
 
 def python_info() -> dict:

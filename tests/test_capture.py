@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from importlib import metadata
@@ -41,7 +42,9 @@ def repo(tmp_path: Path) -> Path:
 
 
 # ------------------------------------------------------------------------------ pure parts
-userinfo = st.text(st.characters(whitelist_categories=("L", "N"), whitelist_characters="-_.~%!$&'()*+,;="), min_size=1, max_size=20)
+userinfo = st.text(
+    st.characters(whitelist_categories=("L", "N"), whitelist_characters="-_.~%!$&'()*+,;="), min_size=1, max_size=20
+)
 
 
 @settings(deadline=None)  # no timing asserts: CI machines are shared
@@ -141,6 +144,26 @@ def test_outside_git_there_is_no_git_capture(tmp_path):
     model.write_text("")
     cap = capture.capture_sweep(model, tmp_path / "runs")
     assert cap["git"] is None and cap["dvc"] == [] and cap["packages"]
+
+
+def test_installed_packages_agree_with_importlib_metadata(tmp_path, monkeypatch):
+    # what the interpreter would import (first on sys.path wins), as importlib.metadata sees it
+    expected: dict[str, str] = {}
+    for dist in metadata.distributions():
+        name = re.sub(r"[-_.]+", "-", dist.metadata["Name"]).lower()
+        expected.setdefault(name, dist.version)
+    assert capture.installed_packages() == dict(sorted(expected.items()))
+    # the legacy layouts: an egg-info folder (PKG-INFO), an egg-info file, one without a version
+    extra = tmp_path / "site"
+    (extra / "Old_Pkg.egg-info").mkdir(parents=True)
+    headers = "Metadata-Version: 1.1\nName: Old_Pkg\nVersion: 0.3.1\n\nVersion: the body, not a header\n"
+    (extra / "Old_Pkg.egg-info" / "PKG-INFO").write_text(headers)
+    (extra / "flat.egg-info").write_text("Metadata-Version: 1.0\nName: flat\nVersion: 2.0\n")
+    (extra / "broken.egg-info").mkdir()
+    monkeypatch.syspath_prepend(str(extra))
+    found = capture.installed_packages()
+    assert (found["old-pkg"], found["flat"], found["broken"]) == ("0.3.1", "2.0", "unknown (ValueError)")
+    assert found["old-pkg"] == metadata.Distribution.at(extra / "Old_Pkg.egg-info").version
 
 
 # ------------------------------------------------------------------------------ real DVC
