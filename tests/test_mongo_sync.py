@@ -295,3 +295,61 @@ def test_ordered_writes_run_in_order_and_stop_at_the_first_failure(mongo_db, one
     assert mongo_db.runs.find_one({"_id": 1}) == {"_id": 1, "status": "COMPLETED"}  # the last write never ran
     assert sorted(m["name"] for m in mongo_db.metrics.find()) == ["loss", "taken"]
     assert len(writes) == 0, "the queue is emptied by execute"
+
+
+def test_a_resync_trusts_what_the_store_remembers_yet_sees_every_edit_and_deleted_run(mongo_db, store):
+    from sem_core.mongo import sync_state
+
+    dirs = make_runs(store, 5)
+    name = "mongodb://127.0.0.1:1/db"  # the database as the state files name it
+    assert upload.sync_runs(mongo_db, dirs, state_key=name).counts()["uploaded"] == 5
+    assert sync_state.read_state(store, name).fingerprints.keys() == {gid(i) for i in range(5)}
+
+    # another copy of the store synced run 1 meanwhile: the remembered state is trusted, --verify asks
+    mongo_db.runs.update_one({"config.global_id": gid(1)}, {"$set": {"sem.fingerprint": "other copy"}})
+    assert upload.sync_runs(mongo_db, dirs, state_key=name).counts()["unchanged"] == 5
+    assert upload.sync_runs(mongo_db, dirs, state_key=name, verify=True).counts()["updated"] == 1
+
+    # a record edited in place (its folder's own mtime unchanged) is synced again
+    folder_mtime = os.stat(dirs[2]).st_mtime_ns
+    with open(dirs[2] / "info.json", "a", encoding="utf-8") as fh:
+        fh.write(" ")
+    assert os.stat(dirs[2]).st_mtime_ns == folder_mtime
+    summary = upload.sync_runs(mongo_db, dirs, state_key=name)
+    assert summary.counts() == {"uploaded": 0, "updated": 1, "unchanged": 4, "failed": 0}
+    assert summary.updated == [str(dirs[2])]
+
+    # a run deleted from the database (Omniboard, a script) is uploaded again
+    mongo_db.runs.delete_one({"config.global_id": gid(3)})
+    summary = upload.sync_runs(mongo_db, dirs, state_key=name)
+    assert summary.uploaded == [str(dirs[3])] and summary.counts()["unchanged"] == 4
+    assert mongo_db.runs.count_documents({}) == 5
+
+
+def test_sem_sync_remembers_the_store_without_the_password_and_verify_checks_every_run(
+    mongo_server, store, connect, isolated_home
+):
+    import uuid
+    from urllib.parse import quote_plus
+
+    name = "state_" + uuid.uuid4().hex[:8]
+    connect(mongo_server.url(name))[name].command(
+        "createUser", "writer", pwd="pw/secret", roles=[{"role": "readWrite", "db": name}]
+    )
+    url = f"mongodb://writer:{quote_plus('pw/secret')}@{mongo_server.address}/{name}?authSource={name}"
+    make_runs(store, 3)
+    env = {"HOME": str(isolated_home), "SEM_MONGO_URL": url}
+    exp = store.parent.parent
+
+    first = sem("sync", "-q", env=env, cwd=exp)
+    assert first.returncode == 0 and "uploaded 3" in first.stdout, first.stderr
+    [state_file] = store.glob(".sem-synced-*.json")
+    assert "secret" not in state_file.read_text() and quote_plus("pw/secret") not in state_file.read_text()
+
+    # a run deleted while another was added: the run count is the same, only --verify sees it
+    db = connect(url)[name]
+    db.runs.delete_one({"config.global_id": gid(0)})
+    db.runs.insert_one({"_id": 1000, "status": "COMPLETED", "config": {"global_id": "20990101T000000-other"}})
+    assert "unchanged 3" in sem("sync", "-q", env=env, cwd=exp).stdout
+    verified = sem("sync", "-q", "--verify", env=env, cwd=exp)
+    assert verified.returncode == 0 and "uploaded 1, updated 0, unchanged 2" in verified.stdout, verified.stderr

@@ -2,7 +2,9 @@
 
 PATH: an experiment folder, its models folder or a run store (default: the experiment around the
 current directory). Uploads every run missing from the database or changed since its last sync
-(``sem_core.mongo.upload``); running it twice adds nothing. Exit code 0 when every run is in the
+(``sem_core.mongo.upload``); running it twice adds nothing. What it left in the database is
+remembered next to each store (``sem_core.mongo.sync_state``), so a re-sync of an unchanged store
+asks the database one cheap question; ``--verify`` asks for every run instead. Exit code 0 when every run is in the
 database, 1 when some failed (listed with the reason; with --dry-run: would fail), 2 for a setting
 to fix.
 """
@@ -32,6 +34,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="experiment folder, models folder or run store (default: the current experiment)",
     )
     p.add_argument("--dry-run", action="store_true", help="say what would be uploaded or updated, change nothing")
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="ask the database for every run's state instead of trusting what the last sync of the store "
+        "remembered (finds a run deleted from the database while another was added since)",
+    )
     p.add_argument(
         "--url",
         default=None,
@@ -109,7 +117,9 @@ def _sync_with_progress(db: Any, run_dirs: Sequence[Path], settings: Any, args: 
     secrets = settings.secrets
     show = not args.quiet and not args.dry_run and bool(run_dirs) and os.isatty(2)
     if not show:
-        return upload.sync_runs(db, run_dirs, secrets=secrets, dry_run=args.dry_run)
+        return upload.sync_runs(
+            db, run_dirs, secrets=secrets, dry_run=args.dry_run, state_key=settings.display, verify=args.verify
+        )
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -122,4 +132,11 @@ def _sync_with_progress(db: Any, run_dirs: Sequence[Path], settings: Any, args: 
         transient=True,
     ) as progress:
         task = progress.add_task("sync", total=len(run_dirs))
-        return upload.sync_runs(db, run_dirs, secrets=secrets, progress=lambda n: progress.advance(task, n))
+        return upload.sync_runs(
+            db,
+            run_dirs,
+            secrets=secrets,
+            progress=lambda n: progress.advance(task, n),
+            state_key=settings.display,
+            verify=args.verify,
+        )

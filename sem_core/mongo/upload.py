@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from sem_core import records
-from sem_core.mongo import documents
+from sem_core.mongo import documents, sync_state
 from sem_core.sources import file_md5
 
 UNSYNCED_MARKER = ".sem-unsynced"
@@ -42,6 +42,7 @@ FLUSH_BYTES = 8 * 1024 * 1024
 BATCH_RUNS = 100
 BATCH_BYTES = 64 * 1024 * 1024
 ID_RETRIES = 20
+REMOTE_IDS_LISTED = 1000  # up to this many runs are asked for by global_id, more by range
 
 
 class SyncError(Exception):
@@ -57,6 +58,8 @@ class SyncSummary:
     run_ids: dict[str, Any] = field(default_factory=dict)  # run folder -> _id (uploaded or updated)
     # run folder -> {metric name: metric document _id} as the database now holds them
     metric_ids: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # run folder -> its fingerprint when this sync read it
+    fingerprints: dict[str, str] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         return {
@@ -73,6 +76,7 @@ class SyncSummary:
         self.failed += other.failed
         self.run_ids.update(other.run_ids)
         self.metric_ids.update(other.metric_ids)
+        self.fingerprints.update(other.fingerprints)
 
 
 @dataclass
@@ -127,7 +131,11 @@ def local_fingerprint(run_dir: Path) -> str:
 
 
 def scan(run_dirs: Iterable[Path]) -> list[LocalRun]:
-    return [LocalRun(Path(d), Path(d).name, local_fingerprint(Path(d))) for d in run_dirs]
+    runs = []
+    for d in run_dirs:
+        path = Path(d)
+        runs.append(LocalRun(path, path.name, local_fingerprint(path)))
+    return runs
 
 
 def mark_unsynced(run_dir: Path, reason: str) -> None:
@@ -212,15 +220,17 @@ def ensure_indexes(target: SyncTarget) -> None:
 def remote_state(db: Any, global_ids: Sequence[str]) -> dict[str, tuple[Any, str | None]]:
     """``{global_id: (_id, fingerprint)}`` of the given runs already in the database.
 
-    One range query over the unique index (global ids sort by start time, so a store's runs
-    form a narrow range); runs of others inside the range are filtered out here."""
+    One query over the unique index: a range for many runs (global ids sort by start time, so a
+    store's runs form a narrow range; runs of others inside it are filtered out here), the ids
+    themselves for a few (a store's new runs and an old one edited: not the whole range)."""
     if not global_ids:
         return {}
     wanted = set(global_ids)
-    cursor = db.runs.find(
-        {"config.global_id": {"$gte": min(wanted), "$lte": max(wanted)}},
-        {"_id": 1, "config.global_id": 1, "sem.fingerprint": 1},
-    )
+    if len(wanted) <= REMOTE_IDS_LISTED:
+        query: dict = {"config.global_id": {"$in": sorted(wanted)}}
+    else:
+        query = {"config.global_id": {"$gte": min(wanted), "$lte": max(wanted)}}
+    cursor = db.runs.find(query, {"_id": 1, "config.global_id": 1, "sem.fingerprint": 1})
     found = {}
     for doc in cursor:
         gid = (doc.get("config") or {}).get("global_id")
@@ -825,17 +835,21 @@ def _queue_metric_writes(existing: list[_Prepared], previous: dict, writes: Orde
 
 
 def plan_sync(
-    db: Any, run_dirs: Sequence[Path], known: dict | None = None
+    db: Any, run_dirs: Sequence[Path], known: dict | None = None, state_key: str | None = None
 ) -> tuple[list[tuple[LocalRun, int | None]], SyncSummary]:
     """What a sync would do: ``[(run, existing _id or None)]`` to upload, and the unchanged runs.
 
     ``known``: ``{global_id: (_id, fingerprint)}`` of the database state when the caller knows it
     (the live observer: nothing at job start, the _id it got at job end), saving the query. A
-    wrong guess is still safe: the unique index turns a duplicate insert into an update."""
+    wrong guess is still safe: the unique index turns a duplicate insert into an update.
+    ``state_key``: the database's name in the stores' sync-state files (``sync_state``): runs
+    they vouch for are unchanged without asking the database; None: ask for every run."""
     local = scan(run_dirs)
+    summary = SyncSummary(fingerprints={str(r.run_dir): r.fingerprint for r in local})
+    if known is None and state_key is not None:
+        local = _not_vouched_for(db, local, state_key, summary)
     remote = known if known is not None else remote_state(db, [r.global_id for r in local])
     todo: list[tuple[LocalRun, int | None]] = []
-    summary = SyncSummary()
     for r in local:
         found = remote.get(r.global_id)
         if found is None:
@@ -847,6 +861,41 @@ def plan_sync(
     return todo, summary
 
 
+def _not_vouched_for(db: Any, local: list[LocalRun], state_key: str, summary: SyncSummary) -> list[LocalRun]:
+    """Count the runs the sync-state files of their stores vouch for as unchanged (same
+    fingerprint, and the database's run count the remembered one); return the others."""
+    # stores as strings: a Path per run costs more than the rest of a no-op sync
+    stores = [os.path.dirname(r.run_dir) for r in local]
+    states = {store: sync_state.read_state(Path(store), state_key) for store in set(stores)}
+    if not any(states.values()):
+        return local
+    count = sync_state.runs_count(db)
+    rest = []
+    for r, store in zip(local, stores):
+        state = states[store]
+        if state is not None and state.runs_count == count and state.fingerprints.get(r.global_id) == r.fingerprint:
+            summary.unchanged.append(str(r.run_dir))
+        else:
+            rest.append(r)
+    return rest
+
+
+def remember_sync(db: Any, summary: SyncSummary, state_key: str) -> None:
+    """Write each store's sync-state file: the runs this sync left in the database (unchanged,
+    uploaded, updated) with their fingerprints, and the database's run count now."""
+    count = sync_state.runs_count(db)
+    by_store: dict[str, dict[str, str]] = {os.path.dirname(d): {} for d in summary.fingerprints}
+    for d in summary.unchanged + summary.uploaded + summary.updated:
+        store, name = os.path.split(d)
+        by_store[store][name] = summary.fingerprints[d]
+    for store, fingerprints in by_store.items():
+        try:
+            sync_state.write_state(Path(store), sync_state.StoreSyncState(state_key, count, fingerprints))
+        except OSError:
+            # a store that cannot be written to is synced in full the next time
+            sync_state.forget_state(Path(store), state_key)
+
+
 def sync_runs(
     db: Any | SyncTarget,
     run_dirs: Sequence[Path],
@@ -855,16 +904,20 @@ def sync_runs(
     dry_run: bool = False,
     known: dict | None = None,
     known_metrics: dict[str, dict[str, Any]] | None = None,
+    state_key: str | None = None,
+    verify: bool = False,
 ) -> SyncSummary:
     """Upload the runs missing from the database or changed since their last sync.
     ``SyncSummary.run_ids`` maps each uploaded or updated folder to its run ``_id``. ``db``: a
     pymongo Database, or a ``SyncTarget`` kept across syncs (indexes and stored files known).
     ``known_metrics``: ``{global_id: {name: _id}}`` of the metric documents of runs in the
     database, when the caller knows them (``SyncSummary.metric_ids`` of its last sync of them):
-    saves the query for them; a wrong guess is caught by the database and read again."""
+    saves the query for them; a wrong guess is caught by the database and read again.
+    ``state_key``: given when ``run_dirs`` are whole stores (``sem sync``, a sweep's end): the
+    database's name (``MongoSettings.display``) in the stores' sync-state files, which are
+    trusted (unless ``verify``) and written after the sync."""
     target = sync_target(db)
-    ensure_indexes(target)
-    todo, summary = plan_sync(target.db, run_dirs, known)
+    todo, summary = plan_sync(target.db, run_dirs, known, state_key=None if verify else state_key)
     if progress and summary.unchanged:
         progress(len(summary.unchanged))
     if dry_run:
@@ -879,5 +932,9 @@ def sync_runs(
                 continue
             (summary.updated if existing is not None else summary.uploaded).append(str(local.run_dir))
         return summary
-    Uploader(target, secrets=secrets).upload(todo, summary, progress, known_metrics)
+    if todo:
+        ensure_indexes(target)
+        Uploader(target, secrets=secrets).upload(todo, summary, progress, known_metrics)
+    if state_key is not None:
+        remember_sync(target.db, summary, state_key)
     return summary

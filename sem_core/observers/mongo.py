@@ -99,10 +99,12 @@ def sync_run_dirs(
     known: dict | None = None,
     sweep_dir: Path | None = None,
     known_metrics: dict | None = None,
+    whole_stores: bool = False,
 ) -> upload.SyncSummary | None:
     """Sync run folders; never raises for database trouble: marks the runs unsynced (unless
     ``mark`` is False: the sweep-end sync cannot tell which runs reached the database before)
-    and warns once per process."""
+    and warns once per process. ``whole_stores``: ``run_dirs`` are every run of their stores (the
+    stores' sync-state files are trusted and written, ``sem_core.mongo.sync_state``)."""
     import pymongo.errors
 
     sweep_dir = sweep_dir or _job_sweep_dir()
@@ -112,7 +114,12 @@ def sync_run_dirs(
         return None
     try:
         summary = upload.sync_runs(
-            clients.database(settings), run_dirs, secrets=settings.secrets, known=known, known_metrics=known_metrics
+            clients.database(settings),
+            run_dirs,
+            secrets=settings.secrets,
+            known=known,
+            known_metrics=known_metrics,
+            state_key=settings.display if whole_stores else None,
         )
     except (pymongo.errors.PyMongoError, upload.SyncError, OSError) as exc:
         clients.down = True
@@ -195,7 +202,9 @@ def sync_after_sweep(settings: MongoSettings, sweep_dir: Path, store: Path) -> u
     # once per sweep, in the sweeper's process: a client of its own, closed when done
     clients = MongoClients()
     try:
-        summary = sync_run_dirs(settings, run_dirs, "sweep end", clients, mark=False, sweep_dir=sweep_dir)
+        summary = sync_run_dirs(
+            settings, run_dirs, "sweep end", clients, mark=False, sweep_dir=sweep_dir, whole_stores=True
+        )
     finally:
         clients.close()
     waiting = sum(1 for d in run_dirs if (d / upload.UNSYNCED_MARKER).exists())
