@@ -14,7 +14,9 @@ figure. Its shape::
 from __future__ import annotations
 
 import argparse
+import compileall
 import datetime as dt
+import functools
 import json
 import os
 import platform
@@ -155,9 +157,24 @@ class Sample:
     stderr: str = field(repr=False, default="")
 
 
+@functools.cache
+def compile_sem() -> str:
+    """Compile sem's modules to bytecode once, as ``pip install`` does: where
+    PYTHONDONTWRITEBYTECODE is set (this sandbox sets it), an editable install or a snapshot
+    would otherwise compile every sem module from source in every measured command, while
+    Hydra, sacred and numpy load theirs from site-packages' bytecode."""
+    root = Path(_sem_core_file()).parent.parent
+    for package in ("sem_core", "hydra_plugins"):
+        if (root / package).is_dir():
+            compileall.compile_dir(str(root / package), quiet=1)
+    return str(root)
+
+
 def run(cmd: Sequence[str], cwd: Path, env: dict | None = None, timeout: float = 3600, check: bool = True) -> Sample:
-    """Run ``cmd`` as a user would; its peak RSS comes from ``wait4`` (the largest of the process
-    and the children it waited for, e.g. sem's output copier)."""
+    """Run ``cmd`` as a user would (sem's modules compiled, as installed: ``compile_sem``); its
+    peak RSS comes from ``wait4`` (the largest of the process and the children it waited for,
+    e.g. sem's output copier)."""
+    compile_sem()
     full_env = dict(os.environ)
     full_env.pop("HYDRA_FULL_ERROR", None)
     full_env.update(env or {})
