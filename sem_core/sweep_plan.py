@@ -8,7 +8,6 @@ from typing import Any
 
 from sem_core.errors import ConfigError, warn
 from sem_core.plan import PlannedJob, RowOverride, find_duplicates, plan_jobs
-from sem_core.schema import check_rows as check_schema
 
 
 def plan_experiment(experiment: Any, row_overrides: Sequence[RowOverride]) -> list[PlannedJob]:
@@ -19,6 +18,9 @@ def plan_experiment(experiment: Any, row_overrides: Sequence[RowOverride]) -> li
     jobs = plan_jobs(rows, row_overrides, experiment.replicate_keys, source=source, dotted_keys=tree is not None)
     # types checked directly: OmegaConf's merge per row would take 40 s for 100,000 rows
     if experiment.schema is not None:
+        # imported here: a model file without a schema does not pay for its checkers at start-up
+        from sem_core.schema import check_rows as check_schema
+
         check_schema(jobs, experiment.schema, source)
     if tree is not None:
         tree.check(jobs, source)

@@ -3,6 +3,7 @@ record is the truth) and its launcher's return."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -33,8 +34,10 @@ def summary_rows(planned: Sequence[dict], outcomes: Sequence[Any], store: Path) 
     holds the row's claim: nothing ran here)."""
     from hydra.core.utils import JobStatus
 
-    from sem_core.claims import Elsewhere
-
+    # a job returns an Elsewhere only when its row's claim was taken in MongoDB, and unpickling
+    # one loads sem_core.claims: a sweep that never loaded the module has none to look for
+    claims = sys.modules.get("sem_core.claims")
+    elsewhere_type = claims.Elsewhere if claims is not None else ()
     out = []
     for record, ret in zip(planned, outcomes):
         run_file = store / record["global_id"] / records.RUN_FILE
@@ -43,7 +46,7 @@ def summary_rows(planned: Sequence[dict], outcomes: Sequence[Any], store: Path) 
         except (OSError, ValueError) as exc:
             run = {"status": "UNREADABLE", "fail_trace": [f"{exc}\n"]}
         value = getattr(ret, "_return_value", None)
-        if not run and isinstance(value, Elsewhere):
+        if not run and isinstance(value, elsewhere_type):
             out.append(
                 {
                     "order_id": record["order_id"],
