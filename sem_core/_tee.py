@@ -24,6 +24,7 @@ import errno
 import os
 import select
 import signal
+import socket
 import sys
 import time
 
@@ -88,52 +89,153 @@ def ignore_stop_signals() -> None:
             signal.signal(getattr(signal, name), signal.SIG_IGN)
 
 
+class Session:
+    """One job's pipes: each read end's bytes go to its live descriptor and to the job's output
+    file. ``owned``: live descriptors received for this session, closed when it ends."""
+
+    def __init__(self, path: str, live: dict, owned: tuple = ()) -> None:
+        self.out = OutputFile(path)
+        self.live = dict(live)
+        self.open_fds = set(live)
+        self.owned = owned
+        self.deadline: float | None = None  # once every pipe is closed: when to stop retrying a full disk
+
+    def read(self, fd: int) -> bool:
+        """Copy what pipe ``fd`` holds; False once it is closed (at its end)."""
+        try:
+            chunk = os.read(fd, CHUNK)
+        except InterruptedError:
+            return True
+        except OSError:
+            chunk = b""
+        if not chunk:
+            self.open_fds.discard(fd)
+            os.close(fd)
+            return False
+        target = self.live[fd]
+        if target >= 0:
+            try:
+                _write_all(target, chunk)
+            except OSError:
+                self.live[fd] = -1  # the terminal or pipe reader is gone; keep recording
+        self.out.add(chunk)
+        return True
+
+    def waiting(self) -> bool:
+        return bool(self.out.pending or self.out.lost)
+
+    def finish(self) -> "int | None":
+        """With every pipe closed: the exit status once all is written or the disk stayed full
+        for ``GIVE_UP_S``; None while still retrying."""
+        now = time.monotonic()
+        if self.deadline is None:
+            self.deadline = now + GIVE_UP_S
+        if not self.out.flush() and now < self.deadline:
+            return None
+        for fd in self.owned:
+            os.close(fd)
+        if self.out.fd >= 0:
+            os.close(self.out.fd)
+        unwritten = len(self.out.pending) + self.out.lost_total
+        if unwritten:
+            try:
+                note = f"sem: {unwritten} bytes of output could not be written to {self.out.path}"
+                os.write(2, f"{note}: the disk stayed full\n".encode())
+            except OSError:
+                pass
+            return LOST_EXIT
+        return 0
+
+
+class Copier:
+    """Copies the pipes of any number of sessions, each until all its pipes are closed."""
+
+    def __init__(self) -> None:
+        self.poller = select.poll()
+        self.by_fd: dict[int, Session] = {}  # pipe read end -> its session
+        self.sessions: dict[object, Session] = {}  # session id -> Session, until it finished
+        self.handlers: dict[int, object] = {}  # other descriptors polled (a control socket) -> what reads them
+
+    def add(self, key: object, session: Session) -> None:
+        self.sessions[key] = session
+        for fd in session.live:
+            self.by_fd[fd] = session
+            self.poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+
+    def step(self) -> list:
+        """Wait for bytes and copy them; the (session id, exit status) of the sessions that ended."""
+        retrying = any(s.waiting() or (not s.open_fds) for s in self.sessions.values())
+        try:
+            events = self.poller.poll(int(RETRY_S * 1000) if retrying else None)
+        except InterruptedError:
+            events = []
+        for fd, _ in events:
+            handler = self.handlers.get(fd)
+            if callable(handler):
+                handler()
+                continue
+            session = self.by_fd.get(fd)
+            if session is not None and not session.read(fd):
+                self.poller.unregister(fd)
+                del self.by_fd[fd]
+        ended = []
+        for key, session in list(self.sessions.items()):
+            session.out.flush()
+            if not session.open_fds:
+                code = session.finish()
+                if code is not None:
+                    del self.sessions[key]
+                    ended.append((key, code))
+        return ended
+
+
 def copy(path: str, live: dict) -> int:
     """Copy every pipe of ``live`` (read end -> live descriptor or -1) to its live descriptor
     and to ``path`` until all of them are closed; return the exit status (see above)."""
-    out = OutputFile(path)
-    live = dict(live)
-    poller = select.poll()
-    for fd in live:
-        poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
-    open_fds = set(live)
-    while open_fds:
-        timeout_ms = int(RETRY_S * 1000) if out.pending or out.lost else None
+    copier = Copier()
+    copier.add(0, Session(path, live))
+    while True:
+        for _, code in copier.step():
+            return code
+
+
+def serve(control: "socket.socket") -> int:
+    """The copier of every job of one process (``sem_core.stdio.OutputCopier``): each message
+    on ``control`` starts a session (``ID PATH LIVE...`` with the pipes' read ends and the live
+    descriptors attached, in that order); ``ID CODE`` goes back when it ended. Ends when the
+    job's process closed ``control`` and every session ended."""
+    copier = Copier()
+    state = {"open": True}
+
+    def receive() -> None:
         try:
-            events = poller.poll(timeout_ms)
+            message, fds, _, _ = socket.recv_fds(control, 4096, 16)
         except InterruptedError:
-            continue
-        for fd, _ in events:
-            try:
-                chunk = os.read(fd, CHUNK)
-            except InterruptedError:
-                continue
-            except OSError:
-                chunk = b""
-            if not chunk:
-                poller.unregister(fd)
-                open_fds.discard(fd)
-                os.close(fd)
-                continue
-            target = live[fd]
-            if target >= 0:
-                try:
-                    _write_all(target, chunk)
-                except OSError:
-                    live[fd] = -1  # the terminal or pipe reader is gone; keep recording
-            out.add(chunk)
-        out.flush()
-    deadline = time.monotonic() + GIVE_UP_S
-    while not out.flush() and time.monotonic() < deadline:
-        time.sleep(RETRY_S)
-    unwritten = len(out.pending) + out.lost_total
-    if unwritten:
-        try:
-            note = f"sem: {unwritten} bytes of output could not be written to {out.path}: the disk stayed full\n"
-            os.write(2, note.encode())
+            return
         except OSError:
-            pass
-        return LOST_EXIT
+            message, fds = b"", []
+        if not message:
+            copier.poller.unregister(control.fileno())
+            del copier.handlers[control.fileno()]
+            state["open"] = False
+            for fd in fds:
+                os.close(fd)
+            return
+        key, path, *lives = message.decode("utf-8", "surrogateescape").split("\0")
+        pipes, received = fds[: len(lives)], fds[len(lives) :]
+        live_fds = iter(received)
+        live = {r: (next(live_fds) if int(target) >= 0 else -1) for r, target in zip(pipes, lives)}
+        copier.add(key, Session(path, live, owned=tuple(received)))
+
+    copier.handlers[control.fileno()] = receive
+    copier.poller.register(control.fileno(), select.POLLIN | select.POLLHUP | select.POLLERR)
+    while state["open"] or copier.sessions:
+        for key, code in copier.step():
+            if state["open"]:
+                try:
+                    control.sendall(f"{key} {code}\n".encode())
+                except OSError:
+                    pass  # the job's process is gone: its sessions still finish
     return 0
 
 

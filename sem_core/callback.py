@@ -149,6 +149,7 @@ class SemCallback(Callback):
             + job_observers(experiment.experiment_dir, experiment.observers, sem_cfg),
             heartbeat_interval=float(sem_cfg.heartbeat_interval),
             capture_mode=sem_cfg.capture.value,
+            copier=experiment.lifecycle.output_copier,
         )
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from sem_core.errors import NoActiveRun, SemError
 from sem_core.run import RecordError, Run
 from sem_core.run_status import RunStatus
 from sem_core.signals import signals_held
+from sem_core.stdio import OutputCopier
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,8 @@ class RunLifecycle:
         # this process's MongoDB clients (sem_core.observers.mongo.MongoClients), made by the first
         # job that syncs and reused by the next ones: one connection per worker, not per job
         self.mongo_clients: Any = None
+        # this process's output copier (fd capture), forked at the first job and reused by the next
+        self.output_copier: OutputCopier | None = OutputCopier() if hasattr(os, "fork") else None
 
     def __getstate__(self) -> dict:
         # the experiment travels to workers by pickle; a run (threads, open files) never does
@@ -68,6 +72,7 @@ class RunLifecycle:
             "slot": None,
             "elsewhere": None,
             "mongo_clients": None,
+            "output_copier": OutputCopier() if hasattr(os, "fork") else None,
         }
 
     # -- the callback ------------------------------------------------------------------

@@ -34,7 +34,7 @@ from sem_core.observers.base import RunObserver
 from sem_core.records import merge_series
 from sem_core.run_status import RunStatus
 from sem_core.signals import signals_held
-from sem_core.stdio import make_capture
+from sem_core.stdio import OutputCopier, make_capture
 
 # Metric points waiting for an observer that refuses them (disk full) before the run is stopped.
 MAX_PENDING_POINTS = 2_000_000
@@ -122,6 +122,7 @@ class Run:
         observers: Sequence[RunObserver],
         heartbeat_interval: float = 10.0,
         capture_mode: str = "fd",
+        copier: OutputCopier | None = None,
     ):
         self.global_id = global_id
         self.config = config
@@ -147,6 +148,7 @@ class Run:
         self._stop = threading.Event()
         self._beat: threading.Thread | None = None
         self._capture_mode = capture_mode
+        self._copier = copier  # the process's output copier, shared by its jobs (sem_core.stdio)
         self._capture: Any = None
         self._take_output = True  # whether some observer reads captured_out (set by start)
         self._main_thread: int | None = None  # the thread running main(), set by start()
@@ -216,7 +218,7 @@ class Run:
         self._take_output = self._capture_mode != "fd" or any(
             obs is not keeper and type(obs).heartbeat_event is not RunObserver.heartbeat_event for obs in self.observers
         )
-        self._capture = make_capture(self._capture_mode, output_file)
+        self._capture = make_capture(self._capture_mode, output_file, self._copier)
         self._capture.start()
         # a segfault leaves a Python trace in the job's output (fd 2 is captured)
         faulthandler.enable(file=sys.__stderr__ if sys.__stderr__ is not None else sys.stderr, all_threads=True)

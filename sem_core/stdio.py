@@ -14,15 +14,18 @@ Two modes (``sem.capture``):
 
 from __future__ import annotations
 
+import atexit
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +90,7 @@ class FdCapture:
     # after the record is final.
     JOIN_TIMEOUT_S = 5.0
 
-    def __init__(self, output_file: os.PathLike | None = None):
+    def __init__(self, output_file: os.PathLike | None = None, copier: OutputCopier | None = None):
         self._own_file = output_file is None  # no observer keeps the output: a temporary spool
         self.output_file = Path(output_file) if output_file is not None else None
         self._saved: dict[int, int] = {}
@@ -95,6 +98,8 @@ class FdCapture:
         self._sys: SysCapture | None = None
         self._copier: subprocess.Popen | None = None  # where fork is missing
         self._copier_pid: int | None = None
+        self._service = copier  # the process's copier for every job, else a copier per capture
+        self._session: str | None = None
         self._offset = 0
         self._decoder = _Utf8Decoder()
         self.problem: str | None = None  # set by stop() when output could not be kept
@@ -141,9 +146,10 @@ class FdCapture:
         an interpreter of its own would cost ten or more per job) where fork exists. It starts
         with the stop signals blocked: a Ctrl-C meant for the job must never kill the copy;
         here they wait for the fork and are delivered right after."""
-        mask = set(HELD_BY_COPIER) if threading.current_thread() is threading.main_thread() else set()
-        previous = signal.pthread_sigmask(signal.SIG_BLOCK, mask) if mask else None
-        try:
+        if self._service is not None:
+            self._session = self._service.copy(str(self.output_file), [(r, live) for r, _, live in pipes])
+            return
+        with _stop_signals_held():
             if hasattr(os, "fork"):
                 pid = os.fork()
                 if pid == 0:  # the copier: nothing here may return into the job's code
@@ -160,9 +166,6 @@ class FdCapture:
                 self._copier = subprocess.Popen(
                     args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, pass_fds=[r for r, _, _ in pipes]
                 )
-        finally:
-            if previous is not None:
-                signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
     def _write_python_level(self, text: str) -> None:
         if self._python_level is not None:
@@ -205,6 +208,9 @@ class FdCapture:
     def _wait_for_copier(self) -> int | None:
         """The copier's exit status, or None when it is still copying after JOIN_TIMEOUT_S (a
         child process of the job holds the pipes: not an error of the record)."""
+        if self._session is not None and self._service is not None:
+            session, self._session = self._session, None
+            return self._service.wait(session, self.JOIN_TIMEOUT_S)
         if self._copier is not None:
             copier, self._copier = self._copier, None
             try:
@@ -235,20 +241,150 @@ class FdCapture:
             self.output_file.unlink(missing_ok=True)
 
 
-def _copy_in_child(output_file: str, pipes: list[tuple[int, int, int]]) -> int:
-    """In the forked copier: keep only the read ends and the terminal, then copy."""
-    _tee.ignore_stop_signals()
-    signal.pthread_sigmask(signal.SIG_SETMASK, set())
-    keep = sorted({0, 1, 2} | {r for r, _, _ in pipes})
-    # Every other descriptor goes: above all the pipes' write ends (the copy ends when the
-    # job's copies of them close), and the job's sockets and files.
+class OutputCopier:
+    """The copier of every job this process runs (``sem_core._tee.serve``): one process forked
+    at the first job, handed each job's pipes and live descriptors over a Unix socket, which
+    answers when that job's copy ended. (A copier forked per job cost more CPU than the rest of
+    a short job's record.) A process forked from this one (a worker) starts its own; the copier
+    ends once the processes holding its socket are gone and every copy it was given ended."""
+
+    def __init__(self) -> None:
+        self._socket: socket.socket | None = None
+        self._pid: int | None = None
+        self._owner = 0  # the process that started the copier
+        self._count = 0
+        self._ended: dict[str, int] = {}  # answers read while waiting for another session
+        self._pending = b""
+
+    def copy(self, output_file: str, pipes: list[tuple[int, int]]) -> str:
+        """Start copying ``pipes`` ((read end, live descriptor or -1) each) to ``output_file``;
+        the session's name for ``wait``."""
+        for attempt in (1, 2):
+            if self._socket is None or self._owner != os.getpid():
+                self._start()
+            assert self._socket is not None
+            self._count += 1
+            key = f"{os.getpid()}-{self._count}"
+            fields = [key, output_file] + [str(live) for _, live in pipes]
+            fds = [r for r, _ in pipes] + [live for _, live in pipes if live >= 0]
+            try:
+                socket.send_fds(self._socket, ["\0".join(fields).encode("utf-8", "surrogateescape")], fds)
+                return key
+            except OSError:  # the copier is gone (killed): a new one, once
+                self._drop()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def wait(self, key: str, timeout: float) -> int | None:
+        """The exit status of session ``key`` (0: all written), or None when it is still copying
+        after ``timeout`` (a child process of the job holds its pipes)."""
+        deadline = time.monotonic() + timeout
+        while key not in self._ended:
+            if self._socket is None:
+                return _tee.LOST_EXIT
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            ready, _, _ = select.select([self._socket], [], [], remaining)
+            if not ready:
+                continue
+            try:
+                data = self._socket.recv(4096)
+            except InterruptedError:
+                continue
+            except OSError:
+                data = b""
+            if not data:  # the copier died mid-copy
+                self._drop()
+                return _tee.LOST_EXIT
+            self._pending += data
+            *lines, self._pending = self._pending.split(b"\n")
+            for line in lines:
+                name, _, code = line.decode().partition(" ")
+                self._ended[name] = int(code)
+        return self._ended.pop(key)
+
+    def _start(self) -> None:
+        if self._socket is not None:  # inherited from the process this one was forked from
+            self._socket.detach()
+            self._socket = None
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        with _stop_signals_held():
+            pid = os.fork()
+            if pid == 0:  # the copier: nothing here may return into the job's code
+                code = 70
+                try:
+                    code = _serve_in_child(theirs)
+                finally:
+                    os._exit(code)
+        theirs.close()
+        self._socket, self._pid, self._owner, self._ended = mine, pid, os.getpid(), {}
+        atexit.register(self.close)  # the copier's last copies end before this process does
+
+    def _drop(self) -> None:
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+        if self._pid is not None:
+            try:
+                os.waitpid(self._pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+            self._pid = None
+
+    def close(self) -> None:
+        """Let the copier end once its copies ended; reap it (waiting at most a few seconds)."""
+        if self._owner != os.getpid():
+            return
+        pid = self._pid
+        self._drop()
+        if pid is not None:
+            _wait_for_exit(pid, FdCapture.JOIN_TIMEOUT_S)
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+
+
+@contextmanager
+def _stop_signals_held() -> Iterator[None]:
+    """Fork a copier with the stop signals blocked: a Ctrl-C meant for the job must never kill
+    the copy; here they wait for the fork and are delivered right after."""
+    mask = set(HELD_BY_COPIER) if threading.current_thread() is threading.main_thread() else set()
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, mask) if mask else None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _close_all_but(keep: set[int]) -> None:
+    """In a forked copier: every other descriptor goes, above all the pipes' write ends (a copy
+    ends when the job's copies of them close), and the job's sockets and files."""
     low = 0
-    for fd in keep:
+    for fd in sorted(keep):
         if fd > low:
             os.closerange(low, fd)
         low = fd + 1
     os.closerange(low, _max_fd())
+
+
+def _copy_in_child(output_file: str, pipes: list[tuple[int, int, int]]) -> int:
+    """In the forked copier of one capture: keep only the read ends and the terminal, then copy."""
+    _tee.ignore_stop_signals()
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+    _close_all_but({0, 1, 2} | {r for r, _, _ in pipes})
     return _tee.copy(output_file, {r: live for r, _, live in pipes})
+
+
+def _serve_in_child(control: socket.socket) -> int:
+    """In the forked copier of every job: keep only the socket and the terminal, then serve."""
+    _tee.ignore_stop_signals()
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+    _close_all_but({0, 1, 2, control.fileno()})
+    return _tee.serve(control)
 
 
 def _wait_for_exit(pid: int, timeout: float) -> None:
@@ -342,11 +478,14 @@ class BufferedSysCapture(SysCapture):
         pass
 
 
-def make_capture(mode: str, output_file: os.PathLike | None = None) -> FdCapture | BufferedSysCapture:
+def make_capture(
+    mode: str, output_file: os.PathLike | None = None, copier: OutputCopier | None = None
+) -> FdCapture | BufferedSysCapture:
     """The capture of ``mode``. ``output_file``: where ``fd`` mode appends the output itself
-    (the run record's cout.txt); a temporary file when None. ``sys`` mode keeps it in memory."""
+    (the run record's cout.txt); a temporary file when None. ``copier``: the process's copier
+    for every job (else ``fd`` mode forks one for this capture). ``sys`` mode keeps it in memory."""
     if mode == "fd":
-        return FdCapture(output_file)
+        return FdCapture(output_file, copier)
     if mode == "sys":
         return BufferedSysCapture()
     raise ValueError(f"sem.capture={mode!r}: use one of {', '.join(CAPTURE_MODES)}")

@@ -6,7 +6,9 @@ import sys
 import time
 from pathlib import Path
 
-from sem_core.stdio import FdCapture, SysCapture
+import pytest
+
+from sem_core.stdio import FdCapture, OutputCopier, SysCapture
 
 
 def test_fd_capture_records_python_c_level_and_child_output_once(tmp_path):
@@ -29,15 +31,19 @@ def test_fd_capture_records_python_c_level_and_child_output_once(tmp_path):
     assert "after" not in out.read_text() and cap.problem is None
 
 
-def test_output_written_right_before_a_hard_crash_is_kept(tmp_path):
+@pytest.mark.parametrize("copier", ["OutputCopier()", "None"])
+def test_output_written_right_before_a_hard_crash_is_kept(tmp_path, copier):
     """The copy runs outside the job's process: bytes still in the pipe when the job dies
-    (abort(), a segfault) reach the file and the terminal."""
+    (abort(), a segfault) reach the file and the terminal, with the process's copier of
+    every job as with a copier of its own."""
     out = tmp_path / "cout.txt"
     script = f"""
 import ctypes, faulthandler, os, sys
 sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r})
-from sem_core.stdio import FdCapture
-cap = FdCapture({str(out)!r})
+from sem_core.stdio import FdCapture, OutputCopier
+previous = FdCapture({str(out)!r} + ".before", {copier})
+previous.start(); print("an earlier job"); previous.stop()
+cap = FdCapture({str(out)!r}, previous._service)
 cap.start()
 faulthandler.enable()
 os.write(2, b"native message before abort\\n")
@@ -66,3 +72,56 @@ def test_sys_capture_restores_the_streams():
     cap.stop()
     assert (sys.stdout, sys.stderr) == before
     assert "".join(got) == "hi\nerr\n"
+
+
+def _copier_pids() -> set[int]:
+    """The children of this process (the copier processes it forked)."""
+    path = Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children")
+    return {int(pid) for pid in path.read_text().split()}
+
+
+def test_one_copier_serves_every_job_of_a_process(tmp_path):
+    """Jobs run one after another in a process share one copier; each job's output reaches
+    its own file once, live descriptors are back after each job, and a process forked from
+    this one (a launcher's worker) copies through a copier of its own."""
+    before = _copier_pids()
+    copier = OutputCopier()
+    for job in range(3):
+        cap = FdCapture(tmp_path / f"cout{job}.txt", copier)
+        cap.start()
+        print(f"python line of job {job}")
+        os.write(2, f"fd line of job {job}\n".encode())
+        subprocess.run([sys.executable, "-c", f"print('child line of job {job}')"], check=True)
+        cap.stop()
+        assert cap.problem is None
+        if job == 0:
+            copiers = _copier_pids() - before
+            assert len(copiers) == 1
+    assert _copier_pids() - before == copiers  # the same process copied all three
+    for job in range(3):
+        text = (tmp_path / f"cout{job}.txt").read_text()
+        for line in (f"python line of job {job}", f"fd line of job {job}", f"child line of job {job}"):
+            assert text.count(line) == 1, (line, text)
+        assert "job" not in text.replace(f"job {job}", "")  # nothing of another job
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # a worker forked after the copier started
+        code = 1
+        try:
+            os.close(read_end)
+            cap = FdCapture(tmp_path / "worker.txt", copier)
+            cap.start()
+            print("worker line")
+            cap.stop()
+            os.write(write_end, " ".join(map(str, _copier_pids())).encode())
+            code = 0 if cap.problem is None else 2
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    worker_copiers = {int(p) for p in os.read(read_end, 1000).split()}
+    os.close(read_end)
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    assert (tmp_path / "worker.txt").read_text().count("worker line") == 1
+    assert len(worker_copiers) == 1 and not worker_copiers & copiers
+    copier.close()
+    assert not _copier_pids() - before  # ended and reaped
