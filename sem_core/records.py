@@ -423,13 +423,8 @@ def load_each(items: Iterable[T], read: Callable[[T], R], on_problem: OnProblem)
 
 def iter_run_dirs(store: Path) -> Iterator[Path]:
     """Every run folder of a store (folders holding a run.json), in name order = start order."""
-    store = Path(store)
-    if not store.is_dir():
-        return
-    with os.scandir(store) as entries:
-        names = sorted(e.name for e in entries if e.is_dir() and not e.name.startswith(("_", ".")))
-    for name in names:
-        candidate = store / name
+    for entry in run_dir_entries(store):
+        candidate = Path(entry.path)
         if (candidate / RUN_FILE).exists():
             yield candidate
 
@@ -439,18 +434,14 @@ def iter_runs(store: Path, on_problem: OnProblem = raise_problem) -> Iterator[Ru
     return load_each(iter_run_dirs(store), lambda d: read_run(d, on_problem), on_problem)
 
 
-def iter_run_dir_stats(store: Path) -> Iterator[tuple[str, os.stat_result, os.stat_result]]:
-    """Fast path of ``iter_run_dirs`` for scanning thousands of runs (sem results): the same
-    folders in the same order, as ``(folder path, stat of the folder, stat of its run.json)``,
-    with plain strings and two stat calls per run."""
-    store = Path(store)
-    if not store.is_dir():
-        return
-    with os.scandir(store) as entries:
-        found = sorted((e.name, e) for e in entries if not e.name.startswith(("_", ".")) and e.is_dir())
-    for _, entry in found:
-        try:
-            run_stat = os.stat(os.path.join(entry.path, RUN_FILE))
-        except FileNotFoundError:
-            continue
-        yield entry.path, entry.stat(), run_stat
+def run_dir_entries(store: Path) -> list[os.DirEntry[str]]:
+    """The folders of a store that may be runs, in name order = start order, as ``os.DirEntry``
+    (a stat costs one call, on demand), not yet checked for a run.json: the fast path for
+    scanning thousands of runs (sem results), which learns that from its read."""
+    try:
+        with os.scandir(store) as entries:
+            found = [e for e in entries if not e.name.startswith(("_", ".")) and e.is_dir()]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    found.sort(key=lambda e: e.name)
+    return found

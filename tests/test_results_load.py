@@ -81,7 +81,7 @@ def test_cache_sees_a_run_finish_and_new_runs_appear(tmp_path):
 
 def test_a_corrupt_cache_is_rebuilt_from_the_records(tmp_path):
     store = tmp_path / "runs"
-    write_run(store, {"fold": 0}, 0, {"loss": [1.0]})
+    run = write_run(store, {"fold": 0}, 0, {"loss": [1.0]})
     load_runs(store)
     cache = cache_path(store)
     header, _, payload = cache.read_bytes().partition(b"\n")
@@ -89,7 +89,8 @@ def test_a_corrupt_cache_is_rebuilt_from_the_records(tmp_path):
     assert list(load_runs(store)["loss"]) == [1.0]
     cache.write_text("{not json")
     assert list(load_runs(store)["loss"]) == [1.0]
-    assert len(_read_cache(cache, store)) == 1  # rebuilt, readable again
+    rebuilt = _read_cache(cache, store)  # rebuilt, readable again
+    assert rebuilt is not None and rebuilt.names == [run.name]
 
 
 def test_a_corrupt_run_json_is_skipped_and_named(tmp_path, capsys):
@@ -163,6 +164,7 @@ def test_unchanged_finished_runs_are_not_read_again(tmp_path, monkeypatch):
     for fold in range(4):
         write_run(store, {"fold": fold}, fold, {"loss": [float(fold)]}, start=T0 + dt.timedelta(minutes=fold))
     live = write_run(store, {"fold": 9}, 9, {"loss": [1.0]}, status="RUNNING", start=T0 + dt.timedelta(hours=1))
+    finished_earlier(store)
     reads = []
     real = load_module.summarise_folder
     monkeypatch.setattr(load_module, "summarise_folder", lambda d, *a: reads.append(os.path.basename(d)) or real(d, *a))
@@ -177,6 +179,66 @@ def test_unchanged_finished_runs_are_not_read_again(tmp_path, monkeypatch):
     reads.clear()
     assert "KILLED" in set(load_runs(store)["status"])
     assert sorted(reads) == sorted([live.name, finished.name])
+
+
+def finished_earlier(store: Path) -> None:
+    """Date every run folder of ``store`` a minute back, as if its runs ended then: a change
+    made right after a load then gets a newer mtime even where the clock ticks coarsely."""
+    for folder in store.iterdir():
+        st = folder.stat()
+        os.utime(folder, ns=(st.st_atime_ns, st.st_mtime_ns - 60 * 10**9))
+
+
+def test_a_replaced_config_json_is_read_again(tmp_path):
+    """sem (and most editors) write a record to a new file renamed over the old one: the folder's
+    mtime changes, and that is all a finished run written by sem costs per load (one stat)."""
+    store = tmp_path / "runs"
+    run = write_run(store, {"lr": 0.1, "fold": 0}, 0, {"loss": [1.0]})
+    finished_earlier(store)
+    assert list(load_runs(store)["lr"]) == [0.1]
+    config = records.read_json(run / "config.json")
+    records.atomic_write_json(run / "config.json", dict(config, lr=0.5))
+    assert list(load_runs(store)["lr"]) == [0.5]
+
+
+def test_a_run_json_rewritten_in_place_is_read_again(tmp_path):
+    """sacred's own observer rewrites run.json in place, which leaves the folder's mtime as it
+    was: for such runs run.json's own stat counts too."""
+    store = tmp_path / "runs"
+    run = write_run(store, {"fold": 0}, 0, {"loss": [1.0]})
+    entry = records.read_json(run / "run.json")
+    del entry["last_metrics"]  # as sacred writes it
+    records.atomic_write_json(run / "run.json", entry)
+    assert list(load_runs(store)["status"]) == ["COMPLETED"]
+    folder = os.stat(run)
+    with open(run / "run.json", "r+") as fh:
+        fh.write(json.dumps(dict(entry, status="FAILED")))
+        fh.truncate()
+    os.utime(run, ns=(folder.st_atime_ns, folder.st_mtime_ns))
+    assert list(load_runs(store)["status"]) == ["FAILED"]
+
+
+def test_half_written_and_deleted_runs_and_their_columns(tmp_path):
+    """A folder without run.json (a job killed before writing it) is no run until it has one; a
+    deleted run goes, and with it the columns only it had: the cached load equals a fresh one,
+    column order included."""
+    import shutil
+
+    store = tmp_path / "runs"
+    first = write_run(store, {"a": 1, "z": 1}, 0, {"loss": [1.0]})
+    write_run(store, {"b": 2, "z": 2}, 1, {"acc": [0.5]}, start=T0 + dt.timedelta(minutes=1))
+    half = store / "20260101T130000-half"
+    half.mkdir()
+    records.atomic_write_json(half / "config.json", {"c": 3})
+    runs = load_runs(store)
+    assert len(runs) == 2 and list(runs.columns[-5:]) == ["a", "z", "b", "loss", "acc"]
+    records.atomic_write_json(half / "run.json", {"status": "RUNNING", "start_time": "2026-01-01T13:00:00"})
+    assert list(load_runs(store)["global_id"])[-1] == half.name
+    shutil.rmtree(first)
+    runs = load_runs(store)
+    assert "a" not in runs.columns and "loss" not in runs.columns
+    fresh = load_runs(store, use_cache=False)
+    assert list(runs.columns) == list(fresh.columns) and runs.equals(fresh)
 
 
 def test_a_store_written_by_sacreds_own_file_observer_loads(tmp_path):

@@ -6,10 +6,11 @@ Sources: an experiment folder (its run store is ``<exp>/models/runs`` unless ``s
 Speed: reading run.json, config.json and the whole metrics.json of every run is what costs (the
 plain pandas-over-json loop). ``load_runs`` keeps a per-store *summary cache* outside the store
 (``$SEM_CACHE_DIR``, else ``$XDG_CACHE_HOME/sem``, else ``~/.cache/sem``): for each run folder a
-stat stamp of the folder and of its run.json, and the summary read from the records (run fields,
-ids, flattened config, last value of every metric). A finished run whose stamp is unchanged is not
-read again; live runs always are. The store itself is never written to, so read-only and
-DVC-tracked stores work unchanged.
+stat stamp (``_stamp``: the folder's, plus run.json's for records written in place), and the summary
+read from the records (run fields, ids, flattened config, last value of every metric), stored column
+by column (``SummaryColumns``) so that the DataFrame is built without a dict per run. A finished run
+whose stamp is unchanged is not read again; live runs always are. The store itself is never written
+to, so read-only and DVC-tracked stores work unchanged.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import gc
 import hashlib
 import json
 import marshal
-import math
 import os
 import sys
 import zlib
@@ -216,14 +216,127 @@ def summarise_folder(run_dir: str, on_problem: records.OnProblem = records.raise
     config = records.read_object(os.path.join(run_dir, records.CONFIG_FILE), default={})
     last = run.get("last_metrics")
     if type(last) is dict and run.get("status") in FINISHED_STATUSES:
-        # written by sem's file observer when the run ended: metrics.json need not be parsed
-        return summarise(run_dir, run, config, last=last)
+        # written by sem's file observer when the run ended: metrics.json need not be parsed, and
+        # every record file of the run was replaced whole, never edited in place
+        summary = summarise(run_dir, run, config, last=last)
+        summary["written_whole"] = True
+        return summary
     try:
         metrics = records.read_metrics(run_dir, on_problem)
     except records.CorruptRecord as exc:
         on_problem(exc.problem)
         metrics = {}
-    return summarise(run_dir, run, config, metrics)
+    summary = summarise(run_dir, run, config, metrics)
+    summary["written_whole"] = False
+    return summary
+
+
+# -- summaries column by column ------------------------------------------------------------------
+
+# The fields of a run summary that become run columns (``path`` is the run's location).
+SUMMARY_FIELDS = RUN_COLUMNS[:-1]
+Shape = tuple[tuple[str, ...], tuple[str, ...]]
+
+
+def summary_fields(summary: Mapping[str, Any]) -> tuple:
+    """The ``SUMMARY_FIELDS`` values of one summary (global_id: its folder's name when the config
+    has none; duration: None when a time is missing)."""
+    ids = summary["ids"]
+    t0, t1 = summary["t0"], summary["t1"]
+    return (
+        str(ids.get("global_id") or os.path.basename(summary["location"].rstrip("/"))),
+        ids.get("experiment_id"),
+        ids.get("config_id"),
+        ids.get("order_id"),
+        summary["model"],
+        summary["status"],
+        summary["start_time"],
+        summary["stop_time"],
+        t1 - t0 if t0 is not None and t1 is not None else None,
+        summary["host"],
+    )
+
+
+@dataclass
+class SummaryColumns:
+    """Run summaries column by column, in run order: what the summary cache holds and the runs
+    DataFrame is built from (a list per column is built, stored and loaded far faster than a
+    dict per run). A config key or metric a run lacks is None in its column; ``shapes`` tells it
+    apart from a None value (it decides which columns exist and their order)."""
+
+    locations: list[str]
+    fields: dict[str, list]  # SUMMARY_FIELDS -> one value per run
+    config: dict[str, list]  # flattened config key -> one value per run
+    metrics: dict[str, list]  # metric name -> last value per run
+    shapes: list[Shape]  # the distinct (config keys, metric names) of the runs, in first-seen order
+    shape_of: list[int]  # per run: its index in ``shapes``
+
+    def __len__(self) -> int:
+        return len(self.shape_of)
+
+    @classmethod
+    def empty(cls) -> SummaryColumns:
+        return cls([], {f: [] for f in SUMMARY_FIELDS}, {}, {}, [], [])
+
+    @classmethod
+    def from_summaries(cls, summaries: Sequence[dict]) -> SummaryColumns:
+        return cls.empty().merged(range(len(summaries)), summaries, [s["location"] for s in summaries])
+
+    @classmethod
+    def concatenated(cls, parts: Sequence[SummaryColumns]) -> SummaryColumns:
+        """The runs of ``parts``, one after the other."""
+        shapes = [shape for part in parts for shape in part.shapes]
+        shape_of: list[int] = []
+        offset = 0
+        for part in parts:
+            shape_of += [offset + i for i in part.shape_of]
+            offset += len(part.shapes)
+        config_keys = dict.fromkeys(k for shape in shapes for k in shape[0])
+        metric_names = dict.fromkeys(m for shape in shapes for m in shape[1])
+
+        def joined(column: Any) -> list:
+            return [v for part in parts for v in (column(part) or [None] * len(part))]
+
+        return cls(
+            joined(lambda part: part.locations),
+            {f: joined(lambda part, f=f: part.fields[f]) for f in SUMMARY_FIELDS},
+            {k: joined(lambda part, k=k: part.config.get(k)) for k in config_keys},
+            {m: joined(lambda part, m=m: part.metrics.get(m)) for m in metric_names},
+            shapes,
+            shape_of,
+        )
+
+    def merged(self, take: Sequence[int], fresh: Sequence[dict], locations: list[str]) -> SummaryColumns:
+        """The runs ``take`` names, in its order: index ``i < len(self)`` is this table's run ``i``,
+        ``len(self) + k`` is the summary ``fresh[k]``. Columns no run has any more are dropped."""
+        n = len(self)
+        shapes = list(self.shapes)
+        shape_ids = {shape: i for i, shape in enumerate(shapes)}
+        fresh_shapes = []
+        for s in fresh:
+            shape = (tuple(s["flat"]), tuple(s["metrics"]))
+            if shape not in shape_ids:
+                shape_ids[shape] = len(shapes)
+                shapes.append(shape)
+            fresh_shapes.append(shape_ids[shape])
+
+        def column(old: list | None, new: list) -> list:
+            extended = (old if old is not None else [None] * n) + new
+            return list(map(extended.__getitem__, take))
+
+        shape_of = column(self.shape_of, fresh_shapes)
+        used = list(dict.fromkeys(shape_of))  # first-seen order: the order of the columns
+        if used != list(range(len(shapes))):
+            number = {old: i for i, old in enumerate(used)}
+            shapes = [shapes[i] for i in used]
+            shape_of = [number[i] for i in shape_of]
+        rows = [summary_fields(s) for s in fresh]
+        fields = {f: column(self.fields[f], [r[j] for r in rows]) for j, f in enumerate(SUMMARY_FIELDS)}
+        config_keys = dict.fromkeys(k for shape in shapes for k in shape[0])
+        metric_names = dict.fromkeys(m for shape in shapes for m in shape[1])
+        config = {k: column(self.config.get(k), [s["flat"].get(k) for s in fresh]) for k in config_keys}
+        metrics = {m: column(self.metrics.get(m), [s["metrics"].get(m) for s in fresh]) for m in metric_names}
+        return SummaryColumns(locations, fields, config, metrics, shapes, shape_of)
 
 
 # -- the summary cache --------------------------------------------------------------------------
@@ -250,38 +363,64 @@ def _cache_header(payload: bytes) -> bytes:
     return b"sem-runs-cache %d py%d.%d crc%08x\n" % (CACHE_VERSION, *sys.version_info[:2], zlib.crc32(payload))
 
 
-def _stamp(dir_stat: os.stat_result, run_stat: os.stat_result) -> list:
-    """Identity of a run folder's state. Every record file is replaced atomically (a rename,
-    which changes the folder's mtime), and run.json's own stamp catches in-place rewrites (sacred's
-    own observer writes in place)."""
-    return [dir_stat.st_ino, dir_stat.st_mtime_ns, run_stat.st_ino, run_stat.st_mtime_ns, run_stat.st_size]
+@dataclass
+class CachedStore:
+    """What the summary cache holds for a store: per run folder (by name) the stamp it had when
+    it was read, and the summaries as columns."""
+
+    names: list[str]
+    stamps: list[tuple | None]  # None: not to be trusted (the run had a problem): read again
+    columns: SummaryColumns
 
 
-def _read_cache(path: Path, store: Path) -> dict:
+def _stamp(dir_stat: os.stat_result, run_stat: os.stat_result | None) -> tuple:
+    """Identity of a run folder's state. Replacing or adding any file of the folder (sem's file
+    observer writes each record file to a temporary file and renames it over the old one)
+    changes the folder's mtime: one stat per run. Records written in place (sacred's own
+    observer) also carry run.json's own identity (``run_stat``), which such writers rewrite last."""
+    if run_stat is None:
+        return (dir_stat.st_ino, dir_stat.st_mtime_ns)
+    return (dir_stat.st_ino, dir_stat.st_mtime_ns, run_stat.st_ino, run_stat.st_mtime_ns, run_stat.st_size)
+
+
+def _read_cache(path: Path, store: Path) -> CachedStore | None:
     try:
         with open(path, "rb") as fh:
             raw = fh.read()
         header, _, payload = raw.partition(b"\n")
         if header + b"\n" != _cache_header(payload):
-            return {}  # another format, another Python, or damaged: rebuilt from the records
+            return None  # another format, another Python, or damaged: rebuilt from the records
         data = marshal.loads(payload)
     except FileNotFoundError:
-        return {}
+        return None
     except (OSError, ValueError, EOFError, TypeError):
-        return {}  # a corrupt cache is rebuilt from the records, which are the truth
-    if (
-        not isinstance(data, dict)
-        or data.get("version") != CACHE_VERSION
-        or data.get("store") != str(Path(store).resolve())
-    ):
-        return {}
-    return data.get("runs") or {}
+        return None  # a corrupt cache is rebuilt from the records, which are the truth
+    if not isinstance(data, dict) or data.get("store") != str(Path(store).resolve()):
+        return None
+    try:
+        names = data["names"]
+        columns = SummaryColumns([], data["fields"], data["config"], data["metrics"], data["shapes"], data["shape_of"])
+        return CachedStore(names, data["stamps"], columns)
+    except KeyError:
+        return None
 
 
-def _write_cache(path: Path, store: Path, runs: dict) -> None:
+def _write_cache(path: Path, store: Path, cached: CachedStore) -> None:
+    c = cached.columns
     try:
         # summaries hold what JSON records parse to (str, numbers, bool, None, lists, dicts)
-        payload = marshal.dumps({"version": CACHE_VERSION, "store": str(Path(store).resolve()), "runs": runs})
+        payload = marshal.dumps(
+            {
+                "store": str(Path(store).resolve()),
+                "names": cached.names,
+                "stamps": cached.stamps,
+                "fields": c.fields,
+                "config": c.config,
+                "metrics": c.metrics,
+                "shapes": c.shapes,
+                "shape_of": c.shape_of,
+            }
+        )
     except ValueError as exc:
         say_once(f"sem results: the summary cache {path} is not written ({exc}); every load will read every run.")
         return
@@ -297,44 +436,67 @@ def _write_cache(path: Path, store: Path, runs: dict) -> None:
         )
 
 
-def read_store_summaries(
+def read_store_columns(
     store: Path, use_cache: bool = True, on_problem: records.OnProblem = records.warn_problem
-) -> list[dict]:
+) -> SummaryColumns:
     """Summaries of every readable run folder of a store (unreadable ones go to ``on_problem``).
-    With the cache, a finished run whose folder and run.json are unchanged is not read again;
+    With the cache, a finished run whose stamp (``_stamp``) is unchanged is not read again;
     live runs (QUEUED/RUNNING) are always re-read, and so are runs with a problem (it is
     reported at every load, until the record is repaired)."""
     store = Path(store)
     cpath = cache_path(store)
-    cached = _read_cache(cpath, store) if use_cache else {}
-    finished = set(FINISHED_STATUSES)
-    fresh: dict = {}
-    changed = False
-    out = []
-    damaged: set = set()
+    cached = (_read_cache(cpath, store) if use_cache else None) or CachedStore([], [], SummaryColumns.empty())
+    old = cached.columns
+    index = dict(zip(cached.names, range(len(cached.names))))
+    statuses = old.fields["status"]
+    finished = frozenset(FINISHED_STATUSES)
+    names: list[str] = []
+    stamps: list[tuple | None] = []
+    take: list[int] = []
+    fresh: list[dict] = []
+    problems: list[records.Problem] = []
 
     def noted(problem: records.Problem) -> None:
-        damaged.add(os.path.dirname(problem.path))
+        problems.append(problem)
         on_problem(problem)
 
-    def read(item: tuple) -> tuple:
-        location, dir_stat, run_stat = item
-        name = os.path.basename(location)
-        stamp = _stamp(dir_stat, run_stat)
-        entry = cached.get(name)
-        if entry is not None and entry[0] == stamp and entry[1]["status"] in finished:
-            entry[1]["location"] = location
-            return name, entry, False
-        return name, [stamp, summarise_folder(location, noted)], True
-
-    for name, entry, read_now in records.load_each(records.iter_run_dir_stats(store), read, noted):
-        changed = changed or read_now
-        if entry[1]["location"] not in damaged:
-            fresh[name] = entry
-        out.append(entry[1])
-    if use_cache and (changed or len(fresh) != len(cached)):
-        _write_cache(cpath, store, fresh)
-    return out
+    for entry in records.run_dir_entries(store):
+        name = entry.name
+        i = index.get(name)
+        try:
+            known = cached.stamps[i] if i is not None else None
+            if i is not None and known is not None and statuses[i] in finished:
+                in_place = len(known) > 2
+                stamp = _stamp(entry.stat(), os.stat(os.path.join(entry.path, records.RUN_FILE)) if in_place else None)
+                if stamp == known:
+                    names.append(name)
+                    stamps.append(stamp)
+                    take.append(i)
+                    continue
+            # stamped before reading: a write during the read leaves the stamp stale, not the summary
+            dir_stat = entry.stat()
+            run_stat = os.stat(os.path.join(entry.path, records.RUN_FILE))
+            seen = len(problems)
+            summary = summarise_folder(entry.path, noted)
+        except FileNotFoundError:
+            continue  # no run.json (a job killed before it wrote one), or the folder went away
+        except records.CorruptRecord as exc:
+            noted(exc.problem)
+            continue
+        names.append(name)
+        damaged = len(problems) > seen  # its metrics: the run counts, and is read (and reported) again
+        stamps.append(None if damaged else _stamp(dir_stat, None if summary["written_whole"] else run_stat))
+        take.append(len(old) + len(fresh))
+        fresh.append(summary)
+    prefix = os.path.join(str(store), "")
+    locations = [prefix + name for name in names]
+    if not fresh and take == list(range(len(old))):
+        old.locations = locations
+        return old
+    columns = old.merged(take, fresh, locations)
+    if use_cache:
+        _write_cache(cpath, store, CachedStore(names, stamps, columns))
+    return columns
 
 
 def read_mongo_summaries(url: str) -> list[dict]:
@@ -377,55 +539,52 @@ def _iso_to_seconds(text: str | None) -> float | None:
     return None if t is None else t.timestamp()
 
 
-def summaries_to_frame(summaries: Sequence[dict]) -> pd.DataFrame:
-    """One DataFrame row per summary; ``df.attrs['sem']`` names the config and metric columns."""
+def _numbers(values: list) -> Any:
+    """A metric column as numbers: anything that is not one (text, lists) becomes NaN."""
+    import numpy as np
     import pandas as pd
 
-    config_keys: dict[str, None] = {}
-    metric_names: dict[str, None] = {}
-    for s in summaries:
-        config_keys.update(dict.fromkeys(s["flat"]))
-        metric_names.update(dict.fromkeys(s["metrics"]))
+    if set(map(type, values)) <= {float, type(None)}:
+        return np.array(values, dtype=float)  # the usual case, without pandas' per-value parsing
+    return pd.to_numeric(pd.Series(values, dtype=object), errors="coerce")
+
+
+def columns_to_frame(columns: SummaryColumns) -> pd.DataFrame:
+    """One DataFrame row per run; ``df.attrs['sem']`` names the config and metric columns."""
+    import numpy as np
+    import pandas as pd
+
     taken = set(RUN_COLUMNS)
     config_cols = {}
-    for key in config_keys:
+    for key in columns.config:
         col = key if key not in taken else f"config.{key}"
         config_cols[key] = col
         taken.add(col)
     metric_cols = {}
-    for name in metric_names:
+    for name in columns.metrics:
         col = name if name not in taken else f"metric.{name}"
         metric_cols[name] = col
         taken.add(col)
 
-    ids = [s["ids"] for s in summaries]
-    nan = math.nan
-    columns: dict[str, Any] = {
-        "global_id": [
-            str(i.get("global_id") or os.path.basename(s["location"].rstrip("/"))) for i, s in zip(ids, summaries)
-        ],
-        "experiment_id": [i.get("experiment_id") for i in ids],
-        "config_id": [i.get("config_id") for i in ids],
-        "order_id": pd.array([i.get("order_id") for i in ids], dtype="Int64"),
-        "model": [s["model"] for s in summaries],
-        "status": [s["status"] for s in summaries],
-        "start_time": [s["start_time"] for s in summaries],
-        "stop_time": [s["stop_time"] for s in summaries],
-        "duration": [s["t1"] - s["t0"] if s["t0"] is not None and s["t1"] is not None else nan for s in summaries],
-        "host": [s["host"] for s in summaries],
-        "path": [s["location"] for s in summaries],
-    }
-    for key, col in config_cols.items():
-        columns[col] = [s["flat"].get(key) for s in summaries]
-    for name, col in metric_cols.items():
-        columns[col] = pd.to_numeric(
-            pd.Series([s["metrics"].get(name, nan) for s in summaries], dtype=object), errors="coerce"
-        )
-    frame = pd.DataFrame(columns)
+    fields = columns.fields
+    data: dict[str, Any] = {f: fields[f] for f in SUMMARY_FIELDS}
+    data["order_id"] = pd.array(fields["order_id"], dtype="Int64")
+    data["duration"] = np.array(fields["duration"], dtype=float)
     for col in ("start_time", "stop_time"):
-        frame[col] = pd.to_datetime(frame[col], utc=True, format="ISO8601", errors="coerce")
+        data[col] = pd.to_datetime(fields[col], utc=True, format="ISO8601", errors="coerce")
+    data["path"] = columns.locations
+    for key, col in config_cols.items():
+        data[col] = columns.config[key]
+    for name, col in metric_cols.items():
+        data[col] = _numbers(columns.metrics[name])
+    frame = pd.DataFrame(data)
     frame.attrs["sem"] = {"config": list(config_cols.values()), "metrics": metric_cols}
     return frame
+
+
+def summaries_to_frame(summaries: Sequence[dict]) -> pd.DataFrame:
+    """``columns_to_frame`` of a list of summaries (``summarise``)."""
+    return columns_to_frame(SummaryColumns.from_summaries(summaries))
 
 
 def by_recency(frame: pd.DataFrame) -> pd.DataFrame:
@@ -479,16 +638,17 @@ def load_runs(
     to ``on_problem`` (default: a ``RecordWarning``; ``records.raise_problem`` makes it an error).
     """
     stores = resolve_stores(source)
-    summaries: list[dict] = []
+    parts: list[SummaryColumns] = []
     with _gc_paused():
         for store in stores:
             if isinstance(store, str):
-                summaries.extend(read_mongo_summaries(store))
+                parts.append(SummaryColumns.from_summaries(read_mongo_summaries(store)))
             else:
-                summaries.extend(read_store_summaries(store, use_cache=use_cache, on_problem=on_problem))
-        if not summaries:
+                parts.append(read_store_columns(store, use_cache=use_cache, on_problem=on_problem))
+        columns = parts[0] if len(parts) == 1 else SummaryColumns.concatenated(parts)
+        if not len(columns):
             raise NoRunsFound(f"no runs found in {describe_sources(stores)}")
-        frame = summaries_to_frame(summaries)
+        frame = columns_to_frame(columns)
     frame.attrs["sem"]["sources"] = [str(s) if not isinstance(s, str) else redact_uri(s) for s in stores]
     return frame
 
