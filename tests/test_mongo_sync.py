@@ -343,7 +343,7 @@ def test_sem_sync_remembers_the_store_without_the_password_and_verify_checks_eve
 
     first = sem("sync", "-q", env=env, cwd=exp)
     assert first.returncode == 0 and "uploaded 3" in first.stdout, first.stderr
-    [state_file] = store.glob(".sem-synced-*.json")
+    [state_file] = (store / "_sync").glob("*.json")
     assert "secret" not in state_file.read_text() and quote_plus("pw/secret") not in state_file.read_text()
 
     # a run deleted while another was added: the run count is the same, only --verify sees it

@@ -3,10 +3,10 @@ that syncing an unchanged store again asks the database one cheap question inste
 every run's fingerprint back (the fingerprints of 10,000 runs are a query the database has to
 walk; its run count is collection metadata).
 
-One file per store and database: ``<store>/.sem-synced-<hash of the database's name>.json``
-holding the database's name (``MongoSettings.display``: no password), the run count of its
-``runs`` collection right after that sync, and ``{global_id: fingerprint}`` of every run the
-sync left in the database. Written atomically after a sync; a missing or unreadable file is
+One file per store and database, ``<store>/_sync/<hash of the database's name>.json`` (a ``_``
+folder of the store, as ``_sources``), holding the database's name (``MongoSettings.display``:
+no password), the run count of its ``runs`` collection right after that sync, and
+``{global_id: fingerprint}`` of every run the sync left in the database. Written atomically after a sync; a missing or unreadable file is
 the same as none (the sync asks the database, as without it).
 
 A run counts as unchanged without asking when its fingerprint (one stat per file, so an edited
@@ -28,6 +28,7 @@ from typing import Any
 from sem_core import records
 
 STATE_VERSION = 1
+STATE_DIR = "_sync"
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ class StoreSyncState:
 
 def state_path(store: Path, database: str) -> Path:
     key = hashlib.sha1(database.encode("utf-8")).hexdigest()[:16]
-    return Path(store) / f".sem-synced-{key}.json"
+    return Path(store) / STATE_DIR / f"{key}.json"
 
 
 def read_state(store: Path, database: str) -> StoreSyncState | None:
@@ -63,7 +64,9 @@ def write_state(store: Path, state: StoreSyncState) -> None:
         "runs_count": state.runs_count,
         "fingerprints": state.fingerprints,
     }
-    records.atomic_write_text(state_path(store, state.database), json.dumps(data, separators=(",", ":")))
+    path = state_path(store, state.database)
+    path.parent.mkdir(exist_ok=True)
+    records.atomic_write_text(path, json.dumps(data, separators=(",", ":")))
 
 
 def forget_state(store: Path, database: str) -> None:
