@@ -81,6 +81,8 @@ for i in range(int(sys.argv[2])):
     ex.run(config_updates={"x": i})
 """
 
+LOCAL_2 = ("hydra/launcher=local", "hydra.launcher.n_jobs=2")
+
 INCLUDES = {
     "sem": "interpreter start-up, imports, planning the rows, per job: Hydra composing the job's config, "
     "its output folder and .hydra/ files, the run record (config.json, run.json, metrics.json, "
@@ -193,10 +195,18 @@ def main() -> int:
     parser.add_argument(
         "--memory-rows", type=int, default=None, help="rows of the large memory sweep (default 10000, --quick 10)"
     )
+    parser.add_argument(
+        "--hydra-memory-rows",
+        type=int,
+        default=None,
+        help="rows of bare Hydra's large memory sweep (default 1000, --quick 10): at about 0.1 s and 0.1 MB "
+        "a row, 10,000 would take 20 minutes",
+    )
     args = parser.parse_args()
     rows = args.rows or (3 if args.quick else 50)
     small = rows
     big = args.memory_rows or (10 if args.quick else 10_000)
+    hydra_big = args.hydra_memory_rows or (10 if args.quick else 1_000)
     if big <= small:
         parser.error(f"--memory-rows ({big}) must be more than --rows ({small})")
     repeat = bl.repeats(args)
@@ -211,7 +221,7 @@ def main() -> int:
                 "hydra_1": lambda: work.hydra(1),
                 "sacred": lambda: work.sacred(rows),
                 "sacred_1": lambda: work.sacred(1),
-                "sem_local": lambda: work.sem(rows, "hydra/launcher=local", "hydra.launcher.n_jobs=2"),
+                "sem_local": lambda: work.sem(rows, *LOCAL_2),
                 "sem_one": work.sem_one,
                 "hydra_one": work.hydra_one,
             },
@@ -220,8 +230,17 @@ def main() -> int:
         imports = importtime_top(work)
         profile = profile_sweep(work, rows)
         # the large sweeps take minutes and their peak memory hardly varies between runs: once each
-        memory = {"sem_big": [work.sem(big)], "hydra_big": [work.hydra(big)]}
-        memory["sem_small"], memory["hydra_small"] = sweep["sem"], sweep["hydra"]  # the small sweep is the one above
+        memory = {
+            "sem_big": [work.sem(big)],
+            "sem_local_big": [work.sem(big, *LOCAL_2)],
+            "hydra_big": [work.hydra(hydra_big)],
+        }
+        # the small sweeps are the ones above
+        memory["sem_small"], memory["sem_local_small"], memory["hydra_small"] = (
+            sweep["sem"],
+            sweep["sem_local"],
+            sweep["hydra"],
+        )
 
     wall = {k: [s.wall_s for s in v] for k, v in sweep.items()}
     m = {
@@ -279,17 +298,36 @@ def main() -> int:
                 "the sweep process (or the largest child it waited for)",
                 "MB",
             ),
+            "sem_local_peak_small": bl.measurement(
+                f"sem local launcher, 2 workers, {small} rows: peak RSS",
+                mem["sem_local_small"],
+                "the largest of the sweep process and its workers",
+                "MB",
+            ),
+            "sem_local_peak_big": bl.measurement(
+                f"sem local launcher, 2 workers, {big} rows: peak RSS",
+                mem["sem_local_big"],
+                "the largest of the sweep process and its workers",
+                "MB",
+            ),
             "hydra_peak_small": bl.measurement(
                 f"bare Hydra sweep, {small} rows: peak RSS", mem["hydra_small"], "the sweep process", "MB"
             ),
             "hydra_peak_big": bl.measurement(
-                f"bare Hydra sweep, {big} rows: peak RSS", mem["hydra_big"], "the sweep process", "MB"
+                f"bare Hydra sweep, {hydra_big} rows: peak RSS", mem["hydra_big"], "the sweep process", "MB"
             ),
             "sem_big_wall": bl.measurement(
                 f"sem sequential sweep, {big} rows: wall time", [s.wall_s for s in memory["sem_big"]], INCLUDES["sem"]
             ),
+            "sem_local_big_wall": bl.measurement(
+                f"sem local launcher, 2 workers, {big} rows: wall time",
+                [s.wall_s for s in memory["sem_local_big"]],
+                INCLUDES["sem"],
+            ),
             "hydra_big_wall": bl.measurement(
-                f"bare Hydra sweep, {big} rows: wall time", [s.wall_s for s in memory["hydra_big"]], INCLUDES["hydra"]
+                f"bare Hydra sweep, {hydra_big} rows: wall time",
+                [s.wall_s for s in memory["hydra_big"]],
+                INCLUDES["hydra"],
             ),
         }
     )
@@ -352,8 +390,14 @@ def main() -> int:
             "x",
             "ratio of the medians",
         ),
+        "sem_local_memory_growth": bl.derived(
+            f"sem local launcher peak RSS, {big} rows / {small} rows",
+            bl.median(m["sem_local_peak_big"]) / bl.median(m["sem_local_peak_small"]),
+            "x",
+            "ratio of the medians",
+        ),
         "hydra_memory_growth": bl.derived(
-            f"bare Hydra peak RSS, {big} rows / {small} rows",
+            f"bare Hydra peak RSS, {hydra_big} rows / {small} rows",
             bl.median(m["hydra_peak_big"]) / bl.median(m["hydra_peak_small"]),
             "x",
             "ratio of the medians",
@@ -366,9 +410,9 @@ def main() -> int:
         ),
         "hydra_memory_per_row": bl.derived(
             "bare Hydra peak RSS growth per row",
-            (bl.median(m["hydra_peak_big"]) - bl.median(m["hydra_peak_small"])) / (big - small) * 1024,
+            (bl.median(m["hydra_peak_big"]) - bl.median(m["hydra_peak_small"])) / (hydra_big - small) * 1024,
             "KB",
-            f"(peak at {big} - peak at {small}) / {big - small}",
+            f"(peak at {hydra_big} - peak at {small}) / {hydra_big - small}",
         ),
     }
     bl.write_result(
@@ -379,10 +423,12 @@ def main() -> int:
         description=(
             f"Trivial rows (`main` returns `2 * x`). Sweep figures: {rows} rows, the whole command "
             "as a user runs it, contenders round-robin. sem runs with its defaults (sequential "
-            "launcher, file observer, output captured). Memory: peak RSS from `wait4` of a "
-            f"sequential sweep of {small} and {big} rows."
+            "launcher, file observer, output captured). Memory: peak RSS from `wait4` of sem's "
+            f"sweeps of {small} and {big} rows, sequential and with the local launcher's 2 workers, "
+            f"and of bare Hydra's of {small} and {hydra_big} rows (it keeps every job's config and "
+            "return to the end: about 0.1 MB and 0.1 s a row)."
         ),
-        params={"rows": rows, "memory_rows": [small, big]},
+        params={"rows": rows, "memory_rows": [small, big], "hydra_memory_rows": [small, hydra_big]},
         measurements=m,
         derived_=d,
         env=env,

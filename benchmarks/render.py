@@ -27,6 +27,8 @@ TARGETS: list[tuple[str, str, str, dict, str, float, str]] = [
     ("core", "startup_ratio_cpu", "the same in CPU time", {}, "<=", 1.3, "x"),
     ("core", "sem_memory_growth", "peak memory of a sequential sweep: 10,000 rows / 50 rows",
      {"memory_rows": [50, 10_000]}, "<=", 1.2, "x"),
+    ("core", "sem_local_memory_growth", "the same with the local launcher (2 workers)",
+     {"memory_rows": [50, 10_000]}, "<=", 1.2, "x"),
     ("plan", "sem_plan", "planning 100,000 rows", {"rows": 100_000}, "<", 2, "s"),
     ("plan", "cpu_sem", "the same in CPU time", {"rows": 100_000}, "<", 2, "s"),
     ("results", "sem_cached", "load_runs + results_table over 50,000 runs, cached", {"runs": 50_000}, "<", 2, "s"),
