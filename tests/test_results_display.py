@@ -147,7 +147,7 @@ def test_a_failed_run_shows_the_users_frames_and_its_output_once(example):
     assert out.count("ValueError: diverged on fold 2") == 1  # not again in the output tail
     assert "fitting fold 2" in out.split("output (last")[1]
     full = sem_piped("show", failed, "--full-trace", cwd=example).stdout
-    assert "hydra/core/utils.py" in full  # the record keeps every frame
+    assert "sem_core/launch/job.py" in full  # the record keeps every frame, sem's too
 
 
 def test_plot_keeps_curves_and_final_values_apart_and_writes_into_the_sem_folder(example):
