@@ -37,7 +37,7 @@ LAYERS = {
     "job": ("callback", "task", "row_store", "compose"),
     "run": ("lifecycle", "run", "observers", "stdio", "_tee", "signals", "pipes", "job_return", "seeding"),
     "I/O": ("records", "claims", "mongo", "results", "clean", "repro", "capture", "dvc", "settings", "sources",
-            "host", "metrics", "resolvers", "sweep_folder", "sweep_summary", "starter", "run_gate"),
+            "host", "metrics", "resolvers", "sweep_folder", "sweep_summary", "starter", "run_gate", "config_yaml"),
     "pure": ("ids", "plan", "schema", "groups", "nested", "run_status", "errors"),
 }
 # Imports that reach up a layer, each with its reason (docs/design.md lists them too).

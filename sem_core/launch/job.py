@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-import yaml
 from hydra import version
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import (
@@ -30,8 +29,8 @@ from hydra.core.utils import (
 )
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, flag_override, open_dict, read_write
-from omegaconf._utils import OmegaConfDumper
 
+from sem_core.config_yaml import write_yaml
 from sem_core.launch.job_config import JobConfigs
 
 
@@ -180,19 +179,3 @@ def _without_hydra(config: DictConfig) -> DictConfig:
     finally:
         content.clear()
         content.update(keys)
-
-
-class _LibYamlDumper(getattr(yaml, "CDumper", yaml.Dumper)):  # type: ignore[misc]
-    """OmegaConf's YAML dumper (its quoting of strings that read as numbers or booleans) on
-    libyaml's emitter when PyYAML was built with it."""
-
-
-_LibYamlDumper.add_representer(str, OmegaConfDumper.str_representer)
-
-
-def write_yaml(cfg: Any, path: Path) -> None:
-    """``OmegaConf.to_yaml(cfg)`` written to ``path``, as Hydra saves a job's ``.hydra`` files."""
-    container = OmegaConf.to_container(cfg, resolve=False, enum_to_str=True)
-    text = yaml.dump(container, Dumper=_LibYamlDumper, default_flow_style=False, allow_unicode=True, sort_keys=False)
-    with open(path, "w", encoding="utf-8") as file:
-        file.write(text)
