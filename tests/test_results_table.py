@@ -267,3 +267,42 @@ def test_terminal_table_prints_brackets_in_labels_as_they_are():
             summary({"layers": [8], "act": "tanh", "fold": 0}, {"rmse": 2.0}, n=2)]
     text = render.to_terminal(results_table(frame_of(rows)), color=False)
     assert "layers=[64, 32], act=relu[bold]" in text and "layers=[8], act=tanh" in text
+
+
+_START_TIMES = st.one_of(
+    st.none(),
+    st.just("not a time"),
+    st.datetimes(
+        min_value=dt.datetime(2025, 1, 1), max_value=dt.datetime(2025, 1, 2), timezones=st.none() | st.just(dt.timezone.utc)
+    ).map(dt.datetime.isoformat),
+    st.sampled_from(["2025-01-01T12:00:00+02:00", "2025-01-01T10:00:00", "2025-01-01T10:00:00.000001Z"]),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(_START_TIMES, st.sampled_from(["a", "b", "c", "10", "9"])), min_size=1, max_size=12))
+def test_by_recency_orders_whole_columns_as_records_recency_orders_one_run(runs):
+    """The newest run of a row is decided by one rule (records.recency); by_recency applies it to
+    a DataFrame's columns at once."""
+    from sem_core import records
+    from sem_core.results.load import by_recency
+
+    frame = pd.DataFrame(
+        {
+            "start_time": pd.to_datetime([t for t, _ in runs], utc=True, format="ISO8601", errors="coerce"),
+            "global_id": [g for _, g in runs],
+        }
+    )
+    expected = sorted(range(len(runs)), key=lambda i: records.recency(frame["start_time"][i], runs[i][1]))
+    assert list(by_recency(frame).index) == expected
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.just(math.nan), st.booleans(), st.integers(-3, 3), st.floats(-3, 3), st.sampled_from(["a", "B", "1"])), min_size=1, max_size=12))
+def test_rows_are_ordered_by_the_sort_key_of_their_label_values(values):
+    from sem_core.results.table import _sort_key, _sort_ranks
+
+    ranks = _sort_ranks(values)
+    for i, a in enumerate(values):
+        for j, b in enumerate(values):
+            assert (ranks[i] < ranks[j]) == (_sort_key(a) < _sort_key(b))

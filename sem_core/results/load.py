@@ -592,9 +592,19 @@ def by_recency(frame: pd.DataFrame) -> pd.DataFrame:
     for which run of a row is the newest)."""
     if frame.empty:
         return frame
-    keys = [records.recency(t, g) for t, g in zip(frame["start_time"], frame["global_id"])]
-    order = sorted(range(len(keys)), key=keys.__getitem__)
-    return frame.iloc[order]
+    import numpy as np
+    import pandas as pd
+
+    start = frame["start_time"]
+    if not pd.api.types.is_datetime64_any_dtype(start):
+        keys = [records.recency(t, g) for t, g in zip(start, frame["global_id"])]
+        return frame.iloc[sorted(range(len(keys)), key=keys.__getitem__)]
+    # the same rule on whole columns (a stable sort, as sorted() is): known time first, then
+    # the time (as UTC), then global_id as text
+    known = start.notna().to_numpy()
+    times = np.where(known, start.to_numpy(dtype="datetime64[us]").view("int64"), 0)
+    gids = np.array([str(g) for g in frame["global_id"].to_numpy(dtype=object)], dtype=object)
+    return frame.iloc[np.lexsort((gids, times, known))]
 
 
 def run_columns(frame: pd.DataFrame) -> RunColumns:

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+import numpy as np
 import pandas as pd
 
 from sem_core.errors import SemError
@@ -404,11 +405,23 @@ def _without_pivot_value(data: pd.DataFrame, pivot_col: str, pivot: str | None) 
 
 def _row_order(stats: pd.DataFrame, info: dict, label_keys: Sequence[str]) -> list[tuple[Any, tuple]]:
     """(index entry, normalised key) per row, ordered by the label keys' values (numbers
-    numerically), then by the results_by values."""
-    return sorted(
-        ((r, _norm_key(r)) for r in stats.index),
-        key=lambda p: ([_sort_key(info[p[1]][k]) for k in label_keys], [_sort_key(v) for v in p[1]]),
-    )
+    numerically), then by the results_by values: a stable sort by ``_sort_key``, column by column."""
+    entries = list(stats.index)
+    keys = [_norm_key(r) for r in entries]
+    width = len(keys[0]) if keys else 0
+    columns = [[info[k][key] for k in keys] for key in label_keys]
+    columns += [[k[j] for k in keys] for j in range(width)]
+    order = np.lexsort([_sort_ranks(c) for c in reversed(columns)]) if columns else range(len(keys))
+    return [(entries[i], keys[i]) for i in order]
+
+
+def _sort_ranks(values: list) -> np.ndarray:
+    """Each value's rank in the order of ``_sort_key`` (values with equal keys, equal ranks),
+    computed once per distinct value."""
+    codes, uniques = pd.factorize(pd.Series(values, dtype=object), use_na_sentinel=True)
+    unique_keys = [_sort_key(u) for u in uniques] + [_sort_key(None)]  # code -1: missing
+    rank = {key: r for r, key in enumerate(sorted(set(unique_keys)))}
+    return np.array([rank[k] for k in unique_keys])[codes]
 
 
 def _row_labels(
@@ -486,13 +499,21 @@ def _row_records(data: pd.DataFrame, row_cols: list[str], key_cols: list[str]) -
     """Per row key: the first run's values of the key columns, and the paths of all its runs."""
     grouped = data.groupby(row_cols, sort=False, dropna=False)
     firsts = grouped.head(1)[list(dict.fromkeys([*row_cols, *key_cols, "model", "config_id"]))]
+    # groups are numbered in the order of their first run, the order of ``firsts``
+    number = grouped.ngroup().to_numpy()
+    by_group = np.argsort(number, kind="stable")
+    ends = np.cumsum(np.bincount(number, minlength=len(firsts)))
+    all_paths = data["path"].to_numpy(dtype=object)[by_group].tolist()
     info: dict[tuple, dict] = {}
+    paths: dict[tuple, list[str]] = {}
     first_cols = list(firsts.columns)
-    for values in zip(*(firsts[c].tolist() for c in first_cols)):
+    start = 0
+    for values, end in zip(zip(*(firsts[c].tolist() for c in first_cols)), ends.tolist()):
         rec = dict(zip(first_cols, values))
-        info[_norm_key(tuple(rec[c] for c in row_cols))] = rec
-    all_paths = data["path"].to_numpy()
-    paths = {_norm_key(k): all_paths[v].tolist() for k, v in grouped.indices.items()}
+        key = _norm_key(tuple(rec[c] for c in row_cols))
+        info[key] = rec
+        paths[key] = all_paths[start:end]
+        start = end
     return info, paths
 
 
@@ -520,18 +541,18 @@ def find_best(table: ResultsTable) -> set:
     partitions: dict[tuple, list[int]] = {}
     for i, idx in enumerate(table.row_labels()):
         partitions.setdefault(tuple(idx[1:]), []).append(i)
+    members_of = [np.array(members) for members in partitions.values() if len(members) >= 2]
     for prefix in table.column_prefixes:
         for m in table.metrics:
-            if (*prefix, m, "mean") not in table.frame.columns:
+            column = (*prefix, m, "mean")
+            if column not in table.frame.columns:
                 continue
-            for members in partitions.values():
-                if len(members) < 2:
+            means = table.frame[column].to_numpy(dtype=float, na_value=math.nan)
+            for members in members_of:
+                values = means[members]
+                known = ~np.isnan(values)
+                if not known.any():
                     continue
-                means = [(table.cell(i, prefix, m)[0], i) for i in members]
-                means = [(v, i) for v, i in means if not math.isnan(v)]
-                if not means:
-                    continue
-                pick = min if table.directions[m] == "min" else max
-                target = pick(v for v, _ in means)
-                best.update((i, prefix, m) for v, i in means if v == target)
+                target = values[known].min() if table.directions[m] == "min" else values[known].max()
+                best.update((int(i), prefix, m) for i in members[values == target])
     return best
