@@ -55,7 +55,7 @@ RUN_COLUMNS = (
     "host",
     "path",
 )
-CACHE_VERSION = 3
+CACHE_VERSION = 4  # the header names it: a cache of another format is rebuilt, not read
 
 
 class NoRunsFound(SemError):
@@ -397,12 +397,8 @@ def _read_cache(path: Path, store: Path) -> CachedStore | None:
         return None  # a corrupt cache is rebuilt from the records, which are the truth
     if not isinstance(data, dict) or data.get("store") != str(Path(store).resolve()):
         return None
-    try:
-        names = data["names"]
-        columns = SummaryColumns([], data["fields"], data["config"], data["metrics"], data["shapes"], data["shape_of"])
-        return CachedStore(names, data["stamps"], columns)
-    except KeyError:
-        return None
+    columns = SummaryColumns([], data["fields"], data["config"], data["metrics"], data["shapes"], data["shape_of"])
+    return CachedStore(data["names"], data["stamps"], columns)
 
 
 def _write_cache(path: Path, store: Path, cached: CachedStore) -> None:
