@@ -81,3 +81,21 @@ def test_md5_is_read_from_content_addressed_names():
 def test_scrub_replaces_secrets_in_nested_strings():
     doc = {"a": ["x hunter2 y", {"b": "hunter2"}], "c": 3}
     assert documents.scrub(doc, ("hunter2",)) == {"a": ["x *** y", {"b": "***"}], "c": 3}
+
+
+# strings built of pieces URLs and secrets are made of, so that they meet often
+_text = st.lists(st.sampled_from(list('ab:/@%"\\\n é') + ["://", "mongodb://u:", "pw"]), max_size=12).map("".join)
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | _text,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_text, inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(_json, st.lists(_text, max_size=2))
+def test_scrub_redacts_exactly_what_redact_uri_does_to_every_string(value, secrets):
+    from sem_core.mongo.connection import redact_uri
+    from sem_core.nested import map_strings
+
+    secrets = tuple(secrets)
+    assert documents.scrub(value, secrets) == map_strings(value, lambda text: redact_uri(text, secrets))

@@ -30,7 +30,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from sem_core.mongo.connection import redact_uri
+from sem_core.mongo.connection import redact_uri, secret_spellings
 from sem_core.nested import map_strings
 from sem_core.records import SERIES_KEYS, parse_time
 
@@ -240,5 +240,22 @@ def run_json_of(doc: dict) -> dict:
 
 def scrub(value: Any, secrets: tuple[str, ...]) -> Any:
     """``value`` with every string passed through ``redact_uri``: URL passwords and every
-    spelling of each secret become ``***``."""
+    spelling of each secret become ``***``. (``value`` itself when no string could change.)"""
+    if not _may_need_redaction(value, secrets):
+        return value
     return map_strings(value, lambda text: redact_uri(text, secrets))
+
+
+def _may_need_redaction(value: Any, secrets: tuple[str, ...]) -> bool:
+    """False only when ``redact_uri`` would change no string in ``value``: no ``://`` (every URL
+    it redacts has one) and no spelling of a secret anywhere in one JSON dump of it (C speed,
+    where a regex per string costs a job milliseconds). A secret the dump would escape, or a
+    value it cannot dump, answers True."""
+    spellings = [s for secret in secrets for s in secret_spellings(secret)]
+    if any(json.dumps(s, ensure_ascii=False)[1:-1] != s for s in spellings):
+        return True
+    try:
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return True
+    return "://" in text or any(s in text for s in spellings)
