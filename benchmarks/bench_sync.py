@@ -15,11 +15,14 @@ Per job, the added time is (with - without) / rows for each side.
 
 ``sem sync``: run as a user does (``sem sync EXPERIMENT`` with SEM_MONGO_URL, a fresh process)
 into an empty database over stores of --runs runs cloned from a real sem sweep (a 100-step
-training curve, 4 test metrics, a 16 KiB artifact each); then again with nothing changed (no-op).
+training curve, 4 test metrics, a 16 KiB artifact each); then again with nothing changed (no-op:
+what the store remembers of its last sync, checked against the database's run count); then
+``sem sync --verify`` (every run's state asked of the database, the check without the memory).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
@@ -121,6 +124,13 @@ def main() -> int:
     server = SecantusServer(root / "db")
     server.start()
     counter = [0]
+    server_cpu: dict[str, list[float]] = {}  # contender -> CPU seconds the database server spent on it
+
+    def server_cpu_s() -> float:
+        """User + system CPU of the SecantusDB server process so far (Linux /proc)."""
+        assert server.proc is not None
+        fields = Path(f"/proc/{server.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def fresh_url() -> str:
         counter[0] += 1
@@ -130,7 +140,7 @@ def main() -> int:
         (root / "sacred_loop.py").write_text(SACRED_LOOP)
         base_env = {"HOME": str(home), "SEM_BENCH_ROWS": str(rows)}
 
-        def sem_live(with_db: bool, n: int = rows) -> bl.Sample:
+        def sem_live(with_db: bool, n: int = rows, key: str = "") -> bl.Sample:
             env_ = dict(base_env, SEM_BENCH_ROWS=str(n))
             url = fresh_url() if with_db else None
             if url:
@@ -139,22 +149,28 @@ def main() -> int:
             models = root / f"live{counter[0]}" / "exp" / "models"  # each sweep its own store, as the sacred side
             models.mkdir(parents=True)
             (models / "m_bench.py").write_text(SEM_MODEL)
+            before = server_cpu_s()
             sample = bl.run([sys.executable, "m_bench.py", "-m"], models, env_)
             if url:
+                server_cpu.setdefault(key, []).append(server_cpu_s() - before)
                 final_in_database(url, n)
             return sample
 
-        def sacred_live(with_db: bool, n: int = rows) -> bl.Sample:
+        def sacred_live(with_db: bool, n: int = rows, key: str = "") -> bl.Sample:
             counter[0] += 1
             cmd = [sys.executable, "sacred_loop.py", str(root / f"sacred{counter[0]}"), str(n)]
             if with_db:
                 cmd += [server.url(""), f"sacred{counter[0]}"]
-            return bl.run(cmd, root, {"HOME": str(home)})
+            before = server_cpu_s()
+            sample = bl.run(cmd, root, {"HOME": str(home)})
+            if with_db:
+                server_cpu.setdefault(key, []).append(server_cpu_s() - before)
+            return sample
 
         contenders = {
-            "sem_db": lambda: sem_live(True),
+            "sem_db": lambda: sem_live(True, key="sem_db"),
             "sem_file": lambda: sem_live(False),
-            "sacred_db": lambda: sacred_live(True),
+            "sacred_db": lambda: sacred_live(True, key="sacred_db"),
             "sacred_file": lambda: sacred_live(False),
         }
         if not args.quick:  # one-row sweeps take the fixed costs (imports, connecting) out of the per-job figure
@@ -181,7 +197,7 @@ def main() -> int:
         for n in sizes:
             bl.clone_runs(templates, store, n - have, gid_prefix=f"20260102T{n:06d}")
             have = n
-            sync[n] = {"full": [], "noop": []}
+            sync[n] = {"full": [], "noop": [], "verify": []}
             for _ in range(repeat if n < 5000 else 1):  # 10,000 runs take minutes: once
                 url = fresh_url()
                 env_ = {"HOME": str(home), "SEM_MONGO_URL": url}
@@ -190,6 +206,9 @@ def main() -> int:
                 )
                 sync[n]["noop"].append(
                     bl.run([sys.executable, "-m", "sem_core.cli", "sync", "-q", str(exp)], exp, env_).wall_s
+                )
+                sync[n]["verify"].append(
+                    bl.run([sys.executable, "-m", "sem_core.cli", "sync", "-q", "--verify", str(exp)], exp, env_).wall_s
                 )
                 final_in_database(url, n, ("COMPLETED", "FAILED"))  # the clones are 2% FAILED
         record_bytes = bl.folder_bytes(next(d for d in store.iterdir() if (d / "run.json").exists()))
@@ -233,6 +252,12 @@ def main() -> int:
             live_cpu[key],
             "user + system CPU of the command (the job side; the database server's CPU is not included)",
         )
+    for key, who in (("sem_db", f"sem, {rows} rows"), ("sacred_db", f"sacred loop, {rows} runs")):
+        m[f"server_cpu_{key}"] = bl.measurement(
+            f"{who}, live MongoDB: CPU time of the database server",
+            server_cpu[key],
+            "user + system CPU of the SecantusDB process during the command (sem: with its sweep-end sync)",
+        )
     for n in sizes:
         m[f"sync_{n}"] = bl.measurement(
             f"`sem sync` of {n:,} runs into an empty database",
@@ -242,7 +267,12 @@ def main() -> int:
         m[f"noop_{n}"] = bl.measurement(
             f"`sem sync` again, nothing changed, {n:,} runs",
             sync[n]["noop"],
-            "the whole command: start-up, a stat per file, one range query",
+            "the whole command: start-up, a stat per file, the store's sync-state file, the database's run count",
+        )
+        m[f"verify_{n}"] = bl.measurement(
+            f"`sem sync --verify`, nothing changed, {n:,} runs",
+            sync[n]["verify"],
+            "the whole command: start-up, a stat per file, every run's fingerprint read back in one range query",
         )
     d = {
         "sem_live_per_job": bl.derived(
@@ -268,6 +298,18 @@ def main() -> int:
             (bl.median(m["cpu_sacred_db"]) - bl.median(m["cpu_sacred_file"])) / rows * 1000,
             "ms",
             f"(median CPU with - without) / {rows}",
+        ),
+        "sem_server_cpu_per_job": bl.derived(
+            "sem: database server CPU per job",
+            bl.median(m["server_cpu_sem_db"]) / rows * 1000,
+            "ms",
+            f"median server CPU / {rows}",
+        ),
+        "sacred_server_cpu_per_run": bl.derived(
+            "sacred: database server CPU per run",
+            bl.median(m["server_cpu_sacred_db"]) / rows * 1000,
+            "ms",
+            f"median server CPU / {rows}",
         ),
         "record_bytes": bl.derived(
             "size of a synced run folder",
