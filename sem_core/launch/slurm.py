@@ -18,12 +18,13 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sem_core.errors import ConfigError, SemError, warn
-from sem_core.launch.slurm_task import PAYLOAD_VERSION, ArrayTask
+from sem_core.launch.slurm_task import PAYLOAD_VERSION, ArrayTask, row_entry, rows_withheld
 from sem_core.run_status import RunStatus
 from sem_core.slurm import arrays, container
 from sem_core.slurm import status as st
@@ -186,8 +187,9 @@ class _Tasks:
     def database(self) -> Any:
         return None
 
-    def record_queued(self, sweep: SlurmSweep, state: SweepState) -> None:
-        pass
+    def queued_records(self, sweep: SlurmSweep) -> QueuedRecords | None:
+        """What writes each run's QUEUED record (None: the app's jobs are not recorded)."""
+        return None
 
 
 class _SemTasks(_Tasks):
@@ -213,18 +215,8 @@ class _SemTasks(_Tasks):
     def database(self) -> Any:
         return self.task.database_settings()
 
-    def record_queued(self, sweep: SlurmSweep, state: SweepState) -> None:
-        _record_queued(
-            self.experiment,
-            self.task,
-            self.store,
-            sweep.job_overrides,
-            sweep.rows,
-            state,
-            sweep.initial_job_idx,
-            self.heartbeat_interval,
-            sweep.params.get("partition"),
-        )
+    def queued_records(self, sweep: SlurmSweep) -> QueuedRecords:
+        return QueuedRecords.of_sweep(self.experiment, self.task, self.store, sweep, self.heartbeat_interval)
 
 
 def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[Any]:
@@ -300,31 +292,38 @@ def _plan_arrays(sweep: SlurmSweep) -> tuple[list, int]:
 def _write_payload(sweep: SlurmSweep, hydra_context: Any) -> tuple[Path, list[str]]:
     """The sweep's shared payload, written once for every array task: (its path, the sys.path
     entries the tasks need before loading it). The database travels in one file only the user
-    can read, never in the payload."""
+    can read, never in the payload; the planned rows travel with their array tasks."""
     import cloudpickle
+    from hydra.core.config_store import ConfigStore
     from hydra.core.singleton import Singleton
 
     part, sys_path = sweep.tasks.payload()
-    payload: dict[str, Any] = {
-        "version": PAYLOAD_VERSION,
-        "hydra_context": hydra_context,
-        "config": sweep.config,
-        "singleton_state": Singleton.get_state(),
-        "store": str(sweep.tasks.store) if sweep.tasks.store else None,
-        **part,
-        "mongo_url_file": _mongo_secret_file(sweep.folder, sweep.tasks.database()),
-    }
     path = sweep.folder / f"payload_{sweep.initial_job_idx}_{uuid.uuid4().hex[:8]}.pkl"
-    with open(path, "wb") as fh:
-        cloudpickle.dump(payload, fh)
+    with rows_withheld():
+        singleton_state = Singleton.get_state()  # a deep copy, of everything but the rows
+        # Hydra composes from the ConfigStore its config sources hold, sem's code reads the
+        # singleton's: one store in the task, where each job's row is registered while it runs
+        singleton_state["instances"][ConfigStore] = ConfigStore.instance()
+        payload: dict[str, Any] = {
+            "version": PAYLOAD_VERSION,
+            "hydra_context": hydra_context,
+            "config": sweep.config,
+            "singleton_state": singleton_state,
+            "store": str(sweep.tasks.store) if sweep.tasks.store else None,
+            **part,
+            "mongo_url_file": _mongo_secret_file(sweep.folder, sweep.tasks.database()),
+        }
+        with open(path, "wb") as fh:
+            cloudpickle.dump(payload, fh)
     return path, sys_path
 
 
 def _submit_held(
     sweep: SlurmSweep, executor_params: dict, python: str, plan: list, payload_path: Path, sys_path: list[str]
 ) -> SweepState:
-    """One held sbatch per array, then the QUEUED records; on any failure the held jobs are
-    cancelled (none is ever left behind)."""
+    """One held sbatch per array, and the QUEUED records of its runs written by a pool of
+    threads while the next array is submitted; returns once every record exists. On any
+    failure the held jobs are cancelled (none is ever left behind)."""
     import submitit
 
     executor = submitit.SlurmExecutor(
@@ -332,6 +331,11 @@ def _submit_held(
     )
     executor.update_parameters(**executor_params)
     state = SweepState()
+    records = sweep.tasks.queued_records(sweep)
+    # a record costs a few file creations: the file system's latency, not the CPU, bounds them,
+    # so several are written side by side
+    writers = ThreadPoolExecutor(RECORD_WRITERS, thread_name_prefix="sem-queued-records")
+    writing: list[Future[None]] = []
     try:
         for tasks, (limit, after) in plan:
             extra = dict(executor_params["additional_parameters"])
@@ -344,14 +348,20 @@ def _submit_held(
             ]
             with _without_secret_environment():
                 jobs = executor.submit_array(array_tasks)
-            state.submissions.append(Submission(jobs=jobs, tasks=tasks, slurm_job_id=st.array_parent(jobs[0].job_id)))
-        sweep.tasks.record_queued(sweep, state)
+            submission = Submission(jobs=jobs, tasks=tasks, slurm_job_id=st.array_parent(jobs[0].job_id))
+            state.submissions.append(submission)
+            if records is not None:
+                writing += records.write_all(submission, writers)
+        for future in writing:
+            future.result()  # the first failure raises
     except BaseException:
+        writers.shutdown(wait=True, cancel_futures=True)
         held = [s.slurm_job_id for s in state.submissions]
         if held:
             subprocess.run(["scancel", *held], capture_output=True, check=False)
             log.error(f"submission failed: cancelled the held Slurm jobs {', '.join(held)}")
         raise
+    writers.shutdown(wait=True)
     return state
 
 
@@ -362,6 +372,7 @@ def _packed_jobs(sweep: SlurmSweep, job_indices: Sequence[int]) -> list[dict]:
             "overrides": list(sweep.job_overrides[j]),
             "idx": sweep.initial_job_idx + j,
             "global_id": sweep.rows[j]["global_id"] if sweep.rows[j] else None,
+            "row": row_entry(sweep.job_overrides[j]),
         }
         for j in job_indices
     ]
@@ -423,63 +434,99 @@ def _job_rows(job_overrides: Sequence[Sequence[str]]) -> list[dict | None]:
     return [job_row(list(ov)) for ov in job_overrides]
 
 
-def _record_queued(
-    experiment: Experiment,
-    task: SemTask,
-    store: Path,
-    job_overrides: Sequence[Sequence[str]],
-    rows: list,
-    state: SweepState,
-    initial_job_idx: int,
-    heartbeat_interval: float,
-    partition: str | None,
-) -> None:
-    """A QUEUED record per run, carrying its Slurm job id and array index."""
-    from sem_core.host import host_info
-    from sem_core.mongo.connection import redact_uri
-    from sem_core.observers.file import FileStorageObserver
+RECORD_WRITERS = 8  # threads writing QUEUED records
+RECORDS_PER_WRITE = 50  # records one thread writes in a go
 
-    ex_info = experiment.ex_info()
-    observer = FileStorageObserver(store)  # each queued_event starts a record of its own
-    now = dt.datetime.now(dt.timezone.utc)
-    info = host_info()
-    # as the callback does: a sem.mongo.url=... override must not put its password into a record
-    argv = [redact_uri(a) for a in [str(experiment.path)] + list(sys.argv[1:])]
-    for sub in state.submissions:
+
+@dataclass
+class QueuedRecords:
+    """The QUEUED record of every run of a sem sweep, carrying its Slurm job id and array
+    index; what the records share is computed once."""
+
+    experiment: Experiment
+    task: SemTask
+    store: Path
+    sweep: SlurmSweep
+    heartbeat_interval: float
+    ex_info: dict
+    host: dict
+    argv: list[str]
+    queue_time: dt.datetime
+    sources_stored: bool = False
+
+    @classmethod
+    def of_sweep(
+        cls, experiment: Experiment, task: SemTask, store: Path, sweep: SlurmSweep, heartbeat_interval: float
+    ) -> QueuedRecords:
+        from sem_core.host import host_info
+        from sem_core.mongo.connection import redact_uri
+
+        return cls(
+            experiment=experiment,
+            task=task,
+            store=store,
+            sweep=sweep,
+            heartbeat_interval=heartbeat_interval,
+            ex_info=experiment.ex_info(),
+            host=host_info(),
+            # as the callback does: a sem.mongo.url=... override must not put its password into a record
+            argv=[redact_uri(a) for a in [str(experiment.path)] + list(sys.argv[1:])],
+            queue_time=dt.datetime.now(dt.timezone.utc),
+        )
+
+    def write_all(self, sub: Submission, writers: ThreadPoolExecutor) -> list[Future[None]]:
+        """Hand the records of ``sub``'s runs to ``writers``, in groups; the sweep's first record
+        is written here, alone: it stores the model's sources, which every other record shares."""
+        todo = [(a, j) for a, job_indices in enumerate(sub.tasks) for j in job_indices]
+        if not self.sources_stored and todo:
+            self.write(sub, todo[:1])
+            self.sources_stored = True
+            todo = todo[1:]
+        return [
+            writers.submit(self.write, sub, todo[i : i + RECORDS_PER_WRITE])
+            for i in range(0, len(todo), RECORDS_PER_WRITE)
+        ]
+
+    def write(self, sub: Submission, runs: Sequence[tuple[int, int]]) -> None:
+        """The records of ``runs``: (array index in ``sub``, job index in the sweep) each."""
+        from sem_core.mongo.connection import redact_uri
+        from sem_core.observers.file import FileStorageObserver
+
+        sweep = self.sweep
         is_array = len(sub.tasks) > 1
-        for array_index, job_indices in enumerate(sub.tasks):
+        for array_index, j in runs:
             slurm = {
                 "job_id": f"{sub.slurm_job_id}_{array_index}" if is_array else sub.slurm_job_id,
                 "array_job_id": sub.slurm_job_id if is_array else None,
                 "array_index": array_index if is_array else None,
                 "node": None,  # known when it runs
-                "partition": partition,  # as asked; None = the cluster's default, known when it runs
+                "partition": sweep.params.get("partition"),  # as asked; None = the cluster's default
                 "restart_count": 0,
             }
-            for j in job_indices:
-                row = rows[j]
-                meta = {
-                    "command": "main",
-                    "options": {},
-                    "sem": {
-                        "argv": argv,
-                        "overrides": [redact_uri(o) for o in job_overrides[j]],
-                        "job_num": initial_job_idx + j,
-                        "store": str(store),
-                        "heartbeat_interval": heartbeat_interval,
-                        **task.sweep_meta,
-                        "slurm": slurm,
-                    },
-                }
-                observer.queued_event(
-                    ex_info=ex_info,
-                    command="main",
-                    host_info=info,
-                    queue_time=now,
-                    config=row,
-                    meta_info=meta,
-                    _id=row["global_id"],
-                )
+            row = sweep.rows[j]
+            meta = {
+                "command": "main",
+                "options": {},
+                "sem": {
+                    "argv": self.argv,
+                    "overrides": [redact_uri(o) for o in sweep.job_overrides[j]],
+                    "job_num": sweep.initial_job_idx + j,
+                    "store": str(self.store),
+                    "heartbeat_interval": self.heartbeat_interval,
+                    **self.task.sweep_meta,
+                    "slurm": slurm,
+                },
+            }
+            # each queued_event starts a record of its own
+            FileStorageObserver(self.store).queued_event(
+                ex_info=self.ex_info,
+                command="main",
+                host_info=self.host,
+                queue_time=self.queue_time,
+                config=row,
+                meta_info=meta,
+                _id=row["global_id"],
+            )
 
 
 def _queued_return(overrides: Sequence[str]) -> JobReturn:

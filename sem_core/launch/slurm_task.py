@@ -9,11 +9,13 @@ attached to the experiment (locks, clients, open files) ever has to be pickled.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import os
 import pickle
 import sys
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +29,7 @@ if TYPE_CHECKING:
 
     from sem_core.experiment import Experiment
 
-PAYLOAD_VERSION = 1
+PAYLOAD_VERSION = 2  # 2: the sweep's planned rows travel with their array tasks, not in the payload
 
 
 class JobsFailed(Exception):
@@ -50,6 +52,59 @@ def slurm_meta(environ: Mapping[str, str] = os.environ) -> dict:
         "cluster": environ.get("SLURM_CLUSTER_NAME"),
         "restart_count": int(environ.get("SLURM_RESTART_COUNT", "0") or 0),
     }
+
+
+@contextlib.contextmanager
+def rows_withheld() -> Iterator[None]:
+    """The sweep's planned rows (``sem_core.row_store``) out of Hydra's ConfigStore for a while:
+    the shared payload pickles the store, and every array task would hold every row of the
+    sweep; each task is sent its own jobs' rows instead (``ArrayTask`` jobs' ``row``)."""
+    from hydra.core.config_store import ConfigStore
+
+    from sem_core.row_store import ROW_GROUP
+
+    repo = ConfigStore.instance().repo
+    rows = repo.pop(ROW_GROUP, None)
+    try:
+        yield
+    finally:
+        if rows is not None:
+            repo[ROW_GROUP] = rows
+
+
+def row_entry(overrides: Sequence[str]) -> Any:
+    """The ConfigStore entry of a job's planned row (its ``+sem_row=j<k>`` override), as it was
+    planned (a row Hydra built a config from is sent without it); None if none."""
+    from hydra.core.config_store import ConfigStore
+
+    from sem_core.row_store import ROW_GROUP
+
+    prefix = f"+{ROW_GROUP}="
+    for text in overrides:
+        if text.startswith(prefix):
+            entry = ConfigStore.instance().repo.get(ROW_GROUP, {}).get(f"{text[len(prefix) :]}.yaml")
+            return type(entry)(entry.name, entry.record, entry.group, entry.groups) if entry is not None else None
+    return None
+
+
+@contextlib.contextmanager
+def row_registered(entry: Any) -> Iterator[None]:
+    """A job's planned row in the ConfigStore while it runs, and out of it after: a task running
+    thousands of packed jobs holds one row's config at a time."""
+    if entry is None:
+        yield
+        return
+    from hydra.core.config_store import ConfigStore
+
+    from sem_core.row_store import ROW_GROUP
+
+    group = ConfigStore.instance().repo.setdefault(ROW_GROUP, {})
+    # a copy: the config Hydra builds from the entry is dropped with it, not kept in the task's jobs
+    group[entry.name] = copy.copy(entry)
+    try:
+        yield
+    finally:
+        group.pop(entry.name, None)
 
 
 def load_payload(path: str) -> dict:
@@ -75,7 +130,8 @@ def mark_timeout(store: str, global_id: str, reason: str) -> None:
 
 
 class ArrayTask:
-    """One Slurm array task. ``jobs``: ``{"overrides": [...], "idx": int, "global_id": str|None}``."""
+    """One Slurm array task. ``jobs``: ``{"overrides": [...], "idx": int, "global_id": str|None,
+    "row": the ConfigStore entry of its planned row, or None}``."""
 
     def __init__(self, payload_path: str, sys_path: list[str], jobs: list[dict]):
         self.payload_path = payload_path
@@ -173,7 +229,8 @@ class ArrayTask:
 
         lifecycle = getattr(getattr(runner.task_function, "experiment", None), "lifecycle", None)
         try:
-            ret = runner.run(job["overrides"], job["idx"], job_id=slurm_meta()["job_id"])
+            with row_registered(job.get("row")):
+                ret = runner.run(job["overrides"], job["idx"], job_id=slurm_meta()["job_id"])
         except SystemExit:
             # submitit requeued this task (timeout or preemption) and is exiting: the run
             # goes back to QUEUED; the next attempt restarts it under the same global_id

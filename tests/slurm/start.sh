@@ -12,7 +12,11 @@
 #   SEM_SLURM_CPUS=8                 CPUs the node advertises (more than the real cores, so short
 #                                    test jobs run side by side)
 #   SEM_SLURM_MAX_ARRAY_SIZE=30      MaxArraySize (small, so tests can check array splitting;
-#                                    benchmarks/bench_slurm.py restarts with 1001, Slurm's default)
+#                                    benchmarks/bench_slurm.py restarts with 1001, Slurm's default,
+#                                    for its 10,000-row submission, then restarts with the test value)
+#   SEM_SLURM_MAX_JOB_COUNT=10000    MaxJobCount (Slurm's default; every array task counts against it,
+#                                    and so does every ended job for MinJobAge seconds)
+#   SEM_SLURM_MIN_JOB_AGE=300        MinJobAge: seconds an ended job stays in squeue/scontrol
 #   SEM_SLURM_MEM_MB=<MemTotal>      RealMemory the node advertises
 #   SEM_SLURM_TIMEOUT=90             seconds to wait for the node to become idle
 #   SEM_SLURM_DB_PORT=6833           MariaDB port (bound to 127.0.0.1 only)
@@ -23,6 +27,8 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 BASE=${SEM_SLURM_BASE:-/tmp/sem-slurm}
 CPUS=${SEM_SLURM_CPUS:-8}
 MAX_ARRAY_SIZE=${SEM_SLURM_MAX_ARRAY_SIZE:-30}
+MAX_JOB_COUNT=${SEM_SLURM_MAX_JOB_COUNT:-10000}
+MIN_JOB_AGE=${SEM_SLURM_MIN_JOB_AGE:-300}
 TIMEOUT=${SEM_SLURM_TIMEOUT:-90}
 DB_PORT=${SEM_SLURM_DB_PORT:-6833}
 CLUSTER=semtest
@@ -82,6 +88,7 @@ fi
 render() { # render TEMPLATE: fill the @NAME@ placeholders
   sed -e "s|@CLUSTER@|$CLUSTER|g" -e "s|@NODE@|$NODE|g" -e "s|@STATE@|$STATE|g" -e "s|@RUN@|$RUN|g" \
       -e "s|@LOG@|$LOG|g" -e "s|@CPUS@|$CPUS|g" -e "s|@MEM@|$MEM|g" -e "s|@MAX_ARRAY_SIZE@|$MAX_ARRAY_SIZE|g" \
+      -e "s|@MAX_JOB_COUNT@|$MAX_JOB_COUNT|g" -e "s|@MIN_JOB_AGE@|$MIN_JOB_AGE|g" \
       -e "s|@DB_PORT@|$DB_PORT|g" -e "s|@DB_PASS@|${DB_PASS:-}|g" "$1"; }
 write_if_changed() { # write stdin to $1 with mode $2; succeed only if the content changed
   local tmp; tmp=$(mktemp "$1.XXXXXX"); cat > "$tmp"; chmod "$2" "$tmp"
@@ -198,4 +205,4 @@ for _ in $(seq $(( TIMEOUT * 5 ))); do
   sleep 0.2
 done
 node_ok || die "node $NODE not idle after ${TIMEOUT} s (state: '$(sinfo -h -N -n "$NODE" -o '%t %E' 2>/dev/null)')"
-say "cluster ready: $(sinfo -h -o '%P %a %D %t %N'), MaxArraySize=$MAX_ARRAY_SIZE, CPUs=$CPUS (SLURM_CONF=$SLURM_CONF)"
+say "cluster ready: $(sinfo -h -o '%P %a %D %t %N'), MaxArraySize=$MAX_ARRAY_SIZE, MaxJobCount=$MAX_JOB_COUNT, CPUs=$CPUS (SLURM_CONF=$SLURM_CONF)"
