@@ -1,25 +1,34 @@
-"""Slurm benchmark on the project's running test cluster (``bash tests/slurm/start.sh``; ``sinfo``).
+"""Slurm benchmark on the project's test cluster (``bash tests/slurm/start.sh``; ``sinfo``).
 
     python benchmarks/bench_slurm.py [--quick] [--repeat 1] [--rows N] [--submit-rows 10000]
-                                     [--packed-rows 1000] [--configs-per-task 100]
+                                     [--submit-repeat 3] [--packed-rows 1000] [--configs-per-task 100]
+                                     [--memory-rows 50,2000]
 
-The cluster is used as it runs (its MaxArraySize is read from ``scontrol show config``, never
-changed: other users of the cluster keep it). Measured from each command's start:
+Measured from each command's start:
 
 - sem ``hydra/launcher=slurm`` vs hydra-submitit-launcher's ``submitit_slurm``, --rows trivial
   jobs (default: the cluster's MaxArraySize, the most submitit_slurm can submit: it does not split
   arrays): submission = until the last ``sbatch`` returned (a shim on PATH logs each call), total
   = until the command exited (every job ended; for sem every run record final);
 - sem alone, ``wait=false`` over --submit-rows rows: the whole command (plan, one sbatch per array
-  split by MaxArraySize, a QUEUED record per row, exit). The arrays are submitted to begin in an
-  hour (``--begin=now+1hour``) so that the benchmark does not occupy the cluster; ``sem cancel``
-  ends them;
+  split by MaxArraySize, a QUEUED record per row, exit), wall and CPU time. The test cluster's
+  MaxArraySize=30 is smaller than any real cluster's, so for this measurement it is restarted
+  configured like a real one (``tests/slurm/start.sh`` with MaxArraySize=1001, Slurm's default,
+  a MaxJobCount room for the arrays, and ended jobs purged after 2 s), then restarted with the
+  values it had; a cluster that is not the project's test cluster is measured as it runs. The
+  arrays are submitted to begin in an hour (``--begin=now+1hour``) so that the benchmark does not
+  occupy the cluster; ``sem cancel`` ends them;
 - sem alone, --packed-rows rows with ``configs_per_task=K`` (K jobs one after another in each array
-  task), waiting for the end: total wall time and per job.
+  task), waiting for the end: total wall time and per job;
+- peak memory of one array task running N packed configs one after another, for each N of
+  --memory-rows (``configs_per_task=N``): the task's own ``getrusage`` peak RSS, which each job
+  returns as its result (the last job's value is the task's peak).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 import shutil
@@ -27,7 +36,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import benchlib as bl
 
@@ -68,36 +79,102 @@ if __name__ == "__main__":
     main()
 """
 
+MEMORY_MODEL = """
+import os
+import resource
+from sem_core import Experiment
+
+ex = Experiment(__file__)
+
+
+@ex.configs
+def get_config():
+    return [{"i": i} for i in range(int(os.environ["SEM_BENCH_ROWS"]))]
+
+
+@ex.automain
+def main(config):
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+"""
+
 COMMON = ["hydra.launcher.timeout_min=10"]
+TEST_CLUSTER = "semtest"  # tests/slurm/start.sh's ClusterName
+# a cluster configured like a real one, for the large submission (tests/slurm/start.sh's knobs)
+REAL_LIKE = {"MaxArraySize": 1001, "MaxJobCount": 100_000, "MinJobAge": 2}
+KNOBS = {
+    "MaxArraySize": "SEM_SLURM_MAX_ARRAY_SIZE",
+    "MaxJobCount": "SEM_SLURM_MAX_JOB_COUNT",
+    "MinJobAge": "SEM_SLURM_MIN_JOB_AGE",
+}
 
 
-def cluster_limits() -> dict[str, int]:
-    """MaxArraySize (sem splits arrays at it) and MaxJobCount (every array task counts against it)."""
+def cluster_config() -> dict[str, Any]:
+    """ClusterName, MaxArraySize (sem splits arrays at it), MaxJobCount (every array task counts
+    against it) and MinJobAge (ended jobs count for that long) from ``scontrol show config``."""
     out = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, check=True).stdout
-    limits = {"MaxArraySize": 1001, "MaxJobCount": 10000}  # Slurm's defaults
-    for key in limits:
-        match = re.search(rf"^{key}\s*=\s*(\d+)", out, re.M)
+    config: dict[str, Any] = {"ClusterName": "", "MaxArraySize": 1001, "MaxJobCount": 10000, "MinJobAge": 300}
+    for key in config:
+        match = re.search(rf"^{key}\s*=\s*(\S+)", out, re.M)
         if match:
-            limits[key] = int(match.group(1))
-    return limits
+            config[key] = match.group(1) if key == "ClusterName" else int(match.group(1))
+    return config
+
+
+def restart_test_cluster(values: dict[str, int]) -> None:
+    """tests/slurm/start.sh with these MaxArraySize/MaxJobCount/MinJobAge (a changed slurm.conf
+    restarts slurmctld and slurmd; queued and running jobs survive it)."""
+    env = {**os.environ, **{KNOBS[key]: str(value) for key, value in values.items()}}
+    out = subprocess.run(
+        ["bash", str(bl.REPO / "tests" / "slurm" / "start.sh")], env=env, capture_output=True, text=True
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"tests/slurm/start.sh failed:\n{out.stdout[-2000:]}{out.stderr[-2000:]}")
+
+
+@contextlib.contextmanager
+def real_like_cluster(config: dict[str, Any], submitted_ids: list[str]) -> Iterator[dict[str, Any]]:
+    """The test cluster restarted configured like a real one, and restarted with the values it had
+    at the end, once the jobs ``submitted_ids`` (array job ids) are purged: ended jobs count
+    against MaxJobCount, and the test value would be full for MinJobAge."""
+    if config["ClusterName"] != TEST_CLUSTER:
+        yield config  # someone's real cluster: measured as it runs
+        return
+    restart_test_cluster(REAL_LIKE)
+    try:
+        yield cluster_config()
+    finally:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and any(j.split("_")[0] in submitted_ids for j in squeue_all()):
+            time.sleep(2)
+        restart_test_cluster({key: config[key] for key in REAL_LIKE})
+
+
+def squeue_all() -> list[str]:
+    """Every job slurmctld holds, ended ones included."""
+    out = subprocess.run(["squeue", "-h", "-t", "all", "-o", "%i"], capture_output=True, text=True, check=False)
+    return out.stdout.split()
 
 
 def main() -> int:
     parser = bl.arg_parser(__doc__)
     parser.add_argument("--rows", type=int, default=None, help="default: MaxArraySize; --quick 4")
     parser.add_argument("--submit-rows", type=int, default=None, help="default 10000, --quick 100")
+    parser.add_argument("--submit-repeat", type=int, default=None, help="default 3, --quick 1")
     parser.add_argument("--packed-rows", type=int, default=None, help="default 1000, --quick 10")
     parser.add_argument("--configs-per-task", type=int, default=None, help="default 100, --quick 5")
+    parser.add_argument("--memory-rows", default=None, help="default 50,2000; --quick 5,20")
     args = parser.parse_args()
     real = shutil.which("sbatch")
     if real is None or subprocess.run(["sinfo"], capture_output=True).returncode != 0:
         raise SystemExit("no Slurm cluster answers: start the test cluster with bash tests/slurm/start.sh")
-    limits = cluster_limits()
-    array_max = limits["MaxArraySize"]
+    cluster = cluster_config()
+    array_max = cluster["MaxArraySize"]
     rows = args.rows or (4 if args.quick else array_max)
     submit_rows = args.submit_rows or (100 if args.quick else 10_000)
+    submit_repeat = args.submit_repeat or (1 if args.quick else 3)
     packed_rows = args.packed_rows or (10 if args.quick else 1000)
     per_task = args.configs_per_task or (5 if args.quick else 100)
+    memory_rows = [int(n) for n in (args.memory_rows or ("5,20" if args.quick else "50,2000")).split(",")]
     repeat = bl.repeats(args) if args.repeat is not None else 1  # a sweep on the cluster takes minutes
     env = bl.environment()
 
@@ -109,19 +186,26 @@ def main() -> int:
     log = work / "sbatch.log"
     run_env = {"PATH": f"{shim_dir}:{os.environ['PATH']}", "SEM_BENCH_SBATCH_LOG": str(log)}
     count = [0]
+    submitted_ids: list[str] = []  # array job ids of the wait=false submissions
 
     def timed(cmd: list[str], cwd: Path, extra_env: dict) -> dict:
         log.write_text("")
         t0 = time.time()
         sample = bl.run(cmd, cwd, {**run_env, **extra_env})
         ends = [float(x) for x in log.read_text().split()]
-        return {"submission_s": max(ends) - t0 if ends else None, "total_s": sample.wall_s, "sbatch_calls": len(ends)}
+        return {
+            "submission_s": max(ends) - t0 if ends else None,
+            "total_s": sample.wall_s,
+            "cpu_s": sample.user_s + sample.sys_s,
+            "sbatch_calls": len(ends),
+            "stdout": sample.stdout,
+        }
 
-    def sem_sweep(n: int, *extra: str) -> tuple[dict, Path]:
+    def sem_sweep(n: int, *extra: str, model: str = MODEL) -> tuple[dict, Path]:
         count[0] += 1
         models = work / f"sem{count[0]}" / "exp" / "models"
         models.mkdir(parents=True)
-        (models / "m_bench.py").write_text(MODEL)
+        (models / "m_bench.py").write_text(model)
         return timed(
             [sys.executable, "m_bench.py", "hydra/launcher=slurm", *COMMON, *extra], models, {"SEM_BENCH_ROWS": str(n)}
         ), models.parent
@@ -144,22 +228,50 @@ def main() -> int:
             {},
         )
 
-    try:
-        side = bl.round_robin({"sem": lambda: sem_sweep(rows)[0], "submitit": lambda: submitit_sweep(rows)}, repeat)
-        submit, exp = sem_sweep(
+    def submit_only() -> dict:
+        """One wait=false submission of submit_rows rows, its runs cancelled after."""
+        sample, exp = sem_sweep(
             submit_rows, "hydra.launcher.wait=false", "+hydra.launcher.additional_parameters.begin=now+1hour"
         )
+        ids = re.search(r"job ids ([\d, ]+)", sample["stdout"])
+        submitted_ids.extend(re.findall(r"\d+", ids.group(1)) if ids else [])
         cancel = bl.run([sys.executable, "-m", "sem_core.cli", "cancel", str(exp)], exp, check=False)
         if cancel.returncode != 0:
             raise SystemExit(f"sem cancel failed: {cancel.stdout}{cancel.stderr}")
-        queued = sum(1 for d in (exp / "models" / "runs").iterdir() if (d / "run.json").exists())
+        sample["records"] = sum(1 for d in (exp / "models" / "runs").iterdir() if (d / "run.json").exists())
+        shutil.rmtree(exp, ignore_errors=True)
+        return sample
+
+    def peak_rss_mb(n: int) -> dict:
+        """One array task running n packed configs; each job returns the task's peak RSS so far."""
+        sample, exp = sem_sweep(
+            n, f"hydra.launcher.configs_per_task={n}", "hydra.launcher.timeout_min=120", model=MEMORY_MODEL
+        )
+        peaks = [
+            json.loads((d / "run.json").read_text()).get("result") or 0
+            for d in (exp / "models" / "runs").iterdir()
+            if (d / "run.json").exists()
+        ]
+        if len(peaks) != n:
+            raise SystemExit(f"memory run of {n} configs: {len(peaks)} records")
+        return {"rows": n, "peak_rss_mb": max(peaks) / 1024, "total_s": sample["total_s"]}
+
+    try:
+        side = bl.round_robin({"sem": lambda: sem_sweep(rows)[0], "submitit": lambda: submitit_sweep(rows)}, repeat)
         packed = sem_sweep(packed_rows, f"hydra.launcher.configs_per_task={per_task}")[0]
+        memory = [peak_rss_mb(n) for n in memory_rows]
+        with real_like_cluster(cluster, submitted_ids) as submit_cluster:
+            submits = [submit_only() for _ in range(submit_repeat)]
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    for sample in [*side["sem"], *side["submitit"], packed, *submits]:
+        sample.pop("stdout", None)
+    submit = submits[0]
 
     def series(samples: list[dict], key: str) -> list[float]:
         return [s[key] for s in samples if s[key] is not None]
 
+    submit_array_max = submit_cluster["MaxArraySize"]
     m = {
         "sem_submission": bl.measurement(
             f"sem `slurm`, {rows} rows: submission",
@@ -184,13 +296,18 @@ def main() -> int:
         ),
         "sem_submit_only": bl.measurement(
             f"sem `slurm`, `wait=false`, {submit_rows:,} rows: the whole command",
-            [submit["total_s"]],
+            series(submits, "total_s"),
             f"planning, {submit['sbatch_calls']} sbatch calls "
-            f"(arrays split at MaxArraySize={array_max}), a QUEUED record per row, exit",
+            f"(arrays split at MaxArraySize={submit_array_max}), a QUEUED record per row, exit",
+        ),
+        "sem_submit_only_cpu": bl.measurement(
+            f"sem `slurm`, `wait=false`, {submit_rows:,} rows: CPU time",
+            series(submits, "cpu_s"),
+            "user + system CPU of the command and the sbatch calls it waited for",
         ),
         "sem_submit_only_sbatch": bl.measurement(
             "of which until the last sbatch returned",
-            series([submit], "submission_s"),
+            series(submits, "submission_s"),
             "as above, up to the last sbatch",
         ),
         "sem_packed_total": bl.measurement(
@@ -201,6 +318,13 @@ def main() -> int:
             "one after another, every record final",
         ),
     }
+    for mem in memory:
+        m[f"packed_peak_rss_{mem['rows']}"] = bl.measurement(
+            f"peak RSS of one array task running {mem['rows']:,} packed configs",
+            [mem["peak_rss_mb"]],
+            f"configs_per_task={mem['rows']}: the task process's getrusage peak after its last job",
+            unit="MB",
+        )
     d = {
         "sbatch_calls_sem": bl.derived(
             f"sbatch calls, sem, {rows} rows", side["sem"][0]["sbatch_calls"], "", "shim count"
@@ -211,7 +335,12 @@ def main() -> int:
         "submit_only_sbatch_calls": bl.derived(
             f"sbatch calls, sem wait=false, {submit_rows:,} rows", submit["sbatch_calls"], "", "shim count"
         ),
-        "submit_only_records": bl.derived(f"QUEUED records written, {submit_rows:,} rows", queued, "", "run folders"),
+        "submit_only_records": bl.derived(
+            f"QUEUED records written, {submit_rows:,} rows",
+            min(s["records"] for s in submits),
+            "",
+            "run folders (fewest of the repeats)",
+        ),
         "packed_per_job": bl.derived(
             f"configs_per_task={per_task}: wall time per job",
             packed["total_s"] / packed_rows * 1000,
@@ -219,6 +348,14 @@ def main() -> int:
             f"total / {packed_rows}",
         ),
     }
+    if len(memory) >= 2:
+        small, large = memory[0], memory[-1]
+        d["packed_peak_rss_ratio"] = bl.derived(
+            f"peak RSS of a packed array task, {large['rows']:,} configs / {small['rows']:,} configs",
+            large["peak_rss_mb"] / small["peak_rss_mb"],
+            "x",
+            "ratio of the two peaks above (target: at most 1.2)",
+        )
     bl.write_result(
         args,
         "slurm",
@@ -226,23 +363,28 @@ def main() -> int:
         title="Slurm launcher",
         description=(
             f"The single-node test cluster ({env['cpu_count']} real cores; MaxArraySize={array_max}, "
-            f"MaxJobCount={limits['MaxJobCount']}: every array task counts, so a submission near that size fails "
-            "while other jobs are queued), shared with the other users of the machine, "
+            f"MaxJobCount={cluster['MaxJobCount']}; for the {submit_rows:,}-row submission restarted with "
+            f"MaxArraySize={submit_array_max}, MaxJobCount={submit_cluster['MaxJobCount']}, as a real cluster), "
+            "shared with the other users of the machine, "
             "trivial jobs (`main` returns its row index). Measured from each command's start."
         ),
         params={
             "rows": rows,
             "submit_rows": submit_rows,
+            "submit_repeat": submit_repeat,
             "packed_rows": packed_rows,
             "configs_per_task": per_task,
+            "memory_rows": memory_rows,
             "max_array_size": array_max,
-            "max_job_count": limits["MaxJobCount"],
+            "max_job_count": cluster["MaxJobCount"],
+            "submit_max_array_size": submit_array_max,
+            "submit_max_job_count": submit_cluster["MaxJobCount"],
         },
         measurements=m,
         derived_=d,
         env=env,
         repeat=repeat,
-        extra={"raw": {"side_by_side": side, "submit_only": submit, "packed": packed}},
+        extra={"raw": {"side_by_side": side, "submit_only": submits, "packed": packed, "memory": memory}},
     )
     return 0
 
