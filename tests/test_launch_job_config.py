@@ -8,15 +8,17 @@ import copy
 import json
 import os
 import shutil
+from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 
 import pytest
 import yaml
 from hydra import initialize
+from hydra._internal.callbacks import Callbacks
 from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.utils import JobStatus
-from hydra._internal.callbacks import Callbacks
 from hydra.types import RunMode
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -295,3 +297,94 @@ def test_recorded_job_runs_as_hydras_run_job(primary: str, tmp_path, common: lis
         hydras, ours = outcomes
         assert ours == hydras
         assert ours["status"] == (JobStatus.FAILED if fail else JobStatus.COMPLETED)
+
+
+class _Color(Enum):
+    red = 1
+    blue = 2
+
+
+@dataclass
+class _Typed:
+    color: _Color = _Color.red
+    width: int = 3
+    name: str | None = None
+    tags: list = field(default_factory=lambda: ["a", "${width}"])
+
+
+def _nodes(node, path="") -> list:
+    """Every node of a tree: (path, the node) in order."""
+    out = [(path, node)]
+    content = node.__dict__.get("_content")
+    if isinstance(content, dict):
+        for key, child in content.items():
+            out += _nodes(child, f"{path}.{key}")
+    elif isinstance(content, list):
+        for index, child in enumerate(content):
+            out += _nodes(child, f"{path}[{index}]")
+    return out
+
+
+def _shape(config) -> list:
+    """What a copy must reproduce of each node: type, metadata, flags, value, parent's place."""
+    paths = {id(node): path for path, node in _nodes(config)}
+    rows = []
+    for path, node in _nodes(config):
+        metadata = {k: v for k, v in node._metadata.__dict__.items() if k != "resolver_cache"}
+        parent = node.__dict__["_parent"]
+        value = node.__dict__.get(
+            "_val", node.__dict__.get("_content") if isinstance(node.__dict__.get("_content"), str) else None
+        )
+        rows.append(
+            (
+                path,
+                type(node).__name__,
+                repr(metadata),
+                repr(value),
+                paths.get(id(parent), "outside"),
+                node._get_flag("readonly"),
+                node._get_flag("struct"),
+            )
+        )
+    return rows
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    data=st.dictionaries(keys, values, max_size=5), readonly=st.booleans(), struct=st.booleans(), typed=st.booleans()
+)
+def test_copy_config_is_omegaconfs_deepcopy(data: dict, readonly: bool, struct: bool, typed: bool) -> None:
+    """copy_config (how each job's config is copied from the sweep's) gives what copy.deepcopy
+    gives, node for node, and shares no node, metadata or flags with the original."""
+    from sem_core.launch.job_config import copy_config
+
+    config = OmegaConf.create(data)
+    with open_dict(config):
+        config.missing = "???"
+        config.none_dict = OmegaConf.create({"k": 1})
+        config.none_dict = None
+        if typed:
+            config.typed = OmegaConf.structured(_Typed)
+    if data:
+        first = next(iter(data))
+        if OmegaConf.is_config(config[first]):
+            OmegaConf.set_readonly(config._get_node(first), readonly)
+    OmegaConf.set_struct(config, struct)
+    copied, reference = copy_config(config), copy.deepcopy(config)
+    assert _shape(copied) == _shape(reference)
+    assert OmegaConf.to_yaml(copied) == OmegaConf.to_yaml(config)
+    assert _resolved_without_hydra_or_error(copied) == _resolved_without_hydra_or_error(reference)
+    originals = {id(part) for _, node in _nodes(config) for part in (node, node._metadata, node._metadata.flags)}
+    assert not originals & {
+        id(part) for _, node in _nodes(copied) for part in (node, node._metadata, node._metadata.flags)
+    }
+    with open_dict(copied):  # changing the copy leaves the original as it was
+        copied.added = 1
+    assert "added" not in config
+
+
+def _resolved_without_hydra_or_error(config) -> object:
+    try:
+        return OmegaConf.to_container(config, resolve=True, throw_on_missing=False)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
