@@ -326,10 +326,13 @@ def results_table(
     id_cols = (["model", "config_id"] if pivot_col is None else ["model"]) if group_by is None else []
     key_cols = list(dict.fromkeys([*id_cols, *label_keys, *by_cols]))
     info, paths = _row_records(data, [*group_cols, *by_cols], key_cols)
-    rows = _row_order(stats, info, label_keys)
+    entries = list(stats.index)
+    row_keys = [_norm_key(r) for r in entries]
+    order = _row_order(row_keys, info, label_keys)
+    rows = [(entries[i], row_keys[i]) for i in order]
     labels = _row_labels(rows, info, label_keys, group_cols, explicit=group_by is not None)
     by_values = [(r if isinstance(r, tuple) else (r,))[len(group_cols) :] for r, _ in rows]
-    ordered = stats.loc[[r for r, _ in rows]]
+    ordered = stats.iloc[order]
     ordered.index = pd.MultiIndex.from_tuples(
         [(lab, *bv) for lab, bv in zip(labels, by_values)], names=[GROUP, *results_by]
     )
@@ -338,7 +341,7 @@ def results_table(
 
     table = ResultsTable(
         frame=ordered,
-        keys=pd.DataFrame([{k: info[rt][k] for k in key_cols} for _, rt in rows]),
+        keys=pd.DataFrame({k: [info[rt][k] for _, rt in rows] for k in key_cols}, index=pd.RangeIndex(len(rows))),
         metrics=metric_names,
         directions=directions,
         runs_per_row=[len(paths[rt]) for _, rt in rows],
@@ -403,16 +406,15 @@ def _without_pivot_value(data: pd.DataFrame, pivot_col: str, pivot: str | None) 
     return data[~lacking], f"{n} run{'s' if n != 1 else ''} without {pivot!r} not shown (nothing to pivot on)."
 
 
-def _row_order(stats: pd.DataFrame, info: dict, label_keys: Sequence[str]) -> list[tuple[Any, tuple]]:
-    """(index entry, normalised key) per row, ordered by the label keys' values (numbers
-    numerically), then by the results_by values: a stable sort by ``_sort_key``, column by column."""
-    entries = list(stats.index)
-    keys = [_norm_key(r) for r in entries]
+def _row_order(keys: Sequence[tuple], info: dict, label_keys: Sequence[str]) -> list[int]:
+    """The rows (by their normalised keys) in table order: by the label keys' values (numbers
+    numerically), then by the results_by values; a stable sort by ``_sort_key``, column by column."""
     width = len(keys[0]) if keys else 0
     columns = [[info[k][key] for k in keys] for key in label_keys]
     columns += [[k[j] for k in keys] for j in range(width)]
-    order = np.lexsort([_sort_ranks(c) for c in reversed(columns)]) if columns else range(len(keys))
-    return [(entries[i], keys[i]) for i in order]
+    if not columns:
+        return list(range(len(keys)))
+    return np.lexsort([_sort_ranks(c) for c in reversed(columns)]).tolist()
 
 
 def _sort_ranks(values: list) -> np.ndarray:
