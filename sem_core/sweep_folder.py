@@ -9,9 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
-
 from sem_core import ids, records
+from sem_core.config_yaml import write_yaml
 
 SWEEP_MANIFEST = "sem_sweep.json"
 
@@ -23,7 +22,7 @@ def start_sweep_folder(
     part of every run's ``meta.sem``: the folder, the sweep's capture (git, packages, DVC state,
     taken once for every job) and the row overrides as typed."""
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(config, sweep_dir / "multirun.yaml")
+    write_yaml(config, sweep_dir / "multirun.yaml")
     from sem_core.capture import capture_sweep
 
     sweep_meta = {
