@@ -22,12 +22,19 @@ _LibYamlDumper.add_representer(str, OmegaConfDumper.str_representer)
 
 def config_yaml(cfg: Any) -> str:
     """``OmegaConf.to_yaml(cfg)``'s data (interpolations kept, keys in order)."""
-    container = OmegaConf.to_container(cfg, resolve=False, enum_to_str=True)
+    return yaml_text(OmegaConf.to_container(cfg, resolve=False, enum_to_str=True))
+
+
+def yaml_text(container: Any) -> str:
+    """A config's plain data (``OmegaConf.to_container``) as ``OmegaConf.to_yaml`` writes it."""
     return yaml.dump(container, Dumper=_LibYamlDumper, default_flow_style=False, allow_unicode=True, sort_keys=False)
 
 
 def write_yaml(cfg: Any, path: Path) -> None:
     """``cfg`` written to ``path`` as Hydra's ``_save_config`` writes it."""
-    text = config_yaml(cfg)
+    write_text(path, config_yaml(cfg))
+
+
+def write_text(path: Path, text: str) -> None:
     with open(path, "w", encoding="utf-8") as file:
         file.write(text)

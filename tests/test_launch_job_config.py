@@ -178,6 +178,8 @@ def test_options_with_defaults_lists_are_composed_by_hydra(primary: str) -> None
 HYDRA_INSIDE_MAIN = """
 import json, os
 from pathlib import Path
+import yaml
+from omegaconf import OmegaConf
 from hydra.core.hydra_config import HydraConfig
 from sem_core import Experiment
 ex = Experiment(__file__)
@@ -193,6 +195,8 @@ def main(config):
             "row": hc.runtime.choices.sem_row, "output_dir": hc.runtime.output_dir, "cwd": os.getcwd(),
             "saved": sorted(p.name for p in (Path(hc.runtime.output_dir) / ".hydra").iterdir()),
             "overrides": (Path(hc.runtime.output_dir) / ".hydra" / "overrides.yaml").read_text(),
+            "hydra_yaml_is_its_own": yaml.safe_load((Path(hc.runtime.output_dir) / ".hydra" / "hydra.yaml").read_text())
+            == {"hydra": OmegaConf.to_container(hc, enum_to_str=True)},
             "config": config}
     out = Path(hc.runtime.cwd) / "seen"
     out.mkdir(exist_ok=True)
@@ -223,6 +227,7 @@ def test_each_job_sees_its_own_hydra_config(write_model, tmp_path, launcher: lis
         assert Path(job["output_dir"]).name == f"job{num}_{x}"
         assert job["cwd"] == job["output_dir"]  # hydra.job.chdir
         assert job["saved"] == ["config.yaml", "hydra.yaml", "overrides.yaml"]
+        assert job["hydra_yaml_is_its_own"]  # .hydra/hydra.yaml: this job's whole Hydra config
         assert f"+sem_row=j{num}" in job["overrides"] and "sem.heartbeat_interval=9" in job["overrides"]
         assert job["config"]["x"] == x
     assert seen[1]["config"]["nested"] == {"a": [1, 2]} and seen[2]["config"]["name"] == "b"

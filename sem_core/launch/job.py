@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -30,7 +30,7 @@ from hydra.core.utils import (
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, flag_override, open_dict, read_write
 
-from sem_core.config_yaml import write_yaml
+from sem_core.config_yaml import config_yaml, write_text, write_yaml
 from sem_core.launch.job_config import JobConfigs
 
 
@@ -63,7 +63,7 @@ class JobRunner:
             config.hydra.job.id = idx if job_id is None else job_id
             config.hydra.job.num = idx
         if not self.keep_configs:
-            ret = run_recorded_job(self.hydra_context, self.task_function, config)
+            ret = run_recorded_job(self.hydra_context, self.task_function, config, self._configs().hydra_yaml)
             ret.cfg = None
             ret.hydra_cfg = None
             return ret
@@ -90,7 +90,12 @@ def is_sem_task(task_function: Any) -> bool:
     return getattr(task_function, "experiment", None) is not None
 
 
-def run_recorded_job(hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> JobReturn:
+def run_recorded_job(
+    hydra_context: HydraContext,
+    task_function: TaskFunction,
+    config: DictConfig,
+    hydra_yaml: Callable[[DictConfig], str] | None = None,
+) -> JobReturn:
     """Hydra's ``run_job`` (hydra.core.utils, 1.3) for a job of a multirun, in the same steps and
     order, given a ``config`` no one else holds. The differences, none visible to the task or the
     callbacks while the job runs:
@@ -99,7 +104,11 @@ def run_recorded_job(hydra_context: HydraContext, task_function: TaskFunction, c
     - the task's config is a copy of everything but ``hydra`` (Hydra copies all, then deletes it);
     - the JobReturn's ``hydra_cfg`` is that same HydraConfig, not a third copy;
     - ``.hydra/*.yaml`` are written by libyaml when PyYAML has it: the same data, long strings
-      folded at other places."""
+      folded at other places; ``hydra_yaml`` gives ``hydra.yaml``'s text from the job's config
+      (``JobConfigs.hydra_yaml``: the parts the jobs share written once).
+    """
+    if hydra_yaml is None:
+        hydra_yaml = _whole_hydra_yaml
     callbacks = hydra_context.callbacks
     old_cwd = os.getcwd()
     orig_hydra_cfg = HydraConfig.instance().cfg
@@ -134,7 +143,7 @@ def run_recorded_job(hydra_context: HydraContext, task_function: TaskFunction, c
             hydra_output = Path(config.hydra.runtime.output_dir) / str(config.hydra.output_subdir)
             hydra_output.mkdir(parents=True, exist_ok=True)
             write_yaml(task_cfg, hydra_output / "config.yaml")
-            write_yaml(hydra_cfg, hydra_output / "hydra.yaml")
+            write_text(hydra_output / "hydra.yaml", hydra_yaml(config))
             write_yaml(config.hydra.overrides.task, hydra_output / "overrides.yaml")
         with env_override(cast(dict, config.hydra.job.env_set)):
             callbacks.on_job_start(config=config, task_function=task_function)
@@ -152,6 +161,10 @@ def run_recorded_job(hydra_context: HydraContext, task_function: TaskFunction, c
         HydraConfig.instance().cfg = orig_hydra_cfg
         if chdir:
             os.chdir(old_cwd)
+
+
+def _whole_hydra_yaml(config: DictConfig) -> str:
+    return config_yaml(HydraConfig.instance().cfg)
 
 
 def _set_hydra_config(config: DictConfig) -> None:

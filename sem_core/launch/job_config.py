@@ -25,13 +25,15 @@ import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from hydra._internal.config_loader_impl import get_overrides_dirname
 from hydra.core.config_store import ConfigNode, ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from omegaconf import DictConfig, Node, OmegaConf, open_dict
+
+from sem_core.config_yaml import yaml_text
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,9 @@ class _Base:
         # overridden in Hydra's order, not in ours
         self.touched = {ov.key_or_group.split("/")[0].split(".")[0] for ov in self.app_overrides}
         self.usable = False  # the config it derives is the one Hydra composes (checked once)
+        # the YAML of each part of ``hydra`` its jobs share (see JobConfigs.hydra_yaml); None: not
+        # known yet, {}: write each job's whole
+        self.hydra_blocks: dict[str, str] | None = None
 
 
 @dataclass
@@ -74,6 +79,7 @@ class JobConfigs:
         self.parser = OverridesParser.create()
         self._bases: dict[tuple[str, ...], _Base] = {}
         self._first_jobs: dict[tuple[str, ...], _FirstJob] = {}
+        self._last: tuple[DictConfig, _Base] | None = None  # the config derived last, and its base
 
     def for_job(self, overrides: Sequence[str]) -> DictConfig:
         overrides = list(overrides)
@@ -108,7 +114,30 @@ class JobConfigs:
             base = self._bases[common] = self._checked_base(common, first)
         if not base.usable or base.touched.intersection(node.keys()):
             return None
-        return self._derived(base, node, overrides[-1], group, option)
+        config = self._derived(base, node, overrides[-1], group, option)
+        self._last = (config, base)
+        return config
+
+    def hydra_yaml(self, config: DictConfig) -> str:
+        """The YAML of ``config``'s ``hydra`` node, as ``.hydra/hydra.yaml`` holds it. The parts
+        every job of a derived config's base shares are turned into YAML once, the parts that
+        differ per job (``PER_JOB_HYDRA``) for each job: the same text, a fifth of the time."""
+        base = self._last[1] if self._last is not None and self._last[0] is config else None
+        blocks = base.hydra_blocks if base is not None else None
+        if blocks and blocks.keys() == set(config.hydra):
+            return "hydra:\n" + "".join(
+                _hydra_block(key, OmegaConf.to_container(config.hydra[key], resolve=False, enum_to_str=True))
+                if key in PER_JOB_HYDRA
+                else blocks[key]
+                for key in blocks
+            )
+        hydra = cast(dict, OmegaConf.to_container(config.hydra, resolve=False, enum_to_str=True))
+        text = yaml_text({"hydra": hydra})
+        if base is not None and base.hydra_blocks is None:
+            blocks = {str(key): _hydra_block(str(key), value) for key, value in hydra.items()}
+            # the same text, or each job's whole YAML from now on
+            base.hydra_blocks = blocks if "hydra:\n" + "".join(blocks.values()) == text else {}
+        return text
 
     def _checked_base(self, common: tuple[str, ...], first: _FirstJob) -> _Base:
         """The template of the jobs whose overrides start with ``common``, usable only if the
@@ -145,6 +174,17 @@ class JobConfigs:
         )
         OmegaConf.copy_cache(from_config=self.master, to_config=config)
         return config
+
+
+# the parts of ``hydra`` set for each job: by the derivation (overrides.task, runtime.choices,
+# job.override_dirname), the launcher (job.num, job.id) and run_job (runtime.output_dir)
+PER_JOB_HYDRA = frozenset(("job", "runtime", "overrides"))
+
+
+def _hydra_block(key: str, value: Any) -> str:
+    """The lines of ``hydra.<key>`` in the YAML of a whole ``hydra`` node (block style: each key's
+    lines depend on nothing but its own value)."""
+    return yaml_text({"hydra": {key: value}}).split("\n", 1)[1]
 
 
 def copy_config(config: DictConfig) -> DictConfig:
