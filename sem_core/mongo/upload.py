@@ -248,6 +248,10 @@ def _max_int_id(db: Any) -> int:
 
 # client-level bulkWrite (one round trip across collections): MongoDB 8.0 (wire version 25)
 CLIENT_BULK_WRITE_WIRE_VERSION = 25
+# up to this many writes go in one bulkWrite (a run's end: its files, metrics and run document);
+# more (a sync's batch of many runs) go per collection: a round trip or two saved is nothing
+# there, and a server may spend more per document on bulkWrite (SecantusDB does)
+ONE_COMMAND_MAX_WRITES = 64
 
 
 def _client_bulk_write_available(client: Any) -> bool:
@@ -261,14 +265,15 @@ def _client_bulk_write_available(client: Any) -> bool:
 
 class OrderedWrites:
     """Writes to several collections of one database, queued then executed in order in as few
-    round trips as the server allows: one client-level ``bulkWrite`` (MongoDB 8.0+), else one
-    bulk write per run of consecutive writes to one collection. Either way a write runs only
-    once every write before it succeeded; a failure raises ``BulkWriteError`` whose
-    ``writeErrors`` ``index`` counts from the first write queued since the last ``execute``."""
+    round trips as the server allows: one client-level ``bulkWrite`` (MongoDB 8.0+, up to
+    ``ONE_COMMAND_MAX_WRITES``), else one bulk write per run of consecutive writes to one
+    collection. Either way a write runs only once every write before it succeeded; a failure
+    raises ``BulkWriteError`` whose ``writeErrors`` ``index`` counts from the first write queued
+    since the last ``execute``."""
 
     def __init__(self, db: Any, one_command: bool | None = None) -> None:
         self.db = db
-        # None: one bulkWrite command when the client and server can (False: per collection)
+        # None: one bulkWrite when the client and server can and the writes are few (False: per collection)
         self.one_command = one_command
         self._queued: list[tuple[str, type, dict]] = []  # (collection, pymongo operation class, its arguments)
 
@@ -285,7 +290,10 @@ class OrderedWrites:
         if not queued:
             return
         client = self.db.client
-        if self.one_command if self.one_command is not None else _client_bulk_write_available(client):
+        one_command = self.one_command
+        if one_command is None:
+            one_command = len(queued) <= ONE_COMMAND_MAX_WRITES and _client_bulk_write_available(client)
+        if one_command:
             ops = [op(**args, namespace=f"{self.db.name}.{coll}") for coll, op, args in queued]
             try:
                 client.bulk_write(ops, ordered=True)
