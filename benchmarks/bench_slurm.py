@@ -2,7 +2,7 @@
 
     python benchmarks/bench_slurm.py [--quick] [--repeat 1] [--rows N] [--submit-rows 10000]
                                      [--submit-repeat 3] [--packed-rows 1000] [--configs-per-task 100]
-                                     [--memory-rows 50,2000]
+                                     [--memory-rows 50,10000]
 
 Measured from each command's start:
 
@@ -162,7 +162,7 @@ def main() -> int:
     parser.add_argument("--submit-repeat", type=int, default=None, help="default 3, --quick 1")
     parser.add_argument("--packed-rows", type=int, default=None, help="default 1000, --quick 10")
     parser.add_argument("--configs-per-task", type=int, default=None, help="default 100, --quick 5")
-    parser.add_argument("--memory-rows", default=None, help="default 50,2000; --quick 5,20")
+    parser.add_argument("--memory-rows", default=None, help="default 50,10000; --quick 5,20")
     args = parser.parse_args()
     real = shutil.which("sbatch")
     if real is None or subprocess.run(["sinfo"], capture_output=True).returncode != 0:
@@ -174,7 +174,7 @@ def main() -> int:
     submit_repeat = args.submit_repeat or (1 if args.quick else 3)
     packed_rows = args.packed_rows or (10 if args.quick else 1000)
     per_task = args.configs_per_task or (5 if args.quick else 100)
-    memory_rows = [int(n) for n in (args.memory_rows or ("5,20" if args.quick else "50,2000")).split(",")]
+    memory_rows = [int(n) for n in (args.memory_rows or ("5,20" if args.quick else "50,10000")).split(",")]
     repeat = bl.repeats(args) if args.repeat is not None else 1  # a sweep on the cluster takes minutes
     env = bl.environment()
 

@@ -82,6 +82,8 @@ class SweepState:
     submissions: list[Submission] = field(default_factory=list)
 
 
+SBATCH_AT_ONCE = 4  # arrays submitted side by side
+RECORD_WRITERS = 8  # threads writing QUEUED records
 SIGNAL_EARLY_S = 60  # sbatch(1): "the signal may be sent up to 60 seconds earlier than specified"
 STARTUP_S = 30  # room for the job step to start and submitit to install its signal handler
 
@@ -321,48 +323,73 @@ def _write_payload(sweep: SlurmSweep, hydra_context: Any) -> tuple[Path, list[st
 def _submit_held(
     sweep: SlurmSweep, executor_params: dict, python: str, plan: list, payload_path: Path, sys_path: list[str]
 ) -> SweepState:
-    """One held sbatch per array, and the QUEUED records of its runs written by a pool of
-    threads while the next array is submitted; returns once every record exists. On any
-    failure the held jobs are cancelled (none is ever left behind)."""
-    import submitit
-
-    executor = submitit.SlurmExecutor(
-        folder=sweep.folder, max_num_timeout=int(sweep.params.get("max_requeue", 3)), python=python
-    )
-    executor.update_parameters(**executor_params)
+    """One held sbatch per array, a few arrays at a time, and the QUEUED records of each
+    array's runs written by a pool of threads once it is submitted; returns once every record
+    exists. On any failure the held jobs are cancelled (none is ever left behind)."""
     state = SweepState()
     records = sweep.tasks.queued_records(sweep)
-    # a record costs a few file creations: the file system's latency, not the CPU, bounds them,
-    # so several are written side by side
+    # submitit writes a pickle per array task and a record is a few file creations: the file
+    # system's latency, not the CPU, bounds both, so they run side by side
+    submitters = ThreadPoolExecutor(SBATCH_AT_ONCE, thread_name_prefix="sem-sbatch")
     writers = ThreadPoolExecutor(RECORD_WRITERS, thread_name_prefix="sem-queued-records")
+    arrays: list[Future[Submission]] = []
     writing: list[Future[None]] = []
     try:
-        for tasks, (limit, after) in plan:
-            extra = dict(executor_params["additional_parameters"])
-            if after is not None:  # the sweep's %K holds across the arrays it was split into
-                wait = f"afterany:{state.submissions[after].slurm_job_id}"
-                extra["dependency"] = f"{extra['dependency']},{wait}" if extra.get("dependency") else wait
-            executor.update_parameters(array_parallelism=limit, additional_parameters=extra)
-            array_tasks = [
-                ArrayTask(str(payload_path), sys_path, _packed_jobs(sweep, job_indices)) for job_indices in tasks
-            ]
-            with _without_secret_environment():
-                jobs = executor.submit_array(array_tasks)
-            submission = Submission(jobs=jobs, tasks=tasks, slurm_job_id=st.array_parent(jobs[0].job_id))
-            state.submissions.append(submission)
-            if records is not None:
-                writing += records.write_all(submission, writers)
-        for future in writing:
-            future.result()  # the first failure raises
+        with _without_secret_environment():  # around every thread's sbatch: os.environ is the process's
+            for tasks, (limit, after) in plan:
+                wait_for = arrays[after] if after is not None else None
+                arrays.append(
+                    submitters.submit(
+                        _submit_array, sweep, executor_params, python, tasks, limit, wait_for, payload_path, sys_path
+                    )
+                )
+            for future in arrays:  # in plan order, each array's records as soon as it is submitted
+                submission = future.result()  # the first failure raises
+                state.submissions.append(submission)
+                if records is not None:
+                    writing += records.write_all(submission, writers)
+        for done in writing:
+            done.result()
     except BaseException:
+        submitters.shutdown(wait=True, cancel_futures=True)
         writers.shutdown(wait=True, cancel_futures=True)
-        held = [s.slurm_job_id for s in state.submissions]
+        held = [f.result().slurm_job_id for f in arrays if f.done() and not f.cancelled() and f.exception() is None]
         if held:
             subprocess.run(["scancel", *held], capture_output=True, check=False)
             log.error(f"submission failed: cancelled the held Slurm jobs {', '.join(held)}")
         raise
-    writers.shutdown(wait=True)
+    finally:
+        submitters.shutdown(wait=True)
+        writers.shutdown(wait=True)
     return state
+
+
+def _submit_array(
+    sweep: SlurmSweep,
+    executor_params: dict,
+    python: str,
+    tasks: list[list[int]],
+    limit: int,
+    after: Future[Submission] | None,
+    payload_path: Path,
+    sys_path: list[str],
+) -> Submission:
+    """One held sbatch: an array of ``tasks`` with at most ``limit`` running at once, starting
+    after the array ``after`` ended (the sweep's %K holds across the arrays it was split into)."""
+    import submitit
+
+    extra = dict(executor_params["additional_parameters"])
+    if after is not None:
+        wait = f"afterany:{after.result().slurm_job_id}"
+        extra["dependency"] = f"{extra['dependency']},{wait}" if extra.get("dependency") else wait
+    executor = submitit.SlurmExecutor(
+        folder=sweep.folder, max_num_timeout=int(sweep.params.get("max_requeue", 3)), python=python
+    )
+    executor.update_parameters(**{**executor_params, "array_parallelism": limit, "additional_parameters": extra})
+    jobs = executor.submit_array(
+        [ArrayTask(str(payload_path), sys_path, _packed_jobs(sweep, job_indices)) for job_indices in tasks]
+    )
+    return Submission(jobs=jobs, tasks=tasks, slurm_job_id=st.array_parent(jobs[0].job_id))
 
 
 def _packed_jobs(sweep: SlurmSweep, job_indices: Sequence[int]) -> list[dict]:
@@ -434,7 +461,6 @@ def _job_rows(job_overrides: Sequence[Sequence[str]]) -> list[dict | None]:
     return [job_row(list(ov)) for ov in job_overrides]
 
 
-RECORD_WRITERS = 8  # threads writing QUEUED records
 RECORDS_PER_WRITE = 50  # records one thread writes in a go
 
 

@@ -89,8 +89,8 @@ def row_entry(overrides: Sequence[str]) -> Any:
 
 @contextlib.contextmanager
 def row_registered(entry: Any) -> Iterator[None]:
-    """A job's planned row in the ConfigStore while it runs, and out of it after: a task running
-    thousands of packed jobs holds one row's config at a time."""
+    """A job's planned row in the ConfigStore for a while, and out of it after (unless it was
+    there already): a task running thousands of packed jobs holds a row or two at a time."""
     if entry is None:
         yield
         return
@@ -99,6 +99,9 @@ def row_registered(entry: Any) -> Iterator[None]:
     from sem_core.row_store import ROW_GROUP
 
     group = ConfigStore.instance().repo.setdefault(ROW_GROUP, {})
+    if entry.name in group:
+        yield
+        return
     # a copy: the config Hydra builds from the entry is dropped with it, not kept in the task's jobs
     group[entry.name] = copy.copy(entry)
     try:
@@ -170,15 +173,18 @@ class ArrayTask:
         )
         returns = []
         failures = []
-        for position, job in enumerate(self.jobs):
-            self._position = position
-            if self._already_finished(payload, job):
-                continue  # a requeued pack: this job ended in an earlier attempt
-            ret = self._run_job(payload, runner, job)
-            returns.append(ret)
-            if ret.status == JobStatus.FAILED:
-                value = ret._return_value
-                failures.append(f"job #{job['idx']}: {type(value).__name__}: {value}".splitlines()[0][:300])
+        # the first job's row stays registered: the sweep's config template (JobConfigs) is
+        # checked against that job's composition when the second job comes
+        with row_registered(self.jobs[0].get("row") if self.jobs else None):
+            for position, job in enumerate(self.jobs):
+                self._position = position
+                if self._already_finished(payload, job):
+                    continue  # a requeued pack: this job ended in an earlier attempt
+                ret = self._run_job(payload, runner, job)
+                returns.append(ret)
+                if ret.status == JobStatus.FAILED:
+                    value = ret._return_value
+                    failures.append(f"job #{job['idx']}: {type(value).__name__}: {value}".splitlines()[0][:300])
         sys.stdout.flush()
         sys.stderr.flush()
         if failures:
