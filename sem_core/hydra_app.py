@@ -19,6 +19,13 @@ if TYPE_CHECKING:  # the experiment hands itself over: a type only, never import
     from sem_core.experiment import Experiment
 
 PRIMARY_CONFIG_PREFIX = "sem_primary_"
+# sem's hydra/output option: Hydra's default, but for the sweep folder. ${sem_uid:} is a random
+# token resolved once per sweep: two sweeps started in the same second get different folders
+# (Hydra's default collides, hydra #2925).
+OUTPUT_NODE = {
+    "run": {"dir": "outputs/${now:%Y-%m-%d}/${now:%H-%M-%S}"},
+    "sweep": {"dir": "multirun/${now:%Y-%m-%d}/${now:%H-%M-%S}-${sem_uid:}", "subdir": "${hydra.job.num}"},
+}
 
 
 def run_hydra_app(experiment: Experiment, argv: Sequence[str]) -> int:
@@ -86,21 +93,20 @@ def register_primary_config(experiment: Experiment, experiment_config: dict) -> 
             "_self_",
             {"override hydra/sweeper": "sem"},
             {"override hydra/launcher": "sequential"},
-            # the model file's --help: an option of Hydra's hydra/help group, not keys set over
-            # Hydra's default help (merging onto its interpolated template resolves it, in every
-            # composition of every run: ~2% of a one-row run)
+            # the sweep folder and the model file's --help are options of Hydra's groups, not keys
+            # set over Hydra's defaults: merging onto a default's interpolations resolves them, in
+            # every composition of every run (~3% of a one-row run)
+            {"override hydra/output": "sem"},
             {"override hydra/help": name},
         ],
         "hydra": {
             "mode": "MULTIRUN",
             "callbacks": {"sem": {"_target_": "sem_core.callback.SemCallback"}},
-            # ${sem_uid:} is a random token resolved once per sweep: two sweeps started in the
-            # same second get different folders (Hydra's default collides, hydra #2925).
-            "sweep": {"dir": "multirun/${now:%Y-%m-%d}/${now:%H-%M-%S}-${sem_uid:}", "subdir": "${hydra.job.num}"},
         },
         "sem": sem_node,
     }
     store = ConfigStore.instance()
+    store.store(group="hydra/output", name="sem", node=OUTPUT_NODE, package="hydra", provider="sem")
     store.store(group="hydra/help", name=name, node=_help_node(experiment.path.name), provider="sem")
     store.store(name=name, node=node)
     return name
