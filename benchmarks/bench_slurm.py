@@ -257,11 +257,11 @@ def main() -> int:
         return {"rows": n, "peak_rss_mb": max(peaks) / 1024, "total_s": sample["total_s"]}
 
     try:
-        side = bl.round_robin({"sem": lambda: sem_sweep(rows)[0], "submitit": lambda: submitit_sweep(rows)}, repeat)
-        packed = sem_sweep(packed_rows, f"hydra.launcher.configs_per_task={per_task}")[0]
         memory = [peak_rss_mb(n) for n in memory_rows]
         with real_like_cluster(cluster, submitted_ids) as submit_cluster:
             submits = [submit_only() for _ in range(submit_repeat)]
+        side = bl.round_robin({"sem": lambda: sem_sweep(rows)[0], "submitit": lambda: submitit_sweep(rows)}, repeat)
+        packed = sem_sweep(packed_rows, f"hydra.launcher.configs_per_task={per_task}")[0]
     finally:
         shutil.rmtree(work, ignore_errors=True)
     for sample in [*side["sem"], *side["submitit"], packed, *submits]:
