@@ -261,6 +261,8 @@ def _json_kind(data: Any) -> str:
 
 
 SERIES_KEYS = ("steps", "values", "timestamps")
+# in the order json.dumps(sort_keys=True) writes them
+SERIES_KEYS_SORTED = tuple(sorted(SERIES_KEYS))
 
 
 def check_metrics(data: Any, path: str | os.PathLike) -> dict:
@@ -274,6 +276,42 @@ def check_metrics(data: Any, path: str | os.PathLike) -> dict:
         if not len(series["steps"]) == len(series["values"]) == len(series["timestamps"]):
             raise CorruptRecord(path, f"metric {name!r} has steps, values and timestamps of different lengths")
     return data
+
+
+# the characters a JSON string holds as they are (json escapes '"', '\\', controls and non-ASCII)
+_PLAIN_JSON_CHARS = bytes(c for c in range(0x20, 0x7F) if c not in b'"\\')
+
+
+def encode_column(column: list) -> str:
+    """The items of ``json.dumps(column, default=_json_default)``, without the brackets.
+
+    A column of plain ASCII strings (metric timestamps) is joined in one step: json's encoder
+    builds an escaped copy of each string first, which costs most of the time of writing the
+    metrics of a run that logged many points."""
+    try:
+        body = '", "'.join(column)
+    except TypeError:  # not all strings: numbers (steps, values), where json's encoder is fast
+        return json.dumps(column, default=_json_default)[1:-1]
+    if body.isascii():
+        rest = body.encode("ascii").translate(None, _PLAIN_JSON_CHARS)
+        if len(rest) == 2 * (len(column) - 1) and rest.count(b'"') == len(rest):  # only the separators' quotes
+            return f'"{body}"'
+    return json.dumps(column)[1:-1]
+
+
+def encode_metrics(columns: Mapping[str, Mapping[str, str]]) -> str:
+    """sacred's metrics JSON from each series' encoded columns (``{name: {key: encode_column(...)}}``),
+    the same text as ``json.dumps(metrics, sort_keys=True, default=_json_default)``."""
+    return (
+        "{"
+        + ", ".join(
+            f"{json.dumps(str(name))}: {{"
+            + ", ".join(f'"{key}": [{columns[name].get(key, "")}]' for key in SERIES_KEYS_SORTED)
+            + "}"
+            for name in sorted(columns)
+        )
+        + "}"
+    )
 
 
 def merge_series(into: dict, batch: Mapping[str, Mapping[str, list]]) -> int:

@@ -2,6 +2,7 @@
 
 import datetime as dt
 import json
+import math
 
 import pytest
 
@@ -152,12 +153,20 @@ def test_metric_timestamps_are_sacreds_naive_utc_isoformat():
 
     from sem_core.run import _utc_isoformat_many
 
-    @settings(max_examples=200)
-    @given(st.lists(st.floats(min_value=0, max_value=4e9), min_size=1, max_size=20))
+    # epoch microseconds as log_scalar takes them, in order or not (a clock set back), some in
+    # the same second, before and after the epoch's first second
+    micros = st.floats(min_value=0, max_value=4e15)
+    near = st.tuples(st.integers(min_value=0, max_value=4_000_000_000), st.lists(st.floats(0, 999_999.75), min_size=1))
+
+    @settings(max_examples=300)
+    @given(st.lists(micros, min_size=1, max_size=20) | near.map(lambda t: [t[0] * 1e6 + us for us in t[1]]))
     def check(stamps):
-        for t, text in zip(stamps, _utc_isoformat_many(stamps)):
-            expected = dt.datetime.fromtimestamp(t, dt.timezone.utc).replace(tzinfo=None)
-            assert abs((dt.datetime.fromisoformat(text) - expected).total_seconds()) <= 1e-6
+        texts = _utc_isoformat_many(stamps)
+        assert len(texts) == len(stamps)
+        for us, text in zip(stamps, texts):
+            expected = dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=int(us))
+            assert dt.datetime.fromisoformat(text) == expected
+            assert len(text) == 26
 
     check()
 
@@ -170,3 +179,38 @@ def test_last_metrics_summarise_the_run(tmp_path, model):
     obs.completed_event(T0, None)
     run = records.read_json(tmp_path / "s" / "run.json")
     assert run["last_metrics"] == {"a": 1.5, "b": 7}
+
+
+def test_metric_columns_are_encoded_as_json_encodes_them():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    scalars = st.one_of(st.integers(), st.floats(), st.booleans(), st.none(), st.text())
+    columns = st.lists(scalars) | st.lists(st.text()) | st.lists(st.integers()) | st.lists(st.floats())
+
+    @settings(max_examples=300)
+    @given(st.dictionaries(st.text(), st.fixed_dictionaries({k: columns for k in records.SERIES_KEYS})))
+    def check(metrics):
+        encoded = {name: {k: records.encode_column(v) for k, v in s.items()} for name, s in metrics.items()}
+        assert records.encode_metrics(encoded) == json.dumps(metrics, sort_keys=True)
+
+    check()
+
+
+def test_metrics_of_several_batches_are_written_whole_and_in_order(tmp_path, model):
+    obs = FileStorageObserver(tmp_path)
+    start(obs, model, "b")
+    nan, inf = float("nan"), float("inf")
+    obs.log_metrics({"a": {"steps": [0, 1], "values": [nan, inf], "timestamps": ["t0", "t1"]}}, {})
+    obs.log_metrics({"z": {"steps": [], "values": [], "timestamps": []}}, {})
+    obs.log_metrics({"a": {"steps": [2], "values": [-inf], "timestamps": ['t"2']}, "b": {"steps": [5], "values": [1], "timestamps": ["t"]}}, {})
+    journal = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert records.read_metrics(tmp_path / "b")["a"]["timestamps"] == ["t0", "t1", 't"2']  # a live run: the journal
+    obs.completed_event(T0, None)
+    text = (tmp_path / "b" / "metrics.json").read_text()
+    written = json.loads(text)
+    assert written["a"]["steps"] == [0, 1, 2] and written["a"]["timestamps"] == ["t0", "t1", 't"2']
+    assert math.isnan(written["a"]["values"][0]) and written["a"]["values"][1:] == [inf, -inf]
+    assert written["b"] == {"steps": [5], "timestamps": ["t"], "values": [1]} and written["z"]["steps"] == []
+    assert text == json.dumps(written, sort_keys=True)  # the same text as json writes
+    assert len(journal) == 3 and not (tmp_path / "b" / "metrics.jsonl").exists()

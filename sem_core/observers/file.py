@@ -17,7 +17,6 @@ Differences from sacred's own FileStorageObserver, each for a reason:
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import shutil
 from pathlib import Path
@@ -113,10 +112,10 @@ class FileStorageObserver(RunObserver):
         self.basedir = Path(basedir)
         self.dir: Path | None = None
         self.run_entry: dict = {}
-        self._metrics: dict = {}
-        # the journal's text while it holds one batch, the whole of metrics.json then: a run
-        # shorter than a heartbeat serialises its points once, not twice
-        self._lone_batch: str | None = None
+        # every point taken so far, as JSON text: {name: {key: [each batch's encoded column]}};
+        # metrics.json is put together from these pieces, no point is encoded twice
+        self._encoded: dict[str, dict[str, list[str]]] = {}
+        self._last_values: dict[str, Any] = {}
         self._output_by_capture = False  # the capture appends to cout.txt itself
 
     @property
@@ -245,9 +244,7 @@ class FileStorageObserver(RunObserver):
     def _finish(self, status: str, stop_time: dt.datetime, **fields: Any) -> None:
         self._write_final_metrics()
         # the last value of every metric, so that results tables need not parse metrics.json
-        self.run_entry["last_metrics"] = {
-            name: series["values"][-1] for name, series in self._metrics.items() if series["values"]
-        }
+        self.run_entry["last_metrics"] = dict(self._last_values)
         self.run_entry.update(fields)
         self.run_entry["status"] = status
         self.run_entry["stop_time"] = _iso(stop_time)
@@ -286,19 +283,29 @@ class FileStorageObserver(RunObserver):
     def log_metrics(self, metrics_by_name: Metrics, info: Info) -> None:
         if not metrics_by_name:
             return
-        # sorted as records.atomic_write_json sorts: the same bytes as metrics.json
-        batch = json.dumps(metrics_by_name, sort_keys=True, default=records._json_default)
-        records.append_whole(self.run_dir / records.METRICS_JOURNAL, (batch + "\n").encode("utf-8"))
-        self._lone_batch = None if self._metrics else batch
-        records.merge_series(self._metrics, metrics_by_name)
+        batch = {
+            name: {key: records.encode_column(series[key]) for key in records.SERIES_KEYS}
+            for name, series in metrics_by_name.items()
+        }
+        text = records.encode_metrics(batch) + "\n"
+        records.append_whole(self.run_dir / records.METRICS_JOURNAL, text.encode("utf-8"))
+        # kept only once the batch is in the journal: after a failed write the run hands it again
+        for name, columns in batch.items():
+            kept = self._encoded.setdefault(name, {key: [] for key in records.SERIES_KEYS})
+            for key, encoded in columns.items():
+                if encoded:  # an empty column adds no item (and no separator)
+                    kept[key].append(encoded)
+            values = metrics_by_name[name]["values"]
+            if values:
+                self._last_values[name] = values[-1]
 
     def _write_final_metrics(self) -> None:
         journal = self.run_dir / records.METRICS_JOURNAL
-        if self._metrics or journal.exists():
-            if self._lone_batch is not None:
-                records.atomic_write_text(self.run_dir / records.METRICS_FILE, self._lone_batch)
-            else:
-                records.atomic_write_json(self.run_dir / records.METRICS_FILE, self._metrics, indent=None)
+        if self._encoded or journal.exists():
+            whole = {
+                name: {key: ", ".join(parts) for key, parts in kept.items()} for name, kept in self._encoded.items()
+            }
+            records.atomic_write_text(self.run_dir / records.METRICS_FILE, records.encode_metrics(whole))
             # the journal only covered the time before metrics.json existed; it is a subset of it
             journal.unlink(missing_ok=True)
 
