@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+# Hydra's default help header and footer, as text: an interpolation in the help (Hydra's own
+# spell them ${hydra.help.app_name}, ${hydra.help.footer}) is resolved again at every merge of
+# every composition of every run
+HYDRA_HELP_FOOTER = "Powered by Hydra (https://hydra.cc)\nUse --hydra-help to view Hydra specific help\n"
+
+
+def hydra_help_header(model_file_name: str) -> str:
+    return f"{model_file_name} is powered by Hydra.\n"
+
 
 def model_file_help(model_file_name: str) -> str:
-    """Hydra's ``hydra.help.template`` for a model file (``$CONFIG`` and the footer are Hydra's)."""
+    """Hydra's ``hydra.help.template`` for a model file (``$CONFIG`` is Hydra's)."""
     return (
         f"{model_file_name}: a sem model file.\n\n"
         "Runs every row of @ex.configs as a Hydra multirun job and records each run under\n"
@@ -16,5 +25,5 @@ def model_file_help(model_file_name: str) -> str:
         "Resume:           sem.skip_completed=true   sem.rerun=failed|missing\n"
         "sem settings:     sem.storage=PATH   sem.heartbeat_interval=SECONDS   sem.mongo.url=URI\n"
         "Without running:  sem plan <this file> [overrides]   (the jobs, with their ids)\n\n"
-        "== Config ==\n$CONFIG\n\n${hydra.help.footer}"
+        "== Config ==\n$CONFIG\n\n" + HYDRA_HELP_FOOTER
     )

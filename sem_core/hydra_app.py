@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from sem_core import settings
 from sem_core.errors import ConfigError, install_hooks
-from sem_core.help_text import model_file_help
+from sem_core.help_text import HYDRA_HELP_FOOTER, hydra_help_header, model_file_help
 from sem_core.pipes import guard_stdout
 from sem_core.signals import interrupt_exit_code, stop_signals_interrupt
 
@@ -19,12 +19,14 @@ if TYPE_CHECKING:  # the experiment hands itself over: a type only, never import
     from sem_core.experiment import Experiment
 
 PRIMARY_CONFIG_PREFIX = "sem_primary_"
-# sem's hydra/output option: Hydra's default, but for the sweep folder. ${sem_uid:} is a random
-# token resolved once per sweep: two sweeps started in the same second get different folders
-# (Hydra's default collides, hydra #2925).
+# sem's hydra/output option: Hydra's default, but for the sweep folder. ${sem_uid:sweep} is a
+# random token resolved once per sweep: two sweeps started in the same second get different
+# folders (Hydra's default collides, hydra #2925). Its argument is there for OmegaConf's quick
+# check of interpolations, which misses an empty one and parses the text with its grammar
+# instead, at every composition.
 OUTPUT_NODE = {
     "run": {"dir": "outputs/${now:%Y-%m-%d}/${now:%H-%M-%S}"},
-    "sweep": {"dir": "multirun/${now:%Y-%m-%d}/${now:%H-%M-%S}-${sem_uid:}", "subdir": "${hydra.job.num}"},
+    "sweep": {"dir": "multirun/${now:%Y-%m-%d}/${now:%H-%M-%S}-${sem_uid:sweep}", "subdir": "${hydra.job.num}"},
 }
 
 
@@ -113,12 +115,12 @@ def register_primary_config(experiment: Experiment, experiment_config: dict) -> 
 
 
 def _help_node(app_name: str) -> dict:
-    """The hydra/help option of a model file: Hydra's default help (its header and footer spelled
-    out: extending the default would merge onto its template again) with sem's template."""
+    """The hydra/help option of a model file: Hydra's default help (header and footer spelled out:
+    extending the default would merge onto its template again) with sem's template."""
     return {
         "app_name": app_name,
-        "header": "${hydra.help.app_name} is powered by Hydra.\n",
-        "footer": "Powered by Hydra (https://hydra.cc)\nUse --hydra-help to view Hydra specific help\n",
+        "header": hydra_help_header(app_name),
+        "footer": HYDRA_HELP_FOOTER,
         "template": model_file_help(app_name),
     }
 

@@ -7,7 +7,7 @@ from hydra.core.config_store import ConfigStore
 from sem_core import resolvers
 from sem_core.slurm.config import SlurmLauncherConf
 
-# Jobs' configs are composed in worker processes too: ${sem_uid:} must resolve there.
+# Jobs' configs are composed in worker processes too: ${sem_uid:sweep} must resolve there.
 resolvers.register()
 
 
