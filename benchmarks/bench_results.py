@@ -16,7 +16,8 @@ Contenders, round-robin in one process on that store:
   and writes the cache; the files themselves are in the OS page cache, as for the plain loop);
 - sem, cached: the same again (a stat per run folder, no record read);
 - sem, cached, 100 runs changed: as after a new sweep, only those are read again;
-- of which ``load_runs`` / ``results_table`` alone (cached).
+- of which ``load_runs`` / ``results_table`` alone (cached), and of ``load_runs`` the store scan
+  (``read_store_columns``) and the DataFrame (``columns_to_frame``).
 
 sacred itself has no reader for its file layout; incense 0.0.15's ``FileSystemExperimentLoader``
 finds one run at a time by an integer folder name (not sem's global_id folders): no contender.
@@ -93,6 +94,7 @@ def main() -> None:
         print(f"store: {len(run_dirs)} runs, built in {build_s:.1f} s", flush=True)
 
         from sem_core.results import load_runs, results_table
+        from sem_core.results.load import columns_to_frame, read_store_columns
 
         plain = plain_loop(store)
         table = sem_table(store)
@@ -115,12 +117,15 @@ def main() -> None:
                 records.atomic_write_bytes(d / "run.json", (d / "run.json").read_bytes())
 
         runs = load_runs(store)
+        columns = read_store_columns(store)
         contenders = {
             "plain": (lambda: plain_loop(store), None),
             "sem_cold": (lambda: sem_table(store), clear_cache),
             "sem_cached": (lambda: sem_table(store), None),
             "sem_changed": (lambda: sem_table(store), touch_100),
             "load_runs": (lambda: load_runs(store), None),
+            "scan": (lambda: read_store_columns(store), None),
+            "frame": (lambda: columns_to_frame(columns), None),
             "results_table": (lambda: results_table(runs, metrics=TEST_METRICS), None),
         }
         samples = bl.round_robin(
@@ -141,6 +146,11 @@ def main() -> None:
             "sem_cached": ("sem, cached: the same, no run changed", "a stat per run folder, no record read"),
             "sem_changed": ("sem, cached, 100 runs changed since the last load", "re-reads only those 100 runs"),
             "load_runs": ("of which load_runs (cached)", "the runs DataFrame"),
+            "scan": (
+                "of which the store scan (cached)",
+                "the summary cache read, a stat per run folder, the summaries as columns",
+            ),
+            "frame": ("of which the DataFrame", "built from the summaries' columns"),
             "results_table": ("of which results_table", "the aggregation alone"),
         }
         m = {}
