@@ -193,23 +193,25 @@ def main() -> int:
         (exp / "models").mkdir(parents=True)
         shutil.copy(templates[0].parent.parent / "m_bench.py", exp / "models" / "m_bench.py")
         sync: dict[int, dict[str, list[float]]] = {}
+        # CPU of the command and of the database server: (client, server) seconds per sample
+        sync_cpu: dict[int, dict[str, list[tuple[float, float]]]] = {}
         have = 0
         for n in sizes:
             bl.clone_runs(templates, store, n - have, gid_prefix=f"20260102T{n:06d}")
             have = n
             sync[n] = {"full": [], "noop": [], "verify": []}
+            sync_cpu[n] = {"noop": [], "verify": []}
             for _ in range(repeat if n < 5000 else 1):  # 10,000 runs take minutes: once
                 url = fresh_url()
                 env_ = {"HOME": str(home), "SEM_MONGO_URL": url}
                 sync[n]["full"].append(
                     bl.run([sys.executable, "-m", "sem_core.cli", "sync", "-q", str(exp)], exp, env_).wall_s
                 )
-                sync[n]["noop"].append(
-                    bl.run([sys.executable, "-m", "sem_core.cli", "sync", "-q", str(exp)], exp, env_).wall_s
-                )
-                sync[n]["verify"].append(
-                    bl.run([sys.executable, "-m", "sem_core.cli", "sync", "-q", "--verify", str(exp)], exp, env_).wall_s
-                )
+                for kind, flags in (("noop", []), ("verify", ["--verify"])):
+                    before = server_cpu_s()
+                    sample = bl.run([sys.executable, "-m", "sem_core.cli", "sync", "-q", *flags, str(exp)], exp, env_)
+                    sync[n][kind].append(sample.wall_s)
+                    sync_cpu[n][kind].append((sample.user_s + sample.sys_s, server_cpu_s() - before))
                 final_in_database(url, n, ("COMPLETED", "FAILED"))  # the clones are 2% FAILED
         record_bytes = bl.folder_bytes(next(d for d in store.iterdir() if (d / "run.json").exists()))
     finally:
@@ -269,6 +271,17 @@ def main() -> int:
             sync[n]["noop"],
             "the whole command: start-up, a stat per file, the store's sync-state file, the database's run count",
         )
+        for kind, what in (("noop", "`sem sync` again"), ("verify", "`sem sync --verify`")):
+            m[f"cpu_{kind}_{n}"] = bl.measurement(
+                f"{what}, nothing changed, {n:,} runs: CPU time of the command",
+                [c for c, _ in sync_cpu[n][kind]],
+                "user + system CPU of the command",
+            )
+            m[f"server_cpu_{kind}_{n}"] = bl.measurement(
+                f"{what}, nothing changed, {n:,} runs: CPU time of the database server",
+                [s for _, s in sync_cpu[n][kind]],
+                "user + system CPU of the SecantusDB process during the command",
+            )
         m[f"verify_{n}"] = bl.measurement(
             f"`sem sync --verify`, nothing changed, {n:,} runs",
             sync[n]["verify"],
