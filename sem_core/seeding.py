@@ -118,6 +118,13 @@ class _SeedingLoader:
         self.loader = loader
         self.hook = hook
 
+    def __getattr__(self, name: str) -> Any:
+        # a spec found without importing (importlib.util.find_spec) may be asked anything a
+        # loader answers (is_package, get_source, get_resource_reader): the real loader does
+        if name == "loader":
+            raise AttributeError(name)
+        return getattr(self.loader, name)
+
     def create_module(self, spec: ModuleSpec) -> ModuleType | None:
         return self.loader.create_module(spec)
 

@@ -139,11 +139,14 @@ def test_numpy_imported_after_a_seed_is_seeded_and_keeps_its_own_loader():
     # a fresh interpreter: numpy is imported only after seed_everything, as by a main
     code = textwrap.dedent(
         """
-        import json, sys
+        import importlib.util, json, sys
         from sem_core.seeding import seed_everything
         seed_everything(1234)
         assert "numpy" not in sys.modules
+        # a library that only looks numpy up gets a spec whose loader answers as numpy's does
+        assert importlib.util.find_spec("numpy").loader.is_package("numpy")
         import numpy as np
+        assert importlib.util.find_spec("numpy.random").loader.is_package("numpy.random")
         draws = np.random.rand(3).tolist()
         loaders = [type(np.random.__loader__).__name__, type(np.random.__spec__.loader).__name__]
         print(json.dumps({"draws": draws, "loaders": loaders}))
