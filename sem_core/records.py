@@ -280,6 +280,8 @@ def check_metrics(data: Any, path: str | os.PathLike) -> dict:
 
 # the characters a JSON string holds as they are (json escapes '"', '\\', controls and non-ASCII)
 _PLAIN_JSON_CHARS = bytes(c for c in range(0x20, 0x7F) if c not in b'"\\')
+# what Python writes for a list of ints and finite floats alone (json: NaN, Infinity, true, null ...)
+_JSON_NUMBER_CHARS = b"0123456789+-.e, []"
 
 
 def encode_column(column: list) -> str:
@@ -290,7 +292,10 @@ def encode_column(column: list) -> str:
     metrics of a run that logged many points."""
     try:
         body = '", "'.join(column)
-    except TypeError:  # not all strings: numbers (steps, values), where json's encoder is fast
+    except TypeError:  # not all strings: numbers (steps, values)
+        text = str(column)  # half the time of json's encoder for ints; the same text for ints and finite floats
+        if text.isascii() and not text.encode("ascii").translate(None, _JSON_NUMBER_CHARS):
+            return text[1:-1]
         return json.dumps(column, default=_json_default)[1:-1]
     if body.isascii():
         rest = body.encode("ascii").translate(None, _PLAIN_JSON_CHARS)

@@ -51,9 +51,7 @@ def _utc_isoformat_many(micros: list[float]) -> list[str]:
     """Naive-UTC ISO strings (sacred's metric timestamps) for times in epoch microseconds.
 
     Formatting each time alone (``datetime.isoformat``, an f-string) costs most of the price of
-    100k log_scalar calls. The times of one second are written in one step instead: the digits
-    of ``int(us)`` are the second's digits then the six of the microsecond, so json's encoder
-    writes them all and the second's digits are replaced by its date and time."""
+    100k log_scalar calls. The times of one second are written by one format instead."""
     out: list[str] = []
     i, n = 0, len(micros)
     while i < n:
@@ -62,10 +60,10 @@ def _utc_isoformat_many(micros: list[float]) -> list[str]:
         # the times are in order unless the clock was set back: checked, not assumed
         j = bisect_left(micros, end, i + 1)
         group = micros[i:j]
-        if sec > 0 and start <= min(group) and max(group) < end:
-            digits, prefix = str(sec), _second_prefix(sec)
-            text = json.dumps(list(map(int, group)))[1 + len(digits) : -1]
-            out += (prefix + text.replace(", " + digits, "\0" + prefix)).split("\0")
+        if start <= min(group) and max(group) < end:
+            # one format for the whole second; %d of a float truncates it
+            text = ((_second_prefix(sec) + "%06d\0") * (j - i)) % tuple(map(float(start).__rsub__, group))
+            out += text[:-1].split("\0")
         else:
             for us in group:
                 whole = int(us // 1_000_000)
