@@ -310,7 +310,11 @@ class FileStorageObserver(RunObserver):
             journal.unlink(missing_ok=True)
 
     def _write_run(self) -> None:
-        records.atomic_write_json(self.run_dir / records.RUN_FILE, self.run_entry)
+        # Indented once the run has ended; before, run.json is rewritten at the start and at each
+        # heartbeat, where json's indenting encoder (pure Python) cost a job more than the rest
+        # of its record (meta holds every installed package).
+        ended = self.run_entry["status"] not in ACTIVE_STATUSES
+        records.atomic_write_json(self.run_dir / records.RUN_FILE, self.run_entry, indent=2 if ended else None)
 
     def _save_sources(self, ex_info: Info) -> list:
         base = Path(ex_info.get("base_dir", "."))
