@@ -176,6 +176,7 @@ class Run:
         self._main_thread: int | None = None  # the thread running main(), set by start()
         self._stopped_for_memory = False
         self._artifact_names: set[str] = set()
+        self._modules_at_start: set[str] = set()
 
     # -- user API --------------------------------------------------------------------
     def log_scalar(self, name: str, value: Any, step: int | None = None) -> None:
@@ -222,6 +223,8 @@ class Run:
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
+        # a module first imported inside main() is in sys.modules at the end and not here
+        self._modules_at_start = set(sys.modules)
         start_time = _now()
         for obs in self.observers:
             obs.started_event(
@@ -371,8 +374,8 @@ class Run:
         """Modules of the model folder first imported inside main() belong to the run too."""
         from sem_core.sources import model_sources
 
-        if not self.ex_info.get("mainfile"):
-            return
+        if not self.ex_info.get("mainfile") or sys.modules.keys() <= self._modules_at_start:
+            return  # nothing imported since the start: no model-folder scan (a job's largest end cost)
         known = {name for name, _ in self.ex_info.get("sources", [])}
         model_file = Path(self.ex_info["base_dir"]) / self.ex_info["mainfile"]
         late = [s for s in model_sources(model_file) if s[0] not in known]
