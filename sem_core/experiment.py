@@ -184,8 +184,9 @@ class Experiment:
         return self.current_run.info
 
     def log_scalar(self, name: str, value: Any, step: int | None = None) -> None:
-        # called per point, maybe millions of times: one call less than through current_run
-        self.lifecycle.current().log_scalar(name, value, step)
+        # called per point, maybe millions of times: the run taken without a call (current()
+        # only to raise NoActiveRun)
+        (self.lifecycle.run or self.lifecycle.current()).log_scalar(name, value, step)
 
     def add_artifact(self, path: str | os.PathLike, name: str | None = None) -> None:
         self.current_run.add_artifact(path, name)
