@@ -134,12 +134,13 @@ def mark_timeout(store: str, global_id: str, reason: str) -> None:
 
 class ArrayTask:
     """One Slurm array task. ``jobs``: ``{"overrides": [...], "idx": int, "global_id": str|None,
-    "row": the ConfigStore entry of its planned row, or None}``."""
+    "row": the ConfigStore entry of its planned row, or None}``, each kept pickled until it runs
+    (a few hundred bytes, not a few kilobytes of objects: a task packing thousands of jobs)."""
 
-    def __init__(self, payload_path: str, sys_path: list[str], jobs: list[dict]):
+    def __init__(self, payload_path: str, sys_path: list[str], jobs: Sequence[dict | bytes]):
         self.payload_path = payload_path
         self.sys_path = list(sys_path)
-        self.jobs = list(jobs)
+        self.jobs = [job if isinstance(job, bytes) else pickle.dumps(job, pickle.HIGHEST_PROTOCOL) for job in jobs]
         self._position = 0  # job being run (for checkpoint)
         self._payload: dict | None = None  # loaded when the task runs; never pickled
 
@@ -175,16 +176,19 @@ class ArrayTask:
         failures = []
         # the first job's row stays registered: the sweep's config template (JobConfigs) is
         # checked against that job's composition when the second job comes
-        with row_registered(self.jobs[0].get("row") if self.jobs else None):
-            for position, job in enumerate(self.jobs):
+        first = pickle.loads(self.jobs[0]) if self.jobs else {}
+        with row_registered(first.get("row")):
+            for position, blob in enumerate(self.jobs):
                 self._position = position
+                job = pickle.loads(blob)
                 if self._already_finished(payload, job):
                     continue  # a requeued pack: this job ended in an earlier attempt
                 ret = self._run_job(payload, runner, job)
-                returns.append(ret)
                 if ret.status == JobStatus.FAILED:
                     value = ret._return_value
                     failures.append(f"job #{job['idx']}: {type(value).__name__}: {value}".splitlines()[0][:300])
+                if not _recorded_completed(payload, job, ret):
+                    returns.append(ret)
         sys.stdout.flush()
         sys.stderr.flush()
         if failures:
@@ -273,6 +277,24 @@ class ArrayTask:
                     print(f"sem: @ex.checkpoint raised:\n{traceback.format_exc()}", file=sys.stderr, flush=True)
         remaining = ArrayTask(self.payload_path, self.sys_path, self.jobs[self._position :])
         return submitit.helpers.DelayedSubmission(remaining)
+
+
+def _recorded_completed(payload: dict, job: dict, ret: JobReturn) -> bool:
+    """Whether a job completed and its record says so, with its result: the launcher then reads
+    the record (the truth) and needs no JobReturn back, so a task running thousands of packed
+    jobs does not hold one per job until its end. A failed job, or one that ran nothing here
+    (another run holds its row's claim), still sends its JobReturn."""
+    from hydra.core.utils import JobStatus
+
+    store, gid = payload.get("store"), job.get("global_id")
+    if ret.status != JobStatus.COMPLETED or not store or not gid:
+        return False
+    from sem_core import records
+
+    try:
+        return records.read_object(Path(store) / gid / records.RUN_FILE).get("status") == RunStatus.COMPLETED
+    except (OSError, ValueError):
+        return False
 
 
 def _model_experiment() -> Experiment | None:
