@@ -6,8 +6,9 @@ walk; its run count is collection metadata).
 One file per store and database, ``<store>/_sync/<hash of the database's name>.json`` (a ``_``
 folder of the store, as ``_sources``), holding the database's name (``MongoSettings.display``:
 no password), the run count of its ``runs`` collection right after that sync, and
-``{global_id: fingerprint}`` of every run the sync left in the database. Written atomically after a sync; a missing or unreadable file is
-the same as none (the sync asks the database, as without it).
+``{global_id: fingerprint}`` of every run the sync left in the database. Written atomically after
+a sync; a missing or unreadable file is the same as none (the sync asks the database, as without
+it).
 
 A run counts as unchanged without asking when its fingerprint (one stat per file, so an edited
 record is always seen) is the remembered one AND the database's run count is the remembered
