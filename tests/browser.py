@@ -16,7 +16,6 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Optional, Union
 
 from tests.services import missing_service
 
@@ -46,7 +45,7 @@ def chromium() -> str:
     missing_service("headless Chromium is not installed (apt-get install chromium; tests/run.sh does it)")
 
 
-def as_url(target: Union[str, os.PathLike]) -> str:
+def as_url(target: str | os.PathLike) -> str:
     text = os.fspath(target)
     if "://" in text:
         return text
@@ -63,11 +62,11 @@ def _run(args: list[str], timeout: float) -> subprocess.CompletedProcess:
 
 
 def screenshot(
-    target: Union[str, os.PathLike],
-    png: Union[str, os.PathLike],
+    target: str | os.PathLike,
+    png: str | os.PathLike,
     *,
     size: tuple[int, int] = (1400, 900),
-    budget_ms: Optional[int] = None,
+    budget_ms: int | None = None,
     timeout: float = 90,
 ) -> Path:
     """Render ``target`` (URL or file path) and save a PNG of the window; returns the PNG path.
@@ -83,8 +82,13 @@ def screenshot(
     return png
 
 
-def dump_dom(target: Union[str, os.PathLike], *, budget_ms: Optional[int] = None, timeout: float = 90,
-             window_size: Optional[tuple[int, int]] = None) -> str:
+def dump_dom(
+    target: str | os.PathLike,
+    *,
+    budget_ms: int | None = None,
+    timeout: float = 90,
+    window_size: tuple[int, int] | None = None,
+) -> str:
     """The serialised DOM of ``target`` after loading (and ``budget_ms`` of scripts), laid out in
     a window of ``window_size`` when given (scripts that measure the layout see that width)."""
     args = ["--dump-dom"]
@@ -95,7 +99,7 @@ def dump_dom(target: Union[str, os.PathLike], *, budget_ms: Optional[int] = None
     return _run([*args, as_url(target)], timeout).stdout
 
 
-def print_pdf(target: Union[str, os.PathLike], pdf: Union[str, os.PathLike], *, timeout: float = 90) -> Path:
+def print_pdf(target: str | os.PathLike, pdf: str | os.PathLike, *, timeout: float = 90) -> Path:
     """Print ``target`` to ``pdf`` as Chromium's print dialog would (print stylesheet, A4/Letter),
     without the header and footer lines; returns the PDF path."""
     pdf = Path(pdf).resolve()
@@ -106,7 +110,7 @@ def print_pdf(target: Union[str, os.PathLike], pdf: Union[str, os.PathLike], *, 
     return pdf
 
 
-def png_size(png: Union[str, os.PathLike]) -> tuple[int, int]:
+def png_size(png: str | os.PathLike) -> tuple[int, int]:
     """(width, height) read from a PNG header."""
     data = Path(png).read_bytes()[:24]
     if data[:8] != b"\x89PNG\r\n\x1a\n":

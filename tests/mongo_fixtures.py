@@ -21,8 +21,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, Optional
 
 import pytest
 
@@ -56,12 +56,12 @@ def signal_main_thread(pid: int, signum: int) -> None:
 class SecantusServer:
     """A ``secantusd-py`` subprocess; ``stop()`` and ``start()`` again keep the data and the port."""
 
-    def __init__(self, storage: Path, port: Optional[int] = None, host: str = "127.0.0.1"):
+    def __init__(self, storage: Path, port: int | None = None, host: str = "127.0.0.1"):
         self.host = host
         self.port = port or free_port()
         self.storage = Path(storage)
         self.log_path = self.storage.parent / f"secantusd-{self.port}.log"
-        self.proc: Optional[subprocess.Popen] = None
+        self.proc: subprocess.Popen | None = None
 
     @property
     def address(self) -> str:
@@ -77,8 +77,16 @@ class SecantusServer:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             _secantusd_command()
-            + ["--host", self.host, "--port", str(self.port), "--storage-path", str(self.storage),
-               "--log-level", "WARNING"],
+            + [
+                "--host",
+                self.host,
+                "--port",
+                str(self.port),
+                "--storage-path",
+                str(self.storage),
+                "--log-level",
+                "WARNING",
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -94,7 +102,9 @@ class SecantusServer:
             except OSError:
                 time.sleep(0.05)
         self.stop()
-        raise RuntimeError(f"secantusd-py did not open {self.address} in {STARTUP_TIMEOUT_S} s; log:\n{self._log_tail()}")
+        raise RuntimeError(
+            f"secantusd-py did not open {self.address} in {STARTUP_TIMEOUT_S} s; log:\n{self._log_tail()}"
+        )
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -185,13 +195,13 @@ def write_synthetic_run(
     global_id: str,
     order_id: int = 0,
     *,
-    source_file: Optional[Path] = None,
-    metrics: Optional[dict] = None,
+    source_file: Path | None = None,
+    metrics: dict | None = None,
     points: int = 10,
-    artifact: Optional[bytes] = None,
+    artifact: bytes | None = None,
     captured_out: str = "",
     status: str = "COMPLETED",
-    config: Optional[dict] = None,
+    config: dict | None = None,
 ) -> Path:
     """A run folder as a sweep writes it. ``metrics``: ``{name: n_points}`` (default: loss with
     ``points`` points); ``artifact``: bytes of an artifact named ``model.bin``."""
@@ -207,8 +217,7 @@ def write_synthetic_run(
             source_file.parent.mkdir(parents=True, exist_ok=True)
             source_file.write_text("# a synthetic model file\nprint('hello')\n")
     row = dict(config or {"name": "synth", "lr": 0.1 * (order_id + 1), "fold": order_id % 5})
-    row.update(experiment_id=f"e{order_id:015d}", config_id=f"c{order_id:015d}", order_id=order_id,
-               global_id=global_id)
+    row.update(experiment_id=f"e{order_id:015d}", config_id=f"c{order_id:015d}", order_id=order_id, global_id=global_id)
     ex_info = {
         "name": source_file.stem,
         "base_dir": str(source_file.parent),
@@ -219,13 +228,23 @@ def write_synthetic_run(
     }
     t0 = dt.datetime(2026, 1, 1, 12, 0, 0)
     obs = FileStorageObserver(store)
-    obs.started_event(ex_info, "main", {"hostname": "testhost", "os": ["Linux", "test"]}, t0, row,
-                      {"command": "main", "options": {}}, global_id)
+    obs.started_event(
+        ex_info,
+        "main",
+        {"hostname": "testhost", "os": ["Linux", "test"]},
+        t0,
+        row,
+        {"command": "main", "options": {}},
+        global_id,
+    )
     series = {}
     for name, n in (metrics or {"loss": points}).items():
         stamps = [(t0 + dt.timedelta(microseconds=i)).isoformat() for i in range(n)]
-        series[name] = {"steps": list(range(n)), "values": [1.0 / (i + 1) + order_id for i in range(n)],
-                        "timestamps": stamps}
+        series[name] = {
+            "steps": list(range(n)),
+            "values": [1.0 / (i + 1) + order_id for i in range(n)],
+            "timestamps": stamps,
+        }
     obs.log_metrics(series, {})
     obs.heartbeat_event({"note": f"run {order_id}"}, captured_out, t0 + dt.timedelta(seconds=1), None)
     if artifact is not None:

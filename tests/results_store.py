@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Optional
 
 from sem_core import ids
 from sem_core.observers.file import FileStorageObserver
@@ -20,29 +19,34 @@ def write_run(
     metrics: dict[str, list[float]],
     *,
     status: str = "COMPLETED",
-    start: Optional[dt.datetime] = None,
+    start: dt.datetime | None = None,
     seconds: float = 3.0,
-    global_id: Optional[str] = None,
+    global_id: str | None = None,
     model: str = "m_linear.py",
     output: str = "",
-    fail_trace: Optional[list[str]] = None,
-    artifacts: Optional[dict[str, Path]] = None,
+    fail_trace: list[str] | None = None,
+    artifacts: dict[str, Path] | None = None,
     hostname: str = "node1",
 ) -> Path:
     """One run with ``metrics[name]`` logged at steps 0..n-1; returns its folder."""
     start = start or T0
     gid = global_id or f"{start.strftime('%Y%m%dT%H%M%S')}-{ids.experiment_id(row)[:6]}{order_id:06d}"
-    config = dict(row, experiment_id=ids.experiment_id(row), config_id=ids.config_id(row), order_id=order_id,
-                  global_id=gid)
+    config = dict(
+        row, experiment_id=ids.experiment_id(row), config_id=ids.config_id(row), order_id=order_id, global_id=gid
+    )
     obs = FileStorageObserver(store)
-    ex_info = {"name": Path(model).stem, "mainfile": model, "base_dir": str(store), "sources": [],
-               "dependencies": []}
+    ex_info = {"name": Path(model).stem, "mainfile": model, "base_dir": str(store), "sources": [], "dependencies": []}
     obs.started_event(ex_info, "main", {"hostname": hostname}, start, config, {}, gid)
     if metrics:
         obs.log_metrics(
-            {name: {"steps": list(range(len(vals))), "values": list(vals),
-                    "timestamps": [(start + dt.timedelta(seconds=i)).isoformat() for i in range(len(vals))]}
-             for name, vals in metrics.items()},
+            {
+                name: {
+                    "steps": list(range(len(vals))),
+                    "values": list(vals),
+                    "timestamps": [(start + dt.timedelta(seconds=i)).isoformat() for i in range(len(vals))],
+                }
+                for name, vals in metrics.items()
+            },
             {},
         )
     if output:

@@ -40,7 +40,9 @@ entries_st = st.lists(
     st.builds(
         StoreEntry,
         name=st.from_regex(r"2026010[1-3]T00000[0-9]-[a-f]{4}", fullmatch=True),
-        status=st.sampled_from([None, "COMPLETED", "COMPLETED", "FAILED", "INTERRUPTED", "TIMEOUT", "RUNNING", "QUEUED"]),
+        status=st.sampled_from(
+            [None, "COMPLETED", "COMPLETED", "FAILED", "INTERRUPTED", "TIMEOUT", "RUNNING", "QUEUED"]
+        ),
         experiment_id=st.sampled_from(["e1", "e2", "e3"]),
         model=st.sampled_from(["m_a.py", "m_b.py"]),
         age_s=st.sampled_from([0.0, ORPHAN_MIN_AGE_S + 1.0]),
@@ -64,7 +66,11 @@ def test_plan_never_bins_live_runs_the_latest_result_or_the_only_copy(entries, s
             assert e.age_s >= ORPHAN_MIN_AGE_S
     for e in entries:
         if e.status == "COMPLETED":
-            newest = max(x.name for x in entries if x.status == "COMPLETED" and (x.experiment_id, x.model) == (e.experiment_id, e.model))
+            newest = max(
+                x.name
+                for x in entries
+                if x.status == "COMPLETED" and (x.experiment_id, x.model) == (e.experiment_id, e.model)
+            )
             assert (e.name in moved or e.name in {i.name for i in plan.protected}) == (e.name != newest)
     assert not moved & {i.name for i in plan.protected}
 
@@ -143,7 +149,11 @@ def test_clean_dry_run_yes_and_restore(messy_store):
 def test_clean_moves_what_dvc_holds_and_keeps_what_it_does_not(messy_store):
     exp, store = messy_store
     root = exp.parent
-    for args in (("init", "-q", "-b", "main"), ("config", "user.name", "Dee"), ("config", "user.email", "dee@example.org")):
+    for args in (
+        ("init", "-q", "-b", "main"),
+        ("config", "user.name", "Dee"),
+        ("config", "user.email", "dee@example.org"),
+    ):
         subprocess.run(["git", *args], cwd=root, check=True)
     subprocess.run(["git", "add", "exp/models/m_test.py"], cwd=root, check=True)
     subprocess.run(["git", "commit", "-qm", "model"], cwd=root, check=True)
@@ -173,8 +183,13 @@ def test_runs_synced_to_mongodb_may_be_binned_without_force(write_model, mongo_u
     old = time.time() - 2 * ORPHAN_MIN_AGE_S
     os.utime(store / "20260101T000000-000000000000", (old, old))
 
-    result = subprocess.run([sys.executable, "-m", "sem_core.cli", "clean", "--yes"], cwd=exp,
-                            capture_output=True, text=True, env={**os.environ, **env})
+    result = subprocess.run(
+        [sys.executable, "-m", "sem_core.cli", "clean", "--yes"],
+        cwd=exp,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+    )
     assert result.returncode == 0, result.stderr
     assert "keep  20260101T000000-000000000000" in result.stdout
     (batch,) = (store / BIN_DIR).iterdir()
@@ -186,8 +201,11 @@ def _omniboard_view(db) -> dict:
     """What Omniboard lists: the runs collection, with each run's metric documents (by run_id)."""
     runs = {d["config"]["global_id"]: d for d in db.runs.find()}
     return {
-        gid: {"_id": d["_id"], "status": d["status"],
-              "metrics": sorted((m["name"], tuple(m["values"])) for m in db.metrics.find({"run_id": d["_id"]}))}
+        gid: {
+            "_id": d["_id"],
+            "status": d["status"],
+            "metrics": sorted((m["name"], tuple(m["values"])) for m in db.metrics.find({"run_id": d["_id"]})),
+        }
         for gid, d in runs.items()
     }
 
@@ -209,22 +227,30 @@ def test_clean_moves_binned_runs_out_of_mongodb_and_restore_puts_them_back(write
     gridfs_files = sorted(f["_id"] for f in mongo_db["fs.files"].find())
 
     def clean(*args):
-        result = subprocess.run([sys.executable, "-m", "sem_core.cli", "clean", *args], cwd=exp,
-                                capture_output=True, text=True, env=env)
+        result = subprocess.run(
+            [sys.executable, "-m", "sem_core.cli", "clean", *args], cwd=exp, capture_output=True, text=True, env=env
+        )
         assert result.returncode == 0, result.stderr
         return result.stdout
 
     # --dry-run lists both sides and changes neither
     out = clean("--dry-run")
     for name in binned:
-        assert f"would move  {name}  (" in out and f"+ database run {before_view[name]['_id']}" in out.split(name, 1)[1].splitlines()[0]
+        assert (
+            f"would move  {name}  (" in out
+            and f"+ database run {before_view[name]['_id']}" in out.split(name, 1)[1].splitlines()[0]
+        )
     assert "dry run: 4 folder(s) would move" in out and "4 run(s) of MongoDB" in out and "sem_bin.runs" in out
     assert _omniboard_view(mongo_db) == before_view and snapshot(store) == before_files
 
     # row claims (sem.skip_completed with a database): a binned run's claim no longer holds its row
     kept_gid, binned_gid = sorted(latest.values())[0], sorted(binned)[0]
-    mongo_db["sem_claims"].insert_many([{"_id": "m_test.py/kept", "global_id": kept_gid, "status": "COMPLETED"},
-                                        {"_id": "m_test.py/binned", "global_id": binned_gid, "status": "COMPLETED"}])
+    mongo_db["sem_claims"].insert_many(
+        [
+            {"_id": "m_test.py/kept", "global_id": kept_gid, "status": "COMPLETED"},
+            {"_id": "m_test.py/binned", "global_id": binned_gid, "status": "COMPLETED"},
+        ]
+    )
     out = clean("--yes")
     assert "moved 4 folder(s)" in out and "4 run(s) of MongoDB" in out
     assert [d["global_id"] for d in mongo_db["sem_claims"].find()] == [kept_gid]
@@ -252,7 +278,9 @@ def test_clean_moves_binned_runs_out_of_mongodb_and_restore_puts_them_back(write
     assert snapshot(store) == before_files
     assert mongo_db["sem_bin.runs"].count_documents({}) == 0 and mongo_db["sem_bin.metrics"].count_documents({}) == 0
     # and the restored runs count as synced again: a new sync has nothing to do
-    sync = subprocess.run([sys.executable, "-m", "sem_core.cli", "sync"], cwd=exp, capture_output=True, text=True, env=env)
+    sync = subprocess.run(
+        [sys.executable, "-m", "sem_core.cli", "sync"], cwd=exp, capture_output=True, text=True, env=env
+    )
     assert sync.returncode == 0, sync.stderr
     assert _omniboard_view(mongo_db) == before_view
 

@@ -15,8 +15,9 @@ from sem_core.cli import build_parser
 
 def sem_help(*args: str) -> str:
     env = dict(os.environ, COLUMNS="80")
-    proc = subprocess.run([sys.executable, "-m", "sem_core.cli", *args], capture_output=True, text=True, env=env,
-                          timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "sem_core.cli", *args], capture_output=True, text=True, env=env, timeout=60
+    )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
@@ -42,5 +43,7 @@ def test_every_command_says_what_it_does_explains_its_arguments_and_shows_an_exa
     for i, line in enumerate(lines):
         if re.match(r"^  (-|[A-Z_]+\b|\{)", line) and len(line.strip().split("  ")) < 2:
             following = lines[i + 1] if i + 1 < len(lines) else ""
-            assert following.startswith(" " * 4) and following.strip(), f"{command}: no help for {line.strip()!r}\n{text}"
+            assert following.startswith(" " * 4) and following.strip(), (
+                f"{command}: no help for {line.strip()!r}\n{text}"
+            )
     assert "\nexamples:\n  sem " in text, text

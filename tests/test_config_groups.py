@@ -40,7 +40,9 @@ def test_two_keys_setting_one_path_are_refused():
         nest_keys({"a": 1, "a.b": 2})
 
 
-options = st.text(st.characters(min_codepoint=32, max_codepoint=0x2FF, blacklist_categories=("Cs",)), min_size=1, max_size=12)
+options = st.text(
+    st.characters(min_codepoint=32, max_codepoint=0x2FF, blacklist_categories=("Cs",)), min_size=1, max_size=12
+)
 
 
 @given(options, st.booleans())
@@ -126,7 +128,7 @@ TREE = {
     "augment/flip.yaml": "p: 0.5\n",  # a group the defaults list does not choose
 }
 
-MODEL = '''
+MODEL = """
 from sem_core import Experiment
 ex = Experiment(__file__, config_path="conf", config_name="config")
 
@@ -138,7 +140,7 @@ def configs():
 def main(config):
     print("main got", sorted(config))
     return config["model"]["width"] * config["steps"] + config.get("augment", {}).get("p", 0)
-'''
+"""
 
 
 def write_tree(write_model, rows: list) -> Path:
@@ -174,13 +176,16 @@ def test_a_value_for_a_group_that_is_not_an_option_name_is_explained(write_model
     model = write_tree(write_model, [{"model": {"width": 3}}])
     proc = run_model(model)
     assert proc.returncode == 1
-    assert "row order_id=0: key 'model' is a config group, so its value is the name of one of its options " \
-           "(large, small), not {'width': 3}; set a key inside it as 'model.KEY'" in proc.stderr
+    assert (
+        "row order_id=0: key 'model' is a config group, so its value is the name of one of its options "
+        "(large, small), not {'width': 3}; set a key inside it as 'model.KEY'" in proc.stderr
+    )
     assert not (model.parent / "runs").exists()
 
 
 def test_schema_and_config_tree_together_are_refused(write_model):
-    model = write_model(textwrap.dedent('''
+    model = write_model(
+        textwrap.dedent("""
         from dataclasses import dataclass
         from sem_core import Experiment
 
@@ -189,7 +194,8 @@ def test_schema_and_config_tree_together_are_refused(write_model):
             x: int = 0
 
         ex = Experiment(__file__, schema=Conf, config_path=".", config_name="config")
-    '''))
+    """)
+    )
     proc = run_model(model)
     assert proc.returncode == 1
     assert "give schema= or config_path=/config_name=, not both" in proc.stderr
@@ -218,13 +224,23 @@ def test_sem_plan_checks_the_choices_too(write_model, tmp_path: Path):
     import sys
 
     model = write_tree(write_model, [{"model": "small"}, {"model": "tiny"}])
-    proc = subprocess.run([sys.executable, "-m", "sem_core.cli", "plan", str(model), "--json"],
-                          capture_output=True, text=True, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "sem_core.cli", "plan", str(model), "--json"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 2  # sem's exit code for bad input
-    assert "order_id=1: model='tiny' is not an option of the config group 'model' (options: large, small)" in proc.stderr
+    assert (
+        "order_id=1: model='tiny' is not an option of the config group 'model' (options: large, small)" in proc.stderr
+    )
     model = write_tree(write_model, [{"model": "small", "steps": 2}])
-    proc = subprocess.run([sys.executable, "-m", "sem_core.cli", "plan", str(model), "--json"],
-                          capture_output=True, text=True, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "sem_core.cli", "plan", str(model), "--json"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     (job,) = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     assert job["experiment_id"] == ids.experiment_id({"model": "small", "steps": 2})
@@ -243,7 +259,9 @@ def test_rows_choosing_groups_run_packed_on_the_slurm_cluster(example: Path):
         assert config["composed"]["model"]["name"] == config["model"]
         assert config["composed"]["optimizer"]["name"] == config["optimizer"]
     (custom,) = [r["config"] for r in runs if r["config"]["order_id"] == 8]
-    assert custom["composed"]["model"]["activation"] == {"name": "tanh"} and custom["composed"]["optimizer"]["lr"] == 0.05
+    assert (
+        custom["composed"]["model"]["activation"] == {"name": "tanh"} and custom["composed"]["optimizer"]["lr"] == 0.05
+    )
 
 
 @pytest.mark.parametrize("name", ["m_typed.py", "m_classify.py"])
@@ -273,5 +291,7 @@ def test_each_jobs_derived_config_is_hydras_composition(tmp_path: Path, name: st
         configs = JobConfigs(hydra.config_loader, master)
         for overrides in job_overrides(planned, experiment):
             derived = configs.for_job(overrides)
-            assert OmegaConf.to_yaml(derived) == OmegaConf.to_yaml(hydra.config_loader.load_sweep_config(master, overrides))
+            assert OmegaConf.to_yaml(derived) == OmegaConf.to_yaml(
+                hydra.config_loader.load_sweep_config(master, overrides)
+            )
         assert any(base.usable for base in configs._bases.values())

@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 
 from sem_core import records
 from sem_core.clean import StoreEntry, plan_clean
-from sem_core.resume import ExistingRun, select_jobs
 from sem_core.results.load import summaries_to_frame, summarise
 from sem_core.results.table import counted_runs
+from sem_core.resume import ExistingRun, select_jobs
 from tests.conftest import run_model
 
 MODEL = """
@@ -44,8 +44,14 @@ def main(config):
 def sem(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
     import os
 
-    return subprocess.run([sys.executable, "-m", "sem_core.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          env=dict(os.environ, **(env or {})), timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "sem_core.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, **(env or {})),
+        timeout=300,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +103,7 @@ def bad_journal_line(run_dir: Path) -> Path:
     run.pop("last_metrics", None)
     (run_dir / "run.json").write_text(json.dumps(run))
     point = lambda step, value: json.dumps({"score": {"steps": [step], "values": [value], "timestamps": ["t"]}})
-    (run_dir / "metrics.jsonl").write_text(f"{point(0, 1.0)}\n{{\"score\": garbage\n{point(2, 7.0)}\n")
+    (run_dir / "metrics.jsonl").write_text(f'{point(0, 1.0)}\n{{"score": garbage\n{point(2, 7.0)}\n')
     return run_dir / "metrics.jsonl"
 
 
@@ -111,10 +117,14 @@ RECORD_CASES = {
     "config.json holds a list": (write("config.json", b'["fold", 1]'), r"holds a JSON list, not an object"),
 }
 METRICS_CASES = {
-    "metrics.json of the wrong shape": (write("metrics.json", b'{"score": [1, 2, 3]}'),
-                                        r"metric 'score' is not \{steps, values, timestamps\} lists"),
-    "metrics.json of unequal lists": (write("metrics.json", b'{"score": {"steps": [0], "values": [1, 2], '
-                                                            b'"timestamps": []}}'), r"metric 'score' has .* different lengths"),
+    "metrics.json of the wrong shape": (
+        write("metrics.json", b'{"score": [1, 2, 3]}'),
+        r"metric 'score' is not \{steps, values, timestamps\} lists",
+    ),
+    "metrics.json of unequal lists": (
+        write("metrics.json", b'{"score": {"steps": [0], "values": [1, 2], "timestamps": []}}'),
+        r"metric 'score' has .* different lengths",
+    ),
     "garbage metrics.json": (write("metrics.json", b"{{{"), r"not valid JSON"),
     "metrics.json holds a list": (write("metrics.json", b"[]"), r"holds a JSON list"),
 }
@@ -164,8 +174,9 @@ def test_a_skip_completed_sweep_reruns_only_the_unreadable_row(experiment, case)
     out = result.stdout + result.stderr
     assert_one_warning(subprocess.CompletedProcess([], 0, "", out), bad, reason)
     assert "skipped 2 row(s)" in out
-    completed = [r for r in records.iter_runs(experiment / "models" / "runs", lambda p: None)
-                 if r.status == "COMPLETED"]
+    completed = [
+        r for r in records.iter_runs(experiment / "models" / "runs", lambda p: None) if r.status == "COMPLETED"
+    ]
     assert sorted(r.config["fold"] for r in completed) == [0, 1, 2]
 
 
@@ -211,7 +222,9 @@ def test_clean_lists_unreadable_records_at_once_and_bins_them(experiment, case):
     damage(dirs[1])
     dry = sem("clean", "--force", cwd=experiment)
     assert dry.returncode == 1, dry.stderr  # the store still holds a record no other command can read
-    assert re.search(rf"would move  {dirs[1].name}  \(unreadable record: (run|config)\.json: {reason}", dry.stdout), dry.stdout
+    assert re.search(rf"would move  {dirs[1].name}  \(unreadable record: (run|config)\.json: {reason}", dry.stdout), (
+        dry.stdout
+    )
     assert "1 unreadable record(s) remain" in dry.stderr
     moved = sem("clean", "--force", "--yes", cwd=experiment)
     assert moved.returncode == 0, moved.stderr
@@ -270,8 +283,10 @@ run_st = st.builds(
         f"{(T0 + dt.timedelta(seconds=second)).strftime('%Y%m%dT%H%M%S')}-{suffix}",
         status,
     ),
-    second=st.integers(0, 2), micro=st.sampled_from([0, 250_000, 999_999]),
-    suffix=st.from_regex(r"[a-f0-9]{4}", fullmatch=True), status=st.sampled_from(["COMPLETED", "FAILED"]),
+    second=st.integers(0, 2),
+    micro=st.sampled_from([0, 250_000, 999_999]),
+    suffix=st.from_regex(r"[a-f0-9]{4}", fullmatch=True),
+    status=st.sampled_from(["COMPLETED", "FAILED"]),
     no_time=st.booleans(),
 )
 
@@ -285,9 +300,14 @@ def test_clean_results_and_resume_agree_on_the_newest_run_of_a_row(runs):
     completed = [r for r in runs if r[2] == "COMPLETED"]
     expected = max(runs, key=lambda r: records.recency(r[0], r[1]))
 
-    summaries = [summarise(f"/store/{gid}", {"status": status, "start_time": start, "experiment": {"mainfile": "m.py"}},
-                           {"experiment_id": "e1", "config_id": "c1", "order_id": 0, "global_id": gid})
-                 for start, gid, status in runs]
+    summaries = [
+        summarise(
+            f"/store/{gid}",
+            {"status": status, "start_time": start, "experiment": {"mainfile": "m.py"}},
+            {"experiment_id": "e1", "config_id": "c1", "order_id": 0, "global_id": gid},
+        )
+        for start, gid, status in runs
+    ]
     included, _ = counted_runs(summaries_to_frame(summaries), statuses=None)
     assert list(included["global_id"]) == [expected[1]]
 

@@ -51,7 +51,9 @@ def team(tmp_path: Path):
     a = tmp_path / "alice"
     sh("git", "clone", "-q", str(origin), str(a), cwd=tmp_path)
     configure_user(a, "Alice")
-    shutil.copytree(EXAMPLE, a / "regression", ignore=shutil.ignore_patterns("runs", "multirun", "results", "__pycache__"))
+    shutil.copytree(
+        EXAMPLE, a / "regression", ignore=shutil.ignore_patterns("runs", "multirun", "results", "__pycache__")
+    )
     (a / ".gitignore").write_text("__pycache__/\nmultirun/\noutputs/\n")
     sh("git", "add", ".", cwd=a)
     sh("git", "commit", "-qm", "example", cwd=a)
@@ -118,11 +120,15 @@ WITHOUT_DVC = "import runpy, sys; sys.modules['dvc'] = None; runpy.run_module('s
 @pytest.mark.parametrize("action", ["init", "push", "pull"])
 def test_sem_dvc_without_dvc_says_how_to_install_it(tmp_path, action):
     sh("git", "init", "-q", cwd=tmp_path)
-    shutil.copytree(EXAMPLE, tmp_path / "exp", ignore=shutil.ignore_patterns("runs", "multirun", "results", "__pycache__"))
+    shutil.copytree(
+        EXAMPLE, tmp_path / "exp", ignore=shutil.ignore_patterns("runs", "multirun", "results", "__pycache__")
+    )
     args = ["--remote", str(tmp_path / "remote")] if action == "init" else [str(tmp_path / "exp")]
     result = sh(sys.executable, "-c", WITHOUT_DVC, "dvc", action, *args, cwd=tmp_path, check=False)
     assert result.returncode == 2, result.stderr
-    assert result.stderr.strip().splitlines() == [f"sem dvc: error: DVC is not installed for {sys.executable}: pip install 'sem[dvc]'"]
+    assert result.stderr.strip().splitlines() == [
+        f"sem dvc: error: DVC is not installed for {sys.executable}: pip install 'sem[dvc]'"
+    ]
     assert not (tmp_path / ".dvc").exists()  # nothing was set up half-way
 
 
@@ -148,7 +154,12 @@ def test_two_users_split_share_and_resume_a_sweep(team):
     out = sem("dvc", "push", cwd=a_exp).stdout
     assert "pushed regression/models/runs" in out
     committed = sh("git", "show", "--name-only", "--format=", "HEAD", cwd=a).stdout.split()
-    assert set(committed) == {"regression/models/runs.dvc", "regression/results.dvc", "regression/models/.gitignore", "regression/.gitignore"}
+    assert set(committed) == {
+        "regression/models/runs.dvc",
+        "regression/results.dvc",
+        "regression/models/.gitignore",
+        "regression/.gitignore",
+    }
     assert sh("git", "diff", "--cached", "--name-only", cwd=a).stdout.split() == ["NOTES.md"]
     sh("git", "push", "-q", "origin", "HEAD:main", cwd=a)
 

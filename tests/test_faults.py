@@ -40,18 +40,21 @@ def runs_by_order(store: Path) -> dict:
 
 
 def sem(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sem_core.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=HANG_GUARD_S)
+    return subprocess.run(
+        [sys.executable, "-m", "sem_core.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=HANG_GUARD_S
+    )
 
 
 # -- a disk full for a moment ---------------------------------------------------------------
+
 
 @pytest.fixture
 def small_tmpfs(tmp_path: Path):
     mount_point = tmp_path / "small_disk"
     mount_point.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount_point)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount_point)], capture_output=True, text=True
+    )
     if proc.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.strip() or proc.returncode}): needs root")
     yield mount_point
@@ -74,7 +77,7 @@ def fill(disk: Path) -> Path:
     return filler
 
 
-LOGGING_MODEL = '''
+LOGGING_MODEL = """
 import os, time
 from pathlib import Path
 from sem_core import Experiment
@@ -92,7 +95,7 @@ def main(config):
         i += 1
         time.sleep(0.005)
     return i
-'''
+"""
 
 
 def test_a_disk_full_for_a_moment_loses_no_metric_point_and_no_line(write_model, small_tmpfs, tmp_path):
@@ -101,7 +104,10 @@ def test_a_disk_full_for_a_moment_loses_no_metric_point_and_no_line(write_model,
     store = small_tmpfs / "runs"
     proc = subprocess.Popen(
         [sys.executable, str(model), f"sem.storage={store}", "sem.heartbeat_interval=0.2"],
-        cwd=model.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=model.parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         env=dict(os.environ, STOP_FILE=str(stop)),
     )
     try:
@@ -137,10 +143,18 @@ def test_a_job_that_starts_on_a_full_disk_waits_for_space_and_runs(write_model, 
     filler = fill(small_tmpfs)
     err_file = tmp_path / "stderr.txt"
     with open(err_file, "w") as err:
-        proc = subprocess.Popen([sys.executable, str(model), f"sem.storage={store}"], cwd=model.parent,
-                                stdout=subprocess.PIPE, stderr=err, text=True, env=dict(os.environ, STOP_FILE=str(stop)))
+        proc = subprocess.Popen(
+            [sys.executable, str(model), f"sem.storage={store}"],
+            cwd=model.parent,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            env=dict(os.environ, STOP_FILE=str(stop)),
+        )
         try:
-            wait_for(lambda: "waiting for space to start its record" in err_file.read_text(), "the job to meet the full disk")
+            wait_for(
+                lambda: "waiting for space to start its record" in err_file.read_text(), "the job to meet the full disk"
+            )
             filler.unlink()
             out, _ = proc.communicate(timeout=HANG_GUARD_S)
         finally:
@@ -154,9 +168,10 @@ def test_a_job_that_starts_on_a_full_disk_waits_for_space_and_runs(write_model, 
 
 # -- values that cannot be written ----------------------------------------------------------
 
+
 def test_an_info_value_that_cannot_be_written_fails_the_run_naming_the_key(write_model):
     model = write_model(
-        '''
+        """
 from sem_core import Experiment
 ex = Experiment(__file__)
 @ex.configs
@@ -171,7 +186,7 @@ def main(config):
     ex.info["loop"] = loop
     ex.log_scalar("loss", 0.5)
     return 1
-'''
+"""
     )
     proc = run_model(model, "sem.heartbeat_interval=0.1")
     assert proc.returncode != 0
@@ -186,7 +201,7 @@ def main(config):
 
 def test_a_metric_name_that_is_not_a_string_is_refused_where_it_is_logged(write_model):
     model = write_model(
-        '''
+        """
 from sem_core import Experiment
 ex = Experiment(__file__)
 @ex.configs
@@ -196,7 +211,7 @@ def c():
 def main(config):
     ex.log_scalar("5", 1.0)
     ex.log_scalar(5, 2.0)
-'''
+"""
     )
     proc = run_model(model)
     assert proc.returncode != 0
@@ -209,9 +224,10 @@ def main(config):
 
 # -- sys.exit in main -----------------------------------------------------------------------
 
+
 def test_sys_exit_in_main_ends_that_job_with_a_record_and_the_sweep_goes_on(write_model):
     model = write_model(
-        '''
+        """
 import argparse, sys
 from sem_core import Experiment
 ex = Experiment(__file__)
@@ -224,7 +240,7 @@ def main(config):
     if config["code"] == "argparse":
         argparse.ArgumentParser().parse_args(["--no-such-flag"])
     sys.exit(config["code"])
-'''
+"""
     )
     proc = run_model(model)
     assert proc.returncode == 1
@@ -242,7 +258,7 @@ def main(config):
 
 # -- SIGTERM and Ctrl-C on a sequential sweep -------------------------------------------------
 
-SLOW_ROWS_MODEL = '''
+SLOW_ROWS_MODEL = """
 import os, time
 from pathlib import Path
 from sem_core import Experiment
@@ -258,7 +274,7 @@ def main(config):
     print("working on", config["row"], flush=True)
     Path(os.environ["STARTED_FILE"]).touch()
     time.sleep(600)
-'''
+"""
 
 
 @pytest.mark.parametrize("signum,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "Ctrl-C"])
@@ -267,9 +283,15 @@ def test_a_stopped_sequential_sweep_interrupts_its_run_prints_the_summary_and_st
 ):
     model = write_model(SLOW_ROWS_MODEL)
     started = tmp_path / "started"
-    proc = subprocess.Popen([sys.executable, str(model), "sem.heartbeat_interval=60"], cwd=model.parent,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            env=dict(os.environ, STARTED_FILE=str(started)))
+    proc = subprocess.Popen(
+        [sys.executable, str(model), "sem.heartbeat_interval=60"],
+        cwd=model.parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env=dict(os.environ, STARTED_FILE=str(started)),
+    )
     try:
         wait_for(started.exists, "row 1 to start")
         if signum == signal.SIGINT:
@@ -293,9 +315,10 @@ def test_a_stopped_sequential_sweep_interrupts_its_run_prints_the_summary_and_st
 
 # -- a hard crash ---------------------------------------------------------------------------
 
+
 def test_a_run_whose_process_died_shows_killed_at_once_and_status_records_it(write_model):
     model = write_model(
-        '''
+        """
 import ctypes, time
 from sem_core import Experiment
 ex = Experiment(__file__)
@@ -308,7 +331,7 @@ def main(config):
     time.sleep(1.0)  # lets a heartbeat record the point
     ctypes.CDLL(None).write(2, b"native message before the crash\\n", 32)
     ctypes.string_at(0)
-'''
+"""
     )
     proc = run_model(model, "sem.heartbeat_interval=0.2")
     assert proc.returncode == -signal.SIGSEGV
@@ -333,9 +356,10 @@ def main(config):
 
 # -- the summary ----------------------------------------------------------------------------
 
+
 def test_an_error_before_recording_began_is_printed_in_full_once_with_no_empty_run_folder(write_model, tmp_path):
     model = write_model(
-        '''
+        """
 from sem_core import Experiment
 ex = Experiment(__file__)
 @ex.configs
@@ -344,7 +368,7 @@ def c():
 @ex.automain
 def main(config):
     return 1
-'''
+"""
     )
     store = tmp_path / ("a-store-that-cannot-be-made-" + "x" * 80)
     store.write_text("a file where the run store's folder should be")

@@ -24,8 +24,14 @@ def model(tmp_path):
 def ex_info(model):
     from sem_core.sources import file_md5
 
-    return {"name": "m_x", "base_dir": str(model), "sources": [["m_x.py", file_md5(model / "m_x.py")]],
-            "dependencies": [], "repositories": [], "mainfile": "m_x.py"}
+    return {
+        "name": "m_x",
+        "base_dir": str(model),
+        "sources": [["m_x.py", file_md5(model / "m_x.py")]],
+        "dependencies": [],
+        "repositories": [],
+        "mainfile": "m_x.py",
+    }
 
 
 def start(obs, model, _id="g1", config=None):
@@ -52,7 +58,7 @@ def test_started_completed_layout(tmp_path, model):
     assert (d / "cout.txt").read_text() == "hello\n"
     assert json.loads((d / "info.json").read_text()) == {"note": 1}
     assert json.loads((d / "config.json").read_text()) == {"a": 1, "global_id": "g1"}
-    (name, stored), = run["experiment"]["sources"]
+    ((name, stored),) = run["experiment"]["sources"]
     assert name == "m_x.py" and (store / stored).read_text() == "print('model')\n"
 
 
@@ -175,7 +181,13 @@ def test_last_metrics_summarise_the_run(tmp_path, model):
     obs = FileStorageObserver(tmp_path)
     start(obs, model, "s")
     obs.log_metrics({"a": {"steps": [0, 1], "values": [3, 2], "timestamps": ["t", "t"]}}, {})
-    obs.log_metrics({"a": {"steps": [2], "values": [1.5], "timestamps": ["t"]}, "b": {"steps": [0], "values": [7], "timestamps": ["t"]}}, {})
+    obs.log_metrics(
+        {
+            "a": {"steps": [2], "values": [1.5], "timestamps": ["t"]},
+            "b": {"steps": [0], "values": [7], "timestamps": ["t"]},
+        },
+        {},
+    )
     obs.completed_event(T0, None)
     run = records.read_json(tmp_path / "s" / "run.json")
     assert run["last_metrics"] == {"a": 1.5, "b": 7}
@@ -189,7 +201,7 @@ def test_metric_columns_are_encoded_as_json_encodes_them():
     columns = st.lists(scalars) | st.lists(st.text()) | st.lists(st.integers()) | st.lists(st.floats())
 
     @settings(max_examples=300)
-    @given(st.dictionaries(st.text(), st.fixed_dictionaries({k: columns for k in records.SERIES_KEYS})))
+    @given(st.dictionaries(st.text(), st.fixed_dictionaries(dict.fromkeys(records.SERIES_KEYS, columns))))
     def check(metrics):
         encoded = {name: {k: records.encode_column(v) for k, v in s.items()} for name, s in metrics.items()}
         assert records.encode_metrics(encoded) == json.dumps(metrics, sort_keys=True)
@@ -203,7 +215,13 @@ def test_metrics_of_several_batches_are_written_whole_and_in_order(tmp_path, mod
     nan, inf = float("nan"), float("inf")
     obs.log_metrics({"a": {"steps": [0, 1], "values": [nan, inf], "timestamps": ["t0", "t1"]}}, {})
     obs.log_metrics({"z": {"steps": [], "values": [], "timestamps": []}}, {})
-    obs.log_metrics({"a": {"steps": [2], "values": [-inf], "timestamps": ['t"2']}, "b": {"steps": [5], "values": [1], "timestamps": ["t"]}}, {})
+    obs.log_metrics(
+        {
+            "a": {"steps": [2], "values": [-inf], "timestamps": ['t"2']},
+            "b": {"steps": [5], "values": [1], "timestamps": ["t"]},
+        },
+        {},
+    )
     journal = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
     assert records.read_metrics(tmp_path / "b")["a"]["timestamps"] == ["t0", "t1", 't"2']  # a live run: the journal
     obs.completed_event(T0, None)

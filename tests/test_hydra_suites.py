@@ -12,7 +12,6 @@ from hydra.test_utils.launcher_common_tests import (
 from pytest import mark
 
 
-
 @mark.parametrize(
     "launcher_name, overrides",
     [

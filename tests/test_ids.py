@@ -20,7 +20,9 @@ scalars = st.one_of(
     st.text(max_size=8),
 )
 keys = st.text(min_size=1, max_size=6).filter(lambda k: k not in ids.ID_KEYS)
-values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(keys, inner, max_size=3), max_leaves=8)
+values = st.recursive(
+    scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(keys, inner, max_size=3), max_leaves=8
+)
 rows = st.dictionaries(keys, values, max_size=6)
 
 
@@ -80,7 +82,11 @@ def test_ids_are_identical_in_another_process(batch):
     here = [ids.experiment_id(r) for r in batch]
     code = "import json,sys; from sem_core import ids; print(json.dumps([ids.experiment_id(r) for r in json.load(sys.stdin)]))"
     out = subprocess.run(
-        [sys.executable, "-c", code], input=json.dumps(batch), capture_output=True, text=True, check=True,
+        [sys.executable, "-c", code],
+        input=json.dumps(batch),
+        capture_output=True,
+        text=True,
+        check=True,
         env={"PYTHONHASHSEED": "123", "PATH": "/usr/bin:/bin"},
     )
     assert json.loads(out.stdout) == here
@@ -105,7 +111,8 @@ def test_row_ids_equal_the_separate_functions(row, replicate):
 # Rows with any text at all in keys and strings: control characters and lone surrogates included.
 any_text = st.text(st.characters(blacklist_categories=()), max_size=6)
 wild_values = st.recursive(
-    st.one_of(scalars, any_text), lambda inner: st.lists(inner, max_size=3) | st.dictionaries(any_text, inner, max_size=3),
+    st.one_of(scalars, any_text),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(any_text, inner, max_size=3),
     max_leaves=8,
 )
 
@@ -184,7 +191,9 @@ def test_the_fast_paths_for_plain_rows_agree_with_the_careful_ones(row):
 
     def careful_ids(r):
         keys = {k: v for k, v in r.items() if k not in ids.ID_KEYS}
-        return ids._digest(ids._canonical(keys, "")), ids._digest(ids._canonical({k: v for k, v in keys.items() if k != "fold"}, ""))
+        return ids._digest(ids._canonical(keys, "")), ids._digest(
+            ids._canonical({k: v for k, v in keys.items() if k != "fold"}, "")
+        )
 
     normal = ids.normalise_row(row) if outcome(ids.normalise_row, row)[0] == "ok" else None
     if normal is not None:
@@ -192,9 +201,17 @@ def test_the_fast_paths_for_plain_rows_agree_with_the_careful_ones(row):
 
 
 json_data = st.recursive(
-    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False),
-              st.text(st.characters(codec="utf-8"))),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(st.characters(codec="utf-8"), max_size=4), inner, max_size=3),
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.text(st.characters(codec="utf-8")),
+    ),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.text(st.characters(codec="utf-8"), max_size=4), inner, max_size=3)
+    ),
     max_leaves=10,
 )
 

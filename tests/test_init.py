@@ -16,8 +16,9 @@ from tests.conftest import load_store, run_model
 
 
 def sem(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sem_core.cli", *args], cwd=str(cwd), capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "sem_core.cli", *args], cwd=str(cwd), capture_output=True, text=True, timeout=120
+    )
 
 
 def test_sem_init_then_the_starter_model_runs_on_the_local_launcher(tmp_path):

@@ -40,8 +40,12 @@ def make_venv(venv: Path) -> Path:
     files included, as for system site-packages) after the new environment's own."""
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     py = venv / "bin" / "python"
-    purelib = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                             check=True, capture_output=True, text=True).stdout.strip()
+    purelib = subprocess.run(
+        [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     outer = list(site.getsitepackages())
     if site.ENABLE_USER_SITE and Path(site.getusersitepackages()).is_dir():
         outer.append(site.getusersitepackages())
@@ -56,7 +60,11 @@ def test_plugins_are_discovered_after_install(tmp_path, editable):
     import json
 
     src = tmp_path / "src"
-    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(".git", "*.egg-info", "runs", "multirun", "node_modules", "__pycache__", "build"))
+    shutil.copytree(
+        REPO,
+        src,
+        ignore=shutil.ignore_patterns(".git", "*.egg-info", "runs", "multirun", "node_modules", "__pycache__", "build"),
+    )
     venv = tmp_path / "venv"
     py = make_venv(venv)
     cmd = [str(py), "-m", "pip", "install", "-q", "--no-deps", "--disable-pip-version-check"]

@@ -36,8 +36,26 @@ LAYERS = {
     "launch": ("launch", "slurm"),
     "job": ("callback", "task", "row_store", "compose"),
     "run": ("lifecycle", "run", "observers", "stdio", "_tee", "signals", "pipes", "job_return", "seeding"),
-    "I/O": ("records", "claims", "mongo", "results", "clean", "repro", "capture", "dvc", "settings", "sources",
-            "host", "metrics", "resolvers", "sweep_folder", "sweep_summary", "starter", "run_gate", "config_yaml"),
+    "I/O": (
+        "records",
+        "claims",
+        "mongo",
+        "results",
+        "clean",
+        "repro",
+        "capture",
+        "dvc",
+        "settings",
+        "sources",
+        "host",
+        "metrics",
+        "resolvers",
+        "sweep_folder",
+        "sweep_summary",
+        "starter",
+        "run_gate",
+        "config_yaml",
+    ),
     "pure": ("ids", "plan", "schema", "groups", "nested", "run_status", "errors"),
 }
 # Imports that reach up a layer, each with its reason (docs/design.md lists them too).
@@ -177,15 +195,22 @@ def test_no_import_cycles_among_sem_core_modules():
 
 
 def test_no_module_of_sem_core_imports_the_plugin_package():
-    offenders = [f"{module}:{line} {name}" for module in MODULES for line, name in imported_names(module)
-                 if name.split(".")[0] == "hydra_plugins"]
+    offenders = [
+        f"{module}:{line} {name}"
+        for module in MODULES
+        for line, name in imported_names(module)
+        if name.split(".")[0] == "hydra_plugins"
+    ]
     assert offenders == []
 
 
 @pytest.mark.parametrize("module", PURE_MODULES)
 def test_the_pure_modules_import_no_hydra_or_omegaconf(module):
-    offenders = [f"{module}:{line} {name}" for line, name in imported_names(module)
-                 if name.split(".")[0] in ("hydra", "omegaconf")]
+    offenders = [
+        f"{module}:{line} {name}"
+        for line, name in imported_names(module)
+        if name.split(".")[0] in ("hydra", "omegaconf")
+    ]
     assert offenders == []
 
 
@@ -215,7 +240,7 @@ def test_every_import_points_down_the_layers():
 def test_the_design_page_shows_each_module_in_its_layer():
     # docs/design.md's table of layers is this contract, read by people: they must agree
     page = (ROOT / "docs" / "design.md").read_text(encoding="utf-8")
-    table = page[page.index("| Layer |"):].split("\n\n")[0]
+    table = page[page.index("| Layer |") :].split("\n\n")[0]
     rows = [line.split("|")[1:3] for line in table.splitlines() if "sem_core/" in line]
     shown = {}
     for layer, cell in rows:
@@ -236,8 +261,17 @@ STATEFUL_GLOBALS_LEFT = {
     "sem_core.mongo.reader:_known_urls",
     "sem_core.mongo.reader:_databases",
 }
-MUTABLE_CALLS = ("dict", "list", "set", "defaultdict", "OrderedDict", "deque", "Counter", "WeakValueDictionary",
-                 "WeakKeyDictionary")
+MUTABLE_CALLS = (
+    "dict",
+    "list",
+    "set",
+    "defaultdict",
+    "OrderedDict",
+    "deque",
+    "Counter",
+    "WeakValueDictionary",
+    "WeakKeyDictionary",
+)
 
 
 def _is_container(value: ast.AST | None) -> bool:

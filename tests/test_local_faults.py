@@ -12,8 +12,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -25,7 +25,7 @@ HANG_GUARD_S = 120.0
 LOCAL = ("hydra/launcher=local", "hydra.launcher.n_jobs=2")
 
 # Each row does what BEHAVIOUR says (default: a short job returning its row index).
-MODEL = '''
+MODEL = """
 import ctypes, json, os, sys, time
 from pathlib import Path
 from sem_core import Experiment
@@ -80,7 +80,7 @@ def main(config):
             time.sleep(600)
     time.sleep(0.2)
     return i
-'''
+"""
 
 
 def _model(write_model, rows: int, behaviour: dict) -> Path:
@@ -253,7 +253,7 @@ def _assert_interrupted_sweep(model: Path, out: Path, running: tuple[int, ...], 
 def test_a_stop_signal_interrupts_running_jobs_and_starts_no_more(
     write_model, tmp_path, sweep_group, signum, to_group, exit_code
 ):
-    model = _model(write_model, rows=6, behaviour={i: "sleep" for i in range(6)})
+    model = _model(write_model, rows=6, behaviour=dict.fromkeys(range(6), "sleep"))
     out = tmp_path / "out.txt"
     proc = _start_sweep(model, out)
     sweep_group.append(proc)
@@ -278,7 +278,10 @@ def test_a_second_ctrl_c_exits_at_once(write_model, tmp_path, sweep_group):
     os.killpg(proc.pid, signal.SIGINT)
     _wait_for_marks(model, "interrupted-0")
     runs = model.parent / "runs"
-    _poll(lambda: sum(json.loads(p.read_text())["status"] == "INTERRUPTED" for p in runs.glob("*/run.json")) == 1, "row 1 INTERRUPTED")
+    _poll(
+        lambda: sum(json.loads(p.read_text())["status"] == "INTERRUPTED" for p in runs.glob("*/run.json")) == 1,
+        "row 1 INTERRUPTED",
+    )
     assert proc.poll() is None  # still waiting for row 0
     os.killpg(proc.pid, signal.SIGINT)
     _wait_gone(proc)
@@ -287,7 +290,7 @@ def test_a_second_ctrl_c_exits_at_once(write_model, tmp_path, sweep_group):
 
 
 def test_jobs_stop_when_the_sweep_process_is_killed(write_model, tmp_path, sweep_group):
-    model = _model(write_model, rows=6, behaviour={i: "sleep" for i in range(6)})
+    model = _model(write_model, rows=6, behaviour=dict.fromkeys(range(6), "sleep"))
     out = tmp_path / "out.txt"
     proc = _start_sweep(model, out)
     sweep_group.append(proc)
@@ -325,8 +328,14 @@ def test_dead_workers_are_replaced(write_model):
     proc = run_model(model, *LOCAL, timeout=HANG_GUARD_S * 3)
     assert proc.returncode != 0
     runs = _by_row(model)
-    assert {i: r["run"]["status"] for i, r in runs.items()} == {0: "FAILED", 1: "KILLED", 2: "COMPLETED",
-                                                                3: "COMPLETED", 4: "COMPLETED", 5: "COMPLETED"}
+    assert {i: r["run"]["status"] for i, r in runs.items()} == {
+        0: "FAILED",
+        1: "KILLED",
+        2: "COMPLETED",
+        3: "COMPLETED",
+        4: "COMPLETED",
+        5: "COMPLETED",
+    }
     assert "SIGSEGV" in _trace(runs[1]["run"])
     pids = _pids(model)
     later = {pids[i] for i in range(2, 6)}

@@ -17,7 +17,7 @@ from tests.conftest import load_store, run_model
 
 HANG_GUARD_S = 360.0
 
-MODEL = '''
+MODEL = """
 import os, time
 from sem_core import Experiment
 ex = Experiment(__file__)
@@ -31,7 +31,7 @@ def main(config):
     seen = os.environ.get("CUDA_VISIBLE_DEVICES")
     time.sleep(0.5)  # long enough for the jobs to overlap
     return seen
-'''
+"""
 
 
 def _model(write_model, rows: int):
@@ -60,8 +60,13 @@ def _overlap(a: dict, b: dict) -> bool:
 def test_each_running_job_gets_its_own_devices(write_model):
     model = _model(write_model, rows=6)
     proc = run_model(
-        model, "hydra/launcher=local", "hydra.launcher.n_jobs=4", "hydra.launcher.gpus=[0,1,2,3]",
-        "hydra.launcher.gpus_per_job=2", env=_env(), timeout=HANG_GUARD_S,
+        model,
+        "hydra/launcher=local",
+        "hydra.launcher.n_jobs=4",
+        "hydra.launcher.gpus=[0,1,2,3]",
+        "hydra.launcher.gpus_per_job=2",
+        env=_env(),
+        timeout=HANG_GUARD_S,
     )
     assert proc.returncode == 0, proc.stderr
     runs = _runs(model)
@@ -81,8 +86,12 @@ def test_each_running_job_gets_its_own_devices(write_model):
 def test_the_devices_come_from_cuda_visible_devices(write_model):
     model = _model(write_model, rows=3)
     proc = run_model(
-        model, "hydra/launcher=local", "hydra.launcher.n_jobs=2", "hydra.launcher.gpus_per_job=1",
-        env=_env(CUDA_VISIBLE_DEVICES="3,5"), timeout=HANG_GUARD_S,
+        model,
+        "hydra/launcher=local",
+        "hydra.launcher.n_jobs=2",
+        "hydra.launcher.gpus_per_job=1",
+        env=_env(CUDA_VISIBLE_DEVICES="3,5"),
+        timeout=HANG_GUARD_S,
     )
     assert proc.returncode == 0, proc.stderr
     assert {r["result"] for r in _runs(model)} <= {"3", "5"}
@@ -90,8 +99,9 @@ def test_the_devices_come_from_cuda_visible_devices(write_model):
 
 def test_the_sequential_launcher_gives_its_jobs_the_first_devices(write_model):
     model = _model(write_model, rows=2)
-    proc = run_model(model, "hydra.launcher.gpus=[7,8,9]", "hydra.launcher.gpus_per_job=2", env=_env(),
-                     timeout=HANG_GUARD_S)
+    proc = run_model(
+        model, "hydra.launcher.gpus=[7,8,9]", "hydra.launcher.gpus_per_job=2", env=_env(), timeout=HANG_GUARD_S
+    )
     assert proc.returncode == 0, proc.stderr
     assert [r["result"] for r in _runs(model)] == ["7,8", "7,8"]
 
@@ -109,8 +119,9 @@ def test_the_sequential_launcher_gives_its_jobs_the_first_devices(write_model):
 )
 def test_a_bad_gpu_setting_stops_before_any_job(write_model, args, env, message):
     model = _model(write_model, rows=2)
-    proc = run_model(model, "hydra/launcher=local", "hydra.launcher.n_jobs=2", *args, env=_env(**env),
-                     timeout=HANG_GUARD_S)
+    proc = run_model(
+        model, "hydra/launcher=local", "hydra.launcher.n_jobs=2", *args, env=_env(**env), timeout=HANG_GUARD_S
+    )
     assert proc.returncode == 1
     assert message in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr

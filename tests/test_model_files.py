@@ -14,7 +14,7 @@ import pytest
 from sem_core import ids
 from tests.conftest import load_store, run_model
 
-SIMPLE = '''
+SIMPLE = """
 from sem_core import Experiment, grid
 ex = Experiment(__file__)
 
@@ -27,7 +27,7 @@ def main(config):
     ex.log_scalar("loss", config["fold"] * 1.5)
     print("row", config["order_id"], config["experiment_id"])
     return config["fold"]
-'''
+"""
 
 
 def test_example_runs_every_row_with_complete_records(example_dir):
@@ -133,7 +133,7 @@ def test_bad_selection_is_a_clear_error_before_any_job(write_model, args, messag
 
 def test_schema_violation_names_row_key_and_value(write_model):
     model = write_model(
-        '''
+        """
 from dataclasses import dataclass
 from sem_core import Experiment
 @dataclass
@@ -147,7 +147,7 @@ def c():
 @ex.automain
 def main(config):
     return 1
-'''
+"""
     )
     proc = run_model(model)
     assert proc.returncode != 0
@@ -173,7 +173,7 @@ def test_a_heartbeat_interval_of_zero_is_an_error_before_any_job(write_model):
 
 def test_a_raising_row_fails_alone_with_its_traceback(write_model):
     model = write_model(
-        '''
+        """
 from sem_core import Experiment
 ex = Experiment(__file__)
 @ex.configs
@@ -183,7 +183,7 @@ def c():
 def main(config):
     print("about to divide", config["x"])
     return 1 / config["x"]
-'''
+"""
     )
     proc = run_model(model)
     assert proc.returncode != 0
@@ -203,7 +203,7 @@ def main(config):
 
 def test_fail_fast_stops_after_first_failure(write_model):
     model = write_model(
-        '''
+        """
 from sem_core import Experiment
 ex = Experiment(__file__)
 @ex.configs
@@ -212,7 +212,7 @@ def c():
 @ex.automain
 def main(config):
     raise RuntimeError("boom")
-'''
+"""
     )
     proc = run_model(model, "hydra.launcher.fail_fast=true")
     assert proc.returncode != 0
@@ -223,7 +223,7 @@ def main(config):
 
 def test_parallel_jobs_share_one_store_without_collision(write_model):
     model = write_model(
-        '''
+        """
 import os, time
 from sem_core import Experiment
 ex = Experiment(__file__)
@@ -236,7 +236,7 @@ def main(config):
         ex.log_scalar("v", config["i"] * 100 + step)
     time.sleep(0.2)
     return os.getpid()
-'''
+"""
     )
     proc = run_model(model, "hydra/launcher=local", "hydra.launcher.n_jobs=8")
     assert proc.returncode == 0, proc.stderr
@@ -252,7 +252,7 @@ def main(config):
 
 def test_model_file_importing_a_sibling_module_runs_in_every_launcher(write_model):
     model = write_model(
-        '''
+        """
 from sem_core import Experiment
 from helper import double
 ex = Experiment(__file__)
@@ -262,7 +262,7 @@ def c():
 @ex.automain
 def main(config):
     return double(config["x"])
-'''
+"""
     )
     (model.parent / "helper.py").write_text("def double(x):\n    return 2 * x\n")
     for args in ([], ["hydra/launcher=local", "hydra.launcher.n_jobs=2"], ["hydra/launcher=submitit_local"]):
@@ -296,7 +296,9 @@ def test_cfg_and_help_are_hydras(write_model):
 def test_sweep_dir_override_and_distinct_dirs_for_concurrent_sweeps(write_model, tmp_path):
     model = write_model(SIMPLE)
     procs = [
-        subprocess.Popen([sys.executable, str(model), "+order_id=0"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        subprocess.Popen(
+            [sys.executable, str(model), "+order_id=0"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
         for _ in range(2)
     ]
     assert all(p.wait(timeout=300) == 0 for p in procs)
@@ -325,8 +327,10 @@ def test_invalid_experiment_config_names_file_and_line(write_model):
 
 def test_invalid_experiment_config_read_at_module_level_has_no_traceback(write_model):
     # the README's template reads the file itself, before @ex.automain takes over
-    source = SIMPLE.replace("ex = Experiment(__file__)",
-                            'ex = Experiment(__file__)\nfrom sem_core.util import read_yaml\nec = read_yaml("../experiment_config.yaml")')
+    source = SIMPLE.replace(
+        "ex = Experiment(__file__)",
+        'ex = Experiment(__file__)\nfrom sem_core.util import read_yaml\nec = read_yaml("../experiment_config.yaml")',
+    )
     model = write_model(source, experiment_config="sem:\n  storage: [a\nlocal:\n  type: local\n")
     proc = run_model(model)
     assert proc.returncode == 1
@@ -345,8 +349,11 @@ def test_misspelt_sem_keys_warn_with_the_right_spelling_and_the_users_own_keys_d
 
 
 def test_duplicate_rows_warn_once_naming_both(write_model):
-    model = write_model(SIMPLE.replace('grid(name="m", fold=range(4))', '[{"a": 1}, {"a": 2}, {"a": 1.0}]').replace(
-        'config["fold"]', '1'))
+    model = write_model(
+        SIMPLE.replace('grid(name="m", fold=range(4))', '[{"a": 1}, {"a": 2}, {"a": 1.0}]').replace(
+            'config["fold"]', "1"
+        )
+    )
     proc = run_model(model)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.count("identical rows") == 1 and "order_id 0 and order_id 2" in proc.stderr
@@ -361,7 +368,7 @@ def _wait_for_line(proc, prefix):
 
 def test_ctrl_c_records_interrupted(write_model):
     model = write_model(
-        '''
+        """
 import time
 from sem_core import Experiment
 ex = Experiment(__file__)
@@ -372,9 +379,11 @@ def c():
 def main(config):
     print("started", flush=True)
     time.sleep(60)
-'''
+"""
     )
-    proc = subprocess.Popen([sys.executable, str(model)], cwd=model.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(model)], cwd=model.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     _wait_for_line(proc, "started")
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=60) != 0
@@ -384,7 +393,7 @@ def main(config):
 
 def test_hard_kill_leaves_running_record_with_heartbeat_and_metrics(write_model):
     model = write_model(
-        '''
+        """
 import time
 from sem_core import Experiment
 ex = Experiment(__file__)
@@ -397,7 +406,7 @@ def main(config):
         ex.log_scalar("v", i)
     print("logged", flush=True)
     time.sleep(60)
-'''
+"""
     )
     proc = subprocess.Popen(
         [sys.executable, str(model), "sem.heartbeat_interval=0.2"], cwd=model.parent, stdout=subprocess.PIPE, text=True
@@ -436,14 +445,19 @@ def test_api_outside_a_run_is_a_clear_error():
 
 def test_sem_plan_lists_jobs_without_running(write_model):
     model = write_model(SIMPLE)
-    proc = subprocess.run([sys.executable, "-m", "sem_core.cli", "plan", str(model), "fold=1,2", "++name=q", "--json"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "sem_core.cli", "plan", str(model), "fold=1,2", "++name=q", "--json"],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     jobs = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [(j["order_id"], j["row"]) for j in jobs] == [(1, {"name": "q", "fold": 1}), (2, {"name": "q", "fold": 2})]
     assert all(j["experiment_id"] == ids.experiment_id(j["row"]) for j in jobs)
     assert not (model.parent / "runs").exists()
-    bad = subprocess.run([sys.executable, "-m", "sem_core.cli", "plan", str(model), "fold=9"], capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "sem_core.cli", "plan", str(model), "fold=9"], capture_output=True, text=True
+    )
     assert bad.returncode == 2 and "matched none of the 4 rows" in bad.stderr
 
 
@@ -457,7 +471,7 @@ def test_relative_storage_survives_hydra_chdir(write_model, tmp_path):
 
 def test_rows_with_numpy_nested_values_and_dollar_strings_reach_main_unchanged(write_model):
     model = write_model(
-        '''
+        """
 import json
 import numpy as np
 from sem_core import Experiment
@@ -469,7 +483,7 @@ def c():
 @ex.automain
 def main(config):
     return json.dumps({k: [type(v).__name__, v] for k, v in config.items()}, sort_keys=True)
-'''
+"""
     )
     proc = run_model(model)
     assert proc.returncode == 0, proc.stderr
@@ -481,13 +495,20 @@ def main(config):
     row = {k: v for k, v in run["config"].items() if k not in ids.ID_KEYS}
     assert row["tmpl"] == "${not.an.interpolation}"
     assert run["config"]["experiment_id"] == ids.experiment_id(
-        {"lr": 0.5, "n": 3, "w": [1, 2], "opt": {"name": "adam", "betas": [0.9, 0.99]}, "tmpl": "${not.an.interpolation}", "none": None}
+        {
+            "lr": 0.5,
+            "n": 3,
+            "w": [1, 2],
+            "opt": {"name": "adam", "betas": [0.9, 0.99]},
+            "tmpl": "${not.an.interpolation}",
+            "none": None,
+        }
     )
 
 
 def test_cout_captures_c_level_and_child_process_output_and_stays_live(write_model):
     model = write_model(
-        '''
+        """
 import os, subprocess, sys
 from sem_core import Experiment
 ex = Experiment(__file__)
@@ -503,7 +524,7 @@ def main(config):
     os.system("echo from os.system")
     subprocess.run(["sh", "-c", "echo from a child >&2"], check=True)
     print("héllo ünïcode")
-'''
+"""
     )
     proc = run_model(model)
     assert proc.returncode == 0, proc.stderr
@@ -537,7 +558,7 @@ def test_a_record_that_cannot_be_written_fails_the_job_loudly(write_model, tmp_p
 
 def test_a_module_first_imported_inside_main_is_stored_with_the_run(write_model):
     model = write_model(
-        '''
+        """
 from sem_core import Experiment
 ex = Experiment(__file__)
 @ex.configs
@@ -547,7 +568,7 @@ def c():
 def main(config):
     import late_helper
     return late_helper.triple(config["x"])
-'''
+"""
     )
     (model.parent / "late_helper.py").write_text("def triple(x):\n    return 3 * x\n")
     proc = run_model(model)

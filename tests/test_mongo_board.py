@@ -42,8 +42,14 @@ def sem_env(**extra: str) -> dict:
 
 def test_board_without_omniboard_says_how_to_install_it(mongo_url, tmp_path, isolated_home):
     env = sem_env(SEM_MONGO_URL=mongo_url, SEM_OMNIBOARD=str(tmp_path / "no-such-omniboard"), HOME=str(isolated_home))
-    res = subprocess.run([sys.executable, "-m", "sem_core.cli", "board"], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=60)
+    res = subprocess.run(
+        [sys.executable, "-m", "sem_core.cli", "board"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert res.returncode != 0
     assert "npm install -g omniboard" in res.stderr
 
@@ -93,8 +99,14 @@ def test_omniboard_shows_the_synced_sweep(example_dir, mongo_server, isolated_ho
 
     before = set(glob.glob(os.path.join(tempfile.gettempdir(), "sem-omniboard-*.json")))
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "sem_core.cli", "board", "--port", str(port)], cwd=example_dir,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sem_core.cli", "board", "--port", str(port)],
+        cwd=example_dir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         board_url, lines = _wait_for_url(proc)
         assert board_url == f"http://127.0.0.1:{port}/sacred"

@@ -53,8 +53,13 @@ def test_bounded_text_keeps_head_and_tail_within_the_limit(text, limit):
         assert text.endswith(shown.rsplit("\n", 1)[-1][-5:] if shown.rsplit("\n", 1)[-1] else "")
 
 
-@given(entries=st.lists(st.tuples(st.text(min_size=1, max_size=10), st.integers(0, 10**9), st.integers(0, 10**18)),
-                        max_size=8, unique_by=lambda e: e[0]))
+@given(
+    entries=st.lists(
+        st.tuples(st.text(min_size=1, max_size=10), st.integers(0, 10**9), st.integers(0, 10**18)),
+        max_size=8,
+        unique_by=lambda e: e[0],
+    )
+)
 def test_fingerprint_ignores_listing_order_and_sees_every_change(entries):
     fp = documents.fingerprint(entries)
     assert fp == documents.fingerprint(list(reversed(entries)))
@@ -67,14 +72,22 @@ def test_fingerprint_ignores_listing_order_and_sees_every_change(entries):
 
 
 def test_times_become_datetimes_and_back():
-    assert documents.document_time("2026-01-01T12:00:00.5") == dt.datetime(2026, 1, 1, 12, 0, 0, 500000, dt.timezone.utc)
+    assert documents.document_time("2026-01-01T12:00:00.5") == dt.datetime(
+        2026, 1, 1, 12, 0, 0, 500000, dt.timezone.utc
+    )
     assert documents.document_time(None) is None and documents.document_time("not a time") == "not a time"
     assert documents.record_time(dt.datetime(2026, 1, 1)) == "2026-01-01T00:00:00"
 
 
 def test_md5_is_read_from_content_addressed_names():
-    assert documents.md5_of_stored_name("_sources/m_x_0123456789abcdef0123456789abcdef.py") == "0123456789abcdef0123456789abcdef"
-    assert documents.md5_of_stored_name("_resources/data_0123456789abcdef0123456789abcdef") == "0123456789abcdef0123456789abcdef"
+    assert (
+        documents.md5_of_stored_name("_sources/m_x_0123456789abcdef0123456789abcdef.py")
+        == "0123456789abcdef0123456789abcdef"
+    )
+    assert (
+        documents.md5_of_stored_name("_resources/data_0123456789abcdef0123456789abcdef")
+        == "0123456789abcdef0123456789abcdef"
+    )
     assert documents.md5_of_stored_name("weird.py") is None
 
 

@@ -21,8 +21,14 @@ pytestmark = pytest.mark.mongo
 
 
 def sem(*args: str, env: dict, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sem_core.cli", *args], cwd=cwd, env=dict(os.environ, **env),
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "sem_core.cli", *args],
+        cwd=cwd,
+        env=dict(os.environ, **env),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def runs_by_gid(db) -> dict:
@@ -34,7 +40,9 @@ def runs_by_gid(db) -> dict:
 
 @pytest.mark.slow
 def test_live_sync_of_the_example_sweep(example_dir, mongo_url, mongo_db, isolated_home):
-    res = run_model(example_dir / "models" / "m_linear.py", env={"SEM_MONGO_URL": mongo_url, "HOME": str(isolated_home)})
+    res = run_model(
+        example_dir / "models" / "m_linear.py", env={"SEM_MONGO_URL": mongo_url, "HOME": str(isolated_home)}
+    )
     assert res.returncode == 0, res.stderr[-3000:]
 
     local = list(records.iter_runs(example_dir / "models" / "runs"))
@@ -116,12 +124,18 @@ STOPS_THE_DATABASE = textwrap.dedent(
 
 
 @pytest.mark.slow
-def test_database_down_mid_sweep_then_sem_sync_uploads_each_run_once(write_model, private_mongo_server, isolated_home, connect):
+def test_database_down_mid_sweep_then_sem_sync_uploads_each_run_once(
+    write_model, private_mongo_server, isolated_home, connect
+):
     server = private_mongo_server
     url = server.url("outage")
     model = write_model(STOPS_THE_DATABASE)
-    env = {"SEM_MONGO_URL": url, "HOME": str(isolated_home), "TEST_DB_PID": str(server.proc.pid),
-           "TEST_DB_PORT": str(server.port)}
+    env = {
+        "SEM_MONGO_URL": url,
+        "HOME": str(isolated_home),
+        "TEST_DB_PID": str(server.proc.pid),
+        "TEST_DB_PORT": str(server.port),
+    }
 
     res = run_model(model, env=env)
 
@@ -180,14 +194,16 @@ def test_passwords_stay_out_of_records_logs_and_the_database(example_dir, mongo_
         if path.is_file():
             data = path.read_bytes()
             assert not any(s.encode() in data for s in spellings), f"password written to {path}"
-    dumped = json.dumps([list(db[c].find({}, {"values": 0, "steps": 0, "timestamps": 0}))
-                         for c in ("runs", "metrics")], default=str)
+    dumped = json.dumps(
+        [list(db[c].find({}, {"values": 0, "steps": 0, "timestamps": 0})) for c in ("runs", "metrics")], default=str
+    )
     assert not any(s in dumped for s in spellings)
 
     # a wrong password: the job still runs, the warning names the database without the password
     wrong = url.replace(quote_plus(PASSWORD), quote_plus("not-" + PASSWORD))
-    res = run_model(example_dir / "models" / "m_linear.py", "+order_id=0",
-                    env={"SEM_MONGO_URL": wrong, "HOME": str(isolated_home)})
+    res = run_model(
+        example_dir / "models" / "m_linear.py", "+order_id=0", env={"SEM_MONGO_URL": wrong, "HOME": str(isolated_home)}
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     output = res.stdout + res.stderr
     assert "is unreachable" in output and f"semuser:***@{mongo_server.address}/{name}" in output
@@ -196,7 +212,8 @@ def test_passwords_stay_out_of_records_logs_and_the_database(example_dir, mongo_
 
 @pytest.mark.slow
 def test_a_password_typed_in_the_override_stays_out_of_every_file_sem_and_hydra_write(
-        example_dir, mongo_server, isolated_home, connect):
+    example_dir, mongo_server, isolated_home, connect
+):
     """The discouraged way (a warning says so): the runs still sync, and the .hydra/ files and
     multirun.yaml Hydra saves hold the URL with *** for the password."""
     import uuid
@@ -207,8 +224,12 @@ def test_a_password_typed_in_the_override_stays_out_of_every_file_sem_and_hydra_
     url = f"mongodb://semuser:{quote_plus(PASSWORD)}@{mongo_server.address}/{name}?authSource={name}"
     (example_dir / "models" / "m_gd.py").unlink()
 
-    res = run_model(example_dir / "models" / "m_linear.py", "+order_id=0,1", f"sem.mongo.url='{url}'",
-                    env={"HOME": str(isolated_home)})
+    res = run_model(
+        example_dir / "models" / "m_linear.py",
+        "+order_id=0,1",
+        f"sem.mongo.url='{url}'",
+        env={"HOME": str(isolated_home)},
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     assert "carries a password on the command line" in res.stderr
     assert admin[name].runs.count_documents({"status": "COMPLETED"}) == 2
@@ -236,11 +257,16 @@ def test_a_job_end_sync_with_stale_metric_knowledge_still_leaves_one_full_docume
     run_id = first.run_ids[str(run_dir)]
     # a concurrent `sem sync` of the same run gave its metric documents other _ids
     mongo_db.metrics.delete_many({"run_id": run_id})
-    mongo_db.metrics.insert_many([{"run_id": run_id, "name": name, "steps": [], "values": [], "timestamps": []}
-                                  for name in ("loss", "acc")])
+    mongo_db.metrics.insert_many(
+        [{"run_id": run_id, "name": name, "steps": [], "values": [], "timestamps": []} for name in ("loss", "acc")]
+    )
     os.utime(run_dir / "run.json", ns=(0, 10**18))  # the run changed since: its fingerprint differs
-    second = upload.sync_runs(target, [run_dir], known={run_dir.name: (run_id, None)},
-                              known_metrics={run_dir.name: first.metric_ids[str(run_dir)]})
+    second = upload.sync_runs(
+        target,
+        [run_dir],
+        known={run_dir.name: (run_id, None)},
+        known_metrics={run_dir.name: first.metric_ids[str(run_dir)]},
+    )
     assert second.run_ids[str(run_dir)] == run_id and not second.failed
     docs = list(mongo_db.metrics.find({"run_id": run_id}))
     assert sorted(d["name"] for d in docs) == ["acc", "loss"]
@@ -263,8 +289,9 @@ def test_a_job_end_sync_finding_metrics_a_concurrent_sync_inserted_replaces_them
     run_id = upload.sync_runs(target, [run_dir]).run_ids[str(run_dir)]
     theirs = mongo_db.metrics.find_one({"run_id": run_id, "name": "loss"})["_id"]
     os.utime(run_dir / "run.json", ns=(0, 10**18))  # the run changed since: its fingerprint differs
-    summary = upload.sync_runs(target, [run_dir], known={run_dir.name: (run_id, None)},
-                               known_metrics={run_dir.name: {}})
+    summary = upload.sync_runs(
+        target, [run_dir], known={run_dir.name: (run_id, None)}, known_metrics={run_dir.name: {}}
+    )
     assert not summary.failed and summary.metric_ids[str(run_dir)] == {"loss": theirs}
     [doc] = mongo_db.metrics.find({"run_id": run_id})
     assert doc["_id"] == theirs and len(doc["values"]) == 4

@@ -46,8 +46,14 @@ LOCAL = ("hydra/launcher=local", "hydra.launcher.n_jobs=3")
 
 
 def sem(*args: str, env: dict, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sem_core.cli", *args], cwd=cwd, env=dict(os.environ, **env),
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "sem_core.cli", *args],
+        cwd=cwd,
+        env=dict(os.environ, **env),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def assert_no_password(*, text: str = "", folders: tuple = (), db=None, allowed: tuple = ()) -> None:
@@ -96,7 +102,8 @@ SOURCES = ["command line", "env", "sem section", "mongo section", "mongo.yaml", 
 @pytest.mark.slow
 @pytest.mark.parametrize("source", SOURCES)
 def test_each_source_syncs_live_and_with_sem_sync_and_the_password_is_nowhere(
-        source, write_model, auth_db, mongo_server, isolated_home):
+    source, write_model, auth_db, mongo_server, isolated_home
+):
     db, url, name = auth_db
     model = write_model(MODEL)
     exp = model.parent.parent
@@ -113,12 +120,28 @@ def test_each_source_syncs_live_and_with_sem_sync_and_the_password_is_nowhere(
     elif source == "mongo section":
         secret_files.append(_write(exp / "experiment_config.yaml", f"mongo:\n  url: '{url}'\n"))
     elif source == "mongo.yaml":
-        secret_files.append(_write(isolated_home / ".config/sem/mongo.yaml", json.dumps(
-            {"host": host, "port": int(port), "database": name, "username": USER, "password": PASSWORD,
-             "auth_source": name})))
+        secret_files.append(
+            _write(
+                isolated_home / ".config/sem/mongo.yaml",
+                json.dumps(
+                    {
+                        "host": host,
+                        "port": int(port),
+                        "database": name,
+                        "username": USER,
+                        "password": PASSWORD,
+                        "auth_source": name,
+                    }
+                ),
+            )
+        )
     else:
-        secret_files.append(_write(isolated_home / ".config/seml/mongodb.config", json.dumps(
-            {"host": host, "port": int(port), "database": name, "username": USER, "password": PASSWORD})))
+        secret_files.append(
+            _write(
+                isolated_home / ".config/seml/mongodb.config",
+                json.dumps({"host": host, "port": int(port), "database": name, "username": USER, "password": PASSWORD}),
+            )
+        )
 
     res = run_model(model, *args, env=env)
     output = res.stdout + res.stderr
@@ -142,8 +165,12 @@ def test_each_source_syncs_live_and_with_sem_sync_and_the_password_is_nowhere(
     cfg = run_model(model, "--cfg", "job", *args, env=env)
     assert cfg.returncode == 0, cfg.stderr[-2000:]
 
-    assert_no_password(text=output + synced.stdout + synced.stderr + cfg.stdout + cfg.stderr,
-                       folders=(exp,), db=db, allowed=tuple(secret_files))
+    assert_no_password(
+        text=output + synced.stdout + synced.stderr + cfg.stdout + cfg.stderr,
+        folders=(exp,),
+        db=db,
+        allowed=tuple(secret_files),
+    )
 
 
 @pytest.mark.slow
@@ -171,20 +198,24 @@ def test_an_unreachable_database_warns_once_per_sweep_and_counts_the_runs_waitin
 UNESCAPED = f"mongodb://{USER}:" + quote_plus(PASSWORD).replace("%40", "@") + "@127.0.0.1:1/lab"
 
 
-@pytest.mark.parametrize("how, setting, expected", [
-    ("env", f"mongdb://{USER}:{quote_plus(PASSWORD)}@h:1/lab", "must start with mongodb://"),
-    ("env", f"MONGODB://{USER}:{quote_plus(PASSWORD)}@h:1/lab", "must start with mongodb://"),
-    ("env", UNESCAPED, "must be URL-escaped"),
-    ("command line", UNESCAPED, "must be URL-escaped"),
-    ("command line", f"mongdb://{USER}:{quote_plus(PASSWORD)}@h:1/lab", "must start with mongodb://"),
-    ("file", f"sem:\n  mongo:\n    url: '{UNESCAPED}'\n", "(sem.mongo.url)"),
-    ("file", f"sem:\n  mongo:\n    url: 'mongdb://{USER}:{PASSWORD}@h:1/lab'\n", "(sem.mongo.url)"),
-    ("file", f"mongo:\n  url: 'MONGODB://{USER}:{PASSWORD}@h:1/lab'\n", "(section mongo)"),
-    ("file", "sem:\n  mongo: 5\n", "sem.mongo must be a mapping"),
-    ("file", "sem:\n  mongo:\n    url: notaurl\n", "(sem.mongo.url): MongoDB url must start with mongodb://"),
-])
-def test_a_bad_setting_fails_before_any_job_with_one_line_and_no_password(how, setting, expected, write_model,
-                                                                         isolated_home):
+@pytest.mark.parametrize(
+    "how, setting, expected",
+    [
+        ("env", f"mongdb://{USER}:{quote_plus(PASSWORD)}@h:1/lab", "must start with mongodb://"),
+        ("env", f"MONGODB://{USER}:{quote_plus(PASSWORD)}@h:1/lab", "must start with mongodb://"),
+        ("env", UNESCAPED, "must be URL-escaped"),
+        ("command line", UNESCAPED, "must be URL-escaped"),
+        ("command line", f"mongdb://{USER}:{quote_plus(PASSWORD)}@h:1/lab", "must start with mongodb://"),
+        ("file", f"sem:\n  mongo:\n    url: '{UNESCAPED}'\n", "(sem.mongo.url)"),
+        ("file", f"sem:\n  mongo:\n    url: 'mongdb://{USER}:{PASSWORD}@h:1/lab'\n", "(sem.mongo.url)"),
+        ("file", f"mongo:\n  url: 'MONGODB://{USER}:{PASSWORD}@h:1/lab'\n", "(section mongo)"),
+        ("file", "sem:\n  mongo: 5\n", "sem.mongo must be a mapping"),
+        ("file", "sem:\n  mongo:\n    url: notaurl\n", "(sem.mongo.url): MongoDB url must start with mongodb://"),
+    ],
+)
+def test_a_bad_setting_fails_before_any_job_with_one_line_and_no_password(
+    how, setting, expected, write_model, isolated_home
+):
     model = write_model(MODEL)
     exp = model.parent.parent
     env, args, allowed = {"HOME": str(isolated_home)}, [], ()
@@ -209,10 +240,15 @@ def test_a_bad_setting_fails_before_any_job_with_one_line_and_no_password(how, s
 def test_the_redaction_hides_malformed_credentials_whole():
     from sem_core.mongo.connection import redact_uri
 
-    assert redact_uri(f"x mongodb://{USER}:{quote_plus(PASSWORD)}@h:1/db?authSource=db y") == \
-        f"x mongodb://{USER}:***@h:1/db?authSource=db y"
-    for url in (f"mongodb://{USER}:{PASSWORD}@h:1/db", f"mongdb://{USER}:{PASSWORD}@h/db",
-                f"MONGODB://{PASSWORD}@h/db"):
+    assert (
+        redact_uri(f"x mongodb://{USER}:{quote_plus(PASSWORD)}@h:1/db?authSource=db y")
+        == f"x mongodb://{USER}:***@h:1/db?authSource=db y"
+    )
+    for url in (
+        f"mongodb://{USER}:{PASSWORD}@h:1/db",
+        f"mongdb://{USER}:{PASSWORD}@h/db",
+        f"MONGODB://{PASSWORD}@h/db",
+    ):
         shown = redact_uri(f"failed: '{url}' (retrying)")
         assert "@h" in shown and not any(s in shown for s in SPELLINGS), shown
     assert redact_uri(f"bad password {PASSWORD}", (PASSWORD,)) == "bad password ***"
@@ -221,8 +257,8 @@ def test_the_redaction_hides_malformed_credentials_whole():
 @pytest.mark.slurm
 @pytest.mark.slow
 def test_slurm_jobs_get_the_database_from_a_private_file_only(write_model, auth_db, isolated_home):
-    from tests.test_slurm_cluster import LAUNCH, _cluster_problem
     from tests.services import missing_service
+    from tests.test_slurm_cluster import LAUNCH, _cluster_problem
 
     problem = _cluster_problem()
     if problem:

@@ -29,8 +29,10 @@ def places(tmp_path, isolated_home):
     exp = tmp_path / "exp"
     _write(exp / "experiment_config.yaml", "mongo:\n  url: mongodb://h3:1/from_experiment\n")
     _write(isolated_home / ".config/sem/mongo.yaml", "host: h4\nport: 2\ndatabase: from_sem_yaml\n")
-    _write(isolated_home / ".config/seml/mongodb.config",
-           "username: alice\npassword: pw\nport: 3\ndatabase: from_seml\nhost: h5\n")
+    _write(
+        isolated_home / ".config/seml/mongodb.config",
+        "username: alice\npassword: pw\nport: 3\ndatabase: from_seml\nhost: h5\n",
+    )
     return exp, isolated_home
 
 
@@ -60,9 +62,11 @@ def test_no_setting_means_no_database_and_no_warning(tmp_path, isolated_home):
 
 def test_section_with_separate_keys_builds_an_escaped_uri(tmp_path, isolated_home):
     exp = tmp_path / "exp"
-    _write(exp / "experiment_config.yaml",
-           "mongo:\n  host: db.example\n  port: 27017\n  database: lab\n  username: bob\n"
-           "  password: 'p@ss:w/rd'\n  auth_source: admin\n  tls: true\n")
+    _write(
+        exp / "experiment_config.yaml",
+        "mongo:\n  host: db.example\n  port: 27017\n  database: lab\n  username: bob\n"
+        "  password: 'p@ss:w/rd'\n  auth_source: admin\n  tls: true\n",
+    )
     s = resolve_settings(None, exp, env={"HOME": str(isolated_home)})
     assert s.url == f"mongodb://bob:{quote_plus('p@ss:w/rd')}@db.example:27017/lab?authSource=admin&tls=true"
     assert s.password == "p@ss:w/rd"
@@ -111,8 +115,9 @@ def test_private_password_file_and_passwordless_files_do_not_warn(isolated_home,
         resolve_settings(None, exp, env={"HOME": str(isolated_home)})
 
 
-passwords = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="*"), min_size=4,
-                    max_size=20)
+passwords = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="*"), min_size=4, max_size=20
+)
 
 
 @given(user=st.from_regex(r"[a-z]{1,8}", fullmatch=True), password=passwords)

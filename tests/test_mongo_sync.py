@@ -37,8 +37,9 @@ def make_runs(store: Path, n: int, **kwargs) -> list[Path]:
 def sem(*args: str, env: dict, cwd: Path) -> subprocess.CompletedProcess:
     """The ``sem`` command as a user runs it."""
     full = dict(os.environ, **env)
-    return subprocess.run([sys.executable, "-m", "sem_core.cli", *args], cwd=cwd, env=full,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "sem_core.cli", *args], cwd=cwd, env=full, capture_output=True, text=True, timeout=300
+    )
 
 
 def sacred_run(mongo_url: str, db_name: str, artifact: Path) -> int:
@@ -88,7 +89,10 @@ def test_documents_have_the_shape_sacreds_mongo_observer_writes(mongo_db, mongo_
         assert type(metric["timestamps"][0]).__name__ == "datetime"
         [art] = doc["artifacts"]
         assert set(art) == {"name", "file_id"} and isinstance(art["file_id"], ObjectId)
-        assert mongo_db["fs.files"].find_one({"_id": art["file_id"]})["filename"] == f"artifact://runs/{doc['_id']}/model.bin"
+        assert (
+            mongo_db["fs.files"].find_one({"_id": art["file_id"]})["filename"]
+            == f"artifact://runs/{doc['_id']}/model.bin"
+        )
         name, source_id = doc["experiment"]["sources"][0]
         assert isinstance(name, str) and isinstance(source_id, ObjectId)
     assert ours["status"] == "COMPLETED" and ours["result"] == 0.5
@@ -130,8 +134,9 @@ def test_artifact_bytes_are_identical_through_gridfs_and_sources_are_stored_once
     for i, expected in enumerate([payload, payload, b"other", b"other"]):
         doc = mongo_db.runs.find_one({"config.global_id": gid(i)})
         assert fs.get(doc["artifacts"][0]["file_id"]).read() == expected
-    source_ids = {str(mongo_db.runs.find_one({"config.global_id": gid(i)})["experiment"]["sources"][0][1])
-                  for i in range(4)}
+    source_ids = {
+        str(mongo_db.runs.find_one({"config.global_id": gid(i)})["experiment"]["sources"][0][1]) for i in range(4)
+    }
     assert len(source_ids) == 1, "one GridFS file per source content"
     source = fs.get(ObjectId(source_ids.pop())).read()
     assert source == (store.parent / "m_synth.py").read_bytes()
@@ -183,8 +188,14 @@ def test_runs_read_back_as_the_same_records_as_the_file_store(mongo_db, store):
     assert set(from_db) == set(from_files)
     for g, f in from_files.items():
         m = from_db[g]
-        assert (m.config, m.status, m.model, m.experiment_id, m.config_id, m.order_id) == \
-               (f.config, f.status, f.model, f.experiment_id, f.config_id, f.order_id)
+        assert (m.config, m.status, m.model, m.experiment_id, m.config_id, m.order_id) == (
+            f.config,
+            f.status,
+            f.model,
+            f.experiment_id,
+            f.config_id,
+            f.order_id,
+        )
         for name, series in f.metrics.items():
             assert m.metrics[name]["values"] == series["values"] and m.metrics[name]["steps"] == series["steps"]
             assert m.metrics[name]["timestamps"] == [ms(t) for t in series["timestamps"]]
@@ -205,8 +216,16 @@ def test_concurrent_syncs_of_the_same_runs_store_each_run_once(mongo_db, mongo_u
         "s = upload.sync_runs(db, list(records.iter_run_dirs(Path(sys.argv[2])))); "
         "print(s.counts()); sys.exit(1 if s.failed else 0)"
     )
-    procs = [subprocess.Popen([sys.executable, "-c", script, mongo_url, str(store)], cwd=REPO,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, mongo_url, str(store)],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
     outs = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
 
@@ -245,8 +264,9 @@ def test_sem_sync_without_database_says_how_to_configure_one(store, isolated_hom
     assert res.returncode == 2 and "no MongoDB configured" in res.stderr and "SEM_MONGO_URL" in res.stderr
 
 
-def test_synced_global_ids_are_the_runs_whose_current_state_is_in_the_database(mongo_url, mongo_db, store,
-                                                                                monkeypatch, isolated_home):
+def test_synced_global_ids_are_the_runs_whose_current_state_is_in_the_database(
+    mongo_url, mongo_db, store, monkeypatch, isolated_home
+):
     dirs = make_runs(store, 4)
     upload.sync_runs(mongo_db, dirs[:3])
     (dirs[0] / "info.json").write_text('{"changed": true}')  # changed since its sync
@@ -261,7 +281,8 @@ def test_a_record_location_reads_the_run_again_without_showing_the_password(mong
 
     name = "loc_" + uuid.uuid4().hex[:8]
     connect(mongo_server.url(name))[name].command(
-        "createUser", "reader", pwd="pw/secret", roles=[{"role": "readWrite", "db": name}])
+        "createUser", "reader", pwd="pw/secret", roles=[{"role": "readWrite", "db": name}]
+    )
     url = f"mongodb://reader:{quote_plus('pw/secret')}@{mongo_server.address}/{name}?authSource={name}"
     upload.sync_runs(connect(url)[name], make_runs(store, 2))
 

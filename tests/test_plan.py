@@ -100,7 +100,11 @@ def test_selection_is_a_subset_in_list_order(folds, order_ids):
 def test_grid_concatenates_and_crosses():
     g = grid(grid(model=["gp"], fold=range(2)), {"model": ["lin"], "fold": [0]}, lr=[1, 2])
     assert g == [
-        {"model": "gp", "fold": 0}, {"model": "gp", "fold": 1}, {"model": "lin", "fold": 0}, {"lr": 1}, {"lr": 2},
+        {"model": "gp", "fold": 0},
+        {"model": "gp", "fold": 1},
+        {"model": "lin", "fold": 0},
+        {"lr": 1},
+        {"lr": 2},
     ]
 
 
@@ -109,7 +113,9 @@ from sem_core.argv import split_argv  # noqa: E402
 from sem_core.plan import format_key, split_key  # noqa: E402
 
 spellable_keys = st.text(st.characters(blacklist_categories=("Cs",)), max_size=8).filter(
-    lambda k: ids.unspellable_key(k) is None and k not in (*ids.ID_KEYS, "hydra", "sem")  # reserved: rows() refuses them
+    lambda k: (
+        ids.unspellable_key(k) is None and k not in (*ids.ID_KEYS, "hydra", "sem")
+    )  # reserved: rows() refuses them
 )
 
 
@@ -150,5 +156,8 @@ def test_every_accepted_row_key_can_be_selected_set_and_removed_on_the_command_l
 
 def test_a_dotted_key_typed_without_quotes_says_how_to_quote_it():
     rows = [{"a.b": 1, "learning rate": 2}]
-    with pytest.raises(ConfigError, match=r"""row keys: "a\.b", "learning rate"\); the row key 'a\.b' is typed in quotes: "a\.b"=\.\.\."""):
+    with pytest.raises(
+        ConfigError,
+        match=r"""row keys: "a\.b", "learning rate"\); the row key 'a\.b' is typed in quotes: "a\.b"=\.\.\.""",
+    ):
         plan_jobs(rows, [sel("a.b", 1)])

@@ -17,8 +17,8 @@ import struct
 import subprocess
 import sys
 import termios
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -53,8 +53,9 @@ def sem_piped(*args: str, cwd: Path, columns: int | None = None) -> subprocess.C
     env.pop("COLUMNS", None)
     if columns:
         env["COLUMNS"] = str(columns)
-    return subprocess.run([sys.executable, "-m", "sem_core.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "sem_core.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def sem_in_terminal(*args: str, cwd: Path, columns: int) -> str:
@@ -65,8 +66,15 @@ def sem_in_terminal(*args: str, cwd: Path, columns: int) -> str:
     env["TERM"] = "xterm"
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
-    proc = subprocess.Popen([sys.executable, "-m", "sem_core.cli", *args], cwd=cwd, env=env,
-                            stdin=follower, stdout=follower, stderr=follower, close_fds=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sem_core.cli", *args],
+        cwd=cwd,
+        env=env,
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        close_fds=True,
+    )
     os.close(follower)
     chunks = []
     while True:
@@ -159,8 +167,9 @@ def test_plot_keeps_curves_and_final_values_apart_and_writes_into_the_sem_folder
     width, height = png_size(png)
     assert width > height * 2  # m_gd's curve and m_linear's final values: two panels side by side
     assert (example / "sem" / ".gitignore").read_text().splitlines()[-1] == "*"
-    status = subprocess.run(["git", "status", "--porcelain", "--ignored", "sem"], cwd=example,
-                            capture_output=True, text=True)
+    status = subprocess.run(
+        ["git", "status", "--porcelain", "--ignored", "sem"], cwd=example, capture_output=True, text=True
+    )
     assert "?? " not in status.stdout  # never offered to git as an untracked file
     shutil.copy(png, ARTIFACTS / "plot-train_mse.png")
 
@@ -176,13 +185,18 @@ def test_report_every_column_readable_at_1280px_and_in_print(example, tmp_path):
     assert "<code>sem ls</code>" in text
     # measure in Chromium: a copy of the report with a script that records every table's overflow
     probe = tmp_path / "probe.html"
-    probe.write_text(text.replace("</body>", """<script>
+    probe.write_text(
+        text.replace(
+            "</body>",
+            """<script>
       const over = [...document.querySelectorAll('table')].map(t => {
         const box = t.parentElement;
         return [t.scrollWidth, box.clientWidth, t.getBoundingClientRect().right, box.getBoundingClientRect().right];
       });
       document.body.setAttribute('data-overflow', JSON.stringify(over));
-    </script></body>"""))
+    </script></body>""",
+        )
+    )
     dom = dump_dom(probe, window_size=(1280, 900))
     measured = eval(re.search(r'data-overflow="([^"]+)"', dom).group(1).replace("&quot;", '"'))
     assert measured
@@ -192,8 +206,9 @@ def test_report_every_column_readable_at_1280px_and_in_print(example, tmp_path):
     # print: every metric header is in the PDF's text
     pdf = ARTIFACTS / "report.pdf"
     print_pdf(report, pdf)
-    pdf_text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], check=True, capture_output=True,
-                              text=True).stdout
+    pdf_text = subprocess.run(
+        ["pdftotext", "-layout", str(pdf), "-"], check=True, capture_output=True, text=True
+    ).stdout
     for metric in ("test_mae", "test_mse", "test_r2", "test_rmse", "train_mae", "train_mse", "train_r2", "train_rmse"):
         assert re.search(rf"{metric} [↓↑]", pdf_text), f"{metric} header missing from the printed report"
     assert "diverged on fold 2" in pdf_text
@@ -204,8 +219,16 @@ def test_a_sweep_piped_into_head_runs_and_records_every_job_quietly(tmp_path):
     shutil.copytree(EXAMPLE, exp, ignore=shutil.ignore_patterns("runs", "multirun", "results", "sem", "__pycache__"))
     for launcher in ("hydra/launcher=sequential", "hydra/launcher=local hydra.launcher.n_jobs=2"):
         proc = subprocess.run(
-            ["bash", "-c", f"{sys.executable} m_linear.py {launcher} 2>err.txt | head -1; echo ${{PIPESTATUS[0]}} >rc.txt"],
-            cwd=exp / "models", capture_output=True, text=True, timeout=300)
+            [
+                "bash",
+                "-c",
+                f"{sys.executable} m_linear.py {launcher} 2>err.txt | head -1; echo ${{PIPESTATUS[0]}} >rc.txt",
+            ],
+            cwd=exp / "models",
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert len(proc.stdout.splitlines()) == 1
         err = (exp / "models" / "err.txt").read_text()
         assert (exp / "models" / "rc.txt").read_text().strip() == "0", err[-3000:]
@@ -216,9 +239,11 @@ def test_a_sweep_piped_into_head_runs_and_records_every_job_quietly(tmp_path):
 
 def test_mongo_settings_warnings_are_in_sems_own_one_line_format():
     # with sem's hooks installed, as every entry point (sem, a model file, a worker) does
-    code = ("from sem_core.errors import install_hooks; install_hooks(); "
-            "from sem_core.mongo.connection import resolve_settings; "
-            "resolve_settings('mongodb://user:pw@db.example.org/lab', env={})")
+    code = (
+        "from sem_core.errors import install_hooks; install_hooks(); "
+        "from sem_core.mongo.connection import resolve_settings; "
+        "resolve_settings('mongodb://user:pw@db.example.org/lab', env={})"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stderr.strip().splitlines()

@@ -15,8 +15,8 @@ import statistics
 import subprocess
 import sys
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pandas as pd
 import pytest
@@ -97,7 +97,9 @@ def expected_stats(store: Path, metric: str) -> dict[tuple[str, str], tuple[floa
     for (model, _), r in newest.items():
         if metric in r["metrics"]:
             values[(model, r["config"]["config_id"])].append(r["metrics"][metric]["values"][-1])
-    return {k: (statistics.fmean(v), statistics.stdev(v) if len(v) > 1 else float("nan"), len(v)) for k, v in values.items()}
+    return {
+        k: (statistics.fmean(v), statistics.stdev(v) if len(v) > 1 else float("nan"), len(v)) for k, v in values.items()
+    }
 
 
 def sem(*args: str, capsys) -> tuple[int, str, str]:
@@ -123,7 +125,10 @@ def test_mean_std_per_config_match_the_metrics_files(swept):
                 assert got[key][1] == pytest.approx(std, rel=1e-9)
     table = results_table(runs, metrics=["test_rmse"])
     assert [r[0] for r in table.row_labels()] == [
-        "m_flaky.py: name=flaky", "m_linear.py: name=linear, noise=0.1", "m_linear.py: name=linear, noise=0.5"]
+        "m_flaky.py: name=flaky",
+        "m_linear.py: name=linear, noise=0.1",
+        "m_linear.py: name=linear, noise=0.5",
+    ]
     assert table.runs_per_row == [2, 5, 5]
 
 
@@ -146,8 +151,9 @@ def test_duplicates_and_failed_runs_are_excluded_and_reported(swept):
 
 
 def test_latex_matches_the_golden_file(swept, capsys):
-    code, out, err = sem("results", str(swept), "--format", "latex", "--metric", "test_rmse", "--metric", "test_r2",
-                         capsys=capsys)
+    code, out, err = sem(
+        "results", str(swept), "--format", "latex", "--metric", "test_rmse", "--metric", "test_r2", capsys=capsys
+    )
     assert code == 0, err
     golden = GOLDEN / "results_example.tex"
     if os.environ.get("SEM_UPDATE_GOLDEN"):
@@ -169,13 +175,26 @@ def test_csv_round_trips_through_the_command(swept, capsys, tmp_path):
     for i in range(len(back)):
         for metric in table.metrics:
             mean, std, count = table.cell(i, (), metric)
-            assert back[f"{metric}_mean"][i] == pytest.approx(mean, rel=0, abs=0) or (pd.isna(mean) and pd.isna(back[f"{metric}_mean"][i]))
+            assert back[f"{metric}_mean"][i] == pytest.approx(mean, rel=0, abs=0) or (
+                pd.isna(mean) and pd.isna(back[f"{metric}_mean"][i])
+            )
             assert back[f"{metric}_count"][i] == count
 
 
 def test_results_by_fold_where_and_markdown(swept, capsys):
-    code, out, _ = sem("results", str(swept), "--format", "md", "--metric", "test_rmse", "--by", "fold",
-                       "--where", "noise=0.5", capsys=capsys)
+    code, out, _ = sem(
+        "results",
+        str(swept),
+        "--format",
+        "md",
+        "--metric",
+        "test_rmse",
+        "--by",
+        "fold",
+        "--where",
+        "noise=0.5",
+        capsys=capsys,
+    )
     assert code == 0
     # one configuration is left, so its label is the model's name
     rows = [line for line in out.splitlines() if line.startswith("| m_linear.py |")]
@@ -237,18 +256,29 @@ def test_plot_writes_a_png_with_one_band_per_configuration(swept, capsys, tmp_pa
 
 
 def test_console_script_finds_the_experiment_from_the_current_directory(swept):
-    proc = subprocess.run([sys.executable, "-m", "sem_core.cli", "results", "--format", "md", "--metric", "test_rmse"],
-                          cwd=swept / "models", capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "sem_core.cli", "results", "--format", "md", "--metric", "test_rmse"],
+        cwd=swept / "models",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "| m_linear.py: name=linear, noise=0.1 | 5 |" in proc.stdout
 
 
-
 def test_output_piped_into_a_closed_reader_ends_without_a_traceback(swept):
     # `sem show CONFIG_ID | head -1`: the reader exits before sem has written everything
-    config_id = next(r["config"]["config_id"] for r in store_runs(swept / "models" / "runs") if "config_id" in r["config"])
-    proc = subprocess.Popen([sys.executable, "-m", "sem_core.cli", "show", config_id], cwd=swept,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    config_id = next(
+        r["config"]["config_id"] for r in store_runs(swept / "models" / "runs") if "config_id" in r["config"]
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sem_core.cli", "show", config_id],
+        cwd=swept,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     proc.stdout.close()
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 1

@@ -31,18 +31,38 @@ def experiment(tmp_path) -> Path:
 
 def test_one_row_per_run_with_ids_config_keys_and_last_metric_values(experiment):
     store = experiment / "models" / "runs"
-    run = write_run(store, {"name": "gd", "opt": {"lr": 0.1, "layers": [64, 32]}, "fold": 0}, 3,
-                    {"loss": [3.0, 2.0, 1.5], "test_rmse": [0.7]}, seconds=42, hostname="node7")
-    write_run(store, {"name": "gd", "opt": {"lr": 0.1, "layers": [64, 32]}, "fold": 1}, 4, {"loss": [9.0]},
-              status="FAILED", start=T0 + dt.timedelta(minutes=1))
+    run = write_run(
+        store,
+        {"name": "gd", "opt": {"lr": 0.1, "layers": [64, 32]}, "fold": 0},
+        3,
+        {"loss": [3.0, 2.0, 1.5], "test_rmse": [0.7]},
+        seconds=42,
+        hostname="node7",
+    )
+    write_run(
+        store,
+        {"name": "gd", "opt": {"lr": 0.1, "layers": [64, 32]}, "fold": 1},
+        4,
+        {"loss": [9.0]},
+        status="FAILED",
+        start=T0 + dt.timedelta(minutes=1),
+    )
     runs = load_runs(experiment)
     assert len(runs) == 2
     first = runs.iloc[0]
     config = json.loads((run / "config.json").read_text())
     assert first["global_id"] == run.name == config["global_id"]
     assert (first["experiment_id"], first["config_id"], first["order_id"]) == (
-        config["experiment_id"], config["config_id"], 3)
-    assert (first["model"], first["status"], first["host"], first["duration"]) == ("m_linear.py", "COMPLETED", "node7", 42.0)
+        config["experiment_id"],
+        config["config_id"],
+        3,
+    )
+    assert (first["model"], first["status"], first["host"], first["duration"]) == (
+        "m_linear.py",
+        "COMPLETED",
+        "node7",
+        42.0,
+    )
     assert first["opt.lr"] == 0.1 and first["opt.layers"] == "[64, 32]" and first["fold"] == 0
     assert first["loss"] == 1.5 and first["test_rmse"] == 0.7
     assert first["path"] == str(run)
@@ -69,8 +89,9 @@ def test_cache_sees_a_run_finish_and_new_runs_appear(tmp_path):
     entry = records.read_json(live / "run.json")
     entry.update(status="COMPLETED", stop_time=(T0 + dt.timedelta(seconds=9)).isoformat())
     records.atomic_write_json(live / "run.json", entry)
-    records.atomic_write_json(live / "metrics.json", {"loss": {"steps": [0, 1, 2], "values": [5.0, 4.0, 3.0],
-                                                                "timestamps": ["a", "b", "c"]}})
+    records.atomic_write_json(
+        live / "metrics.json", {"loss": {"steps": [0, 1, 2], "values": [5.0, 4.0, 3.0], "timestamps": ["a", "b", "c"]}}
+    )
     write_run(store, {"fold": 1}, 1, {"loss": [7.0]}, start=T0 + dt.timedelta(minutes=1))
     runs = load_runs(store)
     assert list(runs["status"]) == ["COMPLETED", "COMPLETED"]
@@ -143,8 +164,14 @@ def test_get_runs_matches_nested_config_and_loads_pickled_artifacts(tmp_path):
     for fold in range(3):
         art = tmp_path / f"pred{fold}.pkl"
         art.write_bytes(pickle.dumps({"fold": fold, "pred": [fold] * 3}))
-        write_run(store, {"opt": {"lr": 0.1}, "fold": fold}, fold, {"rmse": [fold / 10]},
-                  artifacts={"pred.pkl": art}, start=T0 + dt.timedelta(minutes=fold))
+        write_run(
+            store,
+            {"opt": {"lr": 0.1}, "fold": fold},
+            fold,
+            {"rmse": [fold / 10]},
+            artifacts={"pred.pkl": art},
+            start=T0 + dt.timedelta(minutes=fold),
+        )
     write_run(store, {"opt": {"lr": 0.2}, "fold": 1}, 9, {"rmse": [0.9]}, start=T0 + dt.timedelta(minutes=9))
     (hit,) = get_runs(store, match={"opt": {"lr": 0.1}, "fold": 1}, load_artifacts=True)
     assert hit.config["opt"] == {"lr": 0.1} and hit.config["fold"] == 1 and hit.order_id == 1
@@ -283,8 +310,10 @@ def test_sem_results_without_completed_runs_exits_1_and_says_why(tmp_path, capsy
     assert cli.main(["results", str(store)]) == 1
     out = capsys.readouterr()
     assert out.out == ""
-    assert out.err == (f"no runs to aggregate in {store}. Excluded: 1 failed run (not averaged; `sem ls` lists them)."
-                       " Use --all-status to count runs of every status.\n")
+    assert out.err == (
+        f"no runs to aggregate in {store}. Excluded: 1 failed run (not averaged; `sem ls` lists them)."
+        " Use --all-status to count runs of every status.\n"
+    )
     assert cli.main(["results", str(store), "--all-status", "--format", "csv"]) == 0
     assert capsys.readouterr().out.splitlines()[1].startswith("m_linear.py,m_linear.py,")
 
@@ -297,10 +326,10 @@ def test_plot_band_is_mean_and_std_per_step_over_the_runs_that_logged_it(tmp_pat
     write_run(store, {"lr": 0.1, "fold": 0}, 0, {"loss": [4.0, 2.0, 1.0]})
     write_run(store, {"lr": 0.1, "fold": 1}, 1, {"loss": [6.0, 4.0]}, start=T0 + dt.timedelta(minutes=1))
     runs = load_runs(store)
-    (label, band), = curves(results_table(runs, metrics=["loss"]), "loss").items()
+    ((label, band),) = curves(results_table(runs, metrics=["loss"]), "loss").items()
     assert list(band.index) == [0, 1, 2]
     assert list(band["mean"]) == [5.0, 3.0, 1.0] and list(band["count"]) == [2, 2, 1]
-    assert band["std"].iloc[0] == pytest.approx(2 ** 0.5)
+    assert band["std"].iloc[0] == pytest.approx(2**0.5)
     fig = plot_metric(runs, "loss")
     (line,) = fig.axes[0].get_lines()
     assert list(line.get_ydata()) == [5.0, 3.0, 1.0]
@@ -311,8 +340,16 @@ def test_report_escapes_tracebacks_and_output(tmp_path):
 
     store = tmp_path / "runs"
     write_run(store, {"fold": 0}, 0, {"loss": [1.0]})
-    write_run(store, {"fold": 1}, 1, {"loss": [2.0]}, status="FAILED", start=T0 + dt.timedelta(minutes=1),
-              output="<img src=x onerror=alert(1)>\n", fail_trace=["ValueError: <script>alert(1)</script>\n"])
+    write_run(
+        store,
+        {"fold": 1},
+        1,
+        {"loss": [2.0]},
+        status="FAILED",
+        start=T0 + dt.timedelta(minutes=1),
+        output="<img src=x onerror=alert(1)>\n",
+        fail_trace=["ValueError: <script>alert(1)</script>\n"],
+    )
     html_text = build_report(load_runs(store))
     assert "<script" not in html_text and "<img src=x" not in html_text
     assert "ValueError: &lt;script&gt;alert(1)&lt;/script&gt;" in html_text

@@ -29,13 +29,26 @@ def synced(tmp_path, mongo_db, mongo_url, monkeypatch):
         for fold in range(3):
             art = tmp_path / f"w{n}.pkl"
             art.write_bytes(pickle.dumps({"lr": lr, "fold": fold}))
-            write_run(store, {"lr": lr, "fold": fold}, n, {"loss": [1.0, lr + fold / 10], "test_r2": [1 - lr]},
-                      start=T0 + dt.timedelta(minutes=n), artifacts={"w.pkl": art})
+            write_run(
+                store,
+                {"lr": lr, "fold": fold},
+                n,
+                {"loss": [1.0, lr + fold / 10], "test_r2": [1 - lr]},
+                start=T0 + dt.timedelta(minutes=n),
+                artifacts={"w.pkl": art},
+            )
             n += 1
     write_run(store, {"lr": 0.1, "fold": 0}, 0, {"loss": [9.0]}, start=T0 - dt.timedelta(days=1))
-    write_run(store, {"lr": 0.5, "fold": 0}, 20, {"loss": [9.0]}, status="FAILED", start=T0 + dt.timedelta(hours=1),
-              output="epoch 1\nepoch 2\nloss exploded\n", fail_trace=["Traceback (most recent call last):\n",
-                                                                     "FloatingPointError: loss is nan\n"])
+    write_run(
+        store,
+        {"lr": 0.5, "fold": 0},
+        20,
+        {"loss": [9.0]},
+        status="FAILED",
+        start=T0 + dt.timedelta(hours=1),
+        output="epoch 1\nepoch 2\nloss exploded\n",
+        fail_trace=["Traceback (most recent call last):\n", "FloatingPointError: loss is nan\n"],
+    )
     summary = sync_runs(mongo_db, list(iter_run_dirs(store)))
     assert len(summary.uploaded) == 11
     return store, mongo_url
@@ -45,14 +58,27 @@ def test_mongo_runs_give_the_same_runs_and_table_as_the_file_store(synced):
     store, url = synced
     from_files = load_runs(store)
     from_db = load_runs(url)
-    columns = ["global_id", "experiment_id", "config_id", "order_id", "model", "status", "lr", "fold", "loss", "test_r2"]
+    columns = [
+        "global_id",
+        "experiment_id",
+        "config_id",
+        "order_id",
+        "model",
+        "status",
+        "lr",
+        "fold",
+        "loss",
+        "test_r2",
+    ]
     left = from_files[columns].sort_values("global_id").reset_index(drop=True)
     right = from_db[columns].sort_values("global_id").reset_index(drop=True)
     pd.testing.assert_frame_equal(left, right)
     assert from_db["path"].str.startswith("mongodb://").all()
     a, b = results_table(from_files), results_table(from_db)
     pd.testing.assert_frame_equal(a.frame, b.frame)
-    assert a.footnote == b.footnote == "Excluded: 1 failed run, 1 older duplicate run (not averaged; `sem ls` lists them)."
+    assert (
+        a.footnote == b.footnote == "Excluded: 1 failed run, 1 older duplicate run (not averaged; `sem ls` lists them)."
+    )
 
 
 def test_show_a_failed_mongo_run_prints_its_traceback_and_captured_output(synced, capsys):

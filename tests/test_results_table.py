@@ -23,8 +23,13 @@ def summary(row: dict, metrics: dict, *, status="COMPLETED", start="2026-01-01T0
     """What load_runs reads from one run folder."""
     gid = f"{start[:19].replace('-', '').replace(':', '')}-{ids.experiment_id(row)[:8]}{n:04d}"
     config = dict(row, experiment_id=ids.experiment_id(row), config_id=ids.config_id(row), order_id=n, global_id=gid)
-    run = {"status": status, "start_time": start, "stop_time": start, "host": {"hostname": "h"},
-           "experiment": {"mainfile": model}}
+    run = {
+        "status": status,
+        "start_time": start,
+        "stop_time": start,
+        "host": {"hostname": "h"},
+        "experiment": {"mainfile": model},
+    }
     return summarise(f"/store/{gid}", run, config, {k: {"steps": [0], "values": [v]} for k, v in metrics.items()})
 
 
@@ -119,8 +124,10 @@ def test_group_labels_name_only_the_keys_that_vary_and_sort_numerically():
 
 def test_a_row_without_any_varying_key_is_labelled_by_its_model_not_blank():
     # `python m.py ++extra=1` next to the plain sweep: the plain rows lack the only key that varies
-    rows = [summary({"lr": 0.1, "fold": 0}, {"rmse": 1.0}, n=0),
-            summary({"lr": 0.1, "fold": 0, "extra": 1}, {"rmse": 2.0}, n=1)]
+    rows = [
+        summary({"lr": 0.1, "fold": 0}, {"rmse": 1.0}, n=0),
+        summary({"lr": 0.1, "fold": 0, "extra": 1}, {"rmse": 2.0}, n=1),
+    ]
     table = results_table(frame_of(rows), metrics=["rmse"])
     assert sorted(r[0] for r in table.row_labels()) == ["extra=1", "m_a.py"]
 
@@ -132,20 +139,31 @@ def test_results_by_fold_and_best_per_fold():
     assert {(i, m) for i, _, m in table.best} == {(0, "rmse"), (3, "rmse")}
 
 
-@pytest.mark.parametrize(("metric", "direction", "best_label"), [("rmse", "min", "lr=0.1"), ("test_r2", "max", "lr=0.2")])
+@pytest.mark.parametrize(
+    ("metric", "direction", "best_label"), [("rmse", "min", "lr=0.1"), ("test_r2", "max", "lr=0.2")]
+)
 def test_best_marks_min_or_max_by_metric_direction(metric, direction, best_label):
     table = results_table(frame_of(sweep({0.1: [1.0], 0.2: [2.0]}, metric=metric)))
     assert table.directions[metric] == direction
-    (row, _, _), = table.best
+    ((row, _, _),) = table.best
     assert table.row_labels()[row][0] == best_label
-    flipped = results_table(frame_of(sweep({0.1: [1.0], 0.2: [2.0]}, metric=metric)),
-                            **({"maximize": [metric]} if direction == "min" else {"minimize": [metric]}))
+    flipped = results_table(
+        frame_of(sweep({0.1: [1.0], 0.2: [2.0]}, metric=metric)),
+        **({"maximize": [metric]} if direction == "min" else {"minimize": [metric]}),
+    )
     assert flipped.best != table.best
 
 
 def test_default_direction_reads_common_metric_names():
     assert [default_direction(m) for m in ("test_rmse", "nll", "loss", "test_r2", "val/accuracy", "f1", "score")] == [
-        "min", "min", "min", "max", "max", "max", "max"]
+        "min",
+        "min",
+        "min",
+        "max",
+        "max",
+        "max",
+        "max",
+    ]
 
 
 def test_pivot_moves_a_key_into_columns():
@@ -154,7 +172,9 @@ def test_pivot_moves_a_key_into_columns():
     for data in ("boston", "yacht"):
         for lr in (0.1, 0.2):
             for fold in range(2):
-                rows.append(summary({"data": data, "lr": lr, "fold": fold}, {"rmse": lr + (data == "yacht") + fold}, n=n))
+                rows.append(
+                    summary({"data": data, "lr": lr, "fold": fold}, {"rmse": lr + (data == "yacht") + fold}, n=n)
+                )
                 n += 1
     rows.append(summary({"lr": 0.1, "fold": 0}, {"rmse": 99.0}, n=n))  # no "data" key: not pivoted, reported
     table = results_table(frame_of(rows), metrics=["rmse"], pivot="data")
@@ -198,8 +218,10 @@ def test_csv_round_trips_the_numbers_at_full_precision():
 
 
 def test_latex_escapes_labels_and_bolds_the_best():
-    rows = [summary({"model_name": "a_b&c", "fold": 0}, {"rmse": 1.0}, n=1),
-            summary({"model_name": "50%", "fold": 0}, {"rmse": 2.0}, n=2)]
+    rows = [
+        summary({"model_name": "a_b&c", "fold": 0}, {"rmse": 1.0}, n=1),
+        summary({"model_name": "50%", "fold": 0}, {"rmse": 2.0}, n=2),
+    ]
     tex = render.to_latex(results_table(frame_of(rows)), decimals=2)
     assert r"model\_name=a\_b\&c & $\mathbf{1.00}$ \\" in tex
     assert r"model\_name=50\% & $2.00$ \\" in tex
@@ -215,9 +237,15 @@ def test_runs_missing_the_results_by_key_form_their_own_row():
 
 
 run_specs = st.lists(
-    st.tuples(st.sampled_from(["m_a.py", "m_b.py"]), st.integers(0, 3), st.integers(0, 2),
-              st.sampled_from(["COMPLETED", "COMPLETED", "FAILED", "INTERRUPTED", "RUNNING"]), st.integers(0, 10_000)),
-    min_size=1, max_size=25,
+    st.tuples(
+        st.sampled_from(["m_a.py", "m_b.py"]),
+        st.integers(0, 3),
+        st.integers(0, 2),
+        st.sampled_from(["COMPLETED", "COMPLETED", "FAILED", "INTERRUPTED", "RUNNING"]),
+        st.integers(0, 10_000),
+    ),
+    min_size=1,
+    max_size=25,
 )
 
 
@@ -225,8 +253,14 @@ run_specs = st.lists(
 @given(run_specs)
 def test_selection_keeps_exactly_the_newest_completed_run_of_each_experiment(specs):
     rows = [
-        summary({"lr": lr, "fold": fold}, {"rmse": float(i)}, status=status, model=model, n=i,
-                start=(dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(seconds=t)).isoformat())
+        summary(
+            {"lr": lr, "fold": fold},
+            {"rmse": float(i)},
+            status=status,
+            model=model,
+            n=i,
+            start=(dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(seconds=t)).isoformat(),
+        )
         for i, (model, lr, fold, status, t) in enumerate(specs)
     ]
     runs = frame_of(rows)
@@ -247,8 +281,14 @@ def test_no_completed_run_gives_an_empty_table_that_says_why():
 
 
 @settings(max_examples=50, deadline=None)
-@given(st.lists(st.text(st.characters(codec="utf-8", exclude_categories=["Cs", "Cc"]), min_size=1, max_size=12),
-                min_size=2, max_size=4, unique=True))
+@given(
+    st.lists(
+        st.text(st.characters(codec="utf-8", exclude_categories=["Cs", "Cc"]), min_size=1, max_size=12),
+        min_size=2,
+        max_size=4,
+        unique=True,
+    )
+)
 def test_latex_rows_keep_their_columns_whatever_the_labels_contain(names):
     rows = [summary({"tag": name, "fold": 0}, {"rmse": float(i), "acc": 0.5}, n=i) for i, name in enumerate(names)]
     tex = render.to_latex(results_table(frame_of(rows)))
@@ -258,13 +298,17 @@ def test_latex_rows_keep_their_columns_whatever_the_labels_contain(names):
         assert line.endswith(r" \\")
         assert line.count(" & ") == 2  # label & rmse & acc: a label's own & is escaped
         label = line.split(" & ")[0]
-        assert not re.search(r"(?<!\\)[&%$#_{}]", label.replace(r"\textbackslash{}", "").replace(
-            r"\textasciitilde{}", "").replace(r"\textasciicircum{}", ""))
+        assert not re.search(
+            r"(?<!\\)[&%$#_{}]",
+            label.replace(r"\textbackslash{}", "").replace(r"\textasciitilde{}", "").replace(r"\textasciicircum{}", ""),
+        )
 
 
 def test_terminal_table_prints_brackets_in_labels_as_they_are():
-    rows = [summary({"layers": [64, 32], "act": "relu[bold]", "fold": 0}, {"rmse": 1.0}, n=1),
-            summary({"layers": [8], "act": "tanh", "fold": 0}, {"rmse": 2.0}, n=2)]
+    rows = [
+        summary({"layers": [64, 32], "act": "relu[bold]", "fold": 0}, {"rmse": 1.0}, n=1),
+        summary({"layers": [8], "act": "tanh", "fold": 0}, {"rmse": 2.0}, n=2),
+    ]
     text = render.to_terminal(results_table(frame_of(rows)), color=False)
     assert "layers=[64, 32], act=relu[bold]" in text and "layers=[8], act=tanh" in text
 
@@ -273,7 +317,9 @@ _START_TIMES = st.one_of(
     st.none(),
     st.just("not a time"),
     st.datetimes(
-        min_value=dt.datetime(2025, 1, 1), max_value=dt.datetime(2025, 1, 2), timezones=st.none() | st.just(dt.timezone.utc)
+        min_value=dt.datetime(2025, 1, 1),
+        max_value=dt.datetime(2025, 1, 2),
+        timezones=st.none() | st.just(dt.timezone.utc),
     ).map(dt.datetime.isoformat),
     st.sampled_from(["2025-01-01T12:00:00+02:00", "2025-01-01T10:00:00", "2025-01-01T10:00:00.000001Z"]),
 )
@@ -298,7 +344,20 @@ def test_by_recency_orders_whole_columns_as_records_recency_orders_one_run(runs)
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.one_of(st.none(), st.just(math.nan), st.booleans(), st.integers(-3, 3), st.floats(-3, 3), st.sampled_from(["a", "B", "1"])), min_size=1, max_size=12))
+@given(
+    st.lists(
+        st.one_of(
+            st.none(),
+            st.just(math.nan),
+            st.booleans(),
+            st.integers(-3, 3),
+            st.floats(-3, 3),
+            st.sampled_from(["a", "B", "1"]),
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
 def test_rows_are_ordered_by_the_sort_key_of_their_label_values(values):
     from sem_core.results.table import _sort_key, _sort_ranks
 

@@ -43,7 +43,9 @@ settings_st = st.tuples(st.booleans(), st.sampled_from([None, "failed", "missing
 
 
 def runs_of(existing, job):
-    return sorted((r for r in existing if r.experiment_id == job.experiment_id and r.model == MODEL), key=lambda r: r.global_id)
+    return sorted(
+        (r for r in existing if r.experiment_id == job.experiment_id and r.model == MODEL), key=lambda r: r.global_id
+    )
 
 
 @settings(deadline=None)  # no timing asserts: CI machines are shared
@@ -51,7 +53,9 @@ def runs_of(existing, job):
 def test_every_job_is_either_run_or_skipped_once_in_plan_order(jobs, existing, settings):
     skip_completed, rerun = settings
     sel = select_jobs(jobs, existing, MODEL, skip_completed=skip_completed, rerun=rerun)
-    assert sorted([j.order_id for j in sel.to_run] + [s.order_id for s in sel.skipped]) == sorted(j.order_id for j in jobs)
+    assert sorted([j.order_id for j in sel.to_run] + [s.order_id for s in sel.skipped]) == sorted(
+        j.order_id for j in jobs
+    )
     assert sel.to_run == [j for j in jobs if j in sel.to_run]
 
 

@@ -41,16 +41,25 @@ def main(config):
 
 
 def start(model: Path, env: dict, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(model), "sem.skip_completed=true", *args], cwd=str(model.parent),
-                            env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(model), "sem.skip_completed=true", *args],
+        cwd=str(model.parent),
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 @pytest.mark.parametrize("round_", range(10))
 def test_two_sweeps_started_together_run_each_row_exactly_once(write_model, mongo_server, tmp_path, round_):
     model = write_model(RACE_MODEL, "m_race.py")
     out, barrier = tmp_path / "lines.txt", tmp_path / "go"
-    env = {"SEM_MONGO_URL": mongo_server.url(f"race_{os.getpid()}_{round_}_{time.time_ns()}"),
-           "RACE_OUT": str(out), "RACE_BARRIER": str(barrier)}
+    env = {
+        "SEM_MONGO_URL": mongo_server.url(f"race_{os.getpid()}_{round_}_{time.time_ns()}"),
+        "RACE_OUT": str(out),
+        "RACE_BARRIER": str(barrier),
+    }
     # the second "user" keeps a store of their own (another machine): only the database is shared
     procs = [start(model, env), start(model, env, f"sem.storage={tmp_path / 'other-store'}")]
     barrier.touch()
@@ -68,24 +77,50 @@ def test_two_sweeps_started_together_run_each_row_exactly_once(write_model, mong
 
 
 def test_a_live_claim_elsewhere_is_skipped_a_stale_one_taken_over_and_claims_are_marked_at_the_end(
-        write_model, mongo_url, mongo_db, tmp_path):
+    write_model, mongo_url, mongo_db, tmp_path
+):
     model = write_model(RACE_MODEL, "m_race.py")
     barrier = tmp_path / "go"
     barrier.touch()
-    env = {"SEM_MONGO_URL": mongo_url, "RACE_OUT": str(tmp_path / "lines.txt"), "RACE_BARRIER": str(barrier),
-           "RACE_FAIL": "2"}
-    plan = subprocess.run([sys.executable, "-m", "sem_core.cli", "plan", "--json", str(model)], capture_output=True,
-                          text=True, env={**os.environ, **env}, check=True).stdout
+    env = {
+        "SEM_MONGO_URL": mongo_url,
+        "RACE_OUT": str(tmp_path / "lines.txt"),
+        "RACE_BARRIER": str(barrier),
+        "RACE_FAIL": "2",
+    }
+    plan = subprocess.run(
+        [sys.executable, "-m", "sem_core.cli", "plan", "--json", str(model)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        check=True,
+    ).stdout
     import json
 
     eids = {json.loads(line)["order_id"]: json.loads(line)["experiment_id"] for line in plan.splitlines()}
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     claims = mongo_db["sem_claims"]
     # row 0: a live run on another machine; row 1: a run whose machine died an hour ago
-    claims.insert_one({"_id": f"m_race.py/{eids[0]}", "global_id": "20260101T000000-aaaaaaaaaaaa", "host": "gpu7",
-                       "user": "alice", "status": "RUNNING", "heartbeat": now})
-    claims.insert_one({"_id": f"m_race.py/{eids[1]}", "global_id": "20260101T000000-bbbbbbbbbbbb", "host": "gpu8",
-                       "user": "bob", "status": "RUNNING", "heartbeat": now - dt.timedelta(hours=1)})
+    claims.insert_one(
+        {
+            "_id": f"m_race.py/{eids[0]}",
+            "global_id": "20260101T000000-aaaaaaaaaaaa",
+            "host": "gpu7",
+            "user": "alice",
+            "status": "RUNNING",
+            "heartbeat": now,
+        }
+    )
+    claims.insert_one(
+        {
+            "_id": f"m_race.py/{eids[1]}",
+            "global_id": "20260101T000000-bbbbbbbbbbbb",
+            "host": "gpu8",
+            "user": "bob",
+            "status": "RUNNING",
+            "heartbeat": now - dt.timedelta(hours=1),
+        }
+    )
     proc = start(model, env, "+order_id=0,1,2,3", "sem.claim_stale_after=600")
     output = proc.communicate(timeout=120)[0]
     assert proc.returncode == 1, output  # row 2 fails

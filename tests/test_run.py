@@ -33,8 +33,16 @@ class Recorder(RunObserver):
 
 
 def make_run(observer, interval=0.001):
-    return Run(global_id="g", config={}, ex_info={}, host_info={}, command="main", meta_info={},
-               observers=[observer], heartbeat_interval=interval)
+    return Run(
+        global_id="g",
+        config={},
+        ex_info={},
+        host_info={},
+        command="main",
+        meta_info={},
+        observers=[observer],
+        heartbeat_interval=interval,
+    )
 
 
 def test_points_logged_during_heartbeats_arrive_once_in_order():
@@ -162,11 +170,10 @@ def test_signals_held_delivers_each_held_signal_once_after_the_body(raising_sigt
     from sem_core.signals import signals_held
 
     done = []
-    with pytest.raises(Terminated):
-        with signals_held():
-            os.kill(os.getpid(), signal.SIGTERM)
-            os.kill(os.getpid(), signal.SIGTERM)
-            done.append("body finished")
+    with pytest.raises(Terminated), signals_held():
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGTERM)
+        done.append("body finished")
     assert done == ["body finished"]
     assert signal.getsignal(signal.SIGTERM).__name__ == "raise_terminated"  # the model's handler is back
 
@@ -178,12 +185,11 @@ def test_ctrl_c_pressed_twice_while_signals_are_held_stops_at_once():
     from sem_core.signals import signals_held
 
     reached = []
-    with pytest.raises(KeyboardInterrupt):
-        with signals_held():
-            os.kill(os.getpid(), signal.SIGINT)
-            reached.append("after one Ctrl-C")  # held
-            os.kill(os.getpid(), signal.SIGINT)
-            reached.append("after two")  # never: the second one stops the body
+    with pytest.raises(KeyboardInterrupt), signals_held():
+        os.kill(os.getpid(), signal.SIGINT)
+        reached.append("after one Ctrl-C")  # held
+        os.kill(os.getpid(), signal.SIGINT)
+        reached.append("after two")  # never: the second one stops the body
     assert reached == ["after one Ctrl-C"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 

@@ -16,8 +16,9 @@ N_ROWS = {"m_gd": 10, "m_linear": 10}
 
 
 def sem(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sem_core.cli", *args], cwd=str(cwd), capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "sem_core.cli", *args], cwd=str(cwd), capture_output=True, text=True, timeout=timeout
+    )
 
 
 def table(stdout: str) -> list[list[str]]:
@@ -25,7 +26,7 @@ def table(stdout: str) -> list[list[str]]:
     lines = stdout.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("model ") and "status" in line)
     out = []
-    for line in lines[start + 1:]:
+    for line in lines[start + 1 :]:
         parts = line.split()
         if len(parts) < 4 or not parts[1].isdigit():
             break
@@ -88,22 +89,39 @@ def test_skip_completed_and_rerun_work_across_files_and_plan_shows_them(example_
     lines = proc.stdout.splitlines()
     assert lines[0].split() == ["model", "order_id", "experiment_id", "config_id", "action", "row", "/", "reason"]
     actions = {(ln.split()[0], int(ln.split()[1])): ln.split()[4] for ln in lines[1:] if ln.startswith("m_")}
-    assert actions == {("m_gd", 0): "skip", ("m_gd", 5): "skip", ("m_gd", 1): "run", ("m_gd", 6): "run",
-                       ("m_linear", 0): "skip", ("m_linear", 5): "skip", ("m_linear", 1): "run",
-                       ("m_linear", 6): "run"}
+    assert actions == {
+        ("m_gd", 0): "skip",
+        ("m_gd", 5): "skip",
+        ("m_gd", 1): "run",
+        ("m_gd", 6): "run",
+        ("m_linear", 0): "skip",
+        ("m_linear", 5): "skip",
+        ("m_linear", 1): "run",
+        ("m_linear", 6): "run",
+    }
     assert "COMPLETED as" in proc.stdout and "4 jobs to run, 4 row(s) skipped" in proc.stdout
-    plan_json = [json.loads(ln) for ln in sem("plan", "--json", "sem.rerun=missing", "fold=0,1",
-                                              cwd=example_dir).stdout.splitlines()]
-    assert sorted((p["model"], p["order_id"]) for p in plan_json if p["action"] == "run") == \
-        [("m_gd", 1), ("m_gd", 6), ("m_linear", 1), ("m_linear", 6)]
+    plan_json = [
+        json.loads(ln)
+        for ln in sem("plan", "--json", "sem.rerun=missing", "fold=0,1", cwd=example_dir).stdout.splitlines()
+    ]
+    assert sorted((p["model"], p["order_id"]) for p in plan_json if p["action"] == "run") == [
+        ("m_gd", 1),
+        ("m_gd", 6),
+        ("m_linear", 1),
+        ("m_linear", 6),
+    ]
 
     proc = sem("run", "sem.skip_completed=true", "fold=0", cwd=example_dir)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "all 4 selected rows were skipped" in proc.stdout
     proc = sem("run", "sem.rerun=missing", "fold=0,1", cwd=example_dir)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert sorted((r[0], int(r[1])) for r in table(proc.stdout)) == \
-        [("m_gd", 1), ("m_gd", 6), ("m_linear", 1), ("m_linear", 6)]
+    assert sorted((r[0], int(r[1])) for r in table(proc.stdout)) == [
+        ("m_gd", 1),
+        ("m_gd", 6),
+        ("m_linear", 1),
+        ("m_linear", 6),
+    ]
     assert len(load_store(example_dir / "models" / "runs")) == 8
 
 
@@ -117,27 +135,40 @@ def test_sem_plan_of_one_model_file_still_works(example_dir):
 
 
 def test_a_failing_job_in_one_file_fails_the_command_and_the_others_still_run(write_model):
-    good = write_model("from sem_core import Experiment\nex = Experiment(__file__)\n"
-                       "@ex.configs\ndef c():\n    return [{'i': 0}, {'i': 1}]\n"
-                       "@ex.automain\ndef main(config):\n    return config['i']\n", "m_good.py")
-    write_model("from sem_core import Experiment\nex = Experiment(__file__)\n"
-                "@ex.configs\ndef c():\n    return [{'i': 0}, {'i': 1}]\n"
-                "@ex.automain\ndef main(config):\n    if config['i'] == 1:\n        raise ValueError('row one breaks')\n",
-                "m_bad.py")
+    good = write_model(
+        "from sem_core import Experiment\nex = Experiment(__file__)\n"
+        "@ex.configs\ndef c():\n    return [{'i': 0}, {'i': 1}]\n"
+        "@ex.automain\ndef main(config):\n    return config['i']\n",
+        "m_good.py",
+    )
+    write_model(
+        "from sem_core import Experiment\nex = Experiment(__file__)\n"
+        "@ex.configs\ndef c():\n    return [{'i': 0}, {'i': 1}]\n"
+        "@ex.automain\ndef main(config):\n    if config['i'] == 1:\n        raise ValueError('row one breaks')\n",
+        "m_bad.py",
+    )
     exp = good.parent.parent
     proc = sem("run", cwd=exp)
     assert proc.returncode == 1
     status = {(r[0], r[1]): r[3] for r in table(proc.stdout)}
-    assert status == {("m_bad", "0"): "COMPLETED", ("m_bad", "1"): "FAILED",
-                      ("m_good", "0"): "COMPLETED", ("m_good", "1"): "COMPLETED"}
+    assert status == {
+        ("m_bad", "0"): "COMPLETED",
+        ("m_bad", "1"): "FAILED",
+        ("m_good", "0"): "COMPLETED",
+        ("m_good", "1"): "COMPLETED",
+    }
     assert "ValueError: row one breaks" in proc.stdout
     # sem.rerun=failed across files: only the failed row runs again
     proc = sem("run", "sem.rerun=failed", cwd=exp)
     assert [(r[0], r[1]) for r in table(proc.stdout)] == [("m_bad", "1")]
 
 
-SLURM = ("hydra/launcher=slurm", "hydra.launcher.timeout_min=2", "hydra.launcher.signal_delay_s=30",
-         "hydra.launcher.poll_interval_s=0.5")
+SLURM = (
+    "hydra/launcher=slurm",
+    "hydra.launcher.timeout_min=2",
+    "hydra.launcher.signal_delay_s=30",
+    "hydra.launcher.poll_interval_s=0.5",
+)
 
 
 @pytest.mark.slurm
@@ -147,7 +178,9 @@ def test_on_slurm_every_file_submits_its_arrays_and_the_command_waits_for_all(cl
     assert "8 of 8 jobs completed" in proc.stdout
     runs = load_store(example_dir / "models" / "runs")
     assert len(runs) == 8 and {r["run"]["status"] for r in runs} == {"COMPLETED"}
-    arrays = {r["run"]["experiment"]["mainfile"]: r["run"]["meta"]["sem"]["slurm"]["job_id"].split("_")[0] for r in runs}
+    arrays = {
+        r["run"]["experiment"]["mainfile"]: r["run"]["meta"]["sem"]["slurm"]["job_id"].split("_")[0] for r in runs
+    }
     assert len(set(arrays.values())) == 2  # one array per file: each file its own multirun
 
 
@@ -158,7 +191,11 @@ def test_on_slurm_wait_false_submits_every_file_and_exits_at_once(cluster, examp
     proc = sem("run", *SLURM, "hydra.launcher.wait=false", "fold=0", cwd=example_dir, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count("Submitted 2 jobs to Slurm") == 2
-    assert "2 queued or running" in proc.stdout or "4 queued or running" in proc.stdout or "queued or running" in proc.stdout
+    assert (
+        "2 queued or running" in proc.stdout
+        or "4 queued or running" in proc.stdout
+        or "queued or running" in proc.stdout
+    )
     store = example_dir / "models" / "runs"
     assert len(load_store(store)) == 4
 

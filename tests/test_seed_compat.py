@@ -15,7 +15,7 @@ import pytest
 from tests.conftest import load_store, run_model
 from tests.test_slurm_cluster import cluster  # noqa: F401  (fixture: the test Slurm cluster is up)
 
-PREDECESSOR_MODEL = '''\
+PREDECESSOR_MODEL = """\
 import sys
 
 from experiment_manager import Experiment
@@ -50,12 +50,12 @@ def run(config):
     results = {'epochs': list(range(0, 100))}
     pickle.dump(results, open( "../results/{name}.pickle".format(name=config_id), "wb" ) )
     ex.add_artifact("../results/{name}.pickle".format(name=config_id))
-'''
+"""
 
 # experiment_manager's minimal experiment_config.yaml, its singularity cluster section and global settings
 # of the user's own (experiment_manager's README: "any global experiment settings (e.g number of folds,
 # number of epochs etc) that will be used by the python files")
-PREDECESSOR_CONFIG = '''\
+PREDECESSOR_CONFIG = """\
 #==============================EXPERIMENT MANAGER SETTINGS==============================
 experiment:
   use_config_id: True
@@ -72,7 +72,7 @@ mycluster:
 NUM_FOLDS: 4
 epochs: 100
 training: {time: 30}
-'''
+"""
 
 
 @pytest.fixture(autouse=True)
@@ -144,8 +144,12 @@ def test_every_row_runs_without_arguments_and_sem_plan_takes_bare_integers(prede
     proc = run_model(model)
     assert proc.returncode == 0, proc.stderr
     assert sorted(r["config"]["order_id"] for r in load_store(model.parent / "runs")) == [0, 1, 2, 3]
-    plan = subprocess.run([sys.executable, "-m", "sem_core.cli", "plan", str(model), "0", "2", "--json"],
-                          capture_output=True, text=True, cwd=model.parent)
+    plan = subprocess.run(
+        [sys.executable, "-m", "sem_core.cli", "plan", str(model), "0", "2", "--json"],
+        capture_output=True,
+        text=True,
+        cwd=model.parent,
+    )
     assert plan.returncode == 0, plan.stderr
     assert [json.loads(line)["order_id"] for line in plan.stdout.splitlines() if line.startswith("{")] == [0, 2]
 
@@ -169,12 +173,16 @@ def test_the_predecessors_import_names_are_sems_api(tmp_path):
     assert experiment_manager.Experiment is sem_core.Experiment
     assert experiment_manager.util.read_yaml is sem_core.util.read_yaml
     # importing them warns about nothing (a model file is imported once per job)
-    proc = subprocess.run([sys.executable, "-W", "error", "-c", "import experiment_manager, experiment_manager.util"],
-                          capture_output=True, text=True, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-W", "error", "-c", "import experiment_manager, experiment_manager.util"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
 
 
-PREDECESSOR_RUN_PY = '''\
+PREDECESSOR_RUN_PY = """\
 from pathlib import Path
 from experiment_manager import main
 
@@ -183,12 +191,14 @@ Path("models/").mkdir(exist_ok=True)
 Path("models/runs").mkdir(exist_ok=True)
 
 main.run()
-'''
+"""
 
 
 def test_the_predecessors_run_py_runs_every_row_and_says_its_note_once(predecessor_experiment):
     (predecessor_experiment / "run.py").write_text(PREDECESSOR_RUN_PY)
-    proc = subprocess.run([sys.executable, "run.py"], cwd=predecessor_experiment, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "run.py"], cwd=predecessor_experiment, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr
     runs = load_store(predecessor_experiment / "models" / "runs")
     assert sorted(r["config"]["order_id"] for r in runs) == [0, 1, 2, 3]
@@ -205,8 +215,14 @@ def test_the_predecessors_run_py_sync_uploads_the_runs(predecessor_experiment, m
 
     (predecessor_experiment / "run.py").write_text(PREDECESSOR_RUN_PY)
     assert run_model(predecessor_experiment / "models" / "m_model.py", "0", "3").returncode == 0
-    proc = subprocess.run([sys.executable, "run.py", "--sync"], cwd=predecessor_experiment, capture_output=True, text=True,
-                          env={**os.environ, "SEM_MONGO_URL": mongo_url}, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "run.py", "--sync"],
+        cwd=predecessor_experiment,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SEM_MONGO_URL": mongo_url},
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert sorted(d["config"]["order_id"] for d in mongo_db.runs.find()) == [0, 3]
 
@@ -224,8 +240,10 @@ def test_run_py_flags_are_sems_commands(tmp_path):
 def test_a_typeless_cluster_section_with_partition_runs_the_predecessors_rows_on_slurm(predecessor_experiment, cluster):
     # experiment_manager's cluster keys without `type:`, plus small limits so the test takes seconds
     config = predecessor_experiment / "experiment_config.yaml"
-    config.write_text(config.read_text() + "hpc:\n  partition: debug\n  timeout_min: 2\n  signal_delay_s: 30\n"
-                      "  poll_interval_s: 0.5\n")
+    config.write_text(
+        config.read_text() + "hpc:\n  partition: debug\n  timeout_min: 2\n  signal_delay_s: 30\n"
+        "  poll_interval_s: 0.5\n"
+    )
     model = predecessor_experiment / "models" / "m_model.py"
     proc = run_model(model, "0", "3", "hydra/launcher=hpc")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

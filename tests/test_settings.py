@@ -19,7 +19,9 @@ def test_template_documents_exactly_the_sem_settings():
 
 
 def test_template_loads_without_warnings(tmp_path, recwarn):
-    (tmp_path / "experiment_config.yaml").write_text((REPO / "sem_core" / "conf" / "experiment_config.yaml").read_text())
+    (tmp_path / "experiment_config.yaml").write_text(
+        (REPO / "sem_core" / "conf" / "experiment_config.yaml").read_text()
+    )
     data = settings.load_experiment_config(tmp_path)
     assert not [w for w in recwarn if issubclass(w.category, SemWarning)]
     assert settings.cluster_sections(data) == {"local": {"type": "local"}}
@@ -91,7 +93,8 @@ def test_the_users_own_keys_are_theirs_and_typeless_cluster_sections_are_slurm_p
     # sif: or partition: makes a Slurm preset without type:; `training: {time: ...}` and
     # `model: {type: gp}` stay the user's
     assert settings.cluster_sections(data) == {
-        "local": {"type": "local"}, "mycluster": {"sif": "../../projects/dsp/dsp_latest.sif"},
+        "local": {"type": "local"},
+        "mycluster": {"sif": "../../projects/dsp/dsp_latest.sif"},
         "gpu": {"partition": "gpu", "timeout_min": 90},
     }
     assert {settings.cluster_type(data[k]) for k in ("mycluster", "gpu")} == {"slurm"}
@@ -130,11 +133,20 @@ def test_the_predecessor_settings_note_is_shown_once_for_good(tmp_path, recwarn,
 @pytest.mark.parametrize(
     "text, expected",
     [
-        ("sem:\n  heartbeat_intervall: 5\n", "unknown key(s) ['heartbeat_intervall'] in section 'sem' (did you mean 'heartbeat_interval'?)"),
+        (
+            "sem:\n  heartbeat_intervall: 5\n",
+            "unknown key(s) ['heartbeat_intervall'] in section 'sem' (did you mean 'heartbeat_interval'?)",
+        ),
         ("SEM:\n  storage: x\n", "section 'SEM' is not read by sem (did you mean 'sem'?)"),
-        ("experiments:\n  overwrite_id: true\n", "section 'experiments' is not read by sem (did you mean 'experiment'?)"),
+        (
+            "experiments:\n  overwrite_id: true\n",
+            "section 'experiments' is not read by sem (did you mean 'experiment'?)",
+        ),
         ("experiment:\n  overwrite_ids: true\n", "(did you mean 'overwrite_id'?)"),
-        ("hpc:\n  type: slurmm\n  time: 30\n", "section 'hpc' has type 'slurmm', not a cluster type (did you mean 'slurm'?)"),
+        (
+            "hpc:\n  type: slurmm\n  time: 30\n",
+            "section 'hpc' has type 'slurmm', not a cluster type (did you mean 'slurm'?)",
+        ),
     ],
 )
 def test_misspelt_sem_names_warn_with_did_you_mean(tmp_path, fresh_notes, text, expected):

@@ -51,14 +51,23 @@ def cluster() -> None:
 
 
 def sem(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sem_core.cli", *args], capture_output=True, text=True,
-                          cwd=str(cwd) if cwd else None, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "sem_core.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=str(cwd) if cwd else None,
+        timeout=120,
+    )
 
 
 def sacct_states(job_ids: list[str]) -> dict[str, str]:
     parents = ",".join(sorted({j.split("_")[0] for j in job_ids}))
-    out = subprocess.run(["sacct", "-X", "-n", "--parsable2", "-o", "JobID,State", "-j", parents],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["sacct", "-X", "-n", "--parsable2", "-o", "JobID,State", "-j", parents],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return dict(line.split("|", 1) for line in out.splitlines() if line)
 
 
@@ -69,8 +78,11 @@ SACCT_LIVE = {"PENDING", "RUNNING", "COMPLETING", "REQUEUED", "SUSPENDED", "CONF
 def final_sacct_states(job_ids: list[str], count: int) -> dict[str, str]:
     """sacct's states once it lists ``count`` tasks and none is still live: the records are
     final before the task's process has exited, and sacct follows later (more so under load)."""
-    return wait_for(lambda: (s := sacct_states(job_ids)) and len(s) >= count
-                    and not SACCT_LIVE & set(s.values()) and s, 120, "sacct's final states")
+    return wait_for(
+        lambda: (s := sacct_states(job_ids)) and len(s) >= count and not SACCT_LIVE & set(s.values()) and s,
+        120,
+        "sacct's final states",
+    )
 
 
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.5):
@@ -210,7 +222,9 @@ def test_arrays_larger_than_max_array_size_are_split(cluster, rows_model):
     assert len(scripts) == 2  # one sbatch call per array
     # %3 is the sweep's limit, not each array's: the two arrays share it (2 + 1)
     assert sorted(line for text in scripts for line in text.splitlines() if "--array" in line) == [
-        "#SBATCH --array=0-29%2", "#SBATCH --array=0-4%1"]
+        "#SBATCH --array=0-29%2",
+        "#SBATCH --array=0-4%1",
+    ]
     assert peak_concurrency(runs) <= 3
 
 
@@ -230,9 +244,11 @@ def test_split_arrays_beyond_the_limit_wait_for_an_earlier_array_to_end(cluster,
         assert any(f"#SBATCH --dependency=afterany:{first}" in t and "--array=0-4%1" in t for t in scripts)
 
         def second_waits():
-            out = subprocess.run(["squeue", "-h", "-r", "-j", second, "-o", "%T|%r"],
-                                 capture_output=True, text=True).stdout.split()
+            out = subprocess.run(
+                ["squeue", "-h", "-r", "-j", second, "-o", "%T|%r"], capture_output=True, text=True
+            ).stdout.split()
             return len(out) == 5 and set(out) == {"PENDING|Dependency"}
+
         wait_for(second_waits, 30, f"Slurm to hold array {second} on its dependency")
     finally:
         out = sem("cancel", str(store))
@@ -284,6 +300,7 @@ def test_wait_false_records_queued_runs_with_slurm_ids_and_status_follows_them(c
         out = sem("status", str(store))
         assert out.returncode == 0, out.stderr
         return "COMPLETED" in out.stdout and all(r["run"]["status"] == "COMPLETED" for r in load_store(store)) and out
+
     out = wait_for(all_completed, 90, "the queued runs to complete")
     assert "m_sleep.py" in out.stdout
 
@@ -297,8 +314,11 @@ def test_cancelled_jobs_show_as_cancelled_in_status_and_sem_cancel_stops_the_res
     runs = {r["config"]["i"]: r for r in load_store(store)}
     victim = slurm_of(runs[0]["run"])["job_id"]
     subprocess.run(["scancel", victim], check=True)  # cancelled outside sem: the run never records it
-    wait_for(lambda: not subprocess.run(["squeue", "-h", "-j", victim], capture_output=True, text=True).stdout.strip(),
-             60, "the cancelled job to leave the queue")
+    wait_for(
+        lambda: not subprocess.run(["squeue", "-h", "-j", victim], capture_output=True, text=True).stdout.strip(),
+        60,
+        "the cancelled job to leave the queue",
+    )
     out = sem("status", str(store))
     assert out.returncode == 0, out.stderr
     assert json.loads((runs[0]["dir"] / "run.json").read_text())["status"] == "CANCELLED"
@@ -335,12 +355,20 @@ def test_a_job_slurm_stops_while_the_launcher_waits_gets_slurms_verdict(cluster,
     store = model.parent / "runs"
     env = dict(os.environ)
     env.pop("HYDRA_FULL_ERROR", None)
-    proc = subprocess.Popen([sys.executable, str(model), *LAUNCH], cwd=str(model.parent), env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(model), *LAUNCH],
+        cwd=str(model.parent),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
+
         def victim_running():
             runs = [r for r in load_store(store) if r["config"]["i"] == 0] if store.exists() else []
             return runs and runs[0]["run"]["status"] == "RUNNING" and runs[0]
+
         victim = wait_for(victim_running, 60, "row 0 to run")
         subprocess.run(["scancel", slurm_of(victim["run"])["job_id"]], check=True)
         output = proc.communicate(timeout=120)[0]
@@ -382,8 +410,10 @@ def main(config):
 
 def slurm_logs(models_dir: Path) -> str:
     """Every submitit log of the sweeps under ``models_dir`` (shown when a test fails)."""
-    return "".join(f"\n== {log}\n{log.read_text(errors='replace')[-3000:]}"
-                   for log in sorted(models_dir.glob("multirun/*/*/.slurm/*_log.*")))
+    return "".join(
+        f"\n== {log}\n{log.read_text(errors='replace')[-3000:]}"
+        for log in sorted(models_dir.glob("multirun/*/*/.slurm/*_log.*"))
+    )
 
 
 def requeue_signal(model: Path) -> str:
@@ -414,9 +444,20 @@ def test_a_signalled_job_is_requeued_with_the_same_global_id_then_reported_timeo
     env.pop("HYDRA_FULL_ERROR", None)
     # Slurm's own signal would come 9 minutes in, long after the test ended
     proc = subprocess.Popen(
-        [sys.executable, str(model), "hydra/launcher=slurm", "hydra.launcher.timeout_min=10",
-         "hydra.launcher.signal_delay_s=60", "hydra.launcher.max_requeue=1", "hydra.launcher.poll_interval_s=0.5"],
-        cwd=str(model.parent), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            str(model),
+            "hydra/launcher=slurm",
+            "hydra.launcher.timeout_min=10",
+            "hydra.launcher.signal_delay_s=60",
+            "hydra.launcher.max_requeue=1",
+            "hydra.launcher.poll_interval_s=0.5",
+        ],
+        cwd=str(model.parent),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     # the attempts to signal: (row, restart count); the second attempt of "resumes" ends at once
     to_signal = {("forever", 0), ("forever", 1), ("resumes", 0)}
@@ -493,8 +534,15 @@ def test_a_job_killed_at_its_time_limit_ends_timeout_with_its_own_trace(cluster,
     a periodic pass, so the kill comes up to a minute late."""
     model = write_model(STUBBORN_MODEL, "m_stubborn.py")
     store = model.parent / "runs"
-    proc = run_model(model, "hydra/launcher=slurm", "hydra.launcher.timeout_min=2", "hydra.launcher.signal_delay_s=30",
-                     "hydra.launcher.max_requeue=1", "hydra.launcher.poll_interval_s=0.5", timeout=420)
+    proc = run_model(
+        model,
+        "hydra/launcher=slurm",
+        "hydra.launcher.timeout_min=2",
+        "hydra.launcher.signal_delay_s=30",
+        "hydra.launcher.max_requeue=1",
+        "hydra.launcher.poll_interval_s=0.5",
+        timeout=420,
+    )
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
     (run,) = [r["run"] for r in load_store(store)]
     assert run["status"] == "TIMEOUT", "".join(run.get("fail_trace") or []) + slurm_logs(model.parent)
@@ -527,8 +575,12 @@ def test_container_option_wraps_the_job_python_in_the_configured_exec_command(cl
     image.write_bytes(b"not a real image")
     log = tmp_path / "shim.log"
     proc = run_model(
-        model, *LAUNCH, "hydra.launcher.container=env.sif", "hydra.launcher.container_binary=singularity",
-        "hydra.launcher.container_binds=[/data:/data:ro]", "hydra.launcher.container_flags=[--cleanenv]",
+        model,
+        *LAUNCH,
+        "hydra.launcher.container=env.sif",
+        "hydra.launcher.container_binary=singularity",
+        "hydra.launcher.container_binds=[/data:/data:ro]",
+        "hydra.launcher.container_flags=[--cleanenv]",
         f"hydra.launcher.python={sys.executable}",
         env={"SEM_TEST_ROWS": "2", "PATH": f"{shim_dir}:{os.environ['PATH']}", "SEM_SHIM_LOG": str(log)},
         timeout=240,
@@ -549,7 +601,12 @@ def test_container_option_wraps_the_job_python_in_the_configured_exec_command(cl
 )
 def test_sweep_runs_inside_a_real_container_image(cluster, rows_model):
     model = rows_model()
-    proc = run_model(model, *LAUNCH, f"hydra.launcher.container={os.environ['SEM_TEST_SIF']}",
-                     env={"SEM_TEST_ROWS": "2"}, timeout=240)
+    proc = run_model(
+        model,
+        *LAUNCH,
+        f"hydra.launcher.container={os.environ['SEM_TEST_SIF']}",
+        env={"SEM_TEST_ROWS": "2"},
+        timeout=240,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert {r["run"]["status"] for r in load_store(model.parent / "runs")} == {"COMPLETED"}

@@ -19,8 +19,17 @@ def _cluster(tmp_path, monkeypatch):
 
 @mark.parametrize(
     "launcher_name, overrides",
-    [("slurm", ["hydra/sweeper=sem", "hydra.launcher.timeout_min=2", "hydra.launcher.signal_delay_s=30",
-                "hydra.launcher.poll_interval_s=0.5"])],
+    [
+        (
+            "slurm",
+            [
+                "hydra/sweeper=sem",
+                "hydra.launcher.timeout_min=2",
+                "hydra.launcher.signal_delay_s=30",
+                "hydra.launcher.poll_interval_s=0.5",
+            ],
+        )
+    ],
 )
 class TestSemSlurmLauncher(LauncherTestSuite):
     pass

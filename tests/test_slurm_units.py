@@ -6,8 +6,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-import shutil
 import shlex
+import shutil
 
 import pytest
 from hypothesis import given
@@ -57,7 +57,13 @@ def test_a_25_row_sweep_is_one_array_and_35_rows_split_under_max_array_size_30()
 def test_configs_per_task_packs_consecutive_jobs():
     assert arrays.pack_jobs(7, 3) == [[0, 1, 2], [3, 4, 5], [6]]
     assert arrays.task_of_job(arrays.plan_submissions(7, 3, 2)) == {
-        0: (0, 0), 1: (0, 0), 2: (0, 0), 3: (0, 1), 4: (0, 1), 5: (0, 1), 6: (1, 0)
+        0: (0, 0),
+        1: (0, 0),
+        2: (0, 0),
+        3: (0, 1),
+        4: (0, 1),
+        5: (0, 1),
+        6: (1, 0),
     }
 
 
@@ -73,14 +79,29 @@ def test_container_command_with_gpus_flags_and_custom_python():
     )
     cmd = container.container_python_command(spec, gpus=True)
     assert shlex.split(cmd) == [
-        "apptainer", "exec", "--nv", "--cleanenv", "--bind", "/a", "--bind", "/b:/c", "img.sif", "python3.11"
+        "apptainer",
+        "exec",
+        "--nv",
+        "--cleanenv",
+        "--bind",
+        "/a",
+        "--bind",
+        "/b:/c",
+        "img.sif",
+        "python3.11",
     ]
 
 
 @pytest.mark.parametrize(
     "per_task, per_node, gres, expected",
-    [(None, None, None, False), (0, None, None, False), (1, None, None, True), (None, 2, None, True),
-     (None, None, "gpu:a100:1", True), (None, None, "shard:2", False)],
+    [
+        (None, None, None, False),
+        (0, None, None, False),
+        (1, None, None, True),
+        (None, 2, None, True),
+        (None, None, "gpu:a100:1", True),
+        (None, None, "shard:2", False),
+    ],
 )
 def test_gpus_are_detected_from_any_of_the_gpu_options(per_task, per_node, gres, expected):
     assert container.wants_gpus(per_task, per_node, gres) is expected
@@ -102,10 +123,23 @@ def test_missing_image_names_the_setting_and_the_path(tmp_path):
 
 @pytest.mark.parametrize(
     "slurm_state, expected",
-    [("PENDING", "QUEUED"), ("REQUEUED", "QUEUED"), ("RUNNING", "RUNNING"), ("COMPLETING", "RUNNING"),
-     ("COMPLETED", "COMPLETED"), ("FAILED", "FAILED"), ("CANCELLED by 0", "CANCELLED"), ("CANCELLED+", "CANCELLED"),
-     ("TIMEOUT", "TIMEOUT"), ("OUT_OF_MEMORY", "KILLED"), ("NODE_FAIL", "KILLED"), ("PREEMPTED", "KILLED"),
-     ("", "UNKNOWN"), ("SOMETHING_NEW", "UNKNOWN"), (None, "UNKNOWN")],
+    [
+        ("PENDING", "QUEUED"),
+        ("REQUEUED", "QUEUED"),
+        ("RUNNING", "RUNNING"),
+        ("COMPLETING", "RUNNING"),
+        ("COMPLETED", "COMPLETED"),
+        ("FAILED", "FAILED"),
+        ("CANCELLED by 0", "CANCELLED"),
+        ("CANCELLED+", "CANCELLED"),
+        ("TIMEOUT", "TIMEOUT"),
+        ("OUT_OF_MEMORY", "KILLED"),
+        ("NODE_FAIL", "KILLED"),
+        ("PREEMPTED", "KILLED"),
+        ("", "UNKNOWN"),
+        ("SOMETHING_NEW", "UNKNOWN"),
+        (None, "UNKNOWN"),
+    ],
 )
 def test_slurm_states_map_to_sem_statuses(slurm_state, expected):
     assert status.sem_status(slurm_state) == expected
@@ -164,8 +198,9 @@ def test_without_squeues_answer_no_job_is_taken_for_ended_on_saccts_word():
 def test_a_requeued_or_requeue_held_job_is_queued_whatever_sacct_says():
     """squeue's words for a requeued job (scontrol requeue / requeuehold, as seen on the test
     cluster): the record is shown QUEUED and never written."""
-    accounting = status.parse_sacct("JobID|State|ExitCode|NodeList|Partition|Reason\n"
-                                    "42|FAILED|1:0|vm|debug|None\n43|TIMEOUT|0:0|vm|debug|None\n")
+    accounting = status.parse_sacct(
+        "JobID|State|ExitCode|NodeList|Partition|Reason\n42|FAILED|1:0|vm|debug|None\n43|TIMEOUT|0:0|vm|debug|None\n"
+    )
     queue = status.parse_squeue("42|PENDING||debug|job requeued in held state\n43|REQUEUE_HOLD||debug|None\n")
     for job_id, state in status.live_states(["42", "43"], accounting, queue).items():
         verdict = status.reconcile_slurm("QUEUED", state)
@@ -176,8 +211,16 @@ def _state(word, job_id="5_1", exit_code="0:0"):
     return status.SlurmJobState(job_id=job_id, state=word, exit_code=exit_code, node="vm", partition="debug")
 
 
-@pytest.mark.parametrize("word, expected", [("CANCELLED by 0", "CANCELLED"), ("TIMEOUT", "TIMEOUT"),
-                                            ("OUT_OF_MEMORY", "KILLED"), ("NODE_FAIL", "KILLED"), ("FAILED", "FAILED")])
+@pytest.mark.parametrize(
+    "word, expected",
+    [
+        ("CANCELLED by 0", "CANCELLED"),
+        ("TIMEOUT", "TIMEOUT"),
+        ("OUT_OF_MEMORY", "KILLED"),
+        ("NODE_FAIL", "KILLED"),
+        ("FAILED", "FAILED"),
+    ],
+)
 def test_an_active_record_whose_job_slurm_ended_gets_slurms_verdict(word, expected):
     verdict = status.reconcile_slurm("RUNNING", _state(word))
     assert (verdict.status, verdict.write) == (expected, expected)
@@ -250,10 +293,17 @@ def test_memory_text_becomes_gb():
 
 def test_a_cluster_section_maps_onto_launcher_fields(tmp_path):
     section = {
-        "type": "slurm", "partition": "gpu", "timeout_min": "02:00:00", "cpus_per_task": 4, "gpus_per_task": 1,
-        "mem_gb": "8G", "sif": "../images/env.sif", "container_binds": "/scratch",
+        "type": "slurm",
+        "partition": "gpu",
+        "timeout_min": "02:00:00",
+        "cpus_per_task": 4,
+        "gpus_per_task": 1,
+        "mem_gb": "8G",
+        "sif": "../images/env.sif",
+        "container_binds": "/scratch",
         "setup": ["module load cuda/12", "export OMP_NUM_THREADS=4"],
-        "additional_parameters": {"mail-type": "END"}, "array_parallelism": 10,
+        "additional_parameters": {"mail-type": "END"},
+        "array_parallelism": 10,
     }
     import warnings
 
@@ -261,20 +311,29 @@ def test_a_cluster_section_maps_onto_launcher_fields(tmp_path):
         warnings.simplefilter("error")  # the launcher's own names and experiment_manager's sif: no warning
         mapped = sections.map_section("hpc", section, tmp_path / "exp", "experiment_config.yaml")
     assert mapped == {
-        "partition": "gpu", "timeout_min": 120, "cpus_per_task": 4, "gpus_per_task": 1, "mem_gb": 8.0,
-        "container": str((tmp_path / "images" / "env.sif").resolve()), "container_binds": ["/scratch"],
+        "partition": "gpu",
+        "timeout_min": 120,
+        "cpus_per_task": 4,
+        "gpus_per_task": 1,
+        "mem_gb": 8.0,
+        "container": str((tmp_path / "images" / "env.sif").resolve()),
+        "container_binds": ["/scratch"],
         "setup": ["module load cuda/12", "export OMP_NUM_THREADS=4"],
-        "additional_parameters": {"mail-type": "END"}, "array_parallelism": 10,
+        "additional_parameters": {"mail-type": "END"},
+        "array_parallelism": 10,
     }
 
 
-@pytest.mark.parametrize(("key", "value", "write"), [
-    ("time", "02:00:00", "write 'timeout_min' (it takes minutes or [D-]HH:MM:SS)"),
-    ("cpus", 4, "write 'cpus_per_task'"),
-    ("mem", "8G", "write 'mem_gb' (it takes GB or text like 16G)"),
-    ("modules", ["cuda/12", "gcc"], "write setup: ['module load cuda/12', 'module load gcc']"),
-    ("parallelism", 10, "write 'array_parallelism'"),
-])
+@pytest.mark.parametrize(
+    ("key", "value", "write"),
+    [
+        ("time", "02:00:00", "write 'timeout_min' (it takes minutes or [D-]HH:MM:SS)"),
+        ("cpus", 4, "write 'cpus_per_task'"),
+        ("mem", "8G", "write 'mem_gb' (it takes GB or text like 16G)"),
+        ("modules", ["cuda/12", "gcc"], "write setup: ['module load cuda/12', 'module load gcc']"),
+        ("parallelism", 10, "write 'array_parallelism'"),
+    ],
+)
 def test_an_old_spelling_is_an_error_naming_the_key_to_write(tmp_path, key, value, write):
     with pytest.raises(ConfigError) as caught:
         sections.map_section("old", {"partition": "gpu", key: value}, tmp_path, "old/experiment_config.yaml")
@@ -293,7 +352,10 @@ def test_every_launcher_setting_has_one_spelling_besides_the_predecessors():
 
 
 def test_unknown_cluster_key_names_file_section_and_known_keys(tmp_path):
-    with pytest.raises(ConfigError, match=r"experiment_config.yaml: section 'hpc' key 'partitoin': unknown key \(did you mean 'partition'\?\); known keys: .*partition"):
+    with pytest.raises(
+        ConfigError,
+        match=r"experiment_config.yaml: section 'hpc' key 'partitoin': unknown key \(did you mean 'partition'\?\); known keys: .*partition",
+    ):
         sections.map_section("hpc", {"type": "slurm", "partitoin": "gpu"}, tmp_path, "experiment_config.yaml")
 
 
@@ -339,20 +401,29 @@ def test_a_signal_delay_that_slurm_may_send_before_start_up_warns_with_a_safe_va
 
 def test_launcher_fields_become_sbatch_parameters_submitted_held():
     params = submit.executor_parameters(
-        {"timeout_min": 30, "signal_delay_s": 60, "partition": "p", "mem_gb": 1.5, "setup": ["module load x"],
-         "additional_parameters": {"exclusive": True}, "account": None},
+        {
+            "timeout_min": 30,
+            "signal_delay_s": 60,
+            "partition": "p",
+            "mem_gb": 1.5,
+            "setup": ["module load x"],
+            "additional_parameters": {"exclusive": True},
+            "account": None,
+        },
     )
     assert params == {
-        "time": 30, "signal_delay_s": 60, "partition": "p", "mem": "1536MB", "setup": ["module load x"],
+        "time": 30,
+        "signal_delay_s": 60,
+        "partition": "p",
+        "mem": "1536MB",
+        "setup": ["module load x"],
         "additional_parameters": {"exclusive": True, "hold": True},
     }
 
 
 def test_python_command_with_a_container_image_relative_to_the_experiment(tmp_path):
     (tmp_path / "img.sif").write_bytes(b"")
-    cmd = submit.python_command(
-        {"container": "img.sif", "container_binary": "apptainer", "gpus_per_task": 1}, tmp_path
-    )
+    cmd = submit.python_command({"container": "img.sif", "container_binary": "apptainer", "gpus_per_task": 1}, tmp_path)
     assert shlex.split(cmd) == ["apptainer", "exec", "--nv", str(tmp_path / "img.sif"), "python"]
     assert submit.python_command({}, tmp_path) == shlex.quote(sys.executable)
 
@@ -417,15 +488,22 @@ def test_status_never_turns_an_unknown_slurm_job_into_a_verdict(tmp_path):
     unknown state or the failed query is reported."""
     store = tmp_path / "runs"
     run_dir = _record(store, "20260101-q", "QUEUED", slurm={"job_id": "999999_3", "array_job_id": "999999"})
-    running = _record(store, "20260101-r", "RUNNING", heartbeat=dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc),
-                      slurm={"job_id": "999999_4", "array_job_id": "999999"})
+    running = _record(
+        store,
+        "20260101-r",
+        "RUNNING",
+        heartbeat=dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc),
+        slurm={"job_id": "999999_4", "array_job_id": "999999"},
+    )
     out = _sem("status", str(store))
     if _slurm_answers():  # Slurm answers and does not know the job
         assert out.returncode == 0, out.stderr
     else:  # no Slurm here: the failed query is reported, exit code 1
         assert out.returncode == 1 and "Slurm query failed" in out.stderr
     assert json.loads((run_dir / "run.json").read_text())["status"] == "QUEUED"
-    assert json.loads((running / "run.json").read_text())["status"] == "RUNNING"  # an old heartbeat is not a verdict for Slurm runs
+    assert (
+        json.loads((running / "run.json").read_text())["status"] == "RUNNING"
+    )  # an old heartbeat is not a verdict for Slurm runs
     assert "left as recorded 20260101-q (QUEUED)" in out.stdout
     assert "updated" not in out.stdout
 
@@ -433,10 +511,25 @@ def test_status_never_turns_an_unknown_slurm_job_into_a_verdict(tmp_path):
 def test_slurm_meta_reads_the_array_task_from_slurms_variables():
     from sem_core.launch.slurm_task import slurm_meta
 
-    env = {"SLURM_ARRAY_JOB_ID": "12", "SLURM_ARRAY_TASK_ID": "3", "SLURM_JOB_ID": "15", "SLURMD_NODENAME": "n1",
-           "SLURM_JOB_PARTITION": "gpu", "SLURM_CLUSTER_NAME": "c", "SLURM_RESTART_COUNT": "2"}
-    assert slurm_meta(env) == {"job_id": "12_3", "array_job_id": "12", "array_index": 3, "raw_job_id": "15",
-                               "node": "n1", "partition": "gpu", "cluster": "c", "restart_count": 2}
+    env = {
+        "SLURM_ARRAY_JOB_ID": "12",
+        "SLURM_ARRAY_TASK_ID": "3",
+        "SLURM_JOB_ID": "15",
+        "SLURMD_NODENAME": "n1",
+        "SLURM_JOB_PARTITION": "gpu",
+        "SLURM_CLUSTER_NAME": "c",
+        "SLURM_RESTART_COUNT": "2",
+    }
+    assert slurm_meta(env) == {
+        "job_id": "12_3",
+        "array_job_id": "12",
+        "array_index": 3,
+        "raw_job_id": "15",
+        "node": "n1",
+        "partition": "gpu",
+        "cluster": "c",
+        "restart_count": 2,
+    }
     assert slurm_meta({"SLURM_JOB_ID": "7"})["job_id"] == "7"
 
 

@@ -9,7 +9,7 @@ import json
 import keyword
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -43,9 +43,9 @@ class Conf:
     name: str = "x"
     flag: bool = False
     color: Color = Color.red
-    maybe: Optional[int] = None
-    sizes: List[int] = field(default_factory=lambda: [1])
-    weights: Dict[str, float] = field(default_factory=dict)
+    maybe: int | None = None
+    sizes: list[int] = field(default_factory=lambda: [1])
+    weights: dict[str, float] = field(default_factory=dict)
     anything: Any = None
     inner: Inner = field(default_factory=Inner)
 
@@ -61,15 +61,13 @@ leaves = st.one_of(
 )
 values = st.recursive(
     leaves,
-    lambda inner: st.one_of(
-        st.lists(inner, max_size=3), st.dictionaries(st.sampled_from(FIELDS), inner, max_size=3)
-    ),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.sampled_from(FIELDS), inner, max_size=3)),
     max_leaves=6,
 )
 rows = st.dictionaries(st.sampled_from(FIELDS), values, max_size=5)
 
 
-def omegaconf_merge(row: dict) -> Optional[dict]:
+def omegaconf_merge(row: dict) -> dict | None:
     """What OmegaConf makes of ``row`` merged onto ``Conf`` (None: it refuses the row)."""
     try:
         merged = OmegaConf.merge(OmegaConf.structured(Conf), escape_interpolations(row))
@@ -80,14 +78,18 @@ def omegaconf_merge(row: dict) -> Optional[dict]:
 
 def unchanged(row: dict, merged: dict) -> bool:
     """OmegaConf kept every value of the row as written (no conversion, like '3' -> 3)."""
+
     def same(a: Any, b: Any) -> bool:
         if isinstance(a, dict) and isinstance(b, dict):
             return all(k in b and same(v, b[k]) for k, v in a.items())
         if isinstance(a, list) and isinstance(b, list):
             return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
-        return type(a) is type(b) and a == b or (
-            isinstance(a, int) and not isinstance(a, bool) and isinstance(b, float) and a == b
+        return (
+            type(a) is type(b)
+            and a == b
+            or (isinstance(a, int) and not isinstance(a, bool) and isinstance(b, float) and a == b)
         )
+
     return same(row, merged)
 
 
@@ -95,6 +97,7 @@ def containers_in_containers(row: dict) -> bool:
     def nested(value: Any) -> bool:
         items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
         return any(isinstance(v, (list, dict)) for v in items)
+
     return any(nested(v) for v in row.values())
 
 
@@ -125,8 +128,11 @@ def test_one_line_names_the_row_the_key_the_value_and_the_type():
         "m_x.py row order_id=1: key 'inner.lr' has value 'fast' (str), but the schema Conf expects float; "
         "change the row or the schema"
     )
-    with pytest.raises(ConfigError, match=r"order_id=0: key 'inner.depth' is not a field of the schema Conf "
-                                          r"\(fields under 'inner': lr, steps, name\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"order_id=0: key 'inner.depth' is not a field of the schema Conf "
+        r"\(fields under 'inner': lr, steps, name\)",
+    ):
         check_rows(plan_jobs([{"inner": {"depth": 3}}]), Conf, "m_x.py")
 
 
@@ -170,9 +176,7 @@ def test_schema_node_fills_defaults_and_enforces_types_under_an_open_root():
 
 # -- which ids a schema's defaults give ------------------------------------------------------
 def with_extra_field(schema: type, name: str, default: Any) -> type:
-    return dataclasses.make_dataclass(
-        schema.__name__, [(name, type(default), field(default=default))], bases=(schema,)
-    )
+    return dataclasses.make_dataclass(schema.__name__, [(name, type(default), field(default=default))], bases=(schema,))
 
 
 json_values = st.recursive(
@@ -211,7 +215,7 @@ def test_spelling_out_a_default_is_another_row(fold):
 
 
 # -- model files with a schema, run through Hydra ---------------------------------------------
-TYPED = '''
+TYPED = """
 import enum
 from dataclasses import dataclass, field
 from sem_core import Experiment
@@ -242,7 +246,7 @@ def configs():
 def main(config: ANNOTATION):
     print("main got", type(config).__name__, repr(config))
     return RESULT
-'''
+"""
 
 
 def typed_model(write_model, annotation: str = "Conf", result: str = "config.optim.lr", extra: str = "") -> Path:
@@ -271,7 +275,10 @@ def test_main_without_annotation_receives_the_merged_dict_and_with_dictconfig_a_
     model = typed_model(write_model, annotation="dict", result="config['optim']['name']")
     proc = run_model(model, "+order_id=0")
     assert proc.returncode == 0, proc.stderr
-    assert "main got dict {'fold': 0, 'optim': {'lr': 0.1, 'name': 'adam'}, 'kind': 'plain', 'experiment_id':" in proc.stdout
+    assert (
+        "main got dict {'fold': 0, 'optim': {'lr': 0.1, 'name': 'adam'}, 'kind': 'plain', 'experiment_id':"
+        in proc.stdout
+    )
     model = typed_model(write_model, annotation="DictConfig", result="config.optim.name")
     model.write_text("from omegaconf import DictConfig\n" + model.read_text())
     proc = run_model(model, "+order_id=1")
@@ -295,8 +302,10 @@ def test_bad_values_stop_the_sweep_before_any_job_with_one_line(write_model):
     )
     proc = run_model(model, "+optim.momentum=0.9")
     assert proc.returncode == 1
-    assert "row order_id=0: key 'optim.momentum' is not a field of the schema Conf (fields under 'optim': lr, name)" \
+    assert (
+        "row order_id=0: key 'optim.momentum' is not a field of the schema Conf (fields under 'optim': lr, name)"
         in proc.stderr
+    )
     proc = run_model(model, "++kind=odd")
     assert "key 'kind' has value 'odd' (str), but the schema Conf expects Kind" in proc.stderr
     assert not (model.parent / "runs").exists()
