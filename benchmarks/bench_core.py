@@ -84,9 +84,9 @@ for i in range(int(sys.argv[2])):
 LOCAL_2 = ("hydra/launcher=local", "hydra.launcher.n_jobs=2")
 
 INCLUDES = {
-    "sem": "interpreter start-up, imports, planning the rows, per job: Hydra composing the job's config, "
-    "its output folder and .hydra/ files, the run record (config.json, run.json, metrics.json, "
-    "cout.txt via the output copier), the sweep summary",
+    "sem": "interpreter start-up, imports, planning the rows, the config composed once per sweep; per job: "
+    "its config derived from it, its output folder and .hydra/ files, job logging, the run record "
+    "(config.json, run.json, metrics.json, cout.txt through the output copier), the sweep summary",
     "hydra": "interpreter start-up, imports, BasicSweeper composing every job to validate it, per job: "
     "composing again, output folder, .hydra/ files, job logging",
     "sacred": "interpreter start-up, imports, per run: sacred's config scope, host info, sources, "
