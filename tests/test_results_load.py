@@ -258,7 +258,7 @@ def test_half_written_and_deleted_runs_and_their_columns(tmp_path):
     half.mkdir()
     records.atomic_write_json(half / "config.json", {"c": 3})
     runs = load_runs(store)
-    assert len(runs) == 2 and list(runs.columns[-5:]) == ["a", "z", "b", "loss", "acc"]
+    assert len(runs) == 2 and list(runs.columns[-5:]) == ["a", "z", "b", "acc", "loss"]  # metrics by name
     records.atomic_write_json(half / "run.json", {"status": "RUNNING", "start_time": "2026-01-01T13:00:00"})
     assert list(load_runs(store)["global_id"])[-1] == half.name
     shutil.rmtree(first)

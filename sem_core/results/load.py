@@ -291,8 +291,7 @@ class SummaryColumns:
         for part in parts:
             shape_of += [offset + i for i in part.shape_of]
             offset += len(part.shapes)
-        config_keys = dict.fromkeys(k for shape in shapes for k in shape[0])
-        metric_names = dict.fromkeys(m for shape in shapes for m in shape[1])
+        config_keys, metric_names = _column_names(shapes)
 
         def joined(column: Any) -> list:
             return [v for part in parts for v in (column(part) or [None] * len(part))]
@@ -332,11 +331,20 @@ class SummaryColumns:
             shape_of = [number[i] for i in shape_of]
         rows = [summary_fields(s) for s in fresh]
         fields = {f: column(self.fields[f], [r[j] for r in rows]) for j, f in enumerate(SUMMARY_FIELDS)}
-        config_keys = dict.fromkeys(k for shape in shapes for k in shape[0])
-        metric_names = dict.fromkeys(m for shape in shapes for m in shape[1])
+        config_keys, metric_names = _column_names(shapes)
         config = {k: column(self.config.get(k), [s["flat"].get(k) for s in fresh]) for k in config_keys}
         metrics = {m: column(self.metrics.get(m), [s["metrics"].get(m) for s in fresh]) for m in metric_names}
         return SummaryColumns(locations, fields, config, metrics, shapes, shape_of)
+
+
+def _column_names(shapes: Sequence[Shape]) -> tuple[list[str], list[str]]:
+    """The config keys and metric names of runs of these shapes, in an order that does not depend
+    on which run comes first (runs started in the same second by several model files are in no set
+    order): each shape's config keys in their own order, the shapes taken in sorted order; metric
+    names by name (as sacred's metrics.json has them)."""
+    ordered = sorted(set(shapes))
+    config_keys = list(dict.fromkeys(k for shape in ordered for k in shape[0]))
+    return config_keys, sorted({m for shape in shapes for m in shape[1]})
 
 
 # -- the summary cache --------------------------------------------------------------------------
