@@ -257,7 +257,8 @@ ONE_COMMAND_MAX_WRITES = 64
 def _client_bulk_write_available(client: Any) -> bool:
     """Whether ``client`` can send writes to several collections in one ``bulkWrite`` command:
     pymongo 4.9+ and every server it knows of MongoDB 8.0+ (unknown before it first connected)."""
-    if not hasattr(client, "bulk_write"):
+    # on the class: before 4.9 any attribute of a MongoClient is a database of that name
+    if not callable(getattr(type(client), "bulk_write", None)):
         return False
     versions = [sd.max_wire_version for sd in client.topology_description.server_descriptions().values()]
     return bool(versions) and all(v is not None and v >= CLIENT_BULK_WRITE_WIRE_VERSION for v in versions)
