@@ -306,8 +306,8 @@ class OutputCopier:
         return self._ended.pop(key)
 
     def _start(self) -> None:
-        if self._socket is not None:  # inherited from the process this one was forked from
-            self._socket.detach()
+        if self._socket is not None:  # inherited from the process this one was forked from:
+            self._socket.close()  # this process's copy only (the copier's end stays with its owner)
             self._socket = None
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         with _stop_signals_held():
