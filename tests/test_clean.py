@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sem_core import records
 from sem_core.clean import BIN_DIR, ORPHAN_MIN_AGE_S, StoreEntry, plan_clean
 from sem_core.records import iter_runs
 from sem_core.run_status import ACTIVE_STATUSES
@@ -117,7 +118,11 @@ def test_clean_dry_run_yes_and_restore(messy_store):
     exp, store = messy_store
     runs = load_store(store)
     failed = {r["dir"].name for r in runs if r["run"]["status"] == "FAILED"}
-    completed = sorted((r for r in runs if r["run"]["status"] == "COMPLETED"), key=lambda r: r["dir"].name)
+    # oldest first, by the rule every command uses (two sweeps of 3 rows can start in the same second)
+    completed = sorted(
+        (r for r in runs if r["run"]["status"] == "COMPLETED"),
+        key=lambda r: records.recency(r["run"].get("start_time"), r["dir"].name),
+    )
     latest = {r["config"]["experiment_id"]: r["dir"].name for r in completed}
     stale = {r["dir"].name for r in completed} - set(latest.values())
     assert len(failed) == 2 and len(stale) == 2
@@ -218,7 +223,11 @@ def test_clean_moves_binned_runs_out_of_mongodb_and_restore_puts_them_back(write
         assert run_model(model, "-m", env={"SEM_MONGO_URL": mongo_url}).returncode != 0
     store, exp = model.parent / "runs", model.parent.parent
     runs = load_store(store)
-    completed = sorted((r for r in runs if r["run"]["status"] == "COMPLETED"), key=lambda r: r["dir"].name)
+    # oldest first, by the rule every command uses (two sweeps of 3 rows can start in the same second)
+    completed = sorted(
+        (r for r in runs if r["run"]["status"] == "COMPLETED"),
+        key=lambda r: records.recency(r["run"].get("start_time"), r["dir"].name),
+    )
     latest = {r["config"]["experiment_id"]: r["dir"].name for r in completed}
     binned = {r["dir"].name for r in runs} - set(latest.values())
     assert len(binned) == 4  # 2 FAILED + 2 stale duplicates
