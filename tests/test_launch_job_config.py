@@ -20,7 +20,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.utils import JobStatus
 from hydra.types import RunMode
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from omegaconf import OmegaConf, open_dict
 
@@ -363,7 +363,10 @@ def test_copy_config_is_omegaconfs_deepcopy(data: dict, readonly: bool, struct: 
     gives, node for node, and shares no node, metadata or flags with the original."""
     from sem_core.launch.job_config import copy_config
 
-    config = OmegaConf.create(data)
+    try:
+        config = OmegaConf.create(data)
+    except Exception:  # noqa: BLE001 - text OmegaConf refuses (an unfinished "${"): no config to copy
+        assume(False)
     with open_dict(config):
         config.missing = "???"
         config.none_dict = OmegaConf.create({"k": 1})
@@ -372,7 +375,7 @@ def test_copy_config_is_omegaconfs_deepcopy(data: dict, readonly: bool, struct: 
             config.typed = OmegaConf.structured(_Typed)
     if data:
         first = next(iter(data))
-        if OmegaConf.is_config(config[first]):
+        if OmegaConf.is_config(config._get_node(first)):  # not config[first]: it would resolve "${0}"
             OmegaConf.set_readonly(config._get_node(first), readonly)
     OmegaConf.set_struct(config, struct)
     copied, reference = copy_config(config), copy.deepcopy(config)
