@@ -50,30 +50,26 @@ def expected_draws(seed: int) -> dict:
     return {"py": random.random(), "np": numpy.random.rand(3).tolist()}
 
 
-# numpy at the top of the model file: imported before any job starts
-NUMPY_AT_TOP = """
-import random
-import numpy as np
-from sem_core import Experiment
+def seeded_model(numpy_import: str) -> str:
+    """A model file of 3 rows whose ``main`` returns its seed and what it drew from ``random`` and
+    numpy (through ``helper.draw``, a sibling module that imports numpy at its top).
 
-ex = Experiment(__file__)
+    ``numpy_import="top"``: the model file imports the helper, so numpy, before any job starts; every
+    row draws. ``numpy_import="main"``: ``main`` imports it from the second job on: the first job of
+    the sweep process draws nothing from numpy, the second imports it, the third finds it imported.
+    """
+    in_main = numpy_import == "main"
+    return MODEL_TEMPLATE.format(
+        import_at_top="" if in_main else "from helper import draw",
+        import_in_main="from helper import draw" if in_main else "",
+        first_numpy_row=1 if in_main else 0,
+    )
 
 
-@ex.configs
-def get_config():
-    return [{"x": i} for i in range(3)]
-
-
-@ex.automain
-def main(config):
-    return {"seed": config["seed"], "py": random.random(), "np": np.random.rand(3).tolist()}
-"""
-
-# numpy imported by main itself, from the second job on: the first job of the sweep process
-# draws nothing from numpy, the second imports it, the third finds it imported
-NUMPY_IN_MAIN = """
+MODEL_TEMPLATE = """
 import random
 import sys
+{import_at_top}
 from sem_core import Experiment
 
 ex = Experiment(__file__)
@@ -81,14 +77,14 @@ ex = Experiment(__file__)
 
 @ex.configs
 def get_config():
-    return [{"x": i} for i in range(3)]
+    return [dict(x=i) for i in range(3)]
 
 
 @ex.automain
 def main(config):
-    out = {"seed": config["seed"], "py": random.random(), "numpy_loaded": "numpy" in sys.modules}
-    if config["x"] >= 1:
-        from helper import draw  # a sibling module that imports numpy at its top
+    out = dict(seed=config["seed"], py=random.random(), numpy_loaded="numpy" in sys.modules)
+    if config["x"] >= {first_numpy_row}:
+        {import_in_main}
 
         out["np"] = draw()
     return out
@@ -105,9 +101,9 @@ def draw():
 
 @pytest.mark.parametrize("launcher", [[], ["hydra/launcher=local", "hydra.launcher.n_jobs=2"]])
 def test_main_draws_the_same_numbers_for_the_same_seed_wherever_numpy_is_imported(write_model, launcher):
-    top = write_model(NUMPY_AT_TOP, "m_top.py")
-    late = write_model(NUMPY_IN_MAIN, "m_late.py")
-    (late.parent / "helper.py").write_text(HELPER)
+    top = write_model(seeded_model(numpy_import="top"), "m_top.py")
+    late = write_model(seeded_model(numpy_import="main"), "m_late.py")
+    (top.parent / "helper.py").write_text(HELPER)
     for model in (top, late):
         proc = run_model(model, *launcher)
         assert proc.returncode == 0, proc.stderr
@@ -127,7 +123,7 @@ def test_main_draws_the_same_numbers_for_the_same_seed_wherever_numpy_is_importe
 
 
 def test_a_row_with_its_own_seed_gets_it_in_numpy_imported_late(write_model):
-    model = write_model(NUMPY_IN_MAIN.replace('{"x": i}', '{"x": i, "seed": 7 + i}'), "m_seeded.py")
+    model = write_model(seeded_model(numpy_import="main").replace("dict(x=i)", "dict(x=i, seed=7 + i)"), "m_seeded.py")
     (model.parent / "helper.py").write_text(HELPER)
     proc = run_model(model, "+order_id=1")
     assert proc.returncode == 0, proc.stderr
