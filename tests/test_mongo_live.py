@@ -75,8 +75,14 @@ RUNNING_CHECK = textwrap.dedent(
 
     @ex.automain
     def main(config):
+        import time
+
         db = pymongo.MongoClient(os.environ["SEM_MONGO_URL"]).get_default_database()
-        mine = db.runs.find_one({"config.global_id": config["global_id"]})
+        # the start is sent while the job runs (sem's writer thread): it arrives, the job going on
+        deadline = time.monotonic() + 60
+        while (mine := db.runs.find_one({"config.global_id": config["global_id"]})) is None:
+            assert time.monotonic() < deadline, "the run's start never reached the database"
+            time.sleep(0.01)
         return mine["status"]  # what a dashboard shows while the job runs
     """
 )

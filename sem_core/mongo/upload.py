@@ -104,7 +104,9 @@ class _Blob:
 
 
 @dataclass
-class _Prepared:
+class PreparedRun:
+    """A run folder read into its documents (``prepare_run``), to be written by ``send_prepared``."""
+
     local: LocalRun
     existing_id: int | None
     run_id: int | None = None
@@ -115,6 +117,9 @@ class _Prepared:
     fills: list = field(default_factory=list)
     # {name: _id} of the run's metric documents in the database, when the caller knows them
     known_metrics: dict[str, Any] | None = None
+    # the run document this process last wrote for the run (the live observer's start): an
+    # update then sets only the fields that differ from it, not the whole document again
+    sent_doc: dict | None = None
 
 
 # -- local side --------------------------------------------------------------------------
@@ -395,11 +400,11 @@ def _read_record(read: Callable[..., Any], *args: Any) -> Any:
         raise SyncError(f"{exc}; fix or remove the file, then sync again") from None
 
 
-def _prepare(local: LocalRun, existing_id: int | None, origin: str, secrets: tuple) -> _Prepared:
+def _prepare(local: LocalRun, existing_id: int | None, origin: str, secrets: tuple) -> PreparedRun:
     """Read a run folder and build its documents; GridFS ids and the run's _id are filled later."""
     run_json, config, info, metrics, captured_out = _read_run_folder(local)
     captured_out = documents.scrub(captured_out, secrets)
-    p = _Prepared(local=local, existing_id=existing_id)
+    p = PreparedRun(local=local, existing_id=existing_id)
     sync: dict = {
         "fingerprint": local.fingerprint,
         "version": documents.SYNC_VERSION,
@@ -447,7 +452,7 @@ def _read_run_folder(local: LocalRun) -> tuple[dict, dict, dict, dict, str]:
     return run_json, config, info, metrics, captured_out
 
 
-def _add_sources(p: _Prepared, run_json: dict) -> list:
+def _add_sources(p: PreparedRun, run_json: dict) -> list:
     """``[name, GridFS id]`` per source file: the content-addressed copies in <store>/_sources,
     each stored in GridFS once per content."""
     run_dir = p.local.run_dir
@@ -467,7 +472,7 @@ def _add_sources(p: _Prepared, run_json: dict) -> list:
     return source_ids
 
 
-def _add_artifacts(p: _Prepared, run_json: dict) -> list:
+def _add_artifacts(p: PreparedRun, run_json: dict) -> list:
     """``{name, file_id}`` per artifact listed in run.json; each file goes to GridFS."""
     run_dir = p.local.run_dir
     artifact_ids: list = []
@@ -483,7 +488,7 @@ def _add_artifacts(p: _Prepared, run_json: dict) -> list:
     return artifact_ids
 
 
-def _add_metrics(p: _Prepared, metrics: dict, offloaded: list) -> list:
+def _add_metrics(p: PreparedRun, metrics: dict, offloaded: list) -> list:
     """One metric document per metric (``{id, name}`` links returned); a metric too long for a
     document keeps evenly spaced points there and every point in a GridFS file."""
     metric_links: list = []
@@ -518,7 +523,7 @@ def _add_metrics(p: _Prepared, metrics: dict, offloaded: list) -> list:
     return metric_links
 
 
-def _add_captured_out(p: _Prepared, captured_out: str, sync: dict, offloaded: list) -> str:
+def _add_captured_out(p: PreparedRun, captured_out: str, sync: dict, offloaded: list) -> str:
     """The captured output the run document shows: all of it, or its head and tail when it is
     too long for a document (the full text then goes to a GridFS file)."""
     shown, cut = documents.bounded_text(captured_out)
@@ -541,7 +546,7 @@ def _add_captured_out(p: _Prepared, captured_out: str, sync: dict, offloaded: li
     return shown
 
 
-def _assign_id(p: _Prepared, run_id: int) -> None:
+def _assign_id(p: PreparedRun, run_id: int) -> None:
     p.run_id = run_id
     for m in p.metric_docs:
         m["run_id"] = run_id
@@ -555,7 +560,7 @@ def _assign_id(p: _Prepared, run_id: int) -> None:
             b.filename = f"captured_out://runs/{run_id}"
 
 
-def _fill_ids(p: _Prepared, ids_by_md5: dict) -> None:
+def _fill_ids(p: PreparedRun, ids_by_md5: dict) -> None:
     doc = p.doc
     for blob, (kind, index, md5) in zip(p.blobs, p.fills):
         file_id = ids_by_md5[md5]
@@ -589,7 +594,7 @@ class Uploader:
         progress: Callable[[int], None] | None = None,
         known_metrics: dict[str, dict[str, Any]] | None = None,
     ) -> None:
-        batch: list[_Prepared] = []
+        batch: list[PreparedRun] = []
         size = 0
         for local, existing_id in todo:
             try:
@@ -610,7 +615,7 @@ class Uploader:
             self._write_batch(batch, summary, progress)
 
     def _write_batch(
-        self, batch: list[_Prepared], summary: SyncSummary, progress: Callable[[int], None] | None
+        self, batch: list[PreparedRun], summary: SyncSummary, progress: Callable[[int], None] | None
     ) -> None:
         import bson
 
@@ -628,7 +633,7 @@ class Uploader:
         writes = OrderedWrites(self.db)
         queued = self._store_blobs([b for p in batch for b in p.blobs], writes)
         try:
-            ready: list[_Prepared] = []
+            ready: list[PreparedRun] = []
             for p in batch:
                 _fill_ids(p, self._ids_by_md5)
                 size = len(bson.encode(p.doc))
@@ -683,7 +688,7 @@ class Uploader:
         writer.flush()
         return queued
 
-    def _insert_new(self, new: list[_Prepared], summary: SyncSummary) -> list[_Prepared]:
+    def _insert_new(self, new: list[PreparedRun], summary: SyncSummary) -> list[PreparedRun]:
         """Claim ``_id`` and ``global_id`` with the run documents (fingerprint unset, so a crash
         before the end leaves the run "changed" for the next sync), then the metrics, then the
         fingerprint. Returns the runs found already uploaded by a concurrent sync (to update)."""
@@ -767,7 +772,7 @@ class Uploader:
                 _assign_id(p, p.existing_id)
         return again + taken
 
-    def _update_existing(self, existing: list[_Prepared], summary: SyncSummary, writes: OrderedWrites) -> None:
+    def _update_existing(self, existing: list[PreparedRun], summary: SyncSummary, writes: OrderedWrites) -> None:
         """Replace each run's metric documents in place (unique per run and name: a concurrent
         sync of the same run can never leave duplicates or delete the other's), then ``$set``
         the run document; queued after what ``writes`` holds and executed with it."""
@@ -791,7 +796,7 @@ class Uploader:
         # half what upserting does; one inserted meanwhile by a concurrent sync is a duplicate key
         _queue_metric_writes(existing, previous, writes, insert=not previous)
         for p in existing:
-            writes.add("runs", UpdateOne, filter={"_id": p.existing_id}, update={"$set": p.doc})
+            writes.add("runs", UpdateOne, filter={"_id": p.existing_id}, update={"$set": _fields_to_set(p)})
         try:
             writes.execute()
         except pymongo.errors.BulkWriteError as exc:
@@ -806,7 +811,7 @@ class Uploader:
             }
             _queue_metric_writes(existing, current, writes, insert=False)
             for p in existing:
-                writes.add("runs", UpdateOne, filter={"_id": p.existing_id}, update={"$set": p.doc})
+                writes.add("runs", UpdateOne, filter={"_id": p.existing_id}, update={"$set": _fields_to_set(p)})
             writes.execute()
         summary.updated += [str(p.local.run_dir) for p in existing]
         summary.run_ids.update({str(p.local.run_dir): p.existing_id for p in existing})
@@ -815,7 +820,19 @@ class Uploader:
         )
 
 
-def _queue_metric_writes(existing: list[_Prepared], previous: dict, writes: OrderedWrites, insert: bool) -> None:
+def _fields_to_set(p: PreparedRun) -> dict:
+    """What an update ``$set`` s: the whole run document, or, when this process wrote the run
+    before (``sent_doc``), the top-level fields that differ from what it wrote (a run's end
+    leaves its config, host and package list as its start wrote them). Either way the document
+    ends the same, and fields other tools added (Omniboard's tags and notes) stay."""
+    if p.sent_doc is None:
+        return p.doc
+    changed = {key: value for key, value in p.doc.items() if key not in p.sent_doc or p.sent_doc[key] != value}
+    # never empty ($set {} is an error): the sync fields change at every sync anyway
+    return changed or {"sem": p.doc["sem"]}
+
+
+def _queue_metric_writes(existing: list[PreparedRun], previous: dict, writes: OrderedWrites, insert: bool) -> None:
     """Queue the metric documents of runs already in the database: each takes the ``_id`` of
     ``previous`` ({(run _id, name): metric _id}) for its name and replaces it (upsert), or is
     inserted (``insert``: none exists); names a run no longer has are deleted. Sets each run
@@ -947,3 +964,55 @@ def sync_runs(
     if state_key is not None:
         remember_sync(target.db, summary, state_key)
     return summary
+
+
+# -- one run, in two steps (the live observer) --------------------------------------------
+def prepare_run(
+    run_dir: Path,
+    secrets: tuple = (),
+    existing_id: int | None = None,
+    known_metrics: dict[str, Any] | None = None,
+    sent_doc: dict | None = None,
+) -> PreparedRun:
+    """Read a run folder into its documents, without the database: what ``sync_runs`` uploads,
+    read at the moment the caller chooses (the live observer: at the event) and written later
+    by ``send_prepared``, maybe from another thread. ``existing_id``: the run's ``_id`` in the
+    database (None: a new run, inserted; a concurrent upload of it turns into an update);
+    ``known_metrics``, ``sent_doc``: what the caller's last sync of it left there."""
+    (local,) = scan([run_dir])
+    p = _prepare(local, existing_id, socket.gethostname(), tuple(s for s in secrets if s))
+    p.known_metrics = known_metrics if existing_id is not None else None
+    p.sent_doc = sent_doc if existing_id is not None else None
+    return p
+
+
+def send_prepared(db: Any | SyncTarget, prepared: Sequence[PreparedRun]) -> SyncSummary:
+    """Write runs read by ``prepare_run``, as ``sync_runs`` writes them."""
+    target = sync_target(db)
+    summary = SyncSummary(fingerprints={str(p.local.run_dir): p.local.fingerprint for p in prepared})
+    if prepared:
+        ensure_indexes(target)
+        Uploader(target)._write_batch(list(prepared), summary, None)
+    return summary
+
+
+def store_artifact(db: Any | SyncTarget, run_dir: Path, name: str, run_id: int) -> None:
+    """Store an artifact of a run in GridFS ahead of the run's next sync, which then finds it
+    by md5 (``SyncTarget.blob_ids``) and only links it: the live observer sends each artifact
+    when it is added, while the job goes on. A file stored by a job killed before its run
+    document named it is an orphan (nothing is lost: ``sem sync`` stores the artifact again)."""
+    target = sync_target(db)
+    path = Path(run_dir) / name
+    md5 = file_md5(path)
+    if md5 in target.blob_ids:
+        return
+    ensure_indexes(target)
+    content_type, _ = mimetypes.guess_type(name)
+    blob = _Blob(md5=md5, filename=documents.artifact_filename(run_id, name), path=path, content_type=content_type)
+    writes = OrderedWrites(target.db)
+    writer = _GridFSWriter(writes)
+    file_id = _oid()
+    writer.put(blob, file_id)
+    writer.flush()
+    writes.execute()
+    target.blob_ids[md5] = file_id
