@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -100,6 +101,7 @@ def test_a_running_job_is_in_the_database_as_running(write_model, mongo_url, mon
 STOPS_THE_DATABASE = textwrap.dedent(
     """
     import os, signal, socket, time
+    from pathlib import Path
     from sem_core import Experiment
 
     ex = Experiment(__file__)
@@ -110,7 +112,13 @@ STOPS_THE_DATABASE = textwrap.dedent(
 
     @ex.automain
     def main(config):
-        if config["order_id"] == 2:  # the database dies while this job runs
+        if config["order_id"] == 2:  # the database dies while this job runs, its start sent
+            import pymongo
+            db = pymongo.MongoClient(os.environ["SEM_MONGO_URL"]).get_default_database()
+            deadline = time.monotonic() + 60
+            while db.runs.find_one({"config.global_id": config["global_id"]}) is None:
+                assert time.monotonic() < deadline, "the run's start never reached the database"
+                time.sleep(0.01)
             # to the server's main thread: secantusd stops in its SIGTERM handler, which CPython
             # runs only once the main thread wakes; a signal the kernel hands another thread waits
             import ctypes
@@ -123,6 +131,11 @@ STOPS_THE_DATABASE = textwrap.dedent(
                     time.sleep(0.05)
                 except OSError:
                     break
+            # the writer thread's try to send it ahead fails: the run's end reports it unsynced
+            path = Path(config["global_id"] + ".txt")
+            path.write_text("written while the database was down")
+            ex.add_artifact(path, name="outage.txt")
+            path.unlink()
         ex.log_scalar("fold_value", config["fold"])
         return config["fold"]
     """
@@ -174,6 +187,124 @@ def test_database_down_mid_sweep_then_sem_sync_uploads_each_run_once(
     assert all(len(docs) == 1 and docs[0]["status"] == "COMPLETED" for docs in after.values())
     assert db.metrics.count_documents({}) == 6
     assert not any((Path(r.location) / ".sem-unsynced").exists() for r in local.values())
+    [artifact] = after[local[2].global_id][0]["artifacts"]
+    assert gridfs.GridFS(db).get(artifact["file_id"]).read() == b"written while the database was down"
+
+
+CHECKS_THE_JOB_BEFORE = textwrap.dedent(
+    """
+    import os
+    from pathlib import Path
+    import gridfs, pymongo
+    from sem_core import Experiment
+    from sem_core.mongo.upload import local_fingerprint
+
+    ex = Experiment(__file__)
+
+    @ex.configs
+    def get_config():
+        return [{"name": "chain", "fold": f} for f in range(4)]
+
+    def problems_of_the_job_before(order_id):
+        # that job has returned: its final record must be in the database, whole
+        db = pymongo.MongoClient(os.environ["SEM_MONGO_URL"]).get_default_database()
+        doc = db.runs.find_one({"config.order_id": order_id})
+        if doc is None:
+            return ["no document"]
+        run_dir = Path(__file__).parent / "runs" / doc["config"]["global_id"]
+        problems = []
+        if doc["status"] != "COMPLETED" or doc["result"] != order_id:
+            problems.append(f"status {doc['status']}, result {doc.get('result')}")
+        if doc["sem"]["fingerprint"] != local_fingerprint(run_dir):
+            problems.append("the document is not of the folder's final state")
+        if not doc.get("meta", {}).get("sem") or doc.get("config", {}).get("fold") != order_id:
+            problems.append("fields written at the start are missing")
+        if [a["name"] for a in doc["artifacts"]] != ["model.bin"]:
+            problems.append(f"artifacts {doc['artifacts']}")
+        elif gridfs.GridFS(db).get(doc["artifacts"][0]["file_id"]).read() != (run_dir / "model.bin").read_bytes():
+            problems.append("the artifact's content differs")
+        metrics = {m["name"]: m["values"] for m in db.metrics.find({"run_id": doc["_id"]})}
+        if metrics != {"loss": [float(order_id + step) for step in range(50)]}:
+            problems.append(f"metrics {sorted(metrics)}")
+        return problems
+
+    @ex.automain
+    def main(config):
+        problems = problems_of_the_job_before(config["order_id"] - 1) if config["order_id"] else []
+        for step in range(50):
+            ex.log_scalar("loss", float(config["order_id"] + step), step)
+        path = Path(config["global_id"] + ".bin")
+        path.write_bytes(os.urandom(300_000))  # more than one GridFS chunk
+        ex.add_artifact(path, name="model.bin")
+        path.unlink()
+        return problems or config["order_id"]
+    """
+)
+
+
+def test_each_job_returns_with_its_final_record_in_the_database(write_model, mongo_url, isolated_home):
+    """The start and the artifact go to the database while the job runs; the job returns only
+    once its final document, metrics and artifact are there: each job checks the one before."""
+    model = write_model(CHECKS_THE_JOB_BEFORE)
+    res = run_model(model, env={"SEM_MONGO_URL": mongo_url, "HOME": str(isolated_home)})
+    assert res.returncode == 0, res.stderr[-3000:]
+    local = sorted(records.iter_runs(model.parent / "runs"), key=lambda r: r.order_id)
+    assert [r.run["result"] for r in local] == [0, 1, 2, 3]  # else: what a job found wrong in the one before
+
+
+KILLED_WHILE_SENDING = textwrap.dedent(
+    """
+    import os, signal
+    from pathlib import Path
+    from sem_core import Experiment
+
+    ex = Experiment(__file__)
+
+    @ex.configs
+    def get_config():
+        return [{"name": "killed", "fold": f} for f in range(3)]
+
+    @ex.automain
+    def main(config):
+        ex.log_scalar("fold_value", config["fold"])
+        path = Path(config["global_id"] + ".bin")
+        path.write_bytes(os.urandom(4 * 2**20))
+        ex.add_artifact(path, name="big.bin")
+        path.unlink()
+        if config["order_id"] == 1:
+            os.kill(os.getpid(), signal.SIGKILL)  # while the writer thread sends the artifact
+        return config["fold"]
+    """
+)
+
+
+def test_a_job_killed_while_its_artifact_is_sent_leaves_what_sem_sync_repairs(
+    write_model, mongo_url, mongo_db, isolated_home
+):
+    model = write_model(KILLED_WHILE_SENDING)
+    env = {"SEM_MONGO_URL": mongo_url, "HOME": str(isolated_home)}
+    res = run_model(model, env=env)
+    assert res.returncode == -signal.SIGKILL
+    store = model.parent / "runs"
+    local = {r.order_id: r for r in records.iter_runs(store)}
+    assert sorted(local) == [0, 1]  # the sweep died with its job 1
+
+    first = sem("sync", env=env, cwd=model.parent.parent)
+    assert first.returncode == 0, first.stdout + first.stderr
+    again = sem("sync", "--verify", env=env, cwd=model.parent.parent)
+    assert "uploaded 0, updated 0, unchanged 2, failed 0" in again.stdout, again.stdout + again.stderr
+
+    remote = runs_by_gid(mongo_db)
+    fs = gridfs.GridFS(mongo_db)
+    for rec in local.values():
+        [doc] = remote[rec.global_id]
+        assert doc["status"] == rec.status and doc["config"] == rec.config
+        [artifact] = doc["artifacts"]
+        assert fs.get(artifact["file_id"]).read() == (Path(rec.location) / "big.bin").read_bytes()
+        metrics = {m["name"]: m["values"] for m in mongo_db.metrics.find({"run_id": doc["_id"]})}
+        assert metrics == {name: series["values"] for name, series in rec.metrics.items()}
+    # as the kill left the record (no heartbeat wrote its metric), and so in the database
+    assert local[0].metrics and not local[1].metrics and local[1].status == "RUNNING"
 
 
 PASSWORD = "s3cr#t:p@ss w0rd"
