@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -176,9 +177,9 @@ def main() -> int:
         if not args.quick:  # one-row sweeps take the fixed costs (imports, connecting) out of the per-job figure
             contenders.update(
                 {
-                    "sem_db_1": lambda: sem_live(True, 1),
+                    "sem_db_1": lambda: sem_live(True, 1, key="sem_db_1"),
                     "sem_file_1": lambda: sem_live(False, 1),
-                    "sacred_db_1": lambda: sacred_live(True, 1),
+                    "sacred_db_1": lambda: sacred_live(True, 1, key="sacred_db_1"),
                     "sacred_file_1": lambda: sacred_live(False, 1),
                 }
             )
@@ -336,32 +337,51 @@ def main() -> int:
             f"`sem sync`, {n:,} runs", n / bl.median(m[f"sync_{n}"]), "runs/s", "runs / median seconds"
         )
     if not args.quick:
-        d.update(
-            {
-                "sem_live_per_job_marginal": bl.derived(
-                    "sem: live sync adds per job, connection and start-up taken out",
-                    (
-                        (bl.median(m["sem_live_db"]) - bl.median(m["sem_db_1"]))
-                        - (bl.median(m["sem_live_file"]) - bl.median(m["sem_file_1"]))
-                    )
-                    / (rows - 1)
-                    * 1000,
-                    "ms",
-                    f"((with, {rows} - with, 1) - (without, {rows} - without, 1)) / {rows - 1}",
-                ),
-                "sacred_live_per_run_marginal": bl.derived(
-                    "sacred: MongoObserver adds per run, connection and start-up taken out",
-                    (
-                        (bl.median(m["sacred_live_db"]) - bl.median(m["sacred_db_1"]))
-                        - (bl.median(m["sacred_live_file"]) - bl.median(m["sacred_file_1"]))
-                    )
-                    / (rows - 1)
-                    * 1000,
-                    "ms",
-                    f"((with, {rows} - with, 1) - (without, {rows} - without, 1)) / {rows - 1}",
-                ),
-            }
-        )
+        # Per job, the sweep's fixed costs taken out (start-up, importing pymongo, connecting,
+        # creating indexes, the sweep-end sync of the store): ((with, N rows - with, 1 row) -
+        # (without, N - without, 1)) / (N - 1). Paired: the four sweeps of one round-robin round
+        # ran side by side (the same load on the machine), one figure per round, the median of
+        # the rounds reported (not a difference of four medians taken from different rounds).
+        def marginal(side: str, samples: dict[str, list[float]]) -> list[float]:
+            rounds = zip(
+                samples[f"{side}_db"], samples[f"{side}_db_1"], samples[f"{side}_file"], samples[f"{side}_file_1"]
+            )
+            return [((db - db1) - (f - f1)) / (rows - 1) * 1000 for db, db1, f, f1 in rounds]
+
+        how = f"median over rounds of ((with, {rows} - with, 1) - (without, {rows} - without, 1)) / {rows - 1}"
+        server_how = f"median over rounds of (database CPU with {rows} rows - with 1 row) / {rows - 1}"
+        server_marginal = {
+            side: [(a - b) / (rows - 1) * 1000 for a, b in zip(server_cpu[f"{side}_db"], server_cpu[f"{side}_db_1"])]
+            for side in ("sem", "sacred")
+        }
+        for side, who, per in (("sem", "sem: live sync adds", "job"), ("sacred", "sacred: MongoObserver adds", "run")):
+            wall_ms, cpu_ms = marginal(side, live), marginal(side, live_cpu)
+            work_ms = [c + s for c, s in zip(cpu_ms, server_marginal[side])]
+            d.update(
+                {
+                    f"{side}_live_per_{per}_marginal": bl.derived(
+                        f"{who} per {per}, connection and start-up taken out", statistics.median(wall_ms), "ms", how
+                    ),
+                    f"{side}_live_cpu_per_{per}_marginal": bl.derived(
+                        f"{who} per {per}, CPU time of the job side, connection and start-up taken out",
+                        statistics.median(cpu_ms),
+                        "ms",
+                        how.replace("with", "CPU with"),
+                    ),
+                    f"{side}_server_cpu_per_{per}_marginal": bl.derived(
+                        f"{who} per {per}: CPU time of the database server, connection and start-up taken out",
+                        statistics.median(server_marginal[side]),
+                        "ms",
+                        server_how,
+                    ),
+                    f"{side}_live_work_per_{per}_marginal": bl.derived(
+                        f"{who} per {per}: CPU time of the job side and of the database server together",
+                        statistics.median(work_ms),
+                        "ms",
+                        "median over rounds of the two figures above, added (the work a core does, overlapped or not)",
+                    ),
+                }
+            )
     if len(sizes) > 1:
         lo, hi = sizes[0], sizes[-1]
         d["sync_rate_marginal"] = bl.derived(
