@@ -376,3 +376,54 @@ def test_sem_sync_remembers_the_store_without_the_password_and_verify_checks_eve
     assert "unchanged 3" in sem("sync", "-q", env=env, cwd=exp).stdout
     verified = sem("sync", "-q", "--verify", env=env, cwd=exp)
     assert verified.returncode == 0 and "uploaded 1, updated 0, unchanged 2" in verified.stdout, verified.stderr
+
+
+def test_a_sync_of_several_batches_uploads_each_run_once_and_counts_the_unreadable(mongo_db, store):
+    """More runs than one batch: a thread writes each batch while the next is read."""
+    dirs = make_runs(store, 2 * upload.BATCH_RUNS + 50)
+    broken = dirs[5::60]  # one run in each batch cannot be read
+    for d in broken:
+        (d / "config.json").write_text('{"global_id": "another"}')
+    summary = upload.sync_runs(mongo_db, dirs)
+    assert sorted(d for d, _ in summary.failed) == sorted(map(str, broken))
+    assert len(summary.uploaded) == len(dirs) - len(broken)
+    docs = {d["config"]["global_id"]: d for d in mongo_db.runs.find()}
+    assert sorted(docs) == sorted(d.name for d in dirs if d not in broken)
+    assert sorted(d["_id"] for d in docs.values()) == list(range(1, len(docs) + 1))
+    assert all(docs[d.name]["sem"]["fingerprint"] == upload.local_fingerprint(d) for d in dirs if d not in broken)
+    assert mongo_db.metrics.count_documents({}) == len(docs)
+    again = upload.sync_runs(mongo_db, [d for d in dirs if d not in broken])
+    assert again.counts() == {"uploaded": 0, "updated": 0, "unchanged": len(docs), "failed": 0}
+
+
+def test_a_sync_killed_midway_leaves_what_the_next_sync_completes(mongo_db, mongo_url, store, isolated_home):
+    import signal
+    import time
+
+    dirs = make_runs(store, 3 * upload.BATCH_RUNS)
+    env = {"SEM_MONGO_URL": mongo_url, "HOME": str(isolated_home)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sem_core.cli", "sync", "-q", str(store.parent.parent)],
+        cwd=REPO,
+        env=dict(os.environ, **env),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while mongo_db.runs.estimated_document_count() < upload.BATCH_RUNS and proc.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)  # between batches or in the middle of one
+    proc.wait(timeout=60)
+
+    done = sem("sync", str(store.parent.parent), env=env, cwd=REPO)
+    assert done.returncode == 0, done.stdout + done.stderr
+    docs = list(mongo_db.runs.find())
+    assert sorted(d["config"]["global_id"] for d in docs) == sorted(d.name for d in dirs)  # each run once
+    by_gid = {d["config"]["global_id"]: d for d in docs}
+    assert all(by_gid[d.name]["sem"]["fingerprint"] == upload.local_fingerprint(d) for d in dirs)
+    assert mongo_db.metrics.count_documents({}) == len(dirs)
+    fs = gridfs.GridFS(mongo_db)
+    assert all(fs.get(by_gid[d.name]["artifacts"][0]["file_id"]).read() == (d / "model.bin").read_bytes() for d in dirs)
+    again = sem("sync", "--verify", str(store.parent.parent), env=env, cwd=REPO)
+    assert f"uploaded 0, updated 0, unchanged {len(dirs)}, failed 0" in again.stdout, again.stdout + again.stderr

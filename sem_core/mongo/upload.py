@@ -26,7 +26,9 @@ import datetime as dt
 import hashlib
 import mimetypes
 import os
+import queue
 import socket
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -594,6 +596,57 @@ class Uploader:
         progress: Callable[[int], None] | None = None,
         known_metrics: dict[str, dict[str, Any]] | None = None,
     ) -> None:
+        """Read the runs in batches and write each batch. With more than one batch, a thread
+        writes a batch while the next one is read: the database's work and the reading overlap
+        (two cores: a sync takes about the longer of the two, not their sum); at most one batch
+        read ahead waits, so memory stays bounded. A failed write stops the reading and is raised
+        here; so is an error of the reading, once the batch being written is done."""
+        batches = self._read_batches(todo, summary, progress, known_metrics)
+        if len(todo) <= BATCH_RUNS:
+            for batch in batches:
+                self._write_batch(batch, summary, progress)
+            return
+        ready: queue.SimpleQueue[list[PreparedRun] | None] = queue.SimpleQueue()
+        in_memory = threading.Semaphore(2)  # batches read and not yet written: the one written, the next
+        failed: list[BaseException] = []
+        stop = threading.Event()
+
+        def write_batches() -> None:
+            while (batch := ready.get()) is not None:
+                try:
+                    if not (failed or stop.is_set()):  # else: dropped; the reading thread stops
+                        self._write_batch(batch, summary, progress)
+                except BaseException as exc:  # noqa: BLE001 - raised in the reading thread
+                    failed.append(exc)
+                finally:
+                    in_memory.release()
+
+        writer = threading.Thread(target=write_batches, name="sem-sync-writer", daemon=True)
+        writer.start()
+        try:
+            while in_memory.acquire() and not failed:
+                batch = next(batches, [])  # a batch is never empty
+                if not batch:
+                    break
+                ready.put(batch)
+        except BaseException:
+            stop.set()  # the batch being written ends; none after it
+            raise
+        finally:
+            ready.put(None)
+            writer.join()
+        if failed:
+            raise failed[0]
+
+    def _read_batches(
+        self,
+        todo: list[tuple[LocalRun, int | None]],
+        summary: SyncSummary,
+        progress: Callable[[int], None] | None,
+        known_metrics: dict[str, dict[str, Any]] | None,
+    ) -> Iterator[list[PreparedRun]]:
+        """The runs of ``todo`` read, in batches of ``BATCH_RUNS`` runs or ``BATCH_BYTES``; a run
+        that cannot be read is counted failed."""
         batch: list[PreparedRun] = []
         size = 0
         for local, existing_id in todo:
@@ -609,10 +662,10 @@ class Uploader:
             batch.append(p)
             size += sum(len(m["values"]) for m in p.metric_docs) * 40 + len(p.doc["captured_out"])
             if len(batch) >= BATCH_RUNS or size >= BATCH_BYTES:
-                self._write_batch(batch, summary, progress)
+                yield batch
                 batch, size = [], 0
         if batch:
-            self._write_batch(batch, summary, progress)
+            yield batch
 
     def _write_batch(
         self, batch: list[PreparedRun], summary: SyncSummary, progress: Callable[[int], None] | None
