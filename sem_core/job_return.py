@@ -1,11 +1,16 @@
-"""A job's ``JobReturn`` made safe to send to another process (local workers, Slurm tasks)."""
+"""A job's ``JobReturn`` made safe to send to another process (local workers, Slurm tasks),
+and a launch's returns kept as lean as its sweep allows (``JobReturns``)."""
 
 from __future__ import annotations
 
 import pickle
+import sys
 import traceback
+from array import array
+from collections.abc import Sequence
+from typing import overload
 
-from hydra.core.utils import JobReturn
+from hydra.core.utils import JobReturn, JobStatus
 
 
 class JobError(Exception):
@@ -25,3 +30,62 @@ def portable(ret: JobReturn) -> JobReturn:
         else:
             ret._return_value = f"<unpicklable {type(value).__name__}: {value!r:.200}>"
     return ret
+
+
+class JobReturns(Sequence[JobReturn]):
+    """The returns of a launch's jobs, in job order, keeping of a sem job only what its sweep
+    reads.
+
+    A sem job's outcome is in its run record (its status, its result, its error); the sweep's
+    summary reads the record and, from the JobReturn, only whether the job failed, its
+    exception and whether another run held its row. Kept whole, every JobReturn (the job's
+    overrides, its folder, whatever ``main`` returned) grew a sweep of 10,000 rows by about
+    10 MB. So a completed job is kept as its position, and read back as a JobReturn with its
+    overrides, status COMPLETED and no return value; a failed one, or one whose row another run
+    holds, is kept whole. ``keep_all``: keep every JobReturn as it is (any other Hydra app,
+    as Hydra's launchers do)."""
+
+    def __init__(self, job_overrides: Sequence[Sequence[str]], keep_all: bool = False) -> None:
+        self.job_overrides = job_overrides
+        self.keep_all = keep_all
+        self._offsets = array("l")  # the launched jobs' offsets in job_overrides, in order
+        self._kept: dict[int, JobReturn] = {}  # offset -> a return kept whole
+
+    def add(self, offset: int, ret: JobReturn) -> None:
+        """Job ``job_overrides[offset]`` returned ``ret``."""
+        self._offsets.append(offset)
+        if self.keep_all or ret.status != JobStatus.COMPLETED or _read_by_sweep(ret._return_value):
+            self._kept[offset] = ret
+
+    def in_job_order(self) -> JobReturns:
+        """The same returns ordered by job (workers finish jobs out of order)."""
+        ordered = JobReturns(self.job_overrides, self.keep_all)
+        ordered._offsets = array("l", sorted(self._offsets))
+        ordered._kept = self._kept
+        return ordered
+
+    def __len__(self) -> int:
+        return len(self._offsets)
+
+    @overload
+    def __getitem__(self, i: int) -> JobReturn: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[JobReturn]: ...
+
+    def __getitem__(self, i: int | slice) -> JobReturn | list[JobReturn]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        offset = self._offsets[i]
+        kept = self._kept.get(offset)
+        if kept is not None:
+            return kept
+        return JobReturn(overrides=list(self.job_overrides[offset]), status=JobStatus.COMPLETED)
+
+
+def _read_by_sweep(value: object) -> bool:
+    """Whether the sweep reads this completed job's return: another run held its row
+    (``sem_core.claims.Elsewhere``). Looked up, not imported: a sweep that never loaded the
+    module (no MongoDB) has no such return."""
+    claims = sys.modules.get("sem_core.claims")
+    return claims is not None and isinstance(value, claims.Elsewhere)

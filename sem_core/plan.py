@@ -16,9 +16,9 @@ from __future__ import annotations
 import copy
 import itertools
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 from sem_core import ids
 from sem_core.errors import ConfigError
@@ -34,7 +34,7 @@ class RowOverride:
     text: str  # as typed, for error messages
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a sweep holds one per row
 class PlannedJob:
     order_id: int
     row: dict  # the user's keys after overrides (no id fields)
@@ -301,3 +301,53 @@ def job_record(job: PlannedJob, global_id: str) -> dict:
         "order_id": job.order_id,
         "global_id": global_id,
     }
+
+
+class PlannedRecords(Sequence[dict]):
+    """The records (``job_record``) of a sweep's planned jobs, each built when it is asked for.
+
+    A sweep of many rows holds its planned jobs and one string of run ids rather than a dict
+    per row: the records are read a few times each (the manifest, the job, the summary) and a
+    dict per row was a third of a large sweep's memory. Run ids all have one width
+    (``ids.new_global_id``), so the i-th is a slice of that string. A slice of the records
+    is a view of the same jobs and ids."""
+
+    def __init__(self, jobs: Sequence[PlannedJob], global_ids: Iterable[str]) -> None:
+        self._jobs = jobs
+        # joined from a generator: no list of id strings kept
+        self._ids = "".join(global_ids)
+        self._width = len(self._ids) // len(jobs) if jobs else 0
+        if self._width * len(jobs) != len(self._ids):
+            raise ValueError("run ids of one width are needed, one per job")
+        self._range = range(len(jobs))  # the jobs this view shows
+
+    @classmethod
+    def new(cls, jobs: Sequence[PlannedJob], new_id: Callable[[], str]) -> PlannedRecords:
+        """Records for ``jobs`` with a new run id each (``new_id()``, ids of one width)."""
+        return cls(jobs, (new_id() for _ in range(len(jobs))))
+
+    def __len__(self) -> int:
+        return len(self._range)
+
+    @overload
+    def __getitem__(self, index: int) -> dict: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> PlannedRecords: ...
+
+    def __getitem__(self, index: int | slice) -> dict | PlannedRecords:
+        if isinstance(index, slice):
+            view = copy.copy(self)
+            view._range = self._range[index]
+            return view
+        i = self._range[index]
+        return job_record(self._jobs[i], self._ids[i * self._width : (i + 1) * self._width])
+
+    def __iter__(self) -> Iterator[dict]:
+        for i in range(len(self._range)):
+            yield self[i]
+
+    def global_id(self, index: int) -> str:
+        """The run id of job ``index`` (without building its record)."""
+        i = self._range[index]
+        return self._ids[i * self._width : (i + 1) * self._width]

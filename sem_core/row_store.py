@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, overload
 
 from hydra.core.config_store import ConfigNode
 from omegaconf import DictConfig
@@ -57,41 +57,190 @@ class _RowNode(ConfigNode):
         self._node = value
 
 
-def register_rows(records_: Sequence[dict], first_index: int = 0, groups: ConfigGroups | None = None) -> list[str]:
-    """Store each row as ``sem_row/j<k>``; return the job override for each. ``groups``: the
-    config tree's groups, whose options the rows choose (``sem_core.compose.row_config``)."""
+class RowGroup(dict):
+    """The ``sem_row`` group of Hydra's ConfigStore: ``j<k>.yaml`` for every planned row,
+    each entry made when Hydra (or a launcher) asks for it.
+
+    ConfigStore's repository is nested dicts, and Hydra reads a group with ``in``, ``[]``,
+    ``get`` and ``keys``; a sweep of 10,000 rows would hold 10,000 entries, each keeping the
+    config built from its row until the sweep ends. Entries stored by hand (a Slurm task
+    registers one row at a time) are plain dict items and come first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        # (first index, records, groups) per registered batch of rows
+        self.batches: list[tuple[int, Sequence[dict], ConfigGroups | None]] = []
+
+    def add(self, records_: Sequence[dict], first_index: int, groups: ConfigGroups | None) -> None:
+        self.batches.append((first_index, records_, groups))
+
+    def _planned(self, name: str) -> _RowNode | None:
+        index = _row_index(name.removesuffix(".yaml")) if name.endswith(".yaml") else None
+        if index is None:
+            return None
+        for first, records_, groups in self.batches:
+            if first <= index < first + len(records_):
+                return _RowNode(name, records_[index - first], ROW_GROUP, groups)
+        return None
+
+    def __contains__(self, name: object) -> bool:
+        return dict.__contains__(self, name) or (isinstance(name, str) and self._planned(name) is not None)
+
+    def __getitem__(self, name: str) -> ConfigNode:
+        if dict.__contains__(self, name):
+            return dict.__getitem__(self, name)
+        node = self._planned(name)
+        if node is None:
+            raise KeyError(name)
+        return node
+
+    def get(self, name: str, default: Any = None) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            return default
+
+    def keys(self) -> list[str]:  # type: ignore[override]
+        planned = (f"j{first + i}.yaml" for first, records_, _ in self.batches for i in range(len(records_)))
+        return [*dict.keys(self), *(name for name in planned if not dict.__contains__(self, name))]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    def __len__(self) -> int:
+        return len(self.keys())
+
+    def __reduce__(self) -> tuple:
+        # pickled (a spawned worker, submitit) with its batches, not as an empty dict
+        return (_rebuilt_group, (dict(dict.items(self)), self.batches))
+
+
+def _rebuilt_group(entries: dict, batches: list) -> RowGroup:
+    group = RowGroup()
+    dict.update(group, entries)
+    group.batches = batches
+    return group
+
+
+def _row_index(name: str) -> int | None:
+    """k of a row option's name ``j<k>``; None for any other name."""
+    digits = name[1:]
+    if not name.startswith("j") or not digits.isdigit() or (len(digits) > 1 and digits[0] == "0"):
+        return None
+    return int(digits)
+
+
+def _row_group() -> RowGroup:
     from hydra.core.config_store import ConfigStore
 
-    group = ConfigStore.instance().repo.setdefault(ROW_GROUP, {})
-    overrides = []
-    for k, record in enumerate(records_, start=first_index):
-        name = f"j{k}"
-        group[f"{name}.yaml"] = _RowNode(f"{name}.yaml", record, ROW_GROUP, groups)
-        overrides.append(f"+{ROW_GROUP}={name}")
-    return overrides
+    repo = ConfigStore.instance().repo
+    group = repo.get(ROW_GROUP)
+    if not isinstance(group, RowGroup):
+        fresh = RowGroup()
+        dict.update(fresh, group or {})
+        repo[ROW_GROUP] = group = fresh
+    return group
 
 
-def job_overrides(planned: Sequence[dict], experiment: Any, first_index: int = 0) -> list[list[str]]:
+def register_rows(records_: Sequence[dict], first_index: int = 0, groups: ConfigGroups | None = None) -> RowOverrides:
+    """Store each row as ``sem_row/j<k>``; return the job override for each. ``groups``: the
+    config tree's groups, whose options the rows choose (``sem_core.compose.row_config``)."""
+    _row_group().add(records_, first_index, groups)
+    return RowOverrides(first_index, len(records_))
+
+
+class RowOverrides(Sequence[str]):
+    """``+sem_row=j<k>`` for k in a range: made when read, as the rows they name."""
+
+    def __init__(self, first_index: int, length: int) -> None:
+        self.first_index = first_index
+        self.length = length
+
+    def __len__(self) -> int:
+        return self.length
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[str]: ...
+
+    def __getitem__(self, i: int | slice) -> str | list[str]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(self.length))]
+        if i < 0:
+            i += self.length
+        if not 0 <= i < self.length:
+            raise IndexError(i)
+        return row_override(self.first_index + i)
+
+
+def row_override(index: int) -> str:
+    """The override that gives a job planned row ``index`` (``sem_row/j<index>``)."""
+    return f"+{ROW_GROUP}=j{index}"
+
+
+def row_index(overrides: Sequence[str]) -> int | None:
+    """The planned row a job's overrides name (``+sem_row=j<k>`` -> k); None for other jobs."""
+    prefix = f"+{ROW_GROUP}="
+    for text in reversed(overrides):  # the row override comes last
+        if text.startswith(prefix):
+            return _row_index(text[len(prefix) :])
+    return None
+
+
+class JobOverrides(Sequence[list]):
+    """Each job's overrides, made when read: ``before`` (the sweep's own overrides), the row's
+    config-group choices (``model=mlp``, a model file with a config tree), then its
+    ``+sem_row=j<k>``, always last. Hydra's launchers take any sequence of override lists;
+    a list of lists would hold a few hundred bytes per row for the whole sweep."""
+
+    def __init__(self, records_: Sequence[dict], rows: RowOverrides, tree: Any, before: Sequence[str] = ()) -> None:
+        self.records = records_
+        self.rows = rows
+        self.tree = tree
+        self.before = list(before)
+
+    def with_before(self, before: Sequence[str]) -> JobOverrides:
+        """The same jobs with ``before`` ahead of each one's overrides."""
+        return JobOverrides(self.records, self.rows, self.tree, [*before, *self.before])
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @overload
+    def __getitem__(self, i: int) -> list: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[list]: ...
+
+    def __getitem__(self, i: int | slice) -> list | list[list]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        row = self.rows[i]
+        if self.tree is None:
+            return [*self.before, row]
+        return [*self.before, *self.tree.overrides(ids.user_keys(self.records[i])), row]
+
+
+def job_overrides(planned: Sequence[dict], experiment: Any, first_index: int = 0) -> JobOverrides:
     """Register the planned rows (``register_rows``) and return each job's row overrides: the
     row's config-group choices (``model=mlp``, a model file with a config tree), then its
     ``+sem_row=j<k>``, always last."""
     tree = experiment.config_tree()
-    if tree is None:
-        return [[ov] for ov in register_rows(planned, first_index)]
-    rows = register_rows(planned, first_index, groups=tree.groups)
-    return [[*tree.overrides(ids.user_keys(record)), ov] for record, ov in zip(planned, rows)]
+    rows = register_rows(planned, first_index, groups=tree.groups if tree is not None else None)
+    return JobOverrides(planned, rows, tree)
 
 
 def _registered_row(overrides: Sequence[str]) -> dict | None:
-    """The planned row behind a job's ``+sem_row=j<k>`` override (not a copy); None if none."""
+    """The planned row behind a job's ``+sem_row=j<k>`` override; None if none."""
     from hydra.core.config_store import ConfigStore
 
-    prefix = f"+{ROW_GROUP}="
-    for text in overrides:
-        if text.startswith(prefix):
-            entry = ConfigStore.instance().repo.get(ROW_GROUP, {}).get(f"{text[len(prefix) :]}.yaml")
-            return entry.record if entry is not None else None
-    return None
+    index = row_index(overrides)
+    if index is None:
+        return None
+    entry = ConfigStore.instance().repo.get(ROW_GROUP, {}).get(f"j{index}.yaml")
+    return entry.record if entry is not None else None
 
 
 def job_row(overrides: Sequence[str]) -> dict | None:

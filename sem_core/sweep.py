@@ -10,29 +10,38 @@ print the summary (``sem_core.sweep_summary``) and upload what live sync missed.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hydra.core.utils import JobReturn, JobStatus
+
 from sem_core import ids, run_gate
 from sem_core.errors import ConfigError
-from sem_core.plan import job_record
+from sem_core.job_return import JobReturns
+from sem_core.plan import PlannedRecords
 from sem_core.resume import Selection, format_skipped, resume_sweep
-from sem_core.row_store import job_overrides
+from sem_core.row_store import job_overrides, row_index
 from sem_core.sweep_checks import check_settings
 from sem_core.sweep_folder import start_sweep_folder
 from sem_core.sweep_plan import plan_experiment
-from sem_core.sweep_summary import format_summary, summary_rows
+from sem_core.sweep_summary import SweepSummary, summary_rows
 
 
 @dataclass
 class Launched:
     """What the launcher returned: Hydra's batches (the sweeper's return value) and, for each
-    planned job, its ``JobReturn`` (None: not launched)."""
+    planned job, what the summary needs of its return: None (not launched), ``JobStatus.COMPLETED``
+    (completed, nothing more to read) or its ``JobReturn``."""
 
     batches: list = field(default_factory=list)
     outcomes: list = field(default_factory=list)
+
+    def keep(self, index: int, ret: JobReturn) -> None:
+        """Planned job ``index`` returned ``ret``."""
+        lean = ret.status == JobStatus.COMPLETED and ret._return_value is None
+        self.outcomes[index] = JobStatus.COMPLETED if lean else ret
 
 
 def sweep_experiment(sweeper: Any, arguments: list[str]) -> Any:
@@ -46,7 +55,7 @@ def sweep_experiment(sweeper: Any, arguments: list[str]) -> Any:
     store = experiment.store_dir(config.sem.storage)
     # sem.skip_completed / sem.rerun: drop rows already done, list them in the summary
     selection = resume_sweep(jobs, store, config.sem, experiment.path.name, experiment.experiment_dir)
-    planned = [job_record(job, ids.new_global_id()) for job in selection.to_run]
+    planned = PlannedRecords.new(selection.to_run, ids.new_global_id)
     # under `sem run`: every model file's sweep is planned before any starts (sem_core.run_gate)
     run_gate.wait_at_gate(experiment.path, len(planned))
     sweep_dir = Path(str(config.hydra.sweep.dir))
@@ -62,9 +71,8 @@ def sweep_experiment(sweeper: Any, arguments: list[str]) -> Any:
         experiment.lifecycle.abandon(exc)
         raise
     finally:
-        rows = summary_rows(planned, launched.outcomes, store)
-        _report(rows, sweep_dir, store, selection)
-        task.failed = task.failed or any(r["state"] == "failed" for r in rows)
+        failed = _report(summary_rows(planned, launched.outcomes, store), sweep_dir, store, selection)
+        task.failed = task.failed or failed
     _sync_after_sweep(task, sweep_dir, store)
     return launched.batches
 
@@ -76,28 +84,30 @@ def _launch_in_batches(sweeper: Any, passthrough: Sequence[str], planned: Sequen
     batch_size = sweeper.max_batch_size or len(planned) or 1
     for start in range(0, len(planned), batch_size):
         jobs = job_overrides(planned[start : start + batch_size], sweeper.task_function.experiment, start)
-        batch = [[*passthrough, *overrides] for overrides in jobs]
-        results = sweeper.launcher.launch(batch, initial_job_idx=start)
-        launched.batches.append(results)
+        results = sweeper.launcher.launch(jobs.with_before(passthrough), initial_job_idx=start)
+        # kept lean: a JobReturn per job held to the sweep's end grew a 10,000-row sweep by 10 MB
+        launched.batches.append(results if isinstance(results, JobReturns) else [])
         # by the row override, not by position: a fail_fast launcher returns fewer results
-        position = {overrides[-1]: start + i for i, overrides in enumerate(jobs)}
         for ret in results:
-            key = next((o for o in (ret.overrides or []) if o in position), None)
-            if key is not None:
-                launched.outcomes[position[key]] = ret
+            index = row_index(ret.overrides or [])
+            if index is not None and start <= index < len(planned):
+                launched.keep(index, ret)
         if getattr(sweeper.launcher, "stopped_early", False):
             break
 
 
-def _report(rows: Sequence[dict], sweep_dir: Path, store: Path, selection: Selection) -> None:
-    """The summary table of the sweep, or under ``sem run`` its rows for the table of every
-    model file that ``sem run`` prints."""
+def _report(rows: Iterable[dict], sweep_dir: Path, store: Path, selection: Selection) -> bool:
+    """The summary of the sweep, or under ``sem run`` its rows for the table of every model
+    file that ``sem run`` prints. True if a job did not complete."""
     if run_gate.in_run():
-        run_gate.write_outcomes(sweep_dir, rows)
-        return
+        kept = list(rows)
+        run_gate.write_outcomes(sweep_dir, kept)
+        return any(r["state"] == "failed" for r in kept)
+    summary = SweepSummary().extend(rows)
     if selection.skipped:
         print(format_skipped(selection.skipped), file=sys.stdout, flush=True)
-    print(format_summary(rows, str(store), skipped=len(selection.skipped)), file=sys.stdout, flush=True)
+    print(summary.text(str(store), skipped=len(selection.skipped), rerun_hint=True), file=sys.stdout, flush=True)
+    return summary.failed
 
 
 def _sync_after_sweep(task: Any, sweep_dir: Path, store: Path) -> None:

@@ -161,3 +161,40 @@ def test_a_dotted_key_typed_without_quotes_says_how_to_quote_it():
         match=r"""row keys: "a\.b", "learning rate"\); the row key 'a\.b' is typed in quotes: "a\.b"=\.\.\.""",
     ):
         plan_jobs(rows, [sel("a.b", 1)])
+
+
+@given(
+    n=st.integers(0, 30),
+    cuts=st.lists(
+        st.tuples(st.integers(-35, 35), st.integers(-35, 35), st.sampled_from([None, 1, 2, 3, -1])), max_size=3
+    ),
+)
+def test_planned_records_read_as_the_list_of_job_records_they_stand_for(n, cuts):
+    """A sweep holds its records lazily (PlannedRecords): every way the sweep reads them (an
+    index, a slice, a slice of a slice, iteration, a run id alone) gives what a plain list of
+    ``job_record`` dicts gives."""
+    from sem_core.plan import PlannedRecords, job_record
+
+    jobs = plan_jobs(grid(x=range(n))) if n else []
+    run_ids = [ids.new_global_id() for _ in jobs]
+    records, expected = PlannedRecords(jobs, iter(run_ids)), [job_record(j, g) for j, g in zip(jobs, run_ids)]
+    for start, stop, step in cuts:
+        records, expected = records[start:stop:step], expected[start:stop:step]
+        run_ids = run_ids[start:stop:step]
+    assert len(records) == len(expected)
+    assert list(records) == expected
+    assert [records[i] for i in range(-len(expected), len(expected))] == expected * 2
+    assert [records.global_id(i) for i in range(len(expected))] == run_ids
+    with pytest.raises(IndexError):
+        records[len(expected)]
+    # each read is a new dict: a job changing its record changes no other reader's
+    if expected:
+        records[0]["x"] = "changed"
+        assert records[0] == expected[0]
+
+
+def test_planned_records_need_run_ids_of_one_width():
+    from sem_core.plan import PlannedRecords
+
+    with pytest.raises(ValueError, match="one width"):
+        PlannedRecords(plan_jobs(grid(x=range(2))), iter(["a", "bb"]))

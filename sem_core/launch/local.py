@@ -44,7 +44,7 @@ from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, configure_log, setup_globals
 
 from sem_core import records
-from sem_core.job_return import portable
+from sem_core.job_return import JobReturns, portable
 from sem_core.launch.gpus import own_gpus
 from sem_core.launch.job import JobRunner, is_sem_task
 from sem_core.row_store import job_label, job_row
@@ -60,6 +60,7 @@ STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SI
 # second signal (stop at once, record or not) is kept for a real second Ctrl-C.
 FORWARD_AFTER_S = 1.0
 OUTPUT_TAIL_LINES = 20
+LAUNCH_LINES = 20  # jobs of a launch announced one by one
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
@@ -73,7 +74,9 @@ class JobLost(Exception):
     or raised what Hydra does not catch (SystemExit)."""
 
 
-def launch(launcher: PluginLauncher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
+def launch(
+    launcher: PluginLauncher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+) -> Sequence[JobReturn]:
     setup_globals()
     configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
     Path(str(launcher.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
@@ -100,19 +103,31 @@ def launch(launcher: PluginLauncher, job_overrides: Sequence[Sequence[str]], ini
     return _launch_in_processes(launcher, runner, job_overrides, initial_job_idx, n_jobs, gpu_sets)
 
 
+def _log_start(idx: int, offset: int, count: int, overrides: Sequence[str]) -> None:
+    """Hydra's line for a job starting; past the first ``LAUNCH_LINES`` jobs of a launch, a line
+    per tenth of it: 10,000 lines for a 10,000-row sweep said little but the count."""
+    step = max(1, count // 10)
+    if offset < LAUNCH_LINES or count <= LAUNCH_LINES + 1:
+        log.info(f"\t#{idx} : {job_label(overrides)}")
+    elif offset == LAUNCH_LINES:
+        log.info(f"\t... {count - offset} more jobs, a line per {step} started")
+    elif (offset + 1) % step == 0 or offset == count - 1:
+        log.info(f"\t#{idx} : {offset + 1} of {count} jobs started")
+
+
 def _jobs(count: int) -> str:
     return f"{count} job" if count == 1 else f"{count} jobs"
 
 
 def _launch_in_process(
     launcher: PluginLauncher, runner: JobRunner, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
-) -> list[JobReturn]:
-    runs: list[JobReturn] = []
+) -> JobReturns:
+    runs = JobReturns(job_overrides, keep_all=runner.keep_configs)
     for offset, overrides in enumerate(job_overrides):
         idx = initial_job_idx + offset
-        log.info(f"\t#{idx} : {job_label(overrides)}")
+        _log_start(idx, offset, len(job_overrides), overrides)
         ret = runner.run(overrides, idx)
-        runs.append(ret)
+        runs.add(offset, ret)
         configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
         if launcher.fail_fast and ret.status == JobStatus.FAILED:
             launcher.stopped_early = True
@@ -507,18 +522,18 @@ def _launch_in_processes(
     initial_job_idx: int,
     n_jobs: int,
     gpu_sets: Sequence[Sequence[str]] | None,
-) -> list[JobReturn]:
+) -> JobReturns:
     runner.prepare(job_overrides)  # composed once here: forked workers inherit it
     starter = _ForkStarter(runner) if sys.platform.startswith("linux") else _SpawnStarter(runner)
-    queue = collections.deque(enumerate(job_overrides))
-    results: list[JobReturn | None] = [None] * len(job_overrides)
+    queue = collections.deque(range(len(job_overrides)))  # offsets: each job's overrides are made when it starts
+    results = JobReturns(job_overrides, keep_all=runner.keep_configs)
     workers: list[_Worker] = []
     jobs_per_worker = getattr(launcher, "max_jobs_per_worker", None)
     with _StopSignals() as stop:
         while True:
             handing_out = stop.signum is None and not launcher.stopped_early
             if handing_out:
-                _hand_out(starter, stop, workers, queue, n_jobs, initial_job_idx, gpu_sets)
+                _hand_out(starter, stop, workers, job_overrides, queue, n_jobs, initial_job_idx, gpu_sets)
             _dismiss_idle(workers, keep=handing_out and bool(queue))
             if not workers:
                 break
@@ -539,7 +554,7 @@ def _launch_in_processes(
                 if finished is None:
                     continue
                 job, ret = finished
-                results[job.offset] = ret
+                results.add(job.offset, ret)
                 if (
                     launcher.fail_fast
                     and ret.status == JobStatus.FAILED
@@ -551,13 +566,14 @@ def _launch_in_processes(
     if stop.signum is not None:
         # the sweeper prints the summary on its way out; the exit code is 128 + the signal
         raise Interrupted(stop.signum)
-    return [r for r in results if r is not None]
+    return results.in_job_order()
 
 
 def _hand_out(
     starter: _ForkStarter | _SpawnStarter,
     stop: _StopSignals,
     workers: list[_Worker],
+    job_overrides: Sequence[Sequence[str]],
     queue: collections.deque,
     n_jobs: int,
     initial_job_idx: int,
@@ -571,13 +587,14 @@ def _hand_out(
                 return
             worker = _start_worker(starter, stop, workers, gpu_sets)
             workers.append(worker)
-        offset, overrides = queue.popleft()
+        offset = queue.popleft()
+        overrides = job_overrides[offset]
         idx = initial_job_idx + offset
         if not _send(worker.process.conn, (list(overrides), idx)):
             worker.leaving = True  # it died while idle; the row goes to another worker
-            queue.appendleft((offset, overrides))
+            queue.appendleft(offset)
             continue
-        log.info(f"\t#{idx} : {job_label(overrides)}")
+        _log_start(idx, offset, len(job_overrides), overrides)
         worker.job = _Job(offset, idx, list(overrides))
 
 
