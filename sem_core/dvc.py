@@ -34,9 +34,9 @@ from sem_core.sources import file_md5
 DEFAULT_REMOTE_NAME = "storage"
 # URL scheme -> (python module of the DVC plugin, pip package)
 REMOTE_PLUGINS = {
-    "s3": ("dvc_s3", "dvc-s3"),  # also: pip install 'sem[s3]'
+    "s3": ("dvc_s3", "dvc-s3"),  # also sem's s3 extra
     "gs": ("dvc_gs", "dvc-gs"),
-    "gdrive": ("dvc_gdrive", "dvc-gdrive"),  # also: pip install 'sem[gdrive]'
+    "gdrive": ("dvc_gdrive", "dvc-gdrive"),  # also sem's gdrive extra
     "azure": ("dvc_azure", "dvc-azure"),
     "ssh": ("dvc_ssh", "dvc-ssh"),
     "http": ("dvc_http", "dvc-http"),
@@ -82,7 +82,7 @@ def require_dvc_installed() -> None:
     import importlib.util
 
     if importlib.util.find_spec("dvc") is None or importlib.util.find_spec("configobj") is None:
-        raise DvcError(f"DVC is not installed for {sys.executable}: pip install 'sem[dvc]'")
+        raise DvcError(f"DVC is not installed for {sys.executable}: pip install dvc")
 
 
 def require_dvc_repo(root: Path) -> None:
@@ -168,8 +168,7 @@ def check_remote_plugin(url: str) -> None:
     import importlib.util
 
     if importlib.util.find_spec(module) is None:
-        extra = f" (or pip install 'sem[{scheme}]')" if scheme in ("s3", "gdrive") else ""
-        raise DvcError(f"a {scheme}:// remote needs the DVC plugin {package}: pip install {package}{extra}")
+        raise DvcError(f"a {scheme}:// remote needs the DVC plugin {package}: pip install {package}")
 
 
 def init(

@@ -64,7 +64,7 @@ def run_hydra_app(experiment: Experiment, argv: Sequence[str]) -> int:
             hydra.main(version_base="1.3", config_path=config_dir, config_name=config_name)(task)()
     except KeyboardInterrupt as exc:
         experiment.lifecycle.abandon(exc)
-        print(f"{experiment.path.name}: interrupted ({exc or 'SIGINT'})", file=sys.stderr, flush=True)
+        print(f"{experiment.path.name}: interrupted ({str(exc) or 'SIGINT'})", file=sys.stderr, flush=True)
         return interrupt_exit_code(exc)
     finally:
         sys.argv = saved_argv

@@ -45,7 +45,7 @@ SECRET_KEY = re.compile(r"token|secret|passw|pwd|webhook|api_?key|auth|credentia
 REDACTED = "<secret>"
 # how to install the packages of the observers people attach most
 PACKAGE_HINTS = {
-    "sacred": "install sem's sacred extra: pip install 'sem[sacred]'",
+    "sacred": "pip install sacred",
     "wandb": "pip install wandb",
     "neptune": "pip install neptune neptune-sacred",
 }
