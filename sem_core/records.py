@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
 import sys
 import tempfile
 import warnings
@@ -99,7 +100,39 @@ def append_whole(path: Path, data: bytes) -> None:
 
 def atomic_write_json(path: Path, data: Any, indent: int | None = 2) -> None:
     """Atomic JSON write; ``indent=None`` for large data (json's C encoder is used only then)."""
-    atomic_write_text(path, json.dumps(data, indent=indent, sort_keys=True, default=_json_default))
+    atomic_write_text(path, encode_json(data, indent))
+
+
+def encode_json(data: Any, indent: int | None = 2) -> str:
+    """The text of every record file: keys sorted, numpy values and datetimes as JSON values."""
+    return json.dumps(data, indent=indent, sort_keys=True, default=_json_default)
+
+
+def write_new_folder(folder: str | os.PathLike, files: Mapping[str, bytes]) -> None:
+    """Create ``folder`` holding ``files`` ({name: content}) so that readers see it whole or not
+    at all: the files are written into a hidden sibling folder (``.new-<name>``, skipped by every
+    reader of a store) that is then renamed into place. Each file is created once, no temporary
+    file per file: a third of the system calls of ``atomic_write_bytes`` per file, for the many
+    records a cluster submission writes. ``FileExistsError`` if ``folder`` exists; a crash leaves
+    at most the hidden folder."""
+    parent, name = os.path.split(os.fspath(folder))
+    if os.path.lexists(folder):  # rename() would replace an empty folder
+        raise FileExistsError(f"{folder} exists")
+    staging = os.path.join(parent, f".new-{name}")
+    os.mkdir(staging)
+    try:
+        for file_name, data in files.items():
+            fd = os.open(os.path.join(staging, file_name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+            finally:
+                os.close(fd)
+        os.rename(staging, folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def _json_default(obj: Any) -> Any:

@@ -232,3 +232,57 @@ def test_metrics_of_several_batches_are_written_whole_and_in_order(tmp_path, mod
     assert written["b"] == {"steps": [5], "timestamps": ["t"], "values": [1]} and written["z"]["steps"] == []
     assert text == json.dumps(written, sort_keys=True)  # the same text as json writes
     assert len(journal) == 3 and not (tmp_path / "b" / "metrics.jsonl").exists()
+
+
+def test_queued_runs_written_together_are_the_records_queued_event_writes(tmp_path, model):
+    """A submission's QUEUED records (shared parts encoded once, sacred numbers linked in a go,
+    each folder created whole) hold what queued_event writes for each, and each run then starts
+    from its record as any queued run does, keeping its sacred number."""
+    from sem_core.observers.file import SACRED_INDEX_DIR, QueuedRuns, index_for_sacred
+
+    alone, together = tmp_path / "alone", tmp_path / "together"
+    host = host_info()
+    # values that are the stand-ins QueuedRuns encodes in place of the shared parts stay as they are
+    meta = {"command": "main", "options": {}, "sem": {"overrides": ["+order_id=0", "\x00host", "\x00experiment"]}}
+    FileStorageObserver(alone).queued_event(ex_info(model), "main", host, T0, {"a": 1, "global_id": "g1"}, meta, "g1")
+    runs = QueuedRuns(together, ex_info(model), "main", host, T0)
+    numbers = runs.link(["g1", "g2"])
+    runs.write("g1", {"a": 1, "global_id": "g1"}, meta, numbers[0])
+    runs.write("g2", {"a": 2, "global_id": "g2"}, meta, numbers[1])
+
+    assert numbers == [1, 2]
+    for name in records.RUN_FILE, records.CONFIG_FILE:
+        assert json.loads((together / "g1" / name).read_text()) == json.loads((alone / "g1" / name).read_text())
+    assert records.read_run(together / "g2").run["status"] == "QUEUED"
+    assert [d.name for d in records.iter_run_dirs(together)] == ["g1", "g2"]
+    assert sorted(p.name for p in (together / SACRED_INDEX_DIR).iterdir() if not p.name.startswith(".")) == ["1", "2"]
+    with pytest.raises(FileExistsError):  # a global id is minted once per job
+        runs.write("g1", {"a": 1, "global_id": "g1"}, meta, 3)
+
+    started = FileStorageObserver(together)
+    started.started_event(ex_info(model), "main", host, T0, {"a": 2, "global_id": "g2"}, meta, "g2")
+    assert started.run_entry["sacred_id"] == 2
+    started.completed_event(T0, 5)
+    assert records.read_run(together / "g2").run["status"] == "COMPLETED"
+    # the view is complete: nothing left to link
+    assert sorted(p.name for p in index_for_sacred(together).iterdir() if not p.name.startswith(".")) == ["1", "2"]
+
+
+def test_a_new_run_folder_appears_whole_or_not_at_all(tmp_path):
+    """A folder written by write_new_folder is staged under a hidden name: a write that fails
+    leaves nothing, and a staging folder a killed writer left behind is no run to any reader."""
+    store = tmp_path / "runs"
+    store.mkdir()
+
+    class Unwritable:
+        pass
+
+    with pytest.raises(TypeError):
+        records.write_new_folder(store / "g1", {"config.json": b"{}", "run.json": Unwritable()})  # type: ignore[dict-item]
+    assert list(store.iterdir()) == []
+
+    (store / ".new-g2").mkdir()  # what a writer killed halfway leaves
+    (store / ".new-g2" / "run.json").write_text('{"status": "QUE')
+    records.write_new_folder(store / "g3", {"run.json": b'{"status": "QUEUED"}'})
+    assert [d.name for d in records.iter_run_dirs(store)] == ["g3"]
+    assert [r.run["status"] for r in records.iter_runs(store)] == ["QUEUED"]

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from sem_core.launch.slurm_task import ARRAY_TASK_CODE
 from tests.conftest import load_store, run_model
 from tests.services import missing_service
 
@@ -39,7 +40,8 @@ def _cluster_problem() -> str | None:
         if out.returncode == 0 and any(s.rstrip("*~#!%$@^-") in ("idle", "mix", "alloc") for s in out.stdout.split()):
             return None
         if time.monotonic() > deadline:
-            return f"the test Slurm cluster is not up (sinfo: {out.stdout.strip() or out.stderr.strip()}); run bash tests/slurm/start.sh"
+            answer = out.stdout.strip() or out.stderr.strip()
+            return f"the test Slurm cluster is not up (sinfo: {answer}); run bash tests/slurm/start.sh"
         time.sleep(1)
 
 
@@ -303,6 +305,84 @@ def test_wait_false_records_queued_runs_with_slurm_ids_and_status_follows_them(c
 
     out = wait_for(all_completed, 90, "the queued runs to complete")
     assert "m_sleep.py" in out.stdout
+
+
+def shim(bin_dir: Path, name: str, body: str) -> dict:
+    """A ``name`` on PATH in front of the real one: ``body`` runs first (bash), then the real
+    command with the same arguments. Returns the environment that puts it on PATH."""
+    real = shutil.which(name)
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / name).write_text(f'#!/bin/bash\n{body}\nexec "{real}" "$@"\n')
+    (bin_dir / name).chmod(0o755)
+    return {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+
+
+def queue_of(array_job_id: str) -> str:
+    return subprocess.run(["squeue", "-h", "-j", array_job_id], capture_output=True, text=True).stdout.strip()
+
+
+def test_a_failing_sbatch_cancels_the_arrays_already_submitted_and_no_job_runs(cluster, rows_model, tmp_path):
+    """35 rows are two arrays (MaxArraySize=30); the second sbatch fails: the first array,
+    submitted held, is cancelled before any of its jobs could start, the command fails naming
+    sbatch's error, and the records written meanwhile end CANCELLED once sem status asks Slurm."""
+    model = rows_model()
+    store = model.parent / "runs"
+    env = shim(
+        tmp_path / "bin",
+        "sbatch",
+        # the 5-task array's script: refused as a cluster refuses a job (a QOS limit, a bad account)
+        'if grep -q -- "--array=0-4%" "${@: -1}"; then echo "sbatch: error: refused by the test" >&2; exit 1; fi',
+    )
+    proc = run_model(model, *LAUNCH, env={**env, "SEM_TEST_ROWS": "35"}, timeout=240)
+    assert proc.returncode != 0
+    output = proc.stdout + proc.stderr
+    assert "refused by the test" in output and "cancelled the held Slurm jobs" in output, output[-3000:]
+    runs = load_store(store)
+    assert not list(store.glob(".new-*"))  # no half-made run folder
+    parents = {slurm_of(r["run"])["array_job_id"] for r in runs}
+    assert len(parents) <= 1 and all(r["run"]["status"] == "QUEUED" for r in runs)
+    for parent in parents:
+        wait_for(lambda p=parent: queue_of(p) == "" or "CA" in queue_of(p), 30, "the held array to be cancelled")
+        states = final_sacct_states([parent], 1)
+        assert all(state.startswith("CANCELLED") for state in states.values()), states  # no task ever ran
+    if runs:  # once accounting knows the array's tasks (it lags behind scancel)
+
+        def reconciled() -> bool:
+            sem("status", str(store))
+            return {r["run"]["status"] for r in load_store(store)} == {"CANCELLED"}
+
+        wait_for(reconciled, 60, "sem status to write Slurm's CANCELLED into the records", interval=2)
+    # every sacred number left names a run folder: none points at a record never written
+    index = store / "_sacred"
+    if index.is_dir():
+        assert all((index / n).resolve().is_dir() for n in os.listdir(index) if not n.startswith("."))
+
+
+def test_a_submitter_killed_before_the_release_leaves_held_jobs_that_sem_cancel_ends(cluster, rows_model, tmp_path):
+    """The submitting process dies (kill -9) once every QUEUED record exists, just before it
+    releases the held arrays: no job starts without its record, the runs stay QUEUED (sem status
+    writes no verdict on a job Slurm still holds), and sem cancel ends jobs and records together."""
+    model = rows_model()
+    store = model.parent / "runs"
+    env = shim(tmp_path / "bin", "scontrol", 'if [ "$1" = release ]; then kill -9 "$PPID"; exit 1; fi')
+    proc = run_model(model, *LAUNCH, "hydra.launcher.wait=false", env={**env, "SEM_TEST_ROWS": "35"}, timeout=240)
+    assert proc.returncode == -9, proc.stdout[-2000:] + proc.stderr[-2000:]
+    runs = load_store(store)
+    assert len(runs) == 35 and {r["run"]["status"] for r in runs} == {"QUEUED"}
+    parents = sorted({slurm_of(r["run"])["array_job_id"] for r in runs})
+    assert len(parents) == 2
+    held = subprocess.run(
+        ["squeue", "-h", "-r", "-o", "%T %r", "-j", ",".join(parents)], capture_output=True, text=True, check=True
+    ).stdout.split("\n")
+    assert len([line for line in held if line]) == 35 and all(line.startswith("PENDING") for line in held if line)
+
+    out = sem("status", str(store))
+    assert out.returncode == 0, out.stderr
+    assert {r["run"]["status"] for r in load_store(store)} == {"QUEUED"}
+    out = sem("cancel", str(store))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert {r["run"]["status"] for r in load_store(store)} == {"CANCELLED"}
+    assert all(queue_of(p) == "" for p in parents)
 
 
 def test_cancelled_jobs_show_as_cancelled_in_status_and_sem_cancel_stops_the_rest(cluster, write_model):
@@ -589,7 +669,7 @@ def test_container_option_wraps_the_job_python_in_the_configured_exec_command(cl
     calls = log.read_text().splitlines()
     assert len(calls) == 2  # one per array task
     # experiment_dir-relative image resolved to an absolute path; no --nv without GPUs
-    expected = f"exec --cleanenv --bind /data:/data:ro {image} {sys.executable} -u -m submitit.core._submit"
+    expected = f"exec --cleanenv --bind /data:/data:ro {image} {sys.executable} -u -c {ARRAY_TASK_CODE} "
     assert all(call.startswith(expected) for call in calls), calls
     assert {r["run"]["status"] for r in load_store(model.parent / "runs")} == {"COMPLETED"}
 

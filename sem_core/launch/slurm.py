@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import logging
 import shlex
 import subprocess
@@ -24,7 +25,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sem_core.errors import ConfigError, SemError, warn
-from sem_core.launch.slurm_task import PAYLOAD_VERSION, ArrayTask, row_entry, rows_withheld
+from sem_core.launch.slurm_task import (
+    PAYLOAD_VERSION,
+    array_task_command,
+    row_entry,
+    rows_withheld,
+    write_array_file,
+)
 from sem_core.run_status import RunStatus
 from sem_core.slurm import arrays, container
 from sem_core.slurm import status as st
@@ -34,6 +41,7 @@ if TYPE_CHECKING:
     from submitit import Job
 
     from sem_core.experiment import Experiment
+    from sem_core.observers.file import QueuedRuns
     from sem_core.task import SemTask
 
 log = logging.getLogger(__name__)
@@ -63,9 +71,23 @@ class SlurmJobError(Exception):
 class Submission:
     """One sbatch call: an array (or a single job) of tasks."""
 
-    jobs: list  # submitit jobs, one per array task
+    folder: Path  # submitit's folder: where each task's log and result go
     tasks: list[list[int]]  # job indices (positions in the batch) per array task
     slurm_job_id: str = ""
+    num_tasks: int = 1  # Slurm tasks (srun processes) per array task
+
+    @functools.cached_property
+    def jobs(self) -> list[Job[Any]]:
+        """submitit's handle of each array task (its log, result and state), made when the
+        launcher waits: a submission that does not wait needs none."""
+        from submitit import SlurmJob
+
+        ids = [f"{self.slurm_job_id}_{a}" for a in range(len(self.tasks))] if self.is_array else [self.slurm_job_id]
+        return [SlurmJob(folder=self.folder, job_id=job_id, tasks=list(range(self.num_tasks))) for job_id in ids]
+
+    @property
+    def is_array(self) -> bool:
+        return len(self.tasks) > 1
 
 
 @dataclass
@@ -357,6 +379,8 @@ def _submit_held(
         if held:
             subprocess.run(["scancel", *held], capture_output=True, check=False)
             log.error(f"submission failed: cancelled the held Slurm jobs {', '.join(held)}")
+        if records is not None:
+            records.runs.unlink_unwritten()
         raise
     finally:
         submitters.shutdown(wait=True)
@@ -375,21 +399,33 @@ def _submit_array(
     sys_path: list[str],
 ) -> Submission:
     """One held sbatch: an array of ``tasks`` with at most ``limit`` running at once, starting
-    after the array ``after`` ended (the sweep's %K holds across the arrays it was split into)."""
+    after the array ``after`` ended (the sweep's %K holds across the arrays it was split into).
+    What each task runs travels in one file per array (``slurm_task.write_array_file``), not in
+    a pickle per task as submitit's ``submit_array`` writes: 1,000 tasks cost one file."""
     import submitit
 
     extra = dict(executor_params["additional_parameters"])
     if after is not None:
         wait = f"afterany:{after.result().slurm_job_id}"
         extra["dependency"] = f"{extra['dependency']},{wait}" if extra.get("dependency") else wait
-    executor = submitit.SlurmExecutor(
-        folder=sweep.folder, max_num_timeout=int(sweep.params.get("max_requeue", 3)), python=python
+    max_requeue = int(sweep.params.get("max_requeue", 3))
+    array_file = write_array_file(
+        sweep.folder / f"array_{sweep.initial_job_idx + tasks[0][0]}_{uuid.uuid4().hex[:8]}.pkl",
+        str(payload_path),
+        sys_path,
+        [_packed_jobs(sweep, job_indices) for job_indices in tasks],
+        timeout_min=int(executor_params["time"]),
+        max_num_timeout=max_requeue,
     )
+    executor = submitit.SlurmExecutor(folder=sweep.folder, max_num_timeout=max_requeue, python=python)
     executor.update_parameters(**{**executor_params, "array_parallelism": limit, "additional_parameters": extra})
-    jobs = executor.submit_array(
-        [ArrayTask(str(payload_path), sys_path, _packed_jobs(sweep, job_indices)) for job_indices in tasks]
+    if len(tasks) > 1:
+        executor.parameters["map_count"] = len(tasks)  # how submitit's submit_array asks for --array
+    # submitit's own sbatch script and job folder, with the task's command in place of submitit's
+    job = executor._submit_command(array_task_command(python, sweep.folder, array_file))
+    return Submission(
+        folder=sweep.folder, tasks=tasks, slurm_job_id=st.array_parent(job.job_id), num_tasks=job.num_tasks
     )
-    return Submission(jobs=jobs, tasks=tasks, slurm_job_id=st.array_parent(jobs[0].job_id))
 
 
 def _packed_jobs(sweep: SlurmSweep, job_indices: Sequence[int]) -> list[dict]:
@@ -461,24 +497,20 @@ def _job_rows(job_overrides: Sequence[Sequence[str]]) -> list[dict | None]:
     return [job_row(list(ov)) for ov in job_overrides]
 
 
-RECORDS_PER_WRITE = 50  # records one thread writes in a go
+RECORDS_PER_WRITE = 100  # records one thread writes in a go
 
 
 @dataclass
 class QueuedRecords:
     """The QUEUED record of every run of a sem sweep, carrying its Slurm job id and array
-    index; what the records share is computed once."""
+    index; what the records share is encoded once (``QueuedRuns``)."""
 
-    experiment: Experiment
     task: SemTask
     store: Path
     sweep: SlurmSweep
     heartbeat_interval: float
-    ex_info: dict
-    host: dict
+    runs: QueuedRuns
     argv: list[str]
-    queue_time: dt.datetime
-    sources_stored: bool = False
 
     @classmethod
     def of_sweep(
@@ -486,45 +518,39 @@ class QueuedRecords:
     ) -> QueuedRecords:
         from sem_core.host import host_info
         from sem_core.mongo.connection import redact_uri
+        from sem_core.observers.file import QueuedRuns
 
         return cls(
-            experiment=experiment,
             task=task,
             store=store,
             sweep=sweep,
             heartbeat_interval=heartbeat_interval,
-            ex_info=experiment.ex_info(),
-            host=host_info(),
+            runs=QueuedRuns(store, experiment.ex_info(), "main", host_info(), dt.datetime.now(dt.timezone.utc)),
             # as the callback does: a sem.mongo.url=... override must not put its password into a record
             argv=[redact_uri(a) for a in [str(experiment.path)] + list(sys.argv[1:])],
-            queue_time=dt.datetime.now(dt.timezone.utc),
         )
 
     def write_all(self, sub: Submission, writers: ThreadPoolExecutor) -> list[Future[None]]:
-        """Hand the records of ``sub``'s runs to ``writers``, in groups; the sweep's first record
-        is written here, alone: it stores the model's sources, which every other record shares."""
+        """Hand the records of ``sub``'s runs to ``writers``, in groups, once their sacred
+        numbers are linked here, one after another: threads linking side by side in the one
+        index folder would mostly find each other's numbers taken."""
         todo = [(a, j) for a, job_indices in enumerate(sub.tasks) for j in job_indices]
-        if not self.sources_stored and todo:
-            self.write(sub, todo[:1])
-            self.sources_stored = True
-            todo = todo[1:]
+        numbers = self.runs.link([self.sweep.rows[j]["global_id"] for _, j in todo])
         return [
-            writers.submit(self.write, sub, todo[i : i + RECORDS_PER_WRITE])
+            writers.submit(self.write, sub, todo[i : i + RECORDS_PER_WRITE], numbers[i : i + RECORDS_PER_WRITE])
             for i in range(0, len(todo), RECORDS_PER_WRITE)
         ]
 
-    def write(self, sub: Submission, runs: Sequence[tuple[int, int]]) -> None:
+    def write(self, sub: Submission, runs: Sequence[tuple[int, int]], sacred_ids: Sequence[int | None]) -> None:
         """The records of ``runs``: (array index in ``sub``, job index in the sweep) each."""
         from sem_core.mongo.connection import redact_uri
-        from sem_core.observers.file import FileStorageObserver
 
         sweep = self.sweep
-        is_array = len(sub.tasks) > 1
-        for array_index, j in runs:
+        for (array_index, j), sacred_id in zip(runs, sacred_ids):
             slurm = {
-                "job_id": f"{sub.slurm_job_id}_{array_index}" if is_array else sub.slurm_job_id,
-                "array_job_id": sub.slurm_job_id if is_array else None,
-                "array_index": array_index if is_array else None,
+                "job_id": f"{sub.slurm_job_id}_{array_index}" if sub.is_array else sub.slurm_job_id,
+                "array_job_id": sub.slurm_job_id if sub.is_array else None,
+                "array_index": array_index if sub.is_array else None,
                 "node": None,  # known when it runs
                 "partition": sweep.params.get("partition"),  # as asked; None = the cluster's default
                 "restart_count": 0,
@@ -543,16 +569,7 @@ class QueuedRecords:
                     "slurm": slurm,
                 },
             }
-            # each queued_event starts a record of its own
-            FileStorageObserver(self.store).queued_event(
-                ex_info=self.ex_info,
-                command="main",
-                host_info=self.host,
-                queue_time=self.queue_time,
-                config=row,
-                meta_info=meta,
-                _id=row["global_id"],
-            )
+            self.runs.write(row["global_id"], row, meta, sacred_id)
 
 
 def _queued_return(overrides: Sequence[str]) -> JobReturn:

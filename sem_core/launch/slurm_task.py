@@ -13,6 +13,7 @@ import contextlib
 import copy
 import os
 import pickle
+import shlex
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -29,7 +30,9 @@ if TYPE_CHECKING:
 
     from sem_core.experiment import Experiment
 
-PAYLOAD_VERSION = 2  # 2: the sweep's planned rows travel with their array tasks, not in the payload
+PAYLOAD_VERSION = 3  # 2: the planned rows travel with their array tasks; 3: one file per array (write_array_file)
+# what each array task runs: its jobs from its array's file, then submitit's own job runner
+ARRAY_TASK_CODE = "from sem_core.launch.slurm_task import run_array_task; run_array_task()"
 
 
 class JobsFailed(Exception):
@@ -130,6 +133,62 @@ def mark_timeout(store: str, global_id: str, reason: str) -> None:
         reason,
         only_if={RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.FAILED},
     )
+
+
+def write_array_file(
+    path: Path,
+    payload_path: str,
+    sys_path: list[str],
+    tasks: Sequence[Sequence[dict]],
+    timeout_min: int,
+    max_num_timeout: int,
+) -> Path:
+    """What every task of one array runs, in one file: ``tasks[i]`` is the jobs of array task
+    ``i`` (``ArrayTask``'s ``jobs``). Each job is pickled on its own, so a task unpickles only
+    its own jobs (the others stay bytes) and keeps them as ``ArrayTask`` does."""
+    from sem_core import records
+
+    array = {
+        "version": PAYLOAD_VERSION,
+        "payload_path": payload_path,
+        "sys_path": list(sys_path),
+        "tasks": [[pickle.dumps(job, pickle.HIGHEST_PROTOCOL) for job in jobs] for jobs in tasks],
+        "timeout_min": timeout_min,
+        "max_num_timeout": max_num_timeout,
+    }
+    records.atomic_write_bytes(path, pickle.dumps(array, pickle.HIGHEST_PROTOCOL))
+    return path
+
+
+def array_task_command(python: str, folder: Path, array_file: Path) -> str:
+    """The command submitit's sbatch script runs (under srun) in each task of an array."""
+    return f"{python} -u -c {shlex.quote(ARRAY_TASK_CODE)} {shlex.quote(str(folder))} {shlex.quote(str(array_file))}"
+
+
+def run_array_task(argv: Sequence[str] | None = None) -> None:
+    """An array task's process: ``<submitit folder> <array file>``. On the task's first attempt
+    its ``ArrayTask`` is taken from the array's file and put where submitit's job runner looks
+    for it (a requeued task finds there the one submitit's checkpoint wrote, with the jobs not
+    yet done); then submitit runs it as any job it submitted (result file, requeue on timeout)."""
+    folder, array_file = list(sys.argv[1:] if argv is None else argv)[:2]
+    os.environ["SUBMITIT_FOLDER"] = folder  # where submitit's JobEnvironment finds this task's files
+    from submitit.core import submission, utils
+    from submitit.core.job_environment import JobEnvironment
+
+    target = JobEnvironment().paths.submitted_pickle
+    if not target.exists():
+        with open(array_file, "rb") as fh:
+            array = pickle.load(fh)
+        if array.get("version") != PAYLOAD_VERSION:
+            raise RuntimeError(f"{array_file}: array file version {array.get('version')} != {PAYLOAD_VERSION}")
+        jobs = array["tasks"][int(os.environ.get("SLURM_ARRAY_TASK_ID") or 0)]
+        delayed = utils.DelayedSubmission(ArrayTask(array["payload_path"], array["sys_path"], jobs))
+        delayed.set_timeout(array["timeout_min"], array["max_num_timeout"])
+        del array, jobs  # the other tasks' jobs
+        with utils.temporary_save_path(target) as tmp:
+            delayed.dump(tmp)
+        del delayed
+    submission.process_job(folder)
 
 
 class ArrayTask:

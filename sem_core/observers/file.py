@@ -16,9 +16,11 @@ Differences from sacred's own FileStorageObserver, each for a reason:
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,21 +39,38 @@ def link_sacred_id(store: Path, run_name: str, wanted: int | None = None) -> int
     """Give the run folder ``run_name`` a free integer in ``<store>/_sacred``: ``wanted`` when it
     is free, else the next free one; None when the file system has no symlinks (the view is a
     convenience: a run never fails for it)."""
+    if wanted is not None:
+        index = store / SACRED_INDEX_DIR
+        try:
+            index.mkdir(exist_ok=True)
+            if _link(index, wanted, run_name):
+                return wanted
+        except OSError:
+            return None
+    return link_sacred_ids(store, [run_name])[0]
+
+
+def link_sacred_ids(store: Path, run_names: Sequence[str]) -> list[int | None]:
+    """``link_sacred_id`` for many runs in a go (a sweep's QUEUED records): the hint is read and
+    written once, each number is still taken by creating its link, so jobs linking at the same
+    time never share one. None for the runs not linked when the file system has no symlinks."""
     index = store / SACRED_INDEX_DIR
+    numbers: list[int | None] = []
     try:
         index.mkdir(exist_ok=True)
-        if wanted is not None and _link(index, wanted, run_name):
-            return wanted
         try:
             n = int((index / SACRED_NEXT_FILE).read_text())
         except (OSError, ValueError):
             n = sum(1 for e in os.scandir(index) if not e.name.startswith(".")) + 1
-        while not _link(index, n, run_name):
-            n += 1  # taken by another job (or the hint is behind): the next one
-        _write_hint(index / SACRED_NEXT_FILE, n + 1)
-        return n
+        for name in run_names:
+            while not _link(index, n, name):
+                n += 1  # taken by another job (or the hint is behind): the next one
+            numbers.append(n)
+            n += 1
+        _write_hint(index / SACRED_NEXT_FILE, n)
     except OSError:
-        return None
+        pass
+    return numbers + [None] * (len(run_names) - len(numbers))
 
 
 def _link(index: Path, n: int, run_name: str) -> bool:
@@ -102,6 +121,24 @@ def _write_hint(path: Path, n: int) -> None:
 
 def _iso(t: dt.datetime) -> str:
     return t.isoformat()
+
+
+def run_entry(
+    experiment: Any, command: str, host: Any, times: dict, meta_info: Info, status: str, sacred_id: int | None
+) -> dict:
+    """A run's run.json as its first event writes it (``times``: its queue or start time)."""
+    return {
+        "experiment": experiment,
+        "command": command,
+        "host": host,
+        **times,
+        "meta": meta_info,
+        "status": status,
+        "resources": [],
+        "artifacts": [],
+        "heartbeat": None,
+        "sacred_id": sacred_id,
+    }
 
 
 class FileStorageObserver(RunObserver):
@@ -172,19 +209,16 @@ class FileStorageObserver(RunObserver):
                     "global ids are minted once per job and must not be reused"
                 )
         sources = self._save_sources(ex_info)
-        self.run_entry = {
-            "experiment": dict(ex_info, sources=sources),
-            "command": command,
-            "host": dict(host_info),
-            time_key: _iso(time),
-            "meta": meta_info,
-            "status": status,
-            "resources": [],
-            "artifacts": [],
-            "heartbeat": None,
+        self.run_entry = run_entry(
+            dict(ex_info, sources=sources),
+            command,
+            dict(host_info),
+            {time_key: _iso(time)},
+            meta_info,
+            status,
             # a requeued run keeps its number
-            "sacred_id": previous.get("sacred_id") or link_sacred_id(self.basedir, self.run_dir.name),
-        }
+            previous.get("sacred_id") or link_sacred_id(self.basedir, self.run_dir.name),
+        )
         records.atomic_write_json(self.run_dir / records.CONFIG_FILE, config)
         self._write_run()
         return _id
@@ -333,3 +367,68 @@ class FileStorageObserver(RunObserver):
             shutil.copyfile(path, tmp)
             os.replace(tmp, target)
         return str(stored)
+
+
+# what run.json holds in place of the parts every QUEUED record of a submission shares, until
+# they are put in as the JSON text they were encoded to once (json writes these strings as they are)
+_EXPERIMENT_SLOT = "\x00experiment"
+_HOST_SLOT = "\x00host"
+
+
+class QueuedRuns:
+    """The QUEUED records of many runs of one experiment submitted together (a sweep sent to a
+    cluster): the same files as ``FileStorageObserver.queued_event`` writes for each, for a
+    fraction of the cost. The model's sources are stored and the parts of run.json the runs
+    share are encoded once; the sacred numbers are linked in a go (``link_sacred_ids``); each
+    run folder appears whole (``records.write_new_folder``: no reader ever sees half a file,
+    and no temporary file per file). Each run then starts as any queued run does
+    (``started_event`` finds its record and keeps its number)."""
+
+    def __init__(self, store: Path, ex_info: Info, command: str, host_info: Info, queue_time: dt.datetime):
+        self.store = Path(store)
+        experiment = dict(ex_info, sources=FileStorageObserver(self.store)._save_sources(ex_info))
+        self.command = command
+        self.queue_time = _iso(queue_time)
+        self._linked: list[tuple[int, str]] = []
+        # the host's slot first: it is the first place its text appears until the experiment is in
+        self._shared = (
+            (records.encode_json(_HOST_SLOT), records.encode_json(dict(host_info), None)),
+            (records.encode_json(_EXPERIMENT_SLOT), records.encode_json(experiment, None)),
+        )
+
+    def link(self, run_ids: Sequence[str]) -> list[int | None]:
+        """The sacred numbers of these runs, linked to their folders (before they exist)."""
+        numbers = link_sacred_ids(self.store, run_ids)
+        self._linked += [(n, run_id) for n, run_id in zip(numbers, run_ids) if n is not None]
+        return numbers
+
+    def unlink_unwritten(self) -> None:
+        """Remove the links of runs whose record was never written (the submission failed):
+        no sacred number is left pointing at nothing."""
+        index = self.store / SACRED_INDEX_DIR
+        for n, run_id in self._linked:
+            if not os.path.isdir(os.path.join(self.store, run_id)):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(index / str(n))
+
+    def write(self, run_id: str, config: Info, meta_info: Info, sacred_id: int | None) -> None:
+        """One run's folder with its config.json and QUEUED run.json; ``FileExistsError`` if
+        the run folder exists (a global id is minted once per job)."""
+        entry = run_entry(
+            _EXPERIMENT_SLOT,
+            self.command,
+            _HOST_SLOT,
+            {"queue_time": self.queue_time},
+            meta_info,
+            RunStatus.QUEUED,
+            sacred_id,
+        )
+        text = records.encode_json(entry, None)
+        for slot, value in self._shared:
+            text = text.replace(slot, value, 1)
+        # config.json compact, as run.json: json's C encoder (the indenting one is pure Python);
+        # it is written again, indented, when the run starts
+        records.write_new_folder(
+            os.path.join(self.store, run_id),
+            {records.CONFIG_FILE: records.encode_json(config, None).encode(), records.RUN_FILE: text.encode()},
+        )
