@@ -5,6 +5,7 @@ this installs a copy of the repository into fresh virtual environments, the way 
 does (with pip's build isolation), and asks Hydra in a child process what it discovers.
 """
 
+import os
 import shutil
 import site
 import subprocess
@@ -60,11 +61,16 @@ def test_plugins_are_discovered_after_install(tmp_path, editable):
     import json
 
     src = tmp_path / "src"
-    shutil.copytree(
-        REPO,
-        src,
-        ignore=shutil.ignore_patterns(".git", "*.egg-info", "runs", "multirun", "node_modules", "__pycache__", "build"),
+    build_output = shutil.ignore_patterns(
+        ".git", "*.egg-info", "runs", "multirun", "node_modules", "__pycache__", "build"
     )
+
+    def not_copied(folder: str, names: list[str]) -> set[str]:
+        # a virtualenv made inside the clone (README's recipe makes it outside) is not source
+        venvs = {n for n in names if os.path.isfile(os.path.join(folder, n, "pyvenv.cfg"))}
+        return set(build_output(folder, names)) | venvs
+
+    shutil.copytree(REPO, src, ignore=not_copied)
     venv = tmp_path / "venv"
     py = make_venv(venv)
     cmd = [str(py), "-m", "pip", "install", "-q", "--no-deps", "--disable-pip-version-check"]
