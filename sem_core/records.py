@@ -57,20 +57,29 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old or the new file, never half."""
-    atomic_write_bytes(path, text.encode("utf-8"))
+def atomic_write_text(path: Path, text: str | Iterable[str]) -> None:
+    """Write ``text`` to ``path`` so that readers see the old or the new file, never half.
+    ``text`` may come in pieces, written as they come: a large file need not be whole in
+    memory first."""
+    if isinstance(text, str):
+        atomic_write_bytes(path, text.encode("utf-8"))
+    else:
+        _atomic_write(path, (part.encode("utf-8") for part in text))
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old or the new file, never half."""
+    _atomic_write(path, (data,))
+
+
+def _atomic_write(path: Path, parts: Iterable[bytes]) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         # mkstemp creates 0600; records are shared with the team like any file the user writes
         os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            fh.writelines(parts)
         os.replace(tmp, path)
     except BaseException:
         try:
