@@ -114,6 +114,13 @@ class RowGroup(dict):
         # pickled (a spawned worker, submitit) with its batches, not as an empty dict
         return (_rebuilt_group, (dict(dict.items(self)), self.batches))
 
+    def __deepcopy__(self, memo: dict) -> RowGroup:
+        # Hydra deep-copies its config repository, ConfigStore included, for every composition
+        # (CachingConfigRepository): the planned rows are shared, not copied. They are never
+        # changed in place: each read of a row makes a new record (``PlannedRecords``) and a new
+        # entry; a job gets a copy (``job_row``).
+        return _rebuilt_group(copy.deepcopy(dict(dict.items(self)), memo), list(self.batches))
+
 
 def _rebuilt_group(entries: dict, batches: list) -> RowGroup:
     group = RowGroup()
