@@ -44,3 +44,39 @@ def test_jobs_of_one_process_sync_through_one_client(tmp_path, mongo_url, mongo_
     # the experiment travels to workers by pickle: each worker makes its own clients
     assert pickle.loads(pickle.dumps(lifecycle)).mongo_clients is None
     lifecycle.mongo_clients.close()
+
+
+def test_the_writer_thread_outlives_a_failing_task_and_its_report_hides_the_password(caplog):
+    from sem_core.observers.mongo import BackgroundWriter
+
+    writer = BackgroundWriter()
+    ran: list[str] = []
+
+    def failing() -> None:
+        raise RuntimeError("mongodb://user:hunter2@db.example/x refused")
+
+    assert writer.submit(failing).wait(30)
+    assert writer.submit(lambda: ran.append("after")).wait(30)
+    assert ran == ["after"]
+    assert "hunter2" not in caplog.text and "mongodb://user:***@db.example/x refused" in caplog.text
+
+
+def test_a_forked_child_gets_a_writer_thread_of_its_own():
+    import os
+    import warnings
+
+    from sem_core.observers.mongo import BackgroundWriter
+
+    writer = BackgroundWriter()
+    assert writer.submit(lambda: None).wait(30)  # the parent's thread exists
+    read, write = os.pipe()
+    with warnings.catch_warnings():  # Python 3.12+ warns of forking a threaded process: the point here
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # the child: the parent's thread is not here; a task handed over still runs
+        os.close(read)
+        ok = writer.submit(lambda: os.write(write, b"ran")).wait(30)
+        os._exit(0 if ok else 1)
+    os.close(write)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0 and os.read(read, 10) == b"ran"

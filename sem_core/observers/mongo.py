@@ -25,6 +25,7 @@ import logging
 import os
 import queue
 import threading
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,8 @@ def _run_tasks(tasks: queue.SimpleQueue[tuple[Callable[[], None], threading.Even
         try:
             task()
         except BaseException:  # noqa: BLE001 - a task keeps its own errors; the thread must live on
-            log.exception("sem: the MongoDB writer thread failed")
+            # a URL in the trace is shown without its password, as everything sem writes
+            log.warning("sem: the MongoDB writer thread failed:\n%s", connection.redact_uri(traceback.format_exc()))
         finally:
             done.set()
 
