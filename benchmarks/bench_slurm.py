@@ -17,12 +17,15 @@ Measured from each command's start:
   a MaxJobCount room for the arrays, and ended jobs purged after 2 s), then restarted with the
   values it had; a cluster that is not the project's test cluster is measured as it runs. The
   arrays are submitted to begin in an hour (``--begin=now+1hour``) so that the benchmark does not
-  occupy the cluster; ``sem cancel`` ends them;
+  occupy the cluster; ``sem cancel`` ends them. Right after each, the file-system floor: the same
+  number of records' folders, files and links made with bare ``os`` calls on the same file system
+  (creating a file costs the kernel many times more while other processes create files);
 - sem alone, --packed-rows rows with ``configs_per_task=K`` (K jobs one after another in each array
   task), waiting for the end: total wall time and per job;
 - peak memory of one array task running N packed configs one after another, for each N of
   --memory-rows (``configs_per_task=N``): the task's own ``getrusage`` peak RSS, which each job
-  returns as its result (the last job's value is the task's peak).
+  returns as its result (the last job's value is the task's peak; ``SEM_BENCH_RETURN=peak_rss``
+  makes the one model return it).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import contextlib
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -51,6 +55,7 @@ exit $rc
 
 MODEL = """
 import os
+import resource
 from sem_core import Experiment
 
 ex = Experiment(__file__)
@@ -63,6 +68,8 @@ def get_config():
 
 @ex.automain
 def main(config):
+    if os.environ.get("SEM_BENCH_RETURN") == "peak_rss":  # the task's peak RSS so far (memory measurement)
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return config["i"]
 """
 
@@ -77,24 +84,6 @@ def main(cfg):
 
 if __name__ == "__main__":
     main()
-"""
-
-MEMORY_MODEL = """
-import os
-import resource
-from sem_core import Experiment
-
-ex = Experiment(__file__)
-
-
-@ex.configs
-def get_config():
-    return [{"i": i} for i in range(int(os.environ["SEM_BENCH_ROWS"]))]
-
-
-@ex.automain
-def main(config):
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 """
 
 COMMON = ["hydra.launcher.timeout_min=10"]
@@ -149,6 +138,39 @@ def real_like_cluster(config: dict[str, Any], submitted_ids: list[str]) -> Itera
         restart_test_cluster({key: config[key] for key in REAL_LIKE})
 
 
+# Seconds without deleting files before each large submission. This VM's ext4 has no journal,
+# and ext4 without one never reuses an inode freed in the last 5 s (35 s while the inode table
+# is not yet written back): each new file's inode search reads past every such inode, so creating
+# files right after many were deleted or replaced (sem cancel rewrites every record) costs the
+# kernel up to tens of times more (perf: ext4's recently_deleted). A journaled file system has
+# no such rule; the benchmark deletes nothing until its end and lets its own rewrites age.
+SETTLE_S = 40
+
+
+def file_system_floor(run_dir: Path, rows: int, where: Path) -> dict:
+    """The file-system work of ``rows`` QUEUED records like the one in ``run_dir`` and nothing
+    else: one thread, bare ``os`` calls, per run a staged folder with its two files (each created
+    once), its rename into place and a link in an index folder. What the records cost at the least
+    on this file system at this moment: creating a file costs the kernel from about 20 us on a
+    quiet machine to several hundred when other processes create and delete files."""
+    files = [(name, (run_dir / name).read_bytes()) for name in ("config.json", "run.json")]
+    base = Path(tempfile.mkdtemp(prefix="sem-bench-floor-", dir=where))
+    index = base / "_sacred"
+    index.mkdir()
+    t0, r0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
+    for i in range(rows):
+        staging = f"{base}/.new-{i}"
+        os.mkdir(staging)
+        for name, data in files:
+            fd = os.open(f"{staging}/{name}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            os.write(fd, data)
+            os.close(fd)
+        os.rename(staging, f"{base}/{i}")
+        os.symlink(f"../{i}", f"{index}/{i + 1}")
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    return {"wall_s": time.perf_counter() - t0, "cpu_s": r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime}
+
+
 def squeue_all() -> list[str]:
     """Every job slurmctld holds, ended ones included."""
     out = subprocess.run(["squeue", "-h", "-t", "all", "-o", "%i"], capture_output=True, text=True, check=False)
@@ -201,13 +223,15 @@ def main() -> int:
             "stdout": sample.stdout,
         }
 
-    def sem_sweep(n: int, *extra: str, model: str = MODEL) -> tuple[dict, Path]:
+    def sem_sweep(n: int, *extra: str, returns: str = "row") -> tuple[dict, Path]:
         count[0] += 1
         models = work / f"sem{count[0]}" / "exp" / "models"
         models.mkdir(parents=True)
-        (models / "m_bench.py").write_text(model)
+        (models / "m_bench.py").write_text(MODEL)
         return timed(
-            [sys.executable, "m_bench.py", "hydra/launcher=slurm", *COMMON, *extra], models, {"SEM_BENCH_ROWS": str(n)}
+            [sys.executable, "m_bench.py", "hydra/launcher=slurm", *COMMON, *extra],
+            models,
+            {"SEM_BENCH_ROWS": str(n), "SEM_BENCH_RETURN": returns},
         ), models.parent
 
     def submitit_sweep(n: int) -> dict:
@@ -229,23 +253,27 @@ def main() -> int:
         )
 
     def submit_only() -> dict:
-        """One wait=false submission of submit_rows rows, its runs cancelled after."""
+        """One wait=false submission of submit_rows rows, then the file-system floor beside it,
+        then its runs cancelled; nothing is deleted before the end (see SETTLE_S)."""
+        time.sleep(0 if args.quick else SETTLE_S)
         sample, exp = sem_sweep(
             submit_rows, "hydra.launcher.wait=false", "+hydra.launcher.additional_parameters.begin=now+1hour"
         )
         ids = re.search(r"job ids ([\d, ]+)", sample["stdout"])
         submitted_ids.extend(re.findall(r"\d+", ids.group(1)) if ids else [])
+        runs = [d for d in (exp / "models" / "runs").iterdir() if (d / "run.json").exists()]
+        sample["records"] = len(runs)
+        # right after, on the same file system: the least the records could have cost meanwhile
+        sample["floor"] = file_system_floor(runs[0], submit_rows, work)
         cancel = bl.run([sys.executable, "-m", "sem_core.cli", "cancel", str(exp)], exp, check=False)
         if cancel.returncode != 0:
             raise SystemExit(f"sem cancel failed: {cancel.stdout}{cancel.stderr}")
-        sample["records"] = sum(1 for d in (exp / "models" / "runs").iterdir() if (d / "run.json").exists())
-        shutil.rmtree(exp, ignore_errors=True)
         return sample
 
     def peak_rss_mb(n: int) -> dict:
         """One array task running n packed configs; each job returns the task's peak RSS so far."""
         sample, exp = sem_sweep(
-            n, f"hydra.launcher.configs_per_task={n}", "hydra.launcher.timeout_min=120", model=MEMORY_MODEL
+            n, f"hydra.launcher.configs_per_task={n}", "hydra.launcher.timeout_min=120", returns="peak_rss"
         )
         peaks = [
             json.loads((d / "run.json").read_text()).get("result") or 0
@@ -310,6 +338,17 @@ def main() -> int:
             series(submits, "submission_s"),
             "as above, up to the last sbatch",
         ),
+        "submit_floor": bl.measurement(
+            f"file-system floor: {submit_rows:,} such records with bare os calls",
+            [s["floor"]["wall_s"] for s in submits],
+            "right after each submission, same file system, one thread: per run a staged folder, its "
+            "config.json and run.json created once, the rename into place, its `_sacred` link",
+        ),
+        "submit_floor_cpu": bl.measurement(
+            "of which CPU time",
+            [s["floor"]["cpu_s"] for s in submits],
+            "nearly all of it the kernel's (system time)",
+        ),
         "sem_packed_total": bl.measurement(
             f"sem `slurm`, {packed_rows:,} rows, configs_per_task={per_task}: total",
             [packed["total_s"]],
@@ -341,6 +380,12 @@ def main() -> int:
             "",
             "run folders (fewest of the repeats)",
         ),
+        "submit_over_floor": bl.derived(
+            f"sem wait=false, {submit_rows:,} rows / the file-system floor",
+            min(s["total_s"] / s["floor"]["wall_s"] for s in submits),
+            "x",
+            "each submission's wall time over the floor measured right after it (best of the repeats)",
+        ),
         "packed_per_job": bl.derived(
             f"configs_per_task={per_task}: wall time per job",
             packed["total_s"] / packed_rows * 1000,
@@ -366,7 +411,11 @@ def main() -> int:
             f"MaxJobCount={cluster['MaxJobCount']}; for the {submit_rows:,}-row submission restarted with "
             f"MaxArraySize={submit_array_max}, MaxJobCount={submit_cluster['MaxJobCount']}, as a real cluster), "
             "shared with the other users of the machine, "
-            "trivial jobs (`main` returns its row index). Measured from each command's start."
+            "trivial jobs (`main` returns its row index). Measured from each command's start. "
+            "A QUEUED record is four new inodes (its folder, config.json, run.json, its `_sacred` link): "
+            "this VM's ext4 has no journal, and without one each new inode costs the kernel from about "
+            "20 us to several hundred, the more files anyone on the machine deleted or replaced in the "
+            "last 5-35 s (perf: ext4's `recently_deleted`); the file-system floor is measured beside it."
         ),
         params={
             "rows": rows,
