@@ -169,8 +169,10 @@ class Experiment:
                 raise ConfigError(f"{self.path} row order_id={order_id}: {exc}") from None
             if not ids.RESERVED_KEYS.isdisjoint(row):
                 clash = sorted(set(row) & ids.RESERVED_KEYS)
+                named = ", ".join(repr(k) for k in clash)
+                what = f"keys {named} are" if len(clash) > 1 else f"key {named} is"
                 raise ConfigError(
-                    f"{self.path} row order_id={order_id}: key(s) {clash} are reserved by sem; rename them"
+                    f"{self.path} row order_id={order_id}: {what} set by sem for every run; rename it in the rows"
                 )
         return rows
 

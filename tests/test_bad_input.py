@@ -123,6 +123,13 @@ CASES = [
         ["m_test.py row order_id=1: keys 1 and '1' under 'opt' are both written as '1' in config.json"],
     ),
     (
+        "reserved-key",
+        '{"x": 3, "order_id": 7}',
+        None,
+        [],
+        ["m_test.py row order_id=1: key 'order_id' is set by sem for every run; rename it in the rows"],
+    ),
+    (
         "tuple-key",
         '{"x": 3, (1, 2): "a"}',
         None,
