@@ -350,8 +350,8 @@ def _submit_held(
     exists. On any failure the held jobs are cancelled (none is ever left behind)."""
     state = SweepState()
     records = sweep.tasks.queued_records(sweep)
-    # submitit writes a pickle per array task and a record is a few file creations: the file
-    # system's latency, not the CPU, bounds both, so they run side by side
+    # a record is four file creations, the kernel's work (its inode search), which threads
+    # overlap with each other and with the next arrays' sbatch calls
     submitters = ThreadPoolExecutor(SBATCH_AT_ONCE, thread_name_prefix="sem-sbatch")
     writers = ThreadPoolExecutor(RECORD_WRITERS, thread_name_prefix="sem-queued-records")
     arrays: list[Future[Submission]] = []
