@@ -309,6 +309,7 @@ class MongoLiveObserver(RunObserver):
             # the start did not reach the database: a sync as `sem sync` does it (asks the database first)
             sync_run_dirs(self.settings, [run_dir], "job end", self.clients, sweep_dir=self.sweep_dir)
             return
+        # read after the wait, not during it: reading holds the interpreter the writer needs to finish
         prepared = self._prepare(
             run_dir, existing_id=self.mongo_id, known_metrics=self.metric_ids, sent_doc=self.sent_doc
         )
