@@ -10,6 +10,7 @@ copies of the whole config it makes per job, which were a third of a short job's
 from __future__ import annotations
 
 import copy
+import gc
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -50,6 +51,8 @@ class JobRunner:
     # derive job configs from one composition (one-job launches gain nothing: Hydra composes)
     derive: bool = True
     configs: JobConfigs | None = field(default=None, repr=False)
+    # jobs run by this process: after the second, what the jobs share is set aside (``_settle``)
+    jobs_run: int = field(default=0, repr=False)
 
     def prepare(self, job_overrides: Sequence[Sequence[str]]) -> None:
         """Compose what the jobs share now (before forking workers, so that each inherits it)."""
@@ -66,6 +69,12 @@ class JobRunner:
             ret = run_recorded_job(self.hydra_context, self.task_function, config, self._configs().hydra_yaml)
             ret.cfg = None
             ret.hydra_cfg = None
+            self.jobs_run += 1
+            if self.jobs_run == 2:
+                _settle()
+            elif self.jobs_run > 2:
+                # the job's cycles, now garbage: what the collector tracks is about one job's worth
+                gc.collect()
             return ret
         return run_job(
             hydra_context=self.hydra_context,
@@ -83,6 +92,28 @@ class JobRunner:
     def __getstate__(self) -> dict:
         # a spawned worker builds its own compositions
         return {**self.__dict__, "configs": None}
+
+
+def _settle() -> None:
+    """Set what the jobs of this process share (imports, the config template, the planned rows:
+    built by now, the second job) aside from the garbage collector (``gc.freeze``); each later
+    job's garbage is then collected as the job returns.
+
+    A job's config is a tree of reference cycles (OmegaConf nodes point to their parents), about
+    a thousand objects freed only by a full collection, which CPython runs every ~65 short jobs:
+    a long sweep held about 15,000 dead objects at any time, 2-3 MB. With the shared objects
+    frozen, a full collection after a job looks at little more than that job's garbage (under
+    a millisecond, mostly freeing what would be freed anyway), and memory stays flat. Frozen
+    objects are also never touched again by the collector, so forked workers keep sharing their
+    pages with the sweep process. ``unsettle`` (or the end of the process) gives them back."""
+    gc.collect()
+    gc.freeze()
+
+
+def unsettle(runner: JobRunner) -> None:
+    """Objects set aside by ``_settle`` back under the garbage collector (a launch is over)."""
+    if runner.jobs_run >= 2:
+        gc.unfreeze()
 
 
 def is_sem_task(task_function: Any) -> bool:

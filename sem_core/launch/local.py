@@ -46,7 +46,7 @@ from hydra.core.utils import JobReturn, JobStatus, configure_log, setup_globals
 from sem_core import records
 from sem_core.job_return import JobReturns, portable
 from sem_core.launch.gpus import own_gpus
-from sem_core.launch.job import JobRunner, is_sem_task
+from sem_core.launch.job import JobRunner, is_sem_task, unsettle
 from sem_core.row_store import job_label, job_row
 from sem_core.run_status import RunStatus
 from sem_core.signals import Interrupted, interrupt_exit_code
@@ -133,6 +133,7 @@ def _launch_in_process(
             launcher.stopped_early = True
             log.error(f"fail_fast: job #{idx} failed; {len(job_overrides) - offset - 1} jobs not started")
             break
+    unsettle(runner)
     return runs
 
 
