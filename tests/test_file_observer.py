@@ -244,11 +244,14 @@ def test_queued_runs_written_together_are_the_records_queued_event_writes(tmp_pa
     host = host_info()
     # values that are the stand-ins QueuedRuns encodes in place of the shared parts stay as they are
     meta = {"command": "main", "options": {}, "sem": {"overrides": ["+order_id=0", "\x00host", "\x00experiment"]}}
-    FileStorageObserver(alone).queued_event(ex_info(model), "main", host, T0, {"a": 1, "global_id": "g1"}, meta, "g1")
     runs = QueuedRuns(together, ex_info(model), "main", host, T0)
     numbers = runs.link(["g1", "g2"])
-    runs.write("g1", {"a": 1, "global_id": "g1"}, meta, numbers[0])
-    runs.write("g2", {"a": 2, "global_id": "g2"}, meta, numbers[1])
+    # a value every record shares, encoded once, stands in the meta in place of the value
+    meta["sem"]["capture"] = {"mode": "fd", "files": ["cout.txt"]}
+    FileStorageObserver(alone).queued_event(ex_info(model), "main", host, T0, {"a": 1, "global_id": "g1"}, meta, "g1")
+    meta_shared = {**meta, "sem": {**meta["sem"], "capture": runs.shared(meta["sem"]["capture"])}}
+    runs.write("g1", {"a": 1, "global_id": "g1"}, meta_shared, numbers[0])
+    runs.write("g2", {"a": 2, "global_id": "g2"}, meta_shared, numbers[1])
 
     assert numbers == [1, 2]
     for name in records.RUN_FILE, records.CONFIG_FILE:

@@ -510,7 +510,7 @@ class QueuedRecords:
     sweep: SlurmSweep
     heartbeat_interval: float
     runs: QueuedRuns
-    argv: list[str]
+    shared_meta: dict  # meta.sem's entries every run shares, as QueuedRuns' stand-ins
 
     @classmethod
     def of_sweep(
@@ -520,14 +520,17 @@ class QueuedRecords:
         from sem_core.mongo.connection import redact_uri
         from sem_core.observers.file import QueuedRuns
 
+        runs = QueuedRuns(store, experiment.ex_info(), "main", host_info(), dt.datetime.now(dt.timezone.utc))
+        # as the callback does: a sem.mongo.url=... override must not put its password into a record
+        argv = [redact_uri(a) for a in [str(experiment.path)] + list(sys.argv[1:])]
         return cls(
             task=task,
             store=store,
             sweep=sweep,
             heartbeat_interval=heartbeat_interval,
-            runs=QueuedRuns(store, experiment.ex_info(), "main", host_info(), dt.datetime.now(dt.timezone.utc)),
-            # as the callback does: a sem.mongo.url=... override must not put its password into a record
-            argv=[redact_uri(a) for a in [str(experiment.path)] + list(sys.argv[1:])],
+            runs=runs,
+            # encoded once: the output capture's settings alone are most of a record's text
+            shared_meta={key: runs.shared(value) for key, value in {"argv": argv, **task.sweep_meta}.items()},
         )
 
     def write_all(self, sub: Submission, writers: ThreadPoolExecutor) -> list[Future[None]]:
@@ -560,12 +563,12 @@ class QueuedRecords:
                 "command": "main",
                 "options": {},
                 "sem": {
-                    "argv": self.argv,
+                    "argv": self.shared_meta["argv"],
                     "overrides": [redact_uri(o) for o in sweep.job_overrides[j]],
                     "job_num": sweep.initial_job_idx + j,
                     "store": str(self.store),
                     "heartbeat_interval": self.heartbeat_interval,
-                    **self.task.sweep_meta,
+                    **self.shared_meta,
                     "slurm": slurm,
                 },
             }

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import re
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -369,10 +370,11 @@ class FileStorageObserver(RunObserver):
         return str(stored)
 
 
-# what run.json holds in place of the parts every QUEUED record of a submission shares, until
-# they are put in as the JSON text they were encoded to once (json writes these strings as they are)
-_EXPERIMENT_SLOT = "\x00experiment"
-_HOST_SLOT = "\x00host"
+# what a QUEUED record holds in place of a value every record of a submission shares
+# (``QueuedRuns.shared``), until the value's JSON text, encoded once, is put in its place; json
+# writes the NUL as \u0000, which no command-line argument can hold
+_SHARED_SLOT = "\x00sem-shared:{}"
+_SHARED_SLOT_RE = re.compile(r'"\\u0000sem-shared:(\d+)"')
 
 
 class QueuedRuns:
@@ -386,15 +388,19 @@ class QueuedRuns:
 
     def __init__(self, store: Path, ex_info: Info, command: str, host_info: Info, queue_time: dt.datetime):
         self.store = Path(store)
-        experiment = dict(ex_info, sources=FileStorageObserver(self.store)._save_sources(ex_info))
         self.command = command
         self.queue_time = _iso(queue_time)
         self._linked: list[tuple[int, str]] = []
-        # the host's slot first: it is the first place its text appears until the experiment is in
-        self._shared = (
-            (records.encode_json(_HOST_SLOT), records.encode_json(dict(host_info), None)),
-            (records.encode_json(_EXPERIMENT_SLOT), records.encode_json(experiment, None)),
-        )
+        self._encoded: list[str] = []  # each shared value's JSON text
+        self._experiment = self.shared(dict(ex_info, sources=FileStorageObserver(self.store)._save_sources(ex_info)))
+        self._host = self.shared(dict(host_info))
+
+    def shared(self, value: Any) -> str:
+        """A stand-in to put in the records written here in place of ``value``, which is
+        encoded once and put in at the stand-in's place in each record (sem's meta, the model's
+        sources, the host: most of a QUEUED run.json's text)."""
+        self._encoded.append(records.encode_json(value, None))
+        return _SHARED_SLOT.format(len(self._encoded) - 1)
 
     def link(self, run_ids: Sequence[str]) -> list[int | None]:
         """The sacred numbers of these runs, linked to their folders (before they exist)."""
@@ -415,17 +421,15 @@ class QueuedRuns:
         """One run's folder with its config.json and QUEUED run.json; ``FileExistsError`` if
         the run folder exists (a global id is minted once per job)."""
         entry = run_entry(
-            _EXPERIMENT_SLOT,
+            self._experiment,
             self.command,
-            _HOST_SLOT,
+            self._host,
             {"queue_time": self.queue_time},
             meta_info,
             RunStatus.QUEUED,
             sacred_id,
         )
-        text = records.encode_json(entry, None)
-        for slot, value in self._shared:
-            text = text.replace(slot, value, 1)
+        text = _SHARED_SLOT_RE.sub(lambda m: self._encoded[int(m.group(1))], records.encode_json(entry, None))
         # config.json compact, as run.json: json's C encoder (the indenting one is pure Python);
         # it is written again, indented, when the run starts
         records.write_new_folder(
