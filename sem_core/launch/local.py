@@ -543,8 +543,8 @@ def _launch_in_processes(
             if stop.wake_r in ready and stop.signum is not None:  # signum is set before the pipe is written
                 stop.drain()
                 log.warning(
-                    f"{_signal_name(stop.signum)}: no new jobs ({len(queue)} not started); interrupting "
-                    f"{sum(w.job is not None for w in workers)} running jobs (again to stop at once)"
+                    f"{_signal_name(stop.signum)}: stopping {sum(w.job is not None for w in workers)} running jobs, "
+                    f"{len(queue)} not started (again: stop at once)"
                 )
             for worker in list(workers):
                 finished, ended = _collect(runner, worker, ready, stopping=stop.signum is not None)
