@@ -35,6 +35,7 @@ from sem_core.records import merge_series
 from sem_core.run_status import RunStatus
 from sem_core.signals import signals_held
 from sem_core.stdio import OutputCopier, make_capture
+from sem_core.traces import user_trace
 
 # Metric points waiting for an observer that refuses them (disk full) before the run is stopped.
 MAX_PENDING_POINTS = 2_000_000
@@ -432,7 +433,8 @@ class Run:
         with signals_held():
             # Shown when it happens (not only in the summary at the end of the sweep) and kept
             # in cout.txt with the rest of the job's output, where people look first.
-            self._report(f"failed:\n{''.join(traceback.format_exception(type(exc), exc, exc.__traceback__))}".rstrip())
+            trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            self._report(f"failed:\n{user_trace(trace)}".rstrip())
             self._wind_down()
             self._fail_held(exc, shown=True)
         self._final_event("failed_event", self._end, record=False)
@@ -442,7 +444,7 @@ class Run:
         if self.record_errors and not errors_told:
             trace.append("sem: the run's record is also incomplete: " + "; ".join(self.record_errors) + "\n")
         if not shown:
-            self._report(f"failed:\n{''.join(trace)}".rstrip())
+            self._report(f"failed:\n{user_trace(''.join(trace))}".rstrip())
         self.status = RunStatus.FAILED
         self._end = {"fail_time": _now(), "fail_trace": trace}
         self._record_end("failed_event", self._end)

@@ -55,6 +55,7 @@ LAYERS = {
         "starter",
         "run_gate",
         "config_yaml",
+        "traces",
     ),
     "pure": ("ids", "plan", "schema", "groups", "nested", "run_status", "errors"),
 }

@@ -193,8 +193,12 @@ def main(config):
     assert "ZeroDivisionError: division by zero" in trace and 'return 1 / config["x"]' in trace
     cout = (runs[1]["dir"] / "cout.txt").read_text()
     assert "about to divide 0" in cout and "ZeroDivisionError: division by zero" in cout
-    # and on the terminal when it happens, before the summary
+    # and on the terminal when it happens, before the summary: the user's frames, not sem's
+    # (the record keeps every frame)
     assert "ZeroDivisionError: division by zero" in proc.stderr
+    shown = proc.stderr[proc.stderr.index(": failed:") :]
+    assert 'return 1 / config["x"]' in shown and "frames of sem and Hydra left out" in shown
+    assert "sem_core" not in shown.split("ZeroDivisionError")[0] and "sem_core" in trace
     # the summary names the failed row and its error
     line = next(l for l in proc.stdout.splitlines() if l.startswith("1 "))
     assert "FAILED" in line and "ZeroDivisionError: division by zero" in line

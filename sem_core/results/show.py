@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +14,7 @@ from sem_core.errors import SemError
 from sem_core.ids import ID_KEYS
 from sem_core.results.load import by_recency
 from sem_core.run_status import RunStatus
+from sem_core.traces import user_trace
 
 ID_COLUMNS = ("global_id", "experiment_id", "config_id")
 MAX_LISTED = 8
@@ -49,47 +48,6 @@ def find_runs(runs: pd.DataFrame, ident: str) -> tuple[pd.DataFrame, str]:
     col, value = next(iter(hits))
     matched = by_recency(runs[runs[col].astype(str) == value])
     return matched, col
-
-
-_FRAME = re.compile(r'^\s*File "(?P<path>[^"]+)", line \d+')
-# Frames of the code that runs a job, not of the user's model: they are the same in every failed run.
-_MACHINERY = re.compile(r"[\\/](sem_core|hydra|hydra_plugins|submitit|omegaconf)[\\/]")
-
-
-def _machinery_dirs() -> tuple[str, ...]:
-    import hydra
-
-    import sem_core
-
-    return tuple(str(Path(str(m.__file__)).resolve().parent) + os.sep for m in (sem_core, hydra))
-
-
-def user_trace(trace: str) -> str:
-    """``trace`` without the frames of sem, Hydra and the launchers (a line says how many were
-    left out; the record keeps the full trace). Unchanged when no frame of the user's would be left."""
-    dirs = _machinery_dirs()
-    out: list[str] = []
-    dropped = kept = 0
-    skipping = False
-    for line in trace.splitlines():
-        frame = _FRAME.match(line)
-        if frame:
-            path = frame.group("path")
-            skipping = path.startswith(dirs) or bool(_MACHINERY.search(path))
-            dropped += skipping
-            kept += not skipping
-            if not skipping:
-                out.append(line)
-            continue
-        if skipping and line.startswith("    "):  # the frame's source line and its ^^^ markers
-            continue
-        skipping = False
-        out.append(line)
-    if not dropped or not kept:
-        return trace
-    frames = f"{dropped} frame{'s' if dropped != 1 else ''}"
-    note = f"  ({frames} of sem and Hydra left out; `sem show --full-trace` shows them)"
-    return "\n".join([out[0], note, *out[1:]]) + ("\n" if trace.endswith("\n") else "")
 
 
 def output_without_trace(output: str, global_id: str) -> str:
