@@ -4,9 +4,10 @@
 
 In one process, round-robin:
 
-- sem: ``plan_jobs`` (row overrides, ids, duplicate check input) + ``job_record`` with a new
-  global_id per job + ``register_rows`` (the lazy ConfigStore entries a job composes from and
-  the ``+sem_row=j<k>`` override it runs with), over --rows rows;
+- sem: ``plan_jobs`` (row overrides, ids, duplicate check input) + the planned records with a
+  new global_id per job (``PlannedRecords``) + ``register_rows`` (the lazy ConfigStore entries a
+  job composes from and the ``+sem_row=j<k>`` override it runs with), then each job's record and
+  override read once, as the sweep's manifest and its launcher read them, over --rows rows;
 - the same rows stored eagerly with ``ConfigStore.store`` (what sem did before its rows became
   lazy), over --eager-rows rows;
 - Hydra's BasicSweeper on its own sweep syntax: expanding ``+i=range(0,N)`` and composing every
@@ -58,15 +59,18 @@ def sem_plan(rows: list[dict]) -> tuple[float, float]:
     from hydra.core.config_store import ConfigStore
 
     from sem_core import ids
-    from sem_core.plan import job_record, plan_jobs
+    from sem_core.plan import PlannedRecords, plan_jobs
     from sem_core.row_store import register_rows
 
     ConfigStore.instance().repo.pop("sem_row", None)  # a fresh sweep
     t, c = time.perf_counter(), time.process_time()
     jobs = plan_jobs(rows)
-    overrides = register_rows([job_record(job, ids.new_global_id()) for job in jobs])
+    planned = PlannedRecords.new(jobs, ids.new_global_id)
+    overrides = register_rows(planned)
+    # made when read: read each once, as the manifest and the launcher do
+    read = sum(len(planned[k]) + len(overrides[k]) for k in range(len(planned)))
     elapsed = time.perf_counter() - t, time.process_time() - c
-    assert len(overrides) == len(rows)
+    assert len(overrides) == len(rows) and read
     return elapsed
 
 
@@ -116,7 +120,8 @@ def main() -> int:
         "sem_plan": bl.measurement(
             f"sem: plan + ids + register {n:,} rows",
             wall["sem"],
-            "plan_jobs, job_record with a new global_id each, register_rows (lazy ConfigStore entries)",
+            "plan_jobs, planned records with a new global_id each, register_rows (lazy ConfigStore entries), "
+            "each record and override read once",
         ),
         "sem_plan_eager_size": bl.measurement(
             f"sem: plan + ids + register {n_eager:,} rows",
