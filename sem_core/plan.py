@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import itertools
 import re
+from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, overload
@@ -303,28 +304,42 @@ def job_record(job: PlannedJob, global_id: str) -> dict:
     }
 
 
+class _Texts:
+    """Strings held as one string when they all have one width (run ids, row hashes): a
+    str object per row costs 50 bytes more than its characters. A list otherwise."""
+
+    def __init__(self, texts: Sequence[str]) -> None:
+        widths = {len(t) for t in texts}
+        self.width = widths.pop() if len(widths) == 1 else 0
+        self.packed = "".join(texts) if self.width else ""
+        self.listed: list[str] = [] if self.width else list(texts)
+
+    def __getitem__(self, i: int) -> str:
+        return self.packed[i * self.width : (i + 1) * self.width] if self.width else self.listed[i]
+
+
 class PlannedRecords(Sequence[dict]):
     """The records (``job_record``) of a sweep's planned jobs, each built when it is asked for.
 
-    A sweep of many rows holds its planned jobs and one string of run ids rather than a dict
-    per row: the records are read a few times each (the manifest, the job, the summary) and a
-    dict per row was a third of a large sweep's memory. Run ids all have one width
-    (``ids.new_global_id``), so the i-th is a slice of that string. A slice of the records
-    is a view of the same jobs and ids."""
+    A sweep of many rows holds its rows and a few columns (order ids in an array, ids packed
+    in strings) rather than a dict and a ``PlannedJob`` per row: the records are read a few
+    times each (the manifest, the job, the summary), and per-row objects were half of a large
+    sweep's memory. A slice of the records is a view of the same columns."""
 
-    def __init__(self, jobs: Sequence[PlannedJob], global_ids: Iterable[str]) -> None:
-        self._jobs = jobs
-        # joined from a generator: no list of id strings kept
-        self._ids = "".join(global_ids)
-        self._width = len(self._ids) // len(jobs) if jobs else 0
-        if self._width * len(jobs) != len(self._ids):
-            raise ValueError("run ids of one width are needed, one per job")
+    def __init__(self, jobs: Sequence[PlannedJob], global_ids: Sequence[str]) -> None:
+        if len(global_ids) != len(jobs):
+            raise ValueError(f"{len(jobs)} jobs and {len(global_ids)} run ids: one run id per job is needed")
+        self._rows = [job.row for job in jobs]
+        self._order_ids = array("q", (job.order_id for job in jobs))
+        self._experiment_ids = _Texts([job.experiment_id for job in jobs])
+        self._config_ids = _Texts([job.config_id for job in jobs])
+        self._global_ids = _Texts(global_ids)
         self._range = range(len(jobs))  # the jobs this view shows
 
     @classmethod
     def new(cls, jobs: Sequence[PlannedJob], new_id: Callable[[], str]) -> PlannedRecords:
-        """Records for ``jobs`` with a new run id each (``new_id()``, ids of one width)."""
-        return cls(jobs, (new_id() for _ in range(len(jobs))))
+        """Records for ``jobs`` with a new run id each (``new_id()``)."""
+        return cls(jobs, [new_id() for _ in range(len(jobs))])
 
     def __len__(self) -> int:
         return len(self._range)
@@ -341,7 +356,8 @@ class PlannedRecords(Sequence[dict]):
             view._range = self._range[index]
             return view
         i = self._range[index]
-        return job_record(self._jobs[i], self._ids[i * self._width : (i + 1) * self._width])
+        job = PlannedJob(self._order_ids[i], self._rows[i], self._experiment_ids[i], self._config_ids[i])
+        return job_record(job, self._global_ids[i])
 
     def __iter__(self) -> Iterator[dict]:
         for i in range(len(self._range)):
@@ -349,5 +365,4 @@ class PlannedRecords(Sequence[dict]):
 
     def global_id(self, index: int) -> str:
         """The run id of job ``index`` (without building its record)."""
-        i = self._range[index]
-        return self._ids[i * self._width : (i + 1) * self._width]
+        return self._global_ids[self._range[index]]

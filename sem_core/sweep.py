@@ -56,6 +56,9 @@ def sweep_experiment(sweeper: Any, arguments: list[str]) -> Any:
     # sem.skip_completed / sem.rerun: drop rows already done, list them in the summary
     selection = resume_sweep(jobs, store, config.sem, experiment.path.name, experiment.experiment_dir)
     planned = PlannedRecords.new(selection.to_run, ids.new_global_id)
+    # from here the planned jobs are the records' columns, not an object per row
+    del jobs
+    selection = Selection(to_run=[], skipped=selection.skipped)
     # under `sem run`: every model file's sweep is planned before any starts (sem_core.run_gate)
     run_gate.wait_at_gate(experiment.path, len(planned))
     sweep_dir = Path(str(config.hydra.sweep.dir))

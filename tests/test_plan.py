@@ -177,7 +177,7 @@ def test_planned_records_read_as_the_list_of_job_records_they_stand_for(n, cuts)
 
     jobs = plan_jobs(grid(x=range(n))) if n else []
     run_ids = [ids.new_global_id() for _ in jobs]
-    records, expected = PlannedRecords(jobs, iter(run_ids)), [job_record(j, g) for j, g in zip(jobs, run_ids)]
+    records, expected = PlannedRecords(jobs, run_ids), [job_record(j, g) for j, g in zip(jobs, run_ids)]
     for start, stop, step in cuts:
         records, expected = records[start:stop:step], expected[start:stop:step]
         run_ids = run_ids[start:stop:step]
@@ -193,8 +193,10 @@ def test_planned_records_read_as_the_list_of_job_records_they_stand_for(n, cuts)
         assert records[0] == expected[0]
 
 
-def test_planned_records_need_run_ids_of_one_width():
+def test_planned_records_keep_ids_of_any_width_and_need_one_per_job():
     from sem_core.plan import PlannedRecords
 
-    with pytest.raises(ValueError, match="one width"):
-        PlannedRecords(plan_jobs(grid(x=range(2))), iter(["a", "bb"]))
+    records = PlannedRecords(plan_jobs(grid(x=range(2))), ["a", "bb"])
+    assert [r["global_id"] for r in records] == ["a", "bb"]
+    with pytest.raises(ValueError, match="one run id per job"):
+        PlannedRecords(plan_jobs(grid(x=range(2))), ["a"])
