@@ -504,6 +504,11 @@ def requeue_signal(model: Path) -> str:
     return option.split("=", 1)[1].split("@")[0]
 
 
+def slurm_state(job_id: str) -> str:
+    """squeue's state of one job ('' once it left the queue)."""
+    return subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True).stdout.strip()
+
+
 def start_held_jobs_now() -> None:
     """Slurm holds a requeued job for ~2 minutes (BeginTime); move that forward to stay short."""
     waiting = subprocess.run(["squeue", "-h", "-r", "-t", "PD", "-o", "%i|%r"], capture_output=True, text=True).stdout
@@ -541,17 +546,21 @@ def test_a_signalled_job_is_requeued_with_the_same_global_id_then_reported_timeo
     )
     # the attempts to signal: (row, restart count); the second attempt of "resumes" ends at once
     to_signal = {("forever", 0), ("forever", 1), ("resumes", 0)}
-    # one signal at a time: two tasks of one array requeued in the same instant can leave one of
-    # them terminated by Slurm mid-requeue (a Slurm race, not what this test is about)
+    # one signal at a time, the next once Slurm has requeued the last: two tasks of one array
+    # requeued in the same instant can leave one of them terminated by Slurm mid-requeue (a Slurm
+    # race, not what this test is about)
     in_flight = None  # (row, restart count) signalled last
+    in_flight_job = ""  # its Slurm job id
     deadline = time.monotonic() + 300
     try:
         while proc.poll() is None and time.monotonic() < deadline:
             runs = load_store(store) if store.exists() else []
             attempts = {(r["config"]["name"], slurm_of(r["run"])["restart_count"]): r["run"]["status"] for r in runs}
-            if in_flight is not None and attempts.get(in_flight) == "RUNNING":
+            if in_flight is not None and (
+                attempts.get(in_flight) == "RUNNING" or slurm_state(in_flight_job) in ("RUNNING", "COMPLETING")
+            ):
                 start_held_jobs_now()
-                time.sleep(0.5)  # the signalled attempt has not handed its run back yet
+                time.sleep(0.5)  # the signalled attempt has not handed its run back, or Slurm not requeued it yet
                 continue
             in_flight = None
             for r in runs:
@@ -560,7 +569,7 @@ def test_a_signalled_job_is_requeued_with_the_same_global_id_then_reported_timeo
                 # RUNNING is written inside main: submitit's signal handler is installed by then
                 if r["run"]["status"] == "RUNNING" and attempt in to_signal:
                     to_signal.discard(attempt)
-                    in_flight = attempt
+                    in_flight, in_flight_job = attempt, slurm["job_id"]
                     subprocess.run(["scancel", f"--signal={requeue_signal(model)}", slurm["job_id"]], check=True)
                     break
             start_held_jobs_now()
