@@ -256,8 +256,9 @@ _UniqueKeyLoader = _unique_key_loader()
 
 
 def load_experiment_config(experiment_dir: Path) -> dict:
-    """Read ``experiment_config.yaml`` if present ({} if not). Warns (once per process) about
-    unknown keys in sem's sections and near misses of sem's names; the user's own keys are theirs."""
+    """Read ``experiment_config.yaml`` if present ({} if not). An unknown key in ``sem:`` is an
+    error; warns (once per process) about unknown keys in ``experiment:`` (experiment_manager's)
+    and near misses of sem's section names; the user's own keys are theirs."""
     path = Path(experiment_dir) / EXPERIMENT_CONFIG_NAME
     if not path.exists():
         return {}
@@ -271,6 +272,14 @@ def load_experiment_config(experiment_dir: Path) -> dict:
             if not isinstance(value, dict):
                 raise ConfigError(f"{path}: section {section!r} must be a mapping, got {value!r}")
             unknown = sorted(set(value) - EXPERIMENT_SECTION_KEYS[section], key=str)
+            if section == "sem" and unknown:
+                # sem's own section: a misspelt key would silently change what runs
+                # (`skip_complete: true` re-running every completed row)
+                key, names = unknown[0], EXPERIMENT_SECTION_KEYS[section]
+                raise ConfigError(
+                    f"{path}: section 'sem' key {key!r}: unknown key{did_you_mean(key, names)}; "
+                    f"known keys: {', '.join(sorted(names))}"
+                )
             for key in unknown:
                 del value[key]  # warned and ignored: the rest of the section still applies
             if unknown:

@@ -342,14 +342,20 @@ def test_invalid_experiment_config_read_at_module_level_has_no_traceback(write_m
     assert "Traceback" not in proc.stderr
 
 
-def test_misspelt_sem_keys_warn_with_the_right_spelling_and_the_users_own_keys_do_not(write_model):
-    model = write_model(SIMPLE, experiment_config="sem:\n  storagee: x\nfoo: 1\nmongoo: {host: x}\n")
+def test_a_misspelt_sem_key_stops_before_any_job_a_misspelt_section_warns_the_users_keys_pass(write_model):
+    model = write_model(SIMPLE, experiment_config="sem:\n  storagee: x\n")
+    proc = run_model(model, "+order_id=0")
+    assert proc.returncode == 1 and not (model.parent / "runs").exists()
+    assert (
+        "experiment_config.yaml: section 'sem' key 'storagee': unknown key (did you mean 'storage'?); known keys: "
+        in proc.stderr
+    )
+    model = write_model(SIMPLE, experiment_config="foo: 1\nmongoo: {host: x}\n")
     proc = run_model(model, "+order_id=0")
     assert proc.returncode == 0, proc.stderr
-    assert "unknown key(s) ['storagee'] in section 'sem' (did you mean 'storage'?)" in proc.stderr
     assert "section 'mongoo' is not read by sem (did you mean 'mongo'?)" in proc.stderr
     assert "'foo'" not in proc.stderr
-    assert proc.stderr.count("sem: warning:") == 2
+    assert proc.stderr.count("sem: warning:") == 1
 
 
 def test_duplicate_rows_warn_once_naming_both(write_model):

@@ -133,10 +133,6 @@ def test_the_predecessor_settings_note_is_shown_once_for_good(tmp_path, recwarn,
 @pytest.mark.parametrize(
     "text, expected",
     [
-        (
-            "sem:\n  heartbeat_intervall: 5\n",
-            "unknown key(s) ['heartbeat_intervall'] in section 'sem' (did you mean 'heartbeat_interval'?)",
-        ),
         ("SEM:\n  storage: x\n", "section 'SEM' is not read by sem (did you mean 'sem'?)"),
         (
             "experiments:\n  overwrite_id: true\n",
@@ -154,3 +150,10 @@ def test_misspelt_sem_names_warn_with_did_you_mean(tmp_path, fresh_notes, text, 
     with pytest.warns(SemWarning) as caught:
         settings.load_experiment_config(tmp_path)
     assert any(expected in m for m in _sem_warnings(caught)), _sem_warnings(caught)
+
+
+def test_an_unknown_key_in_sems_own_section_is_an_error_naming_the_key_and_the_fix(tmp_path):
+    (tmp_path / "experiment_config.yaml").write_text("sem:\n  heartbeat_intervall: 5\n")
+    with pytest.raises(ConfigError, match=r"section 'sem' key 'heartbeat_intervall': unknown key \(did you mean "
+                       r"'heartbeat_interval'\?\); known keys: .*heartbeat_interval"):  # fmt: skip
+        settings.load_experiment_config(tmp_path)
