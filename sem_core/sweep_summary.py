@@ -3,8 +3,9 @@ the truth) and its launcher's return, then one line of counts.
 
 Rows are read one at a time and not kept: a sweep of 10,000 rows holds the summary's counts
 and the few lines it prints. Up to ``ROWS_LISTED`` jobs, every job has its line; beyond that
-only the jobs that did not complete do (up to ``ROWS_LISTED``): a list of 10,000 completed
-jobs hides the three that failed, and ``sem ls`` lists every run."""
+only the jobs that failed (or whose row ran elsewhere) do, up to ``ROWS_LISTED``, and the
+completed, queued and running ones are counted: a list of 10,000 completed jobs hides the
+three that failed, and ``sem ls`` lists every run."""
 
 from __future__ import annotations
 
@@ -100,14 +101,14 @@ class SweepSummary:
         self.listed = listed
         self.count = dict.fromkeys(STATES, 0)
         self.first: list[dict] = []  # the first rows, while there are at most `listed`
-        self.unfinished: list[dict] = []  # the first `listed` rows that did not complete
+        self.troubled: list[dict] = []  # the first `listed` rows that failed or ran elsewhere
 
     def add(self, row: dict) -> None:
         self.count[row["state"]] += 1
         if len(self.first) <= self.listed:
             self.first.append(row)
-        if row["state"] != "done" and len(self.unfinished) < self.listed:
-            self.unfinished.append(row)
+        if row["state"] in ("failed", "elsewhere") and len(self.troubled) < self.listed:
+            self.troubled.append(row)
 
     def extend(self, rows: Iterable[dict]) -> SweepSummary:
         for row in rows:
@@ -125,14 +126,17 @@ class SweepSummary:
     def text(self, where: str, model_column: bool = False, skipped: int = 0, rerun_hint: bool = False) -> str:
         """The summary table, reasons too long for the table below it, and one line of counts;
         ``rerun_hint``: when a job did not complete, say how to run just those again."""
+        count = self.count
         every_row = self.total <= self.listed
-        lines = _table(self.first if every_row else self.unfinished, model_column)
+        lines = _table(self.first if every_row else self.troubled, model_column)
         if not every_row:
-            left = self.total - self.count["done"] - len(self.unfinished)
+            left = count["failed"] + count["elsewhere"] - len(self.troubled)
             if left:
                 lines.append(f"... and {left} more jobs that did not complete (sem ls --status STATUS lists them)")
-            lines.append(f"{self.count['done']} completed jobs not listed (sem ls lists every run)")
-        count = self.count
+            if count["done"]:
+                lines.append(f"{count['done']} completed jobs not listed (sem ls lists every run)")
+            if count["active"]:
+                lines.append(f"{count['active']} queued or running jobs not listed (sem status follows them)")
         ran = self.total - count["elsewhere"]
         if not self.total and skipped:
             counts = f"all {skipped} selected rows were skipped (listed above); nothing to run"

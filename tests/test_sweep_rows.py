@@ -143,10 +143,24 @@ def test_a_large_sweep_lists_the_jobs_that_did_not_complete_and_counts_the_rest(
     assert summary.failed
 
 
-def test_a_large_sweep_says_how_many_unfinished_jobs_it_did_not_list():
+def test_a_large_sweep_says_how_many_failed_jobs_it_did_not_list_and_counts_the_queued_ones():
     rows = [row(k, "failed", "E") for k in range(ROWS_LISTED + 5)] + [row(k, "active") for k in range(100, 103)]
-    text = format_summary(rows, "/runs")
-    assert "... and 8 more jobs that did not complete (sem ls --status STATUS lists them)" in text
+    lines = format_summary(rows, "/runs").splitlines()
+    assert sum(line.endswith("  E") for line in lines) == ROWS_LISTED
+    assert lines[-3:] == [
+        "... and 5 more jobs that did not complete (sem ls --status STATUS lists them)",
+        "3 queued or running jobs not listed (sem status follows them)",
+        f"0 of {ROWS_LISTED + 8} jobs completed, {ROWS_LISTED + 5} not completed, 3 queued or running; runs in /runs",
+    ]
+
+
+def test_a_large_submitted_sweep_prints_counts_not_a_line_per_queued_job():
+    """hydra.launcher.wait=false on Slurm: every job is queued when the summary is printed."""
+    lines = format_summary((row(k, "active") for k in range(10_000)), "/runs").splitlines()
+    assert lines == [
+        "10000 queued or running jobs not listed (sem status follows them)",
+        "0 of 10000 jobs completed, 0 not completed, 10000 queued or running; runs in /runs",
+    ]
 
 
 def test_the_error_column_fits_the_terminal_and_the_whole_error_follows(monkeypatch):
