@@ -54,7 +54,7 @@ class JobReturns(Sequence[JobReturn]):
     def add(self, offset: int, ret: JobReturn) -> None:
         """Job ``job_overrides[offset]`` returned ``ret``."""
         self._offsets.append(offset)
-        if self.keep_all or ret.status != JobStatus.COMPLETED or _read_by_sweep(ret._return_value):
+        if self.keep_all or read_by_sweep(ret):
             self._kept[offset] = ret
 
     def in_job_order(self) -> JobReturns:
@@ -83,9 +83,11 @@ class JobReturns(Sequence[JobReturn]):
         return JobReturn(overrides=list(self.job_overrides[offset]), status=JobStatus.COMPLETED)
 
 
-def _read_by_sweep(value: object) -> bool:
-    """Whether the sweep reads this completed job's return: another run held its row
-    (``sem_core.claims.Elsewhere``). Looked up, not imported: a sweep that never loaded the
-    module (no MongoDB) has no such return."""
+def read_by_sweep(ret: JobReturn) -> bool:
+    """Whether a sem sweep reads more of this job's return than that it completed: the job
+    failed (its exception), or another run held its row (``sem_core.claims.Elsewhere``; looked
+    up, not imported: a sweep that never loaded the module, no MongoDB, has no such return)."""
+    if ret.status != JobStatus.COMPLETED:
+        return True
     claims = sys.modules.get("sem_core.claims")
-    return claims is not None and isinstance(value, claims.Elsewhere)
+    return claims is not None and isinstance(ret._return_value, claims.Elsewhere)

@@ -19,7 +19,7 @@ from hydra.core.utils import JobReturn, JobStatus
 
 from sem_core import ids, run_gate
 from sem_core.errors import ConfigError
-from sem_core.job_return import JobReturns
+from sem_core.job_return import JobReturns, read_by_sweep
 from sem_core.plan import PlannedRecords
 from sem_core.resume import Selection, format_skipped, resume_sweep
 from sem_core.row_store import job_overrides, row_index
@@ -40,8 +40,7 @@ class Launched:
 
     def keep(self, index: int, ret: JobReturn) -> None:
         """Planned job ``index`` returned ``ret``."""
-        lean = ret.status == JobStatus.COMPLETED and ret._return_value is None
-        self.outcomes[index] = JobStatus.COMPLETED if lean else ret
+        self.outcomes[index] = ret if read_by_sweep(ret) else JobStatus.COMPLETED
 
 
 def sweep_experiment(sweeper: Any, arguments: list[str]) -> Any:
@@ -88,7 +87,8 @@ def _launch_in_batches(sweeper: Any, passthrough: Sequence[str], planned: Sequen
     for start in range(0, len(planned), batch_size):
         jobs = job_overrides(planned[start : start + batch_size], sweeper.task_function.experiment, start)
         results = sweeper.launcher.launch(jobs.with_before(passthrough), initial_job_idx=start)
-        # kept lean: a JobReturn per job held to the sweep's end grew a 10,000-row sweep by 10 MB
+        # Hydra gets the launch's returns back when they are lean (sem's local launcher); another
+        # launcher's list, a JobReturn per job, is not held to the sweep's end (10 MB at 10,000 rows)
         launched.batches.append(results if isinstance(results, JobReturns) else [])
         # by the row override, not by position: a fail_fast launcher returns fewer results
         for ret in results:
