@@ -61,7 +61,12 @@ def add_where(parser: argparse.ArgumentParser) -> None:
 
 def add_table_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--metric", action="append", default=[], metavar="M", help="metric to show (repeatable; default: all)"
+        "--metric",
+        action="append",
+        default=[],
+        metavar="M",
+        help="metric to show (repeatable; default: every metric, but in sem results' terminal table the test_* "
+        "ones, see --all-metrics)",
     )
     parser.add_argument(
         "--group-by",
