@@ -16,14 +16,20 @@ def model_file_help(model_file_name: str) -> str:
     """Hydra's ``hydra.help.template`` for a model file (``$CONFIG`` is Hydra's)."""
     return (
         f"{model_file_name}: a sem model file.\n\n"
-        "Runs every row of @ex.configs as a Hydra multirun job and records each run under\n"
-        "<models>/runs (sacred's file layout).\n\n"
-        "Select rows:      +order_id=2   +order_id=0,3   +order_id='range(0,4)'   KEY=v   KEY=v1,v2\n"
-        "Change rows:      ++KEY=v (override in every selected row)   +NEW=v1,v2 (add and cross)   ~KEY\n"
-        "Launchers:        hydra/launcher=local hydra.launcher.n_jobs=N   hydra.launcher.fail_fast=true\n"
-        "                  hydra/launcher=slurm (or a cluster section of experiment_config.yaml)\n"
+        "Runs every row of @ex.configs as a Hydra multirun job and records each run\n"
+        "under <models>/runs (sacred's file layout).\n\n"
+        # each line fits 80 columns
+        "Select rows:      +order_id=2   +order_id=0,3   +order_id='range(0,4)'\n"
+        "                  0 3 (order_ids alone)   KEY=v   KEY=v1,v2 (by a key's value)\n"
+        "Change rows:      ++KEY=v (override in every selected row)   ~KEY (remove)\n"
+        "                  +NEW=v1,v2 (add a key, crossed with the rows)\n"
+        "Launchers:        hydra/launcher=local hydra.launcher.n_jobs=N\n"
+        "                  hydra.launcher.fail_fast=true\n"
+        "                  hydra/launcher=slurm (or a cluster section of\n"
+        "                  experiment_config.yaml)\n"
         "Resume:           sem.skip_completed=true   sem.rerun=failed|missing\n"
-        "sem settings:     sem.storage=PATH   sem.heartbeat_interval=SECONDS   sem.mongo.url=URI\n"
-        "Without running:  sem plan <this file> [overrides]   (the jobs, with their ids)\n\n"
+        "sem settings:     sem.storage=PATH   sem.heartbeat_interval=SECONDS\n"
+        "                  sem.mongo.url=URI\n"
+        "Without running:  sem plan <this file> [overrides]   (the jobs and their ids)\n\n"
         "== Config ==\n$CONFIG\n\n" + HYDRA_HELP_FOOTER
     )
