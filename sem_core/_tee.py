@@ -84,6 +84,16 @@ class OutputFile:
 
 
 def ignore_stop_signals() -> None:
+    """The copier's signal dispositions. Stop signals are ignored: the copier ends when the
+    pipes it copies close. Every other Python handler inherited from the job's process
+    (submitit's, the user's) goes back to the default: under Slurm, submitit's handler for
+    SIGCONT ran inside the copier's loop and its logging crashed the copier."""
+    for signum in signal.valid_signals():
+        try:
+            if callable(signal.getsignal(signum)):
+                signal.signal(signum, signal.SIG_DFL)
+        except (OSError, ValueError):  # a signal Python cannot handle
+            continue
     for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGPIPE", "SIGUSR1", "SIGUSR2"):
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), signal.SIG_IGN)

@@ -125,3 +125,34 @@ def test_one_copier_serves_every_job_of_a_process(tmp_path):
     assert len(worker_copiers) == 1 and not worker_copiers & copiers
     copier.close()
     assert not _copier_pids() - before  # ended and reaped
+
+
+def test_the_copier_runs_none_of_the_signal_handlers_of_the_jobs_process(tmp_path):
+    """Under Slurm, submitit's Python handler for SIGCONT was inherited by the copier and ran
+    in its loop (its logging crashed the copier). The copier keeps no Python handler of the
+    process it was forked from: a signal sent to it runs none, and it copies on."""
+    import signal
+
+    handled = tmp_path / "handled"
+
+    def note(signum, frame):
+        with open(handled, "a") as fh:
+            fh.write(f"{os.getpid()}\n")
+
+    before = _copier_pids()
+    saved = signal.signal(signal.SIGCONT, note)
+    copier = OutputCopier()
+    try:
+        cap = FdCapture(tmp_path / "cout.txt", copier)
+        cap.start()
+        (copier_pid,) = _copier_pids() - before
+        os.kill(copier_pid, signal.SIGCONT)
+        time.sleep(0.2)  # the copier's loop has seen the signal
+        print("after the signal")
+        cap.stop()
+    finally:
+        signal.signal(signal.SIGCONT, saved)
+        copier.close()
+    assert cap.problem is None
+    assert (tmp_path / "cout.txt").read_text().count("after the signal") == 1
+    assert not handled.exists() or str(copier_pid) not in handled.read_text().split()
