@@ -130,7 +130,8 @@ def test_clean_dry_run_yes_and_restore(messy_store):
 
     # nothing here is pushed to DVC or synced to MongoDB: without --force nothing may move
     out = sem("clean", cwd=exp).stdout
-    assert "nothing to clean" in out and out.count("--force to bin it") == 5
+    assert out.count("keep  ") == 5 and "5 run(s) kept: they exist only here" in out
+    assert "nothing to clean" not in out  # there is, with --force
     assert snapshot(store) == before and not (store / BIN_DIR).exists()
 
     out = sem("clean", "--force", cwd=exp).stdout

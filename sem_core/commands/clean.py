@@ -90,7 +90,12 @@ def run(args: argparse.Namespace) -> int:
         extra = f"  + database run {in_db[item.name]}" if item.name in in_db else ""
         print(f"{'move' if args.yes else 'would move'}  {item.name}  ({item.reason}){extra}")
     for item in plan.protected:
-        print(f"keep  {item.name}  ({item.reason}; not pushed to DVC nor synced to MongoDB: --force to bin it)")
+        print(f"keep  {item.name}  ({item.reason})")
+    if plan.protected:
+        print(
+            f"{len(plan.protected)} run(s) kept: they exist only here (not pushed to DVC nor synced to MongoDB); "
+            "--force bins them too"
+        )
     # unreadable records left in the store: no other command can handle them, so say so in the exit code
     left = [i for i in plan.protected if i.reason.startswith(clean.UNREADABLE)]
     if not args.yes:
@@ -103,7 +108,8 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     if not plan.move:
-        print(f"nothing to clean in {store}")
+        if not plan.protected:
+            print(f"nothing to clean in {store}")
         return code
     from sem_core.mongo.bin import BIN_RUNS
 
