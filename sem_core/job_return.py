@@ -8,9 +8,10 @@ import sys
 import traceback
 from array import array
 from collections.abc import Sequence
-from typing import overload
 
 from hydra.core.utils import JobReturn, JobStatus
+
+from sem_core.sequences import MadeWhenRead
 
 
 class JobError(Exception):
@@ -32,7 +33,7 @@ def portable(ret: JobReturn) -> JobReturn:
     return ret
 
 
-class JobReturns(Sequence[JobReturn]):
+class JobReturns(MadeWhenRead[JobReturn]):
     """The returns of a launch's jobs, in job order, keeping of a sem job only what its sweep
     reads.
 
@@ -67,15 +68,7 @@ class JobReturns(Sequence[JobReturn]):
     def __len__(self) -> int:
         return len(self._offsets)
 
-    @overload
-    def __getitem__(self, i: int) -> JobReturn: ...
-
-    @overload
-    def __getitem__(self, i: slice) -> list[JobReturn]: ...
-
-    def __getitem__(self, i: int | slice) -> JobReturn | list[JobReturn]:
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
+    def _item(self, i: int) -> JobReturn:
         offset = self._offsets[i]
         kept = self._kept.get(offset)
         if kept is not None:

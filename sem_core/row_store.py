@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Iterator, Sequence
-from typing import Any, overload
+from typing import Any
 
 from hydra.core.config_store import ConfigNode
 from omegaconf import DictConfig
@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 from sem_core import ids
 from sem_core.compose import row_node
 from sem_core.groups import ConfigGroups
+from sem_core.sequences import MadeWhenRead
 
 ROW_GROUP = "sem_row"
 
@@ -156,7 +157,7 @@ def register_rows(records_: Sequence[dict], first_index: int = 0, groups: Config
     return RowOverrides(first_index, len(records_))
 
 
-class RowOverrides(Sequence[str]):
+class RowOverrides(MadeWhenRead[str]):
     """``+sem_row=j<k>`` for k in a range: made when read, as the rows they name."""
 
     def __init__(self, first_index: int, length: int) -> None:
@@ -166,19 +167,7 @@ class RowOverrides(Sequence[str]):
     def __len__(self) -> int:
         return self.length
 
-    @overload
-    def __getitem__(self, i: int) -> str: ...
-
-    @overload
-    def __getitem__(self, i: slice) -> list[str]: ...
-
-    def __getitem__(self, i: int | slice) -> str | list[str]:
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(self.length))]
-        if i < 0:
-            i += self.length
-        if not 0 <= i < self.length:
-            raise IndexError(i)
+    def _item(self, i: int) -> str:
         return row_override(self.first_index + i)
 
 
@@ -196,7 +185,7 @@ def row_index(overrides: Sequence[str]) -> int | None:
     return None
 
 
-class JobOverrides(Sequence[list]):
+class JobOverrides(MadeWhenRead[list]):
     """Each job's overrides, made when read: ``before`` (the sweep's own overrides), the row's
     config-group choices (``model=mlp``, a model file with a config tree), then its
     ``+sem_row=j<k>``, always last. Hydra's launchers take any sequence of override lists;
@@ -215,15 +204,7 @@ class JobOverrides(Sequence[list]):
     def __len__(self) -> int:
         return len(self.rows)
 
-    @overload
-    def __getitem__(self, i: int) -> list: ...
-
-    @overload
-    def __getitem__(self, i: slice) -> list[list]: ...
-
-    def __getitem__(self, i: int | slice) -> list | list[list]:
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
+    def _item(self, i: int) -> list:
         row = self.rows[i]
         if self.tree is None:
             return [*self.before, row]

@@ -57,7 +57,7 @@ LAYERS = {
         "config_yaml",
         "traces",
     ),
-    "pure": ("ids", "plan", "schema", "groups", "nested", "run_status", "errors"),
+    "pure": ("ids", "plan", "schema", "groups", "nested", "run_status", "errors", "sequences"),
 }
 # Imports that reach up a layer, each with its reason (docs/design.md lists them too).
 UPWARD_IMPORTS = {
